@@ -1,0 +1,300 @@
+use std::net::Ipv4Addr;
+
+use super::*;
+use crate::wire::{self, AsPath, Message, Origin, Update};
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("prefix")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+fn policy(cluster_id: Option<Ipv4Addr>) -> PolicyConfig {
+    PolicyConfig {
+        local_as: 64512,
+        router_id: Ipv4Addr::new(10, 0, 0, 1),
+        cluster_id,
+        pools: vec![net("101.64.0.0/10")],
+        own_blocks: vec![net("101.76.9.128/26")],
+        next_hop_v4: Ipv4Addr::new(10, 0, 0, 1),
+        next_hop_v6: None,
+    }
+}
+
+fn peer(addr: &str, id: [u8; 4], rr_client: bool) -> PeerInfo {
+    PeerInfo {
+        address: ip(addr),
+        router_id: Ipv4Addr::from(id),
+        asn: 64512,
+        ibgp: true,
+        rr_client,
+        ipv4: true,
+        ipv6: false,
+        context: Context { four_octet_as: true, ..Context::default() },
+        max_prefixes: None,
+    }
+}
+
+fn attrs(local_pref: u32) -> Attributes {
+    Attributes {
+        origin: Some(Origin::Igp),
+        as_path: Some(AsPath::default()),
+        local_pref: Some(local_pref),
+        ..Attributes::default()
+    }
+}
+
+fn announce(prefixes: &[&str], next_hop: &str, a: Attributes) -> Update {
+    let mut a = a;
+    a.next_hop = match ip(next_hop) {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    };
+    Update { nlri: prefixes.iter().map(|p| Nlri { path_id: None, prefix: net(p) }).collect(), attributes: a, ..Update::default() }
+}
+
+/// Decodes what the RIB sent to `to`: (announced prefixes with attributes, withdrawn prefixes).
+fn sent_to(fx: &Effects, to: &str) -> (Vec<(IpNet, Attributes)>, Vec<IpNet>) {
+    let ctx = Context { four_octet_as: true, ..Context::default() };
+    let mut ann = Vec::new();
+    let mut wd = Vec::new();
+    for (addr, bytes) in &fx.messages {
+        if *addr != ip(to) {
+            continue;
+        }
+        let Ok(Message::Update(u)) = wire::decode(bytes, &ctx) else { panic!("not an update") };
+        for n in &u.nlri {
+            ann.push((n.prefix, u.attributes.clone()));
+        }
+        wd.extend(u.withdrawn.iter().map(|n| n.prefix));
+    }
+    (ann, wd)
+}
+
+#[test]
+fn own_blocks_are_sent_with_next_hop_self_and_end_of_rib() {
+    let mut rib = Rib::new(policy(None), 4);
+    rib.flush();
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    let fx = rib.flush();
+    let (ann, _) = sent_to(&fx, "10.0.0.2");
+    assert_eq!(ann.len(), 1);
+    assert_eq!(ann[0].0, net("101.76.9.128/26"));
+    assert_eq!(ann[0].1.next_hop, Some(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(ann[0].1.local_pref, Some(100));
+    assert_eq!(ann[0].1.origin, Some(Origin::Igp));
+    // The last message is End-of-RIB.
+    let last = fx.messages.last().expect("messages");
+    assert_eq!(last.1.len(), 23);
+}
+
+#[test]
+fn learned_route_goes_to_fib_and_not_to_other_ibgp_peers() {
+    let mut rib = Rib::new(policy(None), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.peer_up(peer("10.0.0.3", [10, 0, 0, 3], false));
+    rib.flush();
+    rib.update(ip("10.0.0.2"), announce(&["101.88.228.192/26"], "10.0.0.2", attrs(100)));
+    let fx = rib.flush();
+    assert!(fx.fib_changed);
+    assert_eq!(rib.fib_view().get(&net("101.88.228.192/26")), Some(&vec![ip("10.0.0.2")]));
+    assert!(sent_to(&fx, "10.0.0.3").0.is_empty(), "iBGP route must not be re-advertised");
+}
+
+#[test]
+fn routes_outside_pools_or_overlapping_own_blocks_are_refused() {
+    let mut rib = Rib::new(policy(None), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.update(ip("10.0.0.2"), announce(&["10.99.0.0/26", "101.76.9.128/27", "101.76.0.0/16"], "10.0.0.2", attrs(100)));
+    rib.flush();
+    assert!(rib.fib_view().is_empty());
+    let c = rib.counts()[&ip("10.0.0.2")];
+    assert_eq!((c.received, c.accepted, c.refused_overlap, c.refused), (3, 0, 2, 1));
+}
+
+#[test]
+fn higher_local_pref_wins_then_lower_router_id() {
+    let mut rib = Rib::new(policy(None), 1);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 9], false));
+    rib.peer_up(peer("10.0.0.3", [10, 0, 0, 3], false));
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.update(ip("10.0.0.3"), announce(&["101.88.0.0/26"], "10.0.0.3", attrs(100)));
+    rib.flush();
+    assert_eq!(rib.fib_view()[&net("101.88.0.0/26")], vec![ip("10.0.0.3")], "lower router id");
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(200)));
+    rib.flush();
+    assert_eq!(rib.fib_view()[&net("101.88.0.0/26")], vec![ip("10.0.0.2")], "higher LOCAL_PREF");
+}
+
+#[test]
+fn equal_cost_paths_form_a_multipath_set() {
+    let mut rib = Rib::new(policy(None), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.peer_up(peer("10.0.0.3", [10, 0, 0, 3], false));
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.update(ip("10.0.0.3"), announce(&["101.88.0.0/26"], "10.0.0.3", attrs(100)));
+    rib.flush();
+    assert_eq!(rib.fib_view()[&net("101.88.0.0/26")], vec![ip("10.0.0.2"), ip("10.0.0.3")]);
+}
+
+#[test]
+fn shorter_cluster_list_breaks_ties_after_router_id() {
+    let mut rib = Rib::new(policy(None), 1);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.peer_up(peer("10.0.0.3", [10, 0, 0, 3], false));
+    let mut a = attrs(100);
+    a.originator_id = Some(Ipv4Addr::new(10, 9, 9, 9));
+    a.cluster_list = vec![Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(2, 2, 2, 2)];
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.9", a.clone()));
+    a.cluster_list = vec![Ipv4Addr::new(1, 1, 1, 1)];
+    rib.update(ip("10.0.0.3"), announce(&["101.88.0.0/26"], "10.0.0.9", a));
+    rib.flush();
+    let routes = rib.routes();
+    let best = routes.iter().find(|r| r.best && r.prefix == net("101.88.0.0/26")).expect("best");
+    assert_eq!(best.peer, Some(ip("10.0.0.3")));
+}
+
+#[test]
+fn withdraw_removes_route_everywhere() {
+    let mut rib = Rib::new(policy(None), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.flush();
+    let u = Update { withdrawn: vec![Nlri { path_id: None, prefix: net("101.88.0.0/26") }], ..Update::default() };
+    rib.update(ip("10.0.0.2"), u);
+    rib.flush();
+    assert!(rib.fib_view().is_empty());
+    assert_eq!(rib.counts()[&ip("10.0.0.2")].accepted, 0);
+}
+
+#[test]
+fn treat_as_withdraw_removes_the_previous_route() {
+    let mut rib = Rib::new(policy(None), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.flush();
+    let mut u = announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100));
+    u.outcome = wire::Outcome::TreatAsWithdraw(vec![]);
+    rib.update(ip("10.0.0.2"), u);
+    rib.flush();
+    assert!(rib.fib_view().is_empty());
+    assert_eq!(rib.counts()[&ip("10.0.0.2")].treat_as_withdraw, 1);
+}
+
+#[test]
+fn reflector_reflects_client_routes_with_originator_and_cluster_list() {
+    let cid = Ipv4Addr::new(1, 1, 1, 1);
+    let mut rib = Rib::new(policy(Some(cid)), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], true));
+    rib.peer_up(peer("10.0.0.3", [10, 0, 0, 3], true));
+    rib.peer_up(peer("10.0.0.4", [10, 0, 0, 4], false));
+    rib.flush();
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    let fx = rib.flush();
+    for to in ["10.0.0.3", "10.0.0.4"] {
+        let (ann, _) = sent_to(&fx, to);
+        assert_eq!(ann.len(), 1, "to {to}");
+        assert_eq!(ann[0].1.originator_id, Some(Ipv4Addr::new(10, 0, 0, 2)));
+        assert_eq!(ann[0].1.cluster_list, vec![cid]);
+        assert_eq!(ann[0].1.next_hop, Some(Ipv4Addr::new(10, 0, 0, 2)), "next hop unchanged");
+    }
+    assert!(sent_to(&fx, "10.0.0.2").0.is_empty(), "not back to the originator");
+}
+
+#[test]
+fn reflector_sends_non_client_routes_only_to_clients() {
+    let mut rib = Rib::new(policy(Some(Ipv4Addr::new(1, 1, 1, 1))), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], true));
+    rib.peer_up(peer("10.0.0.4", [10, 0, 0, 4], false));
+    rib.peer_up(peer("10.0.0.5", [10, 0, 0, 5], false));
+    rib.flush();
+    rib.update(ip("10.0.0.4"), announce(&["101.88.0.0/26"], "10.0.0.4", attrs(100)));
+    let fx = rib.flush();
+    assert_eq!(sent_to(&fx, "10.0.0.2").0.len(), 1);
+    assert!(sent_to(&fx, "10.0.0.5").0.is_empty());
+}
+
+#[test]
+fn reflection_loops_are_refused() {
+    let cid = Ipv4Addr::new(1, 1, 1, 1);
+    let mut rib = Rib::new(policy(Some(cid)), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], true));
+    let mut a = attrs(100);
+    a.cluster_list = vec![cid];
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", a));
+    let mut b = attrs(100);
+    b.originator_id = Some(Ipv4Addr::new(10, 0, 0, 1));
+    rib.update(ip("10.0.0.2"), announce(&["101.89.0.0/26"], "10.0.0.2", b));
+    rib.flush();
+    assert!(rib.fib_view().is_empty());
+}
+
+#[test]
+fn graceful_restart_keeps_stale_routes_until_end_of_rib() {
+    let mut rib = Rib::new(policy(None), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26", "101.89.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.flush();
+    rib.peer_down(ip("10.0.0.2"), true);
+    rib.flush();
+    assert_eq!(rib.fib_view().len(), 2, "stale routes stay installed");
+    assert!(rib.routes().iter().all(|r| r.local || r.stale));
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.flush();
+    assert_eq!(rib.fib_view().len(), 2, "still waiting for End-of-RIB");
+    rib.update(ip("10.0.0.2"), Update::end_of_rib(AfiSafi::IPV4_UNICAST));
+    rib.flush();
+    assert_eq!(rib.fib_view().keys().copied().collect::<Vec<_>>(), vec![net("101.88.0.0/26")]);
+    assert!(rib.eor_complete(ip("10.0.0.2")));
+}
+
+#[test]
+fn stale_timer_expiry_removes_stale_routes() {
+    let mut rib = Rib::new(policy(None), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.flush();
+    rib.peer_down(ip("10.0.0.2"), true);
+    rib.stale_expired(ip("10.0.0.2"));
+    rib.flush();
+    assert!(rib.fib_view().is_empty());
+}
+
+#[test]
+fn down_without_graceful_restart_drops_routes() {
+    let mut rib = Rib::new(policy(None), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.flush();
+    rib.peer_down(ip("10.0.0.2"), false);
+    rib.flush();
+    assert!(rib.fib_view().is_empty());
+}
+
+#[test]
+fn max_prefix_asks_for_cease_6_1_with_limit() {
+    let mut rib = Rib::new(policy(None), 4);
+    let mut p = peer("10.0.0.2", [10, 0, 0, 2], false);
+    p.max_prefixes = Some(1);
+    rib.peer_up(p);
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26", "101.89.0.0/26"], "10.0.0.2", attrs(100)));
+    let fx = rib.flush();
+    let (_, n) = fx.resets.first().expect("reset");
+    assert_eq!((n.code, n.subcode), (6, 1));
+    assert_eq!(&n.data[..], &[0, 1, 1, 0, 0, 0, 1]);
+}
+
+#[test]
+fn removing_an_own_block_withdraws_it() {
+    let mut rib = Rib::new(policy(None), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.flush();
+    rib.set_own_blocks(vec![net("101.76.10.0/26")]);
+    let fx = rib.flush();
+    let (ann, wd) = sent_to(&fx, "10.0.0.2");
+    assert_eq!(wd, vec![net("101.76.9.128/26")]);
+    assert_eq!(ann.iter().map(|a| a.0).collect::<Vec<_>>(), vec![net("101.76.10.0/26")]);
+}

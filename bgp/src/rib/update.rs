@@ -1,0 +1,230 @@
+//! Incoming UPDATEs into the Loc-RIB, and Loc-RIB changes out to peers.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::{best, policy::Refusal, Effects, Path, PeerInfo, Rib, Source};
+use crate::wire::{pack_announce, pack_withdraw, AfiSafi, Attributes, Context, Nlri, Outcome, Update};
+
+pub(super) fn announce(fx: &mut Effects, to: IpAddr, attrs: &Attributes, nh: IpAddr, family: AfiSafi, nlri: &[Nlri], ctx: &Context) {
+    let mut attrs = attrs.clone();
+    attrs.next_hop = match nh {
+        IpAddr::V4(a) if family == AfiSafi::IPV4_UNICAST => Some(a),
+        _ => None,
+    };
+    for msg in pack_announce(&attrs, nh, family, nlri, ctx) {
+        fx.messages.push((to, msg));
+    }
+}
+
+pub(super) fn withdraw(fx: &mut Effects, to: IpAddr, family: AfiSafi, nlri: &[Nlri], ctx: &Context) {
+    for msg in pack_withdraw(family, nlri, ctx) {
+        fx.messages.push((to, msg));
+    }
+}
+
+pub(super) fn end_of_rib(fx: &mut Effects, to: IpAddr, family: AfiSafi, ctx: &Context) {
+    let mut buf = bytes::BytesMut::new();
+    crate::wire::encode(&crate::wire::Message::Update(Update::end_of_rib(family)), ctx, &mut buf);
+    fx.messages.push((to, buf.freeze()));
+}
+
+impl Rib {
+    /// One UPDATE from an established peer.
+    pub fn update(&mut self, address: IpAddr, update: Update) {
+        let Some(info) = self.peers.get(&address).and_then(|p| p.info.clone()) else { return };
+        if let Some(family) = update.end_of_rib_family() {
+            self.end_of_rib(address, family);
+            return;
+        }
+        let withdraw_all = match &update.outcome {
+            Outcome::Accepted => false,
+            Outcome::Discarded(_) => {
+                if let Some(p) = self.peers.get_mut(&address) {
+                    p.counts.attributes_discarded += 1;
+                }
+                false
+            }
+            Outcome::TreatAsWithdraw(_) => {
+                if let Some(p) = self.peers.get_mut(&address) {
+                    p.counts.treat_as_withdraw += 1;
+                }
+                true
+            }
+        };
+        let Update { withdrawn, mut attributes, nlri, .. } = update;
+        let mp_reach = attributes.mp_reach.take();
+        let mp_unreach = attributes.mp_unreach.take();
+        for n in withdrawn.iter().chain(mp_unreach.iter().flat_map(|u| u.withdrawn.iter())) {
+            self.withdraw_path(address, n);
+        }
+        let v4_next_hop = attributes.next_hop.map(IpAddr::V4);
+        let mp_next_hop = mp_reach.as_ref().and_then(|m| m.next_hops.first().copied());
+        let reach = nlri
+            .iter()
+            .map(|n| (n, v4_next_hop))
+            .chain(mp_reach.iter().flat_map(|m| m.nlri.iter().map(move |n| (n, mp_next_hop))));
+        if withdraw_all {
+            for (n, _) in reach {
+                self.withdraw_path(address, n);
+            }
+            return;
+        }
+        attributes.next_hop = None;
+        let attrs = Arc::new(attributes);
+        let reach: Vec<(Nlri, Option<IpAddr>)> = reach.map(|(n, nh)| (*n, nh)).collect();
+        for (n, nh) in reach {
+            self.add_path(&info, n, &attrs, nh);
+        }
+        if let Some(limit) = info.max_prefixes {
+            let accepted = self.peers.get(&address).map_or(0, |p| p.counts.accepted);
+            if accepted > u64::from(limit) {
+                let family = if info.ipv4 { AfiSafi::IPV4_UNICAST } else { AfiSafi::IPV6_UNICAST };
+                self.max_prefix_exceeded(address, family, limit);
+            }
+        }
+    }
+
+    fn add_path(&mut self, info: &Arc<PeerInfo>, n: Nlri, attrs: &Arc<Attributes>, nh: Option<IpAddr>) {
+        let address = info.address;
+        let verdict = self.policy.import(info, &n.prefix, attrs, nh);
+        let key = (n.prefix, n.path_id.unwrap_or(0));
+        let Some(peer) = self.peers.get_mut(&address) else { return };
+        let was = peer.adj_in.insert(key, verdict.is_ok());
+        match (was, verdict.is_ok()) {
+            (Some(true), false) => peer.counts.accepted = peer.counts.accepted.saturating_sub(1),
+            (Some(false) | None, true) => peer.counts.accepted += 1,
+            _ => {}
+        }
+        peer.counts.received = peer.adj_in.len() as u64;
+        match verdict {
+            Err(reason) => {
+                if reason == Refusal::OverlapsOwnBlock {
+                    peer.counts.refused_overlap += 1;
+                } else {
+                    peer.counts.refused += 1;
+                }
+                tracing::debug!(peer = %address, prefix = %n.prefix, ?reason, "route refused");
+                if was == Some(true) {
+                    self.remove_path(address, &n);
+                }
+            }
+            Ok(()) => {
+                let Some(next_hop) = nh else { return };
+                self.mark(n.prefix);
+                let path = Path {
+                    source: Source::Peer(address),
+                    from: Some(info.clone()),
+                    attrs: attrs.clone(),
+                    next_hop,
+                    path_id: key.1,
+                    ibgp: info.ibgp,
+                    stale: false,
+                    prefix_is_v4: matches!(n.prefix, IpNet::V4(_)),
+                };
+                let paths = self.table.entry(n.prefix).or_default();
+                paths.retain(|p| !(p.source == path.source && p.path_id == path.path_id));
+                paths.push(path);
+                best::sort(paths);
+            }
+        }
+    }
+
+    fn withdraw_path(&mut self, address: IpAddr, n: &Nlri) {
+        let key = (n.prefix, n.path_id.unwrap_or(0));
+        let Some(peer) = self.peers.get_mut(&address) else { return };
+        match peer.adj_in.remove(&key) {
+            Some(true) => peer.counts.accepted = peer.counts.accepted.saturating_sub(1),
+            Some(false) => {}
+            None => return,
+        }
+        peer.counts.received = peer.adj_in.len() as u64;
+        self.remove_path(address, n);
+    }
+
+    fn remove_path(&mut self, address: IpAddr, n: &Nlri) {
+        let path_id = n.path_id.unwrap_or(0);
+        self.mark(n.prefix);
+        if let Some(paths) = self.table.get_mut(&n.prefix) {
+            paths.retain(|p| !(p.source == Source::Peer(address) && p.path_id == path_id));
+            if paths.is_empty() {
+                self.table.remove(&n.prefix);
+            }
+        }
+    }
+
+    /// End-of-RIB: the peer has re-sent everything; what is still stale is gone.
+    pub fn end_of_rib(&mut self, address: IpAddr, family: AfiSafi) {
+        if let Some(p) = self.peers.get_mut(&address) {
+            if !p.eor_received.contains(&family) {
+                p.eor_received.push(family);
+            }
+        }
+        self.flush_stale(address, Some(family));
+    }
+}
+
+/// For each changed prefix, tells every established peer the difference
+/// between the export of the old best path and of the new one.
+pub(super) fn export_changes(rib: &mut Rib, dirty: HashMap<IpNet, Option<Path>>) {
+    if dirty.is_empty() {
+        return;
+    }
+    let peers: Vec<Arc<PeerInfo>> = rib.peers.values().filter_map(|p| p.info.clone()).collect();
+    for to in peers {
+        // Group announcements by identical exported attributes and next hop so
+        // that many NLRI share one UPDATE.
+        let mut announce_groups: HashMap<(usize, IpAddr, bool), (Arc<Attributes>, Vec<Nlri>)> = HashMap::new();
+        let mut withdrawals: [Vec<Nlri>; 2] = [Vec::new(), Vec::new()];
+        for (prefix, old) in &dirty {
+            let new = rib.table.get(prefix).and_then(|v| v.first());
+            let old_export = old.as_ref().and_then(|p| rib.policy.export(p, &to));
+            let new_export = new.and_then(|p| rib.policy.export(p, &to));
+            let nlri = Nlri { path_id: None, prefix: *prefix };
+            match (old_export, new_export) {
+                (_, Some((attrs, nh))) => {
+                    let unchanged = matches!(
+                        (old.as_ref(), new),
+                        (Some(o), Some(n)) if Arc::ptr_eq(&o.attrs, &n.attrs) && o.next_hop == n.next_hop && o.source == n.source
+                    );
+                    if unchanged {
+                        continue;
+                    }
+                    let v4 = matches!(prefix, IpNet::V4(_));
+                    // Exports of the same source attributes produce equal values; key on the
+                    // source pointer so they share a group.
+                    let src = new.map_or(0, |p| Arc::as_ptr(&p.attrs) as usize);
+                    announce_groups
+                        .entry((src, nh, v4))
+                        .or_insert_with(|| (attrs, Vec::new()))
+                        .1
+                        .push(nlri);
+                }
+                (Some(_), None) => {
+                    let idx = usize::from(!matches!(prefix, IpNet::V4(_)));
+                    if let Some(w) = withdrawals.get_mut(idx) {
+                        w.push(nlri);
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        let ctx = to.context;
+        for (family, list) in [AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST].into_iter().zip(withdrawals.iter_mut()) {
+            if !list.is_empty() {
+                list.sort();
+                withdraw(&mut rib.effects, to.address, family, list, &ctx);
+            }
+        }
+        let mut groups: Vec<_> = announce_groups.into_iter().collect();
+        groups.sort_by(|a, b| a.1 .1.first().cmp(&b.1 .1.first()));
+        for ((_, nh, v4), (attrs, mut nlri)) in groups {
+            nlri.sort();
+            let family = if v4 { AfiSafi::IPV4_UNICAST } else { AfiSafi::IPV6_UNICAST };
+            announce(&mut rib.effects, to.address, &attrs, nh, family, &nlri, &ctx);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The BGP listener: accepts connections and hands each to its peer's task.
+//! A connection from an address that is not a configured peer is closed
+//! before any OPEN is exchanged.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::{conn, sys, NeighborConfig, SpeakerConfig, SpeakerError};
+
+type Routes = Arc<Mutex<HashMap<IpAddr, mpsc::UnboundedSender<TcpStream>>>>;
+
+pub struct Listener {
+    sockets: Vec<Arc<TcpListener>>,
+    routes: Routes,
+    gtsm: Arc<Mutex<HashMap<IpAddr, bool>>>,
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+impl Listener {
+    pub async fn start(config: &SpeakerConfig, neighbors: &[NeighborConfig]) -> Result<Listener, SpeakerError> {
+        let port = config.port;
+        let v4 = bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port)).map_err(|source| SpeakerError::Listen { port, source })?;
+        let mut sockets = vec![Arc::new(v4)];
+        if config.local_address_v6.is_some() || neighbors.iter().any(|n| n.address.is_ipv6()) {
+            match bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
+                Ok(l) => sockets.push(Arc::new(l)),
+                Err(e) => tracing::warn!(error = %e, "cannot listen on IPv6; IPv6 peers must be connected to"),
+            }
+        }
+        let listener = Listener { sockets, routes: Arc::default(), gtsm: Arc::default() };
+        for s in &listener.sockets {
+            tokio::spawn(accept_loop(s.clone(), listener.routes.clone(), listener.gtsm.clone()));
+        }
+        Ok(listener)
+    }
+
+    /// Installs the neighbor's TCP-MD5 key on the listening sockets.
+    pub fn set_neighbor(&self, n: &NeighborConfig) {
+        for s in &self.sockets {
+            let is_v6_socket = s.local_addr().is_ok_and(|a| a.is_ipv6());
+            if is_v6_socket != n.address.is_ipv6() {
+                continue;
+            }
+            if let Some(pw) = &n.password {
+                if let Err(e) = sys::set_md5(s.as_ref(), n.address, Some(pw.as_bytes())) {
+                    tracing::error!(peer = %n.address, error = %e, "cannot set TCP-MD5 key on the listener");
+                }
+            } else {
+                // No key wanted: remove any left from an earlier configuration.
+                let _ = sys::set_md5(s.as_ref(), n.address, None);
+            }
+        }
+        if let Ok(mut g) = self.gtsm.lock() {
+            g.insert(n.address, n.ttl_security);
+        }
+    }
+
+    pub fn set_peers(&self, peers: HashMap<IpAddr, mpsc::UnboundedSender<TcpStream>>) {
+        if let Ok(mut r) = self.routes.lock() {
+            *r = peers;
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.routes.lock() {
+            r.clear();
+        }
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+async fn accept_loop(listener: Arc<TcpListener>, routes: Routes, gtsm: Arc<Mutex<HashMap<IpAddr, bool>>>) {
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let ip = canonical(from.ip());
+        let target = routes.lock().ok().and_then(|r| r.get(&ip).cloned());
+        let Some(tx) = target else {
+            tracing::warn!(from = %ip, "connection from an address that is not a configured peer: closed");
+            drop(stream);
+            continue;
+        };
+        if gtsm.lock().ok().and_then(|g| g.get(&ip).copied()).unwrap_or(false) {
+            if let Err(e) = conn::apply_ttl_security(&stream, ip) {
+                tracing::error!(peer = %ip, error = %e, "cannot apply GTSM");
+                continue;
+            }
+        }
+        let _ = stream.set_nodelay(true);
+        let _ = tx.send(stream);
+    }
+}

@@ -1,0 +1,273 @@
+//! The tokio speaker: a listener, one task per peer driving [`crate::fsm`],
+//! and one task owning the [`crate::rib::Rib`]. Readers (the control socket,
+//! the FIB wiring) get published snapshots and never lock the hot path.
+
+mod conn;
+mod listener;
+mod peer;
+mod rib_task;
+mod sys;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::fsm::State;
+use crate::rib::{PeerCounts, RouteView};
+
+pub use sys::MD5_MAX_KEY_LEN;
+
+/// How a neighbor relates to this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NeighborKind {
+    /// Another node of the full mesh.
+    Mesh,
+    /// An explicitly configured peer.
+    Peer,
+    /// We reflect routes for it (RFC 4456 client).
+    RrClient,
+    /// It reflects routes for us.
+    RouteReflector,
+}
+
+/// One neighbor's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeighborConfig {
+    pub address: IpAddr,
+    pub asn: u32,
+    pub port: u16,
+    pub kind: NeighborKind,
+    pub passive: bool,
+    pub password: Option<String>,
+    /// GTSM (RFC 5082) for a directly connected peer.
+    pub ttl_security: bool,
+    pub max_prefixes: Option<u32>,
+    /// Administratively down: no session; going down sends the RFC 8203 message.
+    pub shutdown: bool,
+}
+
+/// The speaker's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeakerConfig {
+    pub local_as: u32,
+    pub router_id: Ipv4Addr,
+    /// Source address of sessions and NEXT_HOP of our IPv4 blocks.
+    pub local_address: Ipv4Addr,
+    /// NEXT_HOP of our IPv6 blocks, if any.
+    pub local_address_v6: Option<Ipv6Addr>,
+    pub port: u16,
+    pub listen: bool,
+    pub hold_time: u16,
+    pub keepalive_time: Option<u16>,
+    /// First connect-retry interval; it doubles up to [`MAX_CONNECT_RETRY`].
+    pub connect_retry: Duration,
+    /// 0 turns graceful restart off.
+    pub graceful_restart_time: u16,
+    /// Set the R bit: this process restarted within the restart time.
+    pub restarting: bool,
+    pub cluster_id: Option<Ipv4Addr>,
+    pub pools: Vec<IpNet>,
+    pub own_blocks: Vec<IpNet>,
+    pub max_paths: usize,
+    pub hostname: String,
+    /// Time after start when stale FIB routes may be deleted even if some peer
+    /// never sent End-of-RIB.
+    pub convergence_timeout: Duration,
+}
+
+/// Longest interval between connection attempts.
+pub const MAX_CONNECT_RETRY: Duration = Duration::from_secs(30);
+
+/// A peer as `show peers` lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PeerStatus {
+    pub address: IpAddr,
+    pub asn: u32,
+    pub kind: NeighborKind,
+    pub state: State,
+    /// Time of the last state change.
+    #[serde(serialize_with = "ser_time")]
+    pub since: SystemTime,
+    /// Last error or a note on the session.
+    pub info: String,
+    pub router_id: Option<Ipv4Addr>,
+    pub hostname: Option<String>,
+    #[serde(flatten)]
+    pub counts: PeerCounts,
+    /// Sessions established since the process started.
+    pub established_count: u64,
+    pub graceful_restart: bool,
+}
+
+fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime_rfc3339(*t))
+}
+
+/// RFC 3339 in UTC, seconds precision.
+pub fn humantime_rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil from days (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+/// Remote prefixes with their equal-cost next hops: what the FIB installs.
+pub type FibView = Arc<BTreeMap<IpNet, Vec<IpAddr>>>;
+
+pub(crate) type StatusMap = Arc<Mutex<HashMap<IpAddr, PeerStatus>>>;
+
+/// A handle on the running speaker.
+pub struct Speaker {
+    rib_tx: mpsc::Sender<rib_task::RibEvent>,
+    peers: Mutex<HashMap<IpAddr, peer::PeerHandle>>,
+    status: StatusMap,
+    fib: watch::Receiver<FibView>,
+    converged: watch::Receiver<bool>,
+    config: ArcSwap<SpeakerConfig>,
+    listener: Option<listener::Listener>,
+}
+
+/// Why the speaker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeakerError {
+    #[error("cannot listen on port {port}")]
+    Listen {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Speaker {
+    /// Starts the RIB task, the listener and one task per neighbor.
+    pub async fn start(config: SpeakerConfig, neighbors: Vec<NeighborConfig>) -> Result<Speaker, SpeakerError> {
+        let status: StatusMap = Arc::default();
+        let (rib_tx, fib, converged) = rib_task::spawn(&config, status.clone());
+        let listener = if config.listen {
+            Some(listener::Listener::start(&config, &neighbors).await?)
+        } else {
+            None
+        };
+        let speaker = Speaker {
+            rib_tx,
+            peers: Mutex::new(HashMap::new()),
+            status,
+            fib,
+            converged,
+            config: ArcSwap::from_pointee(config),
+            listener,
+        };
+        speaker.set_neighbors(neighbors);
+        let _ = speaker.rib_tx.send(rib_task::RibEvent::PeersConfigured).await;
+        Ok(speaker)
+    }
+
+    fn spawn_peer(&self, n: NeighborConfig) -> peer::PeerHandle {
+        let cfg = self.config.load_full();
+        peer::spawn(cfg, n, self.rib_tx.clone(), self.status.clone())
+    }
+
+    /// Applies a new neighbor list: added peers start, removed ones stop with a
+    /// Cease, changed ones restart; unchanged sessions are left alone.
+    pub fn set_neighbors(&self, neighbors: Vec<NeighborConfig>) {
+        let Ok(mut peers) = self.peers.lock() else { return };
+        let wanted: HashMap<IpAddr, NeighborConfig> = neighbors.into_iter().map(|n| (n.address, n)).collect();
+        let gone: Vec<IpAddr> = peers.keys().filter(|a| !wanted.contains_key(a)).copied().collect();
+        for addr in gone {
+            if let Some(h) = peers.remove(&addr) {
+                h.stop(peer::StopMode::Deconfigured);
+            }
+            if let Ok(mut s) = self.status.lock() {
+                s.remove(&addr);
+            }
+            let _ = self.rib_tx.try_send(rib_task::RibEvent::PeerRemoved(addr));
+        }
+        for (addr, n) in wanted {
+            if let Some(listener) = &self.listener {
+                listener.set_neighbor(&n);
+            }
+            match peers.get(&addr) {
+                Some(h) if h.config == n => {}
+                Some(_) => {
+                    if let Some(h) = peers.remove(&addr) {
+                        h.stop(peer::StopMode::Deconfigured);
+                    }
+                    peers.insert(addr, self.spawn_peer(n));
+                }
+                None => {
+                    peers.insert(addr, self.spawn_peer(n));
+                }
+            }
+        }
+        if let Some(listener) = &self.listener {
+            listener.set_peers(peers.values().map(|h| (h.config.address, h.incoming.clone())).collect());
+        }
+    }
+
+    /// Replaces our own blocks: announced or withdrawn at once.
+    pub async fn set_own_blocks(&self, blocks: Vec<IpNet>) {
+        let _ = self.rib_tx.send(rib_task::RibEvent::SetBlocks(blocks)).await;
+    }
+
+    /// Every peer's status, sorted by address.
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        let mut v: Vec<PeerStatus> = self.status.lock().map(|s| s.values().cloned().collect()).unwrap_or_default();
+        v.sort_by_key(|p| p.address);
+        v
+    }
+
+    /// Every route of the Loc-RIB.
+    pub async fn routes(&self) -> Vec<RouteView> {
+        let (tx, rx) = oneshot::channel();
+        if self.rib_tx.send(rib_task::RibEvent::Query(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// The FIB view, updated after each round of RIB changes.
+    pub fn fib(&self) -> watch::Receiver<FibView> {
+        self.fib.clone()
+    }
+
+    /// Becomes true once every peer has sent End-of-RIB, or the convergence
+    /// timeout passed: stale kernel routes may then be removed.
+    pub fn converged(&self) -> watch::Receiver<bool> {
+        self.converged.clone()
+    }
+
+    /// Stops every session. `graceful`: close TCP without a NOTIFICATION so
+    /// peers keep our routes through the restart (RFC 4724); otherwise send an
+    /// administrative-shutdown Cease.
+    pub async fn shutdown(&self, graceful: bool) {
+        let handles: Vec<peer::PeerHandle> = match self.peers.lock() {
+            Ok(mut p) => p.drain().map(|(_, h)| h).collect(),
+            Err(_) => Vec::new(),
+        };
+        let mode = if graceful { peer::StopMode::Graceful } else { peer::StopMode::Shutdown };
+        let mut waits = Vec::new();
+        for h in handles {
+            waits.push(h.stop(mode));
+        }
+        for w in waits {
+            let _ = tokio::time::timeout(Duration::from_secs(2), w).await;
+        }
+    }
+}

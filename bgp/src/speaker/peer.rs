@@ -1,0 +1,536 @@
+//! One task per neighbor: connects (with backoff) and accepts, runs one
+//! [`Session`] per TCP connection, resolves collisions (RFC 4271 §6.8), and
+//! tells the RIB when the session comes and goes.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::conn::{self, ConnEvent, SocketOptions};
+use super::rib_task::RibEvent;
+use super::{NeighborConfig, NeighborKind, PeerStatus, SpeakerConfig, StatusMap, MAX_CONNECT_RETRY};
+use crate::fsm::{DownReason, Input, Negotiated, Output, Session, SessionConfig, State, Timer};
+use crate::rib::PeerInfo;
+use crate::wire::{self, codes, AddPathMode, AfiSafi, Capability, Context, GracefulRestart, Message, Notification};
+
+/// `info` of a peer that is administratively down.
+pub const ADMIN_DOWN: &str = "administratively down";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Process stop for a restart: close TCP without NOTIFICATION (RFC 4724).
+    Graceful,
+    /// Process stop for good: Cease/Administrative Shutdown with a message.
+    Shutdown,
+    /// The peer left the configuration: Cease/Peer De-configured.
+    Deconfigured,
+}
+
+enum PeerCtl {
+    Stop(StopMode, oneshot::Sender<()>),
+}
+
+pub struct PeerHandle {
+    pub config: NeighborConfig,
+    pub incoming: mpsc::UnboundedSender<TcpStream>,
+    ctl: mpsc::UnboundedSender<PeerCtl>,
+}
+
+impl PeerHandle {
+    /// Asks the task to stop; the receiver completes when it has.
+    pub fn stop(self, mode: StopMode) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.ctl.send(PeerCtl::Stop(mode, tx));
+        rx
+    }
+}
+
+pub fn spawn(speaker: Arc<SpeakerConfig>, config: NeighborConfig, rib: mpsc::Sender<RibEvent>, status: StatusMap) -> PeerHandle {
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::channel(256);
+    let (reset_tx, reset_rx) = mpsc::unbounded_channel();
+    let info = if config.shutdown { ADMIN_DOWN.to_string() } else { String::new() };
+    if let Ok(mut s) = status.lock() {
+        s.insert(
+            config.address,
+            PeerStatus {
+                address: config.address,
+                asn: config.asn,
+                kind: config.kind,
+                state: State::Idle,
+                since: SystemTime::now(),
+                info,
+                router_id: None,
+                hostname: None,
+                counts: Default::default(),
+                established_count: 0,
+                graceful_restart: false,
+            },
+        );
+    }
+    let span = tracing::info_span!("peer", peer = %config.address);
+    let peer = Peer {
+        retry: speaker.connect_retry,
+        speaker,
+        config: config.clone(),
+        rib,
+        status,
+        ev_tx,
+        reset_tx,
+        conns: Vec::new(),
+        next_id: 0,
+        next_connect: None,
+        connecting: false,
+        established: None,
+        hold_down_until: None,
+    };
+    tokio::spawn(peer.run(in_rx, ctl_rx, ev_rx, reset_rx).instrument(span));
+    PeerHandle { config, incoming: in_tx, ctl: ctl_tx }
+}
+
+struct Conn {
+    id: u64,
+    session: Session,
+    outgoing: bool,
+    writer: Option<mpsc::UnboundedSender<Bytes>>,
+    reader: JoinHandle<()>,
+    timers: [Option<Instant>; 3],
+    ctx: Context,
+}
+
+fn timer_index(t: Timer) -> usize {
+    match t {
+        Timer::ConnectRetry => 0,
+        Timer::Hold => 1,
+        Timer::Keepalive => 2,
+    }
+}
+
+const TIMERS: [Timer; 3] = [Timer::ConnectRetry, Timer::Hold, Timer::Keepalive];
+
+struct Peer {
+    speaker: Arc<SpeakerConfig>,
+    config: NeighborConfig,
+    rib: mpsc::Sender<RibEvent>,
+    status: StatusMap,
+    ev_tx: mpsc::Sender<(u64, ConnEvent)>,
+    reset_tx: mpsc::UnboundedSender<Notification>,
+    conns: Vec<Conn>,
+    next_id: u64,
+    retry: Duration,
+    next_connect: Option<Instant>,
+    connecting: bool,
+    /// The connection that reached Established, and what it negotiated.
+    established: Option<(u64, Negotiated)>,
+    /// After a max-prefix reset: no session until then.
+    hold_down_until: Option<Instant>,
+}
+
+impl Peer {
+    async fn run(
+        mut self,
+        mut incoming: mpsc::UnboundedReceiver<TcpStream>,
+        mut ctl: mpsc::UnboundedReceiver<PeerCtl>,
+        mut events: mpsc::Receiver<(u64, ConnEvent)>,
+        mut resets: mpsc::UnboundedReceiver<Notification>,
+    ) {
+        if !self.config.shutdown && !self.config.passive {
+            self.next_connect = Some(Instant::now());
+            self.set_state(State::Connect, String::new());
+        } else if !self.config.shutdown {
+            self.set_state(State::Active, String::new());
+        }
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                cmd = ctl.recv() => {
+                    let Some(PeerCtl::Stop(mode, done)) = cmd else { return };
+                    self.stop(mode).await;
+                    let _ = done.send(());
+                    return;
+                }
+                Some(stream) = incoming.recv() => self.accept(stream).await,
+                Some((id, ev)) = events.recv() => self.conn_event(id, ev).await,
+                Some(n) = resets.recv() => {
+                    if let Some((id, _)) = &self.established {
+                        let id = *id;
+                        tracing::warn!(notification = %n, "resetting session");
+                        // Hold down before reconnecting so a flood is not re-learned at once.
+                        self.hold_down_until = Some(Instant::now() + MAX_CONNECT_RETRY);
+                        self.input(id, Input::Stop(Some(n))).await;
+                    }
+                }
+                _ = sleep_until(deadline) => self.fire_timers().await,
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let timers = self.conns.iter().flat_map(|c| c.timers.iter().flatten().copied());
+        let connect = if self.conns.is_empty() && !self.connecting { self.next_connect } else { None };
+        timers.chain(connect).min()
+    }
+
+    async fn fire_timers(&mut self) {
+        let now = Instant::now();
+        if self.conns.is_empty() && !self.connecting && self.next_connect.is_some_and(|t| t <= now) {
+            self.next_connect = None;
+            self.start_connect();
+        }
+        let mut due = Vec::new();
+        for c in &mut self.conns {
+            for t in TIMERS {
+                let slot = &mut c.timers[timer_index(t)];
+                if slot.is_some_and(|d| d <= now) {
+                    *slot = None;
+                    due.push((c.id, t));
+                }
+            }
+        }
+        for (id, t) in due {
+            self.input(id, Input::TimerExpired(t)).await;
+        }
+    }
+
+    fn start_connect(&mut self) {
+        if self.hold_down_until.is_some_and(|t| t > Instant::now()) {
+            self.next_connect = self.hold_down_until;
+            return;
+        }
+        self.connecting = true;
+        self.set_state(State::Connect, String::new());
+        let peer = SocketAddr::new(self.config.address, self.config.port);
+        let source = match peer {
+            SocketAddr::V4(_) => Some(IpAddr::V4(self.speaker.local_address)),
+            SocketAddr::V6(_) => self.speaker.local_address_v6.map(IpAddr::V6),
+        };
+        let opts = SocketOptions { password: self.config.password.clone(), ttl_security: self.config.ttl_security };
+        let tx = self.ev_tx.clone();
+        tokio::spawn(async move {
+            let r = conn::connect(source, peer, &opts).await;
+            let _ = tx.send((u64::MAX, ConnEvent::Connected(r))).await;
+        });
+    }
+
+    async fn accept(&mut self, stream: TcpStream) {
+        if self.config.shutdown || self.hold_down_until.is_some_and(|t| t > Instant::now()) {
+            tracing::info!("incoming connection refused: peer is held down");
+            return;
+        }
+        if let Some((id, neg)) = &self.established {
+            let id = *id;
+            if neg.graceful_restart {
+                // RFC 4724 §4.2: a new connection from an established peer means it
+                // restarted; the old session ends with its routes kept as stale.
+                tracing::info!("peer reconnected while established: treating as a graceful restart");
+                self.lose(id).await;
+            } else {
+                tracing::info!("incoming connection while established: closed (RFC 4271 §6.8)");
+                return;
+            }
+        }
+        if self.conns.len() >= 2 {
+            return;
+        }
+        self.add_conn(stream, false).await;
+    }
+
+    async fn conn_event(&mut self, id: u64, ev: ConnEvent) {
+        match ev {
+            ConnEvent::Connected(r) => {
+                self.connecting = false;
+                match r {
+                    Ok(stream) if self.established.is_none() && self.conns.len() < 2 => self.add_conn(stream, true).await,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "connect failed");
+                        if self.conns.is_empty() {
+                            self.set_state(State::Active, format!("connect: {e}"));
+                            self.schedule_reconnect();
+                        }
+                    }
+                }
+            }
+            ConnEvent::Message(bytes) => self.message(id, bytes).await,
+            ConnEvent::FramingError(n) => self.input(id, Input::DecodeError(n)).await,
+            ConnEvent::Closed => self.input(id, Input::TcpFailed).await,
+        }
+    }
+
+    async fn message(&mut self, id: u64, bytes: Bytes) {
+        let Some(c) = self.conns.iter().find(|c| c.id == id) else { return };
+        let ctx = c.ctx;
+        if bytes.len() > wire::MAX_MESSAGE_LEN && !ctx.extended_message {
+            let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+            let n = Notification::new(codes::MESSAGE_HEADER, 2, len.to_be_bytes().to_vec());
+            self.input(id, Input::DecodeError(n)).await;
+            return;
+        }
+        match wire::decode(&bytes, &ctx) {
+            Ok(m) => self.input(id, Input::Message(m)).await,
+            Err(n) => self.input(id, Input::DecodeError(n)).await,
+        }
+    }
+
+    async fn add_conn(&mut self, stream: TcpStream, outgoing: bool) {
+        let (rd, wr) = stream.into_split();
+        let id = self.next_id;
+        self.next_id += 1;
+        let (wtx, wrx) = mpsc::unbounded_channel();
+        tokio::spawn(conn::write_loop(wr, wrx));
+        let reader = tokio::spawn(conn::read_loop(rd, id, self.ev_tx.clone()));
+        self.conns.push(Conn {
+            id,
+            session: Session::new(self.session_config()),
+            outgoing,
+            writer: Some(wtx),
+            reader,
+            timers: [None; 3],
+            ctx: Context::default(),
+        });
+        self.input(id, Input::TcpConnected).await;
+    }
+
+    fn session_config(&self) -> SessionConfig {
+        let s = &self.speaker;
+        let mut caps = vec![
+            Capability::Multiprotocol(AfiSafi::IPV4_UNICAST),
+            Capability::Multiprotocol(AfiSafi::IPV6_UNICAST),
+            Capability::RouteRefresh,
+            Capability::EnhancedRouteRefresh,
+            Capability::FourOctetAs(s.local_as),
+            Capability::AddPath(vec![(AfiSafi::IPV4_UNICAST, AddPathMode::Receive), (AfiSafi::IPV6_UNICAST, AddPathMode::Receive)]),
+            Capability::ExtendedMessage,
+        ];
+        if s.graceful_restart_time > 0 {
+            caps.push(Capability::GracefulRestart(GracefulRestart {
+                restart: s.restarting,
+                notification: true,
+                time: s.graceful_restart_time.min(4095),
+                // F: our kernel routes survive our restart, so forwarding is preserved.
+                families: vec![(AfiSafi::IPV4_UNICAST, true), (AfiSafi::IPV6_UNICAST, true)],
+            }));
+        }
+        if !s.hostname.is_empty() {
+            caps.push(Capability::Fqdn { hostname: s.hostname.clone(), domain: String::new() });
+        }
+        SessionConfig {
+            local_as: s.local_as,
+            local_id: s.router_id,
+            peer_as: self.config.asn,
+            hold_time: s.hold_time,
+            keepalive_time: s.keepalive_time,
+            connect_retry: s.connect_retry,
+            passive: self.config.passive,
+            capabilities: caps,
+        }
+    }
+
+    /// Feeds one input to a connection's FSM and carries out the outputs.
+    async fn input(&mut self, id: u64, input: Input) {
+        let Some(idx) = self.conns.iter().position(|c| c.id == id) else { return };
+        let outputs = match self.conns.get_mut(idx) {
+            Some(c) => c.session.handle(input),
+            None => return,
+        };
+        for o in outputs {
+            self.output(id, o).await;
+        }
+        self.resolve_collision(id).await;
+    }
+
+    async fn output(&mut self, id: u64, o: Output) {
+        let Some(c) = self.conns.iter_mut().find(|c| c.id == id) else { return };
+        match o {
+            Output::Connect => {}
+            Output::Send(m) => {
+                if let Message::Notification(n) = &m {
+                    tracing::warn!(notification = %n, "sending NOTIFICATION");
+                }
+                let mut buf = BytesMut::new();
+                wire::encode(&m, &c.ctx, &mut buf);
+                if let Some(w) = &c.writer {
+                    let _ = w.send(buf.freeze());
+                }
+            }
+            Output::Close => {
+                c.writer = None;
+                c.reader.abort();
+            }
+            Output::Arm(t, d) => c.timers[timer_index(t)] = Some(Instant::now() + d),
+            Output::Cancel(t) => c.timers[timer_index(t)] = None,
+            Output::StateChanged { to, .. } => {
+                if self.established.is_none() && to != State::Idle {
+                    self.set_state(to, String::new());
+                }
+            }
+            Output::Established(neg) => {
+                c.ctx = neg.context;
+                let writer = c.writer.clone();
+                self.established(id, *neg, writer).await;
+            }
+            Output::Update(u) => {
+                let _ = self.rib.send(RibEvent::Update(self.config.address, u)).await;
+            }
+            Output::RouteRefresh(r) => {
+                if r.subtype == 0 {
+                    let _ = self.rib.send(RibEvent::Refresh(self.config.address)).await;
+                }
+            }
+            Output::Down(reason) => self.down(id, reason).await,
+        }
+    }
+
+    async fn established(&mut self, id: u64, neg: Negotiated, writer: Option<mpsc::UnboundedSender<Bytes>>) {
+        // Any other connection lost the race.
+        let others: Vec<u64> = self.conns.iter().filter(|c| c.id != id).map(|c| c.id).collect();
+        for other in others {
+            let cease = Notification::new(codes::CEASE, 7, Vec::new());
+            Box::pin(self.input(other, Input::Stop(Some(cease)))).await;
+        }
+        self.retry = self.speaker.connect_retry;
+        let info = PeerInfo {
+            address: self.config.address,
+            router_id: neg.peer_id,
+            asn: neg.peer_as,
+            ibgp: neg.peer_as == self.speaker.local_as,
+            rr_client: self.config.kind == NeighborKind::RrClient,
+            ipv4: neg.families.contains(&AfiSafi::IPV4_UNICAST),
+            ipv6: neg.families.contains(&AfiSafi::IPV6_UNICAST),
+            context: neg.context,
+            max_prefixes: self.config.max_prefixes,
+        };
+        tracing::info!(router_id = %neg.peer_id, hold = neg.hold_time.as_secs(), graceful_restart = neg.graceful_restart, "session established");
+        if let Ok(mut s) = self.status.lock() {
+            if let Some(p) = s.get_mut(&self.config.address) {
+                p.router_id = Some(neg.peer_id);
+                p.hostname = neg.peer_hostname.clone();
+                p.established_count += 1;
+                p.graceful_restart = neg.graceful_restart;
+            }
+        }
+        self.established = Some((id, neg));
+        self.set_state(State::Established, String::new());
+        if let Some(writer) = writer {
+            let _ = self.rib.send(RibEvent::PeerUp { info, writer, resets: self.reset_tx.clone() }).await;
+        }
+    }
+
+    /// Whether the peer keeps our routes / we keep its routes after this end.
+    fn keep_stale(neg: &Negotiated, reason: &DownReason) -> Option<Duration> {
+        let gr = neg.peer_graceful_restart.as_ref()?;
+        if !neg.graceful_restart || gr.time == 0 {
+            return None;
+        }
+        let keep = match reason {
+            DownReason::ConnectionLost => true,
+            // RFC 8538: with N negotiated, any NOTIFICATION but Hard Reset keeps routes.
+            DownReason::NotificationReceived(n) | DownReason::NotificationSent(n) => {
+                neg.notification_gr && !(n.code == codes::CEASE && n.subcode == 9)
+            }
+            DownReason::Stopped => false,
+        };
+        keep.then(|| Duration::from_secs(gr.time.into()))
+    }
+
+    async fn down(&mut self, id: u64, reason: DownReason) {
+        let pos = self.conns.iter().position(|c| c.id == id);
+        if let Some(pos) = pos {
+            let c = self.conns.swap_remove(pos);
+            c.reader.abort();
+        }
+        match self.established.take() {
+            Some((eid, neg)) if eid == id => {
+                let keep = Self::keep_stale(&neg, &reason);
+                tracing::warn!(%reason, stale_kept = keep.is_some(), "session down");
+                let _ = self.rib.send(RibEvent::PeerDown { address: self.config.address, keep_stale: keep }).await;
+            }
+            other => self.established = other,
+        }
+        if self.conns.is_empty() && self.established.is_none() {
+            self.set_state(State::Idle, reason.to_string());
+            self.schedule_reconnect();
+        }
+    }
+
+    /// The established connection is presumed dead (the peer reconnected).
+    async fn lose(&mut self, id: u64) {
+        self.input(id, Input::TcpFailed).await;
+    }
+
+    fn schedule_reconnect(&mut self) {
+        if self.config.passive || self.config.shutdown {
+            return;
+        }
+        let at = Instant::now() + self.retry;
+        self.next_connect = Some(self.hold_down_until.map_or(at, |h| h.max(at)));
+        self.retry = (self.retry * 2).min(MAX_CONNECT_RETRY);
+    }
+
+    /// RFC 4271 §6.8: with two connections past OPEN, keep the one opened by
+    /// the speaker with the higher BGP identifier.
+    async fn resolve_collision(&mut self, id: u64) {
+        if self.conns.len() < 2 {
+            return;
+        }
+        let Some(this) = self.conns.iter().find(|c| c.id == id) else { return };
+        if this.session.state() != State::OpenConfirm {
+            return;
+        }
+        let Some(remote_id) = this.session.peer_open().map(|o| o.bgp_id) else { return };
+        let local_wins = u32::from(self.speaker.router_id) > u32::from(remote_id);
+        // Close the connection the loser initiated.
+        let loser = self.conns.iter().find(|c| {
+            matches!(c.session.state(), State::OpenSent | State::OpenConfirm) && c.outgoing != local_wins
+        });
+        if let Some(loser) = loser.map(|c| c.id) {
+            tracing::debug!(local_wins, "connection collision resolved");
+            let cease = Notification::new(codes::CEASE, 7, Vec::new());
+            Box::pin(self.input(loser, Input::Stop(Some(cease)))).await;
+        }
+    }
+
+    async fn stop(&mut self, mode: StopMode) {
+        let notification = match mode {
+            StopMode::Graceful => None,
+            StopMode::Shutdown => Some(Notification::shutdown(2, "ipipd is shutting down")),
+            StopMode::Deconfigured => Some(Notification::new(codes::CEASE, 3, Vec::new())),
+        };
+        let ids: Vec<u64> = self.conns.iter().map(|c| c.id).collect();
+        for id in ids {
+            self.input(id, Input::Stop(notification.clone())).await;
+        }
+        // Let the writers flush the NOTIFICATION.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    fn set_state(&self, state: State, info: String) {
+        if let Ok(mut s) = self.status.lock() {
+            if let Some(p) = s.get_mut(&self.config.address) {
+                if p.state != state {
+                    p.since = SystemTime::now();
+                    tracing::debug!(from = %p.state, to = %state, "state change");
+                }
+                p.state = state;
+                if !info.is_empty() || state == State::Established {
+                    p.info = info;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,221 @@
+//! The task that owns the RIB. Sessions send it events over one channel; it
+//! handles every event waiting, then flushes once, so a burst of UPDATEs
+//! becomes one round of exports and one FIB publication.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ipnet::IpNet;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::{FibView, SpeakerConfig, StatusMap};
+use crate::rib::{PeerInfo, PolicyConfig, Rib, RouteView};
+use crate::wire::{Notification, Update};
+
+/// Messages to the RIB task.
+#[derive(Debug)]
+pub enum RibEvent {
+    PeerUp {
+        info: PeerInfo,
+        writer: mpsc::UnboundedSender<Bytes>,
+        resets: mpsc::UnboundedSender<Notification>,
+    },
+    /// `keep_stale`: graceful restart helper mode, for at most this long.
+    PeerDown { address: IpAddr, keep_stale: Option<Duration> },
+    PeerRemoved(IpAddr),
+    Update(IpAddr, Box<Update>),
+    Refresh(IpAddr),
+    SetBlocks(Vec<IpNet>),
+    /// All configured peers have been spawned; convergence can be judged.
+    PeersConfigured,
+    Query(oneshot::Sender<Vec<RouteView>>),
+    StaleExpired { address: IpAddr, generation: u64 },
+}
+
+struct PeerOut {
+    writer: mpsc::UnboundedSender<Bytes>,
+    resets: mpsc::UnboundedSender<Notification>,
+}
+
+pub fn spawn(config: &SpeakerConfig, status: StatusMap) -> (mpsc::Sender<RibEvent>, watch::Receiver<FibView>, watch::Receiver<bool>) {
+    let (tx, rx) = mpsc::channel(4096);
+    let (fib_tx, fib_rx) = watch::channel(FibView::default());
+    let (conv_tx, conv_rx) = watch::channel(false);
+    let policy = PolicyConfig {
+        local_as: config.local_as,
+        router_id: config.router_id,
+        cluster_id: config.cluster_id,
+        pools: config.pools.clone(),
+        own_blocks: config.own_blocks.clone(),
+        next_hop_v4: config.local_address,
+        next_hop_v6: config.local_address_v6,
+    };
+    let task = RibTask {
+        rib: Rib::new(policy, config.max_paths),
+        out: HashMap::new(),
+        status,
+        fib_tx,
+        conv_tx,
+        self_tx: tx.clone(),
+        generations: HashMap::new(),
+        stale_rearmed: HashMap::new(),
+        peers_configured: false,
+        deadline: Instant::now() + config.convergence_timeout,
+    };
+    tokio::spawn(task.run(rx));
+    (tx, fib_rx, conv_rx)
+}
+
+struct RibTask {
+    rib: Rib,
+    out: HashMap<IpAddr, PeerOut>,
+    status: StatusMap,
+    fib_tx: watch::Sender<FibView>,
+    conv_tx: watch::Sender<bool>,
+    self_tx: mpsc::Sender<RibEvent>,
+    generations: HashMap<IpAddr, u64>,
+    stale_rearmed: HashMap<IpAddr, Duration>,
+    peers_configured: bool,
+    deadline: Instant,
+}
+
+/// Most events handled before a flush, so exports keep flowing under a flood.
+const BATCH: usize = 2048;
+
+impl RibTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<RibEvent>) {
+        loop {
+            let first = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = tokio::time::sleep_until(self.deadline), if !*self.conv_tx.borrow() => {
+                    tracing::info!("convergence timeout: stale routes may now be removed");
+                    let _ = self.conv_tx.send(true);
+                    continue;
+                }
+            };
+            let Some(first) = first else { return };
+            self.handle(first);
+            let mut n = 1;
+            while n < BATCH {
+                match rx.try_recv() {
+                    Ok(ev) => self.handle(ev),
+                    Err(_) => break,
+                }
+                n += 1;
+            }
+            self.flush();
+        }
+    }
+
+    fn handle(&mut self, ev: RibEvent) {
+        match ev {
+            RibEvent::PeerUp { info, writer, resets } => {
+                let addr = info.address;
+                self.out.insert(addr, PeerOut { writer, resets });
+                self.stale_rearmed.remove(&addr);
+                self.rib.peer_up(info);
+            }
+            RibEvent::PeerDown { address, keep_stale } => {
+                self.out.remove(&address);
+                self.rib.peer_down(address, keep_stale.is_some());
+                let generation = self.generations.entry(address).or_default();
+                *generation += 1;
+                if let Some(after) = keep_stale {
+                    self.arm_stale(address, after);
+                }
+            }
+            RibEvent::PeerRemoved(address) => {
+                self.out.remove(&address);
+                self.rib.peer_removed(address);
+                *self.generations.entry(address).or_default() += 1;
+            }
+            RibEvent::Update(address, update) => self.rib.update(address, *update),
+            RibEvent::Refresh(address) => self.rib.refresh(address),
+            RibEvent::SetBlocks(blocks) => self.rib.set_own_blocks(blocks),
+            RibEvent::PeersConfigured => self.peers_configured = true,
+            RibEvent::Query(reply) => {
+                let _ = reply.send(self.rib.routes());
+            }
+            RibEvent::StaleExpired { address, generation } => {
+                if self.generations.get(&address) != Some(&generation) {
+                    return;
+                }
+                let up = self.out.contains_key(&address);
+                match (up, self.stale_rearmed.remove(&address)) {
+                    // Re-established but no End-of-RIB yet: wait once more, then give up.
+                    (true, None) => {
+                        if let Some(after) = self.stale_after(address) {
+                            self.stale_rearmed.insert(address, after);
+                            self.arm_stale(address, after);
+                        }
+                    }
+                    _ => {
+                        tracing::info!(peer = %address, "graceful restart time over: stale routes removed");
+                        self.rib.stale_expired(address);
+                    }
+                }
+            }
+        }
+    }
+
+    fn stale_after(&self, _address: IpAddr) -> Option<Duration> {
+        Some(Duration::from_secs(60))
+    }
+
+    fn arm_stale(&mut self, address: IpAddr, after: Duration) {
+        let generation = self.generations.get(&address).copied().unwrap_or_default();
+        let tx = self.self_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(RibEvent::StaleExpired { address, generation }).await;
+        });
+    }
+
+    fn flush(&mut self) {
+        let fx = self.rib.flush();
+        for (addr, msg) in fx.messages {
+            if let Some(o) = self.out.get(&addr) {
+                let _ = o.writer.send(msg);
+            }
+        }
+        for (addr, n) in fx.resets {
+            if let Some(o) = self.out.get(&addr) {
+                let _ = o.resets.send(n);
+            }
+        }
+        // The speaker handle holds one receiver; publish only when someone else listens.
+        if fx.fib_changed && self.fib_tx.receiver_count() > 1 {
+            self.fib_tx.send_replace(Arc::new(self.rib.fib_view()));
+        }
+        self.publish_counts();
+        self.check_converged();
+    }
+
+    fn publish_counts(&mut self) {
+        let counts = self.rib.counts();
+        if let Ok(mut status) = self.status.lock() {
+            for (addr, c) in counts {
+                if let Some(s) = status.get_mut(&addr) {
+                    s.counts = c;
+                }
+            }
+        }
+    }
+
+    fn check_converged(&mut self) {
+        if *self.conv_tx.borrow() || !self.peers_configured {
+            return;
+        }
+        let Ok(status) = self.status.lock() else { return };
+        let all = status.values().all(|s| s.info == super::peer::ADMIN_DOWN || self.rib.eor_complete(s.address));
+        drop(status);
+        if all {
+            tracing::info!("initial convergence: every peer sent End-of-RIB");
+            let _ = self.conv_tx.send(true);
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The resolved configuration: every default applied, every value checked.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_ASN: u32 = 64512;
+pub const DEFAULT_PORT: u16 = 179;
+pub const DEFAULT_HOLD_TIME: u16 = 90;
+pub const DEFAULT_GRACEFUL_RESTART_TIME: u16 = 120;
+pub const DEFAULT_MAX_PATHS: usize = 4;
+pub const DEFAULT_CONNECT_RETRY_TIME: u16 = 5;
+pub const DEFAULT_DEVICE: &str = "tunl0";
+/// "bgp" in iproute2's rt_protos, the number BIRD and calico use too.
+pub const DEFAULT_PROTOCOL: u8 = 186;
+/// RT_TABLE_MAIN.
+pub const DEFAULT_TABLE: u32 = 254;
+pub const DEFAULT_SOCKET: &str = "/run/ipipd/ipipd.sock";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/ipipd";
+/// Used when the host name cannot be read.
+pub const FALLBACK_NAME: &str = "ipipd";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    pub node: Node,
+    pub cluster: Cluster,
+    pub bgp: Bgp,
+    pub peers: Vec<Peer>,
+    pub ipip: Ipip,
+    pub kernel: Kernel,
+    pub control: Control,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Node {
+    pub name: String,
+    /// Router id, BGP source address and the next hop other nodes tunnel to.
+    pub address: Ipv4Addr,
+    pub address_v6: Option<Ipv6Addr>,
+    pub asn: u32,
+    pub blocks: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cluster {
+    pub pools: Vec<IpNet>,
+    pub mesh: bool,
+    pub nodes: Vec<IpAddr>,
+    pub mesh_password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bgp {
+    pub port: u16,
+    pub hold_time: u16,
+    /// `None`: a third of the negotiated hold time.
+    pub keepalive_time: Option<u16>,
+    pub graceful_restart_time: u16,
+    /// Set: this node reflects routes for its `rr_client` peers.
+    pub route_reflector_cluster_id: Option<Ipv4Addr>,
+    /// ECMP next hops installed per prefix.
+    pub max_paths: usize,
+    pub connect_retry_time: u16,
+    pub listen: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Peer {
+    pub address: IpAddr,
+    pub asn: u32,
+    /// `None`: `bgp.port`.
+    pub port: Option<u16>,
+    pub passive: bool,
+    pub password: Option<String>,
+    pub rr_client: bool,
+    /// The peer reflects routes for this node (used only when this node is no reflector).
+    pub route_reflector: bool,
+    pub ttl_security: bool,
+    pub max_prefixes: Option<u32>,
+    pub name: Option<String>,
+    /// Administratively down: configured, never connected.
+    pub shutdown: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IpipMode {
+    /// Every remote block goes through the tunnel.
+    #[default]
+    Always,
+    /// Tunnel only to nodes outside this node's subnet; route directly inside it.
+    CrossSubnet,
+    /// Plain routes via the peer, no tunnel.
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ipip {
+    pub mode: IpipMode,
+    pub device: String,
+    /// `None`: the MTU of the interface holding `node.address`, minus the 20-byte outer header.
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Kernel {
+    /// rtm_protocol of every route ipipd owns; routes with another protocol are never touched.
+    pub protocol: u8,
+    pub table: u32,
+    /// false: compute routes but never write the FIB (benchmarks).
+    pub install: bool,
+    pub flush_on_stop: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Control {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+/// The host name, as the kernel knows it, for `node.name`.
+pub(crate) fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| FALLBACK_NAME.to_owned())
+}

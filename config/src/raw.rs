@@ -1,0 +1,95 @@
+//! The file as written: serde structs with `deny_unknown_fields`, every key optional so
+//! that defaults and "missing key" messages are decided in validation, with the key's
+//! position at hand.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::model::IpipMode;
+
+pub(crate) type Opt<T> = Option<Spanned<T>>;
+pub(crate) type List = Option<Vec<Spanned<String>>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub node: Option<RawNode>,
+    pub cluster: Option<RawCluster>,
+    pub bgp: Option<RawBgp>,
+    pub peer: Option<Vec<RawPeer>>,
+    pub ipip: Option<RawIpip>,
+    pub kernel: Option<RawKernel>,
+    pub control: Option<RawControl>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNode {
+    pub name: Opt<String>,
+    pub address: Opt<String>,
+    pub address_v6: Opt<String>,
+    pub asn: Opt<u32>,
+    pub blocks: List,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub pools: List,
+    pub mesh: Opt<bool>,
+    pub nodes: List,
+    pub mesh_password: Opt<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBgp {
+    pub port: Opt<u16>,
+    pub hold_time: Opt<u16>,
+    pub keepalive_time: Opt<u16>,
+    pub graceful_restart_time: Opt<u16>,
+    pub route_reflector_cluster_id: Opt<String>,
+    pub max_paths: Opt<usize>,
+    pub connect_retry_time: Opt<u16>,
+    pub listen: Opt<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPeer {
+    pub address: Opt<String>,
+    pub asn: Opt<u32>,
+    pub port: Opt<u16>,
+    pub passive: Opt<bool>,
+    pub password: Opt<String>,
+    pub rr_client: Opt<bool>,
+    pub route_reflector: Opt<bool>,
+    pub ttl_security: Opt<bool>,
+    pub max_prefixes: Opt<u32>,
+    pub name: Opt<String>,
+    pub shutdown: Opt<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIpip {
+    pub mode: Opt<IpipMode>,
+    pub device: Opt<String>,
+    pub mtu: Opt<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKernel {
+    pub protocol: Opt<u8>,
+    pub table: Opt<u32>,
+    pub install: Opt<bool>,
+    pub flush_on_stop: Opt<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    pub socket: Opt<String>,
+    pub state_dir: Opt<String>,
+}

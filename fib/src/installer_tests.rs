@@ -1,0 +1,289 @@
+//! The installer driven over the in-memory FIB.
+
+use std::time::Duration;
+
+use super::*;
+use crate::{MemFib, MemHandle, NextHop, Op, Route, RouteKind, Underlay};
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("test prefix")
+}
+
+fn settings(mode: Mode) -> Settings {
+    Settings::new(mode, "172.29.235.101".parse().expect("addr"))
+}
+
+fn tun(gw: &str) -> RouteKind {
+    RouteKind::Via(vec![NextHop {
+        gateway: gw.parse().expect("addr"),
+        device: Some("tunl0".into()),
+        onlink: true,
+    }])
+}
+
+fn inputs() -> Inputs {
+    let mut i = Inputs::default();
+    i.remote.insert(
+        net("101.88.228.192/26"),
+        vec!["172.29.235.130".parse().expect("addr")],
+    );
+    i.remote.insert(
+        net("101.88.1.0/26"),
+        vec!["172.29.235.131".parse().expect("addr")],
+    );
+    i.own_blocks.push(net("101.76.9.128/26"));
+    i.workloads
+        .push(("101.76.9.136".parse().expect("addr"), "cali1".into()));
+    i
+}
+
+fn fib() -> (MemFib, MemHandle) {
+    let (fib, handle) = MemFib::new();
+    handle.set_underlay(Some(Underlay {
+        subnet: net("172.29.235.0/24"),
+        device: "eth0".into(),
+        mtu: 9000,
+    }));
+    handle.set_link("eth0", true);
+    handle.set_link("cali1", true);
+    (fib, handle)
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn installs_the_desired_set_and_creates_the_tunnel() {
+    let (fib, handle) = fib();
+    let installer = Installer::start_with(fib, settings(Mode::Always))
+        .await
+        .expect("start");
+    installer.set_inputs(inputs());
+    eventually("4 routes installed", || installer.installed().len() == 4).await;
+    let routes = handle.routes();
+    assert_eq!(
+        routes.get(&net("101.88.228.192/26")),
+        Some(&tun("172.29.235.130"))
+    );
+    assert_eq!(
+        routes.get(&net("101.76.9.128/26")),
+        Some(&RouteKind::Blackhole)
+    );
+    assert_eq!(
+        routes.get(&net("101.76.9.136/32")),
+        Some(&RouteKind::Link {
+            device: "cali1".into()
+        })
+    );
+    let tunnel = handle.tunnel().expect("tunnel ensured");
+    assert_eq!(tunnel.mtu, Some(8980), "underlay MTU minus 20");
+    assert_eq!(tunnel.address, Some("101.76.9.128".parse().expect("addr")));
+    assert_eq!(installer.stats().added, 4);
+    installer.stop(false).await.expect("stop");
+    assert_eq!(handle.routes().len(), 4, "stop keeps routes");
+}
+
+#[tokio::test]
+async fn adopts_without_rewriting_and_deletes_only_after_convergence() {
+    let (fib, handle) = fib();
+    handle.set_link("tunl0", true);
+    handle.preload(Route {
+        prefix: net("101.88.228.192/26"),
+        kind: tun("172.29.235.130"),
+    });
+    handle.preload(Route {
+        prefix: net("101.76.9.128/26"),
+        kind: RouteKind::Blackhole,
+    });
+    handle.preload(Route {
+        prefix: net("101.99.0.0/26"),
+        kind: tun("172.29.235.199"),
+    });
+    handle.clear_log();
+    let installer = Installer::start_with(fib, settings(Mode::Always))
+        .await
+        .expect("start");
+    installer.set_inputs(inputs());
+    eventually("4 routes installed", || installer.installed().len() == 4).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let log = handle.log();
+    assert_eq!(
+        log,
+        vec![
+            Op::Write(Route {
+                prefix: net("101.76.9.136/32"),
+                kind: RouteKind::Link {
+                    device: "cali1".into()
+                }
+            }),
+            Op::Write(Route {
+                prefix: net("101.88.1.0/26"),
+                kind: tun("172.29.235.131")
+            }),
+        ],
+        "only the missing routes are written, nothing deleted before convergence"
+    );
+    assert!(handle.routes().contains_key(&net("101.99.0.0/26")));
+    installer.converged();
+    eventually("stale route deleted", || {
+        !handle.routes().contains_key(&net("101.99.0.0/26"))
+    })
+    .await;
+    assert_eq!(handle.log().len(), 3);
+    assert_eq!(installer.stats().deleted, 1);
+    installer.stop(false).await.expect("stop");
+}
+
+#[tokio::test]
+async fn puts_back_what_someone_else_deletes_or_changes() {
+    let (fib, handle) = fib();
+    let installer = Installer::start_with(fib, settings(Mode::Always))
+        .await
+        .expect("start");
+    installer.set_inputs(inputs());
+    eventually("installed", || installer.installed().len() == 4).await;
+    handle.delete_route(net("101.88.228.192/26"));
+    eventually("deleted route back", || {
+        handle.routes().get(&net("101.88.228.192/26")) == Some(&tun("172.29.235.130"))
+    })
+    .await;
+    handle.set_route(Route {
+        prefix: net("101.88.1.0/26"),
+        kind: tun("10.9.9.9"),
+    });
+    eventually("changed route restored", || {
+        handle.routes().get(&net("101.88.1.0/26")) == Some(&tun("172.29.235.131"))
+    })
+    .await;
+    eventually("stats published", || installer.stats().drift_repairs == 2).await;
+    installer.stop(false).await.expect("stop");
+}
+
+#[tokio::test]
+async fn workload_routes_follow_their_links() {
+    let (fib, handle) = fib();
+    handle.remove_link("cali1");
+    let installer = Installer::start_with(fib, settings(Mode::Always))
+        .await
+        .expect("start");
+    installer.set_inputs(inputs());
+    eventually("others installed", || installer.installed().len() == 3).await;
+    assert!(!installer.installed().contains(&net("101.76.9.136/32")));
+    assert_eq!(
+        installer.stats().errors,
+        0,
+        "a missing workload link is not an error"
+    );
+    handle.set_link("cali1", true);
+    eventually("workload installed", || {
+        installer.installed().contains(&net("101.76.9.136/32"))
+    })
+    .await;
+    handle.remove_link("cali1");
+    eventually("workload gone with its link", || {
+        !installer.installed().contains(&net("101.76.9.136/32"))
+    })
+    .await;
+    handle.set_link("cali1", true);
+    eventually("workload back", || {
+        handle.routes().contains_key(&net("101.76.9.136/32"))
+    })
+    .await;
+    installer.stop(false).await.expect("stop");
+}
+
+#[tokio::test]
+async fn lost_notifications_trigger_a_full_comparison() {
+    let (fib, handle) = fib();
+    let installer = Installer::start_with(fib, settings(Mode::Always))
+        .await
+        .expect("start");
+    installer.set_inputs(inputs());
+    eventually("installed", || installer.installed().len() == 4).await;
+    // Silently gone (no event), then the notification stream reports an overrun.
+    handle.preload(Route {
+        prefix: net("101.88.1.0/26"),
+        kind: RouteKind::Blackhole,
+    });
+    handle.lose_events();
+    eventually("repaired", || {
+        handle.routes().get(&net("101.88.1.0/26")) == Some(&tun("172.29.235.131"))
+    })
+    .await;
+    installer.stop(false).await.expect("stop");
+}
+
+#[tokio::test]
+async fn stop_with_flush_removes_everything_of_ours() {
+    let (fib, handle) = fib();
+    let installer = Installer::start_with(fib, settings(Mode::CrossSubnet))
+        .await
+        .expect("start");
+    installer.set_inputs(inputs());
+    eventually("installed", || installer.installed().len() == 4).await;
+    assert_eq!(
+        handle.routes().get(&net("101.88.228.192/26")),
+        Some(&RouteKind::Via(vec![NextHop {
+            gateway: "172.29.235.130".parse().expect("addr"),
+            device: Some("eth0".into()),
+            onlink: false,
+        }])),
+        "same subnet: direct in cross-subnet mode"
+    );
+    installer.stop(true).await.expect("stop");
+    assert!(handle.routes().is_empty(), "{:?}", handle.routes());
+}
+
+#[tokio::test]
+async fn never_mode_leaves_the_tunnel_alone() {
+    let (fib, handle) = fib();
+    let installer = Installer::start_with(fib, settings(Mode::Never))
+        .await
+        .expect("start");
+    installer.set_inputs(inputs());
+    eventually("installed", || installer.installed().len() == 4).await;
+    assert_eq!(handle.tunnel(), None);
+    assert!(handle.link("tunl0").is_none());
+    installer.stop(false).await.expect("stop");
+}
+
+#[tokio::test]
+async fn missing_ipip_support_is_one_clear_error() {
+    let (fib, handle) = fib();
+    handle.without_tunnel_support();
+    let err = Installer::start_with(fib, settings(Mode::Always))
+        .await
+        .err()
+        .expect("must fail");
+    assert_eq!(
+        err.to_string(),
+        "cannot create tunl0: this kernel has no IPIP support (modprobe ipip)"
+    );
+}
+
+#[tokio::test]
+async fn converged_right_after_inputs_deletes_nothing_desired() {
+    let (fib, handle) = fib();
+    handle.set_link("tunl0", true);
+    handle.preload(Route { prefix: net("101.88.228.192/26"), kind: tun("172.29.235.130") });
+    handle.clear_log();
+    let installer = Installer::start_with(fib, settings(Mode::Always)).await.expect("start");
+    installer.set_inputs(inputs());
+    installer.converged();
+    eventually("installed", || installer.installed().len() == 4).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        handle.log().iter().all(|op| matches!(op, Op::Write(r) if r.prefix != net("101.88.228.192/26"))),
+        "{:?}",
+        handle.log()
+    );
+    installer.stop(false).await.expect("stop");
+}

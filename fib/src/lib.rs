@@ -1,0 +1,147 @@
+//! The Linux FIB side of ipipd: which routes the node should have, and keeping the kernel
+//! exactly so.
+//!
+//! The crate knows nothing of BGP. The daemon hands it [`Inputs`] (best next hops per
+//! remote prefix, own blocks, local workloads); [`desired`] turns them into routes, and the
+//! [`Installer`] task writes the difference to the kernel, puts back what others change,
+//! and keeps the `tunl0` device in shape. The reconciler is written against the [`Fib`]
+//! trait so that the same code runs over the kernel ([`NetlinkFib`]) and over memory
+//! ([`MemFib`]) in tests.
+
+mod desired;
+mod error;
+mod fib;
+mod installer;
+mod memory;
+mod netlink;
+pub mod netns;
+mod reconcile;
+mod sys;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+
+pub use desired::{desired, tunnel_address};
+pub use error::FibError;
+pub use fib::{Fib, FibEvent, Link, Op, TunnelSpec, Underlay};
+pub use installer::{Installer, Stats};
+pub use memory::{MemFib, MemHandle};
+pub use netlink::{ensure_tunnel, NetlinkFib};
+
+/// The IPIP mode, as in Calico's `ipipMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every remote IPv4 block goes through the tunnel.
+    Always,
+    /// Only next hops outside the node's own subnet go through the tunnel.
+    CrossSubnet,
+    /// No tunnel: plain routes via the next hop.
+    Never,
+}
+
+/// Everything the desired route set is computed from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inputs {
+    /// Remote prefixes and their best next hops (one or several: ECMP).
+    pub remote: BTreeMap<IpNet, Vec<IpAddr>>,
+    pub own_blocks: Vec<IpNet>,
+    /// Local workloads: pod IP and host-side interface name.
+    pub workloads: Vec<(IpAddr, String)>,
+}
+
+/// How the installer runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mode: Mode,
+    /// The tunnel device, normally `tunl0`.
+    pub tunnel: String,
+    /// `None`: the underlay interface's MTU minus the 20-byte outer IPv4 header.
+    pub tunnel_mtu: Option<u32>,
+    /// The node's own address: the interface holding it is the underlay, its subnet decides
+    /// cross-subnet routing.
+    pub node_address: Ipv4Addr,
+    /// `rtm_protocol` of every route ipipd owns; routes of other protocols are never touched.
+    pub protocol: u8,
+    pub table: u32,
+    /// Create and configure the tunnel device (off only for setups that bring their own).
+    pub manage_tunnel: bool,
+}
+
+impl Settings {
+    /// Protocol 186 is what iproute2 prints as `proto bgp`.
+    pub const DEFAULT_PROTOCOL: u8 = 186;
+    /// The main table.
+    pub const DEFAULT_TABLE: u32 = 254;
+
+    /// Defaults for everything but the mode and the node address.
+    pub fn new(mode: Mode, node_address: Ipv4Addr) -> Settings {
+        Settings {
+            mode,
+            tunnel: "tunl0".to_string(),
+            tunnel_mtu: None,
+            node_address,
+            protocol: Self::DEFAULT_PROTOCOL,
+            table: Self::DEFAULT_TABLE,
+            manage_tunnel: true,
+        }
+    }
+}
+
+/// One kernel route as ipipd wants it or finds it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route {
+    pub prefix: IpNet,
+    pub kind: RouteKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteKind {
+    /// One next hop is a plain route, several a multipath route.
+    Via(Vec<NextHop>),
+    Blackhole,
+    /// `dev X scope link`: a local workload.
+    Link {
+        device: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NextHop {
+    pub gateway: IpAddr,
+    /// `None`: let the kernel pick the device from its routes to the gateway.
+    pub device: Option<String>,
+    pub onlink: bool,
+}
+
+impl RouteKind {
+    /// Whether a route found in the kernel is this wanted one. A wanted next hop without a
+    /// device matches whatever device the kernel chose for it; everything else must be
+    /// identical, so an identical route is never rewritten and a different one always is.
+    pub fn matches(&self, found: &RouteKind) -> bool {
+        match (self, found) {
+            (RouteKind::Via(want), RouteKind::Via(have)) => {
+                want.len() == have.len()
+                    && want.iter().all(|w| {
+                        have.iter().any(|h| {
+                            w.gateway == h.gateway
+                                && w.onlink == h.onlink
+                                && (w.device.is_none() || w.device == h.device)
+                        })
+                    })
+            }
+            (a, b) => a == b,
+        }
+    }
+
+    /// The devices this route needs to exist and be up before the kernel accepts it.
+    pub fn devices(&self) -> impl Iterator<Item = &str> {
+        let (hops, link) = match self {
+            RouteKind::Via(hops) => (hops.as_slice(), None),
+            RouteKind::Blackhole => (&[][..], None),
+            RouteKind::Link { device } => (&[][..], Some(device.as_str())),
+        };
+        hops.iter().filter_map(|h| h.device.as_deref()).chain(link)
+    }
+}

@@ -1,0 +1,317 @@
+//! The installer against the real kernel, each test in a network namespace of its own.
+//! Needs root and iproute2. The kernel here has no ipip driver, so `tunl0` is one end of a
+//! veth pair: route programming through it is real, encapsulation is not tested here.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Netns, Process};
+use fib::{FibError, Inputs, Installer, Mode, Settings, TunnelSpec};
+use ipnet::IpNet;
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("test prefix")
+}
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+fn settings(mode: Mode) -> Settings {
+    Settings::new(mode, "172.29.235.101".parse().expect("addr"))
+}
+
+fn remote(entries: &[(&str, &[&str])]) -> BTreeMap<IpNet, Vec<IpAddr>> {
+    entries.iter().map(|(p, gws)| (net(p), gws.iter().map(|g| ip(g)).collect())).collect()
+}
+
+/// Poll until `check` holds, 2 s at most.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `ip route show proto bgp` (which leaves out the proto it filters on).
+fn shown(ns: &Netns, family: &str) -> String {
+    ns.ip(&[family, "route", "show", "proto", "bgp"])
+}
+
+fn assert_routes(ns: &Netns, family: &str, want: &str) {
+    let got = shown(ns, family);
+    assert_eq!(got, want, "`ip {family} route show proto bgp` differs:\n--- got\n{got}--- want\n{want}");
+}
+
+/// The seed scenario's node .101 with one more remote block (two next hops), a local pod,
+/// a pod whose veth does not exist yet, and an IPv6 block.
+fn node_inputs() -> Inputs {
+    Inputs {
+        remote: remote(&[
+            ("101.88.228.192/26", &["172.29.235.130"]),
+            ("101.88.1.0/26", &["172.29.235.131", "172.29.236.9"]),
+            ("fd00:2::/122", &["fd00::2"]),
+        ]),
+        own_blocks: vec![net("101.76.9.128/26")],
+        workloads: vec![
+            (ip("101.76.9.136"), "cali1".into()),
+            (ip("101.76.9.137"), "cali-later".into()),
+        ],
+    }
+}
+
+const ALWAYS_V4: &str = "\
+blackhole 101.76.9.128/26 
+101.76.9.136 dev cali1 scope link 
+101.88.1.0/26 
+\tnexthop via 172.29.235.131 dev tunl0 weight 1 onlink 
+\tnexthop via 172.29.236.9 dev tunl0 weight 1 onlink 
+101.88.228.192/26 via 172.29.235.130 dev tunl0 onlink 
+";
+
+const V6: &str = "fd00:2::/122 via fd00::2 dev eth0 metric 1024 pref medium\n";
+
+fn node(tag: &str) -> Netns {
+    let ns = Netns::new(tag);
+    ns.underlay(1500);
+    ns.stand_in_tunnel();
+    ns.veth("cali1", "cali1-pod");
+    ns
+}
+
+#[test]
+fn always_mode_installs_every_route_kind() {
+    let ns = node("always");
+    let stats = ns.run(|| async {
+        let installer = Installer::start(settings(Mode::Always)).await.expect("start");
+        installer.set_inputs(node_inputs());
+        eventually("5 routes installed", || installer.installed().len() == 5).await;
+        let stats = installer.stats();
+        installer.stop(false).await.expect("stop");
+        stats
+    });
+    assert_routes(&ns, "-4", ALWAYS_V4);
+    assert_routes(&ns, "-6", V6);
+    assert_eq!((stats.added, stats.errors), (5, 0), "{stats:?}");
+    // The proto really is 186 ("bgp"), in the main table.
+    let detail = ns.ip(&["-d", "route", "show", "101.88.228.192/26"]);
+    assert_eq!(detail, "unicast 101.88.228.192/26 via 172.29.235.130 dev tunl0 proto bgp scope global onlink \n");
+}
+
+#[test]
+fn cross_subnet_goes_direct_inside_the_subnet() {
+    let ns = node("cross");
+    ns.run(|| async {
+        let installer = Installer::start(settings(Mode::CrossSubnet)).await.expect("start");
+        let mut inputs = node_inputs();
+        inputs.workloads.clear();
+        installer.set_inputs(inputs);
+        eventually("4 routes installed", || installer.installed().len() == 4).await;
+        installer.stop(false).await.expect("stop");
+    });
+    assert_routes(
+        &ns,
+        "-4",
+        "\
+blackhole 101.76.9.128/26 
+101.88.1.0/26 
+\tnexthop via 172.29.235.131 dev eth0 weight 1 
+\tnexthop via 172.29.236.9 dev tunl0 weight 1 onlink 
+101.88.228.192/26 via 172.29.235.130 dev eth0 
+",
+    );
+    assert_routes(&ns, "-6", V6);
+}
+
+#[test]
+fn never_mode_lets_the_kernel_pick_the_device() {
+    let ns = Netns::new("never");
+    ns.underlay(1500);
+    ns.run(|| async {
+        let installer = Installer::start(settings(Mode::Never)).await.expect("start");
+        installer.set_inputs(Inputs {
+            remote: remote(&[("101.88.228.192/26", &["172.29.235.130"])]),
+            own_blocks: vec![net("101.76.9.128/26")],
+            workloads: vec![],
+        });
+        eventually("2 routes installed", || installer.installed().len() == 2).await;
+        // The kernel reports the device it chose; that must not look like drift.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(installer.stats().replaced, 0, "{:?}", installer.stats());
+        installer.stop(false).await.expect("stop");
+    });
+    assert_routes(
+        &ns,
+        "-4",
+        "blackhole 101.76.9.128/26 \n101.88.228.192/26 via 172.29.235.130 dev eth0 \n",
+    );
+    let (_, tunnel) = ns.try_ip(&["link", "show", "tunl0"]);
+    assert!(tunnel.contains("does not exist"), "never mode must not touch tunl0: {tunnel}");
+}
+
+#[test]
+fn drift_is_repaired_and_workloads_follow_their_links() {
+    let ns = node("drift");
+    let inner = ns.handle();
+    ns.run(move || async move {
+        let ns = inner;
+        let installer = Installer::start(settings(Mode::Always)).await.expect("start");
+        installer.set_inputs(node_inputs());
+        installer.converged();
+        eventually("5 routes installed", || installer.installed().len() == 5).await;
+
+        ns.ip(&["route", "del", "101.88.228.192/26"]);
+        eventually("deleted route back", || shown(&ns, "-4") == ALWAYS_V4).await;
+        ns.ip(&["route", "replace", "101.88.1.0/26", "via", "172.29.235.99", "dev", "tunl0", "onlink", "proto", "bgp"]);
+        eventually("changed route restored", || shown(&ns, "-4") == ALWAYS_V4).await;
+        ns.ip(&["-6", "route", "del", "fd00:2::/122"]);
+        eventually("IPv6 route back", || shown(&ns, "-6") == V6).await;
+        eventually("drift counted", || installer.stats().drift_repairs == 3).await;
+
+        // The pod's veth goes away and its /32 with it; a new veth brings it back.
+        ns.ip(&["link", "del", "cali1"]);
+        eventually("workload route gone", || !installer.installed().contains(&net("101.76.9.136/32")))
+            .await;
+        ns.veth("cali1", "cali1-pod");
+        eventually("workload route back", || shown(&ns, "-4") == ALWAYS_V4).await;
+        // The pod that had no veth yet gets its route once the veth appears.
+        ns.veth("cali-later", "cali-later-pod");
+        eventually("late workload installed", || installer.installed().len() == 6).await;
+        assert!(shown(&ns, "-4").contains("101.76.9.137 dev cali-later scope link"));
+        assert_eq!(installer.stats().errors, 0, "{:?}", installer.stats());
+        installer.stop(false).await.expect("stop");
+    });
+}
+
+#[test]
+fn restart_adopts_routes_without_deleting_any() {
+    let ns = node("restart");
+    ns.run(|| async {
+        let installer = Installer::start(settings(Mode::Always)).await.expect("start");
+        installer.set_inputs(node_inputs());
+        installer.converged();
+        eventually("5 routes installed", || installer.installed().len() == 5).await;
+        installer.stop(false).await.expect("stop keeps routes");
+    });
+    assert_routes(&ns, "-4", ALWAYS_V4);
+
+    let log = std::env::temp_dir().join(format!("{}.monitor", ns.name));
+    let file = std::fs::File::create(&log).expect("monitor log");
+    let monitor = Process::spawn(
+        Command::new("ip")
+            .args(["-n", &ns.name, "monitor", "route"])
+            .stdout(file)
+            .stderr(Stdio::null()),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let stats = ns.run(|| async {
+        let installer = Installer::start(settings(Mode::Always)).await.expect("restart");
+        installer.set_inputs(node_inputs());
+        installer.converged();
+        eventually("5 routes installed", || installer.installed().len() == 5).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stats = installer.stats();
+        installer.stop(false).await.expect("stop");
+        stats
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    drop(monitor);
+    let recorded = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(recorded, "", "a restart must not touch routes that stay desired");
+    assert_eq!((stats.added, stats.replaced, stats.deleted), (0, 0, 0), "{stats:?}");
+    assert_routes(&ns, "-4", ALWAYS_V4);
+}
+
+#[test]
+fn stale_routes_go_only_after_convergence_and_flush_removes_all() {
+    let ns = node("stale");
+    ns.ip(&["route", "add", "101.99.0.0/26", "via", "172.29.235.140", "dev", "tunl0", "onlink", "proto", "bgp"]);
+    // Not ours (another protocol): never touched.
+    ns.ip(&["route", "add", "101.98.0.0/26", "via", "172.29.235.140", "dev", "tunl0", "onlink", "proto", "static"]);
+    let inner = ns.handle();
+    ns.run(move || async move {
+        let ns = inner;
+        let installer = Installer::start(settings(Mode::Always)).await.expect("start");
+        installer.set_inputs(node_inputs());
+        eventually("5 routes installed", || installer.installed().len() == 5).await;
+        assert!(shown(&ns, "-4").contains("101.99.0.0/26"), "kept until converged");
+        installer.converged();
+        eventually("stale route deleted", || shown(&ns, "-4") == ALWAYS_V4).await;
+        installer.stop(true).await.expect("stop with flush");
+        assert_eq!(shown(&ns, "-4"), "");
+        assert_eq!(shown(&ns, "-6"), "");
+        let foreign = ns.ip(&["route", "show", "101.98.0.0/26"]);
+        assert_eq!(foreign, "101.98.0.0/26 via 172.29.235.140 dev tunl0 proto static onlink \n");
+    });
+}
+
+#[test]
+fn tunnel_gets_mtu_and_exactly_one_address() {
+    let ns = Netns::new("tunnel");
+    ns.underlay(9000);
+    ns.stand_in_tunnel();
+    // A stale /32 from an earlier block, and an address that is not ours to remove.
+    ns.ip(&["addr", "add", "101.76.0.0/32", "dev", "tunl0"]);
+    ns.ip(&["addr", "add", "192.168.50.1/24", "dev", "tunl0"]);
+    ns.ip(&["link", "set", "tunl0", "down"]);
+    ns.run(|| async {
+        fib::ensure_tunnel(&TunnelSpec {
+            name: "tunl0".into(),
+            mtu: Some(1440),
+            address: Some("101.76.9.128".parse().expect("addr")),
+        })
+        .await
+        .expect("ensure_tunnel accepts an existing tunl0");
+    });
+    let link = ns.ip(&["link", "show", "tunl0"]);
+    assert!(link.contains(",UP,") && link.contains(" mtu 1440 "), "{link}");
+    let addrs = ns.ip(&["-4", "-o", "addr", "show", "dev", "tunl0"]);
+    let addrs: Vec<&str> = addrs.lines().filter_map(|l| l.split_whitespace().nth(3)).collect();
+    assert_eq!(addrs, ["192.168.50.1/24", "101.76.9.128/32"]);
+
+    // The installer: MTU from the underlay (9000 - 20), address from the first IPv4 block,
+    // and it follows a change of blocks.
+    ns.run(|| async {
+        let installer = Installer::start(settings(Mode::Always)).await.expect("start");
+        installer.set_inputs(Inputs {
+            own_blocks: vec![net("fd00:1::/122"), net("101.76.10.0/26")],
+            ..Inputs::default()
+        });
+        eventually("blackholes installed", || installer.installed().len() == 2).await;
+        installer.stop(false).await.expect("stop");
+    });
+    let link = ns.ip(&["link", "show", "tunl0"]);
+    assert!(link.contains(" mtu 8980 "), "{link}");
+    let addrs = ns.ip(&["-4", "-o", "addr", "show", "dev", "tunl0"]);
+    let addrs: Vec<&str> = addrs.lines().filter_map(|l| l.split_whitespace().nth(3)).collect();
+    assert_eq!(addrs, ["192.168.50.1/24", "101.76.10.0/32"]);
+}
+
+#[test]
+fn without_ipip_support_start_fails_clearly() {
+    let ns = Netns::new("noipip");
+    ns.underlay(1500);
+    let (exists, _) = ns.try_ip(&["link", "show", "tunl0"]);
+    let result = ns.run(|| async { Installer::start(settings(Mode::Always)).await.map(|_| ()) });
+    if exists {
+        // A kernel with the ipip driver gives every namespace its own tunl0.
+        assert!(result.is_ok(), "{result:?}");
+        return;
+    }
+    match result {
+        Err(e @ FibError::TunnelUnsupported { .. }) => assert_eq!(
+            e.to_string(),
+            "cannot create tunl0: this kernel has no IPIP support (modprobe ipip)"
+        ),
+        Err(e) => panic!("expected TunnelUnsupported, got {e:?}"),
+        Ok(()) => {
+            let kind = ns.ip(&["-d", "link", "show", "tunl0"]);
+            assert!(kind.contains("ipip"), "start succeeded, so tunl0 must be ipip: {kind}");
+        }
+    }
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# NOT ipipd. A stand-in that speaks ipipd's CLI contract well enough to test the VM
+# scenarios themselves (their topology, waits and checks) while the daemon is missing or
+# broken: IPIPD_BIN=interop/vm/testing/fake-ipipd.sh interop/vm/run.sh seed
+#
+# It speaks no BGP: `run` reads the other nodes' configuration files from the directory
+# next to its own and programs the kernel routes the contract describes. A pass with it
+# says nothing about ipipd.
+set -euo pipefail
+
+die() { echo "fake-ipipd: $*" >&2; exit 1; }
+
+# key FILE NAME: the first `NAME = value` in FILE, quotes and brackets removed.
+key() { sed -n "s/^$2 *= *//p" "$1" | head -n1 | tr -d '"[] '; }
+
+socket=/run/ipipd/ipipd.sock
+config=/etc/ipipd/ipipd.toml
+args=()
+while (( $# )); do
+    case $1 in
+        --socket) socket=$2; shift 2 ;;
+        --config) config=$2; shift 2 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+set -- "${args[@]}"
+
+alive() { [[ -f $socket ]] && kill -0 "$(cat "$socket")" 2>/dev/null; }
+need_daemon() { alive || die "no daemon answers at $socket"; }
+netns_of() { cat "$(dirname "$socket")/fake.netns"; }
+
+# Programs NODE's routes from every config file in the configuration's directory tree.
+program() {
+    local cfg=$1 ns=$2 me block mode first dev other oaddr oblock
+    me=$(key "$cfg" address)
+    block=$(key "$cfg" blocks)
+    mode=$(key "$cfg" mode)
+    first=${block%/*}
+    ip link set tunl0 up mtu 1480
+    ip addr replace "$first/32" dev tunl0
+    ip route replace blackhole "$block" proto bgp
+    for other in "$(dirname "$(dirname "$cfg")")"/*/*.toml; do
+        oaddr=$(key "$other" address)
+        [[ $oaddr == "$me" ]] && continue
+        oblock=$(key "$other" blocks)
+        if [[ $mode == cross-subnet && ${oaddr%.*} == "${me%.*}" ]]; then
+            ip route replace "$oblock" via "$oaddr" dev eth0 proto bgp
+        else
+            ip route replace "$oblock" via "$oaddr" dev tunl0 onlink proto bgp
+        fi
+    done
+    local wl=$(dirname "$socket")/fake.workloads ip ifc
+    [[ -f $wl ]] || return 0
+    while read -r ip ifc; do
+        ip route replace "$ip" dev "$ifc" proto bgp scope link
+    done < "$wl"
+}
+
+case ${1:-} in
+    check-config) [[ -f $config ]] || die "$config: not found"; exit 0 ;;
+    run)
+        socket=$(key "$config" socket)
+        mkdir -p "$(dirname "$socket")"
+        ip netns identify $$ > "$(dirname "$socket")/fake.netns"
+        echo $$ > "$socket"
+        cp "$config" "$(dirname "$socket")/fake.toml"
+        program "$config" "$(netns_of)"
+        trap 'exit 0' TERM INT
+        while sleep 1; do :; done
+        ;;
+    workload)
+        need_daemon
+        [[ ${2:-} == add ]] || die "only workload add"
+        echo "$3 $4" >> "$(dirname "$socket")/fake.workloads"
+        ip -n "$(netns_of)" route replace "$3" dev "$4" proto bgp scope link
+        ;;
+    show)
+        need_daemon
+        dir=$(dirname "$socket")
+        case ${2:-} in
+            peers)
+                for other in "$(dirname "$dir")"/*/fake.toml; do
+                    [[ $other == "$dir/fake.toml" ]] && continue
+                    s=$(dirname "$other")/$(basename "$(key "$other" socket)")
+                    state=Active
+                    [[ -f $s ]] && kill -0 "$(cat "$s")" 2>/dev/null && state=Established
+                    jq -n --arg a "$(key "$other" address)" --arg s "$state" \
+                        '{address: $a, asn: 64512, state: $s, kind: "mesh", since: "2024-01-01T00:00:00Z", received: 1, accepted: 1}'
+                done | jq -s .
+                ;;
+            routes)
+                ip -n "$(netns_of)" -j route show proto bgp | jq '[.[] | {
+                    prefix: (if (.dst | test("/")) then .dst else .dst + "/32" end),
+                    origin: (if .type == "blackhole" then "local" elif .gateway then "bgp" else "workload" end),
+                    next_hop: (.gateway // null),
+                    interface: (if .type == "blackhole" then null else .dev end),
+                    peer: (.gateway // null), best: true, installed: true }]'
+                ;;
+            *) die "show peers|routes" ;;
+        esac
+        ;;
+    *) die "unknown command ${1:-}" ;;
+esac

@@ -1,0 +1,205 @@
+//! The command line (clap derive, nested subcommands).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::control::client;
+use crate::control::protocol::{Request, Response};
+use crate::logging::LogFormat;
+
+pub const DEFAULT_CONFIG: &str = "/etc/ipipd/ipipd.toml";
+
+#[derive(Debug, Parser)]
+#[command(name = "ipipd", version, about = "BGP routing daemon for Kubernetes pod networks in IPIP mode")]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct SocketArg {
+    /// Control socket of the daemon.
+    #[arg(long, default_value = config::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Check a configuration file: exit 0 if valid, else print every error and exit 2.
+    CheckConfig {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Show the daemon's state.
+    Show {
+        #[command(subcommand)]
+        what: ShowWhat,
+    },
+    /// Register or remove local workloads (pods).
+    Workload {
+        #[command(subcommand)]
+        action: WorkloadAction,
+    },
+    /// Ask the daemon to re-read its configuration file.
+    Reload {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Print an example configuration.
+    ExampleConfig,
+    /// Start a demo cluster in network namespaces on this machine (root).
+    Lab {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=50))]
+        nodes: u8,
+        /// Check and tear down at once instead of waiting for Ctrl-C.
+        #[arg(long)]
+        once: bool,
+        /// ipipd binary run in each node (default: this one).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShowWhat {
+    /// BGP sessions, like `calicoctl node status`.
+    Peers {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Every route the node knows, like `birdc show route`.
+    Routes {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkloadAction {
+    /// Install IP/32 dev INTERFACE scope link.
+    Add {
+        ip: IpAddr,
+        interface: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Remove a workload.
+    Del {
+        ip: IpAddr,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// List workloads.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+fn call(socket: &SocketArg, req: Request) -> anyhow::Result<Response> {
+    match client::call(&socket.socket, &req) {
+        Ok(Response::Error { message }) => Err(anyhow::anyhow!("{message}")),
+        Ok(r) => Ok(r),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { config } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(crate::daemon::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => match config::Config::load(&config) {
+            Ok(_) => {
+                println!("{}: configuration is valid", config.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::ExampleConfig => {
+            print!("{}", config::EXAMPLE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { what: ShowWhat::Peers { json, socket } } => {
+            if let Response::Peers { peers } = call(&socket, Request::ShowPeers)? {
+                if json {
+                    print_json(&peers)?;
+                } else {
+                    print!("{}", crate::show::peers_table(&peers));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { what: ShowWhat::Routes { json, socket } } => {
+            if let Response::Routes { routes } = call(&socket, Request::ShowRoutes)? {
+                if json {
+                    print_json(&routes)?;
+                } else {
+                    print!("{}", crate::show::routes_table(&routes));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Workload { action } => workload(action),
+        Command::Reload { socket } => {
+            if let Response::Ok { message } = call(&socket, Request::Reload)? {
+                println!("{message}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lab { nodes, once, binary } => crate::lab::run(nodes.into(), once, binary),
+    }
+}
+
+fn workload(action: WorkloadAction) -> anyhow::Result<ExitCode> {
+    let (socket, req, json) = match action {
+        WorkloadAction::Add { ip, interface, socket } => {
+            crate::daemon::check_interface(&interface).map_err(|e| anyhow::anyhow!(e))?;
+            (socket, Request::WorkloadAdd { ip, interface }, false)
+        }
+        WorkloadAction::Del { ip, socket } => (socket, Request::WorkloadDel { ip }, false),
+        WorkloadAction::List { json, socket } => (socket, Request::WorkloadList, json),
+    };
+    match call(&socket, req)? {
+        Response::Ok { message } => println!("{message}"),
+        Response::Workloads { workloads } if json => print_json(&workloads)?,
+        Response::Workloads { workloads } => {
+            for w in workloads {
+                println!("{:<40} {}", w.ip, w.interface);
+            }
+        }
+        _ => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}

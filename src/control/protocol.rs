@@ -1,0 +1,109 @@
+//! The control protocol: newline-delimited JSON, one [`Request`] per line from
+//! the CLI, one [`Response`] per line back. Shared by daemon and CLI.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request line the daemon reads; longer ones are refused.
+pub const MAX_REQUEST_LEN: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    ShowPeers,
+    ShowRoutes,
+    WorkloadAdd { ip: IpAddr, interface: String },
+    WorkloadDel { ip: IpAddr },
+    WorkloadList,
+    /// Re-read the configuration file now (as SIGHUP does).
+    Reload,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "kebab-case")]
+pub enum Response {
+    Peers { peers: Vec<PeerJson> },
+    Routes { routes: Vec<RouteJson> },
+    Workloads { workloads: Vec<WorkloadJson> },
+    Ok { message: String },
+    Error { message: String },
+}
+
+/// One element of `show peers --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerJson {
+    pub address: IpAddr,
+    pub asn: u32,
+    pub kind: String,
+    pub state: String,
+    /// RFC 3339 time of the last state change.
+    pub since: String,
+    pub info: String,
+    pub received: u64,
+    pub accepted: u64,
+    pub refused_overlap: u64,
+    pub router_id: Option<Ipv4Addr>,
+    pub hostname: Option<String>,
+    pub established_count: u64,
+    pub graceful_restart: bool,
+}
+
+/// One element of `show routes --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteJson {
+    pub prefix: String,
+    /// `local` (own block), `bgp` or `workload`.
+    pub origin: String,
+    pub next_hop: Option<String>,
+    pub interface: Option<String>,
+    pub peer: Option<String>,
+    pub best: bool,
+    /// Present in the kernel right now, as ipipd wants it.
+    pub installed: bool,
+    pub stale: bool,
+    pub as_path: String,
+    pub local_pref: Option<u32>,
+    pub originator_id: Option<Ipv4Addr>,
+    pub cluster_list: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WorkloadJson {
+    pub ip: IpAddr,
+    pub interface: String,
+}
+
+/// Parses one request line; the error text is sent back to the client.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    if line.len() > MAX_REQUEST_LEN {
+        return Err(format!("request longer than {MAX_REQUEST_LEN} bytes"));
+    }
+    serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        for r in [
+            Request::ShowPeers,
+            Request::ShowRoutes,
+            Request::WorkloadAdd { ip: "101.76.9.136".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), interface: "cali0".into() },
+            Request::Reload,
+        ] {
+            let line = serde_json::to_string(&r).unwrap_or_default();
+            assert_eq!(parse_request(&line), Ok(r));
+        }
+    }
+
+    #[test]
+    fn malformed_requests_are_errors() {
+        assert!(parse_request("{").is_err());
+        assert!(parse_request(r#"{"request":"launch-missiles"}"#).is_err());
+        assert!(parse_request(r#"{"request":"workload-add","ip":"x","interface":"y"}"#).is_err());
+        assert!(parse_request(&"a".repeat(MAX_REQUEST_LEN + 1)).is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! `ipipd run`: config → speaker → RIB → FIB, the control socket, reload and
+//! signals.
+
+mod reload;
+pub mod settings;
+mod workloads;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use bgp::speaker::Speaker;
+use config::{Config, IpipMode};
+use ipnet::IpNet;
+use tokio::sync::{Mutex, Notify};
+
+use crate::control::protocol::{PeerJson, Request, Response, RouteJson};
+use workloads::Workloads;
+
+pub use workloads::check_interface;
+
+/// The running daemon, shared by the control socket, reload and the FIB feeder.
+pub struct Daemon {
+    config_path: PathBuf,
+    config: ArcSwap<Config>,
+    speaker: Speaker,
+    fib: Option<fib::Installer>,
+    workloads: Mutex<Workloads>,
+    /// Wakes the FIB feeder when workloads or own blocks change.
+    inputs_changed: Notify,
+}
+
+/// Name of the marker that tells the next start it is a restart (RFC 4724 R bit).
+const RUNNING_MARKER: &str = "running";
+
+fn restarting(state_dir: &Path, gr_time: u16) -> bool {
+    let Ok(meta) = std::fs::metadata(state_dir.join(RUNNING_MARKER)) else { return false };
+    let age = meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok()).unwrap_or(Duration::MAX);
+    age < Duration::from_secs(gr_time.into())
+}
+
+fn touch_marker(state_dir: &Path) {
+    let _ = std::fs::write(state_dir.join(RUNNING_MARKER), std::process::id().to_string());
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
+    let cfg = Config::load(&config_path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    std::fs::create_dir_all(&cfg.control.state_dir)
+        .map_err(|e| anyhow::anyhow!("creating state directory {}: {e}", cfg.control.state_dir.display()))?;
+    let restart = cfg.bgp.graceful_restart_time > 0 && restarting(&cfg.control.state_dir, cfg.bgp.graceful_restart_time);
+    touch_marker(&cfg.control.state_dir);
+    let workloads = Workloads::load(&cfg.control.state_dir)?;
+    let fib = if cfg.kernel.install {
+        Some(fib::Installer::start(settings::fib(&cfg)).await.map_err(|e| anyhow::anyhow!("{e}"))?)
+    } else {
+        tracing::warn!("kernel.install = false: routes are computed but never written to the kernel");
+        None
+    };
+    let speaker = Speaker::start(settings::speaker(&cfg, restart), settings::neighbors(&cfg)).await?;
+    tracing::info!(node = %cfg.node.name, address = %cfg.node.address, blocks = ?cfg.node.blocks, restart, "ipipd started");
+    let socket = cfg.control.socket.clone();
+    let daemon = Arc::new(Daemon {
+        config_path,
+        config: ArcSwap::from_pointee(cfg),
+        speaker,
+        fib,
+        workloads: Mutex::new(workloads),
+        inputs_changed: Notify::new(),
+    });
+    if daemon.fib.is_some() {
+        tokio::spawn(feed_fib(daemon.clone()));
+        tokio::spawn(watch_convergence(daemon.clone()));
+    }
+    crate::control::server::start(&socket, daemon.clone())?;
+    tokio::spawn(reload::watch_file(daemon.clone()));
+    tokio::spawn(heartbeat(daemon.clone()));
+    notify_systemd();
+    let result = reload::signals(daemon.clone()).await;
+    daemon.stop().await;
+    let _ = std::fs::remove_file(&socket);
+    result
+}
+
+fn notify_systemd() {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let every = Duration::from_micros(usec / 2);
+        tokio::spawn(async move {
+            loop {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+}
+
+async fn heartbeat(daemon: Arc<Daemon>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        touch_marker(&daemon.config.load().control.state_dir);
+    }
+}
+
+/// Keeps the installer's inputs equal to RIB best paths + own blocks + workloads.
+async fn feed_fib(daemon: Arc<Daemon>) {
+    let mut fib_rx = daemon.speaker.fib();
+    loop {
+        let remote = (**fib_rx.borrow_and_update()).clone();
+        let inputs = fib::Inputs {
+            remote,
+            own_blocks: daemon.config.load().node.blocks.clone(),
+            workloads: daemon.workloads.lock().await.pairs(),
+        };
+        if let Some(f) = &daemon.fib {
+            f.set_inputs(inputs);
+        }
+        tokio::select! {
+            r = fib_rx.changed() => if r.is_err() { return },
+            _ = daemon.inputs_changed.notified() => {}
+        }
+    }
+}
+
+async fn watch_convergence(daemon: Arc<Daemon>) {
+    let mut rx = daemon.speaker.converged();
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+    if let Some(f) = &daemon.fib {
+        tracing::info!("initial convergence reached: removing kernel routes no longer wanted");
+        f.converged();
+    }
+}
+
+impl Daemon {
+    async fn stop(&self) {
+        let flush = self.config.load().kernel.flush_on_stop;
+        // Without flush, this is a graceful restart: peers keep our routes and
+        // the kernel keeps theirs. With flush, we leave for good.
+        self.speaker.shutdown(!flush).await;
+        if flush {
+            let _ = std::fs::remove_file(self.config.load().control.state_dir.join(RUNNING_MARKER));
+        }
+        // The installer is shared; stop it by flushing through its handle when asked.
+        if let Some(f) = &self.fib {
+            if flush {
+                f.set_inputs(fib::Inputs::default());
+                f.converged();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        tracing::info!(flush, "ipipd stopped");
+    }
+
+    pub async fn handle(&self, req: Request) -> Response {
+        match req {
+            Request::ShowPeers => Response::Peers { peers: self.peers() },
+            Request::ShowRoutes => Response::Routes { routes: self.routes().await },
+            Request::WorkloadList => Response::Workloads { workloads: self.workloads.lock().await.list() },
+            Request::WorkloadAdd { ip, interface } => {
+                if let Err(message) = check_interface(&interface) {
+                    return Response::Error { message };
+                }
+                let r = self.workloads.lock().await.add(ip, interface.clone());
+                self.inputs_changed.notify_one();
+                match r {
+                    Ok(()) => Response::Ok { message: format!("workload {ip} on {interface} added") },
+                    Err(e) => Response::Error { message: format!("workload added but not persisted: {e}") },
+                }
+            }
+            Request::WorkloadDel { ip } => {
+                let r = self.workloads.lock().await.del(ip);
+                self.inputs_changed.notify_one();
+                match r {
+                    Ok(true) => Response::Ok { message: format!("workload {ip} removed") },
+                    Ok(false) => Response::Error { message: format!("no workload {ip}") },
+                    Err(e) => Response::Error { message: format!("workload removed but not persisted: {e}") },
+                }
+            }
+            Request::Reload => match self.reload().await {
+                Ok(msg) => Response::Ok { message: msg },
+                Err(message) => Response::Error { message },
+            },
+        }
+    }
+
+    fn peers(&self) -> Vec<PeerJson> {
+        self.speaker
+            .peers()
+            .into_iter()
+            .map(|p| PeerJson {
+                address: p.address,
+                asn: p.asn,
+                kind: serde_json::to_value(p.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                state: p.state.name().to_owned(),
+                since: bgp::speaker::humantime_rfc3339(p.since),
+                info: p.info,
+                received: p.counts.received,
+                accepted: p.counts.accepted,
+                refused_overlap: p.counts.refused_overlap,
+                router_id: p.router_id,
+                hostname: p.hostname,
+                established_count: p.established_count,
+                graceful_restart: p.graceful_restart,
+            })
+            .collect()
+    }
+
+    fn installed(&self) -> Option<Arc<BTreeSet<IpNet>>> {
+        self.fib.as_ref().map(|f| f.installed())
+    }
+
+    async fn routes(&self) -> Vec<RouteJson> {
+        let cfg = self.config.load();
+        let installed = self.installed();
+        let is_installed = |p: &IpNet| installed.as_ref().is_some_and(|s| s.contains(p));
+        let device_for = |prefix: &IpNet| -> Option<String> {
+            match (prefix, cfg.ipip.mode) {
+                (IpNet::V4(_), IpipMode::Always | IpipMode::CrossSubnet) => Some(cfg.ipip.device.clone()),
+                _ => None,
+            }
+        };
+        let mut out = Vec::new();
+        for r in self.speaker.routes().await {
+            let chosen = r.best || r.multipath;
+            out.push(RouteJson {
+                prefix: r.prefix.to_string(),
+                origin: if r.local { "local".into() } else { "bgp".into() },
+                next_hop: r.next_hop.map(|n| n.to_string()),
+                interface: if r.local { None } else { device_for(&r.prefix) },
+                peer: r.peer.map(|p| p.to_string()),
+                best: r.best,
+                installed: chosen && is_installed(&r.prefix),
+                stale: r.stale,
+                as_path: r.as_path,
+                local_pref: r.local_pref,
+                originator_id: r.originator_id,
+                cluster_list: r.cluster_list,
+            });
+        }
+        for (ip, interface) in self.workloads.lock().await.pairs() {
+            let prefix = IpNet::from(ip);
+            out.push(RouteJson {
+                prefix: prefix.to_string(),
+                origin: "workload".into(),
+                next_hop: None,
+                interface: Some(interface),
+                peer: None,
+                best: true,
+                installed: is_installed(&prefix),
+                stale: false,
+                as_path: String::new(),
+                local_pref: None,
+                originator_id: None,
+                cluster_list: Vec::new(),
+            });
+        }
+        out
+    }
+
+    /// Re-reads the configuration; on error the running one stays.
+    pub async fn reload(&self) -> Result<String, String> {
+        let new = Config::load(&self.config_path).map_err(|e| {
+            let text = e.to_string();
+            tracing::error!("configuration reload refused; the running configuration stays:\n{text}");
+            format!("configuration refused; the running configuration stays:\n{text}")
+        })?;
+        let old = self.config.load_full();
+        let fixed = settings::restart_only_changes(&old, &new);
+        if !fixed.is_empty() {
+            tracing::warn!(settings = ?fixed, "these settings change only at restart; the rest of the reload applies");
+        }
+        self.speaker.set_neighbors(settings::neighbors(&new));
+        if old.node.blocks != new.node.blocks {
+            self.speaker.set_own_blocks(new.node.blocks.clone()).await;
+        }
+        // Keep restart-only settings as they run, take the rest.
+        let mut merged = (*old).clone();
+        merged.node.blocks = new.node.blocks.clone();
+        merged.node.name = new.node.name.clone();
+        merged.cluster.mesh = new.cluster.mesh;
+        merged.cluster.nodes = new.cluster.nodes.clone();
+        merged.cluster.mesh_password = new.cluster.mesh_password.clone();
+        merged.peers = new.peers.clone();
+        self.config.store(Arc::new(merged));
+        self.inputs_changed.notify_one();
+        let msg = if fixed.is_empty() {
+            "configuration reloaded".to_string()
+        } else {
+            format!("configuration reloaded; restart to apply: {}", fixed.join(", "))
+        };
+        tracing::info!("{msg}");
+        Ok(msg)
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+}

@@ -1,0 +1,68 @@
+//! Local workloads (pods), persisted under the state directory so a restart
+//! keeps them.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use crate::control::protocol::WorkloadJson;
+
+#[derive(Debug)]
+pub struct Workloads {
+    path: PathBuf,
+    map: BTreeMap<IpAddr, String>,
+}
+
+/// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
+const IFNAMSIZ_MAX: usize = 15;
+
+pub fn check_interface(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > IFNAMSIZ_MAX || name.contains(['/', ' ', '\0']) || name == "." || name == ".." {
+        return Err(format!("invalid interface name {name:?}: 1 to 15 bytes, no '/' or spaces"));
+    }
+    Ok(())
+}
+
+impl Workloads {
+    pub fn load(state_dir: &Path) -> anyhow::Result<Workloads> {
+        let path = state_dir.join("workloads.json");
+        let map = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let list: Vec<WorkloadJson> = serde_json::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                list.into_iter().map(|w| (w.ip, w.interface)).collect()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+        };
+        Ok(Workloads { path, map })
+    }
+
+    pub fn list(&self) -> Vec<WorkloadJson> {
+        self.map.iter().map(|(ip, i)| WorkloadJson { ip: *ip, interface: i.clone() }).collect()
+    }
+
+    pub fn pairs(&self) -> Vec<(IpAddr, String)> {
+        self.map.iter().map(|(ip, i)| (*ip, i.clone())).collect()
+    }
+
+    pub fn add(&mut self, ip: IpAddr, interface: String) -> anyhow::Result<()> {
+        self.map.insert(ip, interface);
+        self.save()
+    }
+
+    pub fn del(&mut self, ip: IpAddr) -> anyhow::Result<bool> {
+        let had = self.map.remove(&ip).is_some();
+        self.save()?;
+        Ok(had)
+    }
+
+    /// Writes atomically: a crash leaves the old or the new file, never half.
+    fn save(&self) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(&self.list())?;
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| anyhow::anyhow!("renaming to {}: {e}", self.path.display()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+//! ipipd: a BGP routing daemon for Kubernetes pod networks in IPIP mode.
+
+mod cli;
+mod control;
+mod daemon;
+mod lab;
+mod logging;
+mod show;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(cli.verbose, cli.log_format, matches!(cli.command, cli::Command::Run { .. }));
+    match cli::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ipipd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

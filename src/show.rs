@@ -1,0 +1,79 @@
+//! Text tables for `show peers` and `show routes`.
+
+use crate::control::protocol::{PeerJson, RouteJson};
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for r in &rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+pub fn peers_table(peers: &[PeerJson]) -> String {
+    if peers.is_empty() {
+        return "no peers configured\n".into();
+    }
+    let rows = peers
+        .iter()
+        .map(|p| {
+            vec![
+                p.address.to_string(),
+                p.asn.to_string(),
+                p.kind.clone(),
+                p.state.clone(),
+                p.since.clone(),
+                p.received.to_string(),
+                p.accepted.to_string(),
+                p.info.clone(),
+            ]
+        })
+        .collect();
+    table(&["PEER ADDRESS", "ASN", "KIND", "STATE", "SINCE", "RECEIVED", "ACCEPTED", "INFO"], rows)
+}
+
+pub fn routes_table(routes: &[RouteJson]) -> String {
+    if routes.is_empty() {
+        return "no routes\n".into();
+    }
+    let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let rows = routes
+        .iter()
+        .map(|r| {
+            let mut flags = String::new();
+            if r.best {
+                flags.push('*');
+            }
+            if r.stale {
+                flags.push_str(" stale");
+            }
+            vec![
+                r.prefix.clone(),
+                dash(&r.next_hop),
+                dash(&r.interface),
+                r.origin.clone(),
+                dash(&r.peer),
+                flags,
+                if r.installed { "yes".into() } else { "no".into() },
+            ]
+        })
+        .collect();
+    table(&["PREFIX", "NEXT HOP", "INTERFACE", "ORIGIN", "PEER", "BEST", "INSTALLED"], rows)
+}
