@@ -1,1 +1,6 @@
+//! Test support for ipipd's integration, interop and hostile-peer tests:
+//! network namespaces and processes that clean up after themselves, and a
+//! handle on a running ipipd driven through its real command line.
 
+pub mod harness;
+pub mod ipipd;

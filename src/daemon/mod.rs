@@ -7,6 +7,7 @@ mod workloads;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -26,10 +27,13 @@ pub struct Daemon {
     config_path: PathBuf,
     config: ArcSwap<Config>,
     speaker: Speaker,
-    fib: Option<fib::Installer>,
+    /// The kernel installer; None with `kernel.install = false`, and after stop.
+    fib: std::sync::Mutex<Option<fib::Installer>>,
     workloads: Mutex<Workloads>,
     /// Wakes the FIB feeder when workloads or own blocks change.
     inputs_changed: Notify,
+    /// Set once stopping: the kernel is left as it is (routes survive the restart).
+    stopping: AtomicBool,
 }
 
 /// Name of the marker that tells the next start it is a restart (RFC 4724 R bit).
@@ -66,13 +70,13 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         config_path,
         config: ArcSwap::from_pointee(cfg),
         speaker,
-        fib,
+        fib: std::sync::Mutex::new(fib),
         workloads: Mutex::new(workloads),
         inputs_changed: Notify::new(),
+        stopping: AtomicBool::new(false),
     });
-    if daemon.fib.is_some() {
+    if daemon.with_fib(|_| ()).is_some() {
         tokio::spawn(feed_fib(daemon.clone()));
-        tokio::spawn(watch_convergence(daemon.clone()));
     }
     crate::control::server::start(&socket, daemon.clone())?;
     tokio::spawn(reload::watch_file(daemon.clone()));
@@ -105,54 +109,55 @@ async fn heartbeat(daemon: Arc<Daemon>) {
     }
 }
 
-/// Keeps the installer's inputs equal to RIB best paths + own blocks + workloads.
+/// Keeps the installer's inputs equal to RIB best paths + own blocks +
+/// workloads, and passes on initial convergence only after the inputs of that
+/// moment, so a restart never deletes a route that is about to be re-learned.
 async fn feed_fib(daemon: Arc<Daemon>) {
     let mut fib_rx = daemon.speaker.fib();
+    let mut conv_rx = daemon.speaker.converged();
+    let mut converged_sent = false;
     loop {
+        // The RIB publishes the view before convergence, so reading convergence
+        // first and the view second never pairs "converged" with an older view.
+        let converged = *conv_rx.borrow_and_update();
         let remote = (**fib_rx.borrow_and_update()).clone();
         let inputs = fib::Inputs {
             remote,
             own_blocks: daemon.config.load().node.blocks.clone(),
             workloads: daemon.workloads.lock().await.pairs(),
         };
-        if let Some(f) = &daemon.fib {
-            f.set_inputs(inputs);
+        if daemon.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        daemon.with_fib(|f| f.set_inputs(inputs));
+        if converged && !converged_sent {
+            converged_sent = true;
+            tracing::info!("initial convergence reached: kernel routes no longer wanted may now be removed");
+            daemon.with_fib(|f| f.converged());
         }
         tokio::select! {
             r = fib_rx.changed() => if r.is_err() { return },
+            r = conv_rx.changed(), if !converged_sent => if r.is_err() { return },
             _ = daemon.inputs_changed.notified() => {}
         }
-    }
-}
-
-async fn watch_convergence(daemon: Arc<Daemon>) {
-    let mut rx = daemon.speaker.converged();
-    while !*rx.borrow_and_update() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-    if let Some(f) = &daemon.fib {
-        tracing::info!("initial convergence reached: removing kernel routes no longer wanted");
-        f.converged();
     }
 }
 
 impl Daemon {
     async fn stop(&self) {
         let flush = self.config.load().kernel.flush_on_stop;
+        // Freeze the FIB first: sessions closing below must not withdraw kernel routes.
+        self.stopping.store(true, Ordering::SeqCst);
         // Without flush, this is a graceful restart: peers keep our routes and
         // the kernel keeps theirs. With flush, we leave for good.
         self.speaker.shutdown(!flush).await;
         if flush {
             let _ = std::fs::remove_file(self.config.load().control.state_dir.join(RUNNING_MARKER));
         }
-        // The installer is shared; stop it by flushing through its handle when asked.
-        if let Some(f) = &self.fib {
-            if flush {
-                f.set_inputs(fib::Inputs::default());
-                f.converged();
-                tokio::time::sleep(Duration::from_millis(300)).await;
+        let installer = self.fib.lock().ok().and_then(|mut f| f.take());
+        if let Some(f) = installer {
+            if let Err(e) = f.stop(flush).await {
+                tracing::error!(error = %e, "stopping the FIB installer");
             }
         }
         tracing::info!(flush, "ipipd stopped");
@@ -213,7 +218,11 @@ impl Daemon {
     }
 
     fn installed(&self) -> Option<Arc<BTreeSet<IpNet>>> {
-        self.fib.as_ref().map(|f| f.installed())
+        self.with_fib(|f| f.installed())
+    }
+
+    fn with_fib<T>(&self, f: impl FnOnce(&fib::Installer) -> T) -> Option<T> {
+        self.fib.lock().ok()?.as_ref().map(f)
     }
 
     async fn routes(&self) -> Vec<RouteJson> {

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! followed by a one-octet length, or a two-octet one when E is set. The encoder writes
-//! attributes in type code order and sets E only when the value is longer than 255 octets.
+//! MP_REACH_NLRI and MP_UNREACH_NLRI first (RFC 7606 §5.1), then the others in type code
+//! order (RFC 4271 §5), and sets E only when the value is longer than 255 octets.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -269,7 +270,7 @@ impl MpUnreach {
 }
 
 impl Attributes {
-    /// Encodes all attributes in type code order. For a peer without 4-octet AS support,
+    /// Encodes all attributes, MP ones first. For a peer without 4-octet AS support,
     /// ASNs that do not fit become AS_TRANS and AS4_PATH / AS4_AGGREGATOR carry the real
     /// ones (RFC 6793 §4.2.2).
     pub(super) fn encode(&self, ctx: &Context, out: &mut BytesMut) {
@@ -288,6 +289,18 @@ impl Attributes {
             }
         };
 
+        // RFC 7606 §5.1: MP_REACH_NLRI / MP_UNREACH_NLRI go first, so that a receiver can
+        // find every NLRI even if a later attribute is malformed.
+        if let Some(mp) = &self.mp_reach {
+            put_attr(out, OPTIONAL_NON_TRANSITIVE, MP_REACH_NLRI, |o| {
+                mp.encode_value(ctx, o)
+            });
+        }
+        if let Some(mp) = &self.mp_unreach {
+            put_attr(out, OPTIONAL_NON_TRANSITIVE, MP_UNREACH_NLRI, |o| {
+                mp.encode_value(ctx, o)
+            });
+        }
         put_unknown_below(ORIGIN.into(), out);
         if let Some(o) = self.origin {
             put_attr(out, WELL_KNOWN, ORIGIN, |o2| o2.put_u8(o as u8));
@@ -343,18 +356,6 @@ impl Attributes {
                 self.cluster_list
                     .iter()
                     .for_each(|c| o.put_slice(&c.octets()))
-            });
-        }
-        put_unknown_below(MP_REACH_NLRI.into(), out);
-        if let Some(mp) = &self.mp_reach {
-            put_attr(out, OPTIONAL_NON_TRANSITIVE, MP_REACH_NLRI, |o| {
-                mp.encode_value(ctx, o)
-            });
-        }
-        put_unknown_below(MP_UNREACH_NLRI.into(), out);
-        if let Some(mp) = &self.mp_unreach {
-            put_attr(out, OPTIONAL_NON_TRANSITIVE, MP_UNREACH_NLRI, |o| {
-                mp.encode_value(ctx, o)
             });
         }
         put_unknown_below(EXTENDED_COMMUNITIES.into(), out);

@@ -59,7 +59,7 @@ protocol static s6 {
     route fd00:101:76::40/122 blackhole;
     route fd00:101:76::80/122 blackhole;
 }
-filter out {
+filter export_static {
     if source != RTS_STATIC then reject;
     bgp_med = 50;
     bgp_community.add((65001, 100));
@@ -74,8 +74,8 @@ protocol bgp peer1 {
     connect retry time 1;
     graceful restart on;
     enable extended messages on;
-    ipv4 { import all; export filter out; $1 };
-    ipv6 { import all; export filter out; next hop address fd00:255::2; $1 };
+    ipv4 { import all; export filter export_static; $1 };
+    ipv6 { import all; export filter export_static; next hop address fd00:255::2; $1 };
 }
 EOF
 }
@@ -87,7 +87,7 @@ run_bird() { # $1 = name, $2 = BIRD channel options, rest = listener options
     $A python3 "$HERE/listener.py" --listen 10.255.0.1 --asn 65001 --router-id 10.255.0.1 \
         --out "$HERE/$name.txt" --timeout 40 \
         --then "birdc -s $WORK/bird.ctl reload in peer1" \
-        --then "birdc -s $WORK/bird.ctl disable peer1 \"maintenance\"" "$@" &
+        --then "birdc -s $WORK/bird.ctl disable peer1 '\"maintenance\"'" "$@" &
     lpid=$!
     PIDS="$PIDS $lpid"
     sleep 0.5
@@ -99,8 +99,9 @@ run_bird() { # $1 = name, $2 = BIRD channel options, rest = listener options
     wait "$bpid" 2>/dev/null || true
 }
 
-run_gobgp() { # $1 = name
+run_gobgp() { # $1 = name, rest = listener options
     name=$1
+    shift
     cat >"$WORK/gobgp.toml" <<EOF
 [global.config]
   as = 4200000002
@@ -113,12 +114,19 @@ run_gobgp() { # $1 = name
   [neighbors.timers.config]
     connect-retry = 1
     hold-time = 90
+  [neighbors.graceful-restart.config]
+    enabled = true
+    restart-time = 120
   [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
       afi-safi-name = "ipv4-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
   [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
       afi-safi-name = "ipv6-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
 EOF
     $B gobgpd -f "$WORK/gobgp.toml" --api-hosts 127.0.0.1:50077 --pprof-disable -l warn &
     gpid=$!
@@ -130,7 +138,6 @@ EOF
     $gob global rib add fd00:101:88::40/122 -a ipv6 nexthop fd00:255::2
     $A python3 "$HERE/listener.py" --listen 10.255.0.1 --asn 65001 --router-id 10.255.0.1 \
         --out "$HERE/$name.txt" --timeout 40 \
-        --then "$gob neighbor 10.255.0.1 softresetin" \
         --then "$gob neighbor 10.255.0.1 shutdown --reason maintenance" "$@"
     kill "$gpid" 2>/dev/null || true
     wait "$gpid" 2>/dev/null || true
@@ -143,7 +150,7 @@ for s in $scenarios; do
     bird_ebgp) run_bird bird_ebgp "" --send-refresh ;;
     bird_two_octet) run_bird bird_two_octet "" --no-four-octet ;;
     bird_add_path) run_bird bird_add_path "add paths tx;" --add-path ipv4,ipv6 ;;
-    gobgp_ebgp) run_gobgp gobgp_ebgp ;;
+    gobgp_ebgp) run_gobgp gobgp_ebgp --graceful-restart ;;
     *) echo "unknown scenario $s" >&2; exit 1 ;;
     esac
 done

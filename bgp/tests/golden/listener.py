@@ -40,6 +40,12 @@ def our_open(args):
         caps += capability(1, struct.pack("!HBB", afi, 0, safi))
     caps += capability(2)  # route refresh
     caps += capability(70)  # enhanced route refresh
+    if args.graceful_restart:
+        value = struct.pack("!H", 120)
+        for fam in args.families:
+            afi, safi = FAMILIES[fam]
+            value += struct.pack("!HBB", afi, safi, 0)
+        caps += capability(64, value)
     if args.four_octet:
         caps += capability(65, struct.pack("!I", args.asn))
     if args.add_path:
@@ -53,6 +59,13 @@ def our_open(args):
     router_id = socket.inet_aton(args.router_id)
     body = struct.pack("!BHH", 4, my_as, args.hold) + router_id + struct.pack("!B", len(params)) + params
     return message(1, body)
+
+
+def eor_message(fam):
+    if fam == "ipv4":
+        return message(2, b"\x00\x00\x00\x00")
+    afi, safi = FAMILIES[fam]
+    return message(2, b"\x00\x00\x00\x06" + struct.pack("!BBBHB", 0x80, 15, 3, afi, safi))
 
 
 def end_of_rib(msg):
@@ -112,8 +125,11 @@ def main():
     p.add_argument("--four-octet", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--add-path", default="", help="families to offer ADD-PATH send/receive for")
     p.add_argument("--send-refresh", action="store_true")
+    p.add_argument("--graceful-restart", action="store_true", help="offer graceful restart")
     p.add_argument("--then", action="append", default=[], help="shell command to run after End-of-RIB")
     p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--settle", type=float, default=3,
+                   help="seconds without UPDATE after which to go on although End-of-RIB is missing")
     args = p.parse_args()
     args.families = [f for f in args.families.split(",") if f]
     args.add_path = [f for f in args.add_path.split(",") if f]
@@ -133,6 +149,8 @@ def main():
     commands = list(args.then)
     next_action = None
     refreshed = not args.send_refresh
+    established = False
+    last_update = time.time()
     while time.time() < deadline:
         ready, _, _ = select.select([conn], [], [], 0.2)
         if ready:
@@ -148,7 +166,14 @@ def main():
                     for out in (our_open(args), message(4, b"")):
                         conn.sendall(out)
                         rec.log("tx", out)
+                elif m[18] == 4 and not established:
+                    established = True
+                    last_update = time.time()
+                    for fam in args.families:
+                        conn.sendall(eor_message(fam))
+                        rec.log("tx", eor_message(fam))
                 elif m[18] == 2:
+                    last_update = time.time()
                     fam = end_of_rib(m)
                     if fam in pending_eor:
                         pending_eor.discard(fam)
@@ -156,6 +181,11 @@ def main():
                             next_action = time.time() + 1
                 elif m[18] == 3:
                     deadline = time.time() + 1
+        if (established and pending_eor and next_action is None
+                and time.time() - last_update > args.settle):
+            print("no End-of-RIB from the peer; going on", file=sys.stderr)
+            pending_eor.clear()
+            next_action = time.time()
         if next_action is not None and time.time() >= next_action:
             if not refreshed:
                 afi, safi = FAMILIES[args.families[0]]

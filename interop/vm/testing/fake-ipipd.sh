@@ -79,13 +79,29 @@ case ${1:-} in
         dir=$(dirname "$socket")
         case ${2:-} in
             peers)
-                for other in "$(dirname "$dir")"/*/fake.toml; do
-                    [[ $other == "$dir/fake.toml" ]] && continue
-                    s=$(dirname "$other")/$(basename "$(key "$other" socket)")
+                # "address kind" per session: mesh nodes, then explicit peers.
+                {
+                    if [[ $(key "$dir/fake.toml" mesh) != false ]]; then
+                        for other in "$(dirname "$dir")"/*/fake.toml; do
+                            [[ $other == "$dir/fake.toml" ]] || echo "$(key "$other" address) mesh"
+                        done
+                    fi
+                    awk -F' *= *' '
+                        function out() { if (a != "") print a, k; a = "" }
+                        /^\[/ { out(); inpeer = ($0 == "[[peer]]"); k = "peer"; next }
+                        inpeer && $1 == "address" { a = $2; gsub(/"/, "", a) }
+                        inpeer && $1 == "rr_client" && $2 == "true" { k = "rr-client" }
+                        inpeer && $1 == "route_reflector" && $2 == "true" { k = "route-reflector" }
+                        END { out() }' "$dir/fake.toml"
+                } | while read -r addr kind; do
                     state=Active
-                    [[ -f $s ]] && kill -0 "$(cat "$s")" 2>/dev/null && state=Established
-                    jq -n --arg a "$(key "$other" address)" --arg s "$state" \
-                        '{address: $a, asn: 64512, state: $s, kind: "mesh", since: "2024-01-01T00:00:00Z", received: 1, accepted: 1}'
+                    for other in "$(dirname "$dir")"/*/fake.toml; do
+                        [[ $(key "$other" address) == "$addr" ]] || continue
+                        s=$(key "$other" socket)
+                        [[ -f $s ]] && kill -0 "$(cat "$s")" 2>/dev/null && state=Established
+                    done
+                    printf '{"address":"%s","asn":64512,"state":"%s","kind":"%s","since":"2024-01-01T00:00:00Z","received":1,"accepted":1}\n' \
+                        "$addr" "$state" "$kind"
                 done | jq -s .
                 ;;
             routes)

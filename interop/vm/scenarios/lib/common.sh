@@ -34,12 +34,15 @@ _cleanup() {
             eval "$i" >&2 || true
         done
     fi
-    for (( i = ${#_pids[@]} - 1; i >= 0; i-- )); do
-        stop_pid "${_pids[i]}" KILL
-    done
-    for (( i = ${#_netns[@]} - 1; i >= 0; i-- )); do
-        ip netns del "${_netns[i]}" 2>/dev/null || true
-    done
+    # Quietly: bash reports every job that a signal ended.
+    {
+        for (( i = ${#_pids[@]} - 1; i >= 0; i-- )); do
+            stop_pid "${_pids[i]}" TERM
+        done
+        for (( i = ${#_netns[@]} - 1; i >= 0; i-- )); do
+            ip netns del "${_netns[i]}"
+        done
+    } 2>/dev/null || true
     exit "$rc"
 }
 trap _cleanup EXIT

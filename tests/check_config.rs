@@ -1,0 +1,89 @@
+//! `ipipd check-config` as an operator runs it: exit 0 on a valid file,
+//! exit 2 with every error as PATH:LINE:COL: message otherwise.
+
+use std::process::Command;
+
+use interop::harness::TempDir;
+use interop::ipipd::binary;
+
+fn check(text: &str) -> (i32, String, String) {
+    let dir = TempDir::new("cc").expect("temp dir");
+    let path = dir.join("ipipd.toml");
+    std::fs::write(&path, text).expect("write");
+    let out = Command::new(binary()).arg("check-config").arg("--config").arg(&path).output().expect("run ipipd");
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+const GOOD: &str = r#"
+[node]
+address = "172.29.235.101"
+blocks = ["101.76.9.128/26"]
+
+[cluster]
+pools = ["101.64.0.0/10"]
+nodes = ["172.29.235.101", "172.29.235.130"]
+"#;
+
+#[test]
+fn valid_file_exits_0() {
+    let (code, stdout, stderr) = check(GOOD);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(stdout.contains("configuration is valid"), "{stdout}");
+}
+
+#[test]
+fn bad_files_report_every_error_with_position() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "[node]\naddress = \"172.29.235.101\"\nblocks = [\"101.76.9.128/26\"]\n[cluster]\npools = [\"101.64.0.0/10\"]\n[bgp]\nhold_tme = 90\n",
+            &["FILE:7:1: unknown key `hold_tme` in [bgp]; did you mean `hold_time`?"],
+        ),
+        (
+            "[node]\naddress = \"172.29.235.3OO\"\n",
+            &["FILE:2:11: invalid IP address \"172.29.235.3OO\""],
+        ),
+        (
+            "[node]\naddress = \"172.29.235.101\"\nblocks = [\"10.0.0.0/26\"]\n[cluster]\npools = [\"101.64.0.0/10\"]\n",
+            &["FILE:3:11: block 10.0.0.0/26 is outside every cluster pool (101.64.0.0/10)"],
+        ),
+        (
+            "[node]\naddress = \"172.29.235.101\"\nblocks = [\"101.76.9.130/26\"]\n[cluster]\npools = [\"101.64.0.0/10\"]\n",
+            &["FILE:3:11: block 101.76.9.130/26 is not aligned: did you mean 101.76.9.128/26?"],
+        ),
+        (
+            "[node]\naddress = \"172.29.235.101\"\n[bgp]\nhold_time = 2\n",
+            &["FILE:4:13: hold_time must be 0 or at least 3 seconds (RFC 4271), got 2"],
+        ),
+        (
+            "[node]\naddress = \"172.29.235.101\"\n[[peer]]\naddress = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.1\"\n",
+            &["FILE:6:11: peer 10.0.0.1 is listed twice (first at line 4)"],
+        ),
+        (
+            // Several errors at once, in file order.
+            "[node]\naddress = \"172.29.235.3OO\"\n[bgp]\nhold_time = 1\nkeepalive = 3\n",
+            &[
+                "FILE:2:11: invalid IP address \"172.29.235.3OO\"",
+                "FILE:4:13: hold_time must be 0 or at least 3 seconds (RFC 4271), got 1",
+                "FILE:5:1: unknown key `keepalive` in [bgp]; did you mean `keepalive_time`?",
+            ],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (text, want) in cases {
+        let (code, _, stderr) = check(text);
+        let got: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        if code != 2 || got != *want {
+            failures.push(format!("config:\n{text}\nexpected exit 2 and {want:#?}\ngot exit {code} and {got:#?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = Command::new(binary()).args(["check-config", "--config", "/nonexistent/ipipd.toml"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("/nonexistent/ipipd.toml:1:1: cannot read"), "{err}");
+}

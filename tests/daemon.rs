@@ -1,0 +1,202 @@
+//! The daemon as an operator meets it: `show` output, workloads, reload,
+//! restarts — two ipipd in network namespaces on the host kernel (with a
+//! stand-in tunl0), driven through the real command line.
+
+use std::process::Command;
+use std::time::Duration;
+
+use interop::harness::{require_root, wait_until, Lan, Netns, Proc};
+use interop::ipipd::{binary, Ipipd};
+
+const A: &str = "172.29.235.101";
+const B: &str = "172.29.235.130";
+const C: &str = "172.29.235.140";
+const BLOCK_A: &str = "101.76.9.128/26";
+const BLOCK_B: &str = "101.88.228.192/26";
+const BLOCK_C: &str = "101.99.1.0/26";
+const T: Duration = Duration::from_secs(20);
+
+fn config(address: &str, blocks: &[&str], nodes: &[&str]) -> String {
+    let q = |v: &[&str]| v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    format!(
+        "[node]\naddress = \"{address}\"\nblocks = [{}]\n\n[cluster]\npools = [\"101.64.0.0/10\"]\nnodes = [{}]\n\n[bgp]\nhold_time = 9\ngraceful_restart_time = 30\nconnect_retry_time = 1\n",
+        q(blocks),
+        q(nodes)
+    )
+}
+
+fn node(lan: &mut Lan, address: &str) -> Netns {
+    let ns = lan.host(&format!("{address}/24")).expect("host");
+    ns.add_standin_tunl0().expect("tunl0");
+    ns
+}
+
+/// Two nodes in a mesh, converged.
+fn pair(lan: &mut Lan) -> (Netns, Netns) {
+    (node(lan, A), node(lan, B))
+}
+
+fn text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn show_peers_and_routes_text_and_json() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let (na, nb) = pair(&mut lan);
+    let a = Ipipd::start(&na, &config(A, &[BLOCK_A], &[A, B])).expect("start a");
+    let _b = Ipipd::start(&nb, &config(B, &[BLOCK_B], &[A, B])).expect("start b");
+    a.wait_route(BLOCK_B, B, T).expect("route to b");
+
+    let peers = a.peers().expect("peers");
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    let p = &peers[0];
+    assert_eq!(p["address"], B);
+    assert_eq!(p["asn"], 64512);
+    assert_eq!(p["state"], "Established");
+    assert_eq!(p["kind"], "mesh");
+    assert_eq!(p["received"], 1);
+    assert_eq!(p["accepted"], 1);
+    assert!(p["since"].as_str().is_some_and(|s| s.len() == 20 && s.ends_with('Z')), "since: {}", p["since"]);
+
+    let routes = a.routes().expect("routes");
+    let own = routes.iter().find(|r| r["prefix"] == BLOCK_A).expect("own block");
+    assert_eq!(own["origin"], "local");
+    assert_eq!(own["installed"], true, "blackhole installed: {own}");
+    let learned = routes.iter().find(|r| r["prefix"] == BLOCK_B).expect("learned block");
+    assert_eq!(learned["origin"], "bgp");
+    assert_eq!(learned["next_hop"], B);
+    assert_eq!(learned["interface"], "tunl0");
+    assert_eq!(learned["peer"], B);
+    assert_eq!(learned["best"], true);
+    assert_eq!(learned["installed"], true);
+
+    let out = a.cli(&["show", "peers"]).expect("show peers");
+    let t = text(&out);
+    assert!(t.starts_with("PEER ADDRESS"), "{t}");
+    assert!(t.lines().any(|l| l.starts_with(B) && l.contains("Established") && l.contains("mesh")), "{t}");
+    let out = a.cli(&["show", "routes"]).expect("show routes");
+    let t = text(&out);
+    assert!(t.lines().any(|l| l.starts_with(BLOCK_B) && l.contains("tunl0") && l.trim_end().ends_with("yes")), "{t}");
+
+    let kernel = na.bgp_routes();
+    assert!(kernel.contains(&format!("{BLOCK_B} via {B} dev tunl0 onlink")), "{kernel}");
+    assert!(kernel.contains(&format!("blackhole {BLOCK_A}")), "{kernel}");
+}
+
+#[test]
+fn workload_add_del_changes_kernel_and_survives_restart() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    na.ip(&["link", "add", "cali0123456789a", "type", "veth", "peer", "name", "pod0"]).expect("veth");
+    na.ip(&["link", "set", "cali0123456789a", "up"]).expect("up");
+    na.ip(&["link", "set", "pod0", "up"]).expect("up");
+    let mut a = Ipipd::start(&na, &config(A, &[BLOCK_A], &[A])).expect("start");
+    let out = a.cli(&["workload", "add", "101.76.9.136", "cali0123456789a"]).expect("add");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want = "101.76.9.136 dev cali0123456789a scope link";
+    wait_until(T, "workload /32 in the kernel", || na.bgp_routes().contains(want).then_some(())).expect("installed");
+
+    a.stop("TERM").expect("stop");
+    assert!(na.bgp_routes().contains(want), "routes stay in the kernel over a stop");
+    a.restart().expect("restart");
+    let routes = a.routes().expect("routes");
+    let w = routes.iter().find(|r| r["prefix"] == "101.76.9.136/32").expect("workload kept over restart");
+    assert_eq!(w["origin"], "workload");
+    assert_eq!(w["interface"], "cali0123456789a");
+    wait_until(T, "workload installed after restart", || {
+        a.routes().ok()?.iter().any(|r| r["prefix"] == "101.76.9.136/32" && r["installed"] == true).then_some(())
+    })
+    .expect("installed");
+
+    let out = a.cli(&["workload", "del", "101.76.9.136"]).expect("del");
+    assert!(out.status.success());
+    wait_until(T, "workload /32 removed", || (!na.bgp_routes().contains(want)).then_some(())).expect("removed");
+    let out = a.cli(&["workload", "del", "101.76.9.136"]).expect("del again");
+    assert!(!out.status.success(), "deleting a missing workload is an error");
+    let out = a.cli(&["workload", "add", "101.76.9.137", "bad/name"]).expect("bad name");
+    assert!(!out.status.success());
+}
+
+#[test]
+fn reload_adds_a_peer_without_touching_other_sessions_and_refuses_bad_config() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let (na, nb) = pair(&mut lan);
+    let nc = node(&mut lan, C);
+    let a = Ipipd::start(&na, &config(A, &[BLOCK_A], &[A, B])).expect("a");
+    let _b = Ipipd::start(&nb, &config(B, &[BLOCK_B], &[A, B, C])).expect("b");
+    let _c = Ipipd::start(&nc, &config(C, &[BLOCK_C], &[A, B, C])).expect("c");
+    let before = a.wait_established(B, T).expect("a-b up");
+
+    // Add C to A's mesh and a new block, by SIGHUP.
+    std::fs::write(&a.config, config(A, &[BLOCK_A, "101.76.10.0/26"], &[A, B, C]) + &control(&a)).expect("write");
+    a.proc.as_ref().expect("proc").signal("HUP").expect("hup");
+    a.wait_route(BLOCK_C, C, T).expect("route to c after reload");
+    let after = a.peers().expect("peers").into_iter().find(|p| p["address"] == B).expect("b");
+    assert_eq!(after["since"], before["since"], "the A-B session was not reset");
+    assert_eq!(after["established_count"], 1);
+    wait_until(T, "new block announced", || {
+        _b.routes().ok()?.iter().any(|r| r["prefix"] == "101.76.10.0/26" && r["installed"] == true).then_some(())
+    })
+    .expect("b learns the new block");
+    assert!(na.bgp_routes().contains("blackhole 101.76.10.0/26"), "{}", na.bgp_routes());
+
+    // An invalid file is refused; the running config stays.
+    std::fs::write(&a.config, "[node]\naddress = \"not an ip\"\n").expect("write");
+    let out = a.cli(&["reload"]).expect("reload");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ipipd.toml:2:11: invalid IP address \"not an ip\""), "{err}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(a.peers().expect("peers").iter().filter(|p| p["state"] == "Established").count(), 2);
+    assert!(a.best(BLOCK_B).is_some() && a.best(BLOCK_C).is_some());
+}
+
+fn control(d: &Ipipd) -> String {
+    format!("\n[control]\nsocket = \"{}\"\nstate_dir = \"{}\"\n", d.socket.display(), d.dir.join("state").display())
+}
+
+#[test]
+fn sigterm_keeps_routes_and_restart_deletes_nothing() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let (na, nb) = pair(&mut lan);
+    let mut a = Ipipd::start(&na, &config(A, &[BLOCK_A], &[A, B])).expect("a");
+    let b = Ipipd::start(&nb, &config(B, &[BLOCK_B], &[A, B])).expect("b");
+    a.wait_route(BLOCK_B, B, T).expect("a has b");
+    b.wait_route(BLOCK_A, A, T).expect("b has a");
+    let before = na.bgp_routes();
+
+    let monitor_log = a.dir.join("monitor.log");
+    let mut cmd = Command::new("ip");
+    cmd.args(["-n", &na.name, "monitor", "route"]);
+    let monitor = Proc::spawn(cmd, "ip monitor", &monitor_log).expect("monitor");
+    std::thread::sleep(Duration::from_millis(200));
+
+    a.stop("TERM").expect("stop");
+    assert_eq!(na.bgp_routes(), before, "kernel routes unchanged after SIGTERM");
+    // The peer keeps our block (graceful restart, no Cease on SIGTERM).
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(b.best(BLOCK_A).is_some(), "b keeps a's block while a restarts");
+    a.restart().expect("restart");
+    a.wait_established(B, T).expect("back up");
+    std::thread::sleep(Duration::from_secs(2));
+    drop(monitor);
+    let log = std::fs::read_to_string(&monitor_log).unwrap_or_default();
+    assert!(!log.lines().any(|l| l.starts_with("Deleted")), "no route deleted over the restart:\n{log}");
+    assert_eq!(na.bgp_routes(), before);
+    let b_view = b.best(BLOCK_A).expect("b still has a's block");
+    assert_eq!(b_view["stale"], false, "refreshed after End-of-RIB");
+}
+
+#[test]
+fn cli_without_daemon_prints_one_line_and_fails() {
+    let out = Command::new(binary()).args(["show", "peers", "--socket", "/nonexistent/ipipd.sock"]).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no ipipd daemon answering on /nonexistent/ipipd.sock"), "{err}");
+}
