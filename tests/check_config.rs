@@ -87,3 +87,42 @@ fn missing_file_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("/nonexistent/ipipd.toml:1:1: cannot read"), "{err}");
 }
+
+/// The shipped examples and the DaemonSet's per-node configs are valid.
+#[test]
+fn deploy_examples_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("examples")).expect("examples") {
+        let path = entry.expect("entry").path();
+        let out = Command::new(binary()).arg("check-config").arg("--config").arg(&path).output().expect("run");
+        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        checked += 1;
+    }
+    // Each `name.toml: |` block of the ConfigMap, de-indented.
+    let yaml = std::fs::read_to_string(root.join("kubernetes/ipipd.yaml")).expect("yaml");
+    let mut blocks: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in yaml.lines() {
+        if line.trim_end().ends_with(".toml: |") {
+            blocks.extend(current.take());
+            current = Some(String::new());
+        } else if let Some(text) = current.as_mut() {
+            match line.strip_prefix("    ") {
+                Some(rest) => {
+                    text.push_str(rest);
+                    text.push('\n');
+                }
+                None => blocks.extend(current.take()),
+            }
+        }
+    }
+    blocks.extend(current);
+    assert_eq!(blocks.len(), 3, "three node configs in the ConfigMap");
+    for text in &blocks {
+        let (code, _, stderr) = check(text);
+        assert_eq!(code, 0, "{text}\n{stderr}");
+        checked += 1;
+    }
+    assert!(checked >= 6);
+}

@@ -259,3 +259,122 @@ pub fn require_root() {
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).map(str::to_owned));
     assert_eq!(uid.as_deref(), Some("0"), "this test needs root (network namespaces)");
 }
+
+impl Netns {
+    /// Waits until `ip route show proto bgp` has exactly the line `line`
+    /// (e.g. `101.88.228.192/26 via 172.29.235.130 dev tunl0 onlink`).
+    pub fn wait_bgp_route_line(&self, line: &str, limit: Duration) -> Result<()> {
+        wait_until(limit, &format!("kernel route `{line}` in {}", self.name), || {
+            self.bgp_routes().lines().any(|l| l.trim() == line).then_some(())
+        })
+        .with_context(|| format!("ip route show proto bgp in {}:\n{}", self.name, self.bgp_routes()))
+    }
+
+    /// Waits until no `proto bgp` route for `prefix` is left in the kernel.
+    pub fn wait_no_bgp_route(&self, prefix: &str, limit: Duration) -> Result<()> {
+        wait_until(limit, &format!("no kernel route for {prefix} in {}", self.name), || {
+            (!self.bgp_routes().lines().any(|l| route_line_prefix(l) == Some(prefix))).then_some(())
+        })
+        .with_context(|| format!("ip route show proto bgp in {}:\n{}", self.name, self.bgp_routes()))
+    }
+}
+
+/// The destination of an `ip route` line, skipping a leading route type
+/// (`blackhole 101.76.9.128/26 proto bgp` → `101.76.9.128/26`).
+pub fn route_line_prefix(line: &str) -> Option<&str> {
+    const TYPES: [&str; 5] = ["blackhole", "unreachable", "prohibit", "local", "broadcast"];
+    let mut words = line.split_whitespace();
+    let first = words.next()?;
+    if TYPES.contains(&first) {
+        words.next()
+    } else {
+        Some(first)
+    }
+}
+
+/// `ip -n NS monitor route` recorded to a file from start until drop.
+#[derive(Debug)]
+pub struct RouteMonitor {
+    proc: Proc,
+}
+
+impl RouteMonitor {
+    /// Starts recording; returns once the monitor is running.
+    pub fn start(ns: &Netns, dir: &TempDir) -> Result<RouteMonitor> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["-n", &ns.name, "monitor", "route"]);
+        let log = dir.join(&unique("route-monitor-"));
+        let proc = Proc::spawn(cmd, "ip monitor route", &log)?;
+        // Let it subscribe before the caller changes anything.
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(RouteMonitor { proc })
+    }
+
+    /// Everything recorded so far.
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.proc.log).unwrap_or_default()
+    }
+
+    /// Recorded `Deleted` lines for `prefix`.
+    pub fn deleted(&self, prefix: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("Deleted "))
+            .filter(|l| route_line_prefix(l) == Some(prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Polls a condition in a scoped thread every `every` until told to stop, and
+/// reports every moment it did not hold: for "never missing" checks that run
+/// while the test thread restarts something.
+pub struct Sampler {
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// What a [`Sampler`] saw.
+#[derive(Debug, Default, Clone)]
+pub struct Samples {
+    pub total: usize,
+    /// Milliseconds since the start of sampling at which the check failed, with what it said.
+    pub misses: Vec<(u128, String)>,
+}
+
+impl Sampler {
+    pub fn new() -> Sampler {
+        Sampler { stop: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    /// Runs `check` (Ok = holds, Err = what was seen instead) every `every`
+    /// in `scope` until [`Sampler::finish`].
+    pub fn run<'scope, 'env, F>(&'env self, scope: &'scope std::thread::Scope<'scope, 'env>, every: Duration, check: F) -> std::thread::ScopedJoinHandle<'scope, Samples>
+    where
+        F: Fn() -> std::result::Result<(), String> + Send + 'scope,
+    {
+        scope.spawn(move || {
+            let start = Instant::now();
+            let mut s = Samples::default();
+            while !self.stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                s.total += 1;
+                if let Err(seen) = check() {
+                    s.misses.push((start.elapsed().as_millis(), seen));
+                }
+                std::thread::sleep(every.saturating_sub(t.elapsed()));
+            }
+            s
+        })
+    }
+
+    /// Tells every sampler of this [`Sampler`] to stop after its current check.
+    pub fn finish(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Sampler::new()
+    }
+}

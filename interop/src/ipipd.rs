@@ -133,3 +133,107 @@ impl<'a> Ipipd<'a> {
         .with_context(|| format!("peers now: {:?}\nlog:\n{}", self.peers().unwrap_or_default(), self.log()))
     }
 }
+
+/// A node's configuration for tests, with small timers; [`NodeConfig::toml`]
+/// renders it (the `[control]` table is added by [`Ipipd::start`]).
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub address: String,
+    pub blocks: Vec<String>,
+    pub pools: Vec<String>,
+    pub mesh: bool,
+    pub nodes: Vec<String>,
+    pub hold_time: u16,
+    pub graceful_restart_time: u16,
+    pub connect_retry_time: Option<u16>,
+    pub cluster_id: Option<String>,
+    /// Raw `[[peer]]` tables.
+    pub peers: Vec<String>,
+}
+
+impl NodeConfig {
+    /// A node at `address` announcing `block` in pool 101.64.0.0/10, with
+    /// hold time 9 s, graceful restart time 30 s and a 1 s connect retry.
+    pub fn new(address: &str, block: &str) -> NodeConfig {
+        NodeConfig {
+            address: address.to_owned(),
+            blocks: vec![block.to_owned()],
+            pools: vec!["101.64.0.0/10".to_owned()],
+            mesh: true,
+            nodes: Vec::new(),
+            hold_time: 9,
+            graceful_restart_time: 30,
+            connect_retry_time: Some(1),
+            cluster_id: None,
+            peers: Vec::new(),
+        }
+    }
+
+    /// Full mesh with these node addresses (its own may be among them).
+    pub fn mesh(mut self, nodes: &[&str]) -> NodeConfig {
+        self.mesh = true;
+        self.nodes = nodes.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    /// An explicit `[[peer]]` at `address` (AS 64512) with extra `key = value` lines.
+    pub fn peer(mut self, address: &str, extra: &str) -> NodeConfig {
+        self.peers.push(format!("[[peer]]\naddress = \"{address}\"\nasn = 64512\n{extra}\n"));
+        self
+    }
+
+    pub fn toml(&self) -> String {
+        let list = |v: &[String]| v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+        let mut t = format!(
+            "[node]\nname = \"node-{name}\"\naddress = \"{addr}\"\nblocks = [{blocks}]\n\n[cluster]\npools = [{pools}]\nmesh = {mesh}\nnodes = [{nodes}]\n\n[bgp]\nhold_time = {hold}\ngraceful_restart_time = {gr}\n",
+            name = self.address.replace('.', "-"),
+            addr = self.address,
+            blocks = list(&self.blocks),
+            pools = list(&self.pools),
+            mesh = self.mesh,
+            nodes = list(&self.nodes),
+            hold = self.hold_time,
+            gr = self.graceful_restart_time,
+        );
+        if let Some(c) = self.connect_retry_time {
+            t.push_str(&format!("connect_retry_time = {c}\n"));
+        }
+        if let Some(c) = &self.cluster_id {
+            t.push_str(&format!("route_reflector_cluster_id = \"{c}\"\n"));
+        }
+        for p in &self.peers {
+            t.push('\n');
+            t.push_str(p);
+        }
+        t
+    }
+}
+
+impl Ipipd<'_> {
+    /// Rewrites the config file (the `[control]` table is kept) and sends
+    /// SIGHUP so the running daemon reloads it.
+    pub fn reconfigure(&self, config: &str) -> Result<()> {
+        let text = format!(
+            "{config}\n[control]\nsocket = \"{}\"\nstate_dir = \"{}\"\n",
+            self.socket.display(),
+            self.dir.join("state").display()
+        );
+        std::fs::write(&self.config, text)?;
+        self.signal("HUP")
+    }
+
+    /// Sends a signal to the running daemon (e.g. "HUP", "STOP", "CONT").
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        self.proc.as_ref().context("ipipd is not running")?.signal(sig)
+    }
+
+    /// The peer at `address` as `show peers --json` lists it.
+    pub fn peer(&self, address: &str) -> Option<Value> {
+        self.peers().ok()?.into_iter().find(|p| p["address"] == address)
+    }
+
+    /// The state of the session with `address` (`Established`, `Active`, ...).
+    pub fn peer_state(&self, address: &str) -> Option<String> {
+        self.peer(address).and_then(|p| p["state"].as_str().map(str::to_owned))
+    }
+}
