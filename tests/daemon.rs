@@ -200,3 +200,27 @@ fn cli_without_daemon_prints_one_line_and_fails() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("no ipipd daemon answering on /nonexistent/ipipd.sock"), "{err}");
 }
+
+#[test]
+fn peer_shutdown_by_reload_sends_the_shutdown_communication() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let (na, nb) = pair(&mut lan);
+    let a = Ipipd::start(&na, &config(A, &[BLOCK_A], &[A, B])).expect("a");
+    let b = Ipipd::start(&nb, &config(B, &[BLOCK_B], &[A, B])).expect("b");
+    a.wait_established(B, T).expect("up");
+    let with_shutdown = config(A, &[BLOCK_A], &[A]) + &format!("\n[[peer]]\naddress = \"{B}\"\nshutdown = true\n") + &control(&a);
+    std::fs::write(&a.config, with_shutdown).expect("write");
+    let out = a.cli(&["reload"]).expect("reload");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let peer = wait_until(T, "b sees the shutdown", || {
+        b.peers().ok()?.into_iter().find(|p| p["address"] == A && p["state"] != "Established")
+    })
+    .expect("b down");
+    let info = peer["info"].as_str().unwrap_or_default();
+    assert!(info.contains("6/2") && info.contains("administratively shut down"), "info: {info}");
+    let mine = a.peers().expect("peers").into_iter().find(|p| p["address"] == B).expect("b listed");
+    assert_eq!(mine["state"], "Idle");
+    assert_eq!(mine["info"], "administratively down");
+    b.wait_no_route(BLOCK_A, T).expect("a's block withdrawn at b");
+}

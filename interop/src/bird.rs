@@ -230,3 +230,27 @@ mod tests {
         );
     }
 }
+
+/// The start of a BIRD config for these tests: router id, the device
+/// protocol (needed for directly connected sessions) and one static
+/// blackhole route per block, which is what BIRD announces. No kernel protocol.
+pub fn conf_base(router_id: &str, blocks: &[&str]) -> String {
+    let mut t = format!("router id {router_id};\nprotocol device {{}}\n");
+    if !blocks.is_empty() {
+        t.push_str("protocol static blocks {\n  ipv4;\n");
+        for b in blocks {
+            t.push_str(&format!("  route {b} blackhole;\n"));
+        }
+        t.push_str("}\n");
+    }
+    t
+}
+
+/// One directly connected iBGP session (AS 64512) with hold time 9 s, a 1 s
+/// connect retry and graceful restart on; `extra` goes inside the protocol
+/// block (e.g. `rr client;`, `password "x";`).
+pub fn conf_peer(name: &str, local: &str, neighbor: &str, extra: &str) -> String {
+    format!(
+        "protocol bgp {name} {{\n  local {local} as 64512;\n  neighbor {neighbor} as 64512;\n  direct;\n  hold time 9;\n  connect retry time 1;\n  graceful restart on;\n  {extra}\n  ipv4 {{ import all; export all; }};\n}}\n"
+    )
+}

@@ -2,5 +2,9 @@
 //! network namespaces and processes that clean up after themselves, and a
 //! handle on a running ipipd driven through its real command line.
 
+pub mod bird;
+pub mod gobgp;
 pub mod harness;
 pub mod ipipd;
+pub mod loadgen;
+pub mod rawpeer;

@@ -16,6 +16,9 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// The socket exists but this user may not open it (mode 0660: root and its group).
+    #[error("permission denied on the control socket {path}: run as root or as a member of the socket's group")]
+    PermissionDenied { path: String },
     #[error("the daemon on {path} closed the connection without answering")]
     NoAnswer { path: String },
     #[error("unreadable answer from the daemon: {0}")]
@@ -26,7 +29,10 @@ pub enum ClientError {
 pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
     let path = socket.display().to_string();
     let no_daemon = |source| ClientError::NoDaemon { path: path.clone(), source };
-    let mut stream = UnixStream::connect(socket).map_err(no_daemon)?;
+    let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => ClientError::PermissionDenied { path: path.clone() },
+        _ => no_daemon(e),
+    })?;
     stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(no_daemon)?;
     let mut line = serde_json::to_string(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
     line.push('\n');

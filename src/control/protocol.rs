@@ -66,6 +66,34 @@ pub struct RouteJson {
     pub local_pref: Option<u32>,
     pub originator_id: Option<Ipv4Addr>,
     pub cluster_list: Vec<Ipv4Addr>,
+    #[serde(flatten)]
+    pub attributes: AttributesJson,
+}
+
+/// The other path attributes of a BGP route, as stored after RFC 7606 handling (an
+/// attribute that was discarded is absent here).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttributesJson {
+    /// ORIGIN: `igp`, `egp` or `incomplete`.
+    pub bgp_origin: Option<String>,
+    pub med: Option<u32>,
+    pub atomic_aggregate: bool,
+    pub aggregator: Option<AggregatorJson>,
+    /// `ASN:VALUE`, as RFC 1997 writes them.
+    pub communities: Vec<String>,
+    /// Each 8-octet community as 16 hex digits.
+    pub extended_communities: Vec<String>,
+    /// `GLOBAL:LOCAL1:LOCAL2` (RFC 8092).
+    pub large_communities: Vec<String>,
+    /// Type codes of optional transitive attributes ipipd does not know, passed on as received.
+    pub unknown_attributes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregatorJson {
+    pub asn: u32,
+    pub address: Ipv4Addr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use config::{Config, IpipMode};
 use ipnet::IpNet;
 use tokio::sync::{Mutex, Notify};
 
-use crate::control::protocol::{PeerJson, Request, Response, RouteJson};
+use crate::control::protocol::{AggregatorJson, AttributesJson, PeerJson, Request, Response, RouteJson};
 use workloads::Workloads;
 
 pub use workloads::check_interface;
@@ -34,6 +34,28 @@ pub struct Daemon {
     inputs_changed: Notify,
     /// Set once stopping: the kernel is left as it is (routes survive the restart).
     stopping: AtomicBool,
+}
+
+/// The attributes `show routes --json` lists beyond the basic ones.
+fn attributes_json(a: &bgp::wire::Attributes) -> AttributesJson {
+    use bgp::wire::Origin;
+    AttributesJson {
+        bgp_origin: a.origin.map(|o| {
+            match o {
+                Origin::Igp => "igp",
+                Origin::Egp => "egp",
+                Origin::Incomplete => "incomplete",
+            }
+            .to_owned()
+        }),
+        med: a.med,
+        atomic_aggregate: a.atomic_aggregate,
+        aggregator: a.aggregator.map(|g| AggregatorJson { asn: g.asn, address: g.address }),
+        communities: a.communities.iter().map(|c| format!("{}:{}", c >> 16, c & 0xffff)).collect(),
+        extended_communities: a.extended_communities.iter().map(|c| format!("{c:016x}")).collect(),
+        large_communities: a.large_communities.iter().map(|c| format!("{}:{}:{}", c.global, c.local1, c.local2)).collect(),
+        unknown_attributes: a.unknown.iter().map(|u| u.type_code).collect(),
+    }
 }
 
 /// Name of the marker that tells the next start it is a restart (RFC 4724 R bit).
@@ -251,6 +273,7 @@ impl Daemon {
                 local_pref: r.local_pref,
                 originator_id: r.originator_id,
                 cluster_list: r.cluster_list,
+                attributes: if r.local { AttributesJson::default() } else { attributes_json(&r.attributes) },
             });
         }
         for (ip, interface) in self.workloads.lock().await.pairs() {
@@ -268,6 +291,7 @@ impl Daemon {
                 local_pref: None,
                 originator_id: None,
                 cluster_list: Vec::new(),
+                attributes: AttributesJson::default(),
             });
         }
         out

@@ -92,12 +92,43 @@ pub enum DownReason {
     ConnectionLost,
 }
 
+/// RFC 8538 §3: a Hard Reset (Cease 6/9) carries the NOTIFICATION it stands
+/// for as ErrCode, Subcode, Data.
+pub fn hard_reset(n: &Notification) -> Notification {
+    let mut data = Vec::with_capacity(n.data.len() + 2);
+    data.push(n.code);
+    data.push(n.subcode);
+    data.extend_from_slice(&n.data);
+    Notification::new(codes::CEASE, HARD_RESET, data)
+}
+
+/// Cease subcode of the RFC 8538 Hard Reset.
+pub const HARD_RESET: u8 = 9;
+
+/// The NOTIFICATION a Hard Reset wraps, if `n` is one.
+pub fn unwrap_hard_reset(n: &Notification) -> Option<Notification> {
+    if n.code != codes::CEASE || n.subcode != HARD_RESET {
+        return None;
+    }
+    match &n.data[..] {
+        [code, subcode, rest @ ..] => Some(Notification::new(*code, *subcode, rest.to_vec())),
+        _ => None,
+    }
+}
+
+fn describe(n: &Notification) -> String {
+    match unwrap_hard_reset(n) {
+        Some(inner) => format!("Hard Reset (6/9) of {inner}"),
+        None => n.to_string(),
+    }
+}
+
 impl std::fmt::Display for DownReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DownReason::Stopped => f.write_str("stopped"),
-            DownReason::NotificationReceived(n) => write!(f, "received {n}"),
-            DownReason::NotificationSent(n) => write!(f, "sent {n}"),
+            DownReason::NotificationReceived(n) => write!(f, "received {}", describe(n)),
+            DownReason::NotificationSent(n) => write!(f, "sent {}", describe(n)),
             DownReason::ConnectionLost => f.write_str("connection lost"),
         }
     }

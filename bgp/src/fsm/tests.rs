@@ -190,3 +190,15 @@ fn hold_time_zero_disables_timers() {
     assert!(out.contains(&Output::Cancel(Timer::Hold)));
     assert!(!out.iter().any(|o| matches!(o, Output::Arm(Timer::Keepalive, _))));
 }
+
+#[test]
+fn hard_reset_wraps_and_unwraps_the_cease() {
+    let inner = Notification::shutdown(2, "maintenance");
+    let hr = hard_reset(&inner);
+    assert_eq!((hr.code, hr.subcode), (6, 9));
+    assert_eq!(&hr.data[..2], &[6, 2]);
+    assert_eq!(unwrap_hard_reset(&hr), Some(inner.clone()));
+    assert_eq!(unwrap_hard_reset(&inner), None);
+    let text = DownReason::NotificationReceived(hr).to_string();
+    assert!(text.contains("Hard Reset (6/9)") && text.contains("(6/2)") && text.contains("maintenance"), "{text}");
+}

@@ -133,6 +133,9 @@ pub struct RouteView {
     pub local_pref: Option<u32>,
     pub originator_id: Option<Ipv4Addr>,
     pub cluster_list: Vec<Ipv4Addr>,
+    /// Every path attribute as stored (after RFC 7606 handling), for detailed views.
+    #[serde(skip)]
+    pub attributes: Arc<Attributes>,
 }
 
 /// The RIB.
@@ -414,6 +417,7 @@ impl Rib {
                     local_pref: p.attrs.local_pref,
                     originator_id: p.attrs.originator_id,
                     cluster_list: p.attrs.cluster_list.clone(),
+                    attributes: p.attrs.clone(),
                 });
             }
         }

@@ -205,9 +205,10 @@ impl Speaker {
             }
             match peers.get(&addr) {
                 Some(h) if h.config == n => {}
-                Some(_) => {
+                Some(old) => {
+                    let mode = if n.shutdown && !old.config.shutdown { peer::StopMode::AdminDown } else { peer::StopMode::Deconfigured };
                     if let Some(h) = peers.remove(&addr) {
-                        h.stop(peer::StopMode::Deconfigured);
+                        h.stop(mode);
                     }
                     peers.insert(addr, self.spawn_peer(n));
                 }

@@ -31,6 +31,9 @@ pub enum StopMode {
     Shutdown,
     /// The peer left the configuration: Cease/Peer De-configured.
     Deconfigured,
+    /// The peer was set `shutdown = true`: Cease/Administrative Shutdown with
+    /// an RFC 9003 message, and no reconnecting.
+    AdminDown,
 }
 
 enum PeerCtl {
@@ -91,6 +94,7 @@ pub fn spawn(speaker: Arc<SpeakerConfig>, config: NeighborConfig, rib: mpsc::Sen
         connecting: false,
         established: None,
         hold_down_until: None,
+        stopping: false,
     };
     tokio::spawn(peer.run(in_rx, ctl_rx, ev_rx, reset_rx).instrument(span));
     PeerHandle { config, incoming: in_tx, ctl: ctl_tx }
@@ -132,6 +136,8 @@ struct Peer {
     established: Option<(u64, Negotiated)>,
     /// After a max-prefix reset: no session until then.
     hold_down_until: Option<Instant>,
+    /// Stopping: the status entry may already belong to a successor task.
+    stopping: bool,
 }
 
 impl Peer {
@@ -351,7 +357,15 @@ impl Peer {
         let Some(c) = self.conns.iter_mut().find(|c| c.id == id) else { return };
         match o {
             Output::Connect => {}
-            Output::Send(m) => {
+            Output::Send(mut m) => {
+                if let Message::Notification(n) = &m {
+                    // RFC 8538 §5: with the N bit negotiated, these Ceases must end the
+                    // session for real, not as a graceful restart: send them as Hard Reset.
+                    let n_bit = matches!(&self.established, Some((eid, neg)) if *eid == id && neg.notification_gr);
+                    if n_bit && n.code == codes::CEASE && matches!(n.subcode, 1..=3) {
+                        m = Message::Notification(crate::fsm::hard_reset(n));
+                    }
+                }
                 if let Message::Notification(n) = &m {
                     tracing::warn!(notification = %n, "sending NOTIFICATION");
                 }
@@ -499,10 +513,12 @@ impl Peer {
     }
 
     async fn stop(&mut self, mode: StopMode) {
+        self.stopping = true;
         let notification = match mode {
             StopMode::Graceful => None,
             StopMode::Shutdown => Some(Notification::shutdown(2, "ipipd is shutting down")),
             StopMode::Deconfigured => Some(Notification::new(codes::CEASE, 3, Vec::new())),
+            StopMode::AdminDown => Some(Notification::shutdown(2, "peer administratively shut down on this node")),
         };
         let ids: Vec<u64> = self.conns.iter().map(|c| c.id).collect();
         for id in ids {
@@ -513,6 +529,9 @@ impl Peer {
     }
 
     fn set_state(&self, state: State, info: String) {
+        if self.stopping {
+            return;
+        }
         if let Ok(mut s) = self.status.lock() {
             if let Some(p) = s.get_mut(&self.config.address) {
                 if p.state != state {

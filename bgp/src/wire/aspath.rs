@@ -126,20 +126,29 @@ impl AsPath {
         self.segments.iter().any(|s| s.kind.is_confed())
     }
 
-    fn needs_as4(&self) -> bool {
-        self.segments
-            .iter()
-            .filter(|s| !s.kind.is_confed())
-            .any(|s| s.asns.iter().any(|a| *a > u32::from(u16::MAX)))
-    }
-
     /// The AS4_PATH to send a 2-octet peer along with this AS_PATH, if it needs one
-    /// (RFC 6793 §4.2.2: only when some AS does not fit, and without confed segments).
+    /// (RFC 6793 §4.2.2: only when some AS does not fit two octets, and never with
+    /// confederation segments).
+    ///
+    /// It starts after the last confederation segment that comes before the first 4-octet
+    /// AS: the receiver rebuilds the part in front from AS_PATH (RFC 6793 §4.2.3, the
+    /// same as when a 2-octet speaker has prepended), so confederation segments stay where
+    /// they were instead of being lost.
     pub(super) fn as4_path(&self) -> Option<AsPath> {
-        self.needs_as4().then(|| AsPath {
+        let big =
+            |s: &AsSegment| !s.kind.is_confed() && s.asns.iter().any(|a| *a > u32::from(u16::MAX));
+        let first_big = self.segments.iter().position(big)?;
+        let start = self
+            .segments
+            .iter()
+            .take(first_big)
+            .rposition(|s| s.kind.is_confed())
+            .map_or(0, |i| i + 1);
+        Some(AsPath {
             segments: self
                 .segments
                 .iter()
+                .skip(start)
                 .filter(|s| !s.kind.is_confed())
                 .cloned()
                 .collect(),

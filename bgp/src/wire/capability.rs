@@ -79,7 +79,9 @@ pub enum Capability {
     /// | Domain Name (variable)         |
     /// +--------------------------------+
     /// ```
-    /// Non-UTF-8 bytes are replaced; a missing domain part reads as empty.
+    /// A value that does not parse this way or is not UTF-8 is kept as
+    /// [`Capability::Unknown`]: the capability only informs, so it is no reason to refuse
+    /// the session.
     Fqdn {
         hostname: String,
         domain: String,
@@ -219,21 +221,19 @@ fn add_path(i: &[u8]) -> IResult<&[u8], Vec<(AfiSafi, AddPathMode)>> {
     ))
 }
 
-fn fqdn(i: &[u8]) -> IResult<&[u8], (String, String)> {
+fn fqdn(i: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
     let (i, hlen) = be_u8(i)?;
     let (i, host) = take(hlen)(i)?;
-    let (i, domain) = if i.is_empty() {
-        (i, &[][..])
-    } else {
-        let (i, dlen) = be_u8(i)?;
-        take(dlen)(i)?
-    };
-    Ok((
-        i,
-        (
-            String::from_utf8_lossy(host).into_owned(),
-            String::from_utf8_lossy(domain).into_owned(),
-        ),
+    let (i, dlen) = be_u8(i)?;
+    let (i, domain) = take(dlen)(i)?;
+    Ok((i, (host, domain)))
+}
+
+fn fqdn_strings(v: &[u8]) -> Option<(String, String)> {
+    let (host, domain) = exact(fqdn(v))?;
+    Some((
+        String::from_utf8(host.to_vec()).ok()?,
+        String::from_utf8(domain.to_vec()).ok()?,
     ))
 }
 
@@ -274,10 +274,14 @@ impl Capability {
                 Capability::GracefulRestart(exact(graceful_restart(v)).ok_or_else(malformed)?)
             }
             ADD_PATH => Capability::AddPath(exact(add_path(v)).ok_or_else(malformed)?),
-            FQDN => {
-                let (hostname, domain) = exact(fqdn(v)).ok_or_else(malformed)?;
-                Capability::Fqdn { hostname, domain }
-            }
+            FQDN => match fqdn_strings(v) {
+                Some((hostname, domain)) => Capability::Fqdn { hostname, domain },
+                // Informational only: an FQDN we cannot read is kept as it came.
+                None => Capability::Unknown {
+                    code,
+                    value: Bytes::copy_from_slice(v),
+                },
+            },
             _ => Capability::Unknown {
                 code,
                 value: Bytes::copy_from_slice(v),
@@ -480,6 +484,25 @@ mod tests {
                 AddPathMode::Send
             )])]
         );
+    }
+
+    #[test]
+    fn unreadable_fqdn_is_kept_opaque() {
+        for bad in [
+            &[73u8, 2, 1, 0xff][..],
+            &[73, 2, 1, b'a'],
+            &[73, 3, 1, 0xff, 0],
+        ] {
+            let mut v = Vec::new();
+            decode_list(bad, &mut v).unwrap();
+            assert_eq!(
+                v,
+                vec![Capability::Unknown {
+                    code: 73,
+                    value: Bytes::copy_from_slice(&bad[2..])
+                }]
+            );
+        }
     }
 
     #[test]

@@ -75,6 +75,21 @@ pub async fn connect(source: Ipv4Addr, target: SocketAddr, limit: Duration) -> R
     }
 }
 
+/// Connects and establishes, starting over while `limit` lasts: a daemon may accept
+/// connections before its peers are configured and close the first ones.
+pub async fn open(source: Ipv4Addr, target: SocketAddr, cfg: &SessionConfig, limit: Duration) -> Result<Session> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let stream = connect(source, target, left).await?;
+        match Session::establish(stream, cfg).await {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() + Duration::from_millis(500) >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
 impl Session {
     /// Runs the OPEN exchange on `stream` (either end may have connected) and starts the
     /// writer and keepalive tasks. Fails on a NOTIFICATION, a wrong AS, or EOF.

@@ -1,0 +1,255 @@
+//! The four daemons as benchmark targets: one route reflector in its own namespace,
+//! passive toward S sender peers and one monitor client, never writing the kernel FIB.
+//!
+//! Each gets the same job in its own words:
+//! - ipipd: `kernel.install = false`, `bgp.route_reflector_cluster_id`, senders as plain
+//!   `[[peer]]`s, the monitor as `rr_client`;
+//! - BIRD 2: no `kernel` protocol; senders `import all; export none`, the monitor
+//!   `rr client; import none; export all`;
+//! - GoBGP: no zebra; the monitor a `route-reflector-client`;
+//! - FRR: `bgpd -Z` (no zebra, so nothing reaches the kernel), the monitor a
+//!   `route-reflector-client`.
+//!
+//! Senders are non-client iBGP peers, so each route is reflected to the monitor only:
+//! the target's work is reading S×P routes, choosing best paths and sending them once.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ipnet::Ipv4Net;
+
+use super::Binaries;
+use crate::harness::{wait_until, Netns, Proc, TempDir};
+
+/// A BGP implementation under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ipipd,
+    Bird,
+    Gobgp,
+    Frr,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Ipipd, Kind::Bird, Kind::Gobgp, Kind::Frr];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ipipd => "ipipd",
+            Kind::Bird => "BIRD 2",
+            Kind::Gobgp => "GoBGP",
+            Kind::Frr => "FRR bgpd",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s.to_ascii_lowercase().as_str() {
+            "ipipd" => Some(Kind::Ipipd),
+            "bird" | "bird2" => Some(Kind::Bird),
+            "gobgp" | "gobgpd" => Some(Kind::Gobgp),
+            "frr" | "bgpd" => Some(Kind::Frr),
+            _ => None,
+        }
+    }
+
+    /// The version string, for the report.
+    pub fn version(self, bins: &Binaries) -> String {
+        match self {
+            Kind::Ipipd => {
+                let v = super::version(&bins.ipipd.to_string_lossy(), &["--version"]);
+                if v.is_empty() {
+                    "ipipd (this tree)".into()
+                } else {
+                    v
+                }
+            }
+            Kind::Bird => super::version("bird", &["--version"]),
+            Kind::Gobgp => super::version("gobgpd", &["--version"]),
+            Kind::Frr => super::version("/usr/lib/frr/bgpd", &["--version"]),
+        }
+    }
+}
+
+/// Who the reflector talks to.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub address: Ipv4Addr,
+    pub asn: u32,
+    pub senders: Vec<Ipv4Addr>,
+    pub monitor: Ipv4Addr,
+    pub pool: Ipv4Net,
+}
+
+/// A running daemon, stopped (and its directory removed) on drop.
+pub struct Running {
+    pub kind: Kind,
+    pub proc: Proc,
+    pub pid: u32,
+    pub dir: TempDir,
+}
+
+impl Running {
+    /// The tail of the daemon's output, for error messages.
+    pub fn log_tail(&self) -> String {
+        self.proc.log_tail(20)
+    }
+}
+
+fn ipipd_conf(p: &Plan, dir: &TempDir) -> String {
+    let mut t = format!(
+        "[node]\nname = \"bench-target\"\naddress = \"{a}\"\nasn = {asn}\nblocks = []\n\n[cluster]\npools = [\"{pool}\"]\nmesh = false\n\n\
+         [bgp]\nroute_reflector_cluster_id = \"{a}\"\ngraceful_restart_time = 0\n\n[kernel]\ninstall = false\n\n\
+         [control]\nsocket = \"{sock}\"\nstate_dir = \"{state}\"\n",
+        a = p.address,
+        asn = p.asn,
+        pool = p.pool,
+        sock = dir.join("ipipd.sock").display(),
+        state = dir.join("state").display(),
+    );
+    for s in &p.senders {
+        t.push_str(&format!("\n[[peer]]\naddress = \"{s}\"\npassive = true\n"));
+    }
+    t.push_str(&format!("\n[[peer]]\naddress = \"{}\"\npassive = true\nrr_client = true\n", p.monitor));
+    t
+}
+
+fn bird_conf(p: &Plan, dir: &TempDir) -> String {
+    let mut t = format!(
+        "log \"{}\" {{ warning, error, fatal, bug }};\nrouter id {a};\nprotocol device {{ }}\n",
+        dir.join("bird.log").display(),
+        a = p.address
+    );
+    for (i, s) in p.senders.iter().enumerate() {
+        t.push_str(&format!(
+            "protocol bgp s{i} {{ local {a} as {asn}; neighbor {s} as {asn}; direct; passive on; ipv4 {{ import all; export none; }}; }}\n",
+            a = p.address,
+            asn = p.asn
+        ));
+    }
+    t.push_str(&format!(
+        "protocol bgp monitor {{ local {a} as {asn}; neighbor {m} as {asn}; direct; passive on; rr client; rr cluster id {a}; ipv4 {{ import none; export all; }}; }}\n",
+        a = p.address,
+        asn = p.asn,
+        m = p.monitor
+    ));
+    t
+}
+
+fn gobgp_conf(p: &Plan) -> String {
+    let mut t = format!("[global.config]\n  as = {}\n  router-id = \"{a}\"\n  local-address-list = [\"{a}\"]\n", p.asn, a = p.address);
+    let neighbor = |addr: &Ipv4Addr, extra: &str| {
+        format!(
+            "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = {}\n  [neighbors.transport.config]\n    passive-mode = true\n    local-address = \"{}\"\n  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n{extra}",
+            p.asn, p.address
+        )
+    };
+    for s in &p.senders {
+        t.push_str(&neighbor(s, ""));
+    }
+    let rr = format!(
+        "  [neighbors.route-reflector.config]\n    route-reflector-client = true\n    route-reflector-cluster-id = \"{}\"\n",
+        p.address
+    );
+    t.push_str(&neighbor(&p.monitor, &rr));
+    t
+}
+
+fn frr_conf(p: &Plan, dir: &TempDir) -> String {
+    let mut t = format!(
+        "frr defaults traditional\nhostname bench-target\nlog file {} warnings\n!\nrouter bgp {asn}\n bgp router-id {a}\n bgp cluster-id {a}\n no bgp network import-check\n",
+        dir.join("bgpd.log").display(),
+        asn = p.asn,
+        a = p.address
+    );
+    for s in p.senders.iter().chain(std::iter::once(&p.monitor)) {
+        t.push_str(&format!(" neighbor {s} remote-as {}\n neighbor {s} passive\n neighbor {s} update-source {}\n", p.asn, p.address));
+    }
+    t.push_str(&format!(" address-family ipv4 unicast\n  neighbor {} route-reflector-client\n exit-address-family\n!\n", p.monitor));
+    t
+}
+
+/// Whether something listens on TCP `port` inside `ns`.
+pub fn listening(ns: &Netns, port: u16) -> bool {
+    ns.run(&["ss", "-Hltn", &format!("sport = :{port}")])
+        .is_ok_and(|o| o.status.success() && !String::from_utf8_lossy(&o.stdout).trim().is_empty())
+}
+
+/// Writes the config and starts `kind` as the reflector in `ns`; returns once it listens.
+pub fn start_reflector(kind: Kind, ns: &Netns, plan: &Plan, bins: &Binaries) -> Result<Running> {
+    let dir = TempDir::new("bench")?;
+    let log = dir.join("daemon.out");
+    let cmd: Command = match kind {
+        Kind::Ipipd => {
+            let conf = dir.join("ipipd.toml");
+            std::fs::write(&conf, ipipd_conf(plan, &dir))?;
+            let mut c = ns.command(&bins.ipipd);
+            c.arg("run").arg("--config").arg(&conf).env("RUST_LOG", "warn");
+            c
+        }
+        Kind::Bird => {
+            let conf = dir.join("bird.conf");
+            std::fs::write(&conf, bird_conf(plan, &dir))?;
+            let mut c = ns.command("bird");
+            c.arg("-f").arg("-c").arg(&conf).arg("-s").arg(dir.join("bird.ctl")).arg("-P").arg(dir.join("bird.pid"));
+            c
+        }
+        Kind::Gobgp => {
+            let conf = dir.join("gobgpd.toml");
+            std::fs::write(&conf, gobgp_conf(plan))?;
+            let mut c = ns.command("gobgpd");
+            c.arg("-f").arg(&conf).arg("--api-hosts").arg("127.0.0.1:50051").arg("--log-level").arg("warn");
+            c
+        }
+        Kind::Frr => {
+            let conf = dir.join("bgpd.conf");
+            std::fs::write(&conf, frr_conf(plan, &dir))?;
+            let mut c = ns.command("/usr/lib/frr/bgpd");
+            c.args(["-Z", "-S", "-A", "127.0.0.1", "-P", "0", "-f"])
+                .arg(&conf)
+                .arg("-i")
+                .arg(dir.join("bgpd.pid"))
+                .arg("--vty_socket")
+                .arg(dir.path.as_os_str());
+            c
+        }
+    };
+    let mut proc = Proc::spawn(cmd, kind.name(), &log)?;
+    let pid = proc.pid().context("daemon has no pid")?;
+    let up = wait_until(Duration::from_secs(20), "the daemon to listen on port 179", || listening(ns, 179).then_some(()));
+    if up.is_err() || !proc.alive() {
+        bail!("{} did not start listening: {}", kind.name(), proc.log_tail(20));
+    }
+    // Listening comes before the peers are configured in some daemons; give them a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(Running { kind, proc, pid, dir })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            address: Ipv4Addr::new(10, 0, 0, 1),
+            asn: 64512,
+            senders: vec![Ipv4Addr::new(10, 0, 1, 1), Ipv4Addr::new(10, 0, 1, 2)],
+            monitor: Ipv4Addr::new(10, 0, 0, 2),
+            pool: "64.0.0.0/4".parse().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn configs_name_every_peer() {
+        let dir = TempDir::new("conftest").unwrap_or_else(|e| panic!("{e}"));
+        let p = plan();
+        for text in [ipipd_conf(&p, &dir), bird_conf(&p, &dir), gobgp_conf(&p), frr_conf(&p, &dir)] {
+            for a in ["10.0.1.1", "10.0.1.2", "10.0.0.2"] {
+                assert!(text.contains(a), "{a} missing from:\n{text}");
+            }
+        }
+        assert!(ipipd_conf(&p, &dir).contains("install = false"));
+        assert!(!bird_conf(&p, &dir).contains("kernel"));
+    }
+}
