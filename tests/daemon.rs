@@ -224,3 +224,51 @@ fn peer_shutdown_by_reload_sends_the_shutdown_communication() {
     assert_eq!(mine["info"], "administratively down");
     b.wait_no_route(BLOCK_A, T).expect("a's block withdrawn at b");
 }
+
+#[test]
+fn ipv6_blocks_are_announced_and_routed_natively() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let (na, nb) = pair(&mut lan);
+    for (ns, v6) in [(&na, "fd00:29::101/64"), (&nb, "fd00:29::130/64")] {
+        ns.ip(&["addr", "add", v6, "dev", "eth0", "nodad"]).expect("v6 address");
+    }
+    let v6_config = |addr: &str, v6: &str, block: &str, block6: &str| {
+        format!(
+            "[node]\naddress = \"{addr}\"\naddress_v6 = \"{v6}\"\nblocks = [\"{block}\", \"{block6}\"]\n\n[cluster]\npools = [\"101.64.0.0/10\", \"fd10::/48\"]\nnodes = [\"{A}\", \"{B}\"]\n\n[bgp]\nhold_time = 9\nconnect_retry_time = 1\n"
+        )
+    };
+    let a = Ipipd::start(&na, &v6_config(A, "fd00:29::101", BLOCK_A, "fd10::1:0/122")).expect("a");
+    let _b = Ipipd::start(&nb, &v6_config(B, "fd00:29::130", BLOCK_B, "fd10::2:0/122")).expect("b");
+    a.wait_route("fd10::2:0/122", "fd00:29::130", T).expect("v6 block learned");
+    a.wait_route(BLOCK_B, B, T).expect("v4 block learned");
+    let v6 = na.ip(&["-6", "route", "show", "proto", "bgp"]).expect("v6 routes");
+    assert!(v6.contains("fd10::2:0/122 via fd00:29::130 dev eth0"), "IPv6 routed natively, not via tunl0:\n{v6}");
+    assert!(v6.contains("blackhole fd10::1:0/122"), "{v6}");
+}
+
+#[test]
+fn equal_cost_paths_become_one_multipath_route_through_tunl0() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let (na, nb) = pair(&mut lan);
+    let nc = node(&mut lan, C);
+    let a = Ipipd::start(&na, &config(A, &[BLOCK_A], &[A, B, C])).expect("a");
+    // B and C both announce the same block (e.g. a block being moved).
+    let _b = Ipipd::start(&nb, &config(B, &[BLOCK_C], &[A, B, C])).expect("b");
+    let _c = Ipipd::start(&nc, &config(C, &[BLOCK_C], &[A, B, C])).expect("c");
+    let want = [
+        format!("{BLOCK_C} \n"),
+        format!("nexthop via {B} dev tunl0 weight 1 onlink"),
+        format!("nexthop via {C} dev tunl0 weight 1 onlink"),
+    ];
+    wait_until(T, "a multipath route via B and C", || {
+        let r = na.bgp_routes();
+        want.iter().all(|w| r.contains(w.as_str())).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", na.bgp_routes()));
+    let routes = a.routes().expect("routes");
+    let paths: Vec<_> = routes.iter().filter(|r| r["prefix"] == BLOCK_C).collect();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(paths.iter().all(|p| p["installed"] == true), "{paths:?}");
+}

@@ -123,8 +123,8 @@ fn ipipd_keeps_bird_routes_while_bird_restarts() -> Result<()> {
     let dir = TempDir::new("monitor")?;
     let monitor = RouteMonitor::start(&na, &dir)?;
     let sampler = Sampler::new();
+    let stale = std::sync::atomic::AtomicUsize::new(0);
     let (seen, stale_seen, fresh_after) = std::thread::scope(|s| -> Result<_> {
-        let stale = std::sync::atomic::AtomicUsize::new(0);
         let on_a = sampler.run(s, EVERY, || {
             let r = a.best(BLOCK_BIRD);
             match &r {

@@ -81,7 +81,7 @@ fn bird_reflects_for_two_ipipd() -> Result<()> {
     let conf = bird::conf_base(BIRD, &[BLOCK_BIRD])
         + &bird::conf_peer("a", BIRD, A, "rr client;")
         + &bird::conf_peer("b", BIRD, B, "rr client;");
-    let bird = Bird::start(&nbird, &conf)?;
+    let _bird = Bird::start(&nbird, &conf)?;
     let client = |addr: &str, block: &str| {
         let mut c = NodeConfig::new(addr, block).peer(BIRD, "route_reflector = true");
         c.mesh = false;
