@@ -251,14 +251,15 @@ impl Rib {
             }
         }
         let mut batches: HashMap<(usize, IpAddr, bool), (Arc<Attributes>, Vec<Nlri>)> = HashMap::new();
+        let mut cache = update::ExportCache::new();
         for (prefix, paths) in &self.table {
             let Some(best) = paths.first() else { continue };
-            if let Some((attrs, nh)) = self.policy.export(best, &info) {
+            if let Some((attrs, nh)) = update::export_cached(self, &mut cache, best, &info) {
                 // Key on the source attributes: their exports are equal, so they share UPDATEs.
                 let key = (Arc::as_ptr(&best.attrs) as usize, nh, best.prefix_is_v4);
                 batches
                     .entry(key)
-                    .or_insert_with(|| (attrs.clone(), Vec::new()))
+                    .or_insert_with(|| (attrs, Vec::new()))
                     .1
                     .push(Nlri { path_id: None, prefix: *prefix });
             }

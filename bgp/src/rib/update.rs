@@ -167,6 +167,16 @@ impl Rib {
     }
 }
 
+/// What one peer hears about one path, cached per source attributes: every
+/// path sharing an `Arc<Attributes>` came from the same UPDATE of the same
+/// peer (or is local), so it exports the same way.
+pub(super) type ExportCache = HashMap<usize, Option<(Arc<Attributes>, IpAddr)>>;
+
+pub(super) fn export_cached(rib: &Rib, cache: &mut ExportCache, path: &Path, to: &PeerInfo) -> Option<(Arc<Attributes>, IpAddr)> {
+    let key = Arc::as_ptr(&path.attrs) as usize;
+    cache.entry(key).or_insert_with(|| rib.policy.export(path, to)).clone()
+}
+
 /// For each changed prefix, tells every established peer the difference
 /// between the export of the old best path and of the new one.
 pub(super) fn export_changes(rib: &mut Rib, dirty: HashMap<IpNet, Option<Path>>) {
@@ -175,41 +185,35 @@ pub(super) fn export_changes(rib: &mut Rib, dirty: HashMap<IpNet, Option<Path>>)
     }
     let peers: Vec<Arc<PeerInfo>> = rib.peers.values().filter_map(|p| p.info.clone()).collect();
     for to in peers {
+        let mut cache = ExportCache::new();
         // Group announcements by identical exported attributes and next hop so
         // that many NLRI share one UPDATE.
         let mut announce_groups: HashMap<(usize, IpAddr, bool), (Arc<Attributes>, Vec<Nlri>)> = HashMap::new();
         let mut withdrawals: [Vec<Nlri>; 2] = [Vec::new(), Vec::new()];
         for (prefix, old) in &dirty {
             let new = rib.table.get(prefix).and_then(|v| v.first());
-            let old_export = old.as_ref().and_then(|p| rib.policy.export(p, &to));
-            let new_export = new.and_then(|p| rib.policy.export(p, &to));
+            let unchanged = matches!(
+                (old.as_ref(), new),
+                (Some(o), Some(n)) if Arc::ptr_eq(&o.attrs, &n.attrs) && o.next_hop == n.next_hop && o.source == n.source
+            );
+            if unchanged {
+                continue;
+            }
             let nlri = Nlri { path_id: None, prefix: *prefix };
-            match (old_export, new_export) {
-                (_, Some((attrs, nh))) => {
-                    let unchanged = matches!(
-                        (old.as_ref(), new),
-                        (Some(o), Some(n)) if Arc::ptr_eq(&o.attrs, &n.attrs) && o.next_hop == n.next_hop && o.source == n.source
-                    );
-                    if unchanged {
-                        continue;
-                    }
-                    let v4 = matches!(prefix, IpNet::V4(_));
-                    // Exports of the same source attributes produce equal values; key on the
-                    // source pointer so they share a group.
-                    let src = new.map_or(0, |p| Arc::as_ptr(&p.attrs) as usize);
-                    announce_groups
-                        .entry((src, nh, v4))
-                        .or_insert_with(|| (attrs, Vec::new()))
-                        .1
-                        .push(nlri);
+            let v4 = matches!(prefix, IpNet::V4(_));
+            if let Some(new) = new {
+                if let Some((attrs, nh)) = export_cached(rib, &mut cache, new, &to) {
+                    let src = Arc::as_ptr(&new.attrs) as usize;
+                    announce_groups.entry((src, nh, v4)).or_insert_with(|| (attrs, Vec::new())).1.push(nlri);
+                    continue;
                 }
-                (Some(_), None) => {
-                    let idx = usize::from(!matches!(prefix, IpNet::V4(_)));
-                    if let Some(w) = withdrawals.get_mut(idx) {
-                        w.push(nlri);
-                    }
+            }
+            // Nothing to announce now: withdraw if the peer heard the old best.
+            let told_before = old.as_ref().is_some_and(|o| export_cached(rib, &mut cache, o, &to).is_some());
+            if told_before {
+                if let Some(w) = withdrawals.get_mut(usize::from(!v4)) {
+                    w.push(nlri);
                 }
-                (None, None) => {}
             }
         }
         let ctx = to.context;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
-use bgp::wire::{self, pack_announce, pack_withdraw, AfiSafi, AsPath, Attributes, Context, Message, Origin};
+use bgp::wire::{self, pack_announce, pack_withdraw, AfiSafi, AsPath, Attributes, Message, Origin};
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use tokio::net::TcpListener;
