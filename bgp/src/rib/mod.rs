@@ -48,6 +48,8 @@ pub struct PeerInfo {
     pub ipv6: bool,
     pub context: Context,
     pub max_prefixes: Option<u32>,
+    /// RFC 7313 negotiated: a refresh is framed by BoRR and EoRR.
+    pub enhanced_route_refresh: bool,
 }
 
 /// One path to a prefix.
@@ -250,11 +252,19 @@ impl Rib {
                 self.flush_stale(address, Some(family));
             }
         }
+        self.send_table(&info, true);
+    }
+
+    /// Sends `info` every best path it should hear, then End-of-RIB per family
+    /// if `end_of_rib`.
+    fn send_table(&mut self, info: &PeerInfo, end_of_rib: bool) {
+        let address = info.address;
+        let families = [(AfiSafi::IPV4_UNICAST, info.ipv4), (AfiSafi::IPV6_UNICAST, info.ipv6)];
         let mut batches: HashMap<(usize, IpAddr, bool), (Arc<Attributes>, Vec<Nlri>)> = HashMap::new();
         let mut cache = update::ExportCache::new();
         for (prefix, paths) in &self.table {
             let Some(best) = paths.first() else { continue };
-            if let Some((attrs, nh)) = update::export_cached(self, &mut cache, best, &info) {
+            if let Some((attrs, nh)) = update::export_cached(self, &mut cache, best, info) {
                 // Key on the source attributes: their exports are equal, so they share UPDATEs.
                 let key = (Arc::as_ptr(&best.attrs) as usize, nh, best.prefix_is_v4);
                 batches
@@ -270,7 +280,7 @@ impl Rib {
             update::announce(&mut self.effects, address, &attrs, nh, family, &nlri, &ctx);
         }
         for (family, up) in families {
-            if up {
+            if up && end_of_rib {
                 update::end_of_rib(&mut self.effects, address, family, &ctx);
             }
         }
@@ -307,6 +317,26 @@ impl Rib {
     pub fn peer_removed(&mut self, address: IpAddr) {
         self.peer_down(address, false);
         self.peers.remove(&address);
+    }
+
+    /// RFC 7313 BoRR: the peer is about to re-send `family`; what it does not
+    /// re-send before EoRR is gone.
+    pub fn begin_refresh(&mut self, address: IpAddr, family: AfiSafi) {
+        let Some(peer) = self.peers.get(&address) else { return };
+        let v4 = family == AfiSafi::IPV4_UNICAST;
+        let prefixes: Vec<IpNet> = peer.adj_in.keys().map(|(p, _)| *p).filter(|p| matches!(p, IpNet::V4(_)) == v4).collect();
+        for prefix in prefixes {
+            if let Some(paths) = self.table.get_mut(&prefix) {
+                for p in paths.iter_mut().filter(|p| p.source == Source::Peer(address)) {
+                    p.stale = true;
+                }
+            }
+        }
+    }
+
+    /// RFC 7313 EoRR: paths not re-sent since BoRR are withdrawn.
+    pub fn end_refresh(&mut self, address: IpAddr, family: AfiSafi) {
+        self.flush_stale(address, Some(family));
     }
 
     /// The restart time ran out before End-of-RIB: drop what is still stale.
@@ -354,10 +384,25 @@ impl Rib {
         removed
     }
 
-    /// Route refresh: re-send everything `address` should hear.
+    /// Route refresh: re-send everything `address` should hear. With enhanced
+    /// route refresh (RFC 7313) the re-sent routes are framed by BoRR and EoRR
+    /// per family, instead of ending with End-of-RIB.
     pub fn refresh(&mut self, address: IpAddr) {
-        if let Some(info) = self.peers.get(&address).and_then(|p| p.info.clone()) {
-            self.peer_up((*info).clone());
+        let Some(info) = self.peers.get(&address).and_then(|p| p.info.clone()) else { return };
+        if !info.enhanced_route_refresh {
+            self.send_table(&info, true);
+            return;
+        }
+        let families: Vec<AfiSafi> = [(AfiSafi::IPV4_UNICAST, info.ipv4), (AfiSafi::IPV6_UNICAST, info.ipv6)]
+            .into_iter()
+            .filter_map(|(f, up)| up.then_some(f))
+            .collect();
+        for f in &families {
+            update::route_refresh(&mut self.effects, address, *f, 1, &info.context);
+        }
+        self.send_table(&info, false);
+        for f in &families {
+            update::route_refresh(&mut self.effects, address, *f, 2, &info.context);
         }
     }
 

@@ -34,6 +34,7 @@ fn peer(addr: &str, id: [u8; 4], rr_client: bool) -> PeerInfo {
         ipv6: false,
         context: Context { four_octet_as: true, ..Context::default() },
         max_prefixes: None,
+        enhanced_route_refresh: false,
     }
 }
 
@@ -297,4 +298,42 @@ fn removing_an_own_block_withdraws_it() {
     let (ann, wd) = sent_to(&fx, "10.0.0.2");
     assert_eq!(wd, vec![net("101.76.9.128/26")]);
     assert_eq!(ann.iter().map(|a| a.0).collect::<Vec<_>>(), vec![net("101.76.10.0/26")]);
+}
+
+#[test]
+fn enhanced_route_refresh_is_framed_by_borr_and_eorr() {
+    let mut rib = Rib::new(policy(None), 4);
+    let mut p = peer("10.0.0.2", [10, 0, 0, 2], false);
+    p.enhanced_route_refresh = true;
+    rib.peer_up(p);
+    rib.flush();
+    rib.refresh(ip("10.0.0.2"));
+    let fx = rib.flush();
+    let ctx = Context { four_octet_as: true, ..Context::default() };
+    let kinds: Vec<String> = fx
+        .messages
+        .iter()
+        .map(|(_, b)| match wire::decode(b, &ctx) {
+            Ok(Message::RouteRefresh(r)) => format!("refresh {}", r.subtype),
+            Ok(Message::Update(u)) if u.end_of_rib_family().is_some() => "eor".into(),
+            Ok(Message::Update(_)) => "update".into(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, vec!["refresh 1", "update", "refresh 2"]);
+}
+
+#[test]
+fn borr_eorr_from_a_peer_removes_what_it_did_not_resend() {
+    let mut rib = Rib::new(policy(None), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26", "101.89.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.flush();
+    rib.begin_refresh(ip("10.0.0.2"), AfiSafi::IPV4_UNICAST);
+    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.flush();
+    assert_eq!(rib.fib_view().len(), 2, "kept until EoRR");
+    rib.end_refresh(ip("10.0.0.2"), AfiSafi::IPV4_UNICAST);
+    rib.flush();
+    assert_eq!(rib.fib_view().keys().copied().collect::<Vec<_>>(), vec![net("101.88.0.0/26")]);
 }

@@ -26,6 +26,13 @@ pub(super) fn withdraw(fx: &mut Effects, to: IpAddr, family: AfiSafi, nlri: &[Nl
     }
 }
 
+pub(super) fn route_refresh(fx: &mut Effects, to: IpAddr, family: AfiSafi, subtype: u8, ctx: &Context) {
+    let mut buf = bytes::BytesMut::new();
+    let msg = crate::wire::Message::RouteRefresh(crate::wire::RouteRefresh { afi_safi: family, subtype });
+    crate::wire::encode(&msg, ctx, &mut buf);
+    fx.messages.push((to, buf.freeze()));
+}
+
 pub(super) fn end_of_rib(fx: &mut Effects, to: IpAddr, family: AfiSafi, ctx: &Context) {
     let mut buf = bytes::BytesMut::new();
     crate::wire::encode(&crate::wire::Message::Update(Update::end_of_rib(family)), ctx, &mut buf);

@@ -395,9 +395,11 @@ impl Peer {
                 let _ = self.rib.send(RibEvent::Update(self.config.address, u)).await;
             }
             Output::RouteRefresh(r) => {
-                if r.subtype == 0 {
-                    let _ = self.rib.send(RibEvent::Refresh(self.config.address)).await;
-                }
+                let ev = match r.subtype {
+                    0 => RibEvent::Refresh(self.config.address),
+                    _ => RibEvent::RefreshMarker(self.config.address, r),
+                };
+                let _ = self.rib.send(ev).await;
             }
             Output::Down(reason) => self.down(id, reason).await,
         }
@@ -421,6 +423,7 @@ impl Peer {
             ipv6: neg.families.contains(&AfiSafi::IPV6_UNICAST),
             context: neg.context,
             max_prefixes: self.config.max_prefixes,
+            enhanced_route_refresh: neg.enhanced_route_refresh,
         };
         tracing::info!(router_id = %neg.peer_id, hold = neg.hold_time.as_secs(), graceful_restart = neg.graceful_restart, "session established");
         if let Ok(mut s) = self.status.lock() {

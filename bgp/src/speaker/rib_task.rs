@@ -29,6 +29,8 @@ pub enum RibEvent {
     PeerRemoved(IpAddr),
     Update(IpAddr, Box<Update>),
     Refresh(IpAddr),
+    /// RFC 7313 BoRR (subtype 1) or EoRR (subtype 2) from the peer.
+    RefreshMarker(IpAddr, crate::wire::RouteRefresh),
     SetBlocks(Vec<IpNet>),
     /// All configured peers have been spawned; convergence can be judged.
     PeersConfigured,
@@ -135,6 +137,11 @@ impl RibTask {
             }
             RibEvent::Update(address, update) => self.rib.update(address, *update),
             RibEvent::Refresh(address) => self.rib.refresh(address),
+            RibEvent::RefreshMarker(address, r) => match r.subtype {
+                1 => self.rib.begin_refresh(address, r.afi_safi),
+                2 => self.rib.end_refresh(address, r.afi_safi),
+                _ => {}
+            },
             RibEvent::SetBlocks(blocks) => self.rib.set_own_blocks(blocks),
             RibEvent::PeersConfigured => self.peers_configured = true,
             RibEvent::Query(reply) => {

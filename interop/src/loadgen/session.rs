@@ -47,8 +47,17 @@ pub struct Session {
     pub writer: mpsc::Sender<Bytes>,
     reader: OwnedReadHalf,
     buf: BytesMut,
-    writer_task: JoinHandle<()>,
+    writer_task: Option<JoinHandle<()>>,
     keepalive_task: Option<JoinHandle<()>>,
+}
+
+/// A dropped session ends its tasks, which closes the connection.
+impl Drop for Session {
+    fn drop(&mut self) {
+        for t in [self.writer_task.take(), self.keepalive_task.take()].into_iter().flatten() {
+            t.abort();
+        }
+    }
 }
 
 const KEEPALIVE: [u8; 19] = [
@@ -112,7 +121,7 @@ impl Session {
             writer: tx,
             reader,
             buf: BytesMut::with_capacity(256 * 1024),
-            writer_task,
+            writer_task: Some(writer_task),
             keepalive_task: None,
         };
         let open = wire::encode_to_bytes(&Message::Open(cfg.open()), &Context::default());
@@ -181,12 +190,17 @@ impl Session {
     }
 
     /// Stops the keepalives and closes the write side once queued data is out.
-    pub async fn close(self) {
-        if let Some(k) = self.keepalive_task {
+    pub async fn close(mut self) {
+        if let Some(k) = self.keepalive_task.take() {
             k.abort();
         }
-        drop(self.writer);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.writer_task).await;
+        let writer = self.writer_task.take();
+        // The writer task ends once every sender handle is gone.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.writer, closed));
+        if let Some(w) = writer {
+            let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+        }
     }
 }
 

@@ -56,6 +56,30 @@ program() {
     done < "$wl"
 }
 
+# "address kind socket" per session: mesh nodes, then explicit peers.
+peers() {
+    local cfg=$1 base other addr kind
+    base=$(dirname "$(dirname "$cfg")")
+    {
+        if [[ $(key "$cfg" mesh) != false ]]; then
+            for other in "$base"/*/*.toml; do
+                [[ $other == "$cfg" ]] || echo "$(key "$other" address) mesh"
+            done
+        fi
+        awk -F' *= *' '
+            function out() { if (a != "") print a, k; a = "" }
+            /^\[/ { out(); inpeer = ($0 == "[[peer]]"); k = "peer"; next }
+            inpeer && $1 == "address" { a = $2; gsub(/"/, "", a) }
+            inpeer && $1 == "rr_client" && $2 == "true" { k = "rr-client" }
+            inpeer && $1 == "route_reflector" && $2 == "true" { k = "route-reflector" }
+            END { out() }' "$cfg"
+    } | while read -r addr kind; do
+        for other in "$base"/*/*.toml; do
+            [[ $(key "$other" address) == "$addr" ]] && echo "$addr $kind $(key "$other" socket)"
+        done
+    done
+}
+
 case ${1:-} in
     check-config) [[ -f $config ]] || die "$config: not found"; exit 0 ;;
     run)
@@ -63,8 +87,8 @@ case ${1:-} in
         mkdir -p "$(dirname "$socket")"
         ip netns identify $$ > "$(dirname "$socket")/fake.netns"
         echo $$ > "$socket"
-        cp "$config" "$(dirname "$socket")/fake.toml"
         program "$config" "$(netns_of)"
+        peers "$config" > "$(dirname "$socket")/fake.peers"
         trap 'exit 0' TERM INT
         while sleep 1; do :; done
         ;;
@@ -79,30 +103,12 @@ case ${1:-} in
         dir=$(dirname "$socket")
         case ${2:-} in
             peers)
-                # "address kind" per session: mesh nodes, then explicit peers.
-                {
-                    if [[ $(key "$dir/fake.toml" mesh) != false ]]; then
-                        for other in "$(dirname "$dir")"/*/fake.toml; do
-                            [[ $other == "$dir/fake.toml" ]] || echo "$(key "$other" address) mesh"
-                        done
-                    fi
-                    awk -F' *= *' '
-                        function out() { if (a != "") print a, k; a = "" }
-                        /^\[/ { out(); inpeer = ($0 == "[[peer]]"); k = "peer"; next }
-                        inpeer && $1 == "address" { a = $2; gsub(/"/, "", a) }
-                        inpeer && $1 == "rr_client" && $2 == "true" { k = "rr-client" }
-                        inpeer && $1 == "route_reflector" && $2 == "true" { k = "route-reflector" }
-                        END { out() }' "$dir/fake.toml"
-                } | while read -r addr kind; do
+                while read -r addr kind sock; do
                     state=Active
-                    for other in "$(dirname "$dir")"/*/fake.toml; do
-                        [[ $(key "$other" address) == "$addr" ]] || continue
-                        s=$(key "$other" socket)
-                        [[ -f $s ]] && kill -0 "$(cat "$s")" 2>/dev/null && state=Established
-                    done
+                    [[ -f $sock ]] && kill -0 "$(<"$sock")" 2>/dev/null && state=Established
                     printf '{"address":"%s","asn":64512,"state":"%s","kind":"%s","since":"2024-01-01T00:00:00Z","received":1,"accepted":1}\n' \
                         "$addr" "$state" "$kind"
-                done | jq -s .
+                done < "$dir/fake.peers" | jq -s .
                 ;;
             routes)
                 ip -n "$(netns_of)" -j route show proto bgp | jq '[.[] | {

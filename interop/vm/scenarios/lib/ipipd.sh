@@ -214,13 +214,16 @@ expected_routes() {
 
 # check_kernel_routes NODE [EXPECTED]: `ip route` on NODE is exactly the contract's.
 check_kernel_routes() {
-    local node=$1 want=${2:-$(expected_routes "$1")}
-    expect_lines "$node: ip route | grep 'proto bgp'" "$want" \
-        "$(ip -n "$node" route show | grep -w 'proto bgp')"
+    local node=$1 want=${2:-$(expected_routes "$1")} all mine=() line
+    all=$(ip -n "$node" route show)
+    while IFS= read -r line; do
+        [[ $line == *" proto bgp "* || $line == *" proto bgp" ]] && mine+=("$line")
+    done <<<"$all"
+    expect_lines "$node: ip route (the proto bgp lines)" "$want" "$(printf '%s\n' "${mine[@]}")"
     # `ip route show proto bgp` leaves out the protocol it filters on.
-    expect_lines "$node: ip route show proto bgp" "$(sed 's/ proto bgp//' <<<"$want")" \
-        "$(ip -n "$node" route show proto bgp | sed 's/ proto bgp//')"
-    pass "$node: kernel routes are exactly the contract's ($(wc -l <<<"$want") routes)"
+    expect_lines "$node: ip route show proto bgp" "${want// proto bgp/}" \
+        "$(ip -n "$node" route show proto bgp)"
+    pass "$node: kernel routes are exactly the contract's (${#mine[@]} routes)"
 }
 
 # check_json_routes NODE [EXPECTED]: the routes `show routes --json` marks installed are
