@@ -25,7 +25,7 @@ fn prefixes(n: usize) -> Vec<(Ipv4Net, Ipv4Addr)> {
     (0..n as u32)
         .map(|i| {
             let net = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i * 64);
-            let gw = Ipv4Addr::new(172, 29, 235, 2 + (i % 200) as u8);
+            let gw = Ipv4Addr::new(172, 29, 236, 1 + (i % 200) as u8);
             (Ipv4Net::new(net, 26).unwrap_or_default(), gw)
         })
         .collect()
@@ -47,16 +47,23 @@ fn one_run(n: usize) -> Run {
     ns.stand_in_tunnel();
     let routes = prefixes(n);
 
-    let remote: BTreeMap<IpNet, Vec<IpAddr>> =
-        routes.iter().map(|(p, gw)| (IpNet::V4(*p), vec![IpAddr::V4(*gw)])).collect();
+    let remote: BTreeMap<IpNet, Vec<IpAddr>> = routes
+        .iter()
+        .map(|(p, gw)| (IpNet::V4(*p), vec![IpAddr::V4(*gw)]))
+        .collect();
     let (installer, installer_delete) = ns.run(move || async move {
         let settings = Settings::new(Mode::Always, Ipv4Addr::new(172, 29, 235, 101));
         let installer = Installer::start(settings).await.expect("start");
         installer.converged();
-        let inputs = Inputs { remote, ..Inputs::default() };
+        let inputs = Inputs {
+            remote,
+            ..Inputs::default()
+        };
         let start = Instant::now();
         installer.set_inputs(inputs);
         while installer.installed().len() < n {
+            let stats = installer.stats();
+            assert_eq!(stats.errors, 0, "routes refused: {stats:?}");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let add = start.elapsed();
@@ -87,7 +94,11 @@ fn one_run(n: usize) -> Run {
     let ip_batch = start.elapsed();
     let _ = std::fs::remove_file(&file);
     assert_eq!(count_routes(&ns), n, "ip -batch did not add every route");
-    Run { installer, installer_delete, ip_batch }
+    Run {
+        installer,
+        installer_delete,
+        ip_batch,
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -179,6 +179,8 @@ impl<F: Fib> Driver<F> {
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // When set: reconcile at that instant (debounced event-driven work).
         let mut due: Option<Instant> = None;
+        // What is due then is a full read of the kernel, not just a comparison.
+        let mut resync_due = false;
         let mut inputs_open = true;
         loop {
             tokio::select! {
@@ -209,29 +211,30 @@ impl<F: Fib> Driver<F> {
                     self.take_inputs(&mut inputs).await;
                     self.pass().await;
                 }
+                () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    due = None;
+                    if std::mem::take(&mut resync_due) {
+                        self.resync().await;
+                    } else {
+                        self.tunnel().await;
+                        self.pass().await;
+                    }
+                }
+                _ = resync.tick() => self.resync().await,
                 event = self.fib.next_event() => {
                     let reaction = self.rec.event(event);
-                    if reaction.tunnel {
-                        self.tunnel_dirty = true;
-                    }
-                    if reaction.resync {
-                        self.resync().await;
-                    } else if reaction.reconcile || reaction.tunnel {
+                    self.tunnel_dirty |= reaction.tunnel;
+                    resync_due |= reaction.resync;
+                    if reaction.resync || reaction.reconcile || reaction.tunnel {
                         due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
                     }
                 }
-                () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
-                    due = None;
-                    self.tunnel().await;
-                    self.pass().await;
-                }
-                _ = resync.tick() => self.resync().await,
             }
         }
     }
 
     async fn take_inputs(&mut self, inputs: &mut watch::Receiver<Arc<Inputs>>) {
-        let latest = Inputs::clone(&inputs.borrow_and_update());
+        let latest = Arc::clone(&inputs.borrow_and_update());
         self.rec.set_inputs(latest);
         self.tunnel().await;
     }

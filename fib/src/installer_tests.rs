@@ -273,17 +273,43 @@ async fn missing_ipip_support_is_one_clear_error() {
 async fn converged_right_after_inputs_deletes_nothing_desired() {
     let (fib, handle) = fib();
     handle.set_link("tunl0", true);
-    handle.preload(Route { prefix: net("101.88.228.192/26"), kind: tun("172.29.235.130") });
+    handle.preload(Route {
+        prefix: net("101.88.228.192/26"),
+        kind: tun("172.29.235.130"),
+    });
     handle.clear_log();
-    let installer = Installer::start_with(fib, settings(Mode::Always)).await.expect("start");
+    let installer = Installer::start_with(fib, settings(Mode::Always))
+        .await
+        .expect("start");
     installer.set_inputs(inputs());
     installer.converged();
     eventually("installed", || installer.installed().len() == 4).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(
-        handle.log().iter().all(|op| matches!(op, Op::Write(r) if r.prefix != net("101.88.228.192/26"))),
+        handle
+            .log()
+            .iter()
+            .all(|op| matches!(op, Op::Write(r) if r.prefix != net("101.88.228.192/26"))),
         "{:?}",
         handle.log()
     );
     installer.stop(false).await.expect("stop");
+}
+
+#[test]
+fn handle_and_start_future_can_cross_tasks() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let start = Installer::start(settings(Mode::Always));
+    send(&start);
+    drop(start);
+    let _ = send_sync::<Installer>;
+}
+
+#[test]
+fn mode_spellings_round_trip() {
+    for mode in [Mode::Always, Mode::CrossSubnet, Mode::Never] {
+        assert_eq!(mode.to_string().parse::<Mode>(), Ok(mode));
+    }
+    assert!("sometimes".parse::<Mode>().is_err());
 }

@@ -51,6 +51,32 @@ pub struct Inputs {
     pub workloads: Vec<(IpAddr, String)>,
 }
 
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    /// The spelling of the configuration file: `always`, `cross-subnet`, `never`.
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "always" => Ok(Mode::Always),
+            "cross-subnet" => Ok(Mode::CrossSubnet),
+            "never" => Ok(Mode::Never),
+            other => Err(format!(
+                "unknown IPIP mode {other:?} (always, cross-subnet, never)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Always => "always",
+            Mode::CrossSubnet => "cross-subnet",
+            Mode::Never => "never",
+        })
+    }
+}
+
 /// How the installer runs.
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -38,23 +38,18 @@ pub struct MemHandle {
     events: mpsc::UnboundedSender<FibEvent>,
 }
 
-/// A new in-memory FIB and its handle.
-pub fn mem_fib() -> (MemFib, MemHandle) {
-    let state = Arc::new(Mutex::new(State::default()));
-    let (tx, rx) = mpsc::unbounded_channel();
-    (
-        MemFib {
-            state: state.clone(),
-            events: rx,
-        },
-        MemHandle { state, events: tx },
-    )
-}
-
 impl MemFib {
     /// A new in-memory FIB and its handle.
     pub fn new() -> (MemFib, MemHandle) {
-        mem_fib()
+        let state = Arc::new(Mutex::new(State::default()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            MemFib {
+                state: state.clone(),
+                events: rx,
+            },
+            MemHandle { state, events: tx },
+        )
     }
 }
 

@@ -2,6 +2,7 @@
 //! believe it has, and the ops that close the gap.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -23,7 +24,7 @@ pub(crate) struct Reaction {
 pub(crate) struct Reconciler {
     mode: Mode,
     tunnel: String,
-    inputs: Inputs,
+    inputs: Arc<Inputs>,
     underlay: Option<Underlay>,
     desired: BTreeMap<IpNet, Route>,
     /// Our routes in the kernel as far as we know; `None`: a shape we never write.
@@ -31,6 +32,10 @@ pub(crate) struct Reconciler {
     /// Device name → administratively up.
     links: HashMap<String, bool>,
     converged: bool,
+    /// Our routes found in the kernel when we started and not wanted since: a previous
+    /// run's, kept until convergence. Everything else that is not wanted goes at once, so
+    /// a route withdrawn during startup does not linger until every peer sent End-of-RIB.
+    previous_run: Option<HashSet<IpNet>>,
     /// Prefixes someone else changed; rewriting one counts as a drift repair.
     drifted: HashSet<IpNet>,
     pub stats: Stats,
@@ -48,12 +53,13 @@ impl Reconciler {
         Reconciler {
             mode,
             tunnel: tunnel.to_string(),
-            inputs: Inputs::default(),
+            inputs: Arc::default(),
             underlay: None,
             desired: BTreeMap::new(),
             kernel: BTreeMap::new(),
             links: HashMap::new(),
             converged: false,
+            previous_run: None,
             drifted: HashSet::new(),
             stats: Stats::default(),
         }
@@ -67,7 +73,7 @@ impl Reconciler {
         self.underlay.as_ref()
     }
 
-    pub fn set_inputs(&mut self, inputs: Inputs) {
+    pub fn set_inputs(&mut self, inputs: Arc<Inputs>) {
         self.inputs = inputs;
         self.recompute();
     }
@@ -82,6 +88,9 @@ impl Reconciler {
     fn recompute(&mut self) {
         let underlay = self.underlay.as_ref().map(|u| (u.subnet, u.device.clone()));
         self.desired = desired(&self.inputs, self.mode, &self.tunnel, underlay.as_ref());
+        if let Some(previous) = &mut self.previous_run {
+            previous.retain(|p| !self.desired.contains_key(p));
+        }
     }
 
     pub fn set_links(&mut self, links: Vec<Link>) {
@@ -91,6 +100,10 @@ impl Reconciler {
     pub fn set_kernel(&mut self, routes: Vec<(IpNet, Option<RouteKind>)>) {
         let before = std::mem::take(&mut self.kernel);
         self.kernel = routes.into_iter().collect();
+        if self.previous_run.is_none() {
+            let found = self.kernel.keys().filter(|p| !self.desired.contains_key(p));
+            self.previous_run = Some(found.copied().collect());
+        }
         // What vanished or changed behind our back since we last looked is drift.
         for (prefix, kind) in before {
             if self.kernel.get(&prefix) != Some(&kind) && self.desired.contains_key(&prefix) {
@@ -115,7 +128,8 @@ impl Reconciler {
     }
 
     /// The ops that make the kernel what we want: write every installable desired route the
-    /// kernel lacks or has differently, and, once converged, delete the rest of ours.
+    /// kernel lacks or has differently, and delete the rest of ours (a previous run's
+    /// only once converged).
     pub fn plan(&self) -> Vec<Op> {
         let mut ops: Vec<Op> = self
             .desired
@@ -123,14 +137,19 @@ impl Reconciler {
             .filter(|r| self.installable(r) && !self.is_current(r))
             .map(|r| Op::Write(r.clone()))
             .collect();
-        if self.converged {
-            ops.extend(
-                self.kernel
-                    .keys()
-                    .filter(|p| !self.desired.get(p).is_some_and(|r| self.installable(r)))
-                    .map(|p| Op::Delete(*p)),
-            );
-        }
+        let kept = |p: &IpNet| {
+            !self.converged
+                && self
+                    .previous_run
+                    .as_ref()
+                    .is_none_or(|prev| prev.contains(p))
+        };
+        ops.extend(
+            self.kernel
+                .keys()
+                .filter(|p| !self.desired.get(p).is_some_and(|r| self.installable(r)) && !kept(p))
+                .map(|p| Op::Delete(*p)),
+        );
         ops
     }
 
@@ -204,7 +223,7 @@ impl Reconciler {
                 let was = self.links.insert(link.name.clone(), link.up);
                 if was != Some(link.up) {
                     if !link.up {
-                        self.forget_routes_through(&link.name);
+                        reaction.resync = self.forget_routes_through(&link.name);
                         reaction.tunnel = link.name == self.tunnel;
                     }
                     reaction.reconcile = true;
@@ -212,7 +231,7 @@ impl Reconciler {
             }
             FibEvent::LinkGone { name } => {
                 self.links.remove(&name);
-                self.forget_routes_through(&name);
+                reaction.resync = self.forget_routes_through(&name);
                 reaction.tunnel = name == self.tunnel;
                 reaction.reconcile = true;
             }
@@ -222,11 +241,21 @@ impl Reconciler {
     }
 
     /// The kernel drops routes through a device that goes down or away, without a word.
-    fn forget_routes_through(&mut self, device: &str) {
+    /// Returns whether some of our routes went through a device the kernel chose (we do
+    /// not know which): then only reading the kernel again tells what is left.
+    fn forget_routes_through(&mut self, device: &str) -> bool {
+        let mut unknown = false;
         let gone: Vec<IpNet> = self
             .kernel
             .iter()
-            .filter(|(_, k)| k.as_ref().is_some_and(|k| k.devices().any(|d| d == device)))
+            .filter(|(_, k)| match k {
+                Some(RouteKind::Via(hops)) => {
+                    unknown |= hops.iter().any(|h| h.device.is_none());
+                    hops.iter().any(|h| h.device.as_deref() == Some(device))
+                }
+                Some(k) => k.devices().any(|d| d == device),
+                None => false,
+            })
             .map(|(p, _)| *p)
             .collect();
         for prefix in gone {
@@ -235,6 +264,7 @@ impl Reconciler {
                 self.drifted.insert(prefix);
             }
         }
+        unknown
     }
 
     /// Prefixes in the kernel as we want them.
@@ -284,7 +314,7 @@ mod tests {
     fn rec() -> Reconciler {
         let mut r = Reconciler::new(Mode::Always, "tunl0");
         r.set_links(vec![link("tunl0", true), link("cali1", true)]);
-        r.set_inputs(inputs());
+        r.set_inputs(Arc::new(inputs()));
         r
     }
     fn ok(n: usize) -> Vec<Result<(), FibError>> {
@@ -332,6 +362,29 @@ mod tests {
     }
 
     #[test]
+    fn route_withdrawn_before_convergence_goes_at_once() {
+        let mut r = Reconciler::new(Mode::Always, "tunl0");
+        r.set_links(vec![link("tunl0", true), link("cali1", true)]);
+        r.set_kernel(vec![(net("10.9.0.0/26"), Some(tun("192.168.0.9")))]);
+        r.set_inputs(Arc::new(inputs()));
+        let ops = r.plan();
+        r.record(&ops, ok(ops.len()));
+        // The peer withdraws its block before initial convergence.
+        let mut less = inputs();
+        less.remote.clear();
+        r.set_inputs(Arc::new(less));
+        let ops = r.plan();
+        assert_eq!(
+            ops,
+            vec![Op::Delete(net("10.1.0.0/26"))],
+            "the previous run's route stays"
+        );
+        r.record(&ops, ok(1));
+        r.converge();
+        assert_eq!(r.plan(), vec![Op::Delete(net("10.9.0.0/26"))]);
+    }
+
+    #[test]
     fn records_outcomes_and_counts() {
         let mut r = rec();
         r.set_kernel(vec![(net("10.1.0.0/26"), Some(tun("192.168.0.3")))]);
@@ -347,7 +400,7 @@ mod tests {
     fn workload_waits_for_its_link() {
         let mut r = Reconciler::new(Mode::Always, "tunl0");
         r.set_links(vec![link("tunl0", true)]);
-        r.set_inputs(inputs());
+        r.set_inputs(Arc::new(inputs()));
         let ops = r.plan();
         assert!(
             !ops.iter().any(|o| o.prefix() == net("10.0.0.5/32")),

@@ -6,26 +6,32 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 
-/// Ask for a receive buffer of `size` bytes. `SO_RCVBUFFORCE` (needs CAP_NET_ADMIN, which
-/// a process writing routes has) goes past `net.core.rmem_max`; without the capability
-/// the ordinary, capped `SO_RCVBUF` is the fallback. Either way a smaller buffer only means
-/// more resyncs, so failure is not an error.
-pub(crate) fn set_rcvbuf(socket: &impl AsRawFd, size: usize) {
-    let value = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: the fd is a live socket owned by the caller; the option value is a c_int
-        // on our stack whose size we pass.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            return;
+/// Ask for socket buffers of these sizes (receive, send). The `*FORCE` options (they need
+/// CAP_NET_ADMIN, which a process writing routes has) go past `net.core.rmem_max` and
+/// `wmem_max`; without the capability the ordinary, capped options are the fallback. A
+/// smaller buffer only means more resyncs or smaller batches, so failure is not an error.
+pub(crate) fn set_buffers(socket: &impl AsRawFd, receive: usize, send: usize) {
+    let wanted = [
+        (receive, [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF]),
+        (send, [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF]),
+    ];
+    for (size, options) in wanted {
+        let value = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+        for option in options {
+            // SAFETY: the fd is a live socket owned by the caller; the option value is a
+            // c_int on our stack whose size we pass.
+            let rc = unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    option,
+                    (&value as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
         }
     }
 }

@@ -25,14 +25,20 @@ fn settings(mode: Mode) -> Settings {
 }
 
 fn remote(entries: &[(&str, &[&str])]) -> BTreeMap<IpNet, Vec<IpAddr>> {
-    entries.iter().map(|(p, gws)| (net(p), gws.iter().map(|g| ip(g)).collect())).collect()
+    entries
+        .iter()
+        .map(|(p, gws)| (net(p), gws.iter().map(|g| ip(g)).collect()))
+        .collect()
 }
 
 /// Poll until `check` holds, 2 s at most.
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -44,7 +50,10 @@ fn shown(ns: &Netns, family: &str) -> String {
 
 fn assert_routes(ns: &Netns, family: &str, want: &str) {
     let got = shown(ns, family);
-    assert_eq!(got, want, "`ip {family} route show proto bgp` differs:\n--- got\n{got}--- want\n{want}");
+    assert_eq!(
+        got, want,
+        "`ip {family} route show proto bgp` differs:\n--- got\n{got}--- want\n{want}"
+    );
 }
 
 /// The seed scenario's node .101 with one more remote block (two next hops), a local pod,
@@ -87,7 +96,9 @@ fn node(tag: &str) -> Netns {
 fn always_mode_installs_every_route_kind() {
     let ns = node("always");
     let stats = ns.run(|| async {
-        let installer = Installer::start(settings(Mode::Always)).await.expect("start");
+        let installer = Installer::start(settings(Mode::Always))
+            .await
+            .expect("start");
         installer.set_inputs(node_inputs());
         eventually("5 routes installed", || installer.installed().len() == 5).await;
         let stats = installer.stats();
@@ -99,14 +110,19 @@ fn always_mode_installs_every_route_kind() {
     assert_eq!((stats.added, stats.errors), (5, 0), "{stats:?}");
     // The proto really is 186 ("bgp"), in the main table.
     let detail = ns.ip(&["-d", "route", "show", "101.88.228.192/26"]);
-    assert_eq!(detail, "unicast 101.88.228.192/26 via 172.29.235.130 dev tunl0 proto bgp scope global onlink \n");
+    assert_eq!(
+        detail,
+        "unicast 101.88.228.192/26 via 172.29.235.130 dev tunl0 proto bgp scope global onlink \n"
+    );
 }
 
 #[test]
 fn cross_subnet_goes_direct_inside_the_subnet() {
     let ns = node("cross");
     ns.run(|| async {
-        let installer = Installer::start(settings(Mode::CrossSubnet)).await.expect("start");
+        let installer = Installer::start(settings(Mode::CrossSubnet))
+            .await
+            .expect("start");
         let mut inputs = node_inputs();
         inputs.workloads.clear();
         installer.set_inputs(inputs);
@@ -131,8 +147,12 @@ blackhole 101.76.9.128/26
 fn never_mode_lets_the_kernel_pick_the_device() {
     let ns = Netns::new("never");
     ns.underlay(1500);
-    ns.run(|| async {
-        let installer = Installer::start(settings(Mode::Never)).await.expect("start");
+    let inner = ns.handle();
+    ns.run(move || async move {
+        let ns = inner;
+        let installer = Installer::start(settings(Mode::Never))
+            .await
+            .expect("start");
         installer.set_inputs(Inputs {
             remote: remote(&[("101.88.228.192/26", &["172.29.235.130"])]),
             own_blocks: vec![net("101.76.9.128/26")],
@@ -142,6 +162,17 @@ fn never_mode_lets_the_kernel_pick_the_device() {
         // The kernel reports the device it chose; that must not look like drift.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(installer.stats().replaced, 0, "{:?}", installer.stats());
+        // The underlay going down takes the route silently; it comes back with the link.
+        ns.ip(&["link", "set", "eth0", "down"]);
+        eventually("route gone with the link", || {
+            installer.installed().len() == 1
+        })
+        .await;
+        ns.ip(&["link", "set", "eth0", "up"]);
+        eventually("route back with the link", || {
+            installer.installed().len() == 2
+        })
+        .await;
         installer.stop(false).await.expect("stop");
     });
     assert_routes(
@@ -150,7 +181,10 @@ fn never_mode_lets_the_kernel_pick_the_device() {
         "blackhole 101.76.9.128/26 \n101.88.228.192/26 via 172.29.235.130 dev eth0 \n",
     );
     let (_, tunnel) = ns.try_ip(&["link", "show", "tunl0"]);
-    assert!(tunnel.contains("does not exist"), "never mode must not touch tunl0: {tunnel}");
+    assert!(
+        tunnel.contains("does not exist"),
+        "never mode must not touch tunl0: {tunnel}"
+    );
 }
 
 #[test]
@@ -159,28 +193,59 @@ fn drift_is_repaired_and_workloads_follow_their_links() {
     let inner = ns.handle();
     ns.run(move || async move {
         let ns = inner;
-        let installer = Installer::start(settings(Mode::Always)).await.expect("start");
+        let installer = Installer::start(settings(Mode::Always))
+            .await
+            .expect("start");
         installer.set_inputs(node_inputs());
         installer.converged();
         eventually("5 routes installed", || installer.installed().len() == 5).await;
 
         ns.ip(&["route", "del", "101.88.228.192/26"]);
         eventually("deleted route back", || shown(&ns, "-4") == ALWAYS_V4).await;
-        ns.ip(&["route", "replace", "101.88.1.0/26", "via", "172.29.235.99", "dev", "tunl0", "onlink", "proto", "bgp"]);
+        ns.ip(&[
+            "route",
+            "replace",
+            "101.88.1.0/26",
+            "via",
+            "172.29.235.99",
+            "dev",
+            "tunl0",
+            "onlink",
+            "proto",
+            "bgp",
+        ]);
         eventually("changed route restored", || shown(&ns, "-4") == ALWAYS_V4).await;
         ns.ip(&["-6", "route", "del", "fd00:2::/122"]);
         eventually("IPv6 route back", || shown(&ns, "-6") == V6).await;
-        eventually("drift counted", || installer.stats().drift_repairs == 3).await;
+        // Replaced by a route of another protocol: ours goes back in its place.
+        ns.ip(&[
+            "route",
+            "replace",
+            "101.88.228.192/26",
+            "via",
+            "172.29.235.99",
+            "dev",
+            "eth0",
+            "proto",
+            "static",
+        ]);
+        eventually("replaced route restored", || shown(&ns, "-4") == ALWAYS_V4).await;
+        eventually("drift counted", || installer.stats().drift_repairs == 4).await;
 
         // The pod's veth goes away and its /32 with it; a new veth brings it back.
         ns.ip(&["link", "del", "cali1"]);
-        eventually("workload route gone", || !installer.installed().contains(&net("101.76.9.136/32")))
-            .await;
+        eventually("workload route gone", || {
+            !installer.installed().contains(&net("101.76.9.136/32"))
+        })
+        .await;
         ns.veth("cali1", "cali1-pod");
         eventually("workload route back", || shown(&ns, "-4") == ALWAYS_V4).await;
         // The pod that had no veth yet gets its route once the veth appears.
         ns.veth("cali-later", "cali-later-pod");
-        eventually("late workload installed", || installer.installed().len() == 6).await;
+        eventually("late workload installed", || {
+            installer.installed().len() == 6
+        })
+        .await;
         assert!(shown(&ns, "-4").contains("101.76.9.137 dev cali-later scope link"));
         assert_eq!(installer.stats().errors, 0, "{:?}", installer.stats());
         installer.stop(false).await.expect("stop");
@@ -191,7 +256,9 @@ fn drift_is_repaired_and_workloads_follow_their_links() {
 fn restart_adopts_routes_without_deleting_any() {
     let ns = node("restart");
     ns.run(|| async {
-        let installer = Installer::start(settings(Mode::Always)).await.expect("start");
+        let installer = Installer::start(settings(Mode::Always))
+            .await
+            .expect("start");
         installer.set_inputs(node_inputs());
         installer.converged();
         eventually("5 routes installed", || installer.installed().len() == 5).await;
@@ -209,7 +276,9 @@ fn restart_adopts_routes_without_deleting_any() {
     );
     std::thread::sleep(Duration::from_millis(200));
     let stats = ns.run(|| async {
-        let installer = Installer::start(settings(Mode::Always)).await.expect("restart");
+        let installer = Installer::start(settings(Mode::Always))
+            .await
+            .expect("restart");
         installer.set_inputs(node_inputs());
         installer.converged();
         eventually("5 routes installed", || installer.installed().len() == 5).await;
@@ -222,31 +291,92 @@ fn restart_adopts_routes_without_deleting_any() {
     drop(monitor);
     let recorded = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
-    assert_eq!(recorded, "", "a restart must not touch routes that stay desired");
-    assert_eq!((stats.added, stats.replaced, stats.deleted), (0, 0, 0), "{stats:?}");
+    // The kernel's own routes (IPv6 link-local addresses finishing DAD) may show up; none of
+    // ours may, and nothing may be deleted.
+    let touched: Vec<&str> = recorded
+        .lines()
+        .filter(|l| l.starts_with("Deleted") || l.contains("proto bgp"))
+        .collect();
+    assert!(
+        touched.is_empty(),
+        "a restart must not touch routes that stay desired:\n{recorded}"
+    );
+    assert_eq!(
+        (stats.added, stats.replaced, stats.deleted),
+        (0, 0, 0),
+        "{stats:?}"
+    );
     assert_routes(&ns, "-4", ALWAYS_V4);
 }
 
 #[test]
 fn stale_routes_go_only_after_convergence_and_flush_removes_all() {
     let ns = node("stale");
-    ns.ip(&["route", "add", "101.99.0.0/26", "via", "172.29.235.140", "dev", "tunl0", "onlink", "proto", "bgp"]);
+    ns.ip(&[
+        "route",
+        "add",
+        "101.99.0.0/26",
+        "via",
+        "172.29.235.140",
+        "dev",
+        "tunl0",
+        "onlink",
+        "proto",
+        "bgp",
+    ]);
     // Not ours (another protocol): never touched.
-    ns.ip(&["route", "add", "101.98.0.0/26", "via", "172.29.235.140", "dev", "tunl0", "onlink", "proto", "static"]);
+    ns.ip(&[
+        "route",
+        "add",
+        "101.98.0.0/26",
+        "via",
+        "172.29.235.140",
+        "dev",
+        "tunl0",
+        "onlink",
+        "proto",
+        "static",
+    ]);
     let inner = ns.handle();
     ns.run(move || async move {
         let ns = inner;
-        let installer = Installer::start(settings(Mode::Always)).await.expect("start");
-        installer.set_inputs(node_inputs());
-        eventually("5 routes installed", || installer.installed().len() == 5).await;
-        assert!(shown(&ns, "-4").contains("101.99.0.0/26"), "kept until converged");
+        let installer = Installer::start(settings(Mode::Always))
+            .await
+            .expect("start");
+        let mut inputs = node_inputs();
+        inputs.own_blocks.push(net("fd00:1::/122"));
+        inputs.workloads.push((ip("fd00:1::8"), "cali1".into()));
+        installer.set_inputs(inputs);
+        eventually("7 routes installed", || installer.installed().len() == 7).await;
+        assert!(
+            shown(&ns, "-4").contains("101.99.0.0/26"),
+            "kept until converged"
+        );
+        assert_routes(
+            &ns,
+            "-6",
+            "fd00:1::8 dev cali1 metric 1024 pref medium\n\
+             blackhole fd00:1::/122 dev lo metric 1024 pref medium\n\
+             fd00:2::/122 via fd00::2 dev eth0 metric 1024 pref medium\n",
+        );
         installer.converged();
         eventually("stale route deleted", || shown(&ns, "-4") == ALWAYS_V4).await;
+        // Nothing of ours is rewritten once it is there, IPv6 included.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stats = installer.stats();
+        assert_eq!(
+            (stats.added, stats.replaced, stats.deleted),
+            (7, 0, 1),
+            "{stats:?}"
+        );
         installer.stop(true).await.expect("stop with flush");
         assert_eq!(shown(&ns, "-4"), "");
         assert_eq!(shown(&ns, "-6"), "");
         let foreign = ns.ip(&["route", "show", "101.98.0.0/26"]);
-        assert_eq!(foreign, "101.98.0.0/26 via 172.29.235.140 dev tunl0 proto static onlink \n");
+        assert_eq!(
+            foreign,
+            "101.98.0.0/26 via 172.29.235.140 dev tunl0 proto static onlink \n"
+        );
     });
 }
 
@@ -269,15 +399,23 @@ fn tunnel_gets_mtu_and_exactly_one_address() {
         .expect("ensure_tunnel accepts an existing tunl0");
     });
     let link = ns.ip(&["link", "show", "tunl0"]);
-    assert!(link.contains(",UP,") && link.contains(" mtu 1440 "), "{link}");
+    assert!(
+        link.contains(",UP,") && link.contains(" mtu 1440 "),
+        "{link}"
+    );
     let addrs = ns.ip(&["-4", "-o", "addr", "show", "dev", "tunl0"]);
-    let addrs: Vec<&str> = addrs.lines().filter_map(|l| l.split_whitespace().nth(3)).collect();
+    let addrs: Vec<&str> = addrs
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
     assert_eq!(addrs, ["192.168.50.1/24", "101.76.9.128/32"]);
 
     // The installer: MTU from the underlay (9000 - 20), address from the first IPv4 block,
     // and it follows a change of blocks.
     ns.run(|| async {
-        let installer = Installer::start(settings(Mode::Always)).await.expect("start");
+        let installer = Installer::start(settings(Mode::Always))
+            .await
+            .expect("start");
         installer.set_inputs(Inputs {
             own_blocks: vec![net("fd00:1::/122"), net("101.76.10.0/26")],
             ..Inputs::default()
@@ -288,7 +426,10 @@ fn tunnel_gets_mtu_and_exactly_one_address() {
     let link = ns.ip(&["link", "show", "tunl0"]);
     assert!(link.contains(" mtu 8980 "), "{link}");
     let addrs = ns.ip(&["-4", "-o", "addr", "show", "dev", "tunl0"]);
-    let addrs: Vec<&str> = addrs.lines().filter_map(|l| l.split_whitespace().nth(3)).collect();
+    let addrs: Vec<&str> = addrs
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
     assert_eq!(addrs, ["192.168.50.1/24", "101.76.10.0/32"]);
 }
 
@@ -311,7 +452,52 @@ fn without_ipip_support_start_fails_clearly() {
         Err(e) => panic!("expected TunnelUnsupported, got {e:?}"),
         Ok(()) => {
             let kind = ns.ip(&["-d", "link", "show", "tunl0"]);
-            assert!(kind.contains("ipip"), "start succeeded, so tunl0 must be ipip: {kind}");
+            assert!(
+                kind.contains("ipip"),
+                "start succeeded, so tunl0 must be ipip: {kind}"
+            );
         }
     }
+}
+
+#[test]
+fn another_table_and_protocol_are_kept_apart() {
+    let ns = node("table");
+    // A route in the main table with our protocol: not in our table, so not ours.
+    ns.ip(&[
+        "route",
+        "add",
+        "101.97.0.0/26",
+        "via",
+        "172.29.235.140",
+        "dev",
+        "tunl0",
+        "onlink",
+        "proto",
+        "bgp",
+    ]);
+    ns.run(|| async {
+        let mut settings = settings(Mode::Always);
+        settings.table = 1000;
+        settings.protocol = 200;
+        let installer = Installer::start(settings).await.expect("start");
+        installer.set_inputs(Inputs {
+            remote: remote(&[("101.88.228.192/26", &["172.29.235.130"])]),
+            own_blocks: vec![net("101.76.9.128/26")],
+            workloads: vec![],
+        });
+        installer.converged();
+        eventually("2 routes installed", || installer.installed().len() == 2).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        installer.stop(false).await.expect("stop");
+    });
+    let got = ns.ip(&["route", "show", "table", "1000", "proto", "200"]);
+    assert_eq!(
+        got,
+        "blackhole 101.76.9.128/26 \n101.88.228.192/26 via 172.29.235.130 dev tunl0 onlink \n"
+    );
+    assert_eq!(
+        shown(&ns, "-4"),
+        "101.97.0.0/26 via 172.29.235.140 dev tunl0 onlink \n"
+    );
 }

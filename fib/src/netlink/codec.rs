@@ -384,6 +384,32 @@ mod tests {
         });
     }
 
+    fn hop() -> impl proptest::strategy::Strategy<Value = NextHop> {
+        use proptest::prelude::*;
+        (
+            any::<u32>(),
+            prop_oneof![Just(None), Just(Some("tunl0")), Just(Some("cali1"))],
+            any::<bool>(),
+        )
+            .prop_map(|(gw, dev, onlink)| NextHop {
+                gateway: IpAddr::V4(Ipv4Addr::from(gw)),
+                device: dev.map(str::to_string),
+                onlink,
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_ipv4_route_round_trips(
+            addr in proptest::prelude::any::<u32>(),
+            len in 0u8..=32,
+            hops in proptest::collection::vec(hop(), 1..4),
+        ) {
+            let prefix = IpNet::new(IpAddr::V4(Ipv4Addr::from(addr)), len).expect("valid").trunc();
+            round_trip(Route { prefix, kind: RouteKind::Via(hops) });
+        }
+    }
+
     #[test]
     fn unknown_device_is_refused_before_sending() {
         let route = Route {

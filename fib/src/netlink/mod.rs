@@ -213,7 +213,8 @@ impl Fib for NetlinkFib {
             let msg = codec::route_dump(ipv6, self.protocol, self.table);
             let (names, protocol, table) = (&self.names, self.protocol, self.table);
             let keep_from = out.len();
-            self.req
+            let dumped = self
+                .req
                 .dump(msg, |f| match f {
                     Some(f) => match codec::decode_route(f) {
                         Ok(m) => match codec::parse_route(&m, names) {
@@ -226,7 +227,13 @@ impl Fib for NetlinkFib {
                     },
                     None => out.truncate(keep_from),
                 })
-                .await?;
+                .await;
+            match dumped {
+                Ok(()) => {}
+                // A table that does not exist yet holds no routes.
+                Err(e) if e.errno() == Some(libc::ENOENT) => out.truncate(keep_from),
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }

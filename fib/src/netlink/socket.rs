@@ -121,7 +121,8 @@ impl NlSocket {
         socket
             .set_netlink_get_strict_chk(true)
             .map_err(FibError::socket("NETLINK_GET_STRICT_CHK"))?;
-        sys::set_rcvbuf(&socket, rcvbuf);
+        // Room for a whole batch of requests in one send.
+        sys::set_buffers(&socket, rcvbuf, 1 << 20);
         socket
             .set_non_blocking(true)
             .map_err(FibError::socket("non-blocking"))?;

@@ -29,7 +29,10 @@ impl Netns {
     /// Another handle to the same namespace, one that does not remove it (for use inside
     /// [`Netns::run`]).
     pub fn handle(&self) -> Netns {
-        Netns { name: self.name.clone(), owned: false }
+        Netns {
+            name: self.name.clone(),
+            owned: false,
+        }
     }
 
     /// `ip -n NAME ARGS...`; panics with stderr when it fails; returns stdout.
@@ -103,7 +106,9 @@ impl Drop for Netns {
         if !self.owned {
             return;
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
