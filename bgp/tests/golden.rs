@@ -28,7 +28,7 @@ struct Captured {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
@@ -74,15 +74,21 @@ fn add_path(o: &Open, f: AfiSafi) -> Option<AddPathMode> {
 fn negotiate(ours: &Open, theirs: &Open) -> Context {
     let both = |code| ours.has_capability(code) && theirs.has_capability(code);
     let mut ctx = Context {
-        four_octet_as: both(65),
-        extended_message: both(6),
+        four_octet_as: both(capability_code::FOUR_OCTET_AS),
+        extended_message: both(capability_code::EXTENDED_MESSAGE),
         ebgp: ours.asn() != theirs.asn(),
         ..Context::default()
     };
     for f in [AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST] {
         let (o, t) = (add_path(ours, f), add_path(theirs, f));
-        ctx.add_path_rx.set(f, o.is_some_and(|m| m.receives()) && t.is_some_and(|m| m.sends()));
-        ctx.add_path_tx.set(f, o.is_some_and(|m| m.sends()) && t.is_some_and(|m| m.receives()));
+        ctx.add_path_rx.set(
+            f,
+            o.is_some_and(|m| m.receives()) && t.is_some_and(|m| m.sends()),
+        );
+        ctx.add_path_tx.set(
+            f,
+            o.is_some_and(|m| m.sends()) && t.is_some_and(|m| m.receives()),
+        );
     }
     ctx
 }
@@ -107,8 +113,16 @@ fn replay(name: &str, text: &str) -> (Context, Vec<Message>) {
     let mut received = Vec::new();
     for (i, m) in msgs.iter().enumerate() {
         // Messages are framed as one stream, as they arrived.
-        assert_eq!(frame(&m.bytes, &ctx), Ok(Some(m.bytes.len())), "{name} #{i}");
-        let decode_ctx = if m.dir == Dir::Rx { ctx } else { mirrored(&ctx) };
+        assert_eq!(
+            frame(&m.bytes, &ctx),
+            Ok(Some(m.bytes.len())),
+            "{name} #{i}"
+        );
+        let decode_ctx = if m.dir == Dir::Rx {
+            ctx
+        } else {
+            mirrored(&ctx)
+        };
         let msg = decode(&m.bytes, &decode_ctx).unwrap_or_else(|e| panic!("{name} #{i}: {e}"));
         if let Message::Update(u) = &msg {
             assert_eq!(u.outcome, Outcome::Accepted, "{name} #{i}");
@@ -116,10 +130,21 @@ fn replay(name: &str, text: &str) -> (Context, Vec<Message>) {
         let sender_ctx = mirrored(&decode_ctx);
         let again = encode_to_bytes(&msg, &sender_ctx);
         if has_mp_reach(&msg) {
-            assert_eq!(decode(&again, &decode_ctx).as_ref(), Ok(&msg), "{name} #{i}");
-            assert_eq!(again.len() + usize::from(name.starts_with("bird")), m.bytes.len());
+            assert_eq!(
+                decode(&again, &decode_ctx).as_ref(),
+                Ok(&msg),
+                "{name} #{i}"
+            );
+            assert_eq!(
+                again.len() + usize::from(name.starts_with("bird")),
+                m.bytes.len()
+            );
         } else {
-            assert_eq!(hex(&again), hex(&m.bytes), "{name} #{i} re-encoded differently");
+            assert_eq!(
+                hex(&again),
+                hex(&m.bytes),
+                "{name} #{i} re-encoded differently"
+            );
         }
         if m.dir == Dir::Rx {
             received.push(msg);
@@ -177,7 +202,10 @@ fn check_open(m: &Message, asn: u32) -> &Open {
     assert_eq!(gr.time, 120);
     assert_eq!(
         gr.families,
-        vec![(AfiSafi::IPV4_UNICAST, false), (AfiSafi::IPV6_UNICAST, false)]
+        vec![
+            (AfiSafi::IPV4_UNICAST, false),
+            (AfiSafi::IPV6_UNICAST, false)
+        ]
     );
     o
 }
@@ -185,7 +213,10 @@ fn check_open(m: &Message, asn: u32) -> &Open {
 /// What the BIRD configuration in capture.sh announces, in any of its sessions.
 fn check_bird_routes(msgs: &[Message], path_ids: bool) {
     let ups = updates(msgs);
-    let v4 = ups.iter().find(|u| !u.nlri.is_empty()).expect("IPv4 UPDATE");
+    let v4 = ups
+        .iter()
+        .find(|u| !u.nlri.is_empty())
+        .expect("IPv4 UPDATE");
     assert_eq!(
         prefixes(&v4.nlri),
         set(&["101.76.9.128/26", "101.76.9.192/26", "101.76.10.0/26"])
@@ -201,7 +232,11 @@ fn check_bird_routes(msgs: &[Message], path_ids: bool) {
     assert_eq!(a.extended_communities, vec![RT_65001_7]);
     assert_eq!(
         a.large_communities,
-        vec![LargeCommunity { global: BIRD_AS, local1: 1, local2: 2 }]
+        vec![LargeCommunity {
+            global: BIRD_AS,
+            local1: 1,
+            local2: 2
+        }]
     );
 
     let v6 = ups
@@ -209,7 +244,10 @@ fn check_bird_routes(msgs: &[Message], path_ids: bool) {
         .find_map(|u| u.attributes.mp_reach.as_ref())
         .expect("IPv6 UPDATE");
     assert_eq!(v6.afi_safi, AfiSafi::IPV6_UNICAST);
-    assert_eq!(prefixes(&v6.nlri), set(&["fd00:101:76::40/122", "fd00:101:76::80/122"]));
+    assert_eq!(
+        prefixes(&v6.nlri),
+        set(&["fd00:101:76::40/122", "fd00:101:76::80/122"])
+    );
     assert!(v6.nlri.iter().all(|n| n.path_id.is_some() == path_ids));
     assert_eq!(v6.next_hops.len(), 2, "global and link-local next hop");
     assert_eq!(v6.next_hops[0], "fd00:255::2".parse::<IpAddr>().unwrap());
@@ -223,9 +261,15 @@ fn check_shutdown(msgs: &[Message]) {
     let Some(Message::Notification(n)) = msgs.last() else {
         panic!("last message is not a NOTIFICATION")
     };
-    assert_eq!((n.code, n.subcode), (codes::CEASE, codes::ADMINISTRATIVE_SHUTDOWN));
+    assert_eq!(
+        (n.code, n.subcode),
+        (codes::CEASE, codes::ADMINISTRATIVE_SHUTDOWN)
+    );
     assert_eq!(n.shutdown_message().as_deref(), Some("maintenance"));
-    assert_eq!(n.to_string(), "Cease/Administrative Shutdown (6/2): \"maintenance\"");
+    assert_eq!(
+        n.to_string(),
+        "Cease/Administrative Shutdown (6/2): \"maintenance\""
+    );
 }
 
 fn refreshes(msgs: &[Message]) -> Vec<RouteRefresh> {
@@ -249,7 +293,10 @@ fn bird_ebgp() {
     check_shutdown(&msgs);
     // Our ROUTE-REFRESH was answered with BoRR, the routes again, EoRR (RFC 7313); then
     // `birdc reload in` made BIRD ask for both families.
-    let rr = |f, subtype| RouteRefresh { afi_safi: f, subtype };
+    let rr = |f, subtype| RouteRefresh {
+        afi_safi: f,
+        subtype,
+    };
     assert_eq!(
         refreshes(&msgs),
         vec![
@@ -283,7 +330,13 @@ fn bird_two_octet_peer_gets_as4_path() {
 #[test]
 fn bird_add_path() {
     let (ctx, msgs) = replay("bird_add_path", include_str!("golden/bird_add_path.txt"));
-    assert_eq!(ctx.add_path_rx, Families { ipv4: true, ipv6: true });
+    assert_eq!(
+        ctx.add_path_rx,
+        Families {
+            ipv4: true,
+            ipv6: true
+        }
+    );
     assert_eq!(ctx.add_path_tx, Families::default());
     let o = check_open(&msgs[0], BIRD_AS);
     assert!(o.capabilities.contains(&Capability::AddPath(vec![
@@ -306,8 +359,14 @@ fn gobgp_ebgp() {
     assert_eq!(msgs[1], Message::Keepalive);
 
     let ups = updates(&msgs);
-    let v4 = ups.iter().find(|u| !u.nlri.is_empty()).expect("IPv4 UPDATE");
-    assert_eq!(prefixes(&v4.nlri), set(&["101.88.228.192/26", "101.88.229.0/26"]));
+    let v4 = ups
+        .iter()
+        .find(|u| !u.nlri.is_empty())
+        .expect("IPv4 UPDATE");
+    assert_eq!(
+        prefixes(&v4.nlri),
+        set(&["101.88.228.192/26", "101.88.229.0/26"])
+    );
     let a = &v4.attributes;
     assert_eq!(a.origin, Some(Origin::Incomplete));
     assert_eq!(a.as_path, Some(AsPath::sequence(vec![GOBGP_AS])));

@@ -14,9 +14,14 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
+/// 512 cases unless PROPTEST_CASES says otherwise.
 fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
     ProptestConfig {
-        cases: 512,
+        cases,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
             "proptest-regressions/proptest_codec.txt",
         ))),
@@ -44,23 +49,42 @@ fn capability() -> impl Strategy<Value = Capability> {
         Just(Capability::EnhancedRouteRefresh),
         Just(Capability::ExtendedMessage),
         any::<u32>().prop_map(Capability::FourOctetAs),
-        (any::<bool>(), any::<bool>(), 0u16..4096, vec((afi_safi(), any::<bool>()), 0..20)).prop_map(
-            |(restart, notification, time, families)| {
-                Capability::GracefulRestart(GracefulRestart { restart, notification, time, families })
-            }
-        ),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            0u16..4096,
+            vec((afi_safi(), any::<bool>()), 0..20)
+        )
+            .prop_map(|(restart, notification, time, families)| {
+                Capability::GracefulRestart(GracefulRestart {
+                    restart,
+                    notification,
+                    time,
+                    families,
+                })
+            }),
         vec(
             (
                 afi_safi(),
-                prop_oneof![Just(AddPathMode::Receive), Just(AddPathMode::Send), Just(AddPathMode::Both)]
+                prop_oneof![
+                    Just(AddPathMode::Receive),
+                    Just(AddPathMode::Send),
+                    Just(AddPathMode::Both)
+                ]
             ),
             0..20
         )
         .prop_map(Capability::AddPath),
         (short_string(), short_string())
             .prop_map(|(hostname, domain)| Capability::Fqdn { hostname, domain }),
-        (any::<u8>().prop_filter("unknown code", move |c| !known.contains(c)), vec(any::<u8>(), 0..40))
-            .prop_map(|(code, value)| Capability::Unknown { code, value: Bytes::from(value) }),
+        (
+            any::<u8>().prop_filter("unknown code", move |c| !known.contains(c)),
+            vec(any::<u8>(), 0..40)
+        )
+            .prop_map(|(code, value)| Capability::Unknown {
+                code,
+                value: Bytes::from(value)
+            }),
     ]
 }
 
@@ -148,7 +172,11 @@ fn unknown_attrs() -> impl Strategy<Value = Vec<RawAttribute>> {
     )
     .prop_map(|m: BTreeMap<u8, Vec<u8>>| {
         m.into_iter()
-            .map(|(type_code, v)| RawAttribute { flags: 0xe0, type_code, value: Bytes::from(v) })
+            .map(|(type_code, v)| RawAttribute {
+                flags: 0xe0,
+                type_code,
+                value: Bytes::from(v),
+            })
             .collect()
     })
 }
@@ -164,24 +192,37 @@ fn mp_reach(ctx: Context) -> impl Strategy<Value = MpReach> {
             next_hops: vec![IpAddr::V4(nh)],
             nlri,
         }),
-        (vec(ipv6(), 1..=2), vec(nlri_v6(ctx.add_path_tx.ipv6), 0..20)).prop_map(
-            |(next_hops, nlri)| MpReach { afi_safi: AfiSafi::IPV6_UNICAST, next_hops, nlri }
-        ),
+        (
+            vec(ipv6(), 1..=2),
+            vec(nlri_v6(ctx.add_path_tx.ipv6), 0..20)
+        )
+            .prop_map(|(next_hops, nlri)| MpReach {
+                afi_safi: AfiSafi::IPV6_UNICAST,
+                next_hops,
+                nlri
+            }),
     ]
 }
 
 fn mp_unreach(ctx: Context) -> impl Strategy<Value = MpUnreach> {
     prop_oneof![
-        vec(nlri_v4(ctx.add_path_tx.ipv4), 0..20)
-            .prop_map(|withdrawn| MpUnreach { afi_safi: AfiSafi::IPV4_UNICAST, withdrawn }),
-        vec(nlri_v6(ctx.add_path_tx.ipv6), 0..20)
-            .prop_map(|withdrawn| MpUnreach { afi_safi: AfiSafi::IPV6_UNICAST, withdrawn }),
+        vec(nlri_v4(ctx.add_path_tx.ipv4), 0..20).prop_map(|withdrawn| MpUnreach {
+            afi_safi: AfiSafi::IPV4_UNICAST,
+            withdrawn
+        }),
+        vec(nlri_v6(ctx.add_path_tx.ipv6), 0..20).prop_map(|withdrawn| MpUnreach {
+            afi_safi: AfiSafi::IPV6_UNICAST,
+            withdrawn
+        }),
     ]
 }
 
 fn large_community() -> impl Strategy<Value = LargeCommunity> {
-    (any::<u32>(), any::<u32>(), any::<u32>())
-        .prop_map(|(global, local1, local2)| LargeCommunity { global, local1, local2 })
+    (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(global, local1, local2)| LargeCommunity {
+        global,
+        local1,
+        local2,
+    })
 }
 
 /// An iBGP session (so LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST are accepted) with
@@ -204,7 +245,11 @@ fn context() -> impl Strategy<Value = Context> {
 fn update(ctx: Context) -> impl Strategy<Value = Update> {
     let attrs = (
         (
-            prop_oneof![Just(Origin::Igp), Just(Origin::Egp), Just(Origin::Incomplete)],
+            prop_oneof![
+                Just(Origin::Igp),
+                Just(Origin::Egp),
+                Just(Origin::Incomplete)
+            ],
             as_path(ctx.four_octet_as),
             bgp_id(),
             proptest::option::of(any::<u32>()),

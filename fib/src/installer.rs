@@ -1,7 +1,7 @@
 //! The installer task: owns the reconciler and one [`Fib`], and turns inputs, events and
 //! timers into writes.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 use crate::fib::{Fib, TunnelSpec};
 use crate::netlink::NetlinkFib;
 use crate::reconcile::Reconciler;
-use crate::{tunnel_address, FibError, Inputs, Mode, Settings};
+use crate::{tunnel_address, FibError, Inputs, Mode, Route, Settings};
 
 /// How long after a change made by someone else we look again: long enough to take a
 /// burst of notifications in one pass, short enough to repair well within a second.
@@ -49,7 +49,7 @@ enum Command {
 pub struct Installer {
     inputs: watch::Sender<Arc<Inputs>>,
     commands: mpsc::UnboundedSender<Command>,
-    installed: Arc<ArcSwap<BTreeSet<IpNet>>>,
+    installed: Arc<ArcSwap<BTreeMap<IpNet, Route>>>,
     stats: Arc<ArcSwap<Stats>>,
     task: JoinHandle<()>,
 }
@@ -81,7 +81,7 @@ impl Installer {
 
         let (inputs_tx, inputs_rx) = watch::channel(Arc::new(Inputs::default()));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let installed = Arc::new(ArcSwap::from_pointee(BTreeSet::new()));
+        let installed = Arc::new(ArcSwap::from_pointee(BTreeMap::new()));
         let stats = Arc::new(ArcSwap::from_pointee(Stats::default()));
         let driver = Driver {
             fib,
@@ -113,8 +113,8 @@ impl Installer {
         let _ = self.commands.send(Command::Converged);
     }
 
-    /// The prefixes in the kernel right now exactly as ipipd wants them.
-    pub fn installed(&self) -> Arc<BTreeSet<IpNet>> {
+    /// The routes in the kernel right now exactly as ipipd wants them.
+    pub fn installed(&self) -> Arc<BTreeMap<IpNet, Route>> {
         self.installed.load_full()
     }
 
@@ -165,7 +165,7 @@ struct Driver<F> {
     tunnel_address: Option<Ipv4Addr>,
     /// The device needs another look even if the address did not change.
     tunnel_dirty: bool,
-    installed: Arc<ArcSwap<BTreeSet<IpNet>>>,
+    installed: Arc<ArcSwap<BTreeMap<IpNet, Route>>>,
     stats: Arc<ArcSwap<Stats>>,
 }
 

@@ -1,7 +1,7 @@
 //! The reconciler's state and decisions, without I/O: what the kernel should have, what we
 //! believe it has, and the ops that close the gap.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -267,12 +267,12 @@ impl Reconciler {
         unknown
     }
 
-    /// Prefixes in the kernel as we want them.
-    pub fn installed(&self) -> BTreeSet<IpNet> {
+    /// Routes in the kernel exactly as we want them.
+    pub fn installed(&self) -> BTreeMap<IpNet, Route> {
         self.desired
             .values()
             .filter(|r| self.is_current(r))
-            .map(|r| r.prefix)
+            .map(|r| (r.prefix, r.clone()))
             .collect()
     }
 }
@@ -420,7 +420,7 @@ mod tests {
             name: "cali1".into(),
         });
         assert!(reaction.reconcile && !reaction.tunnel);
-        assert!(!r.installed().contains(&net("10.0.0.5/32")));
+        assert!(!r.installed().contains_key(&net("10.0.0.5/32")));
         assert!(
             r.plan().is_empty(),
             "nothing to write until the link is back"

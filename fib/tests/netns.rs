@@ -235,7 +235,7 @@ fn drift_is_repaired_and_workloads_follow_their_links() {
         // The pod's veth goes away and its /32 with it; a new veth brings it back.
         ns.ip(&["link", "del", "cali1"]);
         eventually("workload route gone", || {
-            !installer.installed().contains(&net("101.76.9.136/32"))
+            !installer.installed().contains_key(&net("101.76.9.136/32"))
         })
         .await;
         ns.veth("cali1", "cali1-pod");

@@ -57,12 +57,15 @@ impl<'a> Bird<'a> {
     pub fn restart(&mut self, extra: &[&str]) -> Result<()> {
         let mut cmd = self.ns.command("bird");
         cmd.arg("-c").arg(&self.conf).arg("-s").arg(&self.socket).arg("-P").arg(&self.pidfile).arg("-f").args(extra);
-        let proc = Proc::spawn(cmd, "bird", &self.dir.join("bird.out"))?;
-        self.proc = Some(proc);
-        let r = wait_until(Duration::from_secs(10), "BIRD's control socket", || self.birdc(&["show", "status"]).ok());
-        if let Err(e) = r {
-            bail!("{e}; BIRD output:\n{}\nlog:\n{}", self.output(), self.log());
+        let mut proc = Proc::spawn(cmd, "bird", &self.dir.join("bird.out"))?;
+        let start = std::time::Instant::now();
+        while self.birdc(&["show", "status"]).is_err() {
+            if !proc.alive() || start.elapsed() > Duration::from_secs(10) {
+                bail!("BIRD did not start; output:\n{}\nlog:\n{}", self.output(), self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        self.proc = Some(proc);
         Ok(())
     }
 
@@ -168,6 +171,13 @@ impl<'a> Bird<'a> {
             (self.protocol_state(name).as_deref() == Some("Established")).then_some(())
         })
         .with_context(|| format!("BIRD protocols:\n{}\nlog:\n{}", self.birdc(&["show", "protocols", "all", name]).unwrap_or_default(), self.log()))
+    }
+}
+
+impl Drop for Bird<'_> {
+    /// Stops the daemon before its directory goes.
+    fn drop(&mut self) {
+        self.proc.take();
     }
 }
 

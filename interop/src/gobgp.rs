@@ -150,6 +150,13 @@ impl<'a> Gobgp<'a> {
 /// `session_state` of an Established neighbor in GoBGP's API.
 const SESSION_ESTABLISHED: u64 = 6;
 
+impl Drop for Gobgp<'_> {
+    /// Stops the daemon before its directory goes.
+    fn drop(&mut self) {
+        self.proc.take();
+    }
+}
+
 /// Parses `gobgp global rib -j`: an object from prefix to a list of paths,
 /// each with `attrs` as `{type, ...}` objects (3 NEXT_HOP, 9 ORIGINATOR_ID,
 /// 10 CLUSTER_LIST).

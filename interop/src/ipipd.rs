@@ -213,13 +213,20 @@ impl Ipipd<'_> {
     /// Rewrites the config file (the `[control]` table is kept) and sends
     /// SIGHUP so the running daemon reloads it.
     pub fn reconfigure(&self, config: &str) -> Result<()> {
+        self.write_config(config)?;
+        self.signal("HUP")
+    }
+
+    /// Rewrites the config file (the `[control]` table is kept) without telling
+    /// the daemon: for the next [`Ipipd::restart`].
+    pub fn write_config(&self, config: &str) -> Result<()> {
         let text = format!(
             "{config}\n[control]\nsocket = \"{}\"\nstate_dir = \"{}\"\n",
             self.socket.display(),
             self.dir.join("state").display()
         );
         std::fs::write(&self.config, text)?;
-        self.signal("HUP")
+        Ok(())
     }
 
     /// Sends a signal to the running daemon (e.g. "HUP", "STOP", "CONT").
@@ -235,5 +242,12 @@ impl Ipipd<'_> {
     /// The state of the session with `address` (`Established`, `Active`, ...).
     pub fn peer_state(&self, address: &str) -> Option<String> {
         self.peer(address).and_then(|p| p["state"].as_str().map(str::to_owned))
+    }
+}
+
+impl Drop for Ipipd<'_> {
+    /// Stops the daemon before its directory goes, so it never writes into a removed one.
+    fn drop(&mut self) {
+        self.proc.take();
     }
 }

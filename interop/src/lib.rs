@@ -2,7 +2,9 @@
 //! network namespaces and processes that clean up after themselves, and a
 //! handle on a running ipipd driven through its real command line.
 
+pub mod bench;
 pub mod bird;
+pub mod frr;
 pub mod gobgp;
 pub mod harness;
 pub mod ipipd;

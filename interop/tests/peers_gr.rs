@@ -1,25 +1,41 @@
 //! Graceful restart (RFC 4724) both ways. ipipd restarting (SIGTERM, then
-//! kill -9): BIRD 2 and GoBGP keep its block the whole time, and ipipd keeps
-//! its kernel routes. BIRD restarting (`birdc graceful restart`, `bird -R`):
-//! ipipd keeps BIRD's block, marked stale, until BIRD's End-of-RIB, and the
-//! kernel route is never deleted.
+//! kill -9): BIRD 2 and GoBGP keep its block the whole time (polled every
+//! 100 ms), ipipd keeps its kernel routes, and a block it no longer has after
+//! the restart goes from the peers at its End-of-RIB. BIRD restarting
+//! (`birdc graceful restart`, then `bird -R`): ipipd keeps BIRD's blocks,
+//! marked stale, the kernel route is never deleted, and the block BIRD no
+//! longer announces goes at BIRD's End-of-RIB.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use interop::bird::{self, Bird};
 use interop::gobgp::{self, Gobgp};
-use interop::harness::{require_root, Lan, RouteMonitor, Sampler, TempDir};
+use interop::harness::{require_root, wait_until, Lan, RouteMonitor, Sampler, TempDir};
 use interop::ipipd::{Ipipd, NodeConfig};
 
 const A: &str = "172.29.235.101";
 const BIRD: &str = "172.29.235.140";
 const GOBGP: &str = "172.29.235.150";
 const BLOCK_A: &str = "101.76.9.128/26";
+/// Dropped from ipipd's config across its first restart, and the next.
+const BLOCK_A2: &str = "101.76.9.192/26";
+const BLOCK_A3: &str = "101.76.10.0/26";
 const BLOCK_BIRD: &str = "101.99.1.0/26";
+/// Dropped from BIRD's config across its restart.
+const BLOCK_BIRD2: &str = "101.99.1.64/26";
 const BLOCK_GOBGP: &str = "101.100.2.0/26";
 const T: Duration = Duration::from_secs(20);
 const EVERY: Duration = Duration::from_millis(100);
+/// A block the restarted speaker no longer announces must go at its
+/// End-of-RIB: well before the 30 s (ipipd) or 120 s (BIRD) restart time.
+const GONE_AT_EOR: Duration = Duration::from_secs(10);
+
+fn node_a(blocks: &[&str]) -> String {
+    let mut c = NodeConfig::new(A, BLOCK_A).mesh(&[A, BIRD, GOBGP]);
+    c.blocks = blocks.iter().map(|s| (*s).to_owned()).collect();
+    c.toml()
+}
 
 #[test]
 fn peers_keep_ipipd_routes_while_it_restarts() -> Result<()> {
@@ -31,18 +47,22 @@ fn peers_keep_ipipd_routes_while_it_restarts() -> Result<()> {
     let bird = Bird::start(&nbird, &(bird::conf_base(BIRD, &[BLOCK_BIRD]) + &bird::conf_peer("a", BIRD, A, "")))?;
     let gobgp = Gobgp::start(&ngobgp, &gobgp::conf(GOBGP, &[(A, "")]), 50051)?;
     gobgp.add_route(BLOCK_GOBGP)?;
-    let mut a = Ipipd::start(&na, &NodeConfig::new(A, BLOCK_A).mesh(&[A, BIRD, GOBGP]).toml())?;
+    let mut a = Ipipd::start(&na, &node_a(&[BLOCK_A, BLOCK_A2, BLOCK_A3]))?;
     let monitor_dir = TempDir::new("monitor")?;
 
-    for sig in ["TERM", "KILL"] {
+    for (sig, dropped, blocks) in [("TERM", BLOCK_A2, &[BLOCK_A, BLOCK_A3][..]), ("KILL", BLOCK_A3, &[BLOCK_A][..])] {
         a.wait_established(BIRD, T)?;
         a.wait_established(GOBGP, T)?;
         bird.wait_route(BLOCK_A, A, T)?;
         gobgp.wait_route(BLOCK_A, A, T)?;
         a.wait_route(BLOCK_BIRD, BIRD, T)?;
         a.wait_route(BLOCK_GOBGP, GOBGP, T)?;
+        bird.wait_route(dropped, A, T)?;
+        gobgp.wait_route(dropped, A, T)?;
         // The peers' routes have been re-sent after the previous restart: not stale any more.
         wait_fresh(&gobgp, BLOCK_A)?;
+        // It comes back without `dropped`: peers must let go of it at its End-of-RIB.
+        a.write_config(&node_a(blocks))?;
 
         let monitor = RouteMonitor::start(&na, &monitor_dir)?;
         let sampler = Sampler::new();
@@ -56,7 +76,13 @@ fn peers_keep_ipipd_routes_while_it_restarts() -> Result<()> {
                 other => Err(format!("GoBGP has {other:?}")),
             });
             let t = Instant::now();
-            let r = restart(&mut a, sig);
+            let r = restart(&mut a, sig).and_then(|()| {
+                let t = Instant::now();
+                bird.wait_no_route(dropped, GONE_AT_EOR)?;
+                gobgp.wait_no_route(dropped, GONE_AT_EOR)?;
+                println!("SIG{sig}: the block ipipd dropped while down went from BIRD and GoBGP {:.1} s after re-establishment", t.elapsed().as_secs_f64());
+                Ok(())
+            });
             sampler.finish();
             let bird_seen = on_bird.join().map_err(|_| anyhow::anyhow!("BIRD sampler panicked"))?;
             let gobgp_seen = on_gobgp.join().map_err(|_| anyhow::anyhow!("GoBGP sampler panicked"))?;
@@ -83,8 +109,8 @@ fn peers_keep_ipipd_routes_while_it_restarts() -> Result<()> {
     Ok(())
 }
 
-/// Stops ipipd with `sig`, starts it again, and waits until both peers have
-/// its block again, refreshed (not stale).
+/// Stops ipipd with `sig`, starts it again, and waits until it has its
+/// sessions and the peers' routes back.
 fn restart(a: &mut Ipipd, sig: &str) -> Result<()> {
     a.stop(sig)?;
     std::thread::sleep(Duration::from_millis(500));
@@ -93,13 +119,11 @@ fn restart(a: &mut Ipipd, sig: &str) -> Result<()> {
     a.wait_established(GOBGP, T)?;
     a.wait_route(BLOCK_BIRD, BIRD, T)?;
     a.wait_route(BLOCK_GOBGP, GOBGP, T)?;
-    // Sample a little longer: a peer might drop the block only after End-of-RIB.
-    std::thread::sleep(Duration::from_secs(2));
     Ok(())
 }
 
 fn wait_fresh(gobgp: &Gobgp, prefix: &str) -> Result<()> {
-    interop::harness::wait_until(T, &format!("GoBGP: {prefix} not stale"), || gobgp.best(prefix).filter(|p| !p.stale))
+    wait_until(T, &format!("GoBGP: {prefix} not stale"), || gobgp.best(prefix).filter(|p| !p.stale))
         .map(drop)
         .context("GoBGP kept the block stale")
 }
@@ -111,11 +135,13 @@ fn ipipd_keeps_bird_routes_while_bird_restarts() -> Result<()> {
     let mut lan = Lan::new()?;
     let (na, nbird) = (lan.host(&format!("{A}/24"))?, lan.host(&format!("{BIRD}/24"))?);
     na.add_standin_tunl0()?;
-    let mut bird = Bird::start(&nbird, &(bird::conf_base(BIRD, &[BLOCK_BIRD]) + &bird::conf_peer("a", BIRD, A, "")))?;
+    let bird_conf = |blocks: &[&str]| bird::conf_base(BIRD, blocks) + &bird::conf_peer("a", BIRD, A, "");
+    let mut bird = Bird::start(&nbird, &bird_conf(&[BLOCK_BIRD, BLOCK_BIRD2]))?;
     let a = Ipipd::start(&na, &NodeConfig::new(A, BLOCK_A).mesh(&[A, BIRD]).toml())?;
     let p = a.wait_established(BIRD, T)?;
     ensure!(p["graceful_restart"] == true, "graceful restart not negotiated with BIRD: {p}");
     a.wait_route(BLOCK_BIRD, BIRD, T)?;
+    a.wait_route(BLOCK_BIRD2, BIRD, T)?;
     let line = format!("{BLOCK_BIRD} via {BIRD} dev tunl0 onlink");
     na.wait_bgp_route_line(&line, T)?;
     bird.wait_route(BLOCK_A, A, T)?;
@@ -144,14 +170,22 @@ fn ipipd_keeps_bird_routes_while_bird_restarts() -> Result<()> {
         let t = Instant::now();
         let r = (|| -> Result<Duration> {
             bird.graceful_stop()?;
-            // While BIRD is away, ipipd holds its block as stale.
-            interop::harness::wait_until(T, "ipipd marks BIRD's block stale", || a.best(BLOCK_BIRD).filter(|r| r["stale"] == true))?;
+            // While BIRD is away, ipipd holds its blocks as stale.
+            for prefix in [BLOCK_BIRD, BLOCK_BIRD2] {
+                wait_until(T, &format!("ipipd marks {prefix} stale"), || a.best(prefix).filter(|r| r["stale"] == true && r["installed"] == true))?;
+            }
             std::thread::sleep(Duration::from_secs(1));
+            // BIRD comes back without BLOCK_BIRD2.
+            bird.write_conf(&bird_conf(&[BLOCK_BIRD]))?;
             bird.restart(&["-R"])?;
             a.wait_established(BIRD, T)?;
-            // Fresh again only after BIRD's End-of-RIB.
-            interop::harness::wait_until(T, "ipipd refreshes BIRD's block", || a.best(BLOCK_BIRD).filter(|r| r["stale"] == false))?;
+            let up = Instant::now();
+            wait_until(T, "ipipd refreshes BIRD's block", || a.best(BLOCK_BIRD).filter(|r| r["stale"] == false))?;
             let fresh = t.elapsed();
+            // What BIRD did not announce again goes at its End-of-RIB.
+            a.wait_no_route(BLOCK_BIRD2, GONE_AT_EOR)?;
+            na.wait_no_bgp_route(BLOCK_BIRD2, GONE_AT_EOR)?;
+            println!("BIRD's dropped block went from ipipd {:.1} s after re-establishment", up.elapsed().as_secs_f64());
             std::thread::sleep(Duration::from_secs(1));
             Ok(fresh)
         })();

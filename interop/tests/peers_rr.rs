@@ -28,7 +28,7 @@ fn ipipd_reflects_for_bird_and_gobgp() -> Result<()> {
     let (na, nbird, ngobgp) = (lan.host(&format!("{A}/24"))?, lan.host(&format!("{BIRD}/24"))?, lan.host(&format!("{GOBGP}/24"))?);
     na.add_standin_tunl0()?;
 
-    let bird = Bird::start(&nbird, &(bird::conf_base(BIRD, &[BLOCK_BIRD]) + &bird::conf_peer("rr", BIRD, A, "")))?;
+    let bird = Bird::start(&nbird, &(bird::conf_base(BIRD, &[BLOCK_BIRD]) + &bird::conf_peer("reflector", BIRD, A, "")))?;
     let gobgp = Gobgp::start(&ngobgp, &gobgp::conf(GOBGP, &[(A, "")]), 50051)?;
     gobgp.add_route(BLOCK_GOBGP)?;
     let mut cfg = NodeConfig::new(A, BLOCK_A).peer(BIRD, "rr_client = true").peer(GOBGP, "rr_client = true");

@@ -81,40 +81,50 @@ installed() {
 
 # --- kernel ----------------------------------------------------------------------------
 
-# Prints the name of the versioned kernel package linux-image-amd64 depends on.
+# Prints the name of the versioned kernel package linux-image-amd64 depends on, or
+# nothing when apt cannot tell.
 kernel_package() {
     local pkg
     pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-        awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+        awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ && !found++ { print $2 }')
     if [[ -z $pkg ]]; then
-        apt-get -o DPkg::Lock::Timeout=600 update >&2
-        pkg=$(apt-cache depends linux-image-amd64 |
-            awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+        apt-get -o DPkg::Lock::Timeout=600 update >&2 || true
+        pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
+            awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ && !found++ { print $2 }')
     fi
-    [[ -n $pkg ]] || die "cannot resolve the package behind linux-image-amd64"
     echo "$pkg"
 }
 
 # Leaves the unpacked kernel package in $cache/kernel/PKG and sets kroot and kver.
 ensure_kernel() {
-    local pkg
+    local pkg deb old
     pkg=$(kernel_package)
-    kroot=$cache/kernel/$pkg
+    if [[ -z $pkg ]]; then
+        # apt cannot resolve it (no package lists, no registry): use what is cached.
+        kroot=$(ls -1dt "$cache"/kernel/*/.complete 2>/dev/null | sed -n '1s|/.complete$||p')
+        [[ -n $kroot ]] || die "cannot resolve the package behind linux-image-amd64, and none is cached"
+        echo "vm: apt cannot resolve linux-image-amd64; using the cached $(basename "$kroot")"
+    else
+        kroot=$cache/kernel/$pkg
+    fi
     if [[ ! -f $kroot/.complete ]]; then
         echo "vm: fetching $pkg"
         mkdir -p "$cache/debs"
         rm -f "$cache/debs/${pkg}_"*.deb
         (cd "$cache/debs" && apt-get download "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
-        local deb
-        deb=$(ls "$cache/debs/${pkg}_"*.deb 2>/dev/null | head -n1 || true)
+        deb=$(ls "$cache/debs/${pkg}_"*.deb 2>/dev/null | sed -n 1p)
         [[ -n $deb ]] || die "apt-get download $pkg produced no .deb"
         rm -rf "$kroot"
         mkdir -p "$kroot"
         dpkg-deb -x "$deb" "$kroot"
         rm -f "$deb"
         touch "$kroot/.complete"
+        # An unpacked kernel is ~400 MB: drop the ones a newer package replaced.
+        for old in "$cache"/kernel/*/; do
+            [[ ${old%/} == "$kroot" ]] || rm -rf "$old"
+        done
     fi
-    kver=$(ls "$kroot/lib/modules" | head -n1)
+    kver=$(ls "$kroot/lib/modules" | sed -n 1p)
     [[ -n $kver && -f $kroot/boot/vmlinuz-$kver ]] || die "no kernel image in $kroot"
 }
 
@@ -195,6 +205,7 @@ ensure_initramfs() {
     printf '%s\n' "${mod_order[@]}" > "$build/modules/order"
     (cd "$build" && find . | busybox cpio -o -H newc 2>/dev/null) | gzip -1 > "$initrd.part"
     mv "$initrd.part" "$initrd"
+    find "$cache/initramfs" -maxdepth 1 -name '*.cpio.gz' ! -path "$initrd" -delete
     rm -rf "$build"
     echo "vm: modules: ${mod_order[*]}"
 }

@@ -13,8 +13,13 @@ pub const MAX_REQUEST_LEN: usize = 64 * 1024;
 pub enum Request {
     ShowPeers,
     ShowRoutes,
-    WorkloadAdd { ip: IpAddr, interface: String },
-    WorkloadDel { ip: IpAddr },
+    WorkloadAdd {
+        ip: IpAddr,
+        interface: String,
+    },
+    WorkloadDel {
+        ip: IpAddr,
+    },
     WorkloadList,
     /// Re-read the configuration file now (as SIGHUP does).
     Reload,
@@ -119,7 +124,10 @@ mod tests {
         for r in [
             Request::ShowPeers,
             Request::ShowRoutes,
-            Request::WorkloadAdd { ip: "101.76.9.136".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), interface: "cali0".into() },
+            Request::WorkloadAdd {
+                ip: "101.76.9.136".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                interface: "cali0".into(),
+            },
             Request::Reload,
         ] {
             let line = serde_json::to_string(&r).unwrap_or_default();

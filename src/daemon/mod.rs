@@ -5,7 +5,8 @@ mod reload;
 pub mod settings;
 mod workloads;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use bgp::speaker::Speaker;
-use config::{Config, IpipMode};
+use config::Config;
 use ipnet::IpNet;
 use tokio::sync::{Mutex, Notify};
 
@@ -239,7 +240,7 @@ impl Daemon {
             .collect()
     }
 
-    fn installed(&self) -> Option<Arc<BTreeSet<IpNet>>> {
+    fn installed(&self) -> Option<Arc<BTreeMap<IpNet, fib::Route>>> {
         self.with_fib(|f| f.installed())
     }
 
@@ -248,34 +249,32 @@ impl Daemon {
     }
 
     async fn routes(&self) -> Vec<RouteJson> {
-        let cfg = self.config.load();
-        let installed = self.installed();
-        let is_installed = |p: &IpNet| installed.as_ref().is_some_and(|s| s.contains(p));
-        let device_for = |prefix: &IpNet| -> Option<String> {
-            match (prefix, cfg.ipip.mode) {
-                (IpNet::V4(_), IpipMode::Always | IpipMode::CrossSubnet) => Some(cfg.ipip.device.clone()),
-                _ => None,
-            }
-        };
+        let installed = self.installed().unwrap_or_default();
         let mut out = Vec::new();
         for r in self.speaker.routes().await {
-            let chosen = r.best || r.multipath;
+            let kernel = installed.get(&r.prefix);
+            // The kernel route through this path's next hop, if installed.
+            let hop = match (kernel, r.next_hop) {
+                (Some(k), Some(nh)) if r.best || r.multipath => installed_hop(&k.kind, nh),
+                _ => None,
+            };
             out.push(RouteJson {
                 prefix: r.prefix.to_string(),
                 origin: if r.local { "local".into() } else { "bgp".into() },
                 next_hop: r.next_hop.map(|n| n.to_string()),
-                interface: if r.local { None } else { device_for(&r.prefix) },
+                interface: hop.as_ref().and_then(|h| h.device.clone()),
                 peer: r.peer.map(|p| p.to_string()),
                 best: r.best,
-                installed: chosen && is_installed(&r.prefix),
+                installed: if r.local { kernel.is_some() } else { hop.is_some() },
                 stale: r.stale,
                 as_path: r.as_path,
                 local_pref: r.local_pref,
                 originator_id: r.originator_id,
                 cluster_list: r.cluster_list,
-                attributes: if r.local { AttributesJson::default() } else { attributes_json(&r.attributes) },
+                attributes: attributes_json(&r.attributes),
             });
         }
+        let is_installed = |p: &IpNet| installed.contains_key(p);
         for (ip, interface) in self.workloads.lock().await.pairs() {
             let prefix = IpNet::from(ip);
             out.push(RouteJson {
@@ -334,5 +333,13 @@ impl Daemon {
 
     pub fn config_path(&self) -> &Path {
         &self.config_path
+    }
+}
+
+/// The next hop of an installed kernel route that goes via `gateway`.
+fn installed_hop(kind: &fib::RouteKind, gateway: IpAddr) -> Option<fib::NextHop> {
+    match kind {
+        fib::RouteKind::Via(hops) => hops.iter().find(|h| h.gateway == gateway).cloned(),
+        _ => None,
     }
 }

@@ -337,3 +337,26 @@ fn borr_eorr_from_a_peer_removes_what_it_did_not_resend() {
     rib.flush();
     assert_eq!(rib.fib_view().keys().copied().collect::<Vec<_>>(), vec![net("101.88.0.0/26")]);
 }
+
+#[test]
+fn local_ipv4_and_ipv6_blocks_get_their_own_next_hops() {
+    let mut pol = policy(None);
+    pol.next_hop_v6 = Some("fd00::1".parse().expect("v6"));
+    pol.own_blocks.push(net("fd10::1:0/122"));
+    let mut rib = Rib::new(pol, 4);
+    rib.flush();
+    let mut p = peer("10.0.0.2", [10, 0, 0, 2], false);
+    p.ipv6 = true;
+    rib.peer_up(p);
+    let fx = rib.flush();
+    let ctx = Context { four_octet_as: true, ..Context::default() };
+    let mut v6_next_hops = Vec::new();
+    for (_, b) in &fx.messages {
+        if let Ok(Message::Update(u)) = wire::decode(b, &ctx) {
+            if let Some(m) = &u.attributes.mp_reach {
+                v6_next_hops.extend(m.next_hops.clone());
+            }
+        }
+    }
+    assert_eq!(v6_next_hops, vec![ip("fd00::1")]);
+}

@@ -174,13 +174,14 @@ impl Rib {
     }
 }
 
-/// What one peer hears about one path, cached per source attributes: every
-/// path sharing an `Arc<Attributes>` came from the same UPDATE of the same
-/// peer (or is local), so it exports the same way.
-pub(super) type ExportCache = HashMap<usize, Option<(Arc<Attributes>, IpAddr)>>;
+/// What one peer hears about one path, cached per source attributes, next
+/// hop and family: paths sharing an `Arc<Attributes>` came from the same
+/// UPDATE of the same peer, or are local (whose IPv4 and IPv6 blocks share
+/// attributes but not next hops), so with those equal they export the same way.
+pub(super) type ExportCache = HashMap<(usize, IpAddr, bool), Option<(Arc<Attributes>, IpAddr)>>;
 
 pub(super) fn export_cached(rib: &Rib, cache: &mut ExportCache, path: &Path, to: &PeerInfo) -> Option<(Arc<Attributes>, IpAddr)> {
-    let key = Arc::as_ptr(&path.attrs) as usize;
+    let key = (Arc::as_ptr(&path.attrs) as usize, path.next_hop, path.prefix_is_v4);
     cache.entry(key).or_insert_with(|| rib.policy.export(path, to)).clone()
 }
 

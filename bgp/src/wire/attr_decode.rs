@@ -77,7 +77,7 @@ fn ipv4_of(v: &[u8]) -> Option<Ipv4Addr> {
 }
 
 /// Non-empty and a whole number of `size`-octet items (RFC 7606 §7.8, §7.10, §7.14, and
-/// RFC 8092 §5 for large communities).
+/// RFC 8092 for large communities).
 fn items(v: &[u8], size: usize) -> Option<std::slice::ChunksExact<'_, u8>> {
     let chunks = v.chunks_exact(size);
     (!v.is_empty() && chunks.remainder().is_empty()).then_some(chunks)
@@ -350,6 +350,8 @@ pub(super) fn decode_all(
     if !ctx.four_octet_as {
         merge_as4(&mut a, as4_path, as4_aggregator);
     }
+    // The order the encoder writes them in, so that equal attribute sets compare equal.
+    a.unknown.sort_by_key(|r| r.type_code);
     Ok((a, seen))
 }
 

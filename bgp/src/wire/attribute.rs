@@ -101,7 +101,7 @@ pub struct Aggregator {
     pub address: Ipv4Addr,
 }
 
-/// One LARGE_COMMUNITY (type 32, RFC 8092 §3):
+/// One LARGE_COMMUNITY (type 32, RFC 8092):
 ///
 /// ```text
 ///  0                   1                   2                   3
@@ -209,6 +209,7 @@ pub struct Attributes {
     pub mp_unreach: Option<MpUnreach>,
     pub extended_communities: Vec<u64>,
     pub large_communities: Vec<LargeCommunity>,
+    /// Unknown optional transitive attributes, in type code order once decoded.
     pub unknown: Vec<RawAttribute>,
 }
 

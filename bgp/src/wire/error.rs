@@ -82,7 +82,7 @@ impl From<OpenError> for Notification {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpdateError {
     /// Withdrawn Routes Length or Total Path Attribute Length past the message, or a
-    /// repeated MP_REACH_NLRI / MP_UNREACH_NLRI (RFC 7606 §3 g).
+    /// repeated MP_REACH_NLRI / MP_UNREACH_NLRI (RFC 7606 §3).
     #[error("malformed attribute list: {0}")]
     MalformedAttributeList(&'static str),
     /// A well-known attribute we do not know; data is the whole attribute.

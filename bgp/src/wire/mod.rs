@@ -32,6 +32,14 @@ pub use attribute::{
     Aggregator, Attributes, LargeCommunity, MpReach, MpUnreach, Origin, RawAttribute,
 };
 pub use capability::{AddPathMode, Capability, GracefulRestart};
+
+/// Capability codes (IANA "Capability Codes"), e.g. for [`Open::has_capability`].
+pub mod capability_code {
+    pub use super::capability::{
+        ADD_PATH, ENHANCED_ROUTE_REFRESH, EXTENDED_MESSAGE, FOUR_OCTET_AS, FQDN, GRACEFUL_RESTART,
+        MULTIPROTOCOL, ROUTE_REFRESH,
+    };
+}
 pub use error::{HeaderError, OpenError, RefreshError, UpdateError};
 pub use header::{frame, MessageType};
 pub use nlri::Nlri;
@@ -144,6 +152,7 @@ pub enum Message {
     Open(Open),
     Update(Update),
     Notification(Notification),
+    /// KEEPALIVE (RFC 4271 §4.4): the 19-octet header alone, type 4.
     Keepalive,
     RouteRefresh(RouteRefresh),
 }

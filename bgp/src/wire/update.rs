@@ -25,15 +25,15 @@
 //!
 //! | what | where | outcome |
 //! |---|---|---|
-//! | Withdrawn Routes Length or Total Path Attribute Length past the message | RFC 7606 §3 a (RFC 4271 §6.3) | reset 3/1 |
+//! | Withdrawn Routes Length or Total Path Attribute Length past the message | RFC 7606 §3 (RFC 4271 §6.3) | reset 3/1 |
 //! | Withdrawn Routes or NLRI field syntactically incorrect (prefix length > 32, or the last prefix cut short) | RFC 7606 §5.3 | reset 3/10 |
 //! | MP_REACH_NLRI / MP_UNREACH_NLRI NLRI syntactically incorrect (> 32 / > 128, cut short) | RFC 7606 §5.3 | reset 3/10 |
 //! | MP_REACH_NLRI / MP_UNREACH_NLRI too short for its fixed fields, or a next hop length that does not fit the AFI (IPv4: 4, 16, 32; IPv6: 16, 32) | RFC 7606 §7.11, §5.3 | reset 3/9, data = the attribute (RFC 4760 §7) |
-//! | MP_REACH_NLRI or MP_UNREACH_NLRI appears twice | RFC 7606 §3 g | reset 3/1 |
+//! | MP_REACH_NLRI or MP_UNREACH_NLRI appears twice | RFC 7606 §3 | reset 3/1 |
 //! | unrecognized attribute without the Optional bit | RFC 4271 §6.3 | reset 3/2, data = the attribute |
 //! | attribute header or value running past the Total Path Attribute Length | RFC 7606 §4 | withdraw; the NLRI field is found from the Total Path Attribute Length; attributes after the error are not read |
-//! | Optional/Transitive flags wrong for a known attribute | RFC 7606 §3 c | withdraw (AS4_PATH, AS4_AGGREGATOR: discard, RFC 6793 §6) |
-//! | any other attribute repeated | RFC 7606 §3 g | the first is kept, the others discarded |
+//! | Optional/Transitive flags wrong for a known attribute | RFC 7606 §3 | withdraw (AS4_PATH, AS4_AGGREGATOR: discard, RFC 6793 §6) |
+//! | any other attribute repeated | RFC 7606 §3 | the first is kept, the others discarded |
 //! | ORIGIN length ≠ 1 or value > 2 | RFC 7606 §7.1 | withdraw |
 //! | AS_PATH malformed: unknown segment type, segment length 0, overrun, one stray octet | RFC 7606 §7.2 | withdraw |
 //! | AS_PATH with confederation segments from an eBGP peer (`ctx.ebgp`) | RFC 7606 §7.2, RFC 5065 §5 | withdraw |
@@ -51,16 +51,16 @@
 //! | CLUSTER_LIST length not a non-zero multiple of 4 | RFC 7606 §7.10 | withdraw |
 //! | MP_REACH_NLRI / MP_UNREACH_NLRI of an AFI/SAFI other than IPv4/IPv6 unicast | RFC 4760 §7 (not negotiated) | discard |
 //! | EXTENDED_COMMUNITIES length not a non-zero multiple of 8 | RFC 7606 §7.14 | withdraw |
-//! | AS4_PATH malformed (as AS_PATH, or empty, or with confederation segments) | RFC 7606 §7.12, RFC 6793 §6 | discard |
-//! | AS4_AGGREGATOR length ≠ 8 | RFC 7606 §7.13, RFC 6793 §6 | discard |
+//! | AS4_PATH malformed (as AS_PATH, or empty, or with confederation segments) | RFC 6793 §6 | discard |
+//! | AS4_AGGREGATOR length ≠ 8 | RFC 6793 §6 | discard |
 //! | AS4_PATH / AS4_AGGREGATOR from a 4-octet AS peer | RFC 6793 §6 | discard |
-//! | LARGE_COMMUNITY length not a non-zero multiple of 12 | RFC 8092 §6 (RFC 7606 style) | withdraw |
+//! | LARGE_COMMUNITY length not a non-zero multiple of 12 | RFC 8092 (RFC 7606 style) | withdraw |
 //! | unknown optional transitive attribute | RFC 4271 §5 | kept in [`Attributes::unknown`] with Partial set, passed on |
 //! | unknown optional non-transitive attribute | RFC 4271 §5 | dropped silently |
-//! | ORIGIN or AS_PATH missing while the UPDATE carries NLRI (field or MP_REACH_NLRI) | RFC 7606 §3 d | withdraw |
-//! | NEXT_HOP missing while the NLRI field is not empty | RFC 7606 §3 d, RFC 4760 §3 | withdraw |
-//! | LOCAL_PREF missing on iBGP | RFC 7606 §3 d | nothing: treated as absent (best path uses the default) |
-//! | attributes but no NLRI, no MP_REACH_NLRI, no MP_UNREACH_NLRI | RFC 7606 §3 d, §5.2 | accepted, nothing to do |
+//! | ORIGIN or AS_PATH missing while the UPDATE carries NLRI (field or MP_REACH_NLRI) | RFC 7606 §3 | withdraw |
+//! | NEXT_HOP missing while the NLRI field is not empty | RFC 7606 §3, RFC 4760 §3 | withdraw |
+//! | LOCAL_PREF missing on iBGP | RFC 7606 §3 | nothing: treated as absent (best path uses the default) |
+//! | attributes but no NLRI, no MP_REACH_NLRI, no MP_UNREACH_NLRI | RFC 7606 §3 | accepted, nothing to do |
 //!
 //! Choices where RFC 7606 leaves room:
 //!
@@ -158,8 +158,11 @@ impl Update {
     }
 
     /// The family this UPDATE is the End-of-RIB marker of, if it is one.
+    ///
+    /// An UPDATE whose attributes were malformed is never one, even when nothing is left
+    /// of them: taking it for End-of-RIB would flush a restarting peer's stale routes.
     pub fn end_of_rib_family(&self) -> Option<AfiSafi> {
-        if !self.withdrawn.is_empty() || !self.nlri.is_empty() {
+        if !self.withdrawn.is_empty() || !self.nlri.is_empty() || self.outcome != Outcome::Accepted {
             return None;
         }
         match &self.attributes.mp_unreach {
@@ -261,3 +264,8 @@ pub(super) fn encode(u: &Update, ctx: &Context, out: &mut BytesMut) {
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 #[path = "update_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#[path = "update_as4_tests.rs"]
+mod as4_tests;

@@ -1,4 +1,4 @@
-//! One test per RFC 7606 rule of the table in `update.rs`, plus AS4 handling.
+//! One test per RFC 7606 rule of the table in `update.rs` (AS4 rules: `update_as4_tests.rs`).
 
 use std::net::Ipv4Addr;
 
@@ -7,23 +7,23 @@ use bytes::Bytes;
 use super::super::attribute::*;
 use super::super::*;
 
-const NLRI_26: &[u8] = &[26, 10, 0, 0, 64];
+pub(super) const NLRI_26: &[u8] = &[26, 10, 0, 0, 64];
 
-fn ibgp() -> Context {
+pub(super) fn ibgp() -> Context {
     Context {
         four_octet_as: true,
         ..Context::default()
     }
 }
 
-fn ebgp() -> Context {
+pub(super) fn ebgp() -> Context {
     Context {
         ebgp: true,
         ..ibgp()
     }
 }
 
-fn attr(flags: u8, code: u8, value: &[u8]) -> Vec<u8> {
+pub(super) fn attr(flags: u8, code: u8, value: &[u8]) -> Vec<u8> {
     let mut v = vec![flags, code];
     if flags & EXTENDED_LENGTH != 0 {
         v.extend_from_slice(&u16::try_from(value.len()).unwrap().to_be_bytes());
@@ -34,20 +34,20 @@ fn attr(flags: u8, code: u8, value: &[u8]) -> Vec<u8> {
     v
 }
 
-fn origin() -> Vec<u8> {
+pub(super) fn origin() -> Vec<u8> {
     attr(0x40, ORIGIN, &[0])
 }
-fn as_path() -> Vec<u8> {
+pub(super) fn as_path() -> Vec<u8> {
     attr(0x40, AS_PATH, &[2, 1, 0, 0, 0xfd, 0xe8])
 }
-fn next_hop() -> Vec<u8> {
+pub(super) fn next_hop() -> Vec<u8> {
     attr(0x40, NEXT_HOP, &[10, 0, 0, 1])
 }
-fn mandatory() -> Vec<u8> {
+pub(super) fn mandatory() -> Vec<u8> {
     [origin(), as_path(), next_hop()].concat()
 }
 
-fn msg(withdrawn: &[u8], attrs: &[u8], nlri: &[u8]) -> Vec<u8> {
+pub(super) fn msg(withdrawn: &[u8], attrs: &[u8], nlri: &[u8]) -> Vec<u8> {
     let mut m = vec![0xff; 16];
     let len = 19 + 2 + withdrawn.len() + 2 + attrs.len() + nlri.len();
     m.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
@@ -60,24 +60,24 @@ fn msg(withdrawn: &[u8], attrs: &[u8], nlri: &[u8]) -> Vec<u8> {
     m
 }
 
-fn update(m: &[u8], ctx: &Context) -> Update {
+pub(super) fn update(m: &[u8], ctx: &Context) -> Update {
     match decode(m, ctx) {
         Ok(Message::Update(u)) => u,
         other => panic!("expected an UPDATE, got {other:?}"),
     }
 }
 
-fn reset(m: &[u8], ctx: &Context) -> (u8, u8, Bytes) {
+pub(super) fn reset(m: &[u8], ctx: &Context) -> (u8, u8, Bytes) {
     let n = decode(m, ctx).expect_err("expected a session reset");
     (n.code, n.subcode, n.data)
 }
 
-fn e(type_code: u8, reason: &'static str) -> AttrError {
+pub(super) fn e(type_code: u8, reason: &'static str) -> AttrError {
     AttrError { type_code, reason }
 }
 
 /// Decodes mandatory attributes + `extra` with one /26 and returns the outcome.
-fn outcome_with(extra: &[u8], ctx: &Context) -> Outcome {
+pub(super) fn outcome_with(extra: &[u8], ctx: &Context) -> Outcome {
     update(
         &msg(&[], &[mandatory(), extra.to_vec()].concat(), NLRI_26),
         ctx,
@@ -85,15 +85,15 @@ fn outcome_with(extra: &[u8], ctx: &Context) -> Outcome {
     .outcome
 }
 
-fn withdraw(code: u8, reason: &'static str) -> Outcome {
+pub(super) fn withdraw(code: u8, reason: &'static str) -> Outcome {
     Outcome::TreatAsWithdraw(vec![e(code, reason)])
 }
 
-fn discard(code: u8, reason: &'static str) -> Outcome {
+pub(super) fn discard(code: u8, reason: &'static str) -> Outcome {
     Outcome::Discarded(vec![e(code, reason)])
 }
 
-fn net(s: &str) -> Nlri {
+pub(super) fn net(s: &str) -> Nlri {
     Nlri::new(s.parse().unwrap())
 }
 
@@ -540,162 +540,6 @@ fn large_community_length_rule() {
     );
 }
 
-fn two_octet(as_path: &[u8], extra: &[u8]) -> Update {
-    let attrs = [
-        origin(),
-        attr(0x40, AS_PATH, as_path),
-        next_hop(),
-        extra.to_vec(),
-    ]
-    .concat();
-    update(&msg(&[], &attrs, NLRI_26), &Context::default())
-}
-
-#[test]
-fn as4_path_malformed_is_discard() {
-    for (v, reason) in [
-        (&[2, 2, 0, 0, 0, 1][..], "segment runs past the attribute"),
-        (&[], "empty AS4_PATH"),
-        (&[3, 1, 0, 1, 0, 0], "confederation segment in AS4_PATH"),
-    ] {
-        let u = two_octet(&[2, 1, 0x5b, 0xa0], &attr(0xc0, AS4_PATH, v));
-        assert_eq!(u.outcome, discard(AS4_PATH, reason));
-        assert_eq!(u.attributes.as_path, Some(AsPath::sequence(vec![23456])));
-    }
-}
-
-#[test]
-fn as4_aggregator_malformed_is_discard() {
-    let u = two_octet(
-        &[2, 1, 0x5b, 0xa0],
-        &[
-            attr(0xc0, AGGREGATOR, &[0x5b, 0xa0, 10, 0, 0, 9]),
-            attr(0xc0, AS4_AGGREGATOR, &[0, 1, 0, 0, 10, 0]),
-        ]
-        .concat(),
-    );
-    assert_eq!(
-        u.outcome,
-        discard(AS4_AGGREGATOR, "AS4_AGGREGATOR length is not 8")
-    );
-    assert_eq!(u.attributes.aggregator.map(|a| a.asn), Some(23456));
-}
-
-#[test]
-fn as4_attributes_from_four_octet_peer_are_discarded() {
-    let u = update(
-        &msg(
-            &[],
-            &[mandatory(), attr(0xc0, AS4_PATH, &[2, 1, 0, 1, 0, 0])].concat(),
-            NLRI_26,
-        ),
-        &ibgp(),
-    );
-    assert_eq!(
-        u.outcome,
-        discard(AS4_PATH, "AS4 attribute from a 4-octet AS speaker")
-    );
-    assert_eq!(u.attributes.as_path, Some(AsPath::sequence(vec![65000])));
-}
-
-#[test]
-fn as4_merge_on_decode() {
-    // AS_PATH 65001 AS_TRANS, AS4_PATH 4200000000: a 2-octet speaker prepended 65001.
-    let u = two_octet(
-        &[2, 2, 0xfd, 0xe9, 0x5b, 0xa0],
-        &attr(0xc0, AS4_PATH, &[2, 1, 0xfa, 0x56, 0xea, 0x00]),
-    );
-    assert_eq!(u.outcome, Outcome::Accepted);
-    assert_eq!(
-        u.attributes.as_path,
-        Some(AsPath::sequence(vec![65001, 4_200_000_000]))
-    );
-
-    // AGGREGATOR AS_TRANS + AS4_AGGREGATOR: the real aggregator.
-    let u = two_octet(
-        &[2, 1, 0x5b, 0xa0],
-        &[
-            attr(0xc0, AGGREGATOR, &[0x5b, 0xa0, 10, 0, 0, 9]),
-            attr(0xc0, AS4_PATH, &[2, 1, 0, 1, 0, 0]),
-            attr(0xc0, AS4_AGGREGATOR, &[0, 1, 0, 1, 10, 0, 0, 9]),
-        ]
-        .concat(),
-    );
-    assert_eq!(
-        u.attributes.aggregator,
-        Some(Aggregator {
-            asn: 65537,
-            address: Ipv4Addr::new(10, 0, 0, 9)
-        })
-    );
-    assert_eq!(u.attributes.as_path, Some(AsPath::sequence(vec![65536])));
-
-    // AGGREGATOR with a real 2-octet AS: AS4_AGGREGATOR and AS4_PATH are both ignored.
-    let u = two_octet(
-        &[2, 1, 0x5b, 0xa0],
-        &[
-            attr(0xc0, AGGREGATOR, &[0xfd, 0xe8, 10, 0, 0, 9]),
-            attr(0xc0, AS4_PATH, &[2, 1, 0, 1, 0, 0]),
-            attr(0xc0, AS4_AGGREGATOR, &[0, 1, 0, 1, 10, 0, 0, 9]),
-        ]
-        .concat(),
-    );
-    assert_eq!(u.attributes.aggregator.map(|a| a.asn), Some(65000));
-    assert_eq!(u.attributes.as_path, Some(AsPath::sequence(vec![23456])));
-
-    // AS4_PATH longer than AS_PATH: ignored.
-    let u = two_octet(
-        &[2, 1, 0x5b, 0xa0],
-        &attr(0xc0, AS4_PATH, &[2, 2, 0, 1, 0, 0, 0, 1, 0, 1]),
-    );
-    assert_eq!(u.attributes.as_path, Some(AsPath::sequence(vec![23456])));
-}
-
-#[test]
-fn as4_encode_for_two_octet_peer() {
-    let ctx = Context::default();
-    let u = Update {
-        attributes: Attributes {
-            origin: Some(Origin::Igp),
-            as_path: Some(AsPath::sequence(vec![65001, 4_200_000_000])),
-            next_hop: Some(Ipv4Addr::new(10, 0, 0, 1)),
-            aggregator: Some(Aggregator {
-                asn: 4_200_000_000,
-                address: Ipv4Addr::new(10, 0, 0, 9),
-            }),
-            ..Attributes::default()
-        },
-        nlri: vec![net("10.0.0.64/26")],
-        ..Update::default()
-    };
-    let wire = encode_to_bytes(&Message::Update(u.clone()), &ctx);
-    let expected_attrs = [
-        origin(),
-        attr(0x40, AS_PATH, &[2, 2, 0xfd, 0xe9, 0x5b, 0xa0]),
-        next_hop(),
-        attr(0xc0, AGGREGATOR, &[0x5b, 0xa0, 10, 0, 0, 9]),
-        attr(
-            0xc0,
-            AS4_PATH,
-            &[2, 2, 0, 0, 0xfd, 0xe9, 0xfa, 0x56, 0xea, 0x00],
-        ),
-        attr(0xc0, AS4_AGGREGATOR, &[0xfa, 0x56, 0xea, 0x00, 10, 0, 0, 9]),
-    ]
-    .concat();
-    assert_eq!(&wire[..], &msg(&[], &expected_attrs, NLRI_26)[..]);
-    assert_eq!(update(&wire, &ctx), u);
-    // Nothing extra when every AS fits.
-    let small = Update {
-        attributes: Attributes {
-            as_path: Some(AsPath::sequence(vec![65001])),
-            ..u.attributes.clone()
-        },
-        ..u.clone()
-    };
-    let wire = encode_to_bytes(&Message::Update(small), &Context::default());
-    assert!(!wire.windows(2).any(|w| w == [0xc0, AS4_PATH]));
-}
-
 #[test]
 fn unknown_optional_transitive_is_kept_with_partial() {
     let u = update(
@@ -717,6 +561,14 @@ fn unknown_optional_transitive_is_kept_with_partial() {
     );
     let wire = encode_to_bytes(&Message::Update(u), &ibgp());
     assert!(wire.windows(6).any(|w| w == [0xe0, 99, 3, 1, 2, 3]));
+}
+
+#[test]
+fn unknown_attributes_decode_in_type_code_order() {
+    let extra = [attr(0xc0, 97, &[]), attr(0xc0, 58, &[1])].concat();
+    let u = update(&msg(&[], &[mandatory(), extra].concat(), NLRI_26), &ibgp());
+    let codes: Vec<u8> = u.attributes.unknown.iter().map(|a| a.type_code).collect();
+    assert_eq!(codes, vec![58, 97]);
 }
 
 #[test]
@@ -830,6 +682,18 @@ fn end_of_rib_both_families() {
     );
     let not = update(&msg(&[], &mandatory(), NLRI_26), &ctx);
     assert_eq!(not.end_of_rib_family(), None);
+}
+
+#[test]
+fn malformed_attribute_only_update_is_not_end_of_rib() {
+    // A bad ORIGIN alone decodes to empty attributes; it still carried attributes.
+    let ctx = ibgp();
+    let u = update(&msg(&[], &[0x40, 1, 1, 7], &[]), &ctx);
+    assert!(u.treat_as_withdraw());
+    assert_eq!(u.end_of_rib_family(), None);
+    let u = update(&msg(&[], &[0x40, 6, 1, 0], &[]), &ctx);
+    assert!(matches!(u.outcome, Outcome::Discarded(_)));
+    assert_eq!(u.end_of_rib_family(), None);
 }
 
 #[test]

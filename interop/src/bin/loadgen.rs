@@ -76,6 +76,9 @@ enum Command {
         /// Withdraw everything afterwards and time that too.
         #[arg(long)]
         withdraw: bool,
+        /// Print the monitor's count every 100 ms to stderr.
+        #[arg(long)]
+        progress: bool,
     },
     /// Accept sessions and count what they announce.
     Sink {
@@ -119,6 +122,7 @@ async fn main_async(cli: Cli) -> Result<bool> {
             settle_ms,
             timeout,
             withdraw,
+            progress,
         } => {
             let base = u32::from(sender_base);
             let cfg = RunConfig {
@@ -134,6 +138,7 @@ async fn main_async(cli: Cli) -> Result<bool> {
                 settle: Duration::from_millis(settle_ms),
                 timeout: Duration::from_secs(timeout),
                 withdraw,
+                progress,
             };
             let report = loadgen::run(&cfg).await?;
             println!("{}", serde_json::to_string(&report)?);

@@ -48,6 +48,8 @@ pub struct RunConfig {
     pub timeout: Duration,
     /// After the announcements, withdraw everything and time that too.
     pub withdraw: bool,
+    /// Print the monitor's count every 100 ms to stderr.
+    pub progress: bool,
 }
 
 /// What a run measured. Times are seconds since the first UPDATE was queued.
@@ -269,6 +271,15 @@ pub async fn run(cfg: &RunConfig) -> Result<RunReport> {
 
     let start = Instant::now();
     let start_wall = SystemTime::now();
+    let progress = cfg.progress.then(|| {
+        let rx = prx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                eprintln!("{:>8.3} s  {:>9} prefixes", start.elapsed().as_secs_f64(), rx.borrow().count);
+            }
+        })
+    });
     blast(&writers, &announce).await;
     let sent = Instant::now();
     let mut report = RunReport {
@@ -312,6 +323,9 @@ pub async fn run(cfg: &RunConfig) -> Result<RunReport> {
             }
         })
         .await;
+    }
+    if let Some(p) = progress {
+        p.abort();
     }
     if let Some(t) = monitor_task {
         if t.is_finished() {
@@ -423,6 +437,7 @@ mod tests {
             settle: Duration::ZERO,
             timeout: Duration::from_secs(20),
             withdraw: false,
+            progress: false,
         };
         let r = run(&cfg).await.unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(r.expected, 15000);

@@ -69,14 +69,19 @@ impl Testbed {
         self.count
     }
 
-    /// ipipd's configuration: every peer passive (the raw peers connect), graceful
-    /// restart off so a reset removes routes at once. `bgp_extra` goes into `[bgp]`.
+    /// ipipd's configuration: every peer passive (the raw peers connect); unless
+    /// `bgp_extra` (lines for `[bgp]`) says otherwise, hold time 90 and graceful restart
+    /// off, so a reset removes routes at once.
     pub fn config(&self, peers: &[PeerSpec], bgp_extra: &str) -> String {
+        let mut bgp = format!("port = {}\nconnect_retry_time = 1\n{bgp_extra}\n", self.port);
+        for (key, default) in [("hold_time", "90"), ("graceful_restart_time", "0")] {
+            if !bgp_extra.contains(key) {
+                bgp.push_str(&format!("{key} = {default}\n"));
+            }
+        }
         let mut c = format!(
             "[node]\nname = \"hostile\"\naddress = \"{NODE}\"\nasn = {NODE_AS}\nblocks = [\"{OWN_BLOCK}\"]\n\n\
-             [cluster]\npools = [\"{POOL}\"]\nmesh = false\n\n\
-             [bgp]\nport = {}\nhold_time = 90\ngraceful_restart_time = 0\nconnect_retry_time = 1\n{bgp_extra}\n",
-            self.port
+             [cluster]\npools = [\"{POOL}\"]\nmesh = false\n\n[bgp]\n{bgp}"
         );
         for p in peers {
             c.push_str(&format!("\n[[peer]]\naddress = \"{}\"\nasn = {}\npassive = true\n{}\n", p.address, p.asn, p.extra));

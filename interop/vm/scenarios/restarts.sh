@@ -30,6 +30,15 @@ for n in "${SEED_NODES[@]}"; do
     register_pid $!
     echo $! > "/tmp/monitor-$n.pid"
 done
+# A probe route (never used for traffic) proves each monitor records deletions.
+monitor_sees_probe() {
+    ip -n "$1" route add blackhole 198.51.100.1/32 proto static
+    ip -n "$1" route del blackhole 198.51.100.1/32 proto static
+    grep -q '^Deleted blackhole 198.51.100.1 ' "/tmp/monitor-$1.txt"
+}
+for n in "${SEED_NODES[@]}"; do
+    wait_until 20 "ip monitor route on $n" monitor_sees_probe "$n"
+done
 
 # Traffic across every node pair, 10 echoes a second each.
 declare -A PING_PID=()

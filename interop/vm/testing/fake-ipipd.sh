@@ -31,7 +31,7 @@ netns_of() { cat "$(dirname "$socket")/fake.netns"; }
 
 # Programs NODE's routes from every config file in the configuration's directory tree.
 program() {
-    local cfg=$1 ns=$2 me block mode first dev other oaddr oblock
+    local cfg=$1 me block mode first other oaddr oblock
     me=$(key "$cfg" address)
     block=$(key "$cfg" blocks)
     mode=$(key "$cfg" mode)
@@ -49,7 +49,8 @@ program() {
             ip route replace "$oblock" via "$oaddr" dev tunl0 onlink proto bgp
         fi
     done
-    local wl=$(dirname "$socket")/fake.workloads ip ifc
+    local wl ip ifc
+    wl=$(dirname "$socket")/fake.workloads
     [[ -f $wl ]] || return 0
     while read -r ip ifc; do
         ip route replace "$ip" dev "$ifc" proto bgp scope link
@@ -63,7 +64,9 @@ peers() {
     {
         if [[ $(key "$cfg" mesh) != false ]]; then
             for other in "$base"/*/*.toml; do
-                [[ $other == "$cfg" ]] || echo "$(key "$other" address) mesh"
+                if [[ $other != "$cfg" ]]; then
+                    echo "$(key "$other" address) mesh"
+                fi
             done
         fi
         awk -F' *= *' '
@@ -75,7 +78,9 @@ peers() {
             END { out() }' "$cfg"
     } | while read -r addr kind; do
         for other in "$base"/*/*.toml; do
-            [[ $(key "$other" address) == "$addr" ]] && echo "$addr $kind $(key "$other" socket)"
+            if [[ $(key "$other" address) == "$addr" ]]; then
+                echo "$addr $kind $(key "$other" socket)"
+            fi
         done
     done
 }
@@ -86,9 +91,9 @@ case ${1:-} in
         socket=$(key "$config" socket)
         mkdir -p "$(dirname "$socket")"
         ip netns identify $$ > "$(dirname "$socket")/fake.netns"
-        echo $$ > "$socket"
-        program "$config" "$(netns_of)"
+        program "$config"
         peers "$config" > "$(dirname "$socket")/fake.peers"
+        echo $$ > "$socket"
         trap 'exit 0' TERM INT
         while sleep 1; do :; done
         ;;

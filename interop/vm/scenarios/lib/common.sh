@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the dataplane scenarios: network namespaces, Calico-style pods,
 # pings, captures and cleanup. Sourced by a scenario; runs inside the VM guest.
 #
@@ -168,15 +169,15 @@ expect_lines() {
 
 # ping_ttl FROM_NS DST TTL [COUNT]: every echo is answered, every reply with TTL.
 ping_ttl() {
-    local from=$1 dst=$2 ttl=$3 count=${4:-3} out replies bad
-    out=$(ip netns exec "$from" ping -n -c "$count" -i 0.2 -W 3 "$dst" 2>&1) ||
+    local from=$1 dst=$2 ttl=$3 want=${4:-3} out replies bad
+    out=$(ip netns exec "$from" ping -n -c "$want" -i 0.2 -W 3 "$dst" 2>&1) ||
         fail "ping from $from to $dst failed:"$'\n'"$out"
     replies=$(grep -c 'ttl=' <<<"$out" || true)
     bad=$(grep 'ttl=' <<<"$out" | grep -vc "ttl=$ttl " || true)
-    (( replies >= count )) || fail "ping from $from to $dst: $replies of $count replies:"$'\n'"$out"
+    (( replies >= want )) || fail "ping from $from to $dst: $replies of $want replies:"$'\n'"$out"
     (( bad == 0 )) || fail "ping from $from to $dst: replies without ttl=$ttl:"$'\n'"$out"
     grep 'ttl=' <<<"$out" | head -n1 | sed "s/^/    $from: /"
-    pass "$from -> $dst: $replies/$count replies, ttl=$ttl"
+    pass "$from -> $dst: $replies/$want replies, ttl=$ttl"
 }
 
 have_tcpdump() { command -v tcpdump >/dev/null; }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the scenarios that run ipipd: the seed cluster, configuration files, start
 # and stop, waiting for convergence, and the checks every such scenario makes. Sourced
 # after common.sh. Drives ipipd only through its outside contract (CLI, TOML, JSON).

@@ -1,0 +1,310 @@
+//! The markdown report: the machine, the command, one table per benchmark, and which
+//! goals the numbers meet.
+
+use std::fmt::Write as _;
+
+use super::converge::Latencies;
+use super::daemons::Kind;
+use super::fibrate::{BirdFib, InstallBench};
+use super::mesh::MeshRow;
+use super::throughput::{Row, SelfTest};
+use super::Machine;
+
+/// Everything one invocation measured; a part that did not run is empty or None.
+#[derive(Debug, Default)]
+pub struct Results {
+    pub command: String,
+    pub machine: Option<Machine>,
+    pub load_end: String,
+    pub versions: Vec<(String, String)>,
+    pub runs: usize,
+    pub self_tests: Vec<SelfTest>,
+    pub throughput: Vec<Row>,
+    pub install_bench: Option<InstallBench>,
+    pub bird_fib: Option<BirdFib>,
+    pub latencies: Vec<Latencies>,
+    pub trials: usize,
+    pub mesh: Vec<MeshRow>,
+    /// Parts that failed, with why.
+    pub errors: Vec<String>,
+    pub duration_s: f64,
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "—".to_string(), |x| format!("{x:.digits$}"))
+}
+
+fn rate(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_string(), |x| format!("{:.0}", x))
+}
+
+fn mib(kb: Option<u64>) -> String {
+    kb.map_or_else(|| "—".to_string(), |k| format!("{:.1}", k as f64 / 1024.0))
+}
+
+impl Results {
+    fn bird_row(&self, r: &Row) -> Option<&Row> {
+        self.throughput.iter().find(|b| b.target == Kind::Bird && b.size == r.size && b.seconds.is_some())
+    }
+
+    fn header(&self, out: &mut String) {
+        let _ = writeln!(out, "# ipipd benchmarks\n");
+        let _ = writeln!(out, "Command: `{}` (total {:.0} s)\n", self.command, self.duration_s);
+        if let Some(m) = &self.machine {
+            let _ = writeln!(
+                out,
+                "Machine: {} × {}, {:.0} GiB RAM, Linux {}; load average at start {}, at end {}. \
+                 The machine is shared: every time is a median, and comparisons are ratios within one run.\n",
+                m.nproc, m.model, m.memory_gib, m.kernel, m.load, self.load_end
+            );
+        }
+        if !self.versions.is_empty() {
+            let v: Vec<String> = self.versions.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let _ = writeln!(out, "Versions: {}.\n", v.join("; "));
+        }
+    }
+
+    fn throughput_table(&self, out: &mut String) {
+        if self.throughput.is_empty() && self.self_tests.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "## Route throughput and memory (route reflector)\n");
+        let _ = writeln!(
+            out,
+            "S senders each announce P unique /26 prefixes (inside 64.0.0.0/4, about 810 NLRI per \
+             4096-octet UPDATE) to the target, a route reflector with kernel FIB writes off; a \
+             monitor (its route-reflector client) must hold all S×P. Time: first UPDATE sent → \
+             monitor holds every prefix. Peak RSS: the target's VmHWM. CPU: the target's user+system \
+             time for the run. Medians of {} runs, run in turn (interleaved) per size.\n",
+            self.runs
+        );
+        let _ = writeln!(out, "| size | target | time (s) | prefixes/s | time vs BIRD 2 | peak RSS (MiB) | RSS vs BIRD 2 | CPU (s) | runs |");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        for t in &self.self_tests {
+            let _ = writeln!(
+                out,
+                "| {} | loadgen → sink (the load generator's ceiling) | {:.3} | {:.0} | | | | | 1 |",
+                t.size,
+                t.seconds,
+                t.size.total() as f64 / t.seconds
+            );
+        }
+        for r in &self.throughput {
+            let bird = self.bird_row(r);
+            let tr = match (r.seconds, bird.and_then(|b| b.seconds)) {
+                (Some(a), Some(b)) => format!("{:.2}×", a / b),
+                _ => "—".into(),
+            };
+            let mr = match (r.peak_rss_kb, bird.and_then(|b| b.peak_rss_kb)) {
+                (Some(a), Some(b)) if b > 0 => format!("{:.2}×", a as f64 / b as f64),
+                _ => "—".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {}{} |",
+                r.size,
+                r.target.name(),
+                opt(r.seconds, 3),
+                rate(r.rate()),
+                tr,
+                mib(r.peak_rss_kb),
+                mr,
+                opt(r.cpu_s, 2),
+                r.runs,
+                if r.failures.is_empty() { String::new() } else { format!(" ({} failed)", r.failures.len()) }
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    fn fib_table(&self, out: &mut String) {
+        if self.install_bench.is_none() && self.bird_fib.is_none() {
+            return;
+        }
+        let n = self.install_bench.as_ref().map(|i| i.routes).or(self.bird_fib.as_ref().map(|b| u64::from(b.routes))).unwrap_or(0);
+        let _ = writeln!(out, "## FIB install rate\n");
+        let _ = writeln!(
+            out,
+            "{n} /26 routes `via GW dev tunl0 onlink` into a fresh namespace (tunl0: a veth stand-in). \
+             ipipd's installer (`fib::Installer`, timed from `set_inputs` until all are acknowledged) \
+             and `ip -batch` from `fib`'s `install_bench` example; BIRD 2's kernel protocol (`birdc enable` \
+             of the kernel protocol with the routes already in BIRD's table, until the kernel holds all), \
+             each run paired with an `ip -batch` of the same routes. Ratios are rate ÷ ip -batch rate of \
+             the same runs.\n"
+        );
+        let _ = writeln!(out, "| method | routes/s | vs ip -batch | runs |");
+        let _ = writeln!(out, "|---|---:|---:|---:|");
+        if let Some(i) = &self.install_bench {
+            let _ = writeln!(out, "| ipipd installer (add) | {:.0} | {:.2} | {} |", i.installer, i.ratio, i.runs);
+            let _ = writeln!(out, "| ipipd installer (delete) | {:.0} | {:.2} | {} |", i.installer_delete, i.installer_delete / i.ip_batch, i.runs);
+            let _ = writeln!(out, "| ip -batch (install_bench) | {:.0} | 1.00 | {} |", i.ip_batch, i.runs);
+        }
+        if let Some(b) = &self.bird_fib {
+            let n = f64::from(b.routes);
+            let _ = writeln!(out, "| BIRD 2 kernel protocol | {:.0} | {:.2} | {} |", n / b.bird_s, b.ratio, b.runs);
+            let _ = writeln!(out, "| ip -batch (paired with BIRD) | {:.0} | 1.00 | {} |", n / b.ip_batch_s, b.runs);
+        }
+        let _ = writeln!(out);
+    }
+
+    fn latency_table(&self, out: &mut String) {
+        if self.latencies.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "## Block propagation latency (3-node lab)\n");
+        let _ = writeln!(
+            out,
+            "{} trials each: a block is added to node A's configuration and A is told to reload \
+             (ipipd: SIGHUP; BIRD: `birdc configure`); time until node B's kernel has the route \
+             (`ip monitor route` in B, lines stamped on arrival). Then the block is removed; time \
+             until B's kernel deleted it. BIRD runs Calico's configuration (kernel protocol with \
+             `scan time 2`, static blackhole blocks, the mesh template).\n",
+            self.trials
+        );
+        let _ = writeln!(out, "| daemon | add p50 (ms) | add p99 (ms) | withdraw p50 (ms) | withdraw p99 (ms) | timed out |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+        for l in &self.latencies {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                l.daemon,
+                opt(l.add(0.5), 1),
+                opt(l.add(0.99), 1),
+                opt(l.withdraw(0.5), 1),
+                opt(l.withdraw(0.99), 1),
+                l.lost
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    fn mesh_table(&self, out: &mut String) {
+        if self.mesh.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "## Full mesh on one machine\n");
+        let _ = writeln!(
+            out,
+            "N daemons, each in its own namespace on one bridge, each announcing one /26 to all \
+             others and installing theirs in its kernel. Converged: first start → every node's \
+             kernel has every other block (starts are spawned one after another; their spread is \
+             shown). RSS per daemon after convergence; idle CPU per daemon over the idle window, \
+             percent of one core. Neighbour table limits raised for the run and restored after.\n"
+        );
+        let _ = writeln!(out, "| daemon | N | converged (s) | starts took (s) | RSS median (MiB) | RSS max (MiB) | idle CPU median (%) | idle CPU max (%) | idle window (s) |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for m in &self.mesh {
+            let conv = match (m.converge_s, m.missing) {
+                (Some(s), _) => format!("{s:.2}"),
+                (None, k) => format!("no ({k} nodes incomplete)"),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {:.0} |",
+                m.daemon,
+                m.nodes,
+                conv,
+                m.start_spread_s,
+                m.rss_kb_median as f64 / 1024.0,
+                m.rss_kb_max as f64 / 1024.0,
+                m.idle_cpu_pct_median,
+                m.idle_cpu_pct_max,
+                m.idle_s
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    fn goals(&self, out: &mut String) {
+        let mut lines = Vec::new();
+        for r in self.throughput.iter().filter(|r| r.target == Kind::Ipipd) {
+            let Some(b) = self.bird_row(r) else { continue };
+            let (Some(t), Some(bt), Some(m), Some(bm)) = (r.seconds, b.seconds, r.peak_rss_kb, b.peak_rss_kb) else { continue };
+            let met = t < bt && m <= bm;
+            lines.push(format!(
+                "- Route load {} faster than BIRD 2 with no more memory: **{}** (time {:.2}× BIRD's, memory {:.2}× BIRD's).",
+                r.size,
+                if met { "met" } else { "missed" },
+                t / bt,
+                m as f64 / bm as f64
+            ));
+        }
+        if let Some(i) = &self.install_bench {
+            lines.push(format!(
+                "- FIB install rate ≥ 0.9 of ip -batch: **{}** ({:.2}).",
+                if i.ratio >= 0.9 { "met" } else { "missed" },
+                i.ratio
+            ));
+        }
+        if let Some(l) = self.latencies.iter().find(|l| l.daemon == "ipipd") {
+            let worst = [l.add(0.5), l.add(0.99), l.withdraw(0.5), l.withdraw(0.99)].into_iter().flatten().fold(0.0, f64::max);
+            lines.push(format!(
+                "- Single-digit-ms block propagation: **{}** (worst of p50/p99 add/withdraw: {worst:.1} ms).",
+                if worst < 10.0 && l.lost == 0 { "met" } else { "missed" }
+            ));
+        }
+        if let Some(m) = self.mesh.iter().filter(|m| m.daemon == "ipipd").max_by_key(|m| m.nodes) {
+            lines.push(format!(
+                "- {}-node ipipd mesh on this {}-core machine: **{}** (converged {}, {:.1} MiB and {:.2} % of a core per idle daemon).",
+                m.nodes,
+                self.machine.as_ref().map_or(0, |x| x.nproc),
+                if m.converge_s.is_some() && m.nodes >= 100 { "met" } else { "missed" },
+                m.converge_s.map_or_else(|| "no".to_string(), |s| format!("in {s:.1} s")),
+                m.rss_kb_median as f64 / 1024.0,
+                m.idle_cpu_pct_median
+            ));
+        }
+        if lines.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "## Goals\n\n{}\n", lines.join("\n"));
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        self.header(&mut out);
+        self.throughput_table(&mut out);
+        self.fib_table(&mut out);
+        self.latency_table(&mut out);
+        self.mesh_table(&mut out);
+        self.goals(&mut out);
+        if !self.errors.is_empty() {
+            let _ = writeln!(out, "## Parts that failed\n");
+            for e in &self.errors {
+                let _ = writeln!(out, "- {}", e.replace('\n', " "));
+            }
+            let _ = writeln!(out);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::throughput::Size;
+
+    fn row(target: Kind, seconds: f64, kb: u64) -> Row {
+        Row {
+            target,
+            size: Size { senders: 10, prefixes: 10_000 },
+            runs: 3,
+            seconds: Some(seconds),
+            peak_rss_kb: Some(kb),
+            cpu_s: Some(0.5),
+            failures: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn throughput_goal_compares_with_bird() {
+        let r = Results {
+            command: "./bench.sh".into(),
+            throughput: vec![row(Kind::Ipipd, 0.05, 10_000), row(Kind::Bird, 0.1, 12_000)],
+            ..Results::default()
+        };
+        let md = r.markdown();
+        assert!(md.contains("| 10×10k | ipipd | 0.050 | 2000000 | 0.50× | 9.8 | 0.83× |"), "{md}");
+        assert!(md.contains("**met** (time 0.50× BIRD's"), "{md}");
+    }
+}

@@ -1,0 +1,209 @@
+//! Runs the benchmarks side by side with BIRD 2, GoBGP and FRR and writes the markdown
+//! report. `bench.sh` at the repository root builds everything and calls this.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use interop::bench::daemons::Kind;
+use interop::bench::report::Results;
+use interop::bench::throughput::{self, Size};
+use interop::bench::{converge, fibrate, mesh, Binaries, Machine, Sysctl};
+
+#[derive(Parser)]
+#[command(about = "ipipd benchmarks against BIRD 2, GoBGP and FRR (root, network namespaces)")]
+struct Cli {
+    /// A few-minute smoke run: small sizes, one run each, short idle window.
+    #[arg(long)]
+    quick: bool,
+    /// Which parts: throughput, fib, converge, mesh.
+    #[arg(long, value_delimiter = ',', default_value = "throughput,fib,converge,mesh")]
+    only: Vec<String>,
+    /// Throughput sizes, SENDERSxPREFIXES.
+    #[arg(long, value_delimiter = ',', default_value = "10x10000,10x100000")]
+    sizes: Vec<String>,
+    /// Runs per target and size (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Throughput targets.
+    #[arg(long, value_delimiter = ',', default_value = "ipipd,bird,gobgp,frr")]
+    targets: Vec<String>,
+    #[arg(long, default_value_t = 100_000)]
+    fib_routes: u32,
+    #[arg(long, default_value_t = 3)]
+    fib_runs: u32,
+    /// Propagation trials per daemon.
+    #[arg(long, default_value_t = 100)]
+    trials: usize,
+    #[arg(long, value_delimiter = ',', default_value = "25,50,100")]
+    mesh_sizes: Vec<usize>,
+    /// Also run each mesh size with BIRD 2 as a baseline.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    mesh_bird: bool,
+    /// Seconds of idle CPU measurement per mesh.
+    #[arg(long, default_value_t = 60)]
+    idle: u64,
+    /// Longest wait for one throughput run, seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    #[arg(long)]
+    ipipd: PathBuf,
+    #[arg(long)]
+    loadgen: PathBuf,
+    #[arg(long)]
+    install_bench: Option<PathBuf>,
+    /// Where the markdown goes.
+    #[arg(long, default_value = "interop/bench/results.md")]
+    out: PathBuf,
+    /// The command line shown in the report.
+    #[arg(long, default_value = "./bench.sh")]
+    command: String,
+}
+
+fn preflight() -> Result<()> {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).map(str::to_owned));
+    if uid.as_deref() != Some("0") {
+        bail!("the benchmarks need root (network namespaces)");
+    }
+    Ok(())
+}
+
+fn throughput_part(cli: &Cli, bins: &Binaries, sizes: &[Size], r: &mut Results) {
+    let kinds: Vec<Kind> = cli.targets.iter().filter_map(|t| Kind::parse(t)).collect();
+    let timeout = Duration::from_secs(cli.timeout);
+    for size in sizes {
+        eprintln!("throughput {size}: load generator into a sink");
+        match throughput::self_test(bins, *size, timeout) {
+            Ok(t) => {
+                eprintln!("  loadgen → sink {size}: {:.3} s ({:.0} prefixes/s), senders done after {:.3} s", t.seconds, size.total() as f64 / t.seconds, t.sent_s);
+                r.self_tests.push(t);
+            }
+            Err(e) => r.errors.push(format!("loadgen self-test {size}: {e:#}")),
+        }
+        let mut samples: Vec<(Vec<throughput::Sample>, Vec<String>)> = kinds.iter().map(|_| Default::default()).collect();
+        for run in 1..=cli.runs {
+            for (k, (s, f)) in kinds.iter().zip(samples.iter_mut()) {
+                throughput::record(*k, *size, run, throughput::one(*k, *size, bins, timeout), s, f);
+            }
+        }
+        for (k, (s, f)) in kinds.iter().zip(samples) {
+            r.throughput.push(throughput::summarize(*k, *size, &s, f));
+        }
+    }
+}
+
+fn fib_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
+    eprintln!("FIB install rate, {} routes", cli.fib_routes);
+    match &bins.install_bench {
+        Some(p) => match fibrate::install_bench(p, cli.fib_routes, cli.fib_runs) {
+            Ok(i) => r.install_bench = Some(i),
+            Err(e) => r.errors.push(format!("install_bench: {e:#}")),
+        },
+        None => r.errors.push("install_bench: no binary given (--install-bench)".into()),
+    }
+    match fibrate::bird_vs_ip_batch(cli.fib_routes, cli.fib_runs) {
+        Ok(b) => r.bird_fib = Some(b),
+        Err(e) => r.errors.push(format!("BIRD kernel export: {e:#}")),
+    }
+}
+
+fn converge_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
+    r.trials = cli.trials;
+    eprintln!("propagation latency, {} trials: ipipd", cli.trials);
+    match converge::ipipd(bins, cli.trials) {
+        Ok(l) => r.latencies.push(l),
+        Err(e) => r.errors.push(format!("ipipd propagation: {e:#}")),
+    }
+    eprintln!("propagation latency, {} trials: BIRD 2", cli.trials);
+    match converge::bird(cli.trials) {
+        Ok(l) => r.latencies.push(l),
+        Err(e) => r.errors.push(format!("BIRD propagation: {e:#}")),
+    }
+}
+
+fn mesh_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
+    // The neighbour table is global across namespaces; a big mesh on one bridge fills it.
+    let guards: Result<Vec<Sysctl>> = [("1", "8192"), ("2", "32768"), ("3", "65536")]
+        .iter()
+        .map(|(i, v)| Sysctl::set(&format!("net.ipv4.neigh.default.gc_thresh{i}"), v))
+        .collect();
+    let _guards = match guards {
+        Ok(g) => g,
+        Err(e) => {
+            r.errors.push(format!("mesh: {e:#}"));
+            return;
+        }
+    };
+    let idle = Duration::from_secs(cli.idle);
+    for n in &cli.mesh_sizes {
+        let mut daemons = vec![mesh::MeshDaemon::Ipipd];
+        if cli.mesh_bird {
+            daemons.push(mesh::MeshDaemon::Bird);
+        }
+        for d in daemons {
+            eprintln!("mesh {d:?} N={n}");
+            match mesh::run(d, bins, *n, idle) {
+                Ok(m) => r.mesh.push(m),
+                Err(e) => r.errors.push(format!("mesh {d:?} N={n}: {e:#}")),
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    if let Err(e) = preflight() {
+        eprintln!("ipipd-bench: {e:#}");
+        return ExitCode::from(2);
+    }
+    if cli.quick {
+        cli.sizes = vec!["10x10000".into()];
+        cli.runs = 1;
+        cli.fib_routes = 20_000;
+        cli.fib_runs = 1;
+        cli.trials = 10;
+        cli.mesh_sizes = vec![10];
+        cli.idle = 5;
+    }
+    let sizes: Vec<Size> = cli.sizes.iter().filter_map(|s| Size::parse(s)).collect();
+    let bins = Binaries { ipipd: cli.ipipd.clone(), loadgen: cli.loadgen.clone(), install_bench: cli.install_bench.clone() };
+    let started = Instant::now();
+    let mut r = Results { command: cli.command.clone(), machine: Some(Machine::read()), runs: cli.runs, ..Results::default() };
+    for k in Kind::ALL {
+        r.versions.push((k.name().to_string(), k.version(&bins)));
+    }
+    let part = |p: &str| cli.only.iter().any(|o| o == p);
+    if part("throughput") {
+        throughput_part(&cli, &bins, &sizes, &mut r);
+    }
+    if part("fib") {
+        fib_part(&cli, &bins, &mut r);
+    }
+    if part("converge") {
+        converge_part(&cli, &bins, &mut r);
+    }
+    if part("mesh") {
+        mesh_part(&cli, &bins, &mut r);
+    }
+    r.load_end = interop::bench::loadavg();
+    r.duration_s = started.elapsed().as_secs_f64();
+    let md = r.markdown();
+    println!("{md}");
+    if let Some(dir) = cli.out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = std::fs::write(&cli.out, &md) {
+        eprintln!("ipipd-bench: writing {}: {e}", cli.out.display());
+        return ExitCode::from(2);
+    }
+    eprintln!("report written to {}", cli.out.display());
+    if r.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

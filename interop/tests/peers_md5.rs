@@ -1,0 +1,58 @@
+//! TCP-MD5 (RFC 2385) with BIRD 2: a matching password establishes and
+//! routes flow; a wrong one never reaches Established.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use interop::bird::{self, Bird};
+use interop::harness::{require_root, Lan};
+use interop::ipipd::{Ipipd, NodeConfig};
+
+const A: &str = "172.29.235.101";
+const GOOD: &str = "172.29.235.140";
+const BAD: &str = "172.29.235.141";
+const BLOCK_A: &str = "101.76.9.128/26";
+const BLOCK_GOOD: &str = "101.99.1.0/26";
+const BLOCK_BAD: &str = "101.99.2.0/26";
+const T: Duration = Duration::from_secs(20);
+/// How long the wrong password is watched.
+const NEVER_FOR: Duration = Duration::from_secs(15);
+
+#[test]
+fn md5_with_bird() -> Result<()> {
+    require_root();
+    let start = Instant::now();
+    let mut lan = Lan::new()?;
+    let (na, ngood, nbad) = (lan.host(&format!("{A}/24"))?, lan.host(&format!("{GOOD}/24"))?, lan.host(&format!("{BAD}/24"))?);
+    na.add_standin_tunl0()?;
+    let good = Bird::start(&ngood, &(bird::conf_base(GOOD, &[BLOCK_GOOD]) + &bird::conf_peer("a", GOOD, A, "password \"x\";")))?;
+    let bad = Bird::start(&nbad, &(bird::conf_base(BAD, &[BLOCK_BAD]) + &bird::conf_peer("a", BAD, A, "password \"x\";")))?;
+    let mut cfg = NodeConfig::new(A, BLOCK_A).peer(GOOD, "password = \"x\"").peer(BAD, "password = \"wrong\"");
+    cfg.mesh = false;
+    let a = Ipipd::start(&na, &cfg.toml())?;
+
+    a.wait_established(GOOD, T)?;
+    good.wait_established("a", T)?;
+    a.wait_route(BLOCK_GOOD, GOOD, T)?;
+    good.wait_route(BLOCK_A, A, T)?;
+    na.wait_bgp_route_line(&format!("{BLOCK_GOOD} via {GOOD} dev tunl0 onlink"), T)?;
+    println!("matching password: Established and routes exchanged after {:.1} s", start.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let mut samples = 0;
+    while t.elapsed() < NEVER_FOR {
+        let ours = a.peer_state(BAD);
+        let theirs = bad.protocol_state("a");
+        ensure!(ours.as_deref() != Some("Established"), "ipipd reached Established with a wrong password");
+        ensure!(theirs.as_deref() != Some("Established"), "BIRD reached Established with a wrong password");
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ensure!(a.best(BLOCK_BAD).is_none(), "ipipd learned {BLOCK_BAD} over a session with a wrong password");
+    ensure!(samples > 50, "too few samples: {samples}");
+    // The good session is unaffected by the bad one's attempts.
+    let p = a.peer(GOOD).unwrap_or_default();
+    ensure!(p["state"] == "Established" && p["established_count"] == 1, "the good session flapped: {p}");
+    println!("wrong password: never Established in {:.0} s ({samples} samples); done after {:.1} s", NEVER_FOR.as_secs_f64(), start.elapsed().as_secs_f64());
+    Ok(())
+}
