@@ -57,6 +57,9 @@ pub enum Timer {
 }
 
 /// What happens to a session.
+// Inputs are built, handled and dropped one at a time; boxing the large
+// message variant would cost an allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// Events 1/3 (ManualStart, AutomaticStart), and 4/5 when passive.
@@ -135,6 +138,8 @@ impl std::fmt::Display for DownReason {
 }
 
 /// What the driver must do.
+// Like [`Input`], outputs are consumed as soon as they are produced.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Open a TCP connection to the peer.
@@ -217,7 +222,7 @@ impl Session {
                         out.push(Output::Send(Message::Notification(n)));
                     }
                 }
-                self.to_idle(&mut out, DownReason::Stopped);
+                self.go_idle(&mut out, DownReason::Stopped);
             }
             Input::TcpConnected => self.tcp_connected(&mut out),
             Input::TcpFailed => self.tcp_failed(&mut out),
@@ -262,7 +267,7 @@ impl Session {
                 self.transition(State::Active, out);
             }
             State::Active | State::Idle => {}
-            _ => self.to_idle(out, DownReason::ConnectionLost),
+            _ => self.go_idle(out, DownReason::ConnectionLost),
         }
     }
 
@@ -280,7 +285,7 @@ impl Session {
             (Timer::Hold, State::OpenSent | State::OpenConfirm | State::Established) => {
                 let n = Notification::new(codes::HOLD_TIMER_EXPIRED, 0, Vec::new());
                 out.push(Output::Send(Message::Notification(n.clone())));
-                self.to_idle(out, DownReason::NotificationSent(n));
+                self.go_idle(out, DownReason::NotificationSent(n));
             }
             (Timer::Keepalive, State::OpenConfirm | State::Established) => {
                 out.push(Output::Send(Message::Keepalive));
@@ -297,7 +302,7 @@ impl Session {
     fn message(&mut self, message: Message, out: &mut Vec<Output>) {
         match (self.state, message) {
             (_, Message::Notification(n)) => {
-                self.to_idle(out, DownReason::NotificationReceived(n));
+                self.go_idle(out, DownReason::NotificationReceived(n));
             }
             (State::OpenSent, Message::Open(open)) => self.open_received(open, out),
             (State::OpenConfirm, Message::Keepalive) => {
@@ -366,10 +371,10 @@ impl Session {
         if matches!(self.state, State::OpenSent | State::OpenConfirm | State::Established) {
             out.push(Output::Send(Message::Notification(n.clone())));
         }
-        self.to_idle(out, DownReason::NotificationSent(n));
+        self.go_idle(out, DownReason::NotificationSent(n));
     }
 
-    fn to_idle(&mut self, out: &mut Vec<Output>, reason: DownReason) {
+    fn go_idle(&mut self, out: &mut Vec<Output>, reason: DownReason) {
         if self.state == State::Idle {
             return;
         }

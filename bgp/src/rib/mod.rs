@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ipnet::IpNet;
 
-use crate::wire::{codes, AfiSafi, Attributes, Context, Nlri, Notification};
+use crate::wire::{codes, AfiSafi, Attributes, Context, Notification};
 
 pub use best::{compare, multipath, DEFAULT_LOCAL_PREF};
 pub use policy::{PolicyConfig, Refusal};
@@ -260,25 +260,16 @@ impl Rib {
     fn send_table(&mut self, info: &PeerInfo, end_of_rib: bool) {
         let address = info.address;
         let families = [(AfiSafi::IPV4_UNICAST, info.ipv4), (AfiSafi::IPV6_UNICAST, info.ipv6)];
-        let mut batches: HashMap<(usize, IpAddr, bool), (Arc<Attributes>, Vec<Nlri>)> = HashMap::new();
+        let mut batches = update::Batches::default();
         let mut cache = update::ExportCache::new();
         for (prefix, paths) in &self.table {
             let Some(best) = paths.first() else { continue };
-            if let Some((attrs, nh)) = update::export_cached(self, &mut cache, best, info) {
-                // Key on the source attributes: their exports are equal, so they share UPDATEs.
-                let key = (Arc::as_ptr(&best.attrs) as usize, nh, best.prefix_is_v4);
-                batches
-                    .entry(key)
-                    .or_insert_with(|| (attrs, Vec::new()))
-                    .1
-                    .push(Nlri { path_id: None, prefix: *prefix });
+            if let Some(exported) = update::export_cached(self, &mut cache, best, info) {
+                batches.add(best, exported, *prefix);
             }
         }
         let ctx = info.context;
-        for ((_, nh, v4), (attrs, nlri)) in batches {
-            let family = if v4 { AfiSafi::IPV4_UNICAST } else { AfiSafi::IPV6_UNICAST };
-            update::announce(&mut self.effects, address, &attrs, nh, family, &nlri, &ctx);
-        }
+        batches.send(&mut self.effects, address, &ctx);
         for (family, up) in families {
             if up && end_of_rib {
                 update::end_of_rib(&mut self.effects, address, family, &ctx);

@@ -185,6 +185,33 @@ pub(super) fn export_cached(rib: &Rib, cache: &mut ExportCache, path: &Path, to:
     cache.entry(key).or_insert_with(|| rib.policy.export(path, to)).clone()
 }
 
+/// Announcements waiting to be packed, grouped so that NLRI whose exports
+/// are equal share UPDATEs: keyed by source attributes, next hop, family.
+#[derive(Default)]
+pub(super) struct Batches(HashMap<BatchKey, (Arc<Attributes>, Vec<Nlri>)>);
+
+/// Source attributes (by address), next hop, IPv4 or not.
+type BatchKey = (usize, IpAddr, bool);
+
+impl Batches {
+    pub(super) fn add(&mut self, source: &Path, exported: (Arc<Attributes>, IpAddr), prefix: IpNet) {
+        let (attrs, nh) = exported;
+        let key = (Arc::as_ptr(&source.attrs) as usize, nh, source.prefix_is_v4);
+        self.0.entry(key).or_insert_with(|| (attrs, Vec::new())).1.push(Nlri { path_id: None, prefix });
+    }
+
+    /// Packs and queues everything for `to`, in prefix order.
+    pub(super) fn send(self, fx: &mut Effects, to: IpAddr, ctx: &Context) {
+        let mut groups: Vec<_> = self.0.into_iter().collect();
+        groups.sort_by(|a, b| a.1 .1.first().cmp(&b.1 .1.first()));
+        for ((_, nh, v4), (attrs, mut nlri)) in groups {
+            nlri.sort();
+            let family = if v4 { AfiSafi::IPV4_UNICAST } else { AfiSafi::IPV6_UNICAST };
+            announce(fx, to, &attrs, nh, family, &nlri, ctx);
+        }
+    }
+}
+
 /// For each changed prefix, tells every established peer the difference
 /// between the export of the old best path and of the new one.
 pub(super) fn export_changes(rib: &mut Rib, dirty: HashMap<IpNet, Option<Path>>) {
@@ -194,9 +221,7 @@ pub(super) fn export_changes(rib: &mut Rib, dirty: HashMap<IpNet, Option<Path>>)
     let peers: Vec<Arc<PeerInfo>> = rib.peers.values().filter_map(|p| p.info.clone()).collect();
     for to in peers {
         let mut cache = ExportCache::new();
-        // Group announcements by identical exported attributes and next hop so
-        // that many NLRI share one UPDATE.
-        let mut announce_groups: HashMap<(usize, IpAddr, bool), (Arc<Attributes>, Vec<Nlri>)> = HashMap::new();
+        let mut batches = Batches::default();
         let mut withdrawals: [Vec<Nlri>; 2] = [Vec::new(), Vec::new()];
         for (prefix, old) in &dirty {
             let new = rib.table.get(prefix).and_then(|v| v.first());
@@ -210,9 +235,8 @@ pub(super) fn export_changes(rib: &mut Rib, dirty: HashMap<IpNet, Option<Path>>)
             let nlri = Nlri { path_id: None, prefix: *prefix };
             let v4 = matches!(prefix, IpNet::V4(_));
             if let Some(new) = new {
-                if let Some((attrs, nh)) = export_cached(rib, &mut cache, new, &to) {
-                    let src = Arc::as_ptr(&new.attrs) as usize;
-                    announce_groups.entry((src, nh, v4)).or_insert_with(|| (attrs, Vec::new())).1.push(nlri);
+                if let Some(exported) = export_cached(rib, &mut cache, new, &to) {
+                    batches.add(new, exported, *prefix);
                     continue;
                 }
             }
@@ -231,12 +255,6 @@ pub(super) fn export_changes(rib: &mut Rib, dirty: HashMap<IpNet, Option<Path>>)
                 withdraw(&mut rib.effects, to.address, family, list, &ctx);
             }
         }
-        let mut groups: Vec<_> = announce_groups.into_iter().collect();
-        groups.sort_by(|a, b| a.1 .1.first().cmp(&b.1 .1.first()));
-        for ((_, nh, v4), (attrs, mut nlri)) in groups {
-            nlri.sort();
-            let family = if v4 { AfiSafi::IPV4_UNICAST } else { AfiSafi::IPV6_UNICAST };
-            announce(&mut rib.effects, to.address, &attrs, nh, family, &nlri, &ctx);
-        }
+        batches.send(&mut rib.effects, to.address, &ctx);
     }
 }
