@@ -1,7 +1,7 @@
 use std::net::Ipv4Addr;
 
 use super::*;
-use crate::wire::{self, AsPath, Message, Origin, Update};
+use crate::wire::{self, AsPath, Message, Nlri, Origin, Update};
 
 fn net(s: &str) -> IpNet {
     s.parse().expect("prefix")
