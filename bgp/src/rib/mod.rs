@@ -113,11 +113,16 @@ pub struct PeerCounts {
 struct PeerRib {
     info: Option<Arc<PeerInfo>>,
     counts: PeerCounts,
-    /// Families whose stale paths await End-of-RIB (graceful restart).
+    /// Per family (IPv4, IPv6): whether any of the peer's paths may be stale
+    /// (graceful restart, or a route refresh between BoRR and EoRR). Without
+    /// it, every End-of-RIB would scan the peer's whole Adj-RIB-In.
     stale_families: Vec<bool>,
     /// Adj-RIB-In keys (prefix, path id) with whether policy accepted them.
     adj_in: HashMap<(IpNet, u32), bool>,
     eor_received: Vec<AfiSafi>,
+    /// Max-prefix tripped: the session is being reset and what it still sends is ignored,
+    /// so a flood past the limit costs no memory while the reset travels.
+    over_limit: bool,
 }
 
 /// A route as `show routes` lists it.
@@ -149,7 +154,11 @@ pub struct Rib {
     /// Loc-RIB: every accepted path per prefix, best first.
     table: BTreeMap<IpNet, Vec<Path>>,
     /// Prefixes touched since the last flush, with what each peer was told before.
-    dirty: HashMap<IpNet, Option<Path>>,
+    /// In prefix order: exports then walk the Loc-RIB in order instead of probing
+    /// it at random (a cache miss per tree level on a big table), and come out
+    /// sorted. The old best is boxed: it is None for every new prefix, and a
+    /// burst of a million new prefixes should not cost a million empty paths.
+    dirty: BTreeMap<IpNet, Option<Box<Path>>>,
     effects: Effects,
 }
 
@@ -160,7 +169,7 @@ impl Rib {
             max_paths,
             peers: HashMap::new(),
             table: BTreeMap::new(),
-            dirty: HashMap::new(),
+            dirty: BTreeMap::new(),
             effects: Effects::default(),
         };
         let blocks = rib.policy.own_blocks.clone();
@@ -173,10 +182,8 @@ impl Rib {
     }
 
     fn mark(&mut self, prefix: IpNet) {
-        if !self.dirty.contains_key(&prefix) {
-            let old = self.table.get(&prefix).and_then(|v| v.first()).cloned();
-            self.dirty.insert(prefix, old);
-        }
+        let table = &self.table;
+        self.dirty.entry(prefix).or_insert_with(|| table.get(&prefix).and_then(|v| v.first()).cloned().map(Box::new));
     }
 
     fn add_local(&mut self, blocks: &[IpNet]) {
@@ -245,6 +252,7 @@ impl Rib {
         let peer = self.peers.entry(address).or_default();
         peer.info = Some(info.clone());
         peer.eor_received.clear();
+        peer.over_limit = false;
         // Families the peer no longer supports lose their stale paths now.
         let families = [(AfiSafi::IPV4_UNICAST, info.ipv4), (AfiSafi::IPV6_UNICAST, info.ipv6)];
         for (family, up) in families {
@@ -282,6 +290,7 @@ impl Rib {
     pub fn peer_down(&mut self, address: IpAddr, keep_stale: bool) {
         let Some(peer) = self.peers.get_mut(&address) else { return };
         peer.info = None;
+        peer.over_limit = false;
         if keep_stale {
             let prefixes: Vec<IpNet> = peer.adj_in.keys().map(|(p, _)| *p).collect();
             for prefix in prefixes {
@@ -323,6 +332,12 @@ impl Rib {
                 }
             }
         }
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.stale_families.resize(2, false);
+            if let Some(f) = peer.stale_families.get_mut(usize::from(!v4)) {
+                *f = true;
+            }
+        }
     }
 
     /// RFC 7313 EoRR: paths not re-sent since BoRR are withdrawn.
@@ -338,6 +353,17 @@ impl Rib {
     fn flush_stale(&mut self, address: IpAddr, family: Option<AfiSafi>) {
         let want_v4 = family.is_none_or(|f| f == AfiSafi::IPV4_UNICAST);
         let want_v6 = family.is_none_or(|f| f == AfiSafi::IPV6_UNICAST);
+        let Some(peer) = self.peers.get_mut(&address) else { return };
+        let mut any = false;
+        for (i, wanted) in [want_v4, want_v6].into_iter().enumerate() {
+            if let Some(f) = peer.stale_families.get_mut(i).filter(|_| wanted) {
+                any |= *f;
+                *f = false;
+            }
+        }
+        if !any {
+            return;
+        }
         let removed = self.remove_peer_paths(address, |p| p.stale && ((p.prefix_is_v4 && want_v4) || (!p.prefix_is_v4 && want_v6)));
         if let Some(peer) = self.peers.get_mut(&address) {
             for (prefix, path_id) in removed {

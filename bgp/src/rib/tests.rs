@@ -289,6 +289,24 @@ fn max_prefix_asks_for_cease_6_1_with_limit() {
 }
 
 #[test]
+fn max_prefix_stops_storing_a_flood() {
+    let mut rib = Rib::new(policy(None), 4);
+    let mut p = peer("10.0.0.2", [10, 0, 0, 2], false);
+    p.max_prefixes = Some(10);
+    rib.peer_up(p.clone());
+    let flood: Vec<String> = (0..100).map(|i| format!("101.88.{i}.0/24")).collect();
+    let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
+    rib.update(ip("10.0.0.2"), announce(&flood, "10.0.0.2", attrs(100)));
+    rib.update(ip("10.0.0.2"), announce(&["101.99.0.0/24"], "10.0.0.2", attrs(100)));
+    assert_eq!(rib.route_count(), 1 + 11, "the own block and one past the limit");
+    assert_eq!(rib.flush().resets.len(), 1);
+    rib.peer_down(ip("10.0.0.2"), false);
+    rib.peer_up(p);
+    rib.update(ip("10.0.0.2"), announce(&["101.99.0.0/24"], "10.0.0.2", attrs(100)));
+    assert_eq!(rib.route_count(), 2);
+}
+
+#[test]
 fn removing_an_own_block_withdraws_it() {
     let mut rib = Rib::new(policy(None), 4);
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));

@@ -1,6 +1,6 @@
 //! Incoming UPDATEs into the Loc-RIB, and Loc-RIB changes out to peers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -43,6 +43,9 @@ impl Rib {
     /// One UPDATE from an established peer.
     pub fn update(&mut self, address: IpAddr, update: Update) {
         let Some(info) = self.peers.get(&address).and_then(|p| p.info.clone()) else { return };
+        if self.peers.get(&address).is_some_and(|p| p.over_limit) {
+            return;
+        }
         if let Some(family) = update.end_of_rib_family() {
             self.end_of_rib(address, family);
             return;
@@ -85,14 +88,24 @@ impl Rib {
         let reach: Vec<(Nlri, Option<IpAddr>)> = reach.map(|(n, nh)| (*n, nh)).collect();
         for (n, nh) in reach {
             self.add_path(&info, n, &attrs, nh);
-        }
-        if let Some(limit) = info.max_prefixes {
-            let accepted = self.peers.get(&address).map_or(0, |p| p.counts.accepted);
-            if accepted > u64::from(limit) {
-                let family = if info.ipv4 { AfiSafi::IPV4_UNICAST } else { AfiSafi::IPV6_UNICAST };
-                self.max_prefix_exceeded(address, family, limit);
+            if self.check_limit(&info) {
+                return;
             }
         }
+    }
+
+    /// Whether the peer just went past its max-prefix limit; the reset is asked for once
+    /// and the peer's further UPDATEs are ignored until its session goes down.
+    fn check_limit(&mut self, info: &PeerInfo) -> bool {
+        let Some(limit) = info.max_prefixes else { return false };
+        let Some(peer) = self.peers.get_mut(&info.address) else { return false };
+        if peer.counts.accepted <= u64::from(limit) {
+            return false;
+        }
+        peer.over_limit = true;
+        let family = if info.ipv4 { AfiSafi::IPV4_UNICAST } else { AfiSafi::IPV6_UNICAST };
+        self.max_prefix_exceeded(info.address, family, limit);
+        true
     }
 
     fn add_path(&mut self, info: &Arc<PeerInfo>, n: Nlri, attrs: &Arc<Attributes>, nh: Option<IpAddr>) {
@@ -134,6 +147,9 @@ impl Rib {
                 };
                 let paths = self.table.entry(n.prefix).or_default();
                 paths.retain(|p| !(p.source == path.source && p.path_id == path.path_id));
+                // Most prefixes have one or two paths: grow one at a time rather than
+                // to Vec's first capacity of four (three unused paths per prefix).
+                paths.reserve_exact(1);
                 paths.push(path);
                 best::sort(paths);
             }
@@ -178,11 +194,33 @@ impl Rib {
 /// hop and family: paths sharing an `Arc<Attributes>` came from the same
 /// UPDATE of the same peer, or are local (whose IPv4 and IPv6 blocks share
 /// attributes but not next hops), so with those equal they export the same way.
-pub(super) type ExportCache = HashMap<(usize, IpAddr, bool), Option<(Arc<Attributes>, IpAddr)>>;
+#[derive(Default)]
+pub(super) struct ExportCache {
+    map: HashMap<ExportKey, Exported>,
+    /// The last answer: the NLRI of one UPDATE arrive as a run, so most
+    /// lookups repeat the previous key and need no hashing.
+    last: Option<(ExportKey, Exported)>,
+}
 
-pub(super) fn export_cached(rib: &Rib, cache: &mut ExportCache, path: &Path, to: &PeerInfo) -> Option<(Arc<Attributes>, IpAddr)> {
+type ExportKey = (usize, IpAddr, bool);
+type Exported = Option<(Arc<Attributes>, IpAddr)>;
+
+impl ExportCache {
+    pub(super) fn new() -> ExportCache {
+        ExportCache::default()
+    }
+}
+
+pub(super) fn export_cached(rib: &Rib, cache: &mut ExportCache, path: &Path, to: &PeerInfo) -> Exported {
     let key = (Arc::as_ptr(&path.attrs) as usize, path.next_hop, path.prefix_is_v4);
-    cache.entry(key).or_insert_with(|| rib.policy.export(path, to)).clone()
+    if let Some((k, v)) = &cache.last {
+        if *k == key {
+            return v.clone();
+        }
+    }
+    let v = cache.map.entry(key).or_insert_with(|| rib.policy.export(path, to)).clone();
+    cache.last = Some((key, v.clone()));
+    v
 }
 
 /// Announcements waiting to be packed, grouped so that NLRI whose exports
@@ -214,47 +252,61 @@ impl Batches {
 
 /// For each changed prefix, tells every established peer the difference
 /// between the export of the old best path and of the new one.
-pub(super) fn export_changes(rib: &mut Rib, dirty: HashMap<IpNet, Option<Path>>) {
+pub(super) fn export_changes(rib: &mut Rib, dirty: BTreeMap<IpNet, Option<Box<Path>>>) {
     if dirty.is_empty() {
         return;
     }
-    let peers: Vec<Arc<PeerInfo>> = rib.peers.values().filter_map(|p| p.info.clone()).collect();
-    for to in peers {
-        let mut cache = ExportCache::new();
-        let mut batches = Batches::default();
-        let mut withdrawals: [Vec<Nlri>; 2] = [Vec::new(), Vec::new()];
-        for (prefix, old) in &dirty {
-            let new = rib.table.get(prefix).and_then(|v| v.first());
-            let unchanged = matches!(
-                (old.as_ref(), new),
-                (Some(o), Some(n)) if Arc::ptr_eq(&o.attrs, &n.attrs) && o.next_hop == n.next_hop && o.source == n.source
-            );
-            if unchanged {
+    let mut fx = Effects::default();
+    {
+        let rib: &Rib = rib;
+        // The new best of each prefix, looked up once for all peers (in prefix
+        // order); a prefix whose best path is the one it was is news to no one.
+        let changes: Vec<(IpNet, Option<&Path>, Option<&Path>)> = dirty
+            .iter()
+            .filter_map(|(prefix, old)| {
+                let old = old.as_deref();
+                let new = rib.table.get(prefix).and_then(|v| v.first());
+                let unchanged = matches!(
+                    (old, new),
+                    (Some(o), Some(n)) if Arc::ptr_eq(&o.attrs, &n.attrs) && o.next_hop == n.next_hop && o.source == n.source
+                );
+                (!unchanged).then_some((*prefix, old, new))
+            })
+            .collect();
+        let peers: Vec<Arc<PeerInfo>> = rib.peers.values().filter_map(|p| p.info.clone()).collect();
+        for to in peers {
+            export_to(rib, &to, &changes, &mut fx);
+        }
+    }
+    rib.effects.messages.append(&mut fx.messages);
+}
+
+/// The UPDATEs that tell `to` about `changes` (prefix, old best, new best).
+fn export_to(rib: &Rib, to: &PeerInfo, changes: &[(IpNet, Option<&Path>, Option<&Path>)], fx: &mut Effects) {
+    let mut cache = ExportCache::new();
+    let mut batches = Batches::default();
+    let mut withdrawals: [Vec<Nlri>; 2] = [Vec::new(), Vec::new()];
+    for (prefix, old, new) in changes {
+        if let Some(new) = new {
+            if let Some(exported) = export_cached(rib, &mut cache, new, to) {
+                batches.add(new, exported, *prefix);
                 continue;
             }
-            let nlri = Nlri { path_id: None, prefix: *prefix };
-            let v4 = matches!(prefix, IpNet::V4(_));
-            if let Some(new) = new {
-                if let Some(exported) = export_cached(rib, &mut cache, new, &to) {
-                    batches.add(new, exported, *prefix);
-                    continue;
-                }
-            }
-            // Nothing to announce now: withdraw if the peer heard the old best.
-            let told_before = old.as_ref().is_some_and(|o| export_cached(rib, &mut cache, o, &to).is_some());
-            if told_before {
-                if let Some(w) = withdrawals.get_mut(usize::from(!v4)) {
-                    w.push(nlri);
-                }
+        }
+        // Nothing to announce now: withdraw if the peer heard the old best.
+        let told_before = old.is_some_and(|o| export_cached(rib, &mut cache, o, to).is_some());
+        if told_before {
+            if let Some(w) = withdrawals.get_mut(usize::from(!matches!(prefix, IpNet::V4(_)))) {
+                w.push(Nlri { path_id: None, prefix: *prefix });
             }
         }
-        let ctx = to.context;
-        for (family, list) in [AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST].into_iter().zip(withdrawals.iter_mut()) {
-            if !list.is_empty() {
-                list.sort();
-                withdraw(&mut rib.effects, to.address, family, list, &ctx);
-            }
-        }
-        batches.send(&mut rib.effects, to.address, &ctx);
     }
+    let ctx = to.context;
+    // Already in prefix order (see export_changes).
+    for (family, list) in [AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST].into_iter().zip(withdrawals.iter()) {
+        if !list.is_empty() {
+            withdraw(fx, to.address, family, list, &ctx);
+        }
+    }
+    batches.send(fx, to.address, &ctx);
 }

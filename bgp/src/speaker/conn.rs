@@ -63,13 +63,13 @@ pub async fn connect(source: Option<IpAddr>, peer: SocketAddr, opts: &SocketOpti
             SocketAddr::V4(_) => s.set_ttl(255)?,
             SocketAddr::V6(_) => s.set_unicast_hops_v6(255)?,
         }
+        // Before connecting, so that the SYN-ACK and a peer's OPEN sent right
+        // after it are checked too.
+        sys::set_min_ttl(&socket, peer.is_ipv6(), 255)?;
     }
     let stream = tokio::time::timeout(Duration::from_secs(10), socket.connect(peer))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    if opts.ttl_security {
-        sys::set_min_ttl(&stream, peer.is_ipv6(), 255)?;
-    }
     stream.set_nodelay(true)?;
     Ok(stream)
 }
@@ -127,4 +127,24 @@ pub async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Byte
         }
     }
     let _ = w.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// GTSM on an outgoing connection checks the SYN-ACK already: a peer
+    /// that does not send with TTL 255 is never connected to.
+    #[tokio::test]
+    async fn gtsm_connect_needs_ttl_255_from_the_start() -> io::Result<()> {
+        let opts = SocketOptions { password: None, ttl_security: true };
+        for (listener_ttl, connects) in [(64, false), (255, true)] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            listener.set_ttl(listener_ttl)?;
+            let addr = listener.local_addr()?;
+            let r = tokio::time::timeout(Duration::from_millis(500), connect(None, addr, &opts)).await;
+            assert_eq!(matches!(r, Ok(Ok(_))), connects, "listener TTL {listener_ttl}: {r:?}");
+        }
+        Ok(())
+    }
 }

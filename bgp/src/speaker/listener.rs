@@ -26,6 +26,9 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    if let Err(e) = sys::save_syn(&socket) {
+        tracing::warn!(error = %e, "cannot keep SYNs: GTSM checks only what arrives after accept");
+    }
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     TcpListener::from_std(socket.into())
@@ -113,6 +116,14 @@ async fn accept_loop(listener: Arc<TcpListener>, routes: Routes, gtsm: Arc<Mutex
             if let Err(e) = conn::apply_ttl_security(&stream, ip) {
                 tracing::error!(peer = %ip, error = %e, "cannot apply GTSM");
                 continue;
+            }
+            // What arrived before the minimum TTL was set went unchecked: judge
+            // the connection by its SYN (RFC 5082 §3).
+            if let Ok(Some(ttl)) = sys::syn_ttl(&stream) {
+                if ttl < 255 {
+                    tracing::warn!(peer = %ip, ttl, "GTSM: connection opened with a TTL below 255: closed");
+                    continue;
+                }
             }
         }
         let _ = stream.set_nodelay(true);

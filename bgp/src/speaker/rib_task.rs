@@ -68,8 +68,25 @@ pub fn spawn(config: &SpeakerConfig, status: StatusMap) -> (mpsc::Sender<RibEven
         peers_configured: false,
         deadline: Instant::now() + config.convergence_timeout,
     };
-    tokio::spawn(task.run(rx));
+    run_on_own_thread(task.run(rx));
     (tx, fib_rx, conv_rx)
+}
+
+/// The RIB is the heaviest user of CPU under a flood of UPDATEs (a batch of thousands of
+/// UPDATEs is handled without a pause). On its own thread it cannot delay the sessions'
+/// keepalives and hold timers, which run on the shared workers.
+fn run_on_own_thread(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::warn!(error = %e, "no runtime for the RIB thread: the RIB shares the workers");
+            tokio::spawn(task);
+            return;
+        }
+    };
+    if let Err(e) = std::thread::Builder::new().name("ipipd-rib".into()).spawn(move || rt.block_on(task)) {
+        tracing::error!(error = %e, "cannot start the RIB thread");
+    }
 }
 
 struct RibTask {

@@ -1,8 +1,10 @@
-//! Socket options that neither std nor socket2 offer: TCP-MD5 (RFC 2385) and
-//! the minimum TTL of GTSM (RFC 5082).
+//! Socket options that neither std nor socket2 offer: TCP-MD5 (RFC 2385), the
+//! minimum TTL of GTSM (RFC 5082) and the saved SYN GTSM judges an accepted
+//! connection by.
 //!
-//! This is the only unsafe code in the crate: two `setsockopt` calls with
-//! structures laid out as the kernel's `struct tcp_md5sig` and an `int`.
+//! This is the only unsafe code in the crate: `setsockopt` calls with
+//! structures laid out as the kernel's `struct tcp_md5sig` and an `int`, and
+//! one `getsockopt` into a byte buffer.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -91,5 +93,72 @@ pub fn set_min_ttl(fd: &impl AsRawFd, v6: bool, min: u8) -> io::Result<()> {
         setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT, &value)
     } else {
         setsockopt(fd, libc::IPPROTO_IP, libc::IP_MINTTL, &value)
+    }
+}
+
+/// Makes a listening socket keep the SYN (IP and TCP headers) of each
+/// connection it accepts, for [`syn_ttl`].
+pub fn save_syn(fd: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_SAVE_SYN, &on)
+}
+
+/// The TTL (IPv6: hop limit) of the SYN that opened an accepted connection,
+/// if its listener saved it ([`save_syn`]). GTSM must judge a connection by
+/// its first packet: segments that arrive before the minimum TTL is set on
+/// the accepted socket (a peer's OPEN often does) are not checked by the kernel.
+pub fn syn_ttl(fd: &impl AsRawFd) -> io::Result<Option<u8>> {
+    let mut buf = [0u8; 512];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: `buf` is writable for `len` bytes; the kernel writes at most that
+    // many and stores the length it wrote in `len`.
+    let rc = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_SAVED_SYN, buf.as_mut_ptr().cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(buf.get(..len as usize).and_then(ip_header_ttl))
+}
+
+/// The TTL of an IPv4 header or the hop limit of an IPv6 header.
+fn ip_header_ttl(header: &[u8]) -> Option<u8> {
+    match header.first()? >> 4 {
+        4 => header.get(8).copied(),
+        6 => header.get(7).copied(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_from_ip_headers() {
+        let v4 = [0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1];
+        assert_eq!(ip_header_ttl(&v4), Some(64));
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x60;
+        v6[7] = 255;
+        assert_eq!(ip_header_ttl(&v6), Some(255));
+        assert_eq!(ip_header_ttl(&[0x45, 0, 0]), None);
+        assert_eq!(ip_header_ttl(&[]), None);
+        assert_eq!(ip_header_ttl(&[0x20; 40]), None);
+    }
+
+    #[test]
+    fn saved_syn_tells_the_ttl_of_an_accepted_connection() -> io::Result<()> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        save_syn(&listener)?;
+        let addr = listener.local_addr()?;
+        for ttl in [64, 255] {
+            let client = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            client.set_ttl(ttl)?;
+            client.connect(&addr.into())?;
+            let (accepted, _) = listener.accept()?;
+            assert_eq!(syn_ttl(&accepted)?, Some(ttl as u8));
+        }
+        Ok(())
     }
 }

@@ -78,6 +78,8 @@
 //! - *Attribute overrun.* RFC 7606 §4 mandates treat-as-withdraw. An MP_REACH_NLRI that
 //!   would have come after the broken attribute cannot be found; its routes stay as they
 //!   were, which is what the RFC accepts by choosing treat-as-withdraw for this case.
+//!   Senders that follow RFC 7606 §5.1 (ipipd, BIRD) put MP_REACH_NLRI first, so with them
+//!   it is always found.
 //! - *Confederation segments from eBGP.* ipipd is not a confederation member, so such a
 //!   path cannot be valid from an external peer.
 
