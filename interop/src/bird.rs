@@ -2,7 +2,7 @@
 //!
 //! Each instance has its own config file, control socket, pid file and log
 //! under a temporary directory. Tests write the BIRD config themselves; the
-//! helpers here only start, stop and query. A BIRD config for these tests
+//! functions here only start, stop and query. A BIRD config for these tests
 //! defines no `kernel` protocol: BIRD's routes stay in its own tables and never
 //! touch the kernel (each daemon has its own namespace anyway).
 
@@ -222,24 +222,6 @@ pub fn parse_routes(text: &str) -> Vec<BirdRoute> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_show_route() {
-        let text = "BIRD 2.0.12 ready.\nTable master4:\n101.76.9.128/26      unicast [n1 21:00:00.000] * (100) [i]\n\tvia 172.29.235.101 on eth0\n                     unicast [n2 21:00:01.000] (100) [i]\n\tvia 172.29.235.130 on eth0\n101.77.0.0/26        blackhole [s4 21:00:00.000] * (200)\n";
-        let r = parse_routes(text);
-        assert_eq!(
-            r,
-            vec![
-                BirdRoute { prefix: "101.76.9.128/26".into(), protocol: "n1".into(), via: Some("172.29.235.101".into()), best: true },
-                BirdRoute { prefix: "101.76.9.128/26".into(), protocol: "n2".into(), via: Some("172.29.235.130".into()), best: false },
-                BirdRoute { prefix: "101.77.0.0/26".into(), protocol: "s4".into(), via: None, best: true },
-            ]
-        );
-    }
-}
 
 /// The start of a BIRD config for these tests: router id, the device
 /// protocol (needed for directly connected sessions) and one static
@@ -263,4 +245,23 @@ pub fn conf_peer(name: &str, local: &str, neighbor: &str, extra: &str) -> String
     format!(
         "protocol bgp {name} {{\n  local {local} as 64512;\n  neighbor {neighbor} as 64512;\n  direct;\n  hold time 9;\n  connect retry time 1;\n  graceful restart on;\n  {extra}\n  ipv4 {{ import all; export all; }};\n}}\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_show_route() {
+        let text = "BIRD 2.0.12 ready.\nTable master4:\n101.76.9.128/26      unicast [n1 21:00:00.000] * (100) [i]\n\tvia 172.29.235.101 on eth0\n                     unicast [n2 21:00:01.000] (100) [i]\n\tvia 172.29.235.130 on eth0\n101.77.0.0/26        blackhole [s4 21:00:00.000] * (200)\n";
+        let r = parse_routes(text);
+        assert_eq!(
+            r,
+            vec![
+                BirdRoute { prefix: "101.76.9.128/26".into(), protocol: "n1".into(), via: Some("172.29.235.101".into()), best: true },
+                BirdRoute { prefix: "101.76.9.128/26".into(), protocol: "n2".into(), via: Some("172.29.235.130".into()), best: false },
+                BirdRoute { prefix: "101.77.0.0/26".into(), protocol: "s4".into(), via: None, best: true },
+            ]
+        );
+    }
 }

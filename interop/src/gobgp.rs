@@ -189,6 +189,21 @@ pub fn parse_rib(text: &str) -> Result<Vec<GobgpPath>> {
     Ok(out)
 }
 
+
+/// A gobgpd config for these tests: AS 64512, and one iBGP neighbor per
+/// entry of `neighbors` (address, extra TOML appended to that neighbor, e.g.
+/// a `[neighbors.route-reflector.config]` table) with hold time 9 s, a 1 s
+/// connect retry and graceful restart (30 s) for IPv4 unicast.
+pub fn conf(router_id: &str, neighbors: &[(&str, &str)]) -> String {
+    let mut t = format!("[global.config]\n  as = 64512\n  router-id = \"{router_id}\"\n  local-address-list = [\"{router_id}\"]\n");
+    for (addr, extra) in neighbors {
+        t.push_str(&format!(
+            "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = 64512\n  [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 9\n    keepalive-interval = 3\n  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 30\n  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true\n{extra}\n"
+        ));
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,18 +226,4 @@ mod tests {
         );
         assert!(parse_rib("null").expect("empty").is_empty());
     }
-}
-
-/// A gobgpd config for these tests: AS 64512, and one iBGP neighbor per
-/// entry of `neighbors` (address, extra TOML appended to that neighbor, e.g.
-/// a `[neighbors.route-reflector.config]` table) with hold time 9 s, a 1 s
-/// connect retry and graceful restart (30 s) for IPv4 unicast.
-pub fn conf(router_id: &str, neighbors: &[(&str, &str)]) -> String {
-    let mut t = format!("[global.config]\n  as = 64512\n  router-id = \"{router_id}\"\n  local-address-list = [\"{router_id}\"]\n");
-    for (addr, extra) in neighbors {
-        t.push_str(&format!(
-            "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = 64512\n  [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 9\n    keepalive-interval = 3\n  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 30\n  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true\n{extra}\n"
-        ));
-    }
-    t
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use interop::bird::{self, Bird};
 use interop::gobgp::{self, Gobgp};
 use interop::harness::{require_root, Lan};
@@ -72,6 +72,16 @@ fn four_node_mesh_with_bird_and_gobgp() -> Result<()> {
     }
     for (prefix, nh) in [(BLOCK_A, A), (BLOCK_A2, A), (BLOCK_B, B), (BLOCK_BIRD, BIRD), (BLOCK_BIRD2, BIRD)] {
         gobgp.wait_route(prefix, nh, T)?;
+    }
+    // The attributes as BIRD reads them: iBGP, IGP origin, empty AS_PATH, LOCAL_PREF 100.
+    let all = bird.route_all(BLOCK_A)?;
+    for want in ["BGP.origin: IGP".to_owned(), format!("BGP.next_hop: {A}"), "BGP.local_pref: 100".to_owned()] {
+        ensure!(all.contains(&want), "BIRD: {BLOCK_A} lacks `{want}`:\n{all}");
+    }
+    ensure!(all.lines().any(|l| l.trim() == "BGP.as_path:"), "BIRD: {BLOCK_A} has a non-empty AS_PATH:\n{all}");
+    for (prefix, peer) in [(BLOCK_BIRD, BIRD), (BLOCK_GOBGP, GOBGP)] {
+        let r = a.best(prefix).unwrap_or_default();
+        ensure!(r["peer"] == peer && r["as_path"] == "" && r["origin"] == "bgp", "ipipd A: {prefix} as {r}");
     }
     println!("mesh converged after {:.1} s", start.elapsed().as_secs_f64());
 

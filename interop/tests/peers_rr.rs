@@ -14,6 +14,7 @@ const B: &str = "172.29.235.130";
 const BIRD: &str = "172.29.235.140";
 const GOBGP: &str = "172.29.235.150";
 const BLOCK_A: &str = "101.76.9.128/26";
+const BLOCK_A2: &str = "101.76.9.192/26";
 const BLOCK_B: &str = "101.88.228.192/26";
 const BLOCK_BIRD: &str = "101.99.1.0/26";
 const BLOCK_GOBGP: &str = "101.100.2.0/26";
@@ -82,13 +83,14 @@ fn bird_reflects_for_two_ipipd() -> Result<()> {
         + &bird::conf_peer("a", BIRD, A, "rr client;")
         + &bird::conf_peer("b", BIRD, B, "rr client;");
     let _bird = Bird::start(&nbird, &conf)?;
-    let client = |addr: &str, block: &str| {
-        let mut c = NodeConfig::new(addr, block).peer(BIRD, "route_reflector = true");
+    let client = |addr: &str, blocks: &[&str]| {
+        let mut c = NodeConfig::new(addr, "").peer(BIRD, "route_reflector = true");
+        c.blocks = blocks.iter().map(|b| (*b).to_owned()).collect();
         c.mesh = false;
         c.toml()
     };
-    let a = Ipipd::start(&na, &client(A, BLOCK_A))?;
-    let b = Ipipd::start(&nb, &client(B, BLOCK_B))?;
+    let a = Ipipd::start(&na, &client(A, &[BLOCK_A, BLOCK_A2]))?;
+    let b = Ipipd::start(&nb, &client(B, &[BLOCK_B]))?;
     for d in [&a, &b] {
         let p = d.wait_established(BIRD, T)?;
         ensure!(p["kind"] == "route-reflector", "ipipd lists BIRD as {}, not route-reflector", p["kind"]);
@@ -103,6 +105,12 @@ fn bird_reflects_for_two_ipipd() -> Result<()> {
     let r = b.best(BLOCK_A).unwrap_or_default();
     ensure!(r["originator_id"] == A, "B: ORIGINATOR_ID of {BLOCK_A} is {}, not {A}", r["originator_id"]);
     ensure!(r["cluster_list"] == serde_json::json!([BIRD]), "B: CLUSTER_LIST of {BLOCK_A} is {}, not [{BIRD}]", r["cluster_list"]);
+    // A client's withdrawal reaches the other client through the reflector.
+    b.wait_route(BLOCK_A2, A, T)?;
+    a.reconfigure(&client(A, &[BLOCK_A]))?;
+    b.wait_no_route(BLOCK_A2, T)?;
+    nb.wait_no_bgp_route(BLOCK_A2, T)?;
+    b.wait_route(BLOCK_A, A, T)?;
     println!("BIRD as route reflector: done after {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }
