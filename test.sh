@@ -61,13 +61,15 @@ tier_fuzz() {
 }
 
 tier_interop() {
-    log "interop with BIRD 2, GoBGP and FRR"
-    if [ -x interop/run.sh ]; then
-        interop/run.sh
-    else
-        echo "interop/run.sh missing" >&2
-        return 1
-    fi
+    log "interop with BIRD 2, GoBGP and FRR; hostile peers"
+    for script in interop/run.sh interop/hostile.sh; do
+        if [ ! -x "$script" ]; then
+            echo "$script missing" >&2
+            return 1
+        fi
+    done
+    interop/run.sh
+    interop/hostile.sh
 }
 
 tier_dataplane() {
