@@ -10,8 +10,9 @@
 #
 # Environment:
 #   IPIPD_BIN     ipipd binary for the scenario (default: target/release/ipipd in the repo)
-#   VM_TIMEOUT    hard limit in seconds for the whole VM run (default 170)
-#   VM_SMP        guest CPUs (default 2)
+#   VM_TIMEOUT    hard limit in seconds for the whole VM run (default: the scenario's
+#                 `# vm-timeout: N` line, else 170)
+#   VM_SMP        guest CPUs (default 1: with TCG, two were about half as fast here)
 #   VM_MEM        guest memory in MiB (default 1024)
 #   VM_QUIET=1    do not stream the guest console; print it only on failure
 #   VM_CACHE      cache directory (default .vm-cache at the repository root); must not be
@@ -40,8 +41,10 @@ else
     die "no scenario '$scenario' (see $here/scenarios/)"
 fi
 
-timeout_s=${VM_TIMEOUT:-170}
-smp=${VM_SMP:-2}
+# A scenario may ask for a longer limit with a line `# vm-timeout: SECONDS`.
+timeout_s=${VM_TIMEOUT:-$(awk '/^# vm-timeout: *[0-9]+/ && !found++ { print $3 }' "$scenario")}
+timeout_s=${timeout_s:-170}
+smp=${VM_SMP:-1}
 mem=${VM_MEM:-1024}
 cache=${VM_CACHE:-$repo/.vm-cache}
 ipipd_bin=${IPIPD_BIN:-target/release/ipipd}
@@ -267,7 +270,8 @@ qemu-system-x86_64 \
 qemu_pid=$!
 
 if [[ ${VM_QUIET:-0} != 1 ]]; then
-    tail -n +1 -f --pid="$qemu_pid" "$log" | sed -u "$console_filter" &
+    # tail stops by itself once qemu is gone; sed ends with it.
+    tail -n +1 -f --pid="$qemu_pid" "$log" > >(sed -u "$console_filter") &
     tail_pid=$!
 fi
 

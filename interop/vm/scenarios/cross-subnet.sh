@@ -15,8 +15,7 @@ GW_A=172.29.235.1 GW_C=172.29.236.1
 
 # Two bridges; the router namespace has a leg on each and forwards between them.
 underlay ul br0 172.29.235.254/24
-ip -n ul link add br1 type bridge
-ip -n ul link set br1 up
+underlay ul br1 172.29.236.254/24
 netns_add router
 ip link add eth0 netns router type veth peer name ul-router0 netns ul
 ip link add eth1 netns router type veth peer name ul-router1 netns ul
@@ -26,7 +25,7 @@ ip -n router addr add "$GW_A/24" dev eth0
 ip -n router addr add "$GW_C/24" dev eth1
 ip -n router link set eth0 up
 ip -n router link set eth1 up
-sysctl_ns router ipv4/ip_forward 1
+sysctl_ns router ipv4/ip_forward=1
 
 node_add node-a "${ADDR[node-a]}/24" ul br0 "$GW_A"
 node_add node-b "${ADDR[node-b]}/24" ul br0 "$GW_A"

@@ -34,6 +34,7 @@ expect_lines "node-a routes (proto bgp)" "\
 $BLOCK_B via $NODE_B dev tunl0 proto bgp onlink
 blackhole $BLOCK_A proto bgp
 $POD_A dev $IF_A proto bgp scope link" "$(ip -n node-a route show | grep -w 'proto bgp')"
+pass "node-a: routes as ipipd would install them"
 tunnel_check node-a 101.76.9.128 1480
 tunnel_check node-b 101.88.228.192 1480
 

@@ -6,6 +6,9 @@
 # packet flowing: no echo may go unanswered, and `ip monitor route` on every node must
 # record no deletion of a route ipipd wants. Workloads are not added again after a
 # restart: ipipd keeps them in its state_dir.
+#
+# Six restarts with convergence in between take longer than the other scenarios:
+# vm-timeout: 300
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib/ipipd.sh"
 require_guest

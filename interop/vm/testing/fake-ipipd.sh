@@ -3,6 +3,9 @@
 # scenarios themselves (their topology, waits and checks) while the daemon is missing or
 # broken: IPIPD_BIN=interop/vm/testing/fake-ipipd.sh interop/vm/run.sh seed
 #
+# FAKE_BREAK=mtu or FAKE_BREAK=route (pass it with VM_PASS_ENV=FAKE_BREAK) makes it get
+# tunl0's MTU or its blackhole route wrong, to see the checks fail.
+#
 # It speaks no BGP: `run` reads the other nodes' configuration files from the directory
 # next to its own and programs the kernel routes the contract describes. A pass with it
 # says nothing about ipipd.
@@ -92,6 +95,11 @@ case ${1:-} in
         mkdir -p "$(dirname "$socket")"
         ip netns identify $$ > "$(dirname "$socket")/fake.netns"
         program "$config"
+        # Deliberate faults, to see the scenarios fail: FAKE_BREAK=mtu|route.
+        case ${FAKE_BREAK:-} in
+            mtu) ip link set tunl0 mtu 1400 ;;
+            route) ip route del blackhole "$(key "$config" blocks)" ;;
+        esac
         peers "$config" > "$(dirname "$socket")/fake.peers"
         echo $$ > "$socket"
         trap 'exit 0' TERM INT

@@ -2,9 +2,9 @@
 # Helpers shared by the dataplane scenarios: network namespaces, Calico-style pods,
 # pings, captures and cleanup. Sourced by a scenario; runs inside the VM guest.
 #
-# Everything a scenario creates is registered here and removed on exit, also on failure,
-# although the VM is thrown away afterwards anyway: the scenarios stay correct if someone
-# runs them on a machine with an ipip driver.
+# Every process a scenario starts is registered here and stopped on exit, also on
+# failure; outside the VM (VM_ALLOW_HOST=1 on a kernel with ipip) the namespaces are
+# removed too. Inside it they go with the VM.
 
 set -euo pipefail
 
@@ -18,7 +18,9 @@ _on_failure=()
 
 log() { printf '[%4ss] %s\n' "$(( $(date +%s) - _started ))" "$*"; }
 pass() { log "PASS: $*"; }
+_failure=
 fail() {
+    _failure=$*
     log "FAIL: $*" >&2
     exit 1
 }
@@ -35,15 +37,23 @@ _cleanup() {
             eval "$i" >&2 || true
         done
     fi
-    # Quietly: bash reports every job that a signal ended.
+    # Quietly: bash reports every job that a signal ended. All at once, then reap.
     {
+        for i in "${_pids[@]}"; do
+            kill -TERM "$i"
+        done
         for (( i = ${#_pids[@]} - 1; i >= 0; i-- )); do
             stop_pid "${_pids[i]}" TERM
         done
-        for (( i = ${#_netns[@]} - 1; i >= 0; i-- )); do
-            ip netns del "${_netns[i]}"
-        done
+        # The VM is powered off right after; deleting namespaces there only costs time.
+        if [[ ${VM_GUEST:-} != 1 ]]; then
+            for (( i = ${#_netns[@]} - 1; i >= 0; i-- )); do
+                ip netns del "${_netns[i]}"
+            done
+        fi
     } 2>/dev/null || true
+    # Again after the diagnostics, so that the end of the log says what went wrong.
+    [[ -n $_failure ]] && echo "FAILED: ${_failure%%$'\n'*}" >&2
     exit "$rc"
 }
 trap _cleanup EXIT
@@ -83,9 +93,14 @@ wait_until() {
     done
 }
 
-# sysctl_ns NS KEY VALUE: KEY as a /proc/sys path below net/ (e.g. ipv4/ip_forward).
+# sysctl_ns NS KEY=VALUE...: each KEY a /proc/sys path below net/ (e.g. ipv4/ip_forward).
 sysctl_ns() {
-    ip netns exec "$1" sh -c "echo $3 > /proc/sys/net/$2"
+    local ns=$1 kv script=""
+    shift
+    for kv in "$@"; do
+        script+="echo ${kv#*=} > /proc/sys/net/${kv%%=*}; "
+    done
+    ip netns exec "$ns" sh -c "$script"
 }
 
 netns_add() {
@@ -98,10 +113,12 @@ netns_add() {
 # gateway the nodes' default routes point at.
 underlay() {
     local ns=$1 br=$2 addr=$3
-    ip netns list | grep -qw "^$ns" || netns_add "$ns"
-    ip -n "$ns" link add "$br" type bridge
-    ip -n "$ns" link set "$br" up
-    ip -n "$ns" addr add "$addr" dev "$br"
+    [[ -e /run/netns/$ns ]] || netns_add "$ns"
+    ip -n "$ns" -batch - <<EOF
+link add $br type bridge
+link set $br up
+addr add $addr dev $br
+EOF
 }
 
 # node_add NODE ADDR/PLEN UL_NS BRIDGE GATEWAY: a node namespace whose eth0 sits on the
@@ -111,10 +128,12 @@ node_add() {
     netns_add "$node"
     ip link add eth0 netns "$node" type veth peer name "$port" netns "$ulns"
     ip -n "$ulns" link set "$port" master "$br" up
-    ip -n "$node" addr add "$addr" dev eth0
-    ip -n "$node" link set eth0 up
-    ip -n "$node" route add default via "$gw" dev eth0
-    sysctl_ns "$node" ipv4/ip_forward 1
+    ip -n "$node" -batch - <<EOF
+addr add $addr dev eth0
+link set eth0 up
+route add default via $gw dev eth0
+EOF
+    sysctl_ns "$node" ipv4/ip_forward=1
 }
 
 # pod_add NODE POD IP IFACE: a pod wired the way Calico wires it. The host side (IFACE,
@@ -125,13 +144,14 @@ pod_add() {
     local node=$1 pod=$2 ip=$3 iface=$4
     netns_add "$pod"
     ip link add "$iface" netns "$node" type veth peer name eth0 netns "$pod"
-    sysctl_ns "$node" "ipv4/conf/$iface/proxy_arp" 1
-    sysctl_ns "$node" "ipv4/neigh/$iface/proxy_delay" 0
+    sysctl_ns "$node" "ipv4/conf/$iface/proxy_arp=1" "ipv4/neigh/$iface/proxy_delay=0"
     ip -n "$node" link set "$iface" up
-    ip -n "$pod" addr add "$ip/32" dev eth0
-    ip -n "$pod" link set eth0 up
-    ip -n "$pod" route add "$POD_GATEWAY" dev eth0 scope link
-    ip -n "$pod" route add default via "$POD_GATEWAY" dev eth0
+    ip -n "$pod" -batch - <<EOF
+addr add $ip/32 dev eth0
+link set eth0 up
+route add $POD_GATEWAY dev eth0 scope link
+route add default via $POD_GATEWAY dev eth0
+EOF
     expect_lines "$pod routes" "default via $POD_GATEWAY dev eth0
 $POD_GATEWAY dev eth0 scope link" "$(ip -n "$pod" -4 route show)"
 }
@@ -193,36 +213,44 @@ capture_start() {
     wait_until 30 "tcpdump on $ns/$iface" grep -q 'listening on' "$file.err"
 }
 
+# capture_stop FILE: stops tcpdump and decodes the capture once: FILE.txt (every packet)
+# and FILE.ipip.txt (IP protocol 4 only), which the checks below read.
 capture_stop() {
     local file=$1
     # tcpdump writes its last packets and the file trailer on SIGINT.
     stop_pid "$(cat "$file.pid")" INT
+    tcpdump -nn -r "$file" > "$file.txt" 2>/dev/null
+    tcpdump -nn -r "$file" 'ip proto 4' > "$file.ipip.txt" 2>/dev/null
 }
 
 # capture_text FILE [FILTER]: the capture as tcpdump prints it.
 capture_text() {
     local file=$1
     shift
-    tcpdump -nn -r "$file" "$@" 2>/dev/null
+    if [[ $# -eq 0 ]]; then
+        cat "$file.txt"
+    else
+        tcpdump -nn -r "$file" "$@" 2>/dev/null
+    fi
 }
 
 # expect_ipip FILE OUTER_SRC OUTER_DST INNER_SRC INNER_DST: the capture holds an echo
 # request (or reply, for swapped addresses) in IP protocol 4 with these addresses.
 expect_ipip() {
-    local file=$1 osrc=$2 odst=$3 isrc=$4 idst=$5 pat
+    local file=$1 osrc=$2 odst=$3 isrc=$4 idst=$5 pat line
     pat="IP $osrc > $odst: IP $isrc > $idst: ICMP echo"
-    capture_text "$file" 'ip proto 4' | grep -qF "$pat" ||
-        fail "no IPIP packet '$pat' on the wire; IPIP packets seen:"$'\n'"$(capture_text "$file" 'ip proto 4' | head -n 20)"
-    capture_text "$file" 'ip proto 4' | grep -F "$pat" | head -n1 | sed 's/^/    /'
+    line=$(grep -F -m1 "$pat" "$file.ipip.txt") ||
+        fail "no IPIP packet '$pat' on the wire; IPIP packets seen:"$'\n'"$(head -n 20 "$file.ipip.txt")"
+    echo "    $line"
 }
 
 # expect_plain FILE SRC DST: an unencapsulated echo between these addresses.
 expect_plain() {
-    local file=$1 src=$2 dst=$3 pat
+    local file=$1 src=$2 dst=$3 pat line
     pat="IP $src > $dst: ICMP echo"
-    capture_text "$file" icmp | grep -qF "$pat" ||
-        fail "no plain '$pat' on the wire; ICMP seen:"$'\n'"$(capture_text "$file" icmp | head -n 20)"
-    capture_text "$file" icmp | grep -F "$pat" | head -n1 | sed 's/^/    /'
+    line=$(grep -E -m1 "^[0-9:.]+ $pat" "$file.txt") ||
+        fail "no plain '$pat' on the wire; seen:"$'\n'"$(grep -F ICMP "$file.txt" | head -n 20)"
+    echo "    $line"
 }
 
 # expect_no_outer FILE ADDR...: none of ADDR is the outer source or destination of any
@@ -230,13 +258,13 @@ expect_plain() {
 expect_no_outer() {
     local file=$1 hits
     shift
-    hits=$(capture_text "$file" ip | awk -v addrs="$*" '
+    hits=$(awk -v addrs="$*" '
         BEGIN { n = split(addrs, a, " ") }
         $2 == "IP" {
             src = $3; dst = $5; sub(/:$/, "", dst)
             for (i = 1; i <= n; i++)
                 if (index(src ".", a[i] ".") == 1 || index(dst ".", a[i] ".") == 1) { print; break }
-        }')
+        }' "$file.txt")
     [[ -z $hits ]] || fail "pod addresses as outer addresses on the underlay:"$'\n'"$(head -n 10 <<<"$hits")"
 }
 

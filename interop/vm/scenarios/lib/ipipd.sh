@@ -96,11 +96,12 @@ ipipd_start() {
     pid=$!
     register_pid "$pid"
     IPIPD_PID[$node]=$pid
-    local deadline=$(( $(date +%s) + 30 ))
+    local limit=${IPIPD_START_TIMEOUT:-60} deadline
+    deadline=$(( $(date +%s) + limit ))
     until ipipd_cli "$node" show peers --json >/dev/null 2>&1; do
         kill -0 "$pid" 2>/dev/null ||
             fail "ipipd on $node exited at start:"$'\n'"$(tail -n 30 "$dir/ipipd.log")"
-        (( $(date +%s) < deadline )) || fail "ipipd on $node: no control socket after 30s"
+        (( $(date +%s) < deadline )) || fail "ipipd on $node: no control socket after ${limit}s"
         sleep 0.3
     done
     log "ipipd on $node running (pid $pid)"
@@ -150,6 +151,7 @@ seed_topology() {
         pod_add "$n" "${POD[$n]}" "${POD_IP[$n]}" "${POD_IF[$n]}"
     done
     on_failure "ipipd_dump ${SEED_NODES[*]}"
+    log "topology ready: ${SEED_NODES[*]} on ul/br0, pods ${POD[*]}"
 }
 
 # workloads_add NODE...: registers each node's pod with its ipipd.
