@@ -272,3 +272,35 @@ fn equal_cost_paths_become_one_multipath_route_through_tunl0() {
     assert_eq!(paths.len(), 2, "{paths:?}");
     assert!(paths.iter().all(|p| p["installed"] == true), "{paths:?}");
 }
+
+/// A Kubernetes ConfigMap update: the mounted file is a symlink through
+/// `..data`, and the kubelet swaps `..data` to a new directory atomically.
+#[test]
+fn configmap_style_symlink_swap_reloads() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let (na, nb) = pair(&mut lan);
+    let a = Ipipd::start(&na, &config(A, &[BLOCK_A], &[A, B])).expect("a");
+    let b = Ipipd::start(&nb, &config(B, &[BLOCK_B], &[A, B])).expect("b");
+    b.wait_route(BLOCK_A, A, T).expect("b has a");
+    let root = a.dir.path.clone();
+    let write_version = |name: &str, blocks: &[&str]| {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("ipipd.toml"), config(A, blocks, &[A, B]) + &control(&a)).expect("write");
+    };
+    let swap = |link: &std::path::Path, target: &str| {
+        let tmp = root.join("..tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(target, &tmp).expect("symlink");
+        std::fs::rename(&tmp, link).expect("rename");
+    };
+    write_version("v1", &[BLOCK_A]);
+    swap(&root.join("..data"), "v1");
+    swap(&a.config, "..data/ipipd.toml");
+    write_version("v2", &[BLOCK_A, "101.76.10.0/26"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    swap(&root.join("..data"), "v2");
+    b.wait_route("101.76.10.0/26", A, T).expect("the new block reaches b after the swap");
+    assert_eq!(a.peers().expect("peers")[0]["established_count"], 1, "no session reset");
+}
