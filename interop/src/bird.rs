@@ -105,11 +105,7 @@ impl<'a> Bird<'a> {
 
     /// Stops BIRD with a signal and waits for it to exit.
     pub fn stop(&mut self, sig: &str) -> Result<()> {
-        if let Some(mut p) = self.proc.take() {
-            p.signal(sig)?;
-            p.wait(Duration::from_secs(10))?;
-        }
-        Ok(())
+        crate::harness::stop_slot(&mut self.proc, sig)
     }
 
     /// Sends a signal without waiting (e.g. "STOP", "CONT").

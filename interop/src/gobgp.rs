@@ -61,11 +61,7 @@ impl<'a> Gobgp<'a> {
 
     /// Stops gobgpd with a signal and waits for it to exit.
     pub fn stop(&mut self, sig: &str) -> Result<()> {
-        if let Some(mut p) = self.proc.take() {
-            p.signal(sig)?;
-            p.wait(Duration::from_secs(10))?;
-        }
-        Ok(())
+        crate::harness::stop_slot(&mut self.proc, sig)
     }
 
     pub fn log(&self) -> String {

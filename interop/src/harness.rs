@@ -220,6 +220,15 @@ impl Drop for Proc {
     }
 }
 
+/// Stops the process in `slot` (if any) with a signal and waits for it to exit.
+pub fn stop_slot(slot: &mut Option<Proc>, sig: &str) -> Result<()> {
+    if let Some(mut p) = slot.take() {
+        p.signal(sig)?;
+        p.wait(Duration::from_secs(10))?;
+    }
+    Ok(())
+}
+
 /// A temporary directory removed on drop. Lives under /run so daemons that
 /// bind sockets there work, and outside /tmp so a VM guest can share it.
 #[derive(Debug)]
