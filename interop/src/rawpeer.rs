@@ -21,9 +21,12 @@ use bgp::fsm::{negotiate, SessionConfig};
 use bgp::wire::{self, AfiSafi, Attributes, Capability, Context, Message, Notification, Open, Update};
 use bytes::BytesMut;
 
-pub use netns::{in_netns, listen, Dial};
+pub use netns::{accept, in_netns, listen, Dial};
 
 /// What arrived from ipipd.
+///
+/// Not boxed: one event is matched right after it is read (as `wire::Message` itself).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Message(Message),
@@ -111,6 +114,11 @@ impl RawPeer {
     pub fn send_raw(&self, bytes: &[u8]) -> Result<()> {
         let mut w = self.writer.lock().map_err(|_| anyhow!("writer lock poisoned"))?;
         w.write_all(bytes).context("sending to ipipd")
+    }
+
+    /// A handle that writes on this connection from another thread.
+    pub fn writer(&self) -> RawWriter {
+        RawWriter(self.writer.clone())
     }
 
     /// Encodes `m` with the negotiated context and sends it.
@@ -247,6 +255,18 @@ impl Drop for RawPeer {
         if let Some(stop) = &self.keepalives {
             stop.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+/// Writes on a [`RawPeer`]'s connection; writes from several handles never interleave
+/// within one call.
+#[derive(Clone)]
+pub struct RawWriter(Arc<Mutex<TcpStream>>);
+
+impl RawWriter {
+    pub fn send_raw(&self, bytes: &[u8]) -> Result<()> {
+        let mut w = self.0.lock().map_err(|_| anyhow!("writer lock poisoned"))?;
+        w.write_all(bytes).context("sending to ipipd")
     }
 }
 

@@ -21,7 +21,7 @@ use anyhow::{bail, Result};
 use cases::{all_cases, Case, Env, Expect, Kind};
 use interop::harness::{require_root, wait_until};
 use interop::ipipd::Ipipd;
-use interop::rawpeer::testbed::{kernel_has, route_from, PeerSpec, Testbed};
+use interop::rawpeer::testbed::{kernel_has, log_tail, route_from, PeerSpec, Testbed};
 use interop::rawpeer::{craft, default_open, RawPeer};
 use ipnet::Ipv4Net;
 use serde_json::Value;
@@ -252,12 +252,7 @@ fn rfc7606_matrix() -> Result<()> {
     assert!(cases.len() >= 100, "the matrix should have at least 100 cases");
     assert!(d.proc.as_ref().is_some(), "ipipd handle lost");
     if !failures.is_empty() {
-        bail!("{} of {} cases failed:\n{}\nipipd log tail:\n{}", failures.len(), cases.len(), failures.join("\n"), tail(&d.log(), 40));
+        bail!("{} of {} cases failed:\n{}\nipipd log tail:\n{}", failures.len(), cases.len(), failures.join("\n"), log_tail(&d, 40));
     }
     Ok(())
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -64,13 +64,37 @@ impl Dial {
     }
 }
 
-/// A listening socket in `ns` on `addr`, for sessions that ipipd opens.
-pub fn listen(ns: &str, addr: SocketAddr) -> Result<TcpListener> {
+/// A listening socket in `ns` on `addr`, for sessions that ipipd opens. `ttl` applies
+/// to everything sent on accepted connections, the SYN-ACK included (a GTSM peer
+/// answers with 255).
+pub fn listen(ns: &str, addr: SocketAddr, ttl: Option<u32>) -> Result<TcpListener> {
     in_netns(ns, move || {
         let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         s.set_reuse_address(true)?;
+        if let Some(ttl) = ttl {
+            s.set_ttl(ttl)?;
+        }
         s.bind(&addr.into()).with_context(|| format!("binding {addr}"))?;
         s.listen(16)?;
         Ok(TcpListener::from(s))
     })
+}
+
+/// Accepts one connection, waiting at most `timeout`.
+pub fn accept(listener: &TcpListener, timeout: Duration) -> Result<(TcpStream, SocketAddr)> {
+    listener.set_nonblocking(true)?;
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        match listener.accept() {
+            Ok((stream, from)) => {
+                stream.set_nonblocking(false)?;
+                return Ok((stream, from));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => anyhow::bail!("no connection within {timeout:?}"),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

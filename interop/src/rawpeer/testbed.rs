@@ -69,7 +69,8 @@ impl Testbed {
         self.count
     }
 
-    /// ipipd's configuration: every peer passive (the raw peers connect); unless
+    /// ipipd's configuration: every peer passive (the raw peers connect) unless its
+    /// `extra` sets `passive`; unless
     /// `bgp_extra` (lines for `[bgp]`) says otherwise, hold time 90 and graceful restart
     /// off, so a reset removes routes at once.
     pub fn config(&self, peers: &[PeerSpec], bgp_extra: &str) -> String {
@@ -84,7 +85,8 @@ impl Testbed {
              [cluster]\npools = [\"{POOL}\"]\nmesh = false\n\n[bgp]\n{bgp}"
         );
         for p in peers {
-            c.push_str(&format!("\n[[peer]]\naddress = \"{}\"\nasn = {}\npassive = true\n{}\n", p.address, p.asn, p.extra));
+            let passive = if p.extra.contains("passive") { "" } else { "passive = true\n" };
+            c.push_str(&format!("\n[[peer]]\naddress = \"{}\"\nasn = {}\n{passive}{}\n", p.address, p.asn, p.extra));
         }
         c
     }
@@ -148,4 +150,25 @@ pub fn fd_count(pid: u32) -> Result<usize> {
 /// The pid of the ipipd process itself (the `ip netns exec` wrapper execs it).
 pub fn ipipd_pid(d: &Ipipd<'_>) -> Result<u32> {
     d.proc.as_ref().and_then(|p| p.pid()).context("ipipd is not running")
+}
+
+/// The last `n` lines of ipipd's log without terminal colour codes, for failure messages.
+pub fn log_tail(d: &Ipipd<'_>, n: usize) -> String {
+    let log = d.log();
+    let mut plain = String::new();
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters, up to and including a final letter.
+            for x in chars.by_ref() {
+                if x.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let lines: Vec<&str> = plain.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
