@@ -8,6 +8,10 @@ set -eu
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET=${1:-30}
 export RUSTC_BOOTSTRAP=1
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "installing cargo-fuzz from crates.io" >&2
+    cargo install cargo-fuzz --locked
+fi
 cargo fuzz build
 for target in $(cargo fuzz list); do
     echo "== $target (${SECONDS_PER_TARGET}s)" >&2
