@@ -44,7 +44,7 @@ impl Size {
 
 impl std::fmt::Display for Size {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.prefixes % 1000 == 0 {
+        if self.prefixes / 1000 * 1000 == self.prefixes {
             write!(f, "{}×{}k", self.senders, self.prefixes / 1000)
         } else {
             write!(f, "{}×{}", self.senders, self.prefixes)

@@ -13,7 +13,7 @@ use interop::bench::throughput::{self, Size};
 use interop::bench::{converge, fibrate, mesh, Binaries, Machine, Sysctl};
 
 #[derive(Parser)]
-#[command(about = "ipipd benchmarks against BIRD 2, GoBGP and FRR (root, network namespaces)")]
+#[command(about = "ipipd benchmarks against BIRD 2, GoBGP and FRR (root, network namespaces)", args_override_self = true)]
 struct Cli {
     /// A few-minute smoke run: small sizes, one run each, short idle window.
     #[arg(long)]
