@@ -13,7 +13,11 @@ use crate::logging::LogFormat;
 pub const DEFAULT_CONFIG: &str = "/etc/ipipd/ipipd.toml";
 
 #[derive(Debug, Parser)]
-#[command(name = "ipipd", version, about = "BGP routing daemon for Kubernetes pod networks in IPIP mode")]
+#[command(
+    name = "ipipd",
+    version,
+    about = "BGP routing daemon for Kubernetes pod networks in IPIP mode"
+)]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -133,7 +137,10 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { config } => {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
             rt.block_on(crate::daemon::run(config))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -151,7 +158,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", config::EXAMPLE);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show { what: ShowWhat::Peers { json, socket } } => {
+        Command::Show {
+            what: ShowWhat::Peers { json, socket },
+        } => {
             if let Response::Peers { peers } = call(&socket, Request::ShowPeers)? {
                 if json {
                     print_json(&peers)?;
@@ -161,7 +170,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show { what: ShowWhat::Routes { json, socket } } => {
+        Command::Show {
+            what: ShowWhat::Routes { json, socket },
+        } => {
             if let Response::Routes { routes } = call(&socket, Request::ShowRoutes)? {
                 if json {
                     print_json(&routes)?;
@@ -178,13 +189,21 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Lab { nodes, once, binary } => crate::lab::run(nodes.into(), once, binary),
+        Command::Lab {
+            nodes,
+            once,
+            binary,
+        } => crate::lab::run(nodes.into(), once, binary),
     }
 }
 
 fn workload(action: WorkloadAction) -> anyhow::Result<ExitCode> {
     let (socket, req, json) = match action {
-        WorkloadAction::Add { ip, interface, socket } => {
+        WorkloadAction::Add {
+            ip,
+            interface,
+            socket,
+        } => {
             crate::daemon::check_interface(&interface).map_err(|e| anyhow::anyhow!(e))?;
             (socket, Request::WorkloadAdd { ip, interface }, false)
         }

@@ -13,7 +13,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    logging::init(cli.verbose, cli.log_format, matches!(cli.command, cli::Command::Run { .. }));
+    logging::init(
+        cli.verbose,
+        cli.log_format,
+        matches!(cli.command, cli::Command::Run { .. }),
+    );
     match cli::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -46,7 +46,19 @@ pub fn peers_table(peers: &[PeerJson]) -> String {
             ]
         })
         .collect();
-    table(&["PEER ADDRESS", "ASN", "KIND", "STATE", "SINCE", "RECEIVED", "ACCEPTED", "INFO"], rows)
+    table(
+        &[
+            "PEER ADDRESS",
+            "ASN",
+            "KIND",
+            "STATE",
+            "SINCE",
+            "RECEIVED",
+            "ACCEPTED",
+            "INFO",
+        ],
+        rows,
+    )
 }
 
 pub fn routes_table(routes: &[RouteJson]) -> String {
@@ -71,9 +83,24 @@ pub fn routes_table(routes: &[RouteJson]) -> String {
                 r.origin.clone(),
                 dash(&r.peer),
                 flags,
-                if r.installed { "yes".into() } else { "no".into() },
+                if r.installed {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
             ]
         })
         .collect();
-    table(&["PREFIX", "NEXT HOP", "INTERFACE", "ORIGIN", "PEER", "BEST", "INSTALLED"], rows)
+    table(
+        &[
+            "PREFIX",
+            "NEXT HOP",
+            "INTERFACE",
+            "ORIGIN",
+            "PEER",
+            "BEST",
+            "INSTALLED",
+        ],
+        rows,
+    )
 }

@@ -10,9 +10,18 @@ fn check(text: &str) -> (i32, String, String) {
     let dir = TempDir::new("cc").expect("temp dir");
     let path = dir.join("ipipd.toml");
     std::fs::write(&path, text).expect("write");
-    let out = Command::new(binary()).arg("check-config").arg("--config").arg(&path).output().expect("run ipipd");
+    let out = Command::new(binary())
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run ipipd");
     let stderr = String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
 }
 
 const GOOD: &str = r#"
@@ -74,7 +83,9 @@ fn bad_files_report_every_error_with_position() {
         let (code, _, stderr) = check(text);
         let got: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         if code != 2 || got != *want {
-            failures.push(format!("config:\n{text}\nexpected exit 2 and {want:#?}\ngot exit {code} and {got:#?}"));
+            failures.push(format!(
+                "config:\n{text}\nexpected exit 2 and {want:#?}\ngot exit {code} and {got:#?}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -82,10 +93,16 @@ fn bad_files_report_every_error_with_position() {
 
 #[test]
 fn missing_file_is_a_clear_error() {
-    let out = Command::new(binary()).args(["check-config", "--config", "/nonexistent/ipipd.toml"]).output().expect("run");
+    let out = Command::new(binary())
+        .args(["check-config", "--config", "/nonexistent/ipipd.toml"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("/nonexistent/ipipd.toml:1:1: cannot read"), "{err}");
+    assert!(
+        err.starts_with("/nonexistent/ipipd.toml:1:1: cannot read"),
+        "{err}"
+    );
 }
 
 /// The shipped examples and the DaemonSet's per-node configs are valid.
@@ -95,8 +112,18 @@ fn deploy_examples_are_valid() {
     let mut checked = 0;
     for entry in std::fs::read_dir(root.join("examples")).expect("examples") {
         let path = entry.expect("entry").path();
-        let out = Command::new(binary()).arg("check-config").arg("--config").arg(&path).output().expect("run");
-        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(binary())
+            .arg("check-config")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         checked += 1;
     }
     // Each `name.toml: |` block of the ConfigMap, de-indented.

@@ -17,7 +17,12 @@ const BLOCK_C: &str = "101.99.1.0/26";
 const T: Duration = Duration::from_secs(20);
 
 fn config(address: &str, blocks: &[&str], nodes: &[&str]) -> String {
-    let q = |v: &[&str]| v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    let q = |v: &[&str]| {
+        v.iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     format!(
         "[node]\naddress = \"{address}\"\nblocks = [{}]\n\n[cluster]\npools = [\"101.64.0.0/10\"]\nnodes = [{}]\n\n[bgp]\nhold_time = 9\ngraceful_restart_time = 30\nconnect_retry_time = 1\n",
         q(blocks),
@@ -58,13 +63,25 @@ fn show_peers_and_routes_text_and_json() {
     assert_eq!(p["kind"], "mesh");
     assert_eq!(p["received"], 1);
     assert_eq!(p["accepted"], 1);
-    assert!(p["since"].as_str().is_some_and(|s| s.len() == 20 && s.ends_with('Z')), "since: {}", p["since"]);
+    assert!(
+        p["since"]
+            .as_str()
+            .is_some_and(|s| s.len() == 20 && s.ends_with('Z')),
+        "since: {}",
+        p["since"]
+    );
 
     let routes = a.routes().expect("routes");
-    let own = routes.iter().find(|r| r["prefix"] == BLOCK_A).expect("own block");
+    let own = routes
+        .iter()
+        .find(|r| r["prefix"] == BLOCK_A)
+        .expect("own block");
     assert_eq!(own["origin"], "local");
     assert_eq!(own["installed"], true, "blackhole installed: {own}");
-    let learned = routes.iter().find(|r| r["prefix"] == BLOCK_B).expect("learned block");
+    let learned = routes
+        .iter()
+        .find(|r| r["prefix"] == BLOCK_B)
+        .expect("learned block");
     assert_eq!(learned["origin"], "bgp");
     assert_eq!(learned["next_hop"], B);
     assert_eq!(learned["interface"], "tunl0");
@@ -75,13 +92,25 @@ fn show_peers_and_routes_text_and_json() {
     let out = a.cli(&["show", "peers"]).expect("show peers");
     let t = text(&out);
     assert!(t.starts_with("PEER ADDRESS"), "{t}");
-    assert!(t.lines().any(|l| l.starts_with(B) && l.contains("Established") && l.contains("mesh")), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with(B) && l.contains("Established") && l.contains("mesh")),
+        "{t}"
+    );
     let out = a.cli(&["show", "routes"]).expect("show routes");
     let t = text(&out);
-    assert!(t.lines().any(|l| l.starts_with(BLOCK_B) && l.contains("tunl0") && l.trim_end().ends_with("yes")), "{t}");
+    assert!(
+        t.lines().any(|l| l.starts_with(BLOCK_B)
+            && l.contains("tunl0")
+            && l.trim_end().ends_with("yes")),
+        "{t}"
+    );
 
     let kernel = na.bgp_routes();
-    assert!(kernel.contains(&format!("{BLOCK_B} via {B} dev tunl0 onlink")), "{kernel}");
+    assert!(
+        kernel.contains(&format!("{BLOCK_B} via {B} dev tunl0 onlink")),
+        "{kernel}"
+    );
     assert!(kernel.contains(&format!("blackhole {BLOCK_A}")), "{kernel}");
 }
 
@@ -90,33 +119,73 @@ fn workload_add_del_changes_kernel_and_survives_restart() {
     require_root();
     let mut lan = Lan::new().expect("lan");
     let na = node(&mut lan, A);
-    na.ip(&["link", "add", "cali0123456789a", "type", "veth", "peer", "name", "pod0"]).expect("veth");
-    na.ip(&["link", "set", "cali0123456789a", "up"]).expect("up");
+    na.ip(&[
+        "link",
+        "add",
+        "cali0123456789a",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "pod0",
+    ])
+    .expect("veth");
+    na.ip(&["link", "set", "cali0123456789a", "up"])
+        .expect("up");
     na.ip(&["link", "set", "pod0", "up"]).expect("up");
     let mut a = Ipipd::start(&na, &config(A, &[BLOCK_A], &[A])).expect("start");
-    let out = a.cli(&["workload", "add", "101.76.9.136", "cali0123456789a"]).expect("add");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = a
+        .cli(&["workload", "add", "101.76.9.136", "cali0123456789a"])
+        .expect("add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let want = "101.76.9.136 dev cali0123456789a scope link";
-    wait_until(T, "workload /32 in the kernel", || na.bgp_routes().contains(want).then_some(())).expect("installed");
+    wait_until(T, "workload /32 in the kernel", || {
+        na.bgp_routes().contains(want).then_some(())
+    })
+    .expect("installed");
 
     a.stop("TERM").expect("stop");
-    assert!(na.bgp_routes().contains(want), "routes stay in the kernel over a stop");
+    assert!(
+        na.bgp_routes().contains(want),
+        "routes stay in the kernel over a stop"
+    );
     a.restart().expect("restart");
     let routes = a.routes().expect("routes");
-    let w = routes.iter().find(|r| r["prefix"] == "101.76.9.136/32").expect("workload kept over restart");
+    let w = routes
+        .iter()
+        .find(|r| r["prefix"] == "101.76.9.136/32")
+        .expect("workload kept over restart");
     assert_eq!(w["origin"], "workload");
     assert_eq!(w["interface"], "cali0123456789a");
     wait_until(T, "workload installed after restart", || {
-        a.routes().ok()?.iter().any(|r| r["prefix"] == "101.76.9.136/32" && r["installed"] == true).then_some(())
+        a.routes()
+            .ok()?
+            .iter()
+            .any(|r| r["prefix"] == "101.76.9.136/32" && r["installed"] == true)
+            .then_some(())
     })
     .expect("installed");
 
     let out = a.cli(&["workload", "del", "101.76.9.136"]).expect("del");
     assert!(out.status.success());
-    wait_until(T, "workload /32 removed", || (!na.bgp_routes().contains(want)).then_some(())).expect("removed");
-    let out = a.cli(&["workload", "del", "101.76.9.136"]).expect("del again");
-    assert!(!out.status.success(), "deleting a missing workload is an error");
-    let out = a.cli(&["workload", "add", "101.76.9.137", "bad/name"]).expect("bad name");
+    wait_until(T, "workload /32 removed", || {
+        (!na.bgp_routes().contains(want)).then_some(())
+    })
+    .expect("removed");
+    let out = a
+        .cli(&["workload", "del", "101.76.9.136"])
+        .expect("del again");
+    assert!(
+        !out.status.success(),
+        "deleting a missing workload is an error"
+    );
+    let out = a
+        .cli(&["workload", "add", "101.76.9.137", "bad/name"])
+        .expect("bad name");
     assert!(!out.status.success());
 }
 
@@ -132,31 +201,66 @@ fn reload_adds_a_peer_without_touching_other_sessions_and_refuses_bad_config() {
     let before = a.wait_established(B, T).expect("a-b up");
 
     // Add C to A's mesh and a new block, by SIGHUP.
-    std::fs::write(&a.config, config(A, &[BLOCK_A, "101.76.10.0/26"], &[A, B, C]) + &control(&a)).expect("write");
+    std::fs::write(
+        &a.config,
+        config(A, &[BLOCK_A, "101.76.10.0/26"], &[A, B, C]) + &control(&a),
+    )
+    .expect("write");
     a.proc.as_ref().expect("proc").signal("HUP").expect("hup");
-    a.wait_route(BLOCK_C, C, T).expect("route to c after reload");
-    let after = a.peers().expect("peers").into_iter().find(|p| p["address"] == B).expect("b");
-    assert_eq!(after["since"], before["since"], "the A-B session was not reset");
+    a.wait_route(BLOCK_C, C, T)
+        .expect("route to c after reload");
+    let after = a
+        .peers()
+        .expect("peers")
+        .into_iter()
+        .find(|p| p["address"] == B)
+        .expect("b");
+    assert_eq!(
+        after["since"], before["since"],
+        "the A-B session was not reset"
+    );
     assert_eq!(after["established_count"], 1);
     wait_until(T, "new block announced", || {
-        _b.routes().ok()?.iter().any(|r| r["prefix"] == "101.76.10.0/26" && r["installed"] == true).then_some(())
+        _b.routes()
+            .ok()?
+            .iter()
+            .any(|r| r["prefix"] == "101.76.10.0/26" && r["installed"] == true)
+            .then_some(())
     })
     .expect("b learns the new block");
-    assert!(na.bgp_routes().contains("blackhole 101.76.10.0/26"), "{}", na.bgp_routes());
+    assert!(
+        na.bgp_routes().contains("blackhole 101.76.10.0/26"),
+        "{}",
+        na.bgp_routes()
+    );
 
     // An invalid file is refused; the running config stays.
     std::fs::write(&a.config, "[node]\naddress = \"not an ip\"\n").expect("write");
     let out = a.cli(&["reload"]).expect("reload");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ipipd.toml:2:11: invalid IP address \"not an ip\""), "{err}");
+    assert!(
+        err.contains("ipipd.toml:2:11: invalid IP address \"not an ip\""),
+        "{err}"
+    );
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(a.peers().expect("peers").iter().filter(|p| p["state"] == "Established").count(), 2);
+    assert_eq!(
+        a.peers()
+            .expect("peers")
+            .iter()
+            .filter(|p| p["state"] == "Established")
+            .count(),
+        2
+    );
     assert!(a.best(BLOCK_B).is_some() && a.best(BLOCK_C).is_some());
 }
 
 fn control(d: &Ipipd) -> String {
-    format!("\n[control]\nsocket = \"{}\"\nstate_dir = \"{}\"\n", d.socket.display(), d.dir.join("state").display())
+    format!(
+        "\n[control]\nsocket = \"{}\"\nstate_dir = \"{}\"\n",
+        d.socket.display(),
+        d.dir.join("state").display()
+    )
 }
 
 #[test]
@@ -177,16 +281,26 @@ fn sigterm_keeps_routes_and_restart_deletes_nothing() {
     std::thread::sleep(Duration::from_millis(200));
 
     a.stop("TERM").expect("stop");
-    assert_eq!(na.bgp_routes(), before, "kernel routes unchanged after SIGTERM");
+    assert_eq!(
+        na.bgp_routes(),
+        before,
+        "kernel routes unchanged after SIGTERM"
+    );
     // The peer keeps our block (graceful restart, no Cease on SIGTERM).
     std::thread::sleep(Duration::from_millis(500));
-    assert!(b.best(BLOCK_A).is_some(), "b keeps a's block while a restarts");
+    assert!(
+        b.best(BLOCK_A).is_some(),
+        "b keeps a's block while a restarts"
+    );
     a.restart().expect("restart");
     a.wait_established(B, T).expect("back up");
     std::thread::sleep(Duration::from_secs(2));
     drop(monitor);
     let log = std::fs::read_to_string(&monitor_log).unwrap_or_default();
-    assert!(!log.lines().any(|l| l.starts_with("Deleted")), "no route deleted over the restart:\n{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("Deleted")),
+        "no route deleted over the restart:\n{log}"
+    );
     assert_eq!(na.bgp_routes(), before);
     let b_view = b.best(BLOCK_A).expect("b still has a's block");
     assert_eq!(b_view["stale"], false, "refreshed after End-of-RIB");
@@ -194,11 +308,17 @@ fn sigterm_keeps_routes_and_restart_deletes_nothing() {
 
 #[test]
 fn cli_without_daemon_prints_one_line_and_fails() {
-    let out = Command::new(binary()).args(["show", "peers", "--socket", "/nonexistent/ipipd.sock"]).output().expect("run");
+    let out = Command::new(binary())
+        .args(["show", "peers", "--socket", "/nonexistent/ipipd.sock"])
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("no ipipd daemon answering on /nonexistent/ipipd.sock"), "{err}");
+    assert!(
+        err.contains("no ipipd daemon answering on /nonexistent/ipipd.sock"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -209,20 +329,38 @@ fn peer_shutdown_by_reload_sends_the_shutdown_communication() {
     let a = Ipipd::start(&na, &config(A, &[BLOCK_A], &[A, B])).expect("a");
     let b = Ipipd::start(&nb, &config(B, &[BLOCK_B], &[A, B])).expect("b");
     a.wait_established(B, T).expect("up");
-    let with_shutdown = config(A, &[BLOCK_A], &[A]) + &format!("\n[[peer]]\naddress = \"{B}\"\nshutdown = true\n") + &control(&a);
+    let with_shutdown = config(A, &[BLOCK_A], &[A])
+        + &format!("\n[[peer]]\naddress = \"{B}\"\nshutdown = true\n")
+        + &control(&a);
     std::fs::write(&a.config, with_shutdown).expect("write");
     let out = a.cli(&["reload"]).expect("reload");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let peer = wait_until(T, "b sees the shutdown", || {
-        b.peers().ok()?.into_iter().find(|p| p["address"] == A && p["state"] != "Established")
+        b.peers()
+            .ok()?
+            .into_iter()
+            .find(|p| p["address"] == A && p["state"] != "Established")
     })
     .expect("b down");
     let info = peer["info"].as_str().unwrap_or_default();
-    assert!(info.contains("6/2") && info.contains("administratively shut down"), "info: {info}");
-    let mine = a.peers().expect("peers").into_iter().find(|p| p["address"] == B).expect("b listed");
+    assert!(
+        info.contains("6/2") && info.contains("administratively shut down"),
+        "info: {info}"
+    );
+    let mine = a
+        .peers()
+        .expect("peers")
+        .into_iter()
+        .find(|p| p["address"] == B)
+        .expect("b listed");
     assert_eq!(mine["state"], "Idle");
     assert_eq!(mine["info"], "administratively down");
-    b.wait_no_route(BLOCK_A, T).expect("a's block withdrawn at b");
+    b.wait_no_route(BLOCK_A, T)
+        .expect("a's block withdrawn at b");
 }
 
 #[test]
@@ -231,7 +369,8 @@ fn ipv6_blocks_are_announced_and_routed_natively() {
     let mut lan = Lan::new().expect("lan");
     let (na, nb) = pair(&mut lan);
     for (ns, v6) in [(&na, "fd00:29::101/64"), (&nb, "fd00:29::130/64")] {
-        ns.ip(&["addr", "add", v6, "dev", "eth0", "nodad"]).expect("v6 address");
+        ns.ip(&["addr", "add", v6, "dev", "eth0", "nodad"])
+            .expect("v6 address");
     }
     let v6_config = |addr: &str, v6: &str, block: &str, block6: &str| {
         format!(
@@ -240,10 +379,16 @@ fn ipv6_blocks_are_announced_and_routed_natively() {
     };
     let a = Ipipd::start(&na, &v6_config(A, "fd00:29::101", BLOCK_A, "fd10::1:0/122")).expect("a");
     let _b = Ipipd::start(&nb, &v6_config(B, "fd00:29::130", BLOCK_B, "fd10::2:0/122")).expect("b");
-    a.wait_route("fd10::2:0/122", "fd00:29::130", T).expect("v6 block learned");
+    a.wait_route("fd10::2:0/122", "fd00:29::130", T)
+        .expect("v6 block learned");
     a.wait_route(BLOCK_B, B, T).expect("v4 block learned");
-    let v6 = na.ip(&["-6", "route", "show", "proto", "bgp"]).expect("v6 routes");
-    assert!(v6.contains("fd10::2:0/122 via fd00:29::130 dev eth0"), "IPv6 routed natively, not via tunl0:\n{v6}");
+    let v6 = na
+        .ip(&["-6", "route", "show", "proto", "bgp"])
+        .expect("v6 routes");
+    assert!(
+        v6.contains("fd10::2:0/122 via fd00:29::130 dev eth0"),
+        "IPv6 routed natively, not via tunl0:\n{v6}"
+    );
     assert!(v6.contains("blackhole fd10::1:0/122"), "{v6}");
 }
 
@@ -287,7 +432,11 @@ fn configmap_style_symlink_swap_reloads() {
     let write_version = |name: &str, blocks: &[&str]| {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("ipipd.toml"), config(A, blocks, &[A, B]) + &control(&a)).expect("write");
+        std::fs::write(
+            dir.join("ipipd.toml"),
+            config(A, blocks, &[A, B]) + &control(&a),
+        )
+        .expect("write");
     };
     let swap = |link: &std::path::Path, target: &str| {
         let tmp = root.join("..tmp");
@@ -301,6 +450,11 @@ fn configmap_style_symlink_swap_reloads() {
     write_version("v2", &[BLOCK_A, "101.76.10.0/26"]);
     std::thread::sleep(Duration::from_millis(1500));
     swap(&root.join("..data"), "v2");
-    b.wait_route("101.76.10.0/26", A, T).expect("the new block reaches b after the swap");
-    assert_eq!(a.peers().expect("peers")[0]["established_count"], 1, "no session reset");
+    b.wait_route("101.76.10.0/26", A, T)
+        .expect("the new block reaches b after the swap");
+    assert_eq!(
+        a.peers().expect("peers")[0]["established_count"],
+        1,
+        "no session reset"
+    );
 }

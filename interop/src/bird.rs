@@ -40,7 +40,14 @@ impl<'a> Bird<'a> {
         let socket = dir.join("bird.ctl");
         let pidfile = dir.join("bird.pid");
         let path = dir.join("bird.conf");
-        let mut b = Bird { ns, conf: path, socket, pidfile, proc: None, dir };
+        let mut b = Bird {
+            ns,
+            conf: path,
+            socket,
+            pidfile,
+            proc: None,
+            dir,
+        };
         b.write_conf(conf)?;
         b.restart(&[])?;
         Ok(b)
@@ -48,7 +55,10 @@ impl<'a> Bird<'a> {
 
     /// Replaces the config file (takes effect on [`Bird::configure`] or restart).
     pub fn write_conf(&self, conf: &str) -> Result<()> {
-        let text = format!("log \"{}\" all;\n{conf}\n", self.dir.join("bird.log").display());
+        let text = format!(
+            "log \"{}\" all;\n{conf}\n",
+            self.dir.join("bird.log").display()
+        );
         std::fs::write(&self.conf, text).with_context(|| format!("writing {}", self.conf.display()))
     }
 
@@ -56,12 +66,23 @@ impl<'a> Bird<'a> {
     /// restart recovery) and waits until its control socket answers.
     pub fn restart(&mut self, extra: &[&str]) -> Result<()> {
         let mut cmd = self.ns.command("bird");
-        cmd.arg("-c").arg(&self.conf).arg("-s").arg(&self.socket).arg("-P").arg(&self.pidfile).arg("-f").args(extra);
+        cmd.arg("-c")
+            .arg(&self.conf)
+            .arg("-s")
+            .arg(&self.socket)
+            .arg("-P")
+            .arg(&self.pidfile)
+            .arg("-f")
+            .args(extra);
         let mut proc = Proc::spawn(cmd, "bird", &self.dir.join("bird.out"))?;
         let start = std::time::Instant::now();
         while self.birdc(&["show", "status"]).is_err() {
             if !proc.alive() || start.elapsed() > Duration::from_secs(10) {
-                bail!("BIRD did not start; output:\n{}\nlog:\n{}", self.output(), self.log());
+                bail!(
+                    "BIRD did not start; output:\n{}\nlog:\n{}",
+                    self.output(),
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -79,7 +100,12 @@ impl<'a> Bird<'a> {
             .context("running birdc")?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() || text.contains("Unable to connect") {
-            bail!("birdc {}: {}{}", args.join(" "), text.trim(), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "birdc {}: {}{}",
+                args.join(" "),
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(text)
     }
@@ -110,7 +136,10 @@ impl<'a> Bird<'a> {
 
     /// Sends a signal without waiting (e.g. "STOP", "CONT").
     pub fn signal(&self, sig: &str) -> Result<()> {
-        self.proc.as_ref().context("BIRD is not running")?.signal(sig)
+        self.proc
+            .as_ref()
+            .context("BIRD is not running")?
+            .signal(sig)
     }
 
     pub fn log(&self) -> String {
@@ -134,13 +163,23 @@ impl<'a> Bird<'a> {
 
     /// The best route for exactly `prefix`, if BIRD has one.
     pub fn best(&self, prefix: &str) -> Option<BirdRoute> {
-        self.routes().ok()?.into_iter().find(|r| r.prefix == prefix && r.best)
+        self.routes()
+            .ok()?
+            .into_iter()
+            .find(|r| r.prefix == prefix && r.best)
     }
 
     /// Waits until BIRD's best route for `prefix` came from BGP via `via`.
     pub fn wait_route(&self, prefix: &str, via: &str, limit: Duration) -> Result<BirdRoute> {
-        wait_until(limit, &format!("BIRD: {prefix} via {via}"), || self.best(prefix).filter(|r| r.via.as_deref() == Some(via)))
-            .with_context(|| format!("BIRD routes now:\n{}", self.birdc(&["show", "route"]).unwrap_or_default()))
+        wait_until(limit, &format!("BIRD: {prefix} via {via}"), || {
+            self.best(prefix).filter(|r| r.via.as_deref() == Some(via))
+        })
+        .with_context(|| {
+            format!(
+                "BIRD routes now:\n{}",
+                self.birdc(&["show", "route"]).unwrap_or_default()
+            )
+        })
     }
 
     /// Waits until BIRD has no route for `prefix`.
@@ -149,7 +188,12 @@ impl<'a> Bird<'a> {
             let rs = self.routes().ok()?;
             (!rs.iter().any(|r| r.prefix == prefix)).then_some(())
         })
-        .with_context(|| format!("BIRD routes now:\n{}", self.birdc(&["show", "route"]).unwrap_or_default()))
+        .with_context(|| {
+            format!(
+                "BIRD routes now:\n{}",
+                self.birdc(&["show", "route"]).unwrap_or_default()
+            )
+        })
     }
 
     /// The BGP state of protocol `name` (`Established`, `Active`, ...), from
@@ -166,7 +210,14 @@ impl<'a> Bird<'a> {
         wait_until(limit, &format!("BIRD protocol {name} Established"), || {
             (self.protocol_state(name).as_deref() == Some("Established")).then_some(())
         })
-        .with_context(|| format!("BIRD protocols:\n{}\nlog:\n{}", self.birdc(&["show", "protocols", "all", name]).unwrap_or_default(), self.log()))
+        .with_context(|| {
+            format!(
+                "BIRD protocols:\n{}\nlog:\n{}",
+                self.birdc(&["show", "protocols", "all", name])
+                    .unwrap_or_default(),
+                self.log()
+            )
+        })
     }
 }
 
@@ -203,21 +254,33 @@ pub fn parse_routes(text: &str) -> Vec<BirdRoute> {
             }
             continue;
         }
-        let Some(open) = trimmed.find('[') else { continue };
+        let Some(open) = trimmed.find('[') else {
+            continue;
+        };
         if !line.starts_with(char::is_whitespace) {
             if let Some(p) = trimmed.split_whitespace().next() {
                 prefix = p.to_owned();
             }
         }
         let after = trimmed.get(open + 1..).unwrap_or_default();
-        let protocol = after.split_whitespace().next().unwrap_or_default().to_owned();
+        let protocol = after
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         let close = after.find(']').unwrap_or(0);
-        let best = after.get(close + 1..).is_some_and(|t| t.trim_start().starts_with('*'));
-        out.push(BirdRoute { prefix: prefix.clone(), protocol, via: None, best });
+        let best = after
+            .get(close + 1..)
+            .is_some_and(|t| t.trim_start().starts_with('*'));
+        out.push(BirdRoute {
+            prefix: prefix.clone(),
+            protocol,
+            via: None,
+            best,
+        });
     }
     out
 }
-
 
 /// The start of a BIRD config for these tests: router id, the device
 /// protocol (needed for directly connected sessions) and one static
@@ -254,9 +317,24 @@ mod tests {
         assert_eq!(
             r,
             vec![
-                BirdRoute { prefix: "101.76.9.128/26".into(), protocol: "n1".into(), via: Some("172.29.235.101".into()), best: true },
-                BirdRoute { prefix: "101.76.9.128/26".into(), protocol: "n2".into(), via: Some("172.29.235.130".into()), best: false },
-                BirdRoute { prefix: "101.77.0.0/26".into(), protocol: "s4".into(), via: None, best: true },
+                BirdRoute {
+                    prefix: "101.76.9.128/26".into(),
+                    protocol: "n1".into(),
+                    via: Some("172.29.235.101".into()),
+                    best: true
+                },
+                BirdRoute {
+                    prefix: "101.76.9.128/26".into(),
+                    protocol: "n2".into(),
+                    via: Some("172.29.235.130".into()),
+                    best: false
+                },
+                BirdRoute {
+                    prefix: "101.77.0.0/26".into(),
+                    protocol: "s4".into(),
+                    via: None,
+                    best: true
+                },
             ]
         );
     }

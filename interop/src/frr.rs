@@ -52,13 +52,20 @@ impl<'a> Frr<'a> {
         common(&mut zcmd, "zebra");
         let zebra = Proc::spawn(zcmd, "zebra", &d("zebra.log"))?;
         let zserv = d("zserv.api");
-        wait_until(Duration::from_secs(10), "zebra's zserv socket", || zserv.exists().then_some(()))
-            .with_context(|| std::fs::read_to_string(d("zebra.log")).unwrap_or_default())?;
+        wait_until(Duration::from_secs(10), "zebra's zserv socket", || {
+            zserv.exists().then_some(())
+        })
+        .with_context(|| std::fs::read_to_string(d("zebra.log")).unwrap_or_default())?;
         let mut bcmd = ns.command(BGPD);
         common(&mut bcmd, "bgpd");
         bcmd.arg("-S");
         let bgpd = Proc::spawn(bcmd, "bgpd", &d("bgpd.log"))?;
-        let frr = Frr { ns, dir, zebra: Some(zebra), bgpd: Some(bgpd) };
+        let frr = Frr {
+            ns,
+            dir,
+            zebra: Some(zebra),
+            bgpd: Some(bgpd),
+        };
         let start = Instant::now();
         while frr.vtysh("show bgp summary json").is_err() {
             if start.elapsed() > Duration::from_secs(10) {
@@ -84,7 +91,11 @@ impl<'a> Frr<'a> {
             .output()
             .context("running vtysh")?;
         if !out.status.success() {
-            bail!("vtysh -c {command:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "vtysh -c {command:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -92,13 +103,19 @@ impl<'a> Frr<'a> {
     /// Runs config commands: `vtysh -c "configure terminal" -c LINE...`.
     pub fn configure(&self, lines: &[&str]) -> Result<()> {
         let mut cmd = std::process::Command::new("vtysh");
-        cmd.arg("--vty_socket").arg(&self.dir.path).args(["-c", "configure terminal"]);
+        cmd.arg("--vty_socket")
+            .arg(&self.dir.path)
+            .args(["-c", "configure terminal"]);
         for l in lines {
             cmd.args(["-c", l]);
         }
         let out = cmd.output().context("running vtysh")?;
         if !out.status.success() {
-            bail!("vtysh configure {lines:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "vtysh configure {lines:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -109,15 +126,24 @@ impl<'a> Frr<'a> {
     }
 
     pub fn best(&self, prefix: &str) -> Option<FrrPath> {
-        self.routes().ok()?.into_iter().find(|p| p.prefix == prefix && p.best)
+        self.routes()
+            .ok()?
+            .into_iter()
+            .find(|p| p.prefix == prefix && p.best)
     }
 
     /// Waits until bgpd's best path for `prefix` is valid via `next_hop`.
     pub fn wait_route(&self, prefix: &str, next_hop: &str, limit: Duration) -> Result<FrrPath> {
         wait_until(limit, &format!("FRR: {prefix} via {next_hop}"), || {
-            self.best(prefix).filter(|p| p.valid && p.next_hop.as_deref() == Some(next_hop))
+            self.best(prefix)
+                .filter(|p| p.valid && p.next_hop.as_deref() == Some(next_hop))
         })
-        .with_context(|| format!("FRR routes now:\n{}", self.vtysh("show bgp ipv4 unicast").unwrap_or_default()))
+        .with_context(|| {
+            format!(
+                "FRR routes now:\n{}",
+                self.vtysh("show bgp ipv4 unicast").unwrap_or_default()
+            )
+        })
     }
 
     /// Waits until bgpd has no path for `prefix`.
@@ -125,7 +151,12 @@ impl<'a> Frr<'a> {
         wait_until(limit, &format!("FRR: {prefix} gone"), || {
             (!self.routes().ok()?.iter().any(|p| p.prefix == prefix)).then_some(())
         })
-        .with_context(|| format!("FRR routes now:\n{}", self.vtysh("show bgp ipv4 unicast").unwrap_or_default()))
+        .with_context(|| {
+            format!(
+                "FRR routes now:\n{}",
+                self.vtysh("show bgp ipv4 unicast").unwrap_or_default()
+            )
+        })
     }
 
     /// The state of the session with `address` (`Established`, `Active`, ...).
@@ -135,10 +166,18 @@ impl<'a> Frr<'a> {
     }
 
     pub fn wait_established(&self, address: &str, limit: Duration) -> Result<()> {
-        wait_until(limit, &format!("FRR session with {address} Established"), || {
-            (self.peer_state(address).as_deref() == Some("Established")).then_some(())
+        wait_until(
+            limit,
+            &format!("FRR session with {address} Established"),
+            || (self.peer_state(address).as_deref() == Some("Established")).then_some(()),
+        )
+        .with_context(|| {
+            format!(
+                "FRR summary:\n{}\n{}",
+                self.vtysh("show bgp summary").unwrap_or_default(),
+                self.log()
+            )
         })
-        .with_context(|| format!("FRR summary:\n{}\n{}", self.vtysh("show bgp summary").unwrap_or_default(), self.log()))
     }
 
     /// The config file path of bgpd.
@@ -157,7 +196,8 @@ impl Drop for Frr<'_> {
 
 fn set_mode(path: &std::path::Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", path.display()))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
 }
 
 /// Parses `show bgp ipv4 unicast json`: `routes` maps a prefix to its paths,
@@ -165,12 +205,18 @@ fn set_mode(path: &std::path::Path, mode: u32) -> Result<()> {
 pub fn parse_routes(text: &str) -> Result<Vec<FrrPath>> {
     let v: Value = serde_json::from_str(text).context("parsing show bgp ipv4 unicast json")?;
     let mut out = Vec::new();
-    let Some(routes) = v["routes"].as_object() else { return Ok(out) };
+    let Some(routes) = v["routes"].as_object() else {
+        return Ok(out);
+    };
     for (prefix, paths) in routes {
         for p in paths.as_array().into_iter().flatten() {
             out.push(FrrPath {
                 prefix: prefix.clone(),
-                next_hop: p["nexthops"].as_array().and_then(|n| n.first()).and_then(|n| n["ip"].as_str()).map(str::to_owned),
+                next_hop: p["nexthops"]
+                    .as_array()
+                    .and_then(|n| n.first())
+                    .and_then(|n| n["ip"].as_str())
+                    .map(str::to_owned),
                 best: p["bestpath"] == true,
                 valid: p["valid"] == true,
             });
@@ -206,7 +252,12 @@ mod tests {
         let text = r#"{"vrfId": 0, "routes": { "101.101.3.0/26": [{"valid":true,"bestpath":true,"network":"101.101.3.0/26","nexthops":[{"ip":"0.0.0.0","afi":"ipv4","used":true}]}] } }"#;
         assert_eq!(
             parse_routes(text).expect("parses"),
-            vec![FrrPath { prefix: "101.101.3.0/26".into(), next_hop: Some("0.0.0.0".into()), best: true, valid: true }]
+            vec![FrrPath {
+                prefix: "101.101.3.0/26".into(),
+                next_hop: Some("0.0.0.0".into()),
+                best: true,
+                valid: true
+            }]
         );
     }
 }

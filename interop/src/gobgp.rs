@@ -42,7 +42,13 @@ impl<'a> Gobgp<'a> {
         let dir = TempDir::new("gobgp")?;
         let conf = dir.join("gobgpd.toml");
         std::fs::write(&conf, toml).with_context(|| format!("writing {}", conf.display()))?;
-        let mut g = Gobgp { ns, dir, conf, api_port, proc: None };
+        let mut g = Gobgp {
+            ns,
+            dir,
+            conf,
+            api_port,
+            proc: None,
+        };
         g.restart()?;
         Ok(g)
     }
@@ -50,9 +56,14 @@ impl<'a> Gobgp<'a> {
     /// Starts gobgpd (again) and waits until its API answers.
     pub fn restart(&mut self) -> Result<()> {
         let mut cmd = self.ns.command("gobgpd");
-        cmd.arg("-f").arg(&self.conf).arg("--api-hosts").arg(format!("127.0.0.1:{}", self.api_port));
+        cmd.arg("-f")
+            .arg(&self.conf)
+            .arg("--api-hosts")
+            .arg(format!("127.0.0.1:{}", self.api_port));
         self.proc = Some(Proc::spawn(cmd, "gobgpd", &self.dir.join("gobgpd.log"))?);
-        let r = wait_until(Duration::from_secs(10), "GoBGP's API", || self.gobgp(&["global"]).ok());
+        let r = wait_until(Duration::from_secs(10), "GoBGP's API", || {
+            self.gobgp(&["global"]).ok()
+        });
         if let Err(e) = r {
             bail!("{e}; log:\n{}", self.log());
         }
@@ -71,7 +82,13 @@ impl<'a> Gobgp<'a> {
     /// `gobgp -p PORT ARGS` inside the namespace.
     pub fn gobgp(&self, args: &[&str]) -> Result<String> {
         let port = self.api_port.to_string();
-        let out = self.ns.command("gobgp").args(["-p", &port]).args(args).output().context("running gobgp")?;
+        let out = self
+            .ns
+            .command("gobgp")
+            .args(["-p", &port])
+            .args(args)
+            .output()
+            .context("running gobgp")?;
         if !out.status.success() {
             bail!(
                 "gobgp {}: {}{}",
@@ -85,12 +102,14 @@ impl<'a> Gobgp<'a> {
 
     /// Originates `prefix` (next hop chosen by GoBGP: its session address).
     pub fn add_route(&self, prefix: &str) -> Result<()> {
-        self.gobgp(&["global", "rib", "add", prefix, "-a", "ipv4"]).map(drop)
+        self.gobgp(&["global", "rib", "add", prefix, "-a", "ipv4"])
+            .map(drop)
     }
 
     /// Withdraws a route originated with [`Gobgp::add_route`].
     pub fn del_route(&self, prefix: &str) -> Result<()> {
-        self.gobgp(&["global", "rib", "del", prefix, "-a", "ipv4"]).map(drop)
+        self.gobgp(&["global", "rib", "del", prefix, "-a", "ipv4"])
+            .map(drop)
     }
 
     /// Every path of `gobgp global rib -j`.
@@ -101,15 +120,24 @@ impl<'a> Gobgp<'a> {
 
     /// The best path for `prefix`, if any.
     pub fn best(&self, prefix: &str) -> Option<GobgpPath> {
-        self.rib().ok()?.into_iter().find(|p| p.prefix == prefix && p.best)
+        self.rib()
+            .ok()?
+            .into_iter()
+            .find(|p| p.prefix == prefix && p.best)
     }
 
     /// Waits until GoBGP's best path for `prefix` has next hop `next_hop`.
     pub fn wait_route(&self, prefix: &str, next_hop: &str, limit: Duration) -> Result<GobgpPath> {
         wait_until(limit, &format!("GoBGP: {prefix} via {next_hop}"), || {
-            self.best(prefix).filter(|p| p.next_hop.as_deref() == Some(next_hop))
+            self.best(prefix)
+                .filter(|p| p.next_hop.as_deref() == Some(next_hop))
         })
-        .with_context(|| format!("GoBGP rib now:\n{}", self.gobgp(&["global", "rib"]).unwrap_or_default()))
+        .with_context(|| {
+            format!(
+                "GoBGP rib now:\n{}",
+                self.gobgp(&["global", "rib"]).unwrap_or_default()
+            )
+        })
     }
 
     /// Waits until GoBGP has no path for `prefix`.
@@ -118,12 +146,18 @@ impl<'a> Gobgp<'a> {
             let rib = self.rib().ok()?;
             (!rib.iter().any(|p| p.prefix == prefix)).then_some(())
         })
-        .with_context(|| format!("GoBGP rib now:\n{}", self.gobgp(&["global", "rib"]).unwrap_or_default()))
+        .with_context(|| {
+            format!(
+                "GoBGP rib now:\n{}",
+                self.gobgp(&["global", "rib"]).unwrap_or_default()
+            )
+        })
     }
 
     /// `gobgp neighbor -j`.
     pub fn neighbors(&self) -> Result<Vec<Value>> {
-        let v: Value = serde_json::from_str(&self.gobgp(&["neighbor", "-j"])?).context("parsing gobgp neighbor -j")?;
+        let v: Value = serde_json::from_str(&self.gobgp(&["neighbor", "-j"])?)
+            .context("parsing gobgp neighbor -j")?;
         Ok(v.as_array().cloned().unwrap_or_default())
     }
 
@@ -131,15 +165,25 @@ impl<'a> Gobgp<'a> {
     pub fn established(&self, address: &str) -> bool {
         self.neighbors().is_ok_and(|ns| {
             ns.iter().any(|n| {
-                n["state"]["neighbor_address"] == address && n["state"]["session_state"] == SESSION_ESTABLISHED
+                n["state"]["neighbor_address"] == address
+                    && n["state"]["session_state"] == SESSION_ESTABLISHED
             })
         })
     }
 
     /// Waits until the session with `address` is Established.
     pub fn wait_established(&self, address: &str, limit: Duration) -> Result<()> {
-        wait_until(limit, &format!("GoBGP session with {address} Established"), || self.established(address).then_some(()))
-            .with_context(|| format!("GoBGP neighbors:\n{}", self.gobgp(&["neighbor"]).unwrap_or_default()))
+        wait_until(
+            limit,
+            &format!("GoBGP session with {address} Established"),
+            || self.established(address).then_some(()),
+        )
+        .with_context(|| {
+            format!(
+                "GoBGP neighbors:\n{}",
+                self.gobgp(&["neighbor"]).unwrap_or_default()
+            )
+        })
     }
 }
 
@@ -163,7 +207,9 @@ pub fn parse_rib(text: &str) -> Result<Vec<GobgpPath>> {
     }
     let v: Value = serde_json::from_str(text).context("parsing gobgp global rib -j")?;
     let mut out = Vec::new();
-    let Some(map) = v.as_object() else { return Ok(out) };
+    let Some(map) = v.as_object() else {
+        return Ok(out);
+    };
     for (prefix, paths) in map {
         for p in paths.as_array().into_iter().flatten() {
             let attrs = p["attrs"].as_array().cloned().unwrap_or_default();
@@ -176,7 +222,11 @@ pub fn parse_rib(text: &str) -> Result<Vec<GobgpPath>> {
                 stale: p["stale"] == true,
                 originator_id: attr(9).and_then(|a| as_string(&a["value"])),
                 cluster_list: attr(10)
-                    .and_then(|a| a["value"].as_array().map(|l| l.iter().filter_map(as_string).collect()))
+                    .and_then(|a| {
+                        a["value"]
+                            .as_array()
+                            .map(|l| l.iter().filter_map(as_string).collect())
+                    })
                     .unwrap_or_default(),
                 neighbor: as_string(&p["neighbor-ip"]).filter(|n| n != "<nil>"),
             });
@@ -184,7 +234,6 @@ pub fn parse_rib(text: &str) -> Result<Vec<GobgpPath>> {
     }
     Ok(out)
 }
-
 
 /// A gobgpd config for these tests: AS 64512, and one iBGP neighbor per
 /// entry of `neighbors` (address, extra TOML appended to that neighbor, e.g.

@@ -10,9 +10,16 @@ use anyhow::{bail, Context, Result};
 
 /// Runs `ip ARGS` and returns stdout, failing with stderr.
 pub fn ip(args: &[&str]) -> Result<String> {
-    let out = Command::new("ip").args(args).output().context("running ip")?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip")?;
     if !out.status.success() {
-        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -20,7 +27,11 @@ pub fn ip(args: &[&str]) -> Result<String> {
 /// A name unique to this process and call, short enough for interface names.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}{}x{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Polls `f` every 50 ms until it returns Some, or fails after `limit` with `what`.
@@ -69,14 +80,21 @@ impl Netns {
     /// Runs a command inside the namespace and returns its output.
     pub fn run(&self, args: &[&str]) -> Result<std::process::Output> {
         let (prog, rest) = args.split_first().context("empty command")?;
-        self.command(prog).args(rest).output().with_context(|| format!("running {args:?} in {}", self.name))
+        self.command(prog)
+            .args(rest)
+            .output()
+            .with_context(|| format!("running {args:?} in {}", self.name))
     }
 
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         let out = self.run(&["sh", "-c", &format!("echo {value} > {path}")])?;
         if !out.status.success() {
-            bail!("sysctl {key}={value} in {}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "sysctl {key}={value} in {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -84,21 +102,34 @@ impl Netns {
     /// Adds a stand-in `tunl0`: one end of a veth pair, both ends up. The host
     /// kernel has no ipip driver; onlink routes via this device are real.
     pub fn add_standin_tunl0(&self) -> Result<()> {
-        self.ip(&["link", "add", "tunl0", "type", "veth", "peer", "name", "tunl0-peer"])?;
+        self.ip(&[
+            "link",
+            "add",
+            "tunl0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "tunl0-peer",
+        ])?;
         self.ip(&["link", "set", "tunl0-peer", "up"])?;
         Ok(())
     }
 
     /// `ip route show proto bgp` in this namespace.
     pub fn bgp_routes(&self) -> String {
-        self.ip(&["route", "show", "proto", "bgp"]).unwrap_or_default()
+        self.ip(&["route", "show", "proto", "bgp"])
+            .unwrap_or_default()
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
         // Kill anything still running inside before deleting the namespace.
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = Command::new("kill").args(["-KILL", pid]).status();
             }
@@ -128,8 +159,22 @@ impl Lan {
         let ns = Netns::new("h")?;
         self.ports += 1;
         let port = format!("p{}", self.ports);
-        ip(&["link", "add", &port, "netns", &self.underlay.name, "type", "veth", "peer", "name", "eth0", "netns", &ns.name])?;
-        self.underlay.ip(&["link", "set", &port, "master", "br0", "up"])?;
+        ip(&[
+            "link",
+            "add",
+            &port,
+            "netns",
+            &self.underlay.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns.name,
+        ])?;
+        self.underlay
+            .ip(&["link", "set", &port, "master", "br0", "up"])?;
         ns.ip(&["addr", "add", cidr, "dev", "eth0"])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
         ns.ip(&["route", "add", "default", "dev", "eth0"])?;
@@ -149,14 +194,22 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` with stdout and stderr appended to `log`.
     pub fn spawn(mut cmd: Command, name: &str, log: &Path) -> Result<Proc> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        Ok(Proc { child: Some(child), name: name.to_string(), log: log.to_path_buf() })
+        Ok(Proc {
+            child: Some(child),
+            name: name.to_string(),
+            log: log.to_path_buf(),
+        })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -166,7 +219,10 @@ impl Proc {
     /// Sends a signal by name (e.g. "TERM", "KILL", "STOP", "CONT", "HUP").
     pub fn signal(&self, sig: &str) -> Result<()> {
         let pid = self.pid().context("process already reaped")?;
-        let st = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?;
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()?;
         if !st.success() {
             bail!("kill -{sig} {pid} failed");
         }
@@ -191,7 +247,9 @@ impl Proc {
 
     /// Whether it is still running.
     pub fn alive(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// The last `n` lines of its log, for failure messages.
@@ -205,8 +263,12 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(3) {
                 if matches!(c.try_wait(), Ok(Some(_))) {
@@ -258,33 +320,72 @@ impl Drop for TempDir {
 
 /// Whether a program is on PATH.
 pub fn have(program: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {program}")]).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Fails a test that needs root when not root: tiers are never skipped silently.
 pub fn require_root() {
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).map(str::to_owned));
-    assert_eq!(uid.as_deref(), Some("0"), "this test needs root (network namespaces)");
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .map(str::to_owned)
+        });
+    assert_eq!(
+        uid.as_deref(),
+        Some("0"),
+        "this test needs root (network namespaces)"
+    );
 }
 
 impl Netns {
     /// Waits until `ip route show proto bgp` has exactly the line `line`
     /// (e.g. `101.88.228.192/26 via 172.29.235.130 dev tunl0 onlink`).
     pub fn wait_bgp_route_line(&self, line: &str, limit: Duration) -> Result<()> {
-        wait_until(limit, &format!("kernel route `{line}` in {}", self.name), || {
-            self.bgp_routes().lines().any(|l| l.trim() == line).then_some(())
+        wait_until(
+            limit,
+            &format!("kernel route `{line}` in {}", self.name),
+            || {
+                self.bgp_routes()
+                    .lines()
+                    .any(|l| l.trim() == line)
+                    .then_some(())
+            },
+        )
+        .with_context(|| {
+            format!(
+                "ip route show proto bgp in {}:\n{}",
+                self.name,
+                self.bgp_routes()
+            )
         })
-        .with_context(|| format!("ip route show proto bgp in {}:\n{}", self.name, self.bgp_routes()))
     }
 
     /// Waits until no `proto bgp` route for `prefix` is left in the kernel.
     pub fn wait_no_bgp_route(&self, prefix: &str, limit: Duration) -> Result<()> {
-        wait_until(limit, &format!("no kernel route for {prefix} in {}", self.name), || {
-            (!self.bgp_routes().lines().any(|l| route_line_prefix(l) == Some(prefix))).then_some(())
+        wait_until(
+            limit,
+            &format!("no kernel route for {prefix} in {}", self.name),
+            || {
+                (!self
+                    .bgp_routes()
+                    .lines()
+                    .any(|l| route_line_prefix(l) == Some(prefix)))
+                .then_some(())
+            },
+        )
+        .with_context(|| {
+            format!(
+                "ip route show proto bgp in {}:\n{}",
+                self.name,
+                self.bgp_routes()
+            )
         })
-        .with_context(|| format!("ip route show proto bgp in {}:\n{}", self.name, self.bgp_routes()))
     }
 }
 
@@ -352,12 +453,19 @@ pub struct Samples {
 
 impl Sampler {
     pub fn new() -> Sampler {
-        Sampler { stop: std::sync::atomic::AtomicBool::new(false) }
+        Sampler {
+            stop: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// Runs `check` (Ok = holds, Err = what was seen instead) every `every`
     /// in `scope` until [`Sampler::finish`].
-    pub fn run<'scope, 'env, F>(&'env self, scope: &'scope std::thread::Scope<'scope, 'env>, every: Duration, check: F) -> std::thread::ScopedJoinHandle<'scope, Samples>
+    pub fn run<'scope, 'env, F>(
+        &'env self,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        every: Duration,
+        check: F,
+    ) -> std::thread::ScopedJoinHandle<'scope, Samples>
     where
         F: Fn() -> std::result::Result<(), String> + Send + 'scope,
     {

@@ -16,11 +16,17 @@ pub fn binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let candidates = [target.join("release/ipipd"), target.join("debug/ipipd")];
     candidates
         .iter()
-        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok().map(|t| (t, p.clone())))
+        .filter_map(|p| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .map(|t| (t, p.clone()))
+        })
         .max()
         .map(|(_, p)| p)
         .unwrap_or_else(|| candidates[0].clone())
@@ -42,10 +48,21 @@ impl<'a> Ipipd<'a> {
         let dir = TempDir::new("node")?;
         let socket = dir.join("ipipd.sock");
         let state = dir.join("state");
-        let text = format!("{config}\n[control]\nsocket = \"{}\"\nstate_dir = \"{}\"\n", socket.display(), state.display());
+        let text = format!(
+            "{config}\n[control]\nsocket = \"{}\"\nstate_dir = \"{}\"\n",
+            socket.display(),
+            state.display()
+        );
         let path = dir.join("ipipd.toml");
         std::fs::write(&path, text)?;
-        let mut d = Ipipd { ns, dir, config: path, socket, proc: None, starts: 0 };
+        let mut d = Ipipd {
+            ns,
+            dir,
+            config: path,
+            socket,
+            proc: None,
+            starts: 0,
+        };
         d.restart()?;
         Ok(d)
     }
@@ -54,12 +71,18 @@ impl<'a> Ipipd<'a> {
     pub fn restart(&mut self) -> Result<()> {
         self.starts += 1;
         let mut cmd = self.ns.command(binary());
-        cmd.args(["run", "--config"]).arg(&self.config).env("RUST_LOG", std::env::var("IPIPD_TEST_LOG").unwrap_or_else(|_| "info".into()));
+        cmd.args(["run", "--config"]).arg(&self.config).env(
+            "RUST_LOG",
+            std::env::var("IPIPD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        );
         let log = self.dir.join("ipipd.log");
         self.proc = Some(Proc::spawn(cmd, "ipipd", &log)?);
         let sock = self.socket.clone();
         let r = wait_until(Duration::from_secs(15), "the control socket", || {
-            self.cli(&["show", "peers", "--json"]).ok().filter(|o| o.status.success()).map(|_| ())
+            self.cli(&["show", "peers", "--json"])
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|_| ())
         });
         if let Err(e) = r {
             bail!("{e} ({}); log:\n{}", sock.display(), self.log());
@@ -78,13 +101,22 @@ impl<'a> Ipipd<'a> {
 
     /// Runs `ipipd ARGS --socket SOCKET` from the host namespace.
     pub fn cli(&self, args: &[&str]) -> Result<std::process::Output> {
-        Command::new(binary()).args(args).arg("--socket").arg(&self.socket).output().context("running ipipd CLI")
+        Command::new(binary())
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+            .context("running ipipd CLI")
     }
 
     fn json(&self, args: &[&str]) -> Result<Vec<Value>> {
         let out = self.cli(args)?;
         if !out.status.success() {
-            bail!("ipipd {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "ipipd {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let v: Value = serde_json::from_slice(&out.stdout).context("parsing JSON")?;
         Ok(v.as_array().cloned().unwrap_or_default())
@@ -102,13 +134,17 @@ impl<'a> Ipipd<'a> {
 
     /// The best route for `prefix`, if any.
     pub fn best(&self, prefix: &str) -> Option<Value> {
-        self.routes().ok()?.into_iter().find(|r| r["prefix"] == prefix && r["best"] == true)
+        self.routes()
+            .ok()?
+            .into_iter()
+            .find(|r| r["prefix"] == prefix && r["best"] == true)
     }
 
     /// Waits until `prefix` is best and installed with the given next hop.
     pub fn wait_route(&self, prefix: &str, next_hop: &str, limit: Duration) -> Result<Value> {
         wait_until(limit, &format!("{prefix} via {next_hop} installed"), || {
-            self.best(prefix).filter(|r| r["next_hop"] == next_hop && r["installed"] == true)
+            self.best(prefix)
+                .filter(|r| r["next_hop"] == next_hop && r["installed"] == true)
         })
         .with_context(|| format!("routes now: {:?}", self.routes().unwrap_or_default()))
     }
@@ -117,16 +153,31 @@ impl<'a> Ipipd<'a> {
     pub fn wait_no_route(&self, prefix: &str, limit: Duration) -> Result<()> {
         wait_until(limit, &format!("{prefix} gone"), || {
             let rs = self.routes().ok()?;
-            (!rs.iter().any(|r| r["prefix"] == prefix && r["origin"] == "bgp")).then_some(())
+            (!rs.iter()
+                .any(|r| r["prefix"] == prefix && r["origin"] == "bgp"))
+            .then_some(())
         })
     }
 
     /// Waits until the peer at `address` is Established.
     pub fn wait_established(&self, address: &str, limit: Duration) -> Result<Value> {
-        wait_until(limit, &format!("session with {address} Established"), || {
-            self.peers().ok()?.into_iter().find(|p| p["address"] == address && p["state"] == "Established")
+        wait_until(
+            limit,
+            &format!("session with {address} Established"),
+            || {
+                self.peers()
+                    .ok()?
+                    .into_iter()
+                    .find(|p| p["address"] == address && p["state"] == "Established")
+            },
+        )
+        .with_context(|| {
+            format!(
+                "peers now: {:?}\nlog:\n{}",
+                self.peers().unwrap_or_default(),
+                self.log()
+            )
         })
-        .with_context(|| format!("peers now: {:?}\nlog:\n{}", self.peers().unwrap_or_default(), self.log()))
     }
 }
 
@@ -174,12 +225,19 @@ impl NodeConfig {
 
     /// An explicit `[[peer]]` at `address` (AS 64512) with extra `key = value` lines.
     pub fn peer(mut self, address: &str, extra: &str) -> NodeConfig {
-        self.peers.push(format!("[[peer]]\naddress = \"{address}\"\nasn = 64512\n{extra}\n"));
+        self.peers.push(format!(
+            "[[peer]]\naddress = \"{address}\"\nasn = 64512\n{extra}\n"
+        ));
         self
     }
 
     pub fn toml(&self) -> String {
-        let list = |v: &[String]| v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut t = format!(
             "[node]\nname = \"node-{name}\"\naddress = \"{addr}\"\nblocks = [{blocks}]\n\n[cluster]\npools = [{pools}]\nmesh = {mesh}\nnodes = [{nodes}]\n\n[bgp]\nhold_time = {hold}\ngraceful_restart_time = {gr}\n",
             name = self.address.replace('.', "-"),
@@ -227,17 +285,24 @@ impl Ipipd<'_> {
 
     /// Sends a signal to the running daemon (e.g. "HUP", "STOP", "CONT").
     pub fn signal(&self, sig: &str) -> Result<()> {
-        self.proc.as_ref().context("ipipd is not running")?.signal(sig)
+        self.proc
+            .as_ref()
+            .context("ipipd is not running")?
+            .signal(sig)
     }
 
     /// The peer at `address` as `show peers --json` lists it.
     pub fn peer(&self, address: &str) -> Option<Value> {
-        self.peers().ok()?.into_iter().find(|p| p["address"] == address)
+        self.peers()
+            .ok()?
+            .into_iter()
+            .find(|p| p["address"] == address)
     }
 
     /// The state of the session with `address` (`Established`, `Active`, ...).
     pub fn peer_state(&self, address: &str) -> Option<String> {
-        self.peer(address).and_then(|p| p["state"].as_str().map(str::to_owned))
+        self.peer(address)
+            .and_then(|p| p["state"].as_str().map(str::to_owned))
     }
 }
 

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use bgp::fsm::{negotiate, SessionConfig};
-use bgp::wire::{self, AfiSafi, Attributes, Capability, Context, Message, Notification, Open, Update};
+use bgp::wire::{
+    self, AfiSafi, Attributes, Capability, Context, Message, Notification, Open, Update,
+};
 use bytes::BytesMut;
 
 pub use netns::{accept, in_netns, listen, Dial};
@@ -48,7 +50,16 @@ pub struct RawPeer {
 
 /// An OPEN with the capabilities most tests want: IPv4 unicast, 4-octet AS.
 pub fn default_open(asn: u32, id: Ipv4Addr, hold: u16) -> Open {
-    Open::new(asn, hold, id, vec![Capability::Multiprotocol(AfiSafi::IPV4_UNICAST), Capability::FourOctetAs(asn), Capability::RouteRefresh])
+    Open::new(
+        asn,
+        hold,
+        id,
+        vec![
+            Capability::Multiprotocol(AfiSafi::IPV4_UNICAST),
+            Capability::FourOctetAs(asn),
+            Capability::RouteRefresh,
+        ],
+    )
 }
 
 /// The codec context the raw peer uses once both OPENs are known.
@@ -82,7 +93,14 @@ impl RawPeer {
     /// Wraps a connected stream (e.g. one accepted from a [`listen`] socket).
     pub fn from_stream(stream: TcpStream) -> Result<RawPeer> {
         let writer = Arc::new(Mutex::new(stream.try_clone()?));
-        Ok(RawPeer { stream, writer, buf: Vec::with_capacity(64 * 1024), ctx: Context::default(), their_open: None, keepalives: None })
+        Ok(RawPeer {
+            stream,
+            writer,
+            buf: Vec::with_capacity(64 * 1024),
+            ctx: Context::default(),
+            their_open: None,
+            keepalives: None,
+        })
     }
 
     /// Connects and completes the OPEN exchange with `open`: returns once ipipd's
@@ -112,7 +130,10 @@ impl RawPeer {
 
     /// Writes bytes as they are.
     pub fn send_raw(&self, bytes: &[u8]) -> Result<()> {
-        let mut w = self.writer.lock().map_err(|_| anyhow!("writer lock poisoned"))?;
+        let mut w = self
+            .writer
+            .lock()
+            .map_err(|_| anyhow!("writer lock poisoned"))?;
         w.write_all(bytes).context("sending to ipipd")
     }
 
@@ -132,14 +153,27 @@ impl RawPeer {
 
     /// Announces `prefixes` with `attrs` (its NEXT_HOP must be set) in one UPDATE.
     pub fn announce(&self, attrs: &Attributes, prefixes: &[ipnet::Ipv4Net]) -> Result<()> {
-        let nlri = prefixes.iter().map(|p| wire::Nlri::new((*p).into())).collect();
-        self.send_update(&Update { attributes: attrs.clone(), nlri, ..Update::default() })
+        let nlri = prefixes
+            .iter()
+            .map(|p| wire::Nlri::new((*p).into()))
+            .collect();
+        self.send_update(&Update {
+            attributes: attrs.clone(),
+            nlri,
+            ..Update::default()
+        })
     }
 
     /// Withdraws `prefixes` in one UPDATE.
     pub fn withdraw(&self, prefixes: &[ipnet::Ipv4Net]) -> Result<()> {
-        let withdrawn = prefixes.iter().map(|p| wire::Nlri::new((*p).into())).collect();
-        self.send_update(&Update { withdrawn, ..Update::default() })
+        let withdrawn = prefixes
+            .iter()
+            .map(|p| wire::Nlri::new((*p).into()))
+            .collect();
+        self.send_update(&Update {
+            withdrawn,
+            ..Update::default()
+        })
     }
 
     /// Waits up to `timeout` for one message or the end of the connection.
@@ -147,15 +181,25 @@ impl RawPeer {
         let deadline = Instant::now() + timeout;
         // Frame with the largest length so a long message is seen whole, then decode
         // with what was negotiated.
-        let framing = Context { extended_message: true, ..self.ctx };
+        let framing = Context {
+            extended_message: true,
+            ..self.ctx
+        };
         loop {
             match wire::frame(&self.buf, &framing) {
                 Ok(Some(n)) => {
                     let msg: Vec<u8> = self.buf.drain(..n).collect();
-                    return wire::decode(&msg, &self.ctx).map(Event::Message).map_err(|n| anyhow!("ipipd sent a message we cannot decode ({n}): {msg:02x?}"));
+                    return wire::decode(&msg, &self.ctx)
+                        .map(Event::Message)
+                        .map_err(|n| {
+                            anyhow!("ipipd sent a message we cannot decode ({n}): {msg:02x?}")
+                        });
                 }
                 Ok(None) => {}
-                Err(n) => bail!("ipipd sent bytes that do not frame ({n}): {:02x?}", self.buf),
+                Err(n) => bail!(
+                    "ipipd sent bytes that do not frame ({n}): {:02x?}",
+                    self.buf
+                ),
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -165,10 +209,19 @@ impl RawPeer {
             let mut chunk = [0u8; 16 * 1024];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(Event::Closed),
-                Ok(n) => self.buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Ok(n) => self
+                    .buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionReset
+                            | ErrorKind::ConnectionAborted
+                            | ErrorKind::BrokenPipe
+                    ) =>
+                {
                     return Ok(Event::Closed)
                 }
                 Err(e) => return Err(e).context("reading from ipipd"),

@@ -19,7 +19,9 @@ use interop::rawpeer::{accept, default_open, listen, Event, RawPeer};
 const WAIT: Duration = Duration::from_secs(10);
 
 fn state(d: &Ipipd<'_>, a: Ipv4Addr) -> String {
-    peer_status(d, a).and_then(|p| p["state"].as_str().map(str::to_owned)).unwrap_or_default()
+    peer_status(d, a)
+        .and_then(|p| p["state"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// Fails if the session with `a` is Established at any moment during `d`.
@@ -38,18 +40,53 @@ fn never_established(ipipd: &Ipipd<'_>, a: Ipv4Addr, d: Duration) -> Result<()> 
 fn strangers_md5_and_gtsm() -> Result<()> {
     require_root();
     let tb = Testbed::new(7)?;
-    let (plain, md5, gtsm, stranger, md5_good, md5_bad, active) =
-        (Testbed::addr(0), Testbed::addr(1), Testbed::addr(2), Testbed::addr(3), Testbed::addr(4), Testbed::addr(5), Testbed::addr(6));
+    let (plain, md5, gtsm, stranger, md5_good, md5_bad, active) = (
+        Testbed::addr(0),
+        Testbed::addr(1),
+        Testbed::addr(2),
+        Testbed::addr(3),
+        Testbed::addr(4),
+        Testbed::addr(5),
+        Testbed::addr(6),
+    );
     let peers = [
-        PeerSpec { address: plain, asn: 64512, extra: String::new() },
-        PeerSpec { address: md5, asn: 64512, extra: "password = \"alpha\"".into() },
-        PeerSpec { address: gtsm, asn: 64512, extra: "ttl_security = true".into() },
-        PeerSpec { address: md5_good, asn: 64512, extra: "password = \"alpha\"".into() },
-        PeerSpec { address: md5_bad, asn: 64512, extra: "password = \"alpha\"".into() },
-        PeerSpec { address: active, asn: 64512, extra: "passive = false\nttl_security = true".into() },
+        PeerSpec {
+            address: plain,
+            asn: 64512,
+            extra: String::new(),
+        },
+        PeerSpec {
+            address: md5,
+            asn: 64512,
+            extra: "password = \"alpha\"".into(),
+        },
+        PeerSpec {
+            address: gtsm,
+            asn: 64512,
+            extra: "ttl_security = true".into(),
+        },
+        PeerSpec {
+            address: md5_good,
+            asn: 64512,
+            extra: "password = \"alpha\"".into(),
+        },
+        PeerSpec {
+            address: md5_bad,
+            asn: 64512,
+            extra: "password = \"alpha\"".into(),
+        },
+        PeerSpec {
+            address: active,
+            asn: 64512,
+            extra: "passive = false\nttl_security = true".into(),
+        },
     ];
     // Listening before ipipd starts, so that its first attempt to connect succeeds.
-    let listener = listen(&tb.peers.name, SocketAddr::new(IpAddr::V4(active), 179), Some(255))?;
+    let listener = listen(
+        &tb.peers.name,
+        SocketAddr::new(IpAddr::V4(active), 179),
+        Some(255),
+    )?;
     let d = tb.start(&tb.config(&peers, ""))?;
 
     // A configured peer comes up: the setup works.
@@ -115,7 +152,9 @@ fn strangers_md5_and_gtsm() -> Result<()> {
             let end = Instant::now() + Duration::from_secs(5);
             while Instant::now() < end {
                 match c.recv(Duration::from_millis(500)) {
-                    Ok(Event::Message(Message::Keepalive)) => bail!("ipipd answered an OPEN sent with TTL 1"),
+                    Ok(Event::Message(Message::Keepalive)) => {
+                        bail!("ipipd answered an OPEN sent with TTL 1")
+                    }
                     Ok(Event::Closed) => break,
                     _ => {}
                 }
@@ -146,14 +185,23 @@ fn ask(sock: &std::path::Path, line: &[u8]) -> Result<Option<serde_json::Value>>
     if answer.is_empty() {
         return Ok(None);
     }
-    Ok(Some(serde_json::from_str(&answer).with_context(|| format!("answer is not JSON: {answer:?}"))?))
+    Ok(Some(serde_json::from_str(&answer).with_context(|| {
+        format!("answer is not JSON: {answer:?}")
+    })?))
 }
 
 #[test]
 fn control_socket_access_and_bad_requests() -> Result<()> {
     require_root();
     let tb = Testbed::new(1)?;
-    let d = tb.start(&tb.config(&[PeerSpec { address: Testbed::addr(0), asn: 64512, extra: String::new() }], ""))?;
+    let d = tb.start(&tb.config(
+        &[PeerSpec {
+            address: Testbed::addr(0),
+            asn: 64512,
+            extra: String::new(),
+        }],
+        "",
+    ))?;
     let sock = d.socket.clone();
 
     // A user without permission: a clear error and a non-zero exit.
@@ -166,32 +214,54 @@ fn control_socket_access_and_bad_requests() -> Result<()> {
         .context("running setpriv")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.success() || !stderr.contains("permission denied") {
-        bail!("as nobody: exit {:?}, stderr {stderr:?}, stdout {:?}", out.status.code(), String::from_utf8_lossy(&out.stdout));
+        bail!(
+            "as nobody: exit {:?}, stderr {stderr:?}, stdout {:?}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     println!("as nobody: {}", stderr.trim());
 
     let pid = ipipd_pid(&d)?;
     let fds_before = fd_count(pid)?;
     let deep = format!("{}{}\n", "[".repeat(100_000), "]".repeat(100_000));
-    let long = format!("{{\"request\":\"show-peers\",\"pad\":\"{}\"}}\n", "x".repeat(70 * 1024));
+    let long = format!(
+        "{{\"request\":\"show-peers\",\"pad\":\"{}\"}}\n",
+        "x".repeat(70 * 1024)
+    );
     let bad: Vec<(&str, Vec<u8>)> = vec![
         ("truncated JSON", b"{\n".to_vec()),
         ("not JSON", b"hello\n".to_vec()),
-        ("unknown request", b"{\"request\":\"launch-missiles\"}\n".to_vec()),
-        ("bad address", b"{\"request\":\"workload-add\",\"ip\":\"x\",\"interface\":\"cali1\"}\n".to_vec()),
-        ("unknown field", b"{\"request\":\"show-peers\",\"extra\":1}\n".to_vec()),
+        (
+            "unknown request",
+            b"{\"request\":\"launch-missiles\"}\n".to_vec(),
+        ),
+        (
+            "bad address",
+            b"{\"request\":\"workload-add\",\"ip\":\"x\",\"interface\":\"cali1\"}\n".to_vec(),
+        ),
+        (
+            "unknown field",
+            b"{\"request\":\"show-peers\",\"extra\":1}\n".to_vec(),
+        ),
         ("array", b"[1,2,3]\n".to_vec()),
         ("empty line", b"\n".to_vec()),
         ("NUL bytes", b"\0\0\0\n".to_vec()),
         ("invalid UTF-8", b"{\"request\":\"\xff\xfe\"}\n".to_vec()),
         ("nested 100000 deep", deep.into_bytes()),
         ("line over 64 KiB", long.into_bytes()),
-        ("interface name with a slash", b"{\"request\":\"workload-add\",\"ip\":\"100.64.0.9\",\"interface\":\"../etc\"}\n".to_vec()),
+        (
+            "interface name with a slash",
+            b"{\"request\":\"workload-add\",\"ip\":\"100.64.0.9\",\"interface\":\"../etc\"}\n"
+                .to_vec(),
+        ),
     ];
     let mut failures = Vec::new();
     for (name, line) in &bad {
         match ask(&sock, line) {
-            Ok(Some(v)) if v["response"] == "error" && v["message"].as_str().is_some_and(|m| !m.is_empty()) => {}
+            Ok(Some(v))
+                if v["response"] == "error"
+                    && v["message"].as_str().is_some_and(|m| !m.is_empty()) => {}
             other => failures.push(format!("{name}: expected an error reply, got {other:?}")),
         }
     }
@@ -199,16 +269,28 @@ fn control_socket_access_and_bad_requests() -> Result<()> {
     let mut s = UnixStream::connect(&sock)?;
     s.set_read_timeout(Some(WAIT))?;
     s.write_all(b"nope\n{\"request\":1}\n{\"request\":\"show-peers\"}\n")?;
-    let answers: Vec<String> = BufReader::new(s).lines().take(3).collect::<std::io::Result<_>>()?;
-    if !(answers.len() == 3 && answers[0].contains("error") && answers[1].contains("error") && answers[2].contains("\"peers\"")) {
+    let answers: Vec<String> = BufReader::new(s)
+        .lines()
+        .take(3)
+        .collect::<std::io::Result<_>>()?;
+    if !(answers.len() == 3
+        && answers[0].contains("error")
+        && answers[1].contains("error")
+        && answers[2].contains("\"peers\""))
+    {
         failures.push(format!("pipelined requests: {answers:?}"));
     }
     // Clients that connect and say nothing do not block anyone.
-    let idle: Vec<UnixStream> = (0..100).map(|_| UnixStream::connect(&sock)).collect::<std::io::Result<_>>()?;
+    let idle: Vec<UnixStream> = (0..100)
+        .map(|_| UnixStream::connect(&sock))
+        .collect::<std::io::Result<_>>()?;
     let t = Instant::now();
     let peers = d.peers()?;
     if peers.len() != 1 || t.elapsed() > Duration::from_secs(2) {
-        failures.push(format!("show peers with 100 idle clients: {peers:?} in {:?}", t.elapsed()));
+        failures.push(format!(
+            "show peers with 100 idle clients: {peers:?} in {:?}",
+            t.elapsed()
+        ));
     }
     drop(idle);
     let fds_after = wait_until(WAIT, "file descriptors back to where they were", || {
@@ -216,7 +298,10 @@ fn control_socket_access_and_bad_requests() -> Result<()> {
         (n <= fds_before).then_some(n)
     });
     if let Err(e) = fds_after {
-        failures.push(format!("{e:#}: {fds_before} before, {:?} now", fd_count(pid)));
+        failures.push(format!(
+            "{e:#}: {fds_before} before, {:?} now",
+            fd_count(pid)
+        ));
     }
     d.peers().context("ipipd stopped answering")?;
     if !failures.is_empty() {

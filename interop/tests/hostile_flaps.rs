@@ -16,7 +16,10 @@ use bgp::wire::{Message, Notification};
 use interop::harness::{require_root, wait_until};
 use interop::ipipd::Ipipd;
 use interop::rawpeer::craft::{base, message, prefixes, update, UPDATE};
-use interop::rawpeer::testbed::{fd_count, ipipd_pid, kernel_has, memory_kib, peer_status, route_from, wait_learned, PeerSpec, Testbed};
+use interop::rawpeer::testbed::{
+    fd_count, ipipd_pid, kernel_has, memory_kib, peer_status, route_from, wait_learned, PeerSpec,
+    Testbed,
+};
 use interop::rawpeer::{default_open, Event, RawPeer};
 use ipnet::Ipv4Net;
 
@@ -37,10 +40,20 @@ enum Mode {
     HoldExpiry,
 }
 
-const FAST: [Mode; 5] = [Mode::Reset, Mode::Fin, Mode::Cease, Mode::Malformed, Mode::OpenDropped];
+const FAST: [Mode; 5] = [
+    Mode::Reset,
+    Mode::Fin,
+    Mode::Cease,
+    Mode::Malformed,
+    Mode::OpenDropped,
+];
 
 fn flapper_routes(address: Ipv4Addr) -> Vec<Ipv4Net> {
-    (0..3).map(|i| Ipv4Net::new(Ipv4Addr::new(100, 90, address.octets()[3], i), 32).unwrap_or_default()).collect()
+    (0..3)
+        .map(|i| {
+            Ipv4Net::new(Ipv4Addr::new(100, 90, address.octets()[3], i), 32).unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Connects until the session is up on ipipd's side (its End-of-RIB arrived): a session
@@ -60,7 +73,8 @@ fn come_up(tb: &Testbed, address: Ipv4Addr, hold: u16) -> Result<RawPeer> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("closed after OPEN every time"))).context("the flapping peer could not come up")
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("closed after OPEN every time")))
+        .context("the flapping peer could not come up")
 }
 
 fn flap(tb: &Testbed, address: Ipv4Addr, mode: Mode) -> Result<()> {
@@ -73,7 +87,11 @@ fn flap(tb: &Testbed, address: Ipv4Addr, mode: Mode) -> Result<()> {
     }
     let hold = if mode == Mode::HoldExpiry { 3 } else { 0 };
     let mut p = come_up(tb, address, hold)?;
-    p.send_raw(&update(&[], &base(&[], address, true), &prefixes(&flapper_routes(address))))?;
+    p.send_raw(&update(
+        &[],
+        &base(&[], address, true),
+        &prefixes(&flapper_routes(address)),
+    ))?;
     match mode {
         Mode::Reset => p.reset(),
         Mode::Fin => p.close(),
@@ -107,14 +125,22 @@ fn snapshot(d: &Ipipd<'_>) -> Result<(usize, u64)> {
 
 /// Waits until no flapping session is up and none of their routes is left.
 fn settle(d: &Ipipd<'_>, flappers: &[Ipv4Addr]) -> Result<()> {
-    wait_until(Duration::from_secs(30), "flapping sessions down and their routes gone", || {
-        let routes = d.routes().ok()?;
-        let clean = flappers.iter().all(|a| {
-            let down = peer_status(d, *a).is_some_and(|s| s["state"] != "Established" && s["state"] != "OpenSent" && s["state"] != "OpenConfirm");
-            down && !routes.iter().any(|r| r["peer"] == a.to_string().as_str())
-        });
-        clean.then_some(())
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "flapping sessions down and their routes gone",
+        || {
+            let routes = d.routes().ok()?;
+            let clean = flappers.iter().all(|a| {
+                let down = peer_status(d, *a).is_some_and(|s| {
+                    s["state"] != "Established"
+                        && s["state"] != "OpenSent"
+                        && s["state"] != "OpenConfirm"
+                });
+                down && !routes.iter().any(|r| r["peer"] == a.to_string().as_str())
+            });
+            clean.then_some(())
+        },
+    )
 }
 
 /// What one round of flapping did.
@@ -128,7 +154,15 @@ struct Round {
 
 /// Flaps `fast` times on the fast peers and `slow` times on the slow ones, all at once,
 /// while watching that the stable routes stay exactly as they are.
-fn run_flaps(d: &Ipipd<'_>, tb: &Testbed, fast_peers: &[Ipv4Addr], slow_peers: &[Ipv4Addr], fast: usize, slow: usize, stable_routes: &[(String, Ipv4Addr)]) -> Round {
+fn run_flaps(
+    d: &Ipipd<'_>,
+    tb: &Testbed,
+    fast_peers: &[Ipv4Addr],
+    slow_peers: &[Ipv4Addr],
+    fast: usize,
+    slow: usize,
+    stable_routes: &[(String, Ipv4Addr)],
+) -> Round {
     let (fast_done, slow_done) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let stop = AtomicBool::new(false);
     let modes = Mutex::new(Vec::<Mode>::new());
@@ -146,15 +180,25 @@ fn run_flaps(d: &Ipipd<'_>, tb: &Testbed, fast_peers: &[Ipv4Addr], slow_peers: &
                 if let Ok(routes) = d.routes() {
                     polls += 1;
                     for (r, a) in stable_routes {
-                        let same = route_from(&routes, r, *a).is_some_and(|x| x["best"] == true && x["installed"] == true && x["next_hop"] == a.to_string().as_str());
+                        let same = route_from(&routes, r, *a).is_some_and(|x| {
+                            x["best"] == true
+                                && x["installed"] == true
+                                && x["next_hop"] == a.to_string().as_str()
+                        });
                         if !same {
                             note(format!("{r} from {a} changed at {:.1?}", started.elapsed()));
                         }
                     }
                     if polls % 10 == 0 {
                         let kernel = d.ns.bgp_routes();
-                        for (r, _) in stable_routes.iter().filter(|(r, _)| !kernel_has(&kernel, r)) {
-                            note(format!("{r} missing from the kernel at {:.1?}", started.elapsed()));
+                        for (r, _) in stable_routes
+                            .iter()
+                            .filter(|(r, _)| !kernel_has(&kernel, r))
+                        {
+                            note(format!(
+                                "{r} missing from the kernel at {:.1?}",
+                                started.elapsed()
+                            ));
                         }
                     }
                 }
@@ -162,18 +206,29 @@ fn run_flaps(d: &Ipipd<'_>, tb: &Testbed, fast_peers: &[Ipv4Addr], slow_peers: &
             }
             polls
         });
-        let peers = fast_peers.iter().map(|a| (*a, false)).chain(slow_peers.iter().map(|a| (*a, true)));
+        let peers = fast_peers
+            .iter()
+            .map(|a| (*a, false))
+            .chain(slow_peers.iter().map(|a| (*a, true)));
         let workers: Vec<_> = peers
             .enumerate()
             .map(|(i, (a, slow_peer))| {
-                let (counter, goal) = if slow_peer { (&slow_done, slow) } else { (&fast_done, fast) };
+                let (counter, goal) = if slow_peer {
+                    (&slow_done, slow)
+                } else {
+                    (&fast_done, fast)
+                };
                 let modes = &modes;
                 s.spawn(move || -> Vec<String> {
                     let mut errs = Vec::new();
                     let mut n = i;
                     // Take a ticket first, so the goal is met exactly.
                     while counter.fetch_add(1, Ordering::Relaxed) < goal {
-                        let mode = if slow_peer { Mode::HoldExpiry } else { FAST[n % FAST.len()] };
+                        let mode = if slow_peer {
+                            Mode::HoldExpiry
+                        } else {
+                            FAST[n % FAST.len()]
+                        };
                         n += 1;
                         match flap(tb, a, mode) {
                             Ok(()) => {
@@ -193,7 +248,10 @@ fn run_flaps(d: &Ipipd<'_>, tb: &Testbed, fast_peers: &[Ipv4Addr], slow_peers: &
                 })
             })
             .collect();
-        let mut errs: Vec<String> = workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|_| vec!["flapper panicked".into()])).collect();
+        let mut errs: Vec<String> = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|_| vec!["flapper panicked".into()]))
+            .collect();
         stop.store(true, Ordering::Relaxed);
         let polls = monitor.join().unwrap_or(0);
         if polls < 5 {
@@ -220,13 +278,29 @@ fn per_mode(modes: &[Mode]) -> String {
 #[test]
 fn thousand_flaps() -> Result<()> {
     require_root();
-    let total: usize = std::env::var("HOSTILE_FLAPS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
-    let slow: usize = std::env::var("HOSTILE_HOLD_EXPIRIES").ok().and_then(|s| s.parse().ok()).unwrap_or(20).min(total);
+    let total: usize = std::env::var("HOSTILE_FLAPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let slow: usize = std::env::var("HOSTILE_HOLD_EXPIRIES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+        .min(total);
     let tb = Testbed::new((STABLE + FAST_FLAPPERS + SLOW_FLAPPERS) as u8)?;
-    let addrs: Vec<Ipv4Addr> = (0..(STABLE + FAST_FLAPPERS + SLOW_FLAPPERS) as u8).map(Testbed::addr).collect();
+    let addrs: Vec<Ipv4Addr> = (0..(STABLE + FAST_FLAPPERS + SLOW_FLAPPERS) as u8)
+        .map(Testbed::addr)
+        .collect();
     let (stable, flappers) = addrs.split_at(STABLE);
     let (fast_peers, slow_peers) = flappers.split_at(FAST_FLAPPERS);
-    let specs: Vec<PeerSpec> = addrs.iter().map(|a| PeerSpec { address: *a, asn: 64512, extra: String::new() }).collect();
+    let specs: Vec<PeerSpec> = addrs
+        .iter()
+        .map(|a| PeerSpec {
+            address: *a,
+            asn: 64512,
+            extra: String::new(),
+        })
+        .collect();
     // One malloc arena: memory that glibc spreads over per-thread arenas (and keeps) would
     // otherwise move the resident size by several percent from run to run, hiding or
     // faking a leak of that size.
@@ -238,7 +312,9 @@ fn thousand_flaps() -> Result<()> {
     let mut stable_routes = Vec::new();
     for (i, a) in stable.iter().enumerate() {
         let p = RawPeer::establish(&tb.dial(*a), &default_open(64512, *a, 0))?;
-        let rs: Vec<Ipv4Net> = (0..20).map(|j| Ipv4Net::new(Ipv4Addr::new(100, 80 + i as u8, j, 0), 24).unwrap_or_default()).collect();
+        let rs: Vec<Ipv4Net> = (0..20)
+            .map(|j| Ipv4Net::new(Ipv4Addr::new(100, 80 + i as u8, j, 0), 24).unwrap_or_default())
+            .collect();
         p.send_raw(&update(&[], &base(&[], *a, true), &prefixes(&rs)))?;
         stable_routes.extend(rs.iter().map(|r| (r.to_string(), *a)));
         keep.push(p);
@@ -249,17 +325,35 @@ fn thousand_flaps() -> Result<()> {
 
     // Warm-up: the same mix and size, so that the baseline includes what the
     // allocator and the runtime keep for reuse once sessions have come and gone.
-    let warm = run_flaps(&d, &tb, fast_peers, slow_peers, total - slow, SLOW_FLAPPERS.min(slow), &stable_routes);
+    let warm = run_flaps(
+        &d,
+        &tb,
+        fast_peers,
+        slow_peers,
+        total - slow,
+        SLOW_FLAPPERS.min(slow),
+        &stable_routes,
+    );
     if !warm.errors.is_empty() {
         bail!("warm-up: {}", warm.errors.join("\n"));
     }
     settle(&d, flappers)?;
     let (fds0, rss0) = snapshot(&d)?;
 
-    let round = run_flaps(&d, &tb, fast_peers, slow_peers, total - slow, slow, &stable_routes);
+    let round = run_flaps(
+        &d,
+        &tb,
+        fast_peers,
+        slow_peers,
+        total - slow,
+        slow,
+        &stable_routes,
+    );
     settle(&d, flappers)?;
     // A connection that just ended may still be closing inside ipipd.
-    let _ = wait_until(WAIT, "file descriptors back", || snapshot(&d).ok().filter(|(fds, _)| *fds <= fds0));
+    let _ = wait_until(WAIT, "file descriptors back", || {
+        snapshot(&d).ok().filter(|(fds, _)| *fds <= fds0)
+    });
     let (fds1, rss1) = snapshot(&d)?;
     println!(
         "{} flaps in {:.1?} ({}); fds {fds0} -> {fds1}; RSS {rss0} -> {rss1} KiB (after a warm-up of {} flaps)",
@@ -269,7 +363,12 @@ fn thousand_flaps() -> Result<()> {
         warm.modes.len()
     );
     let mut problems = round.errors;
-    problems.extend(warm.route_changes.into_iter().chain(round.route_changes).take(10));
+    problems.extend(
+        warm.route_changes
+            .into_iter()
+            .chain(round.route_changes)
+            .take(10),
+    );
     if round.modes.len() < total {
         problems.push(format!("only {} of {total} flaps done", round.modes.len()));
     }
@@ -285,7 +384,9 @@ fn thousand_flaps() -> Result<()> {
             .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
             .map(|l| l.display().to_string())
             .collect();
-        problems.push(format!("open file descriptors grew from {fds0} to {fds1}: {open:?}"));
+        problems.push(format!(
+            "open file descriptors grew from {fds0} to {fds1}: {open:?}"
+        ));
     }
     if rss1 as f64 > rss0 as f64 * 1.05 {
         problems.push(format!("resident memory grew from {rss0} to {rss1} KiB"));

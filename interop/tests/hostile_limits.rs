@@ -13,7 +13,9 @@ use bgp::wire::Message;
 use interop::harness::{require_root, wait_until};
 use interop::ipipd::Ipipd;
 use interop::rawpeer::craft::{base, prefix, prefixes, update};
-use interop::rawpeer::testbed::{ipipd_pid, memory_kib, peer_status, route_from, PeerSpec, Testbed};
+use interop::rawpeer::testbed::{
+    ipipd_pid, memory_kib, peer_status, route_from, PeerSpec, Testbed,
+};
 use interop::rawpeer::{default_open, Event, RawPeer, RawWriter};
 use ipnet::Ipv4Net;
 
@@ -23,19 +25,27 @@ const PER_UPDATE: usize = 800;
 
 fn host(i: u32) -> Ipv4Net {
     // 100.80.0.0 and up: inside the pool, clear of ipipd's own block.
-    Ipv4Net::new(Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 80, 0, 0)) + i), 32).unwrap_or_default()
+    Ipv4Net::new(
+        Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 80, 0, 0)) + i),
+        32,
+    )
+    .unwrap_or_default()
 }
 
 /// UPDATEs announcing hosts `from..to` with next hop `nh`, concatenated.
 fn announcements(from: u32, to: u32, nh: Ipv4Addr) -> Vec<u8> {
     let attrs = base(&[], nh, true);
     let all: Vec<Ipv4Net> = (from..to).map(host).collect();
-    all.chunks(PER_UPDATE).flat_map(|c| update(&[], &attrs, &prefixes(c))).collect()
+    all.chunks(PER_UPDATE)
+        .flat_map(|c| update(&[], &attrs, &prefixes(c)))
+        .collect()
 }
 
 fn withdrawals(from: u32, to: u32) -> Vec<u8> {
     let all: Vec<Ipv4Net> = (from..to).map(host).collect();
-    all.chunks(PER_UPDATE).flat_map(|c| update(&prefixes(c), &[], &[])).collect()
+    all.chunks(PER_UPDATE)
+        .flat_map(|c| update(&prefixes(c), &[], &[]))
+        .collect()
 }
 
 /// Writes `bytes` in 64 KiB pieces; stops quietly when the connection goes.
@@ -51,11 +61,15 @@ fn pour(w: &RawWriter, bytes: &[u8]) -> usize {
 }
 
 fn established_count(d: &Ipipd<'_>, a: Ipv4Addr) -> u64 {
-    peer_status(d, a).and_then(|p| p["established_count"].as_u64()).unwrap_or(0)
+    peer_status(d, a)
+        .and_then(|p| p["established_count"].as_u64())
+        .unwrap_or(0)
 }
 
 fn state(d: &Ipipd<'_>, a: Ipv4Addr) -> String {
-    peer_status(d, a).and_then(|p| p["state"].as_str().map(str::to_owned)).unwrap_or_default()
+    peer_status(d, a)
+        .and_then(|p| p["state"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// A session with hold time 3 that sends its keepalives every second and records the
@@ -76,7 +90,9 @@ impl Watcher {
             let mut worst = Duration::ZERO;
             while !flag.load(Ordering::Relaxed) {
                 match p.recv(Duration::from_millis(200)) {
-                    Ok(Event::Message(Message::Notification(n))) => bail!("the watched session got NOTIFICATION {n}"),
+                    Ok(Event::Message(Message::Notification(n))) => {
+                        bail!("the watched session got NOTIFICATION {n}")
+                    }
                     Ok(Event::Closed) => bail!("the watched session was closed"),
                     Ok(Event::Message(_)) => {
                         worst = worst.max(last.elapsed());
@@ -93,7 +109,9 @@ impl Watcher {
     /// The longest gap between two messages from ipipd.
     fn finish(self) -> Result<Duration> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().map_err(|_| anyhow::anyhow!("watcher panicked"))?
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("watcher panicked"))?
     }
 }
 
@@ -101,21 +119,53 @@ impl Watcher {
 fn max_prefix_memory_and_starvation() -> Result<()> {
     require_root();
     let tb = Testbed::new(5)?;
-    let (small, big, stable, watched, churn) = (Testbed::addr(0), Testbed::addr(1), Testbed::addr(2), Testbed::addr(3), Testbed::addr(4));
+    let (small, big, stable, watched, churn) = (
+        Testbed::addr(0),
+        Testbed::addr(1),
+        Testbed::addr(2),
+        Testbed::addr(3),
+        Testbed::addr(4),
+    );
     let peers = [
-        PeerSpec { address: small, asn: 64512, extra: "max_prefixes = 100".into() },
-        PeerSpec { address: big, asn: 64512, extra: "max_prefixes = 10000".into() },
-        PeerSpec { address: stable, asn: 64512, extra: String::new() },
-        PeerSpec { address: watched, asn: 64512, extra: String::new() },
-        PeerSpec { address: churn, asn: 64512, extra: String::new() },
+        PeerSpec {
+            address: small,
+            asn: 64512,
+            extra: "max_prefixes = 100".into(),
+        },
+        PeerSpec {
+            address: big,
+            asn: 64512,
+            extra: "max_prefixes = 10000".into(),
+        },
+        PeerSpec {
+            address: stable,
+            asn: 64512,
+            extra: String::new(),
+        },
+        PeerSpec {
+            address: watched,
+            asn: 64512,
+            extra: String::new(),
+        },
+        PeerSpec {
+            address: churn,
+            asn: 64512,
+            extra: String::new(),
+        },
     ];
     let d = tb.start(&tb.config(&peers, ""))?;
     let pid = ipipd_pid(&d)?;
 
     // Other sessions whose fate is checked throughout.
     let s = RawPeer::establish(&tb.dial(stable), &default_open(64512, stable, 0))?;
-    let stable_routes: Vec<Ipv4Net> = (0..10).map(|i| Ipv4Net::new(Ipv4Addr::new(100, 70, i, 0), 24).unwrap_or_default()).collect();
-    s.send_raw(&update(&[], &base(&[], stable, true), &prefixes(&stable_routes)))?;
+    let stable_routes: Vec<Ipv4Net> = (0..10)
+        .map(|i| Ipv4Net::new(Ipv4Addr::new(100, 70, i, 0), 24).unwrap_or_default())
+        .collect();
+    s.send_raw(&update(
+        &[],
+        &base(&[], stable, true),
+        &prefixes(&stable_routes),
+    ))?;
     let w = Watcher::start(&tb, watched)?;
     for r in &stable_routes {
         interop::rawpeer::testbed::wait_learned(&d, &r.to_string(), stable, WAIT)?;
@@ -128,13 +178,21 @@ fn max_prefix_memory_and_starvation() -> Result<()> {
     let n = m.expect_notification(WAIT)?;
     let want = [0u8, 1, 1, 0, 0, 0, 100];
     if (n.code, n.subcode, n.data.as_ref()) != (6, 1, &want[..]) {
-        bail!("max-prefix NOTIFICATION {}/{} data {:02x?}, expected 6/1 data {want:02x?}", n.code, n.subcode, n.data.as_ref());
+        bail!(
+            "max-prefix NOTIFICATION {}/{} data {:02x?}, expected 6/1 data {want:02x?}",
+            n.code,
+            n.subcode,
+            n.data.as_ref()
+        );
     }
     let reset_at = Instant::now();
     m.expect_closed(WAIT)?;
     wait_until(WAIT, "the max-prefix peer's routes removed", || {
         let routes = d.routes().ok()?;
-        (!routes.iter().any(|r| r["peer"] == small.to_string().as_str())).then_some(())
+        (!routes
+            .iter()
+            .any(|r| r["peer"] == small.to_string().as_str()))
+        .then_some(())
     })?;
     // Held down: a new connection is closed before OPEN.
     for _ in 0..3 {
@@ -145,7 +203,10 @@ fn max_prefix_memory_and_starvation() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    println!("max-prefix: Cease 6/1 data {:02x?}; reconnects refused during the hold-down", n.data.as_ref());
+    println!(
+        "max-prefix: Cease 6/1 data {:02x?}; reconnects refused during the hold-down",
+        n.data.as_ref()
+    );
 
     // 2. One million prefixes against a limit of 10,000.
     let (rss0, hwm0) = memory_kib(pid)?;
@@ -159,15 +220,26 @@ fn max_prefix_memory_and_starvation() -> Result<()> {
     let pourer = std::thread::spawn(move || pour(&writer, &flood));
     let n = f.expect_notification(Duration::from_secs(60))?;
     let took = started.elapsed();
-    let sent = pourer.join().map_err(|_| anyhow::anyhow!("flood thread panicked"))?;
+    let sent = pourer
+        .join()
+        .map_err(|_| anyhow::anyhow!("flood thread panicked"))?;
     if (n.code, n.subcode, n.data.as_ref()) != (6, 1, &[0u8, 1, 1, 0, 0, 0x27, 0x10][..]) {
-        bail!("1M flood: NOTIFICATION {}/{} data {:02x?}", n.code, n.subcode, n.data.as_ref());
+        bail!(
+            "1M flood: NOTIFICATION {}/{} data {:02x?}",
+            n.code,
+            n.subcode,
+            n.data.as_ref()
+        );
     }
     drop(f);
-    wait_until(Duration::from_secs(60), "the flood's routes removed", || {
-        let st = peer_status(&d, big)?;
-        (st["received"] == 0).then_some(())
-    })?;
+    wait_until(
+        Duration::from_secs(60),
+        "the flood's routes removed",
+        || {
+            let st = peer_status(&d, big)?;
+            (st["received"] == 0).then_some(())
+        },
+    )?;
     let (rss1, hwm1) = memory_kib(pid)?;
     println!(
         "1M prefixes vs limit 10000: reset after {took:.1?} ({} of {} MB sent); RSS {rss0} -> {rss1} KiB, high-water mark {hwm0} -> {hwm1} KiB",
@@ -176,16 +248,23 @@ fn max_prefix_memory_and_starvation() -> Result<()> {
     );
     // Bounded: 10,000 routes cost a few MiB; a million would cost hundreds.
     if hwm1.saturating_sub(rss0) > 64 * 1024 {
-        bail!("memory grew by {} KiB during a flood against a 10,000 limit", hwm1 - rss0);
+        bail!(
+            "memory grew by {} KiB during a flood against a 10,000 limit",
+            hwm1 - rss0
+        );
     }
-    if established_count(&d, watched) != ups_watched || established_count(&d, stable) != ups_stable {
+    if established_count(&d, watched) != ups_watched || established_count(&d, stable) != ups_stable
+    {
         bail!("another session was reset during the flood");
     }
 
     // 3. A flood of announcements and withdrawals on one session, keepalives on another.
     let c = RawPeer::establish(&tb.dial(churn), &default_open(64512, churn, 0))?;
     let writer = c.writer();
-    let seconds: u64 = std::env::var("HOSTILE_FLOOD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let seconds: u64 = std::env::var("HOSTILE_FLOOD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
     let (add, del) = (announcements(0, 50_000, churn), withdrawals(0, 50_000));
     let churner = std::thread::spawn(move || {
         let end = Instant::now() + Duration::from_secs(seconds);
@@ -198,11 +277,18 @@ fn max_prefix_memory_and_starvation() -> Result<()> {
         }
         rounds
     });
-    let rounds = churner.join().map_err(|_| anyhow::anyhow!("churn thread panicked"))?;
+    let rounds = churner
+        .join()
+        .map_err(|_| anyhow::anyhow!("churn thread panicked"))?;
     // The last withdrawals are processed: the sentinel after them shows up.
     let sentinel = Ipv4Net::new(Ipv4Addr::new(100, 71, 0, 0), 24).unwrap_or_default();
     c.send_raw(&update(&[], &base(&[], churn, true), &prefix(sentinel)))?;
-    interop::rawpeer::testbed::wait_learned(&d, &sentinel.to_string(), churn, Duration::from_secs(120))?;
+    interop::rawpeer::testbed::wait_learned(
+        &d,
+        &sentinel.to_string(),
+        churn,
+        Duration::from_secs(120),
+    )?;
     let worst = w.finish()?;
     println!("churn: {rounds} rounds of 50,000 announcements and withdrawals; longest silence on the hold-time-3 session {worst:.1?}");
     if worst >= Duration::from_secs(3) {
@@ -221,9 +307,11 @@ fn max_prefix_memory_and_starvation() -> Result<()> {
     // 4. After the hold-down, the max-prefix peer may come back.
     let left = Duration::from_secs(31).saturating_sub(reset_at.elapsed());
     std::thread::sleep(left);
-    let back = wait_until(Duration::from_secs(15), "the max-prefix peer re-established after the hold-down", || {
-        RawPeer::establish(&tb.dial(small), &default_open(64512, small, 0)).ok()
-    })
+    let back = wait_until(
+        Duration::from_secs(15),
+        "the max-prefix peer re-established after the hold-down",
+        || RawPeer::establish(&tb.dial(small), &default_open(64512, small, 0)).ok(),
+    )
     .context("after the hold-down")?;
     d.wait_established(&small.to_string(), WAIT)?;
     drop(back);

@@ -29,11 +29,19 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn case_prefix(i: usize) -> Ipv4Net {
-    Ipv4Net::new(Ipv4Addr::new(100, 66 + (i / 256) as u8, (i % 256) as u8, 0), 24).unwrap_or_default()
+    Ipv4Net::new(
+        Ipv4Addr::new(100, 66 + (i / 256) as u8, (i % 256) as u8, 0),
+        24,
+    )
+    .unwrap_or_default()
 }
 
 fn sentinel_prefix(i: usize) -> Ipv4Net {
-    Ipv4Net::new(Ipv4Addr::new(100, 96 + (i / 256) as u8, (i % 256) as u8, 0), 24).unwrap_or_default()
+    Ipv4Net::new(
+        Ipv4Addr::new(100, 96 + (i / 256) as u8, (i % 256) as u8, 0),
+        24,
+    )
+    .unwrap_or_default()
 }
 
 /// One raw session of a given kind, re-established after resets.
@@ -56,7 +64,11 @@ impl Session {
             p: case_prefix(i),
             nh: self.address,
             four: self.kind != Kind::TwoOctet,
-            asns: if self.kind == Kind::Ebgp { vec![65001] } else { Vec::new() },
+            asns: if self.kind == Kind::Ebgp {
+                vec![65001]
+            } else {
+                Vec::new()
+            },
             marker: 1000 + i as u32,
         }
     }
@@ -65,7 +77,8 @@ impl Session {
         if self.peer.is_none() {
             let mut open = default_open(self.asn(), self.address, 0);
             if self.kind == Kind::TwoOctet {
-                open.capabilities.retain(|c| !matches!(c, bgp::wire::Capability::FourOctetAs(_)));
+                open.capabilities
+                    .retain(|c| !matches!(c, bgp::wire::Capability::FourOctetAs(_)));
             }
             self.peer = Some(RawPeer::establish(&tb.dial(self.address), &open)?);
         }
@@ -94,10 +107,17 @@ fn wait_present(d: &Ipipd<'_>, prefix: Ipv4Net, from: Ipv4Addr) -> Result<Vec<Va
 
 fn wait_all_installed(d: &Ipipd<'_>, prefixes: &[Ipv4Net], from: Ipv4Addr) -> Result<()> {
     let names: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
-    wait_until(Duration::from_secs(30), &format!("{} prefixes from {from} installed", names.len()), || {
-        let routes = d.routes().ok()?;
-        names.iter().all(|p| route_from(&routes, p, from).is_some_and(|r| r["installed"] == true)).then_some(())
-    })
+    wait_until(
+        Duration::from_secs(30),
+        &format!("{} prefixes from {from} installed", names.len()),
+        || {
+            let routes = d.routes().ok()?;
+            names
+                .iter()
+                .all(|p| route_from(&routes, p, from).is_some_and(|r| r["installed"] == true))
+                .then_some(())
+        },
+    )
 }
 
 /// Checks one non-reset case after its sentinel was seen.
@@ -108,20 +128,33 @@ fn check_kept(d: &Ipipd<'_>, routes: &[Value], c: &Case, env: &Env, from: Ipv4Ad
             if let Some(r) = route_from(routes, &p, from) {
                 bail!("expected {p} withdrawn, but show routes has {r}");
             }
-            wait_until(Duration::from_secs(5), &format!("{p} gone from the kernel"), || (!kernel_has(&d.ns.bgp_routes(), &p)).then_some(()))?;
+            wait_until(
+                Duration::from_secs(5),
+                &format!("{p} gone from the kernel"),
+                || (!kernel_has(&d.ns.bgp_routes(), &p)).then_some(()),
+            )?;
         }
         Expect::Present(checks) => {
-            let Some(r) = route_from(routes, &p, from) else { bail!("expected {p} present, but show routes lacks it") };
+            let Some(r) = route_from(routes, &p, from) else {
+                bail!("expected {p} present, but show routes lacks it")
+            };
             let mut all = checks.clone();
             if c.marked {
                 all.push(("med", Value::from(env.marker)));
             }
             for (field, want) in &all {
                 if &r[*field] != want {
-                    bail!("{p}: {field} is {} but should be {want} (route {r})", r[*field]);
+                    bail!(
+                        "{p}: {field} is {} but should be {want} (route {r})",
+                        r[*field]
+                    );
                 }
             }
-            wait_until(Duration::from_secs(5), &format!("{p} in the kernel"), || kernel_has(&d.ns.bgp_routes(), &p).then_some(()))?;
+            wait_until(
+                Duration::from_secs(5),
+                &format!("{p} in the kernel"),
+                || kernel_has(&d.ns.bgp_routes(), &p).then_some(()),
+            )?;
         }
         Expect::Reset(..) => bail!("not a kept-session case"),
     }
@@ -129,7 +162,13 @@ fn check_kept(d: &Ipipd<'_>, routes: &[Value], c: &Case, env: &Env, from: Ipv4Ad
 }
 
 /// Runs every non-reset case of one session on one connection.
-fn run_kept(d: &Ipipd<'_>, tb: &Testbed, s: &mut Session, cases: &[(usize, &Case)], failures: &mut Vec<String>) -> Result<usize> {
+fn run_kept(
+    d: &Ipipd<'_>,
+    tb: &Testbed,
+    s: &mut Session,
+    cases: &[(usize, &Case)],
+    failures: &mut Vec<String>,
+) -> Result<usize> {
     let prefixes: Vec<Ipv4Net> = cases.iter().map(|(i, _)| case_prefix(*i)).collect();
     for chunk in prefixes.chunks(200) {
         s.announce(tb, chunk)?;
@@ -142,9 +181,14 @@ fn run_kept(d: &Ipipd<'_>, tb: &Testbed, s: &mut Session, cases: &[(usize, &Case
         let sentinel = sentinel_prefix(*i);
         let peer = s.connect(tb)?;
         peer.send_raw(&msg)?;
-        let sent = craft::update(&[], &craft::base(&env.asns, env.nh, env.four), &craft::prefix(sentinel));
+        let sent = craft::update(
+            &[],
+            &craft::base(&env.asns, env.nh, env.four),
+            &craft::prefix(sentinel),
+        );
         peer.send_raw(&sent)?;
-        let result = wait_present(d, sentinel, s.address).and_then(|routes| check_kept(d, &routes, c, &env, s.address));
+        let result = wait_present(d, sentinel, s.address)
+            .and_then(|routes| check_kept(d, &routes, c, &env, s.address));
         match result {
             Ok(()) => passed += 1,
             Err(e) => {
@@ -152,7 +196,12 @@ fn run_kept(d: &Ipipd<'_>, tb: &Testbed, s: &mut Session, cases: &[(usize, &Case
                 // The session may have been reset: say so, and start a fresh one.
                 if let Some(mut p) = s.peer.take() {
                     if let Ok(Some(n)) = p.expect_closed(Duration::from_millis(300)) {
-                        what.push_str(&format!(" (session reset with {}/{} data {:02x?})", n.code, n.subcode, n.data.as_ref()));
+                        what.push_str(&format!(
+                            " (session reset with {}/{} data {:02x?})",
+                            n.code,
+                            n.subcode,
+                            n.data.as_ref()
+                        ));
                         s.peer = None;
                     } else {
                         s.peer = Some(p);
@@ -172,7 +221,9 @@ fn run_kept(d: &Ipipd<'_>, tb: &Testbed, s: &mut Session, cases: &[(usize, &Case
 
 /// Runs one reset case on a fresh session.
 fn run_reset(d: &Ipipd<'_>, tb: &Testbed, s: &mut Session, i: usize, c: &Case) -> Result<()> {
-    let Expect::Reset(code, subcode, data) = &c.expect else { bail!("not a reset case") };
+    let Expect::Reset(code, subcode, data) = &c.expect else {
+        bail!("not a reset case")
+    };
     let env = s.env(i);
     let p = env.p;
     s.announce(tb, &[p])?;
@@ -187,7 +238,13 @@ fn run_reset(d: &Ipipd<'_>, tb: &Testbed, s: &mut Session, i: usize, c: &Case) -
     let n = peer.expect_notification(WAIT)?;
     let closed = peer.expect_closed(WAIT);
     if (n.code, n.subcode, n.data.as_ref()) != (*code, *subcode, want_data.as_slice()) {
-        bail!("NOTIFICATION {}/{} data {:02x?}, expected {code}/{subcode} data {:02x?}", n.code, n.subcode, n.data.as_ref(), want_data);
+        bail!(
+            "NOTIFICATION {}/{} data {:02x?}, expected {code}/{subcode} data {:02x?}",
+            n.code,
+            n.subcode,
+            n.data.as_ref(),
+            want_data
+        );
     }
     if let Err(e) = closed {
         bail!("the connection stayed open after the NOTIFICATION: {e:#}");
@@ -205,10 +262,18 @@ fn run_reset(d: &Ipipd<'_>, tb: &Testbed, s: &mut Session, i: usize, c: &Case) -
 fn rfc7606_matrix() -> Result<()> {
     require_root();
     let tb = Testbed::new(3)?;
-    let kinds = [(Kind::Ibgp, Testbed::addr(0)), (Kind::Ebgp, Testbed::addr(1)), (Kind::TwoOctet, Testbed::addr(2))];
+    let kinds = [
+        (Kind::Ibgp, Testbed::addr(0)),
+        (Kind::Ebgp, Testbed::addr(1)),
+        (Kind::TwoOctet, Testbed::addr(2)),
+    ];
     let specs: Vec<PeerSpec> = kinds
         .iter()
-        .map(|(k, a)| PeerSpec { address: *a, asn: if *k == Kind::Ebgp { 65001 } else { 64512 }, extra: String::new() })
+        .map(|(k, a)| PeerSpec {
+            address: *a,
+            asn: if *k == Kind::Ebgp { 65001 } else { 64512 },
+            extra: String::new(),
+        })
         .collect();
     let d = tb.start(&tb.config(&specs, ""))?;
     let cases = all_cases();
@@ -217,11 +282,23 @@ fn rfc7606_matrix() -> Result<()> {
     let mut passed = 0;
     let mut per_outcome = [0usize; 3];
     for (kind, address) in kinds {
-        let mut s = Session { kind, address, peer: None };
+        let mut s = Session {
+            kind,
+            address,
+            peer: None,
+        };
         s.connect(&tb)?;
         d.wait_established(&address.to_string(), WAIT)?;
-        let mine: Vec<(usize, &Case)> = cases.iter().enumerate().filter(|(_, c)| c.kind == kind).collect();
-        let kept: Vec<(usize, &Case)> = mine.iter().filter(|(_, c)| !matches!(c.expect, Expect::Reset(..))).copied().collect();
+        let mine: Vec<(usize, &Case)> = cases
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.kind == kind)
+            .collect();
+        let kept: Vec<(usize, &Case)> = mine
+            .iter()
+            .filter(|(_, c)| !matches!(c.expect, Expect::Reset(..)))
+            .copied()
+            .collect();
         for (_, c) in &mine {
             per_outcome[match c.expect {
                 Expect::Withdraw => 0,
@@ -230,7 +307,10 @@ fn rfc7606_matrix() -> Result<()> {
             }] += 1;
         }
         passed += run_kept(&d, &tb, &mut s, &kept, &mut failures)?;
-        for (i, c) in mine.iter().filter(|(_, c)| matches!(c.expect, Expect::Reset(..))) {
+        for (i, c) in mine
+            .iter()
+            .filter(|(_, c)| matches!(c.expect, Expect::Reset(..)))
+        {
             match run_reset(&d, &tb, &mut s, *i, c) {
                 Ok(()) => passed += 1,
                 Err(e) => failures.push(format!("{} [{kind:?}] #{i}: {e:#}", c.name)),
@@ -249,10 +329,19 @@ fn rfc7606_matrix() -> Result<()> {
         per_outcome[2],
         started.elapsed()
     );
-    assert!(cases.len() >= 100, "the matrix should have at least 100 cases");
+    assert!(
+        cases.len() >= 100,
+        "the matrix should have at least 100 cases"
+    );
     assert!(d.proc.as_ref().is_some(), "ipipd handle lost");
     if !failures.is_empty() {
-        bail!("{} of {} cases failed:\n{}\nipipd log tail:\n{}", failures.len(), cases.len(), failures.join("\n"), log_tail(&d, 40));
+        bail!(
+            "{} of {} cases failed:\n{}\nipipd log tail:\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n"),
+            log_tail(&d, 40)
+        );
     }
     Ok(())
 }

@@ -42,15 +42,25 @@ fn peers_keep_ipipd_routes_while_it_restarts() -> Result<()> {
     require_root();
     let start = Instant::now();
     let mut lan = Lan::new()?;
-    let (na, nbird, ngobgp) = (lan.host(&format!("{A}/24"))?, lan.host(&format!("{BIRD}/24"))?, lan.host(&format!("{GOBGP}/24"))?);
+    let (na, nbird, ngobgp) = (
+        lan.host(&format!("{A}/24"))?,
+        lan.host(&format!("{BIRD}/24"))?,
+        lan.host(&format!("{GOBGP}/24"))?,
+    );
     na.add_standin_tunl0()?;
-    let bird = Bird::start(&nbird, &(bird::conf_base(BIRD, &[BLOCK_BIRD]) + &bird::conf_peer("a", BIRD, A, "")))?;
+    let bird = Bird::start(
+        &nbird,
+        &(bird::conf_base(BIRD, &[BLOCK_BIRD]) + &bird::conf_peer("a", BIRD, A, "")),
+    )?;
     let gobgp = Gobgp::start(&ngobgp, &gobgp::conf(GOBGP, &[(A, "")]), 50051)?;
     gobgp.add_route(BLOCK_GOBGP)?;
     let mut a = Ipipd::start(&na, &node_a(&[BLOCK_A, BLOCK_A2, BLOCK_A3]))?;
     let monitor_dir = TempDir::new("monitor")?;
 
-    for (sig, dropped, blocks) in [("TERM", BLOCK_A2, &[BLOCK_A, BLOCK_A3][..]), ("KILL", BLOCK_A3, &[BLOCK_A][..])] {
+    for (sig, dropped, blocks) in [
+        ("TERM", BLOCK_A2, &[BLOCK_A, BLOCK_A3][..]),
+        ("KILL", BLOCK_A3, &[BLOCK_A][..]),
+    ] {
         a.wait_established(BIRD, T)?;
         a.wait_established(GOBGP, T)?;
         bird.wait_route(BLOCK_A, A, T)?;
@@ -84,8 +94,12 @@ fn peers_keep_ipipd_routes_while_it_restarts() -> Result<()> {
                 Ok(())
             });
             sampler.finish();
-            let bird_seen = on_bird.join().map_err(|_| anyhow::anyhow!("BIRD sampler panicked"))?;
-            let gobgp_seen = on_gobgp.join().map_err(|_| anyhow::anyhow!("GoBGP sampler panicked"))?;
+            let bird_seen = on_bird
+                .join()
+                .map_err(|_| anyhow::anyhow!("BIRD sampler panicked"))?;
+            let gobgp_seen = on_gobgp
+                .join()
+                .map_err(|_| anyhow::anyhow!("GoBGP sampler panicked"))?;
             r?;
             Ok((t.elapsed(), bird_seen, gobgp_seen))
         });
@@ -96,16 +110,35 @@ fn peers_keep_ipipd_routes_while_it_restarts() -> Result<()> {
             bird_seen.total,
             gobgp_seen.total
         );
-        ensure!(bird_seen.misses.is_empty(), "SIG{sig}: BIRD lost {BLOCK_A} during ipipd's restart (ms, seen): {:?}", bird_seen.misses);
-        ensure!(gobgp_seen.misses.is_empty(), "SIG{sig}: GoBGP lost {BLOCK_A} during ipipd's restart (ms, seen): {:?}", gobgp_seen.misses);
-        ensure!(bird_seen.total > 5 && gobgp_seen.total > 5, "SIG{sig}: too few samples: {} / {}", bird_seen.total, gobgp_seen.total);
+        ensure!(
+            bird_seen.misses.is_empty(),
+            "SIG{sig}: BIRD lost {BLOCK_A} during ipipd's restart (ms, seen): {:?}",
+            bird_seen.misses
+        );
+        ensure!(
+            gobgp_seen.misses.is_empty(),
+            "SIG{sig}: GoBGP lost {BLOCK_A} during ipipd's restart (ms, seen): {:?}",
+            gobgp_seen.misses
+        );
+        ensure!(
+            bird_seen.total > 5 && gobgp_seen.total > 5,
+            "SIG{sig}: too few samples: {} / {}",
+            bird_seen.total,
+            gobgp_seen.total
+        );
         // ipipd is the restarting speaker with F=1: its kernel routes survive.
         for prefix in [BLOCK_BIRD, BLOCK_GOBGP] {
             let deleted = monitor.deleted(prefix);
-            ensure!(deleted.is_empty(), "SIG{sig}: ipipd's restart deleted the kernel route for {prefix}: {deleted:?}");
+            ensure!(
+                deleted.is_empty(),
+                "SIG{sig}: ipipd's restart deleted the kernel route for {prefix}: {deleted:?}"
+            );
         }
     }
-    println!("ipipd graceful restart: done after {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "ipipd graceful restart: done after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -123,9 +156,11 @@ fn restart(a: &mut Ipipd, sig: &str) -> Result<()> {
 }
 
 fn wait_fresh(gobgp: &Gobgp, prefix: &str) -> Result<()> {
-    wait_until(T, &format!("GoBGP: {prefix} not stale"), || gobgp.best(prefix).filter(|p| !p.stale))
-        .map(drop)
-        .context("GoBGP kept the block stale")
+    wait_until(T, &format!("GoBGP: {prefix} not stale"), || {
+        gobgp.best(prefix).filter(|p| !p.stale)
+    })
+    .map(drop)
+    .context("GoBGP kept the block stale")
 }
 
 #[test]
@@ -133,13 +168,20 @@ fn ipipd_keeps_bird_routes_while_bird_restarts() -> Result<()> {
     require_root();
     let start = Instant::now();
     let mut lan = Lan::new()?;
-    let (na, nbird) = (lan.host(&format!("{A}/24"))?, lan.host(&format!("{BIRD}/24"))?);
+    let (na, nbird) = (
+        lan.host(&format!("{A}/24"))?,
+        lan.host(&format!("{BIRD}/24"))?,
+    );
     na.add_standin_tunl0()?;
-    let bird_conf = |blocks: &[&str]| bird::conf_base(BIRD, blocks) + &bird::conf_peer("a", BIRD, A, "");
+    let bird_conf =
+        |blocks: &[&str]| bird::conf_base(BIRD, blocks) + &bird::conf_peer("a", BIRD, A, "");
     let mut bird = Bird::start(&nbird, &bird_conf(&[BLOCK_BIRD, BLOCK_BIRD2]))?;
     let a = Ipipd::start(&na, &NodeConfig::new(A, BLOCK_A).mesh(&[A, BIRD]).toml())?;
     let p = a.wait_established(BIRD, T)?;
-    ensure!(p["graceful_restart"] == true, "graceful restart not negotiated with BIRD: {p}");
+    ensure!(
+        p["graceful_restart"] == true,
+        "graceful restart not negotiated with BIRD: {p}"
+    );
     a.wait_route(BLOCK_BIRD, BIRD, T)?;
     a.wait_route(BLOCK_BIRD2, BIRD, T)?;
     let line = format!("{BLOCK_BIRD} via {BIRD} dev tunl0 onlink");
@@ -172,7 +214,10 @@ fn ipipd_keeps_bird_routes_while_bird_restarts() -> Result<()> {
             bird.graceful_stop()?;
             // While BIRD is away, ipipd holds its blocks as stale.
             for prefix in [BLOCK_BIRD, BLOCK_BIRD2] {
-                wait_until(T, &format!("ipipd marks {prefix} stale"), || a.best(prefix).filter(|r| r["stale"] == true && r["installed"] == true))?;
+                wait_until(T, &format!("ipipd marks {prefix} stale"), || {
+                    a.best(prefix)
+                        .filter(|r| r["stale"] == true && r["installed"] == true)
+                })?;
             }
             std::thread::sleep(Duration::from_secs(1));
             // BIRD comes back without BLOCK_BIRD2.
@@ -180,17 +225,24 @@ fn ipipd_keeps_bird_routes_while_bird_restarts() -> Result<()> {
             bird.restart(&["-R"])?;
             a.wait_established(BIRD, T)?;
             let up = Instant::now();
-            wait_until(T, "ipipd refreshes BIRD's block", || a.best(BLOCK_BIRD).filter(|r| r["stale"] == false))?;
+            wait_until(T, "ipipd refreshes BIRD's block", || {
+                a.best(BLOCK_BIRD).filter(|r| r["stale"] == false)
+            })?;
             let fresh = t.elapsed();
             // What BIRD did not announce again goes at its End-of-RIB.
             a.wait_no_route(BLOCK_BIRD2, GONE_AT_EOR)?;
             na.wait_no_bgp_route(BLOCK_BIRD2, GONE_AT_EOR)?;
-            println!("BIRD's dropped block went from ipipd {:.1} s after re-establishment", up.elapsed().as_secs_f64());
+            println!(
+                "BIRD's dropped block went from ipipd {:.1} s after re-establishment",
+                up.elapsed().as_secs_f64()
+            );
             std::thread::sleep(Duration::from_secs(1));
             Ok(fresh)
         })();
         sampler.finish();
-        let seen = on_a.join().map_err(|_| anyhow::anyhow!("sampler panicked"))?;
+        let seen = on_a
+            .join()
+            .map_err(|_| anyhow::anyhow!("sampler panicked"))?;
         Ok((seen, stale.load(std::sync::atomic::Ordering::Relaxed), r?))
     })?;
     println!(
@@ -199,11 +251,18 @@ fn ipipd_keeps_bird_routes_while_bird_restarts() -> Result<()> {
         stale_seen,
         fresh_after.as_secs_f64()
     );
-    ensure!(seen.misses.is_empty(), "ipipd lost BIRD's block during BIRD's restart (ms, seen): {:?}", seen.misses);
+    ensure!(
+        seen.misses.is_empty(),
+        "ipipd lost BIRD's block during BIRD's restart (ms, seen): {:?}",
+        seen.misses
+    );
     ensure!(stale_seen > 0, "ipipd never showed BIRD's block as stale");
     let deleted = monitor.deleted(BLOCK_BIRD);
     ensure!(deleted.is_empty(), "the kernel route for {BLOCK_BIRD} was deleted during BIRD's restart: {deleted:?}\nmonitor:\n{}", monitor.text());
     bird.wait_route(BLOCK_A, A, T)?;
-    println!("BIRD graceful restart: done after {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "BIRD graceful restart: done after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }

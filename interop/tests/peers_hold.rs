@@ -26,14 +26,20 @@ fn mesh(addr: &str, block: &str, gr: u16) -> String {
 }
 
 fn bird_conf(extra: &str) -> String {
-    bird::conf_base(BIRD, &[BLOCK_BIRD]) + &bird::conf_peer("a", BIRD, A, extra) + &bird::conf_peer("b", BIRD, B, extra)
+    bird::conf_base(BIRD, &[BLOCK_BIRD])
+        + &bird::conf_peer("a", BIRD, A, extra)
+        + &bird::conf_peer("b", BIRD, B, extra)
 }
 
 #[test]
 fn frozen_ipipd_loses_its_routes_after_hold_time() -> Result<()> {
     require_root();
     let mut lan = Lan::new()?;
-    let (na, nb, nbird) = (lan.host(&format!("{A}/24"))?, lan.host(&format!("{B}/24"))?, lan.host(&format!("{BIRD}/24"))?);
+    let (na, nb, nbird) = (
+        lan.host(&format!("{A}/24"))?,
+        lan.host(&format!("{B}/24"))?,
+        lan.host(&format!("{BIRD}/24"))?,
+    );
     na.add_standin_tunl0()?;
     nb.add_standin_tunl0()?;
     let bird = Bird::start(&nbird, &bird_conf(""))?;
@@ -53,15 +59,25 @@ fn frozen_ipipd_loses_its_routes_after_hold_time() -> Result<()> {
         na.wait_no_bgp_route(BLOCK_B, T)?;
         bird.wait_no_route(BLOCK_B, GONE_WITHIN)?;
         let on_bird = t.elapsed();
-        println!("frozen ipipd: its block gone from ipipd after {:.1} s, from BIRD after {:.1} s", on_a.as_secs_f64(), on_bird.as_secs_f64());
+        println!(
+            "frozen ipipd: its block gone from ipipd after {:.1} s, from BIRD after {:.1} s",
+            on_a.as_secs_f64(),
+            on_bird.as_secs_f64()
+        );
         let p = a.peer(B).unwrap_or_default();
-        ensure!(p["info"].as_str().unwrap_or_default().contains("(4/0)"), "ipipd's session with the frozen node did not end with Hold Timer Expired: {p}");
+        ensure!(
+            p["info"].as_str().unwrap_or_default().contains("(4/0)"),
+            "ipipd's session with the frozen node did not end with Hold Timer Expired: {p}"
+        );
         // The others stay.
         a.wait_route(BLOCK_BIRD, BIRD, T)?;
         na.wait_bgp_route_line(&format!("{BLOCK_BIRD} via {BIRD} dev tunl0 onlink"), T)?;
         bird.wait_route(BLOCK_A, A, T)?;
         let p = a.peer(BIRD).unwrap_or_default();
-        ensure!(p["state"] == "Established" && p["established_count"] == 1, "the session with BIRD flapped: {p}");
+        ensure!(
+            p["state"] == "Established" && p["established_count"] == 1,
+            "the session with BIRD flapped: {p}"
+        );
         Ok(())
     })();
     b.signal("CONT")?;
@@ -75,12 +91,19 @@ fn frozen_ipipd_loses_its_routes_after_hold_time() -> Result<()> {
 fn frozen_bird_loses_its_routes_after_hold_time() -> Result<()> {
     require_root();
     let mut lan = Lan::new()?;
-    let (na, nb, nbird) = (lan.host(&format!("{A}/24"))?, lan.host(&format!("{B}/24"))?, lan.host(&format!("{BIRD}/24"))?);
+    let (na, nb, nbird) = (
+        lan.host(&format!("{A}/24"))?,
+        lan.host(&format!("{B}/24"))?,
+        lan.host(&format!("{BIRD}/24"))?,
+    );
     na.add_standin_tunl0()?;
     nb.add_standin_tunl0()?;
     // BIRD waits `error wait time` (60 s by default) after a hold-timer error
     // before it accepts the session again; shorten that for the thaw at the end.
-    let bird = Bird::start(&nbird, &bird_conf("graceful restart off; error wait time 1, 5;"))?;
+    let bird = Bird::start(
+        &nbird,
+        &bird_conf("graceful restart off; error wait time 1, 5;"),
+    )?;
     let a = Ipipd::start(&na, &mesh(A, BLOCK_A, 30))?;
     let b = Ipipd::start(&nb, &mesh(B, BLOCK_B, 30))?;
     for d in [&a, &b] {
@@ -95,7 +118,10 @@ fn frozen_bird_loses_its_routes_after_hold_time() -> Result<()> {
         for (d, name) in [(&a, "A"), (&b, "B")] {
             d.wait_no_route(BLOCK_BIRD, GONE_WITHIN)?;
             d.ns.wait_no_bgp_route(BLOCK_BIRD, T)?;
-            println!("frozen BIRD: its block gone from ipipd {name} after {:.1} s", t.elapsed().as_secs_f64());
+            println!(
+                "frozen BIRD: its block gone from ipipd {name} after {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
             let p = d.peer(BIRD).unwrap_or_default();
             ensure!(p["info"].as_str().unwrap_or_default().contains("(4/0)"), "ipipd {name}: the session with frozen BIRD did not end with Hold Timer Expired: {p}");
         }
@@ -104,11 +130,16 @@ fn frozen_bird_loses_its_routes_after_hold_time() -> Result<()> {
         b.wait_route(BLOCK_A, A, T)?;
         na.wait_bgp_route_line(&format!("{BLOCK_B} via {B} dev tunl0 onlink"), T)?;
         let p = a.peer(B).unwrap_or_default();
-        ensure!(p["state"] == "Established" && p["established_count"] == 1, "the session between the ipipd nodes flapped: {p}");
+        ensure!(
+            p["state"] == "Established" && p["established_count"] == 1,
+            "the session between the ipipd nodes flapped: {p}"
+        );
         Ok(())
     })();
     bird.signal("CONT")?;
     r?;
-    wait_until(Duration::from_secs(40), "BIRD back after SIGCONT", || a.best(BLOCK_BIRD))?;
+    wait_until(Duration::from_secs(40), "BIRD back after SIGCONT", || {
+        a.best(BLOCK_BIRD)
+    })?;
     Ok(())
 }

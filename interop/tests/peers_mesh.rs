@@ -41,15 +41,29 @@ fn four_node_mesh_with_bird_and_gobgp() -> Result<()> {
     require_root();
     let start = Instant::now();
     let mut lan = Lan::new()?;
-    let (na, nb, nbird, ngobgp) = (lan.host(&format!("{A}/24"))?, lan.host(&format!("{B}/24"))?, lan.host(&format!("{BIRD}/24"))?, lan.host(&format!("{GOBGP}/24"))?);
+    let (na, nb, nbird, ngobgp) = (
+        lan.host(&format!("{A}/24"))?,
+        lan.host(&format!("{B}/24"))?,
+        lan.host(&format!("{BIRD}/24"))?,
+        lan.host(&format!("{GOBGP}/24"))?,
+    );
     na.add_standin_tunl0()?;
     nb.add_standin_tunl0()?;
 
     let bird = Bird::start(&nbird, &bird_conf(&[BLOCK_BIRD, BLOCK_BIRD2]))?;
-    let gobgp = Gobgp::start(&ngobgp, &gobgp::conf(GOBGP, &[(A, ""), (B, ""), (BIRD, "")]), 50051)?;
+    let gobgp = Gobgp::start(
+        &ngobgp,
+        &gobgp::conf(GOBGP, &[(A, ""), (B, ""), (BIRD, "")]),
+        50051,
+    )?;
     gobgp.add_route(BLOCK_GOBGP)?;
     let a = Ipipd::start(&na, &node_a(&[BLOCK_A, BLOCK_A2]))?;
-    let b = Ipipd::start(&nb, &NodeConfig::new(B, BLOCK_B).mesh(&[A, B, BIRD, GOBGP]).toml())?;
+    let b = Ipipd::start(
+        &nb,
+        &NodeConfig::new(B, BLOCK_B)
+            .mesh(&[A, B, BIRD, GOBGP])
+            .toml(),
+    )?;
 
     for (d, own) in [(&a, A), (&b, B)] {
         for peer in [A, B, BIRD, GOBGP].into_iter().filter(|p| *p != own) {
@@ -57,8 +71,19 @@ fn four_node_mesh_with_bird_and_gobgp() -> Result<()> {
         }
     }
     // ipipd: show routes and the kernel.
-    let expect_a = [(BLOCK_B, B), (BLOCK_BIRD, BIRD), (BLOCK_BIRD2, BIRD), (BLOCK_GOBGP, GOBGP)];
-    let expect_b = [(BLOCK_A, A), (BLOCK_A2, A), (BLOCK_BIRD, BIRD), (BLOCK_BIRD2, BIRD), (BLOCK_GOBGP, GOBGP)];
+    let expect_a = [
+        (BLOCK_B, B),
+        (BLOCK_BIRD, BIRD),
+        (BLOCK_BIRD2, BIRD),
+        (BLOCK_GOBGP, GOBGP),
+    ];
+    let expect_b = [
+        (BLOCK_A, A),
+        (BLOCK_A2, A),
+        (BLOCK_BIRD, BIRD),
+        (BLOCK_BIRD2, BIRD),
+        (BLOCK_GOBGP, GOBGP),
+    ];
     for (d, expect) in [(&a, &expect_a[..]), (&b, &expect_b[..])] {
         for (prefix, nh) in expect {
             d.wait_route(prefix, nh, T)?;
@@ -67,23 +92,50 @@ fn four_node_mesh_with_bird_and_gobgp() -> Result<()> {
     }
     na.wait_bgp_route_line(&format!("blackhole {BLOCK_A}"), T)?;
     // BIRD and GoBGP learn both ipipd blocks and each other's.
-    for (prefix, nh) in [(BLOCK_A, A), (BLOCK_A2, A), (BLOCK_B, B), (BLOCK_GOBGP, GOBGP)] {
+    for (prefix, nh) in [
+        (BLOCK_A, A),
+        (BLOCK_A2, A),
+        (BLOCK_B, B),
+        (BLOCK_GOBGP, GOBGP),
+    ] {
         bird.wait_route(prefix, nh, T)?;
     }
-    for (prefix, nh) in [(BLOCK_A, A), (BLOCK_A2, A), (BLOCK_B, B), (BLOCK_BIRD, BIRD), (BLOCK_BIRD2, BIRD)] {
+    for (prefix, nh) in [
+        (BLOCK_A, A),
+        (BLOCK_A2, A),
+        (BLOCK_B, B),
+        (BLOCK_BIRD, BIRD),
+        (BLOCK_BIRD2, BIRD),
+    ] {
         gobgp.wait_route(prefix, nh, T)?;
     }
     // The attributes as BIRD reads them: iBGP, IGP origin, empty AS_PATH, LOCAL_PREF 100.
     let all = bird.route_all(BLOCK_A)?;
-    for want in ["BGP.origin: IGP".to_owned(), format!("BGP.next_hop: {A}"), "BGP.local_pref: 100".to_owned()] {
-        ensure!(all.contains(&want), "BIRD: {BLOCK_A} lacks `{want}`:\n{all}");
+    for want in [
+        "BGP.origin: IGP".to_owned(),
+        format!("BGP.next_hop: {A}"),
+        "BGP.local_pref: 100".to_owned(),
+    ] {
+        ensure!(
+            all.contains(&want),
+            "BIRD: {BLOCK_A} lacks `{want}`:\n{all}"
+        );
     }
-    ensure!(all.lines().any(|l| l.trim() == "BGP.as_path:"), "BIRD: {BLOCK_A} has a non-empty AS_PATH:\n{all}");
+    ensure!(
+        all.lines().any(|l| l.trim() == "BGP.as_path:"),
+        "BIRD: {BLOCK_A} has a non-empty AS_PATH:\n{all}"
+    );
     for (prefix, peer) in [(BLOCK_BIRD, BIRD), (BLOCK_GOBGP, GOBGP)] {
         let r = a.best(prefix).unwrap_or_default();
-        ensure!(r["peer"] == peer && r["as_path"] == "" && r["origin"] == "bgp", "ipipd A: {prefix} as {r}");
+        ensure!(
+            r["peer"] == peer && r["as_path"] == "" && r["origin"] == "bgp",
+            "ipipd A: {prefix} as {r}"
+        );
     }
-    println!("mesh converged after {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "mesh converged after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
 
     // Withdrawals from each kind of node disappear everywhere.
     a.reconfigure(&node_a(&[BLOCK_A]))?;

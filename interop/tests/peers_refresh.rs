@@ -25,9 +25,16 @@ fn bird_and_gobgp_refresh_ipipd_routes() -> Result<()> {
     require_root();
     let start = Instant::now();
     let mut lan = Lan::new()?;
-    let (na, nbird, ngobgp) = (lan.host(&format!("{A}/24"))?, lan.host(&format!("{BIRD}/24"))?, lan.host(&format!("{GOBGP}/24"))?);
+    let (na, nbird, ngobgp) = (
+        lan.host(&format!("{A}/24"))?,
+        lan.host(&format!("{BIRD}/24"))?,
+        lan.host(&format!("{GOBGP}/24"))?,
+    );
     na.add_standin_tunl0()?;
-    let bird = Bird::start(&nbird, &(bird::conf_base(BIRD, &[BLOCK_BIRD]) + &bird::conf_peer("a", BIRD, A, "")))?;
+    let bird = Bird::start(
+        &nbird,
+        &(bird::conf_base(BIRD, &[BLOCK_BIRD]) + &bird::conf_peer("a", BIRD, A, "")),
+    )?;
     let gobgp = Gobgp::start(&ngobgp, &gobgp::conf(GOBGP, &[(A, "")]), 50051)?;
     gobgp.add_route(BLOCK_GOBGP)?;
     let mut cfg = NodeConfig::new(A, BLOCK_A).mesh(&[A, BIRD, GOBGP]);
@@ -40,15 +47,24 @@ fn bird_and_gobgp_refresh_ipipd_routes() -> Result<()> {
     a.wait_route(BLOCK_BIRD, BIRD, T)?;
     a.wait_route(BLOCK_GOBGP, GOBGP, T)?;
     let all = bird.birdc(&["show", "protocols", "all", "a"])?;
-    let theirs = all.split("Neighbor capabilities").nth(1).unwrap_or_default();
-    ensure!(theirs.contains("Enhanced refresh"), "BIRD did not see ipipd's enhanced route refresh capability:\n{all}");
+    let theirs = all
+        .split("Neighbor capabilities")
+        .nth(1)
+        .unwrap_or_default();
+    ensure!(
+        theirs.contains("Enhanced refresh"),
+        "BIRD did not see ipipd's enhanced route refresh capability:\n{all}"
+    );
 
     let sampler = Sampler::new();
     let seen = std::thread::scope(|s| -> Result<_> {
         let on_bird = sampler.run(s, Duration::from_millis(100), || {
             let rs = bird.routes().map_err(|e| e.to_string())?;
             for prefix in [BLOCK_A, BLOCK_A2] {
-                if !rs.iter().any(|r| r.prefix == prefix && r.best && r.via.as_deref() == Some(A)) {
+                if !rs
+                    .iter()
+                    .any(|r| r.prefix == prefix && r.best && r.via.as_deref() == Some(A))
+                {
                     return Err(format!("BIRD lacks {prefix}: {rs:?}"));
                 }
             }
@@ -57,7 +73,10 @@ fn bird_and_gobgp_refresh_ipipd_routes() -> Result<()> {
         let on_gobgp = sampler.run(s, Duration::from_millis(100), || {
             let rib = gobgp.rib().map_err(|e| e.to_string())?;
             for prefix in [BLOCK_A, BLOCK_A2] {
-                if !rib.iter().any(|p| p.prefix == prefix && p.best && p.next_hop.as_deref() == Some(A)) {
+                if !rib
+                    .iter()
+                    .any(|p| p.prefix == prefix && p.best && p.next_hop.as_deref() == Some(A))
+                {
                     return Err(format!("GoBGP lacks {prefix}: {rib:?}"));
                 }
             }
@@ -80,19 +99,40 @@ fn bird_and_gobgp_refresh_ipipd_routes() -> Result<()> {
             Ok(())
         })();
         sampler.finish();
-        let b = on_bird.join().map_err(|_| anyhow::anyhow!("sampler panicked"))?;
-        let g = on_gobgp.join().map_err(|_| anyhow::anyhow!("sampler panicked"))?;
-        let own = on_a.join().map_err(|_| anyhow::anyhow!("sampler panicked"))?;
+        let b = on_bird
+            .join()
+            .map_err(|_| anyhow::anyhow!("sampler panicked"))?;
+        let g = on_gobgp
+            .join()
+            .map_err(|_| anyhow::anyhow!("sampler panicked"))?;
+        let own = on_a
+            .join()
+            .map_err(|_| anyhow::anyhow!("sampler panicked"))?;
         r?;
         Ok((b, g, own))
     })?;
     let (on_bird, on_gobgp, on_a) = seen;
-    ensure!(on_a.misses.is_empty(), "ipipd lost BIRD's block while BIRD re-sent it (ms, seen): {:?}", on_a.misses);
-    ensure!(on_bird.misses.is_empty(), "BIRD lost ipipd's blocks during route refresh (ms, seen): {:?}", on_bird.misses);
-    ensure!(on_gobgp.misses.is_empty(), "GoBGP lost ipipd's blocks during route refresh (ms, seen): {:?}", on_gobgp.misses);
+    ensure!(
+        on_a.misses.is_empty(),
+        "ipipd lost BIRD's block while BIRD re-sent it (ms, seen): {:?}",
+        on_a.misses
+    );
+    ensure!(
+        on_bird.misses.is_empty(),
+        "BIRD lost ipipd's blocks during route refresh (ms, seen): {:?}",
+        on_bird.misses
+    );
+    ensure!(
+        on_gobgp.misses.is_empty(),
+        "GoBGP lost ipipd's blocks during route refresh (ms, seen): {:?}",
+        on_gobgp.misses
+    );
     for peer in [BIRD, GOBGP] {
         let p = a.peer(peer).unwrap_or_default();
-        ensure!(p["state"] == "Established" && p["established_count"] == 1, "the session with {peer} was reset by route refresh: {p}");
+        ensure!(
+            p["state"] == "Established" && p["established_count"] == 1,
+            "the session with {peer} was reset by route refresh: {p}"
+        );
     }
     bird.wait_established("a", T)?;
     ensure!(gobgp.established(A), "GoBGP's session with ipipd went down");

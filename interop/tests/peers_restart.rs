@@ -34,10 +34,18 @@ fn missing(nodes: &[Ipipd]) -> Option<String> {
         let routes = d.routes().unwrap_or_default();
         let kernel = d.ns.bgp_routes();
         for (addr, block) in NODES.iter().filter(|(a, _)| *a != own) {
-            if !peers.iter().any(|p| p["address"] == *addr && p["state"] == "Established") {
+            if !peers
+                .iter()
+                .any(|p| p["address"] == *addr && p["state"] == "Established")
+            {
                 gaps.push(format!("{own}: session with {addr} not Established"));
             }
-            if !routes.iter().any(|r| r["prefix"] == *block && r["next_hop"] == *addr && r["best"] == true && r["installed"] == true) {
+            if !routes.iter().any(|r| {
+                r["prefix"] == *block
+                    && r["next_hop"] == *addr
+                    && r["best"] == true
+                    && r["installed"] == true
+            }) {
                 gaps.push(format!("{own}: {block} via {addr} not installed"));
             }
             let line = format!("{block} via {addr} dev tunl0 onlink");
@@ -54,7 +62,9 @@ fn wait_whole(nodes: &[Ipipd], limit: Duration) -> Result<Duration> {
     loop {
         match missing(nodes) {
             None => return Ok(start.elapsed()),
-            Some(gaps) if start.elapsed() > limit => bail!("mesh not whole after {limit:?}:\n{gaps}"),
+            Some(gaps) if start.elapsed() > limit => {
+                bail!("mesh not whole after {limit:?}:\n{gaps}")
+            }
             Some(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
@@ -64,11 +74,18 @@ fn wait_whole(nodes: &[Ipipd], limit: Duration) -> Result<Duration> {
 fn three_of_four_restarted_at_once() -> Result<()> {
     require_root();
     let mut lan = Lan::new()?;
-    let hosts: Vec<Netns> = NODES.iter().map(|(a, _)| lan.host(&format!("{a}/24"))).collect::<Result<_>>()?;
+    let hosts: Vec<Netns> = NODES
+        .iter()
+        .map(|(a, _)| lan.host(&format!("{a}/24")))
+        .collect::<Result<_>>()?;
     for h in &hosts {
         h.add_standin_tunl0()?;
     }
-    let mut nodes: Vec<Ipipd> = hosts.iter().enumerate().map(|(i, h)| Ipipd::start(h, &config(i))).collect::<Result<_>>()?;
+    let mut nodes: Vec<Ipipd> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| Ipipd::start(h, &config(i)))
+        .collect::<Result<_>>()?;
     let first = wait_whole(&nodes, WHOLE_WITHIN)?;
     println!("mesh of four whole after {:.1} s", first.as_secs_f64());
 
@@ -86,10 +103,26 @@ fn three_of_four_restarted_at_once() -> Result<()> {
             d.restart()?;
         }
         wait_whole(&nodes, WHOLE_WITHIN).map_err(|e| {
-            let logs: Vec<String> = nodes.iter().map(|d| d.log().lines().rev().take(15).collect::<Vec<_>>().join("\n")).collect();
-            e.context(format!("after SIG{round} of three nodes; last log lines (reversed):\n{}", logs.join("\n----\n")))
+            let logs: Vec<String> = nodes
+                .iter()
+                .map(|d| {
+                    d.log()
+                        .lines()
+                        .rev()
+                        .take(15)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .collect();
+            e.context(format!(
+                "after SIG{round} of three nodes; last log lines (reversed):\n{}",
+                logs.join("\n----\n")
+            ))
         })?;
-        println!("SIG{round} to three of four: mesh whole again {:.1} s after the signal", t.elapsed().as_secs_f64());
+        println!(
+            "SIG{round} to three of four: mesh whole again {:.1} s after the signal",
+            t.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -26,20 +26,33 @@ fn ipipd_reflects_for_bird_and_gobgp() -> Result<()> {
     require_root();
     let start = Instant::now();
     let mut lan = Lan::new()?;
-    let (na, nbird, ngobgp) = (lan.host(&format!("{A}/24"))?, lan.host(&format!("{BIRD}/24"))?, lan.host(&format!("{GOBGP}/24"))?);
+    let (na, nbird, ngobgp) = (
+        lan.host(&format!("{A}/24"))?,
+        lan.host(&format!("{BIRD}/24"))?,
+        lan.host(&format!("{GOBGP}/24"))?,
+    );
     na.add_standin_tunl0()?;
 
-    let bird = Bird::start(&nbird, &(bird::conf_base(BIRD, &[BLOCK_BIRD]) + &bird::conf_peer("reflector", BIRD, A, "")))?;
+    let bird = Bird::start(
+        &nbird,
+        &(bird::conf_base(BIRD, &[BLOCK_BIRD]) + &bird::conf_peer("reflector", BIRD, A, "")),
+    )?;
     let gobgp = Gobgp::start(&ngobgp, &gobgp::conf(GOBGP, &[(A, "")]), 50051)?;
     gobgp.add_route(BLOCK_GOBGP)?;
-    let mut cfg = NodeConfig::new(A, BLOCK_A).peer(BIRD, "rr_client = true").peer(GOBGP, "rr_client = true");
+    let mut cfg = NodeConfig::new(A, BLOCK_A)
+        .peer(BIRD, "rr_client = true")
+        .peer(GOBGP, "rr_client = true");
     cfg.mesh = false;
     cfg.cluster_id = Some(CLUSTER_ID.to_owned());
     let a = Ipipd::start(&na, &cfg.toml())?;
 
     for (peer, kind) in [(BIRD, "rr-client"), (GOBGP, "rr-client")] {
         let p = a.wait_established(peer, T)?;
-        ensure!(p["kind"] == kind, "ipipd lists {peer} as {}, not {kind}", p["kind"]);
+        ensure!(
+            p["kind"] == kind,
+            "ipipd lists {peer} as {}, not {kind}",
+            p["kind"]
+        );
     }
     a.wait_route(BLOCK_BIRD, BIRD, T)?;
     a.wait_route(BLOCK_GOBGP, GOBGP, T)?;
@@ -51,22 +64,42 @@ fn ipipd_reflects_for_bird_and_gobgp() -> Result<()> {
     bird.wait_route(BLOCK_A, A, T)?;
     bird.wait_route(BLOCK_GOBGP, GOBGP, T)?;
     let all = bird.route_all(BLOCK_GOBGP)?;
-    ensure!(all.contains(&format!("BGP.originator_id: {GOBGP}")), "BIRD: no ORIGINATOR_ID {GOBGP} on {BLOCK_GOBGP}:\n{all}");
-    ensure!(all.contains(&format!("BGP.cluster_list: {CLUSTER_ID}")), "BIRD: no CLUSTER_LIST {CLUSTER_ID} on {BLOCK_GOBGP}:\n{all}");
+    ensure!(
+        all.contains(&format!("BGP.originator_id: {GOBGP}")),
+        "BIRD: no ORIGINATOR_ID {GOBGP} on {BLOCK_GOBGP}:\n{all}"
+    );
+    ensure!(
+        all.contains(&format!("BGP.cluster_list: {CLUSTER_ID}")),
+        "BIRD: no CLUSTER_LIST {CLUSTER_ID} on {BLOCK_GOBGP}:\n{all}"
+    );
     let own = bird.route_all(BLOCK_A)?;
-    ensure!(!own.contains("BGP.originator_id") && !own.contains("BGP.cluster_list"), "BIRD: the reflector's own block carries reflection attributes:\n{own}");
+    ensure!(
+        !own.contains("BGP.originator_id") && !own.contains("BGP.cluster_list"),
+        "BIRD: the reflector's own block carries reflection attributes:\n{own}"
+    );
 
     // GoBGP likewise for BIRD's block.
     gobgp.wait_route(BLOCK_A, A, T)?;
     let p = gobgp.wait_route(BLOCK_BIRD, BIRD, T)?;
-    ensure!(p.originator_id.as_deref() == Some(BIRD), "GoBGP: ORIGINATOR_ID of {BLOCK_BIRD} is {:?}, not {BIRD}", p.originator_id);
-    ensure!(p.cluster_list == [CLUSTER_ID], "GoBGP: CLUSTER_LIST of {BLOCK_BIRD} is {:?}, not [{CLUSTER_ID}]", p.cluster_list);
+    ensure!(
+        p.originator_id.as_deref() == Some(BIRD),
+        "GoBGP: ORIGINATOR_ID of {BLOCK_BIRD} is {:?}, not {BIRD}",
+        p.originator_id
+    );
+    ensure!(
+        p.cluster_list == [CLUSTER_ID],
+        "GoBGP: CLUSTER_LIST of {BLOCK_BIRD} is {:?}, not [{CLUSTER_ID}]",
+        p.cluster_list
+    );
 
     // A client's withdrawal is reflected too.
     gobgp.del_route(BLOCK_GOBGP)?;
     bird.wait_no_route(BLOCK_GOBGP, T)?;
     a.wait_no_route(BLOCK_GOBGP, T)?;
-    println!("ipipd as route reflector: done after {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "ipipd as route reflector: done after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -75,7 +108,11 @@ fn bird_reflects_for_two_ipipd() -> Result<()> {
     require_root();
     let start = Instant::now();
     let mut lan = Lan::new()?;
-    let (na, nb, nbird) = (lan.host(&format!("{A}/24"))?, lan.host(&format!("{B}/24"))?, lan.host(&format!("{BIRD}/24"))?);
+    let (na, nb, nbird) = (
+        lan.host(&format!("{A}/24"))?,
+        lan.host(&format!("{B}/24"))?,
+        lan.host(&format!("{BIRD}/24"))?,
+    );
     na.add_standin_tunl0()?;
     nb.add_standin_tunl0()?;
 
@@ -93,7 +130,11 @@ fn bird_reflects_for_two_ipipd() -> Result<()> {
     let b = Ipipd::start(&nb, &client(B, &[BLOCK_B]))?;
     for d in [&a, &b] {
         let p = d.wait_established(BIRD, T)?;
-        ensure!(p["kind"] == "route-reflector", "ipipd lists BIRD as {}, not route-reflector", p["kind"]);
+        ensure!(
+            p["kind"] == "route-reflector",
+            "ipipd lists BIRD as {}, not route-reflector",
+            p["kind"]
+        );
     }
     // Each client learns the other's block with the other client as next hop.
     a.wait_route(BLOCK_B, B, T)?;
@@ -103,14 +144,25 @@ fn bird_reflects_for_two_ipipd() -> Result<()> {
     nb.wait_bgp_route_line(&format!("{BLOCK_A} via {A} dev tunl0 onlink"), T)?;
     nb.wait_bgp_route_line(&format!("{BLOCK_BIRD} via {BIRD} dev tunl0 onlink"), T)?;
     let r = b.best(BLOCK_A).unwrap_or_default();
-    ensure!(r["originator_id"] == A, "B: ORIGINATOR_ID of {BLOCK_A} is {}, not {A}", r["originator_id"]);
-    ensure!(r["cluster_list"] == serde_json::json!([BIRD]), "B: CLUSTER_LIST of {BLOCK_A} is {}, not [{BIRD}]", r["cluster_list"]);
+    ensure!(
+        r["originator_id"] == A,
+        "B: ORIGINATOR_ID of {BLOCK_A} is {}, not {A}",
+        r["originator_id"]
+    );
+    ensure!(
+        r["cluster_list"] == serde_json::json!([BIRD]),
+        "B: CLUSTER_LIST of {BLOCK_A} is {}, not [{BIRD}]",
+        r["cluster_list"]
+    );
     // A client's withdrawal reaches the other client through the reflector.
     b.wait_route(BLOCK_A2, A, T)?;
     a.reconfigure(&client(A, &[BLOCK_A]))?;
     b.wait_no_route(BLOCK_A2, T)?;
     nb.wait_no_bgp_route(BLOCK_A2, T)?;
     b.wait_route(BLOCK_A, A, T)?;
-    println!("BIRD as route reflector: done after {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "BIRD as route reflector: done after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }

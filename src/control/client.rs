@@ -28,17 +28,27 @@ pub enum ClientError {
 /// Sends one request and waits for its response.
 pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
     let path = socket.display().to_string();
-    let no_daemon = |source| ClientError::NoDaemon { path: path.clone(), source };
+    let no_daemon = |source| ClientError::NoDaemon {
+        path: path.clone(),
+        source,
+    };
     let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
-        std::io::ErrorKind::PermissionDenied => ClientError::PermissionDenied { path: path.clone() },
+        std::io::ErrorKind::PermissionDenied => {
+            ClientError::PermissionDenied { path: path.clone() }
+        }
         _ => no_daemon(e),
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(no_daemon)?;
-    let mut line = serde_json::to_string(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(no_daemon)?;
+    let mut line =
+        serde_json::to_string(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(no_daemon)?;
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer).map_err(no_daemon)?;
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .map_err(no_daemon)?;
     if answer.is_empty() {
         return Err(ClientError::NoAnswer { path });
     }

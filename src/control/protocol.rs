@@ -112,11 +112,15 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
     if line.len() > MAX_REQUEST_LEN {
         return Err(format!("request longer than {MAX_REQUEST_LEN} bytes"));
     }
-    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))?;
-    let request: Request = serde_json::from_value(value.clone()).map_err(|e| format!("malformed request: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))?;
+    let request: Request =
+        serde_json::from_value(value.clone()).map_err(|e| format!("malformed request: {e}"))?;
     // serde ignores unknown fields next to the tag of a unit variant despite
     // `deny_unknown_fields`; a request must carry exactly the fields it serializes to.
-    if let (Some(sent), Ok(serde_json::Value::Object(known))) = (value.as_object(), serde_json::to_value(&request)) {
+    if let (Some(sent), Ok(serde_json::Value::Object(known))) =
+        (value.as_object(), serde_json::to_value(&request))
+    {
         if let Some(extra) = sent.keys().find(|k| !known.contains_key(k.as_str())) {
             return Err(format!("malformed request: unknown field `{extra}`"));
         }

@@ -15,14 +15,16 @@ use crate::daemon::Daemon;
 /// Binds the socket (mode 0660, parent directory created) and serves it.
 pub fn start(path: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     }
     if path.exists() {
         // A socket left by a previous run; if a daemon still answered there, we would
         // not have got this far with the same config (the BGP port would be taken).
         let _ = std::fs::remove_file(path);
     }
-    let listener = UnixListener::bind(path).map_err(|e| anyhow::anyhow!("binding control socket {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(path)
+        .map_err(|e| anyhow::anyhow!("binding control socket {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| anyhow::anyhow!("setting mode of {}: {e}", path.display()))?;
     tokio::spawn(async move {
@@ -59,11 +61,16 @@ async fn serve(stream: UnixStream, daemon: Arc<Daemon>) {
                 Ok(req) => daemon.handle(req).await,
                 Err(message) => Response::Error { message },
             },
-            Ok(_) => Response::Error { message: format!("request longer than {MAX_REQUEST_LEN} bytes") },
-            Err(_) => Response::Error { message: "request is not UTF-8".into() },
+            Ok(_) => Response::Error {
+                message: format!("request longer than {MAX_REQUEST_LEN} bytes"),
+            },
+            Err(_) => Response::Error {
+                message: "request is not UTF-8".into(),
+            },
         };
         let too_long = line.len() > MAX_REQUEST_LEN;
-        let mut out = serde_json::to_vec(&response).unwrap_or_else(|_| b"{\"response\":\"error\",\"message\":\"internal\"}".to_vec());
+        let mut out = serde_json::to_vec(&response)
+            .unwrap_or_else(|_| b"{\"response\":\"error\",\"message\":\"internal\"}".to_vec());
         out.push(b'\n');
         if wr.write_all(&out).await.is_err() || too_long {
             return;

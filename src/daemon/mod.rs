@@ -18,7 +18,9 @@ use config::Config;
 use ipnet::IpNet;
 use tokio::sync::{Mutex, Notify};
 
-use crate::control::protocol::{AggregatorJson, AttributesJson, PeerJson, Request, Response, RouteJson};
+use crate::control::protocol::{
+    AggregatorJson, AttributesJson, PeerJson, Request, Response, RouteJson,
+};
 use workloads::Workloads;
 
 pub use workloads::check_interface;
@@ -51,10 +53,25 @@ fn attributes_json(a: &bgp::wire::Attributes) -> AttributesJson {
         }),
         med: a.med,
         atomic_aggregate: a.atomic_aggregate,
-        aggregator: a.aggregator.map(|g| AggregatorJson { asn: g.asn, address: g.address }),
-        communities: a.communities.iter().map(|c| format!("{}:{}", c >> 16, c & 0xffff)).collect(),
-        extended_communities: a.extended_communities.iter().map(|c| format!("{c:016x}")).collect(),
-        large_communities: a.large_communities.iter().map(|c| format!("{}:{}:{}", c.global, c.local1, c.local2)).collect(),
+        aggregator: a.aggregator.map(|g| AggregatorJson {
+            asn: g.asn,
+            address: g.address,
+        }),
+        communities: a
+            .communities
+            .iter()
+            .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
+            .collect(),
+        extended_communities: a
+            .extended_communities
+            .iter()
+            .map(|c| format!("{c:016x}"))
+            .collect(),
+        large_communities: a
+            .large_communities
+            .iter()
+            .map(|c| format!("{}:{}:{}", c.global, c.local1, c.local2))
+            .collect(),
         unknown_attributes: a.unknown.iter().map(|u| u.type_code).collect(),
     }
 }
@@ -63,30 +80,52 @@ fn attributes_json(a: &bgp::wire::Attributes) -> AttributesJson {
 const RUNNING_MARKER: &str = "running";
 
 fn restarting(state_dir: &Path, gr_time: u16) -> bool {
-    let Ok(meta) = std::fs::metadata(state_dir.join(RUNNING_MARKER)) else { return false };
-    let age = meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok()).unwrap_or(Duration::MAX);
+    let Ok(meta) = std::fs::metadata(state_dir.join(RUNNING_MARKER)) else {
+        return false;
+    };
+    let age = meta
+        .modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .unwrap_or(Duration::MAX);
     age < Duration::from_secs(gr_time.into())
 }
 
 fn touch_marker(state_dir: &Path) {
-    let _ = std::fs::write(state_dir.join(RUNNING_MARKER), std::process::id().to_string());
+    let _ = std::fs::write(
+        state_dir.join(RUNNING_MARKER),
+        std::process::id().to_string(),
+    );
 }
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
-    let cfg = Config::load(&config_path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    std::fs::create_dir_all(&cfg.control.state_dir)
-        .map_err(|e| anyhow::anyhow!("creating state directory {}: {e}", cfg.control.state_dir.display()))?;
-    let restart = cfg.bgp.graceful_restart_time > 0 && restarting(&cfg.control.state_dir, cfg.bgp.graceful_restart_time);
+    let cfg =
+        Config::load(&config_path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    std::fs::create_dir_all(&cfg.control.state_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "creating state directory {}: {e}",
+            cfg.control.state_dir.display()
+        )
+    })?;
+    let restart = cfg.bgp.graceful_restart_time > 0
+        && restarting(&cfg.control.state_dir, cfg.bgp.graceful_restart_time);
     touch_marker(&cfg.control.state_dir);
     let workloads = Workloads::load(&cfg.control.state_dir)?;
     let fib = if cfg.kernel.install {
-        Some(fib::Installer::start(settings::fib(&cfg)).await.map_err(|e| anyhow::anyhow!("{e}"))?)
+        Some(
+            fib::Installer::start(settings::fib(&cfg))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        )
     } else {
-        tracing::warn!("kernel.install = false: routes are computed but never written to the kernel");
+        tracing::warn!(
+            "kernel.install = false: routes are computed but never written to the kernel"
+        );
         None
     };
-    let speaker = Speaker::start(settings::speaker(&cfg, restart), settings::neighbors(&cfg)).await?;
+    let speaker =
+        Speaker::start(settings::speaker(&cfg, restart), settings::neighbors(&cfg)).await?;
     tracing::info!(node = %cfg.node.name, address = %cfg.node.address, blocks = ?cfg.node.blocks, restart, "ipipd started");
     let socket = cfg.control.socket.clone();
     let daemon = Arc::new(Daemon {
@@ -155,7 +194,9 @@ async fn feed_fib(daemon: Arc<Daemon>) {
         daemon.with_fib(|f| f.set_inputs(inputs));
         if converged && !converged_sent {
             converged_sent = true;
-            tracing::info!("initial convergence reached: kernel routes no longer wanted may now be removed");
+            tracing::info!(
+                "initial convergence reached: kernel routes no longer wanted may now be removed"
+            );
             daemon.with_fib(|f| f.converged());
         }
         tokio::select! {
@@ -188,9 +229,15 @@ impl Daemon {
 
     pub async fn handle(&self, req: Request) -> Response {
         match req {
-            Request::ShowPeers => Response::Peers { peers: self.peers() },
-            Request::ShowRoutes => Response::Routes { routes: self.routes().await },
-            Request::WorkloadList => Response::Workloads { workloads: self.workloads.lock().await.list() },
+            Request::ShowPeers => Response::Peers {
+                peers: self.peers(),
+            },
+            Request::ShowRoutes => Response::Routes {
+                routes: self.routes().await,
+            },
+            Request::WorkloadList => Response::Workloads {
+                workloads: self.workloads.lock().await.list(),
+            },
             Request::WorkloadAdd { ip, interface } => {
                 if let Err(message) = check_interface(&interface) {
                     return Response::Error { message };
@@ -198,17 +245,27 @@ impl Daemon {
                 let r = self.workloads.lock().await.add(ip, interface.clone());
                 self.inputs_changed.notify_one();
                 match r {
-                    Ok(()) => Response::Ok { message: format!("workload {ip} on {interface} added") },
-                    Err(e) => Response::Error { message: format!("workload added but not persisted: {e}") },
+                    Ok(()) => Response::Ok {
+                        message: format!("workload {ip} on {interface} added"),
+                    },
+                    Err(e) => Response::Error {
+                        message: format!("workload added but not persisted: {e}"),
+                    },
                 }
             }
             Request::WorkloadDel { ip } => {
                 let r = self.workloads.lock().await.del(ip);
                 self.inputs_changed.notify_one();
                 match r {
-                    Ok(true) => Response::Ok { message: format!("workload {ip} removed") },
-                    Ok(false) => Response::Error { message: format!("no workload {ip}") },
-                    Err(e) => Response::Error { message: format!("workload removed but not persisted: {e}") },
+                    Ok(true) => Response::Ok {
+                        message: format!("workload {ip} removed"),
+                    },
+                    Ok(false) => Response::Error {
+                        message: format!("no workload {ip}"),
+                    },
+                    Err(e) => Response::Error {
+                        message: format!("workload removed but not persisted: {e}"),
+                    },
                 }
             }
             Request::Reload => match self.reload().await {
@@ -225,7 +282,10 @@ impl Daemon {
             .map(|p| PeerJson {
                 address: p.address,
                 asn: p.asn,
-                kind: serde_json::to_value(p.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                kind: serde_json::to_value(p.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
                 state: p.state.name().to_owned(),
                 since: bgp::speaker::humantime_rfc3339(p.since),
                 info: p.info,
@@ -260,12 +320,20 @@ impl Daemon {
             };
             out.push(RouteJson {
                 prefix: r.prefix.to_string(),
-                origin: if r.local { "local".into() } else { "bgp".into() },
+                origin: if r.local {
+                    "local".into()
+                } else {
+                    "bgp".into()
+                },
                 next_hop: r.next_hop.map(|n| n.to_string()),
                 interface: hop.as_ref().and_then(|h| h.device.clone()),
                 peer: r.peer.map(|p| p.to_string()),
                 best: r.best,
-                installed: if r.local { kernel.is_some() } else { hop.is_some() },
+                installed: if r.local {
+                    kernel.is_some()
+                } else {
+                    hop.is_some()
+                },
                 stale: r.stale,
                 as_path: r.as_path,
                 local_pref: r.local_pref,
@@ -300,7 +368,9 @@ impl Daemon {
     pub async fn reload(&self) -> Result<String, String> {
         let new = Config::load(&self.config_path).map_err(|e| {
             let text = e.to_string();
-            tracing::error!("configuration reload refused; the running configuration stays:\n{text}");
+            tracing::error!(
+                "configuration reload refused; the running configuration stays:\n{text}"
+            );
             format!("configuration refused; the running configuration stays:\n{text}")
         })?;
         let old = self.config.load_full();
@@ -325,7 +395,10 @@ impl Daemon {
         let msg = if fixed.is_empty() {
             "configuration reloaded".to_string()
         } else {
-            format!("configuration reloaded; restart to apply: {}", fixed.join(", "))
+            format!(
+                "configuration reloaded; restart to apply: {}",
+                fixed.join(", ")
+            )
         };
         tracing::info!("{msg}");
         Ok(msg)

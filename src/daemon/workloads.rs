@@ -17,8 +17,15 @@ pub struct Workloads {
 const IFNAMSIZ_MAX: usize = 15;
 
 pub fn check_interface(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > IFNAMSIZ_MAX || name.contains(['/', ' ', '\0']) || name == "." || name == ".." {
-        return Err(format!("invalid interface name {name:?}: 1 to 15 bytes, no '/' or spaces"));
+    if name.is_empty()
+        || name.len() > IFNAMSIZ_MAX
+        || name.contains(['/', ' ', '\0'])
+        || name == "."
+        || name == ".."
+    {
+        return Err(format!(
+            "invalid interface name {name:?}: 1 to 15 bytes, no '/' or spaces"
+        ));
     }
     Ok(())
 }
@@ -39,7 +46,13 @@ impl Workloads {
     }
 
     pub fn list(&self) -> Vec<WorkloadJson> {
-        self.map.iter().map(|(ip, i)| WorkloadJson { ip: *ip, interface: i.clone() }).collect()
+        self.map
+            .iter()
+            .map(|(ip, i)| WorkloadJson {
+                ip: *ip,
+                interface: i.clone(),
+            })
+            .collect()
     }
 
     pub fn pairs(&self) -> Vec<(IpAddr, String)> {
@@ -61,8 +74,10 @@ impl Workloads {
     fn save(&self) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(&self.list())?;
         let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| anyhow::anyhow!("renaming to {}: {e}", self.path.display()))?;
+        std::fs::write(&tmp, text)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path)
+            .map_err(|e| anyhow::anyhow!("renaming to {}: {e}", self.path.display()))?;
         Ok(())
     }
 }

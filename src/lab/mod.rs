@@ -34,7 +34,11 @@ struct Node {
 fn node_plan(i: usize) -> (Ipv4Addr, Ipv4Net, Ipv4Addr) {
     let seed = [
         ([172, 29, 235, 101], [101, 76, 9, 128], [101, 76, 9, 136]),
-        ([172, 29, 235, 130], [101, 88, 228, 192], [101, 88, 228, 195]),
+        (
+            [172, 29, 235, 130],
+            [101, 88, 228, 192],
+            [101, 88, 228, 195],
+        ),
         ([172, 29, 235, 140], [101, 99, 1, 0], [101, 99, 1, 5]),
     ];
     if let Some((a, b, p)) = seed.get(i) {
@@ -43,7 +47,11 @@ fn node_plan(i: usize) -> (Ipv4Addr, Ipv4Net, Ipv4Addr) {
     }
     let n = u8::try_from(i).unwrap_or(u8::MAX);
     let block = Ipv4Net::new(Ipv4Addr::new(101, 100, n, 0), 26).unwrap_or_default();
-    (Ipv4Addr::new(172, 29, 235, 150u8.saturating_add(n)), block, Ipv4Addr::new(101, 100, n, 10))
+    (
+        Ipv4Addr::new(172, 29, 235, 150u8.saturating_add(n)),
+        block,
+        Ipv4Addr::new(101, 100, n, 10),
+    )
 }
 
 /// A Calico-like host-side interface name: `cali` + 11 hex characters.
@@ -58,7 +66,11 @@ fn cali_name(seed: &str) -> String {
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -107,9 +119,20 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
     for n in &plan {
         guard.add_ns(&n.ns)?;
         let port = format!("u{}", n.index);
-        ip(&["link", "add", &port, "netns", &underlay, "type", "veth", "peer", "name", "eth0", "netns", &n.ns])?;
+        ip(&[
+            "link", "add", &port, "netns", &underlay, "type", "veth", "peer", "name", "eth0",
+            "netns", &n.ns,
+        ])?;
         ip(&["-n", &underlay, "link", "set", &port, "master", "br0", "up"])?;
-        ip(&["-n", &n.ns, "addr", "add", &format!("{}/24", n.address), "dev", "eth0"])?;
+        ip(&[
+            "-n",
+            &n.ns,
+            "addr",
+            "add",
+            &format!("{}/24", n.address),
+            "dev",
+            "eth0",
+        ])?;
         ip(&["-n", &n.ns, "link", "set", "eth0", "up"])?;
         // Real nodes have a default route; proxy ARP for 169.254.1.1 needs one.
         ip(&["-n", &n.ns, "route", "add", "default", "dev", "eth0"])?;
@@ -119,18 +142,60 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
         }
         if !real_ipip {
             // Stand-in: a veth end named tunl0 accepts the same onlink routes.
-            ip(&["-n", &n.ns, "link", "add", "tunl0", "type", "veth", "peer", "name", "tunl0-peer"])?;
+            ip(&[
+                "-n",
+                &n.ns,
+                "link",
+                "add",
+                "tunl0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "tunl0-peer",
+            ])?;
             ip(&["-n", &n.ns, "link", "set", "tunl0-peer", "up"])?;
         }
         // The pod.
         guard.add_ns(&n.pod_ns)?;
-        ip(&["-n", &n.ns, "link", "add", &n.veth, "type", "veth", "peer", "name", "eth0", "netns", &n.pod_ns])?;
+        ip(&[
+            "-n", &n.ns, "link", "add", &n.veth, "type", "veth", "peer", "name", "eth0", "netns",
+            &n.pod_ns,
+        ])?;
         ip(&["-n", &n.ns, "link", "set", &n.veth, "mtu", "1480", "up"])?;
         sysctl(&n.ns, &format!("net.ipv4.conf.{}.proxy_arp", n.veth), "1")?;
         ip(&["-n", &n.pod_ns, "link", "set", "eth0", "mtu", "1480", "up"])?;
-        ip(&["-n", &n.pod_ns, "addr", "add", &format!("{}/32", n.pod_ip), "dev", "eth0"])?;
-        ip(&["-n", &n.pod_ns, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"])?;
-        ip(&["-n", &n.pod_ns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"])?;
+        ip(&[
+            "-n",
+            &n.pod_ns,
+            "addr",
+            "add",
+            &format!("{}/32", n.pod_ip),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&[
+            "-n",
+            &n.pod_ns,
+            "route",
+            "add",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ])?;
+        ip(&[
+            "-n",
+            &n.pod_ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+        ])?;
     }
     if !real_ipip {
         println!("note: this kernel has no IPIP support (no `ipip` module), so each node uses a stand-in");
@@ -156,19 +221,33 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
         let bin = binary.display().to_string();
         pids.push(guard.spawn(&n.ns, &[&bin, "run", "--config", &path_s], &log)?);
     }
-    println!("started {} nodes (ipipd pids {:?}); files in {}", plan.len(), pids, dir.display());
+    println!(
+        "started {} nodes (ipipd pids {:?}); files in {}",
+        plan.len(),
+        pids,
+        dir.display()
+    );
 
     for n in &plan {
         wait_for_socket(n, &dir)?;
-        let r = client::call(&n.socket, &Request::WorkloadAdd { ip: n.pod_ip.into(), interface: n.veth.clone() })
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let r = client::call(
+            &n.socket,
+            &Request::WorkloadAdd {
+                ip: n.pod_ip.into(),
+                interface: n.veth.clone(),
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Response::Error { message } = r {
             bail!("node{}: workload add: {message}", n.index);
         }
     }
     let converged = wait_converged(&plan, Duration::from_secs(60));
     for n in &plan {
-        println!("\n=== node{} ({}, block {}, pod {} on {}) ===", n.index, n.address, n.block, n.pod_ip, n.veth);
+        println!(
+            "\n=== node{} ({}, block {}, pod {} on {}) ===",
+            n.index, n.address, n.block, n.pod_ip, n.veth
+        );
         if let Ok(Response::Peers { peers }) = client::call(&n.socket, &Request::ShowPeers) {
             print!("{}", crate::show::peers_table(&peers));
         }
@@ -177,11 +256,17 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
             print!("{}", crate::show::routes_table(&routes));
         }
         println!("\n$ ip route show proto bgp");
-        print!("{}", ip(&["-n", &n.ns, "route", "show", "proto", "bgp"]).unwrap_or_default());
+        print!(
+            "{}",
+            ip(&["-n", &n.ns, "route", "show", "proto", "bgp"]).unwrap_or_default()
+        );
     }
     let mut ok = converged.is_ok();
     match &converged {
-        Ok(t) => println!("\nconverged: every node has every block in its kernel after {:.1} s", t.as_secs_f64()),
+        Ok(t) => println!(
+            "\nconverged: every node has every block in its kernel after {:.1} s",
+            t.as_secs_f64()
+        ),
         Err(e) => println!("\nNOT converged: {e}"),
     }
     if real_ipip {
@@ -189,20 +274,44 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
     }
     if !ok {
         for n in &plan {
-            let log = std::fs::read_to_string(dir.join(format!("node{}.log", n.index))).unwrap_or_default();
+            let log = std::fs::read_to_string(dir.join(format!("node{}.log", n.index)))
+                .unwrap_or_default();
             println!("\n--- node{} log (last lines) ---", n.index);
-            for l in log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev() {
+            for l in log
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
                 println!("{l}");
             }
         }
     }
     if once {
         drop(guard);
-        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     println!("\nthe lab is running; try for example:");
-    println!("  {} show routes --socket {}", binary.display(), plan.first().map(|n| n.socket.display().to_string()).unwrap_or_default());
-    println!("  ip netns exec {} ping {}", plan.first().map(|n| n.pod_ns.as_str()).unwrap_or(""), plan.get(1).map(|n| n.pod_ip.to_string()).unwrap_or_default());
+    println!(
+        "  {} show routes --socket {}",
+        binary.display(),
+        plan.first()
+            .map(|n| n.socket.display().to_string())
+            .unwrap_or_default()
+    );
+    println!(
+        "  ip netns exec {} ping {}",
+        plan.first().map(|n| n.pod_ns.as_str()).unwrap_or(""),
+        plan.get(1)
+            .map(|n| n.pod_ip.to_string())
+            .unwrap_or_default()
+    );
     println!("press Ctrl-C to tear it down");
     wait_for_interrupt();
     println!("tearing down");
@@ -234,7 +343,11 @@ fn wait_converged(plan: &[Node], limit: Duration) -> Result<Duration, String> {
                 _ => Vec::new(),
             };
             for other in plan {
-                let want = if other.index == n.index { n.pod_ip.to_string() + "/32" } else { other.block.to_string() };
+                let want = if other.index == n.index {
+                    n.pod_ip.to_string() + "/32"
+                } else {
+                    other.block.to_string()
+                };
                 if !routes.iter().any(|r| r.prefix == want && r.installed) {
                     missing.push_str(&format!(" node{}:{want}", n.index));
                 }
@@ -245,24 +358,51 @@ fn wait_converged(plan: &[Node], limit: Duration) -> Result<Duration, String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(format!("still missing after {} s:{missing}", limit.as_secs()))
+    Err(format!(
+        "still missing after {} s:{missing}",
+        limit.as_secs()
+    ))
 }
 
 fn ping_all(plan: &[Node]) -> bool {
     let mut ok = true;
     let Some(a) = plan.first() else { return false };
     for b in plan.iter().skip(1) {
-        let out = exec(&a.pod_ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", &b.pod_ip.to_string()]);
-        let text = out.as_ref().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let out = exec(
+            &a.pod_ns,
+            &[
+                "ping",
+                "-c",
+                "3",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+                &b.pod_ip.to_string(),
+            ],
+        );
+        let text = out
+            .as_ref()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
         let good = out.map(|o| o.status.success()).unwrap_or(false);
-        println!("\n$ ip netns exec {} ping {} (pod on node{} → pod on node{})\n{}", a.pod_ns, b.pod_ip, a.index, b.index, text.trim_end());
+        println!(
+            "\n$ ip netns exec {} ping {} (pod on node{} → pod on node{})\n{}",
+            a.pod_ns,
+            b.pod_ip,
+            a.index,
+            b.index,
+            text.trim_end()
+        );
         ok &= good;
     }
     ok
 }
 
 fn wait_for_interrupt() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     if let Ok(rt) = rt {
         rt.block_on(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -8,9 +8,16 @@ use anyhow::{bail, Context};
 
 /// Runs `ip ARGS`, failing with its stderr.
 pub fn ip(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("ip").args(args).output().context("running ip (is iproute2 installed?)")?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (is iproute2 installed?)")?;
     if !out.status.success() {
-        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -31,7 +38,10 @@ pub fn sysctl(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         let out = exec(ns, &["sh", "-c", &format!("echo {value} > {path}")])?;
         if !out.status.success() {
-            bail!("setting {key} in {ns}: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "setting {key} in {ns}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
     }
     Ok(())
@@ -54,7 +64,8 @@ impl Guard {
     }
 
     pub fn spawn(&mut self, ns: &str, args: &[&str], log: &std::path::Path) -> anyhow::Result<u32> {
-        let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
             .args(args)
@@ -73,7 +84,10 @@ impl Drop for Guard {
     fn drop(&mut self) {
         for c in &mut self.children {
             // SIGTERM first (a clean stop), then make sure.
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
         }
         for c in &mut self.children {
             for _ in 0..30 {

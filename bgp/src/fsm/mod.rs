@@ -149,7 +149,10 @@ pub enum Output {
     Send(Message),
     Arm(Timer, Duration),
     Cancel(Timer),
-    StateChanged { from: State, to: State },
+    StateChanged {
+        from: State,
+        to: State,
+    },
     /// The session reached Established with these parameters.
     Established(Box<Negotiated>),
     /// A route update to hand to the RIB.
@@ -191,7 +194,12 @@ pub struct Session {
 
 impl Session {
     pub fn new(config: SessionConfig) -> Self {
-        Session { config, state: State::Idle, negotiated: None, peer_open: None }
+        Session {
+            config,
+            state: State::Idle,
+            negotiated: None,
+            peer_open: None,
+        }
     }
 
     pub fn state(&self) -> State {
@@ -218,7 +226,10 @@ impl Session {
             Input::Start => self.start(&mut out),
             Input::Stop(notification) => {
                 if let Some(n) = notification.clone() {
-                    if matches!(self.state, State::OpenSent | State::OpenConfirm | State::Established) {
+                    if matches!(
+                        self.state,
+                        State::OpenSent | State::OpenConfirm | State::Established
+                    ) {
                         out.push(Output::Send(Message::Notification(n)));
                     }
                 }
@@ -322,7 +333,9 @@ impl Session {
                     out.push(Output::RouteRefresh(r));
                 } else {
                     // RFC 2918 §4: a ROUTE-REFRESH without the capability is ignored.
-                    tracing::debug!("ROUTE-REFRESH from a peer that did not advertise the capability");
+                    tracing::debug!(
+                        "ROUTE-REFRESH from a peer that did not advertise the capability"
+                    );
                 }
             }
             (State::Idle | State::Connect | State::Active, _) => {}
@@ -368,7 +381,10 @@ impl Session {
 
     /// Sends the NOTIFICATION (where a connection is open) and goes to Idle.
     fn error(&mut self, n: Notification, out: &mut Vec<Output>) {
-        if matches!(self.state, State::OpenSent | State::OpenConfirm | State::Established) {
+        if matches!(
+            self.state,
+            State::OpenSent | State::OpenConfirm | State::Established
+        ) {
             out.push(Output::Send(Message::Notification(n.clone())));
         }
         self.go_idle(out, DownReason::NotificationSent(n));
@@ -396,6 +412,11 @@ impl Session {
     }
 
     fn our_open(&self) -> Open {
-        Open::new(self.config.local_as, self.config.hold_time, self.config.local_id, self.config.capabilities.clone())
+        Open::new(
+            self.config.local_as,
+            self.config.hold_time,
+            self.config.local_id,
+            self.config.capabilities.clone(),
+        )
     }
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::wire::{codes, AddPathMode, AfiSafi, Capability, Context, Families, GracefulRestart, Notification, Open};
+use crate::wire::{
+    codes, AddPathMode, AfiSafi, Capability, Context, Families, GracefulRestart, Notification, Open,
+};
 
 use super::SessionConfig;
 
@@ -92,13 +94,25 @@ pub fn negotiate(cfg: &SessionConfig, open: &Open) -> Result<Negotiated, Notific
         && has(theirs, |c| matches!(c, Capability::ExtendedMessage));
     let our_families = families_of(ours);
     let their_families = families_of(theirs);
-    let families: Vec<AfiSafi> = our_families.iter().copied().filter(|f| their_families.contains(f)).collect();
+    let families: Vec<AfiSafi> = our_families
+        .iter()
+        .copied()
+        .filter(|f| their_families.contains(f))
+        .collect();
 
     let mut add_path_rx = Families::default();
     let mut add_path_tx = Families::default();
     for (family, slot_rx, slot_tx) in [
-        (AfiSafi::IPV4_UNICAST, &mut add_path_rx.ipv4, &mut add_path_tx.ipv4),
-        (AfiSafi::IPV6_UNICAST, &mut add_path_rx.ipv6, &mut add_path_tx.ipv6),
+        (
+            AfiSafi::IPV4_UNICAST,
+            &mut add_path_rx.ipv4,
+            &mut add_path_tx.ipv4,
+        ),
+        (
+            AfiSafi::IPV6_UNICAST,
+            &mut add_path_rx.ipv6,
+            &mut add_path_tx.ipv6,
+        ),
     ] {
         let (o, t) = (add_path_modes(ours, family), add_path_modes(theirs, family));
         *slot_rx = can_receive(o) && can_send(t);
@@ -112,8 +126,14 @@ pub fn negotiate(cfg: &SessionConfig, open: &Open) -> Result<Negotiated, Notific
         Capability::GracefulRestart(g) => Some(g.clone()),
         _ => None,
     });
-    let notification_gr = matches!((&our_gr, &peer_gr), (Some(a), Some(b)) if a.notification && b.notification);
-    let route_refresh = has(theirs, |c| matches!(c, Capability::RouteRefresh | Capability::EnhancedRouteRefresh));
+    let notification_gr =
+        matches!((&our_gr, &peer_gr), (Some(a), Some(b)) if a.notification && b.notification);
+    let route_refresh = has(theirs, |c| {
+        matches!(
+            c,
+            Capability::RouteRefresh | Capability::EnhancedRouteRefresh
+        )
+    });
     let enhanced_route_refresh = has(theirs, |c| matches!(c, Capability::EnhancedRouteRefresh))
         && has(ours, |c| matches!(c, Capability::EnhancedRouteRefresh));
     let peer_hostname = theirs.iter().find_map(|c| match c {

@@ -10,19 +10,34 @@ fn config() -> SessionConfig {
         keepalive_time: None,
         connect_retry: Duration::from_secs(5),
         passive: false,
-        capabilities: vec![Capability::Multiprotocol(AfiSafi::IPV4_UNICAST), Capability::FourOctetAs(64512)],
+        capabilities: vec![
+            Capability::Multiprotocol(AfiSafi::IPV4_UNICAST),
+            Capability::FourOctetAs(64512),
+        ],
     }
 }
 
 fn peer_open(asn: u32, hold: u16, id: [u8; 4]) -> Open {
-    Open::new(asn, hold, Ipv4Addr::from(id), vec![Capability::Multiprotocol(AfiSafi::IPV4_UNICAST), Capability::FourOctetAs(asn)])
+    Open::new(
+        asn,
+        hold,
+        Ipv4Addr::from(id),
+        vec![
+            Capability::Multiprotocol(AfiSafi::IPV4_UNICAST),
+            Capability::FourOctetAs(asn),
+        ],
+    )
 }
 
 fn established() -> Session {
     let mut s = Session::new(config());
     s.handle(Input::Start);
     s.handle(Input::TcpConnected);
-    s.handle(Input::Message(Message::Open(peer_open(64512, 30, [10, 0, 0, 2]))));
+    s.handle(Input::Message(Message::Open(peer_open(
+        64512,
+        30,
+        [10, 0, 0, 2],
+    ))));
     s.handle(Input::Message(Message::Keepalive));
     assert_eq!(s.state(), State::Established);
     s
@@ -46,7 +61,10 @@ fn start_connects() {
 
 #[test]
 fn passive_start_waits_in_active() {
-    let mut s = Session::new(SessionConfig { passive: true, ..config() });
+    let mut s = Session::new(SessionConfig {
+        passive: true,
+        ..config()
+    });
     let out = s.handle(Input::Start);
     assert_eq!(s.state(), State::Active);
     assert!(!out.contains(&Output::Connect));
@@ -69,7 +87,9 @@ fn tcp_up_sends_open_and_arms_large_hold() {
     s.handle(Input::Start);
     let out = s.handle(Input::TcpConnected);
     assert_eq!(s.state(), State::OpenSent);
-    assert!(matches!(out.get(1), Some(Output::Send(Message::Open(o))) if o.hold_time == 90 && o.asn() == 64512));
+    assert!(
+        matches!(out.get(1), Some(Output::Send(Message::Open(o))) if o.hold_time == 90 && o.asn() == 64512)
+    );
     assert!(out.contains(&Output::Arm(Timer::Hold, LARGE_HOLD_TIME)));
 }
 
@@ -78,7 +98,11 @@ fn open_negotiates_lower_hold_time() {
     let mut s = Session::new(config());
     s.handle(Input::Start);
     s.handle(Input::TcpConnected);
-    let out = s.handle(Input::Message(Message::Open(peer_open(64512, 30, [10, 0, 0, 2]))));
+    let out = s.handle(Input::Message(Message::Open(peer_open(
+        64512,
+        30,
+        [10, 0, 0, 2],
+    ))));
     assert_eq!(s.state(), State::OpenConfirm);
     assert!(out.contains(&Output::Send(Message::Keepalive)));
     assert!(out.contains(&Output::Arm(Timer::Hold, Duration::from_secs(30))));
@@ -98,7 +122,11 @@ fn wrong_peer_as_is_refused_with_2_2() {
     let mut s = Session::new(config());
     s.handle(Input::Start);
     s.handle(Input::TcpConnected);
-    let out = s.handle(Input::Message(Message::Open(peer_open(65000, 90, [10, 0, 0, 2]))));
+    let out = s.handle(Input::Message(Message::Open(peer_open(
+        65000,
+        90,
+        [10, 0, 0, 2],
+    ))));
     let n = sent_notification(&out).expect("notification");
     assert_eq!((n.code, n.subcode), (2, 2));
     assert_eq!(s.state(), State::Idle);
@@ -109,24 +137,42 @@ fn same_router_id_in_ibgp_is_refused_with_2_3() {
     let mut s = Session::new(config());
     s.handle(Input::Start);
     s.handle(Input::TcpConnected);
-    let out = s.handle(Input::Message(Message::Open(peer_open(64512, 90, [10, 0, 0, 1]))));
-    assert_eq!(sent_notification(&out).map(|n| (n.code, n.subcode)), Some((2, 3)));
+    let out = s.handle(Input::Message(Message::Open(peer_open(
+        64512,
+        90,
+        [10, 0, 0, 1],
+    ))));
+    assert_eq!(
+        sent_notification(&out).map(|n| (n.code, n.subcode)),
+        Some((2, 3))
+    );
 }
 
 #[test]
 fn hold_timer_expiry_sends_4_0() {
     let mut s = established();
     let out = s.handle(Input::TimerExpired(Timer::Hold));
-    assert_eq!(sent_notification(&out).map(|n| (n.code, n.subcode)), Some((4, 0)));
+    assert_eq!(
+        sent_notification(&out).map(|n| (n.code, n.subcode)),
+        Some((4, 0))
+    );
     assert_eq!(s.state(), State::Idle);
-    assert!(out.iter().any(|o| matches!(o, Output::Down(DownReason::NotificationSent(_)))));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Down(DownReason::NotificationSent(_)))));
 }
 
 #[test]
 fn keepalive_timer_sends_keepalive_and_rearms() {
     let mut s = established();
     let out = s.handle(Input::TimerExpired(Timer::Keepalive));
-    assert_eq!(out, vec![Output::Send(Message::Keepalive), Output::Arm(Timer::Keepalive, Duration::from_secs(10))]);
+    assert_eq!(
+        out,
+        vec![
+            Output::Send(Message::Keepalive),
+            Output::Arm(Timer::Keepalive, Duration::from_secs(10))
+        ]
+    );
 }
 
 #[test]
@@ -142,9 +188,16 @@ fn update_in_openconfirm_is_an_fsm_error() {
     let mut s = Session::new(config());
     s.handle(Input::Start);
     s.handle(Input::TcpConnected);
-    s.handle(Input::Message(Message::Open(peer_open(64512, 90, [10, 0, 0, 2]))));
+    s.handle(Input::Message(Message::Open(peer_open(
+        64512,
+        90,
+        [10, 0, 0, 2],
+    ))));
     let out = s.handle(Input::Message(Message::Update(Update::default())));
-    assert_eq!(sent_notification(&out).map(|n| (n.code, n.subcode)), Some((5, 2)));
+    assert_eq!(
+        sent_notification(&out).map(|n| (n.code, n.subcode)),
+        Some((5, 2))
+    );
 }
 
 #[test]
@@ -170,25 +223,40 @@ fn silent_stop_sends_no_notification() {
 fn stop_with_notification_sends_it() {
     let mut s = established();
     let out = s.handle(Input::Stop(Some(Notification::new(6, 2, Vec::new()))));
-    assert_eq!(sent_notification(&out).map(|n| (n.code, n.subcode)), Some((6, 2)));
+    assert_eq!(
+        sent_notification(&out).map(|n| (n.code, n.subcode)),
+        Some((6, 2))
+    );
 }
 
 #[test]
 fn decode_error_resets_with_that_notification() {
     let mut s = established();
     let out = s.handle(Input::DecodeError(Notification::new(3, 1, Vec::new())));
-    assert_eq!(sent_notification(&out).map(|n| (n.code, n.subcode)), Some((3, 1)));
+    assert_eq!(
+        sent_notification(&out).map(|n| (n.code, n.subcode)),
+        Some((3, 1))
+    );
     assert_eq!(s.state(), State::Idle);
 }
 
 #[test]
 fn hold_time_zero_disables_timers() {
-    let mut s = Session::new(SessionConfig { hold_time: 0, ..config() });
+    let mut s = Session::new(SessionConfig {
+        hold_time: 0,
+        ..config()
+    });
     s.handle(Input::Start);
     s.handle(Input::TcpConnected);
-    let out = s.handle(Input::Message(Message::Open(peer_open(64512, 90, [10, 0, 0, 2]))));
+    let out = s.handle(Input::Message(Message::Open(peer_open(
+        64512,
+        90,
+        [10, 0, 0, 2],
+    ))));
     assert!(out.contains(&Output::Cancel(Timer::Hold)));
-    assert!(!out.iter().any(|o| matches!(o, Output::Arm(Timer::Keepalive, _))));
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, Output::Arm(Timer::Keepalive, _))));
 }
 
 #[test]
@@ -200,5 +268,8 @@ fn hard_reset_wraps_and_unwraps_the_cease() {
     assert_eq!(unwrap_hard_reset(&hr), Some(inner.clone()));
     assert_eq!(unwrap_hard_reset(&inner), None);
     let text = DownReason::NotificationReceived(hr).to_string();
-    assert!(text.contains("Hard Reset (6/9)") && text.contains("(6/2)") && text.contains("maintenance"), "{text}");
+    assert!(
+        text.contains("Hard Reset (6/9)") && text.contains("(6/2)") && text.contains("maintenance"),
+        "{text}"
+    );
 }

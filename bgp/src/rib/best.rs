@@ -65,8 +65,13 @@ pub fn sort(paths: &mut [Path]) {
 /// without duplicates, at most `max`.
 pub fn multipath(paths: &[Path], max: usize) -> Vec<std::net::IpAddr> {
     let mut hops = Vec::new();
-    let Some(best) = paths.first() else { return hops };
-    for p in paths.iter().take_while(|p| compare_cost(best, p) == Ordering::Equal) {
+    let Some(best) = paths.first() else {
+        return hops;
+    };
+    for p in paths
+        .iter()
+        .take_while(|p| compare_cost(best, p) == Ordering::Equal)
+    {
         if hops.len() >= max.max(1) {
             break;
         }

@@ -9,9 +9,9 @@
 
 mod best;
 mod policy;
-mod update;
 #[cfg(test)]
 mod tests;
+mod update;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -183,7 +183,13 @@ impl Rib {
 
     fn mark(&mut self, prefix: IpNet) {
         let table = &self.table;
-        self.dirty.entry(prefix).or_insert_with(|| table.get(&prefix).and_then(|v| v.first()).cloned().map(Box::new));
+        self.dirty.entry(prefix).or_insert_with(|| {
+            table
+                .get(&prefix)
+                .and_then(|v| v.first())
+                .cloned()
+                .map(Box::new)
+        });
     }
 
     fn add_local(&mut self, blocks: &[IpNet]) {
@@ -216,14 +222,24 @@ impl Rib {
     /// Replaces our own blocks (config reload): new ones are announced, removed
     /// ones withdrawn. Learned paths that now overlap an own block are dropped.
     pub fn set_own_blocks(&mut self, blocks: Vec<IpNet>) {
-        let removed: Vec<IpNet> = self.policy.own_blocks.iter().filter(|b| !blocks.contains(b)).copied().collect();
+        let removed: Vec<IpNet> = self
+            .policy
+            .own_blocks
+            .iter()
+            .filter(|b| !blocks.contains(b))
+            .copied()
+            .collect();
         for block in removed {
             self.mark(block);
             if let Some(paths) = self.table.get_mut(&block) {
                 paths.retain(|p| !p.is_local());
             }
         }
-        let added: Vec<IpNet> = blocks.iter().filter(|b| !self.policy.own_blocks.contains(b)).copied().collect();
+        let added: Vec<IpNet> = blocks
+            .iter()
+            .filter(|b| !self.policy.own_blocks.contains(b))
+            .copied()
+            .collect();
         self.policy.own_blocks = blocks;
         self.add_local(&added);
         // Learned paths overlapping a new block: refused from now on.
@@ -254,7 +270,10 @@ impl Rib {
         peer.eor_received.clear();
         peer.over_limit = false;
         // Families the peer no longer supports lose their stale paths now.
-        let families = [(AfiSafi::IPV4_UNICAST, info.ipv4), (AfiSafi::IPV6_UNICAST, info.ipv6)];
+        let families = [
+            (AfiSafi::IPV4_UNICAST, info.ipv4),
+            (AfiSafi::IPV6_UNICAST, info.ipv6),
+        ];
         for (family, up) in families {
             if !up {
                 self.flush_stale(address, Some(family));
@@ -267,7 +286,10 @@ impl Rib {
     /// if `end_of_rib`.
     fn send_table(&mut self, info: &PeerInfo, end_of_rib: bool) {
         let address = info.address;
-        let families = [(AfiSafi::IPV4_UNICAST, info.ipv4), (AfiSafi::IPV6_UNICAST, info.ipv6)];
+        let families = [
+            (AfiSafi::IPV4_UNICAST, info.ipv4),
+            (AfiSafi::IPV6_UNICAST, info.ipv6),
+        ];
         let mut batches = update::Batches::default();
         let mut cache = update::ExportCache::new();
         for (prefix, paths) in &self.table {
@@ -288,14 +310,19 @@ impl Rib {
     /// A session went down. With `keep_stale` (graceful restart helper), its
     /// paths stay, marked stale, until End-of-RIB or [`Rib::stale_expired`].
     pub fn peer_down(&mut self, address: IpAddr, keep_stale: bool) {
-        let Some(peer) = self.peers.get_mut(&address) else { return };
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
         peer.info = None;
         peer.over_limit = false;
         if keep_stale {
             let prefixes: Vec<IpNet> = peer.adj_in.keys().map(|(p, _)| *p).collect();
             for prefix in prefixes {
                 if let Some(paths) = self.table.get_mut(&prefix) {
-                    for p in paths.iter_mut().filter(|p| p.source == Source::Peer(address)) {
+                    for p in paths
+                        .iter_mut()
+                        .filter(|p| p.source == Source::Peer(address))
+                    {
                         p.stale = true;
                     }
                 }
@@ -322,12 +349,22 @@ impl Rib {
     /// RFC 7313 BoRR: the peer is about to re-send `family`; what it does not
     /// re-send before EoRR is gone.
     pub fn begin_refresh(&mut self, address: IpAddr, family: AfiSafi) {
-        let Some(peer) = self.peers.get(&address) else { return };
+        let Some(peer) = self.peers.get(&address) else {
+            return;
+        };
         let v4 = family == AfiSafi::IPV4_UNICAST;
-        let prefixes: Vec<IpNet> = peer.adj_in.keys().map(|(p, _)| *p).filter(|p| matches!(p, IpNet::V4(_)) == v4).collect();
+        let prefixes: Vec<IpNet> = peer
+            .adj_in
+            .keys()
+            .map(|(p, _)| *p)
+            .filter(|p| matches!(p, IpNet::V4(_)) == v4)
+            .collect();
         for prefix in prefixes {
             if let Some(paths) = self.table.get_mut(&prefix) {
-                for p in paths.iter_mut().filter(|p| p.source == Source::Peer(address)) {
+                for p in paths
+                    .iter_mut()
+                    .filter(|p| p.source == Source::Peer(address))
+                {
                     p.stale = true;
                 }
             }
@@ -353,7 +390,9 @@ impl Rib {
     fn flush_stale(&mut self, address: IpAddr, family: Option<AfiSafi>) {
         let want_v4 = family.is_none_or(|f| f == AfiSafi::IPV4_UNICAST);
         let want_v6 = family.is_none_or(|f| f == AfiSafi::IPV6_UNICAST);
-        let Some(peer) = self.peers.get_mut(&address) else { return };
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
         let mut any = false;
         for (i, wanted) in [want_v4, want_v6].into_iter().enumerate() {
             if let Some(f) = peer.stale_families.get_mut(i).filter(|_| wanted) {
@@ -364,7 +403,9 @@ impl Rib {
         if !any {
             return;
         }
-        let removed = self.remove_peer_paths(address, |p| p.stale && ((p.prefix_is_v4 && want_v4) || (!p.prefix_is_v4 && want_v6)));
+        let removed = self.remove_peer_paths(address, |p| {
+            p.stale && ((p.prefix_is_v4 && want_v4) || (!p.prefix_is_v4 && want_v6))
+        });
         if let Some(peer) = self.peers.get_mut(&address) {
             for (prefix, path_id) in removed {
                 if peer.adj_in.remove(&(prefix, path_id)) == Some(true) {
@@ -375,13 +416,24 @@ impl Rib {
         }
     }
 
-    fn remove_peer_paths(&mut self, address: IpAddr, pred: impl Fn(&Path) -> bool) -> Vec<(IpNet, u32)> {
-        let Some(peer) = self.peers.get(&address) else { return Vec::new() };
+    fn remove_peer_paths(
+        &mut self,
+        address: IpAddr,
+        pred: impl Fn(&Path) -> bool,
+    ) -> Vec<(IpNet, u32)> {
+        let Some(peer) = self.peers.get(&address) else {
+            return Vec::new();
+        };
         let prefixes: Vec<IpNet> = peer.adj_in.keys().map(|(p, _)| *p).collect();
         let mut removed = Vec::new();
         for prefix in prefixes {
-            let Some(paths) = self.table.get(&prefix) else { continue };
-            if !paths.iter().any(|p| p.source == Source::Peer(address) && pred(p)) {
+            let Some(paths) = self.table.get(&prefix) else {
+                continue;
+            };
+            if !paths
+                .iter()
+                .any(|p| p.source == Source::Peer(address) && pred(p))
+            {
                 continue;
             }
             self.mark(prefix);
@@ -405,15 +457,20 @@ impl Rib {
     /// route refresh (RFC 7313) the re-sent routes are framed by BoRR and EoRR
     /// per family, instead of ending with End-of-RIB.
     pub fn refresh(&mut self, address: IpAddr) {
-        let Some(info) = self.peers.get(&address).and_then(|p| p.info.clone()) else { return };
+        let Some(info) = self.peers.get(&address).and_then(|p| p.info.clone()) else {
+            return;
+        };
         if !info.enhanced_route_refresh {
             self.send_table(&info, true);
             return;
         }
-        let families: Vec<AfiSafi> = [(AfiSafi::IPV4_UNICAST, info.ipv4), (AfiSafi::IPV6_UNICAST, info.ipv6)]
-            .into_iter()
-            .filter_map(|(f, up)| up.then_some(f))
-            .collect();
+        let families: Vec<AfiSafi> = [
+            (AfiSafi::IPV4_UNICAST, info.ipv4),
+            (AfiSafi::IPV6_UNICAST, info.ipv6),
+        ]
+        .into_iter()
+        .filter_map(|(f, up)| up.then_some(f))
+        .collect();
         for f in &families {
             update::route_refresh(&mut self.effects, address, *f, 1, &info.context);
         }
@@ -448,7 +505,9 @@ impl Rib {
 
     /// Peers whose End-of-RIB has arrived for every negotiated family.
     pub fn eor_complete(&self, address: IpAddr) -> bool {
-        let Some(peer) = self.peers.get(&address) else { return false };
+        let Some(peer) = self.peers.get(&address) else {
+            return false;
+        };
         let Some(info) = &peer.info else { return false };
         (!info.ipv4 || peer.eor_received.contains(&AfiSafi::IPV4_UNICAST))
             && (!info.ipv6 || peer.eor_received.contains(&AfiSafi::IPV6_UNICAST))
@@ -476,7 +535,12 @@ impl Rib {
                     best,
                     multipath: !p.is_local() && (best || mp.contains(&p.next_hop)),
                     stale: p.stale,
-                    as_path: p.attrs.as_path.as_ref().map(format_as_path).unwrap_or_default(),
+                    as_path: p
+                        .attrs
+                        .as_path
+                        .as_ref()
+                        .map(format_as_path)
+                        .unwrap_or_default(),
                     local_pref: p.attrs.local_pref,
                     originator_id: p.attrs.originator_id,
                     cluster_list: p.attrs.cluster_list.clone(),
@@ -493,7 +557,9 @@ impl Rib {
         data.extend_from_slice(&family.afi.to_be_bytes());
         data.push(family.safi);
         data.extend_from_slice(&limit.to_be_bytes());
-        self.effects.resets.push((address, Notification::new(codes::CEASE, 1, data)));
+        self.effects
+            .resets
+            .push((address, Notification::new(codes::CEASE, 1, data)));
     }
 }
 

@@ -49,7 +49,9 @@ impl PolicyConfig {
     }
 
     fn overlaps_own(&self, prefix: &IpNet) -> bool {
-        self.own_blocks.iter().any(|b| b.contains(prefix) || prefix.contains(b))
+        self.own_blocks
+            .iter()
+            .any(|b| b.contains(prefix) || prefix.contains(b))
     }
 
     pub fn is_self(&self, addr: IpAddr) -> bool {
@@ -60,7 +62,13 @@ impl PolicyConfig {
     }
 
     /// Checks one route from `peer`.
-    pub fn import(&self, peer: &PeerInfo, prefix: &IpNet, attrs: &Attributes, next_hop: Option<IpAddr>) -> Result<(), Refusal> {
+    pub fn import(
+        &self,
+        peer: &PeerInfo,
+        prefix: &IpNet,
+        attrs: &Attributes,
+        next_hop: Option<IpAddr>,
+    ) -> Result<(), Refusal> {
         if !self.in_pools(prefix) {
             return Err(Refusal::OutsidePools);
         }
@@ -76,7 +84,11 @@ impl PolicyConfig {
                     return Err(Refusal::ClusterLoop);
                 }
             }
-        } else if attrs.as_path.as_ref().is_some_and(|p| p.contains(self.local_as)) {
+        } else if attrs
+            .as_path
+            .as_ref()
+            .is_some_and(|p| p.contains(self.local_as))
+        {
             return Err(Refusal::AsPathLoop);
         }
         match next_hop {

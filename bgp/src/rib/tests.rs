@@ -32,7 +32,10 @@ fn peer(addr: &str, id: [u8; 4], rr_client: bool) -> PeerInfo {
         rr_client,
         ipv4: true,
         ipv6: false,
-        context: Context { four_octet_as: true, ..Context::default() },
+        context: Context {
+            four_octet_as: true,
+            ..Context::default()
+        },
         max_prefixes: None,
         enhanced_route_refresh: false,
     }
@@ -53,19 +56,34 @@ fn announce(prefixes: &[&str], next_hop: &str, a: Attributes) -> Update {
         IpAddr::V4(v4) => Some(v4),
         IpAddr::V6(_) => None,
     };
-    Update { nlri: prefixes.iter().map(|p| Nlri { path_id: None, prefix: net(p) }).collect(), attributes: a, ..Update::default() }
+    Update {
+        nlri: prefixes
+            .iter()
+            .map(|p| Nlri {
+                path_id: None,
+                prefix: net(p),
+            })
+            .collect(),
+        attributes: a,
+        ..Update::default()
+    }
 }
 
 /// Decodes what the RIB sent to `to`: (announced prefixes with attributes, withdrawn prefixes).
 fn sent_to(fx: &Effects, to: &str) -> (Vec<(IpNet, Attributes)>, Vec<IpNet>) {
-    let ctx = Context { four_octet_as: true, ..Context::default() };
+    let ctx = Context {
+        four_octet_as: true,
+        ..Context::default()
+    };
     let mut ann = Vec::new();
     let mut wd = Vec::new();
     for (addr, bytes) in &fx.messages {
         if *addr != ip(to) {
             continue;
         }
-        let Ok(Message::Update(u)) = wire::decode(bytes, &ctx) else { panic!("not an update") };
+        let Ok(Message::Update(u)) = wire::decode(bytes, &ctx) else {
+            panic!("not an update")
+        };
         for n in &u.nlri {
             ann.push((n.prefix, u.attributes.clone()));
         }
@@ -97,22 +115,41 @@ fn learned_route_goes_to_fib_and_not_to_other_ibgp_peers() {
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
     rib.peer_up(peer("10.0.0.3", [10, 0, 0, 3], false));
     rib.flush();
-    rib.update(ip("10.0.0.2"), announce(&["101.88.228.192/26"], "10.0.0.2", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.228.192/26"], "10.0.0.2", attrs(100)),
+    );
     let fx = rib.flush();
     assert!(fx.fib_changed);
-    assert_eq!(rib.fib_view().get(&net("101.88.228.192/26")), Some(&vec![ip("10.0.0.2")]));
-    assert!(sent_to(&fx, "10.0.0.3").0.is_empty(), "iBGP route must not be re-advertised");
+    assert_eq!(
+        rib.fib_view().get(&net("101.88.228.192/26")),
+        Some(&vec![ip("10.0.0.2")])
+    );
+    assert!(
+        sent_to(&fx, "10.0.0.3").0.is_empty(),
+        "iBGP route must not be re-advertised"
+    );
 }
 
 #[test]
 fn routes_outside_pools_or_overlapping_own_blocks_are_refused() {
     let mut rib = Rib::new(policy(None), 4);
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
-    rib.update(ip("10.0.0.2"), announce(&["10.99.0.0/26", "101.76.9.128/27", "101.76.0.0/16"], "10.0.0.2", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(
+            &["10.99.0.0/26", "101.76.9.128/27", "101.76.0.0/16"],
+            "10.0.0.2",
+            attrs(100),
+        ),
+    );
     rib.flush();
     assert!(rib.fib_view().is_empty());
     let c = rib.counts()[&ip("10.0.0.2")];
-    assert_eq!((c.received, c.accepted, c.refused_overlap, c.refused), (3, 0, 2, 1));
+    assert_eq!(
+        (c.received, c.accepted, c.refused_overlap, c.refused),
+        (3, 0, 2, 1)
+    );
 }
 
 #[test]
@@ -120,13 +157,30 @@ fn higher_local_pref_wins_then_lower_router_id() {
     let mut rib = Rib::new(policy(None), 1);
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 9], false));
     rib.peer_up(peer("10.0.0.3", [10, 0, 0, 3], false));
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
-    rib.update(ip("10.0.0.3"), announce(&["101.88.0.0/26"], "10.0.0.3", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)),
+    );
+    rib.update(
+        ip("10.0.0.3"),
+        announce(&["101.88.0.0/26"], "10.0.0.3", attrs(100)),
+    );
     rib.flush();
-    assert_eq!(rib.fib_view()[&net("101.88.0.0/26")], vec![ip("10.0.0.3")], "lower router id");
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(200)));
+    assert_eq!(
+        rib.fib_view()[&net("101.88.0.0/26")],
+        vec![ip("10.0.0.3")],
+        "lower router id"
+    );
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26"], "10.0.0.2", attrs(200)),
+    );
     rib.flush();
-    assert_eq!(rib.fib_view()[&net("101.88.0.0/26")], vec![ip("10.0.0.2")], "higher LOCAL_PREF");
+    assert_eq!(
+        rib.fib_view()[&net("101.88.0.0/26")],
+        vec![ip("10.0.0.2")],
+        "higher LOCAL_PREF"
+    );
 }
 
 #[test]
@@ -134,10 +188,19 @@ fn equal_cost_paths_form_a_multipath_set() {
     let mut rib = Rib::new(policy(None), 4);
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
     rib.peer_up(peer("10.0.0.3", [10, 0, 0, 3], false));
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
-    rib.update(ip("10.0.0.3"), announce(&["101.88.0.0/26"], "10.0.0.3", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)),
+    );
+    rib.update(
+        ip("10.0.0.3"),
+        announce(&["101.88.0.0/26"], "10.0.0.3", attrs(100)),
+    );
     rib.flush();
-    assert_eq!(rib.fib_view()[&net("101.88.0.0/26")], vec![ip("10.0.0.2"), ip("10.0.0.3")]);
+    assert_eq!(
+        rib.fib_view()[&net("101.88.0.0/26")],
+        vec![ip("10.0.0.2"), ip("10.0.0.3")]
+    );
 }
 
 #[test]
@@ -148,12 +211,18 @@ fn shorter_cluster_list_breaks_ties_after_router_id() {
     let mut a = attrs(100);
     a.originator_id = Some(Ipv4Addr::new(10, 9, 9, 9));
     a.cluster_list = vec![Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(2, 2, 2, 2)];
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.9", a.clone()));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26"], "10.0.0.9", a.clone()),
+    );
     a.cluster_list = vec![Ipv4Addr::new(1, 1, 1, 1)];
     rib.update(ip("10.0.0.3"), announce(&["101.88.0.0/26"], "10.0.0.9", a));
     rib.flush();
     let routes = rib.routes();
-    let best = routes.iter().find(|r| r.best && r.prefix == net("101.88.0.0/26")).expect("best");
+    let best = routes
+        .iter()
+        .find(|r| r.best && r.prefix == net("101.88.0.0/26"))
+        .expect("best");
     assert_eq!(best.peer, Some(ip("10.0.0.3")));
 }
 
@@ -161,9 +230,18 @@ fn shorter_cluster_list_breaks_ties_after_router_id() {
 fn withdraw_removes_route_everywhere() {
     let mut rib = Rib::new(policy(None), 4);
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)),
+    );
     rib.flush();
-    let u = Update { withdrawn: vec![Nlri { path_id: None, prefix: net("101.88.0.0/26") }], ..Update::default() };
+    let u = Update {
+        withdrawn: vec![Nlri {
+            path_id: None,
+            prefix: net("101.88.0.0/26"),
+        }],
+        ..Update::default()
+    };
     rib.update(ip("10.0.0.2"), u);
     rib.flush();
     assert!(rib.fib_view().is_empty());
@@ -174,7 +252,10 @@ fn withdraw_removes_route_everywhere() {
 fn treat_as_withdraw_removes_the_previous_route() {
     let mut rib = Rib::new(policy(None), 4);
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)),
+    );
     rib.flush();
     let mut u = announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100));
     u.outcome = wire::Outcome::TreatAsWithdraw(vec![]);
@@ -192,16 +273,26 @@ fn reflector_reflects_client_routes_with_originator_and_cluster_list() {
     rib.peer_up(peer("10.0.0.3", [10, 0, 0, 3], true));
     rib.peer_up(peer("10.0.0.4", [10, 0, 0, 4], false));
     rib.flush();
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)),
+    );
     let fx = rib.flush();
     for to in ["10.0.0.3", "10.0.0.4"] {
         let (ann, _) = sent_to(&fx, to);
         assert_eq!(ann.len(), 1, "to {to}");
         assert_eq!(ann[0].1.originator_id, Some(Ipv4Addr::new(10, 0, 0, 2)));
         assert_eq!(ann[0].1.cluster_list, vec![cid]);
-        assert_eq!(ann[0].1.next_hop, Some(Ipv4Addr::new(10, 0, 0, 2)), "next hop unchanged");
+        assert_eq!(
+            ann[0].1.next_hop,
+            Some(Ipv4Addr::new(10, 0, 0, 2)),
+            "next hop unchanged"
+        );
     }
-    assert!(sent_to(&fx, "10.0.0.2").0.is_empty(), "not back to the originator");
+    assert!(
+        sent_to(&fx, "10.0.0.2").0.is_empty(),
+        "not back to the originator"
+    );
 }
 
 #[test]
@@ -211,7 +302,10 @@ fn reflector_sends_non_client_routes_only_to_clients() {
     rib.peer_up(peer("10.0.0.4", [10, 0, 0, 4], false));
     rib.peer_up(peer("10.0.0.5", [10, 0, 0, 5], false));
     rib.flush();
-    rib.update(ip("10.0.0.4"), announce(&["101.88.0.0/26"], "10.0.0.4", attrs(100)));
+    rib.update(
+        ip("10.0.0.4"),
+        announce(&["101.88.0.0/26"], "10.0.0.4", attrs(100)),
+    );
     let fx = rib.flush();
     assert_eq!(sent_to(&fx, "10.0.0.2").0.len(), 1);
     assert!(sent_to(&fx, "10.0.0.5").0.is_empty());
@@ -236,19 +330,28 @@ fn reflection_loops_are_refused() {
 fn graceful_restart_keeps_stale_routes_until_end_of_rib() {
     let mut rib = Rib::new(policy(None), 4);
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26", "101.89.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26", "101.89.0.0/26"], "10.0.0.2", attrs(100)),
+    );
     rib.flush();
     rib.peer_down(ip("10.0.0.2"), true);
     rib.flush();
     assert_eq!(rib.fib_view().len(), 2, "stale routes stay installed");
     assert!(rib.routes().iter().all(|r| r.local || r.stale));
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)),
+    );
     rib.flush();
     assert_eq!(rib.fib_view().len(), 2, "still waiting for End-of-RIB");
     rib.update(ip("10.0.0.2"), Update::end_of_rib(AfiSafi::IPV4_UNICAST));
     rib.flush();
-    assert_eq!(rib.fib_view().keys().copied().collect::<Vec<_>>(), vec![net("101.88.0.0/26")]);
+    assert_eq!(
+        rib.fib_view().keys().copied().collect::<Vec<_>>(),
+        vec![net("101.88.0.0/26")]
+    );
     assert!(rib.eor_complete(ip("10.0.0.2")));
 }
 
@@ -256,7 +359,10 @@ fn graceful_restart_keeps_stale_routes_until_end_of_rib() {
 fn stale_timer_expiry_removes_stale_routes() {
     let mut rib = Rib::new(policy(None), 4);
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)),
+    );
     rib.flush();
     rib.peer_down(ip("10.0.0.2"), true);
     rib.stale_expired(ip("10.0.0.2"));
@@ -268,7 +374,10 @@ fn stale_timer_expiry_removes_stale_routes() {
 fn down_without_graceful_restart_drops_routes() {
     let mut rib = Rib::new(policy(None), 4);
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)),
+    );
     rib.flush();
     rib.peer_down(ip("10.0.0.2"), false);
     rib.flush();
@@ -281,7 +390,10 @@ fn max_prefix_asks_for_cease_6_1_with_limit() {
     let mut p = peer("10.0.0.2", [10, 0, 0, 2], false);
     p.max_prefixes = Some(1);
     rib.peer_up(p);
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26", "101.89.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26", "101.89.0.0/26"], "10.0.0.2", attrs(100)),
+    );
     let fx = rib.flush();
     let (_, n) = fx.resets.first().expect("reset");
     assert_eq!((n.code, n.subcode), (6, 1));
@@ -297,12 +409,22 @@ fn max_prefix_stops_storing_a_flood() {
     let flood: Vec<String> = (0..100).map(|i| format!("101.88.{i}.0/24")).collect();
     let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
     rib.update(ip("10.0.0.2"), announce(&flood, "10.0.0.2", attrs(100)));
-    rib.update(ip("10.0.0.2"), announce(&["101.99.0.0/24"], "10.0.0.2", attrs(100)));
-    assert_eq!(rib.route_count(), 1 + 11, "the own block and one past the limit");
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.99.0.0/24"], "10.0.0.2", attrs(100)),
+    );
+    assert_eq!(
+        rib.route_count(),
+        1 + 11,
+        "the own block and one past the limit"
+    );
     assert_eq!(rib.flush().resets.len(), 1);
     rib.peer_down(ip("10.0.0.2"), false);
     rib.peer_up(p);
-    rib.update(ip("10.0.0.2"), announce(&["101.99.0.0/24"], "10.0.0.2", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.99.0.0/24"], "10.0.0.2", attrs(100)),
+    );
     assert_eq!(rib.route_count(), 2);
 }
 
@@ -315,7 +437,10 @@ fn removing_an_own_block_withdraws_it() {
     let fx = rib.flush();
     let (ann, wd) = sent_to(&fx, "10.0.0.2");
     assert_eq!(wd, vec![net("101.76.9.128/26")]);
-    assert_eq!(ann.iter().map(|a| a.0).collect::<Vec<_>>(), vec![net("101.76.10.0/26")]);
+    assert_eq!(
+        ann.iter().map(|a| a.0).collect::<Vec<_>>(),
+        vec![net("101.76.10.0/26")]
+    );
 }
 
 #[test]
@@ -327,7 +452,10 @@ fn enhanced_route_refresh_is_framed_by_borr_and_eorr() {
     rib.flush();
     rib.refresh(ip("10.0.0.2"));
     let fx = rib.flush();
-    let ctx = Context { four_octet_as: true, ..Context::default() };
+    let ctx = Context {
+        four_octet_as: true,
+        ..Context::default()
+    };
     let kinds: Vec<String> = fx
         .messages
         .iter()
@@ -345,15 +473,24 @@ fn enhanced_route_refresh_is_framed_by_borr_and_eorr() {
 fn borr_eorr_from_a_peer_removes_what_it_did_not_resend() {
     let mut rib = Rib::new(policy(None), 4);
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26", "101.89.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26", "101.89.0.0/26"], "10.0.0.2", attrs(100)),
+    );
     rib.flush();
     rib.begin_refresh(ip("10.0.0.2"), AfiSafi::IPV4_UNICAST);
-    rib.update(ip("10.0.0.2"), announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)),
+    );
     rib.flush();
     assert_eq!(rib.fib_view().len(), 2, "kept until EoRR");
     rib.end_refresh(ip("10.0.0.2"), AfiSafi::IPV4_UNICAST);
     rib.flush();
-    assert_eq!(rib.fib_view().keys().copied().collect::<Vec<_>>(), vec![net("101.88.0.0/26")]);
+    assert_eq!(
+        rib.fib_view().keys().copied().collect::<Vec<_>>(),
+        vec![net("101.88.0.0/26")]
+    );
 }
 
 #[test]
@@ -367,7 +504,10 @@ fn local_ipv4_and_ipv6_blocks_get_their_own_next_hops() {
     p.ipv6 = true;
     rib.peer_up(p);
     let fx = rib.flush();
-    let ctx = Context { four_octet_as: true, ..Context::default() };
+    let ctx = Context {
+        four_octet_as: true,
+        ..Context::default()
+    };
     let mut v6_next_hops = Vec::new();
     for (_, b) in &fx.messages {
         if let Ok(Message::Update(u)) = wire::decode(b, &ctx) {

@@ -7,9 +7,19 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::{best, policy::Refusal, Effects, Path, PeerInfo, Rib, Source};
-use crate::wire::{pack_announce, pack_withdraw, AfiSafi, Attributes, Context, Nlri, Outcome, Update};
+use crate::wire::{
+    pack_announce, pack_withdraw, AfiSafi, Attributes, Context, Nlri, Outcome, Update,
+};
 
-pub(super) fn announce(fx: &mut Effects, to: IpAddr, attrs: &Attributes, nh: IpAddr, family: AfiSafi, nlri: &[Nlri], ctx: &Context) {
+pub(super) fn announce(
+    fx: &mut Effects,
+    to: IpAddr,
+    attrs: &Attributes,
+    nh: IpAddr,
+    family: AfiSafi,
+    nlri: &[Nlri],
+    ctx: &Context,
+) {
     let mut attrs = attrs.clone();
     attrs.next_hop = match nh {
         IpAddr::V4(a) if family == AfiSafi::IPV4_UNICAST => Some(a),
@@ -20,29 +30,50 @@ pub(super) fn announce(fx: &mut Effects, to: IpAddr, attrs: &Attributes, nh: IpA
     }
 }
 
-pub(super) fn withdraw(fx: &mut Effects, to: IpAddr, family: AfiSafi, nlri: &[Nlri], ctx: &Context) {
+pub(super) fn withdraw(
+    fx: &mut Effects,
+    to: IpAddr,
+    family: AfiSafi,
+    nlri: &[Nlri],
+    ctx: &Context,
+) {
     for msg in pack_withdraw(family, nlri, ctx) {
         fx.messages.push((to, msg));
     }
 }
 
-pub(super) fn route_refresh(fx: &mut Effects, to: IpAddr, family: AfiSafi, subtype: u8, ctx: &Context) {
+pub(super) fn route_refresh(
+    fx: &mut Effects,
+    to: IpAddr,
+    family: AfiSafi,
+    subtype: u8,
+    ctx: &Context,
+) {
     let mut buf = bytes::BytesMut::new();
-    let msg = crate::wire::Message::RouteRefresh(crate::wire::RouteRefresh { afi_safi: family, subtype });
+    let msg = crate::wire::Message::RouteRefresh(crate::wire::RouteRefresh {
+        afi_safi: family,
+        subtype,
+    });
     crate::wire::encode(&msg, ctx, &mut buf);
     fx.messages.push((to, buf.freeze()));
 }
 
 pub(super) fn end_of_rib(fx: &mut Effects, to: IpAddr, family: AfiSafi, ctx: &Context) {
     let mut buf = bytes::BytesMut::new();
-    crate::wire::encode(&crate::wire::Message::Update(Update::end_of_rib(family)), ctx, &mut buf);
+    crate::wire::encode(
+        &crate::wire::Message::Update(Update::end_of_rib(family)),
+        ctx,
+        &mut buf,
+    );
     fx.messages.push((to, buf.freeze()));
 }
 
 impl Rib {
     /// One UPDATE from an established peer.
     pub fn update(&mut self, address: IpAddr, update: Update) {
-        let Some(info) = self.peers.get(&address).and_then(|p| p.info.clone()) else { return };
+        let Some(info) = self.peers.get(&address).and_then(|p| p.info.clone()) else {
+            return;
+        };
         if self.peers.get(&address).is_some_and(|p| p.over_limit) {
             return;
         }
@@ -65,18 +96,27 @@ impl Rib {
                 true
             }
         };
-        let Update { withdrawn, mut attributes, nlri, .. } = update;
+        let Update {
+            withdrawn,
+            mut attributes,
+            nlri,
+            ..
+        } = update;
         let mp_reach = attributes.mp_reach.take();
         let mp_unreach = attributes.mp_unreach.take();
-        for n in withdrawn.iter().chain(mp_unreach.iter().flat_map(|u| u.withdrawn.iter())) {
+        for n in withdrawn
+            .iter()
+            .chain(mp_unreach.iter().flat_map(|u| u.withdrawn.iter()))
+        {
             self.withdraw_path(address, n);
         }
         let v4_next_hop = attributes.next_hop.map(IpAddr::V4);
         let mp_next_hop = mp_reach.as_ref().and_then(|m| m.next_hops.first().copied());
-        let reach = nlri
-            .iter()
-            .map(|n| (n, v4_next_hop))
-            .chain(mp_reach.iter().flat_map(|m| m.nlri.iter().map(move |n| (n, mp_next_hop))));
+        let reach = nlri.iter().map(|n| (n, v4_next_hop)).chain(
+            mp_reach
+                .iter()
+                .flat_map(|m| m.nlri.iter().map(move |n| (n, mp_next_hop))),
+        );
         if withdraw_all {
             for (n, _) in reach {
                 self.withdraw_path(address, n);
@@ -97,22 +137,38 @@ impl Rib {
     /// Whether the peer just went past its max-prefix limit; the reset is asked for once
     /// and the peer's further UPDATEs are ignored until its session goes down.
     fn check_limit(&mut self, info: &PeerInfo) -> bool {
-        let Some(limit) = info.max_prefixes else { return false };
-        let Some(peer) = self.peers.get_mut(&info.address) else { return false };
+        let Some(limit) = info.max_prefixes else {
+            return false;
+        };
+        let Some(peer) = self.peers.get_mut(&info.address) else {
+            return false;
+        };
         if peer.counts.accepted <= u64::from(limit) {
             return false;
         }
         peer.over_limit = true;
-        let family = if info.ipv4 { AfiSafi::IPV4_UNICAST } else { AfiSafi::IPV6_UNICAST };
+        let family = if info.ipv4 {
+            AfiSafi::IPV4_UNICAST
+        } else {
+            AfiSafi::IPV6_UNICAST
+        };
         self.max_prefix_exceeded(info.address, family, limit);
         true
     }
 
-    fn add_path(&mut self, info: &Arc<PeerInfo>, n: Nlri, attrs: &Arc<Attributes>, nh: Option<IpAddr>) {
+    fn add_path(
+        &mut self,
+        info: &Arc<PeerInfo>,
+        n: Nlri,
+        attrs: &Arc<Attributes>,
+        nh: Option<IpAddr>,
+    ) {
         let address = info.address;
         let verdict = self.policy.import(info, &n.prefix, attrs, nh);
         let key = (n.prefix, n.path_id.unwrap_or(0));
-        let Some(peer) = self.peers.get_mut(&address) else { return };
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
         let was = peer.adj_in.insert(key, verdict.is_ok());
         match (was, verdict.is_ok()) {
             (Some(true), false) => peer.counts.accepted = peer.counts.accepted.saturating_sub(1),
@@ -158,7 +214,9 @@ impl Rib {
 
     fn withdraw_path(&mut self, address: IpAddr, n: &Nlri) {
         let key = (n.prefix, n.path_id.unwrap_or(0));
-        let Some(peer) = self.peers.get_mut(&address) else { return };
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
         match peer.adj_in.remove(&key) {
             Some(true) => peer.counts.accepted = peer.counts.accepted.saturating_sub(1),
             Some(false) => {}
@@ -211,14 +269,27 @@ impl ExportCache {
     }
 }
 
-pub(super) fn export_cached(rib: &Rib, cache: &mut ExportCache, path: &Path, to: &PeerInfo) -> Exported {
-    let key = (Arc::as_ptr(&path.attrs) as usize, path.next_hop, path.prefix_is_v4);
+pub(super) fn export_cached(
+    rib: &Rib,
+    cache: &mut ExportCache,
+    path: &Path,
+    to: &PeerInfo,
+) -> Exported {
+    let key = (
+        Arc::as_ptr(&path.attrs) as usize,
+        path.next_hop,
+        path.prefix_is_v4,
+    );
     if let Some((k, v)) = &cache.last {
         if *k == key {
             return v.clone();
         }
     }
-    let v = cache.map.entry(key).or_insert_with(|| rib.policy.export(path, to)).clone();
+    let v = cache
+        .map
+        .entry(key)
+        .or_insert_with(|| rib.policy.export(path, to))
+        .clone();
     cache.last = Some((key, v.clone()));
     v
 }
@@ -232,10 +303,22 @@ pub(super) struct Batches(HashMap<BatchKey, (Arc<Attributes>, Vec<Nlri>)>);
 type BatchKey = (usize, IpAddr, bool);
 
 impl Batches {
-    pub(super) fn add(&mut self, source: &Path, exported: (Arc<Attributes>, IpAddr), prefix: IpNet) {
+    pub(super) fn add(
+        &mut self,
+        source: &Path,
+        exported: (Arc<Attributes>, IpAddr),
+        prefix: IpNet,
+    ) {
         let (attrs, nh) = exported;
         let key = (Arc::as_ptr(&source.attrs) as usize, nh, source.prefix_is_v4);
-        self.0.entry(key).or_insert_with(|| (attrs, Vec::new())).1.push(Nlri { path_id: None, prefix });
+        self.0
+            .entry(key)
+            .or_insert_with(|| (attrs, Vec::new()))
+            .1
+            .push(Nlri {
+                path_id: None,
+                prefix,
+            });
     }
 
     /// Packs and queues everything for `to`, in prefix order.
@@ -244,7 +327,11 @@ impl Batches {
         groups.sort_by(|a, b| a.1 .1.first().cmp(&b.1 .1.first()));
         for ((_, nh, v4), (attrs, mut nlri)) in groups {
             nlri.sort();
-            let family = if v4 { AfiSafi::IPV4_UNICAST } else { AfiSafi::IPV6_UNICAST };
+            let family = if v4 {
+                AfiSafi::IPV4_UNICAST
+            } else {
+                AfiSafi::IPV6_UNICAST
+            };
             announce(fx, to, &attrs, nh, family, &nlri, ctx);
         }
     }
@@ -282,7 +369,12 @@ pub(super) fn export_changes(rib: &mut Rib, dirty: BTreeMap<IpNet, Option<Box<Pa
 }
 
 /// The UPDATEs that tell `to` about `changes` (prefix, old best, new best).
-fn export_to(rib: &Rib, to: &PeerInfo, changes: &[(IpNet, Option<&Path>, Option<&Path>)], fx: &mut Effects) {
+fn export_to(
+    rib: &Rib,
+    to: &PeerInfo,
+    changes: &[(IpNet, Option<&Path>, Option<&Path>)],
+    fx: &mut Effects,
+) {
     let mut cache = ExportCache::new();
     let mut batches = Batches::default();
     let mut withdrawals: [Vec<Nlri>; 2] = [Vec::new(), Vec::new()];
@@ -297,13 +389,19 @@ fn export_to(rib: &Rib, to: &PeerInfo, changes: &[(IpNet, Option<&Path>, Option<
         let told_before = old.is_some_and(|o| export_cached(rib, &mut cache, o, to).is_some());
         if told_before {
             if let Some(w) = withdrawals.get_mut(usize::from(!matches!(prefix, IpNet::V4(_)))) {
-                w.push(Nlri { path_id: None, prefix: *prefix });
+                w.push(Nlri {
+                    path_id: None,
+                    prefix: *prefix,
+                });
             }
         }
     }
     let ctx = to.context;
     // Already in prefix order (see export_changes).
-    for (family, list) in [AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST].into_iter().zip(withdrawals.iter()) {
+    for (family, list) in [AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST]
+        .into_iter()
+        .zip(withdrawals.iter())
+    {
         if !list.is_empty() {
             withdraw(fx, to.address, family, list, &ctx);
         }

@@ -44,7 +44,11 @@ pub fn apply_ttl_security(stream: &TcpStream, peer: IpAddr) -> io::Result<()> {
 }
 
 /// Connects to `peer` from `source` with TCP-MD5 and GTSM as configured.
-pub async fn connect(source: Option<IpAddr>, peer: SocketAddr, opts: &SocketOptions) -> io::Result<TcpStream> {
+pub async fn connect(
+    source: Option<IpAddr>,
+    peer: SocketAddr,
+    opts: &SocketOptions,
+) -> io::Result<TcpStream> {
     let socket = match peer {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -78,7 +82,10 @@ pub async fn connect(source: Option<IpAddr>, peer: SocketAddr, opts: &SocketOpti
 pub async fn read_loop(mut rd: OwnedReadHalf, id: u64, tx: mpsc::Sender<(u64, ConnEvent)>) {
     // Framing accepts extended lengths; the peer task refuses a long message
     // when extended messages were not negotiated.
-    let ctx = Context { extended_message: true, ..Context::default() };
+    let ctx = Context {
+        extended_message: true,
+        ..Context::default()
+    };
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         loop {
@@ -137,13 +144,21 @@ mod tests {
     /// that does not send with TTL 255 is never connected to.
     #[tokio::test]
     async fn gtsm_connect_needs_ttl_255_from_the_start() -> io::Result<()> {
-        let opts = SocketOptions { password: None, ttl_security: true };
+        let opts = SocketOptions {
+            password: None,
+            ttl_security: true,
+        };
         for (listener_ttl, connects) in [(64, false), (255, true)] {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
             listener.set_ttl(listener_ttl)?;
             let addr = listener.local_addr()?;
-            let r = tokio::time::timeout(Duration::from_millis(500), connect(None, addr, &opts)).await;
-            assert_eq!(matches!(r, Ok(Ok(_))), connects, "listener TTL {listener_ttl}: {r:?}");
+            let r =
+                tokio::time::timeout(Duration::from_millis(500), connect(None, addr, &opts)).await;
+            assert_eq!(
+                matches!(r, Ok(Ok(_))),
+                connects,
+                "listener TTL {listener_ttl}: {r:?}"
+            );
         }
         Ok(())
     }

@@ -20,7 +20,11 @@ pub struct Listener {
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -35,19 +39,33 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 impl Listener {
-    pub async fn start(config: &SpeakerConfig, neighbors: &[NeighborConfig]) -> Result<Listener, SpeakerError> {
+    pub async fn start(
+        config: &SpeakerConfig,
+        neighbors: &[NeighborConfig],
+    ) -> Result<Listener, SpeakerError> {
         let port = config.port;
-        let v4 = bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port)).map_err(|source| SpeakerError::Listen { port, source })?;
+        let v4 = bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port))
+            .map_err(|source| SpeakerError::Listen { port, source })?;
         let mut sockets = vec![Arc::new(v4)];
         if config.local_address_v6.is_some() || neighbors.iter().any(|n| n.address.is_ipv6()) {
             match bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
                 Ok(l) => sockets.push(Arc::new(l)),
-                Err(e) => tracing::warn!(error = %e, "cannot listen on IPv6; IPv6 peers must be connected to"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen on IPv6; IPv6 peers must be connected to")
+                }
             }
         }
-        let listener = Listener { sockets, routes: Arc::default(), gtsm: Arc::default() };
+        let listener = Listener {
+            sockets,
+            routes: Arc::default(),
+            gtsm: Arc::default(),
+        };
         for s in &listener.sockets {
-            tokio::spawn(accept_loop(s.clone(), listener.routes.clone(), listener.gtsm.clone()));
+            tokio::spawn(accept_loop(
+                s.clone(),
+                listener.routes.clone(),
+                listener.gtsm.clone(),
+            ));
         }
         Ok(listener)
     }
@@ -95,7 +113,11 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-async fn accept_loop(listener: Arc<TcpListener>, routes: Routes, gtsm: Arc<Mutex<HashMap<IpAddr, bool>>>) {
+async fn accept_loop(
+    listener: Arc<TcpListener>,
+    routes: Routes,
+    gtsm: Arc<Mutex<HashMap<IpAddr, bool>>>,
+) {
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(x) => x,
@@ -112,7 +134,12 @@ async fn accept_loop(listener: Arc<TcpListener>, routes: Routes, gtsm: Arc<Mutex
             drop(stream);
             continue;
         };
-        if gtsm.lock().ok().and_then(|g| g.get(&ip).copied()).unwrap_or(false) {
+        if gtsm
+            .lock()
+            .ok()
+            .and_then(|g| g.get(&ip).copied())
+            .unwrap_or(false)
+        {
             if let Err(e) = conn::apply_ttl_security(&stream, ip) {
                 tracing::error!(peer = %ip, error = %e, "cannot apply GTSM");
                 continue;

@@ -111,7 +111,9 @@ fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Erro
 
 /// RFC 3339 in UTC, seconds precision.
 pub fn humantime_rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
@@ -157,7 +159,10 @@ pub enum SpeakerError {
 
 impl Speaker {
     /// Starts the RIB task, the listener and one task per neighbor.
-    pub async fn start(config: SpeakerConfig, neighbors: Vec<NeighborConfig>) -> Result<Speaker, SpeakerError> {
+    pub async fn start(
+        config: SpeakerConfig,
+        neighbors: Vec<NeighborConfig>,
+    ) -> Result<Speaker, SpeakerError> {
         let status: StatusMap = Arc::default();
         let (rib_tx, fib, converged) = rib_task::spawn(&config, status.clone());
         let listener = if config.listen {
@@ -175,7 +180,10 @@ impl Speaker {
             listener,
         };
         speaker.set_neighbors(neighbors);
-        let _ = speaker.rib_tx.send(rib_task::RibEvent::PeersConfigured).await;
+        let _ = speaker
+            .rib_tx
+            .send(rib_task::RibEvent::PeersConfigured)
+            .await;
         Ok(speaker)
     }
 
@@ -187,9 +195,16 @@ impl Speaker {
     /// Applies a new neighbor list: added peers start, removed ones stop with a
     /// Cease, changed ones restart; unchanged sessions are left alone.
     pub fn set_neighbors(&self, neighbors: Vec<NeighborConfig>) {
-        let Ok(mut peers) = self.peers.lock() else { return };
-        let wanted: HashMap<IpAddr, NeighborConfig> = neighbors.into_iter().map(|n| (n.address, n)).collect();
-        let gone: Vec<IpAddr> = peers.keys().filter(|a| !wanted.contains_key(a)).copied().collect();
+        let Ok(mut peers) = self.peers.lock() else {
+            return;
+        };
+        let wanted: HashMap<IpAddr, NeighborConfig> =
+            neighbors.into_iter().map(|n| (n.address, n)).collect();
+        let gone: Vec<IpAddr> = peers
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+            .copied()
+            .collect();
         for addr in gone {
             if let Some(h) = peers.remove(&addr) {
                 h.stop(peer::StopMode::Deconfigured);
@@ -206,7 +221,11 @@ impl Speaker {
             match peers.get(&addr) {
                 Some(h) if h.config == n => {}
                 Some(old) => {
-                    let mode = if n.shutdown && !old.config.shutdown { peer::StopMode::AdminDown } else { peer::StopMode::Deconfigured };
+                    let mode = if n.shutdown && !old.config.shutdown {
+                        peer::StopMode::AdminDown
+                    } else {
+                        peer::StopMode::Deconfigured
+                    };
                     if let Some(h) = peers.remove(&addr) {
                         h.stop(mode);
                     }
@@ -218,18 +237,30 @@ impl Speaker {
             }
         }
         if let Some(listener) = &self.listener {
-            listener.set_peers(peers.values().map(|h| (h.config.address, h.incoming.clone())).collect());
+            listener.set_peers(
+                peers
+                    .values()
+                    .map(|h| (h.config.address, h.incoming.clone()))
+                    .collect(),
+            );
         }
     }
 
     /// Replaces our own blocks: announced or withdrawn at once.
     pub async fn set_own_blocks(&self, blocks: Vec<IpNet>) {
-        let _ = self.rib_tx.send(rib_task::RibEvent::SetBlocks(blocks)).await;
+        let _ = self
+            .rib_tx
+            .send(rib_task::RibEvent::SetBlocks(blocks))
+            .await;
     }
 
     /// Every peer's status, sorted by address.
     pub fn peers(&self) -> Vec<PeerStatus> {
-        let mut v: Vec<PeerStatus> = self.status.lock().map(|s| s.values().cloned().collect()).unwrap_or_default();
+        let mut v: Vec<PeerStatus> = self
+            .status
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
         v.sort_by_key(|p| p.address);
         v
     }
@@ -237,7 +268,12 @@ impl Speaker {
     /// Every route of the Loc-RIB.
     pub async fn routes(&self) -> Vec<RouteView> {
         let (tx, rx) = oneshot::channel();
-        if self.rib_tx.send(rib_task::RibEvent::Query(tx)).await.is_err() {
+        if self
+            .rib_tx
+            .send(rib_task::RibEvent::Query(tx))
+            .await
+            .is_err()
+        {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -262,7 +298,11 @@ impl Speaker {
             Ok(mut p) => p.drain().map(|(_, h)| h).collect(),
             Err(_) => Vec::new(),
         };
-        let mode = if graceful { peer::StopMode::Graceful } else { peer::StopMode::Shutdown };
+        let mode = if graceful {
+            peer::StopMode::Graceful
+        } else {
+            peer::StopMode::Shutdown
+        };
         let mut waits = Vec::new();
         for h in handles {
             waits.push(h.stop(mode));

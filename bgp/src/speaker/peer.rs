@@ -15,10 +15,14 @@ use tracing::Instrument;
 
 use super::conn::{self, ConnEvent, SocketOptions};
 use super::rib_task::RibEvent;
-use super::{NeighborConfig, NeighborKind, PeerStatus, SpeakerConfig, StatusMap, MAX_CONNECT_RETRY};
+use super::{
+    NeighborConfig, NeighborKind, PeerStatus, SpeakerConfig, StatusMap, MAX_CONNECT_RETRY,
+};
 use crate::fsm::{DownReason, Input, Negotiated, Output, Session, SessionConfig, State, Timer};
 use crate::rib::PeerInfo;
-use crate::wire::{self, codes, AddPathMode, AfiSafi, Capability, Context, GracefulRestart, Message, Notification};
+use crate::wire::{
+    self, codes, AddPathMode, AfiSafi, Capability, Context, GracefulRestart, Message, Notification,
+};
 
 /// `info` of a peer that is administratively down.
 pub const ADMIN_DOWN: &str = "administratively down";
@@ -55,12 +59,21 @@ impl PeerHandle {
     }
 }
 
-pub fn spawn(speaker: Arc<SpeakerConfig>, config: NeighborConfig, rib: mpsc::Sender<RibEvent>, status: StatusMap) -> PeerHandle {
+pub fn spawn(
+    speaker: Arc<SpeakerConfig>,
+    config: NeighborConfig,
+    rib: mpsc::Sender<RibEvent>,
+    status: StatusMap,
+) -> PeerHandle {
     let (in_tx, in_rx) = mpsc::unbounded_channel();
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(256);
     let (reset_tx, reset_rx) = mpsc::unbounded_channel();
-    let info = if config.shutdown { ADMIN_DOWN.to_string() } else { String::new() };
+    let info = if config.shutdown {
+        ADMIN_DOWN.to_string()
+    } else {
+        String::new()
+    };
     if let Ok(mut s) = status.lock() {
         s.insert(
             config.address,
@@ -97,7 +110,11 @@ pub fn spawn(speaker: Arc<SpeakerConfig>, config: NeighborConfig, rib: mpsc::Sen
         stopping: false,
     };
     tokio::spawn(peer.run(in_rx, ctl_rx, ev_rx, reset_rx).instrument(span));
-    PeerHandle { config, incoming: in_tx, ctl: ctl_tx }
+    PeerHandle {
+        config,
+        incoming: in_tx,
+        ctl: ctl_tx,
+    }
 }
 
 struct Conn {
@@ -180,14 +197,22 @@ impl Peer {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let timers = self.conns.iter().flat_map(|c| c.timers.iter().flatten().copied());
-        let connect = if self.conns.is_empty() && !self.connecting { self.next_connect } else { None };
+        let timers = self
+            .conns
+            .iter()
+            .flat_map(|c| c.timers.iter().flatten().copied());
+        let connect = if self.conns.is_empty() && !self.connecting {
+            self.next_connect
+        } else {
+            None
+        };
         timers.chain(connect).min()
     }
 
     async fn fire_timers(&mut self) {
         let now = Instant::now();
-        if self.conns.is_empty() && !self.connecting && self.next_connect.is_some_and(|t| t <= now) {
+        if self.conns.is_empty() && !self.connecting && self.next_connect.is_some_and(|t| t <= now)
+        {
             self.next_connect = None;
             self.start_connect();
         }
@@ -218,7 +243,10 @@ impl Peer {
             SocketAddr::V4(_) => Some(IpAddr::V4(self.speaker.local_address)),
             SocketAddr::V6(_) => self.speaker.local_address_v6.map(IpAddr::V6),
         };
-        let opts = SocketOptions { password: self.config.password.clone(), ttl_security: self.config.ttl_security };
+        let opts = SocketOptions {
+            password: self.config.password.clone(),
+            ttl_security: self.config.ttl_security,
+        };
         let tx = self.ev_tx.clone();
         tokio::spawn(async move {
             let r = conn::connect(source, peer, &opts).await;
@@ -236,7 +264,9 @@ impl Peer {
             if neg.graceful_restart {
                 // RFC 4724 §4.2: a new connection from an established peer means it
                 // restarted; the old session ends with its routes kept as stale.
-                tracing::info!("peer reconnected while established: treating as a graceful restart");
+                tracing::info!(
+                    "peer reconnected while established: treating as a graceful restart"
+                );
                 self.lose(id).await;
             } else {
                 tracing::info!("incoming connection while established: closed (RFC 4271 §6.8)");
@@ -254,7 +284,9 @@ impl Peer {
             ConnEvent::Connected(r) => {
                 self.connecting = false;
                 match r {
-                    Ok(stream) if self.established.is_none() && self.conns.len() < 2 => self.add_conn(stream, true).await,
+                    Ok(stream) if self.established.is_none() && self.conns.len() < 2 => {
+                        self.add_conn(stream, true).await
+                    }
                     Ok(_) => {}
                     Err(e) => {
                         tracing::debug!(error = %e, "connect failed");
@@ -272,7 +304,9 @@ impl Peer {
     }
 
     async fn message(&mut self, id: u64, bytes: Bytes) {
-        let Some(c) = self.conns.iter().find(|c| c.id == id) else { return };
+        let Some(c) = self.conns.iter().find(|c| c.id == id) else {
+            return;
+        };
         let ctx = c.ctx;
         if bytes.len() > wire::MAX_MESSAGE_LEN && !ctx.extended_message {
             let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
@@ -313,7 +347,10 @@ impl Peer {
             Capability::RouteRefresh,
             Capability::EnhancedRouteRefresh,
             Capability::FourOctetAs(s.local_as),
-            Capability::AddPath(vec![(AfiSafi::IPV4_UNICAST, AddPathMode::Receive), (AfiSafi::IPV6_UNICAST, AddPathMode::Receive)]),
+            Capability::AddPath(vec![
+                (AfiSafi::IPV4_UNICAST, AddPathMode::Receive),
+                (AfiSafi::IPV6_UNICAST, AddPathMode::Receive),
+            ]),
             Capability::ExtendedMessage,
         ];
         if s.graceful_restart_time > 0 {
@@ -326,7 +363,10 @@ impl Peer {
             }));
         }
         if !s.hostname.is_empty() {
-            caps.push(Capability::Fqdn { hostname: s.hostname.clone(), domain: String::new() });
+            caps.push(Capability::Fqdn {
+                hostname: s.hostname.clone(),
+                domain: String::new(),
+            });
         }
         SessionConfig {
             local_as: s.local_as,
@@ -342,7 +382,9 @@ impl Peer {
 
     /// Feeds one input to a connection's FSM and carries out the outputs.
     async fn input(&mut self, id: u64, input: Input) {
-        let Some(idx) = self.conns.iter().position(|c| c.id == id) else { return };
+        let Some(idx) = self.conns.iter().position(|c| c.id == id) else {
+            return;
+        };
         let outputs = match self.conns.get_mut(idx) {
             Some(c) => c.session.handle(input),
             None => return,
@@ -354,7 +396,9 @@ impl Peer {
     }
 
     async fn output(&mut self, id: u64, o: Output) {
-        let Some(c) = self.conns.iter_mut().find(|c| c.id == id) else { return };
+        let Some(c) = self.conns.iter_mut().find(|c| c.id == id) else {
+            return;
+        };
         match o {
             Output::Connect => {}
             Output::Send(mut m) => {
@@ -392,7 +436,10 @@ impl Peer {
                 self.established(id, *neg, writer).await;
             }
             Output::Update(u) => {
-                let _ = self.rib.send(RibEvent::Update(self.config.address, u)).await;
+                let _ = self
+                    .rib
+                    .send(RibEvent::Update(self.config.address, u))
+                    .await;
             }
             Output::RouteRefresh(r) => {
                 let ev = match r.subtype {
@@ -405,9 +452,19 @@ impl Peer {
         }
     }
 
-    async fn established(&mut self, id: u64, neg: Negotiated, writer: Option<mpsc::UnboundedSender<Bytes>>) {
+    async fn established(
+        &mut self,
+        id: u64,
+        neg: Negotiated,
+        writer: Option<mpsc::UnboundedSender<Bytes>>,
+    ) {
         // Any other connection lost the race.
-        let others: Vec<u64> = self.conns.iter().filter(|c| c.id != id).map(|c| c.id).collect();
+        let others: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|c| c.id != id)
+            .map(|c| c.id)
+            .collect();
         for other in others {
             let cease = Notification::new(codes::CEASE, 7, Vec::new());
             Box::pin(self.input(other, Input::Stop(Some(cease)))).await;
@@ -437,7 +494,14 @@ impl Peer {
         self.established = Some((id, neg));
         self.set_state(State::Established, String::new());
         if let Some(writer) = writer {
-            let _ = self.rib.send(RibEvent::PeerUp { info, writer, resets: self.reset_tx.clone() }).await;
+            let _ = self
+                .rib
+                .send(RibEvent::PeerUp {
+                    info,
+                    writer,
+                    resets: self.reset_tx.clone(),
+                })
+                .await;
         }
     }
 
@@ -468,7 +532,13 @@ impl Peer {
             Some((eid, neg)) if eid == id => {
                 let keep = Self::keep_stale(&neg, &reason);
                 tracing::warn!(%reason, stale_kept = keep.is_some(), "session down");
-                let _ = self.rib.send(RibEvent::PeerDown { address: self.config.address, keep_stale: keep }).await;
+                let _ = self
+                    .rib
+                    .send(RibEvent::PeerDown {
+                        address: self.config.address,
+                        keep_stale: keep,
+                    })
+                    .await;
             }
             other => self.established = other,
         }
@@ -498,15 +568,20 @@ impl Peer {
         if self.conns.len() < 2 {
             return;
         }
-        let Some(this) = self.conns.iter().find(|c| c.id == id) else { return };
+        let Some(this) = self.conns.iter().find(|c| c.id == id) else {
+            return;
+        };
         if this.session.state() != State::OpenConfirm {
             return;
         }
-        let Some(remote_id) = this.session.peer_open().map(|o| o.bgp_id) else { return };
+        let Some(remote_id) = this.session.peer_open().map(|o| o.bgp_id) else {
+            return;
+        };
         let local_wins = u32::from(self.speaker.router_id) > u32::from(remote_id);
         // Close the connection the loser initiated.
         let loser = self.conns.iter().find(|c| {
-            matches!(c.session.state(), State::OpenSent | State::OpenConfirm) && c.outgoing != local_wins
+            matches!(c.session.state(), State::OpenSent | State::OpenConfirm)
+                && c.outgoing != local_wins
         });
         if let Some(loser) = loser.map(|c| c.id) {
             tracing::debug!(local_wins, "connection collision resolved");
@@ -521,7 +596,10 @@ impl Peer {
             StopMode::Graceful => None,
             StopMode::Shutdown => Some(Notification::shutdown(2, "ipipd is shutting down")),
             StopMode::Deconfigured => Some(Notification::new(codes::CEASE, 3, Vec::new())),
-            StopMode::AdminDown => Some(Notification::shutdown(2, "peer administratively shut down on this node")),
+            StopMode::AdminDown => Some(Notification::shutdown(
+                2,
+                "peer administratively shut down on this node",
+            )),
         };
         let ids: Vec<u64> = self.conns.iter().map(|c| c.id).collect();
         for id in ids {

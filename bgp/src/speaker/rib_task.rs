@@ -25,7 +25,10 @@ pub enum RibEvent {
         resets: mpsc::UnboundedSender<Notification>,
     },
     /// `keep_stale`: graceful restart helper mode, for at most this long.
-    PeerDown { address: IpAddr, keep_stale: Option<Duration> },
+    PeerDown {
+        address: IpAddr,
+        keep_stale: Option<Duration>,
+    },
     PeerRemoved(IpAddr),
     Update(IpAddr, Box<Update>),
     Refresh(IpAddr),
@@ -35,7 +38,10 @@ pub enum RibEvent {
     /// All configured peers have been spawned; convergence can be judged.
     PeersConfigured,
     Query(oneshot::Sender<Vec<RouteView>>),
-    StaleExpired { address: IpAddr, generation: u64 },
+    StaleExpired {
+        address: IpAddr,
+        generation: u64,
+    },
 }
 
 struct PeerOut {
@@ -43,7 +49,14 @@ struct PeerOut {
     resets: mpsc::UnboundedSender<Notification>,
 }
 
-pub fn spawn(config: &SpeakerConfig, status: StatusMap) -> (mpsc::Sender<RibEvent>, watch::Receiver<FibView>, watch::Receiver<bool>) {
+pub fn spawn(
+    config: &SpeakerConfig,
+    status: StatusMap,
+) -> (
+    mpsc::Sender<RibEvent>,
+    watch::Receiver<FibView>,
+    watch::Receiver<bool>,
+) {
     let (tx, rx) = mpsc::channel(4096);
     let (fib_tx, fib_rx) = watch::channel(FibView::default());
     let (conv_tx, conv_rx) = watch::channel(false);
@@ -76,7 +89,10 @@ pub fn spawn(config: &SpeakerConfig, status: StatusMap) -> (mpsc::Sender<RibEven
 /// UPDATEs is handled without a pause). On its own thread it cannot delay the sessions'
 /// keepalives and hold timers, which run on the shared workers.
 fn run_on_own_thread(task: impl std::future::Future<Output = ()> + Send + 'static) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::warn!(error = %e, "no runtime for the RIB thread: the RIB shares the workers");
@@ -84,7 +100,10 @@ fn run_on_own_thread(task: impl std::future::Future<Output = ()> + Send + 'stati
             return;
         }
     };
-    if let Err(e) = std::thread::Builder::new().name("ipipd-rib".into()).spawn(move || rt.block_on(task)) {
+    if let Err(e) = std::thread::Builder::new()
+        .name("ipipd-rib".into())
+        .spawn(move || rt.block_on(task))
+    {
         tracing::error!(error = %e, "cannot start the RIB thread");
     }
 }
@@ -135,13 +154,20 @@ impl RibTask {
 
     fn handle(&mut self, ev: RibEvent) {
         match ev {
-            RibEvent::PeerUp { info, writer, resets } => {
+            RibEvent::PeerUp {
+                info,
+                writer,
+                resets,
+            } => {
                 let addr = info.address;
                 self.out.insert(addr, PeerOut { writer, resets });
                 self.stale_rearmed.remove(&addr);
                 self.rib.peer_up(info);
             }
-            RibEvent::PeerDown { address, keep_stale } => {
+            RibEvent::PeerDown {
+                address,
+                keep_stale,
+            } => {
                 self.out.remove(&address);
                 self.rib.peer_down(address, keep_stale.is_some());
                 let generation = self.generations.entry(address).or_default();
@@ -167,7 +193,10 @@ impl RibTask {
             RibEvent::Query(reply) => {
                 let _ = reply.send(self.rib.routes());
             }
-            RibEvent::StaleExpired { address, generation } => {
+            RibEvent::StaleExpired {
+                address,
+                generation,
+            } => {
                 if self.generations.get(&address) != Some(&generation) {
                     return;
                 }
@@ -198,7 +227,12 @@ impl RibTask {
         let tx = self.self_tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
-            let _ = tx.send(RibEvent::StaleExpired { address, generation }).await;
+            let _ = tx
+                .send(RibEvent::StaleExpired {
+                    address,
+                    generation,
+                })
+                .await;
         });
     }
 
@@ -237,8 +271,12 @@ impl RibTask {
         if *self.conv_tx.borrow() || !self.peers_configured {
             return;
         }
-        let Ok(status) = self.status.lock() else { return };
-        let all = status.values().all(|s| s.info == super::peer::ADMIN_DOWN || self.rib.eor_complete(s.address));
+        let Ok(status) = self.status.lock() else {
+            return;
+        };
+        let all = status
+            .values()
+            .all(|s| s.info == super::peer::ADMIN_DOWN || self.rib.eor_complete(s.address));
         drop(status);
         if all {
             tracing::info!("initial convergence: every peer sent End-of-RIB");

@@ -33,31 +33,51 @@ fn sockaddr(addr: IpAddr) -> libc::sockaddr_storage {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: 0,
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write(std::ptr::addr_of_mut!(storage).cast::<libc::sockaddr_in>(), sin) };
+            unsafe {
+                std::ptr::write(
+                    std::ptr::addr_of_mut!(storage).cast::<libc::sockaddr_in>(),
+                    sin,
+                )
+            };
         }
         IpAddr::V6(a) => {
             let sin6 = libc::sockaddr_in6 {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: 0,
                 sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr { s6_addr: a.octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.octets(),
+                },
                 sin6_scope_id: 0,
             };
             // SAFETY: as above, for sockaddr_in6.
-            unsafe { std::ptr::write(std::ptr::addr_of_mut!(storage).cast::<libc::sockaddr_in6>(), sin6) };
+            unsafe {
+                std::ptr::write(
+                    std::ptr::addr_of_mut!(storage).cast::<libc::sockaddr_in6>(),
+                    sin6,
+                )
+            };
         }
     }
     storage
 }
 
-fn setsockopt<T>(fd: &impl AsRawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+fn setsockopt<T>(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
     let len = std::mem::size_of::<T>() as libc::socklen_t;
     // SAFETY: `value` points to a live T of `len` bytes for the duration of the call.
-    let rc = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), len) };
+    let rc =
+        unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), len) };
     if rc == 0 {
         Ok(())
     } else {
@@ -70,7 +90,10 @@ fn setsockopt<T>(fd: &impl AsRawFd, level: libc::c_int, name: libc::c_int, value
 pub fn set_md5(fd: &impl AsRawFd, peer: IpAddr, key: Option<&[u8]>) -> io::Result<()> {
     let key = key.unwrap_or_default();
     if key.len() > MD5_MAX_KEY_LEN {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "TCP-MD5 key longer than 80 bytes"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "TCP-MD5 key longer than 80 bytes",
+        ));
     }
     let mut sig = TcpMd5Sig {
         addr: sockaddr(peer),
@@ -113,7 +136,13 @@ pub fn syn_ttl(fd: &impl AsRawFd) -> io::Result<Option<u8>> {
     // SAFETY: `buf` is writable for `len` bytes; the kernel writes at most that
     // many and stores the length it wrote in `len`.
     let rc = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_SAVED_SYN, buf.as_mut_ptr().cast(), &mut len)
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_SAVED_SYN,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
@@ -136,7 +165,9 @@ mod tests {
 
     #[test]
     fn ttl_from_ip_headers() {
-        let v4 = [0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1];
+        let v4 = [
+            0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+        ];
         assert_eq!(ip_header_ttl(&v4), Some(64));
         let mut v6 = [0u8; 40];
         v6[0] = 0x60;

@@ -164,7 +164,8 @@ impl Update {
     /// An UPDATE whose attributes were malformed is never one, even when nothing is left
     /// of them: taking it for End-of-RIB would flush a restarting peer's stale routes.
     pub fn end_of_rib_family(&self) -> Option<AfiSafi> {
-        if !self.withdrawn.is_empty() || !self.nlri.is_empty() || self.outcome != Outcome::Accepted {
+        if !self.withdrawn.is_empty() || !self.nlri.is_empty() || self.outcome != Outcome::Accepted
+        {
             return None;
         }
         match &self.attributes.mp_unreach {

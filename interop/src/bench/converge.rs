@@ -117,22 +117,36 @@ fn is_delete(prefix: &str) -> impl Fn(&str) -> bool + '_ {
 
 /// Runs `trials` add/withdraw pairs; `set_extra(Some(p))` adds block `p` on A and
 /// triggers the reload, `set_extra(None)` removes it.
-fn trials(daemon: &'static str, watch: &RouteWatch, n: usize, mut set_extra: impl FnMut(Option<&str>) -> Result<Instant>) -> Result<Latencies> {
-    let mut l = Latencies { daemon, add_ms: Vec::new(), withdraw_ms: Vec::new(), lost: 0 };
+fn trials(
+    daemon: &'static str,
+    watch: &RouteWatch,
+    n: usize,
+    mut set_extra: impl FnMut(Option<&str>) -> Result<Instant>,
+) -> Result<Latencies> {
+    let mut l = Latencies {
+        daemon,
+        add_ms: Vec::new(),
+        withdraw_ms: Vec::new(),
+        lost: 0,
+    };
     let limit = Duration::from_secs(10);
     for i in 0..n {
         let p = trial_prefix(i);
         watch.drain();
         let t0 = set_extra(Some(&p))?;
         match watch.wait(limit, is_add(&p)) {
-            Some(t) => l.add_ms.push(t.saturating_duration_since(t0).as_secs_f64() * 1000.0),
+            Some(t) => l
+                .add_ms
+                .push(t.saturating_duration_since(t0).as_secs_f64() * 1000.0),
             None => l.lost += 1,
         }
         std::thread::sleep(Duration::from_millis(30));
         watch.drain();
         let t0 = set_extra(None)?;
         match watch.wait(limit, is_delete(&p)) {
-            Some(t) => l.withdraw_ms.push(t.saturating_duration_since(t0).as_secs_f64() * 1000.0),
+            Some(t) => l
+                .withdraw_ms
+                .push(t.saturating_duration_since(t0).as_secs_f64() * 1000.0),
             None => l.lost += 1,
         }
         std::thread::sleep(Duration::from_millis(30));
@@ -144,7 +158,11 @@ fn trials(daemon: &'static str, watch: &RouteWatch, n: usize, mut set_extra: imp
 }
 
 fn ipipd_conf(i: usize) -> String {
-    let nodes = ADDRS.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+    let nodes = ADDRS
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "[node]\nname = \"conv-{i}\"\naddress = \"{a}\"\nasn = 64512\nblocks = [\"{b}\"]\n\n[cluster]\npools = [\"{POOL}\"]\nmesh = true\nnodes = [{nodes}]\n\n[bgp]\nconnect_retry_time = 1\n",
         a = ADDRS[i],
@@ -214,7 +232,9 @@ fn bird_conf(i: usize, extra: Option<&str>) -> String {
     ));
     for (j, peer) in ADDRS.iter().enumerate() {
         if j != i {
-            t.push_str(&format!("protocol bgp Mesh_{j} from bgp_template {{\n  neighbor {peer} as 64512;\n}}\n"));
+            t.push_str(&format!(
+                "protocol bgp Mesh_{j} from bgp_template {{\n  neighbor {peer} as 64512;\n}}\n"
+            ));
         }
     }
     t

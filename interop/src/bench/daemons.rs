@@ -111,7 +111,10 @@ fn ipipd_conf(p: &Plan, dir: &TempDir) -> String {
     for s in &p.senders {
         t.push_str(&format!("\n[[peer]]\naddress = \"{s}\"\npassive = true\n"));
     }
-    t.push_str(&format!("\n[[peer]]\naddress = \"{}\"\npassive = true\nrr_client = true\n", p.monitor));
+    t.push_str(&format!(
+        "\n[[peer]]\naddress = \"{}\"\npassive = true\nrr_client = true\n",
+        p.monitor
+    ));
     t
 }
 
@@ -138,7 +141,11 @@ fn bird_conf(p: &Plan, dir: &TempDir) -> String {
 }
 
 fn gobgp_conf(p: &Plan) -> String {
-    let mut t = format!("[global.config]\n  as = {}\n  router-id = \"{a}\"\n  local-address-list = [\"{a}\"]\n", p.asn, a = p.address);
+    let mut t = format!(
+        "[global.config]\n  as = {}\n  router-id = \"{a}\"\n  local-address-list = [\"{a}\"]\n",
+        p.asn,
+        a = p.address
+    );
     let neighbor = |addr: &Ipv4Addr, extra: &str| {
         format!(
             "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = {}\n  [neighbors.transport.config]\n    passive-mode = true\n    local-address = \"{}\"\n  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n{extra}",
@@ -164,7 +171,10 @@ fn frr_conf(p: &Plan, dir: &TempDir) -> String {
         a = p.address
     );
     for s in p.senders.iter().chain(std::iter::once(&p.monitor)) {
-        t.push_str(&format!(" neighbor {s} remote-as {}\n neighbor {s} passive\n neighbor {s} update-source {}\n", p.asn, p.address));
+        t.push_str(&format!(
+            " neighbor {s} remote-as {}\n neighbor {s} passive\n neighbor {s} update-source {}\n",
+            p.asn, p.address
+        ));
     }
     t.push_str(&format!(" address-family ipv4 unicast\n  neighbor {} route-reflector-client\n exit-address-family\n!\n", p.monitor));
     t
@@ -185,21 +195,35 @@ pub fn start_reflector(kind: Kind, ns: &Netns, plan: &Plan, bins: &Binaries) -> 
             let conf = dir.join("ipipd.toml");
             std::fs::write(&conf, ipipd_conf(plan, &dir))?;
             let mut c = ns.command(&bins.ipipd);
-            c.arg("run").arg("--config").arg(&conf).env("RUST_LOG", "warn");
+            c.arg("run")
+                .arg("--config")
+                .arg(&conf)
+                .env("RUST_LOG", "warn");
             c
         }
         Kind::Bird => {
             let conf = dir.join("bird.conf");
             std::fs::write(&conf, bird_conf(plan, &dir))?;
             let mut c = ns.command("bird");
-            c.arg("-f").arg("-c").arg(&conf).arg("-s").arg(dir.join("bird.ctl")).arg("-P").arg(dir.join("bird.pid"));
+            c.arg("-f")
+                .arg("-c")
+                .arg(&conf)
+                .arg("-s")
+                .arg(dir.join("bird.ctl"))
+                .arg("-P")
+                .arg(dir.join("bird.pid"));
             c
         }
         Kind::Gobgp => {
             let conf = dir.join("gobgpd.toml");
             std::fs::write(&conf, gobgp_conf(plan))?;
             let mut c = ns.command("gobgpd");
-            c.arg("-f").arg(&conf).arg("--api-hosts").arg("127.0.0.1:50051").arg("--log-level").arg("warn");
+            c.arg("-f")
+                .arg(&conf)
+                .arg("--api-hosts")
+                .arg("127.0.0.1:50051")
+                .arg("--log-level")
+                .arg("warn");
             c
         }
         Kind::Frr => {
@@ -217,13 +241,26 @@ pub fn start_reflector(kind: Kind, ns: &Netns, plan: &Plan, bins: &Binaries) -> 
     };
     let mut proc = Proc::spawn(cmd, kind.name(), &log)?;
     let pid = proc.pid().context("daemon has no pid")?;
-    let up = wait_until(Duration::from_secs(20), "the daemon to listen on port 179", || listening(ns, 179).then_some(()));
+    let up = wait_until(
+        Duration::from_secs(20),
+        "the daemon to listen on port 179",
+        || listening(ns, 179).then_some(()),
+    );
     if up.is_err() || !proc.alive() {
-        bail!("{} did not start listening: {}", kind.name(), proc.log_tail(20));
+        bail!(
+            "{} did not start listening: {}",
+            kind.name(),
+            proc.log_tail(20)
+        );
     }
     // Listening comes before the peers are configured in some daemons; give them a moment.
     std::thread::sleep(Duration::from_millis(500));
-    Ok(Running { kind, proc, pid, dir })
+    Ok(Running {
+        kind,
+        proc,
+        pid,
+        dir,
+    })
 }
 
 #[cfg(test)]
@@ -244,7 +281,12 @@ mod tests {
     fn configs_name_every_peer() {
         let dir = TempDir::new("conftest").unwrap_or_else(|e| panic!("{e}"));
         let p = plan();
-        for text in [ipipd_conf(&p, &dir), bird_conf(&p, &dir), gobgp_conf(&p), frr_conf(&p, &dir)] {
+        for text in [
+            ipipd_conf(&p, &dir),
+            bird_conf(&p, &dir),
+            gobgp_conf(&p),
+            frr_conf(&p, &dir),
+        ] {
             for a in ["10.0.1.1", "10.0.1.2", "10.0.0.2"] {
                 assert!(text.contains(a), "{a} missing from:\n{text}");
             }

@@ -52,7 +52,13 @@ pub fn parse_install_bench(text: &str) -> Option<InstallBench> {
     r.runs = runs.trim().parse().ok()?;
     r.routes = routes.trim_end_matches(" routes").trim().parse().ok()?;
     for part in rest.split(", ") {
-        let value = |prefix: &str| -> Option<f64> { part.strip_prefix(prefix)?.split_whitespace().next()?.parse().ok() };
+        let value = |prefix: &str| -> Option<f64> {
+            part.strip_prefix(prefix)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        };
         if let Some(v) = value("installer delete ") {
             r.installer_delete = v;
         } else if let Some(v) = value("installer/ip-batch rate ratio ") {
@@ -68,22 +74,32 @@ pub fn parse_install_bench(text: &str) -> Option<InstallBench> {
 
 /// Runs the example binary; its per-run lines go to stderr as progress.
 pub fn install_bench(binary: &Path, n: u32, runs: u32) -> Result<InstallBench> {
-    let out = Command::new(binary).args([n.to_string(), runs.to_string()]).output().context("running install_bench")?;
+    let out = Command::new(binary)
+        .args([n.to_string(), runs.to_string()])
+        .output()
+        .context("running install_bench")?;
     let text = String::from_utf8_lossy(&out.stdout);
     for l in text.lines() {
         eprintln!("  fib install_bench: {l}");
     }
     if !out.status.success() {
-        bail!("install_bench failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "install_bench failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    parse_install_bench(&text).with_context(|| format!("no median line in install_bench output:\n{text}"))
+    parse_install_bench(&text)
+        .with_context(|| format!("no median line in install_bench output:\n{text}"))
 }
 
 /// "Main: … Prefixes: N" of a namespace, seen through a process inside it.
 fn main_prefixes(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/net/fib_triestat")).ok()?;
     let main = text.split("Main:").nth(1)?;
-    let line = main.lines().find(|l| l.trim_start().starts_with("Prefixes:"))?;
+    let line = main
+        .lines()
+        .find(|l| l.trim_start().starts_with("Prefixes:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -118,7 +134,11 @@ pub fn bird_export(routes: &[(String, Ipv4Addr)]) -> Result<f64> {
     let sock = dir.join("bird.ctl");
     {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&conf)?);
-        writeln!(out, "log \"{}\" {{ warning, error, fatal, bug }};", dir.join("bird.log").display())?;
+        writeln!(
+            out,
+            "log \"{}\" {{ warning, error, fatal, bug }};",
+            dir.join("bird.log").display()
+        )?;
         writeln!(out, "router id 172.29.235.101;\nprotocol device {{ }}")?;
         writeln!(out, "protocol static st {{\n  ipv4;")?;
         for (p, gw) in routes {
@@ -128,17 +148,32 @@ pub fn bird_export(routes: &[(String, Ipv4Addr)]) -> Result<f64> {
         out.flush()?;
     }
     let mut cmd = ns.command("bird");
-    cmd.arg("-f").arg("-c").arg(&conf).arg("-s").arg(&sock).arg("-P").arg(dir.join("bird.pid"));
+    cmd.arg("-f")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-s")
+        .arg(&sock)
+        .arg("-P")
+        .arg(dir.join("bird.pid"));
     let bird = Proc::spawn(cmd, "bird", &dir.join("bird.out"))?;
     let pid = bird.pid().context("bird has no pid")?;
     let birdc = |args: &[&str]| -> Option<String> {
-        let o = Command::new("birdc").arg("-s").arg(&sock).args(args).output().ok()?;
-        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+        let o = Command::new("birdc")
+            .arg("-s")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
     };
     let want = format!("{} of {} routes", routes.len(), routes.len());
-    wait_until(Duration::from_secs(120), "BIRD to load the static routes", || {
-        birdc(&["show", "route", "count"]).filter(|t| t.contains(&want))
-    })
+    wait_until(
+        Duration::from_secs(120),
+        "BIRD to load the static routes",
+        || birdc(&["show", "route", "count"]).filter(|t| t.contains(&want)),
+    )
     .with_context(|| bird.log_tail(10))?;
     let base = main_prefixes(pid).context("reading fib_triestat")?;
     let target = base + routes.len() as u64;
@@ -149,7 +184,11 @@ pub fn bird_export(routes: &[(String, Ipv4Addr)]) -> Result<f64> {
             break;
         }
         if start.elapsed() > Duration::from_secs(300) {
-            bail!("BIRD exported {:?} of {} routes in 300 s", main_prefixes(pid).map(|n| n - base), routes.len());
+            bail!(
+                "BIRD exported {:?} of {} routes in 300 s",
+                main_prefixes(pid).map(|n| n - base),
+                routes.len()
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -202,7 +241,14 @@ mod tests {
         let r = parse_install_bench(text);
         assert_eq!(
             r,
-            Some(InstallBench { routes: 100_000, runs: 3, installer: 250_000.0, installer_delete: 300_000.0, ip_batch: 260_000.0, ratio: 0.96 })
+            Some(InstallBench {
+                routes: 100_000,
+                runs: 3,
+                installer: 250_000.0,
+                installer_delete: 300_000.0,
+                ip_batch: 260_000.0,
+                ratio: 0.96
+            })
         );
         assert_eq!(parse_install_bench("nothing"), None);
     }
@@ -210,7 +256,13 @@ mod tests {
     #[test]
     fn routes_match_install_bench() {
         let r = routes(201);
-        assert_eq!(r.first().map(|(p, g)| (p.as_str(), g.to_string())), Some(("10.0.0.0/26", "172.29.235.2".to_string())));
-        assert_eq!(r.get(200).map(|(p, g)| (p.as_str(), g.to_string())), Some(("10.0.50.0/26", "172.29.235.2".to_string())));
+        assert_eq!(
+            r.first().map(|(p, g)| (p.as_str(), g.to_string())),
+            Some(("10.0.0.0/26", "172.29.235.2".to_string()))
+        );
+        assert_eq!(
+            r.get(200).map(|(p, g)| (p.as_str(), g.to_string())),
+            Some(("10.0.50.0/26", "172.29.235.2".to_string()))
+        );
     }
 }

@@ -66,7 +66,10 @@ fn gateway_routes(pid: u32) -> Option<usize> {
 }
 
 fn ipipd_conf(i: usize, n: usize, dir: &TempDir) -> String {
-    let nodes = (0..n).map(|j| format!("\"{}\"", address(j))).collect::<Vec<_>>().join(", ");
+    let nodes = (0..n)
+        .map(|j| format!("\"{}\"", address(j)))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "[node]\nname = \"mesh-{i}\"\naddress = \"{a}\"\nasn = 64512\nblocks = [\"{b}\"]\n\n[cluster]\npools = [\"101.64.0.0/10\"]\nmesh = true\nnodes = [{nodes}]\n\n\
          [bgp]\nconnect_retry_time = 1\n\n[control]\nsocket = \"{s}\"\nstate_dir = \"{st}\"\n",
@@ -126,20 +129,33 @@ pub fn run(daemon: MeshDaemon, bins: &Binaries, n: usize, idle: Duration) -> Res
                 let conf = dir.join("ipipd.toml");
                 std::fs::write(&conf, ipipd_conf(i, n, &dir))?;
                 let mut c = ns.command(&bins.ipipd);
-                c.arg("run").arg("--config").arg(&conf).env("RUST_LOG", "warn");
+                c.arg("run")
+                    .arg("--config")
+                    .arg(&conf)
+                    .env("RUST_LOG", "warn");
                 c
             }
             MeshDaemon::Bird => {
                 let conf = dir.join("bird.conf");
                 std::fs::write(&conf, bird_conf(i, n, &dir))?;
                 let mut c = ns.command("bird");
-                c.arg("-f").arg("-c").arg(&conf).arg("-s").arg(dir.join("bird.ctl")).arg("-P").arg(dir.join("bird.pid"));
+                c.arg("-f")
+                    .arg("-c")
+                    .arg(&conf)
+                    .arg("-s")
+                    .arg(dir.join("bird.ctl"))
+                    .arg("-P")
+                    .arg(dir.join("bird.pid"));
                 c
             }
         };
         let proc = Proc::spawn(cmd, name, &log)?;
         let pid = proc.pid().context("no pid")?;
-        nodes.push(Node { proc, pid, _dir: dir });
+        nodes.push(Node {
+            proc,
+            pid,
+            _dir: dir,
+        });
     }
     let start_spread_s = start.elapsed().as_secs_f64();
     let mut done = vec![false; n];
@@ -167,16 +183,29 @@ pub fn run(daemon: MeshDaemon, bins: &Binaries, n: usize, idle: Duration) -> Res
     eprintln!("  mesh {name} N={n}: converged in {converge_s:?} s (starts took {start_spread_s:.2} s); idle for {idle:?}");
     // Let the start-up work (End-of-RIB, stale cleanup) finish before the idle window.
     std::thread::sleep(Duration::from_secs(5));
-    let cpu0: Vec<Duration> = nodes.iter().map(|x| cpu_time(x.pid).unwrap_or_default()).collect();
+    let cpu0: Vec<Duration> = nodes
+        .iter()
+        .map(|x| cpu_time(x.pid).unwrap_or_default())
+        .collect();
     let t0 = Instant::now();
     std::thread::sleep(idle);
     let span = t0.elapsed().as_secs_f64();
     let cpu: Vec<f64> = nodes
         .iter()
         .zip(&cpu0)
-        .map(|(x, c0)| cpu_time(x.pid).unwrap_or_default().saturating_sub(*c0).as_secs_f64() / span * 100.0)
+        .map(|(x, c0)| {
+            cpu_time(x.pid)
+                .unwrap_or_default()
+                .saturating_sub(*c0)
+                .as_secs_f64()
+                / span
+                * 100.0
+        })
         .collect();
-    let rss: Vec<f64> = nodes.iter().map(|x| status_kb(x.pid, "VmRSS").unwrap_or(0) as f64).collect();
+    let rss: Vec<f64> = nodes
+        .iter()
+        .map(|x| status_kb(x.pid, "VmRSS").unwrap_or(0) as f64)
+        .collect();
     let row = MeshRow {
         daemon: name,
         nodes: n,

@@ -28,7 +28,9 @@ pub struct Binaries {
 /// A value of `/proc/PID/status` in kB (e.g. "VmHWM", "VmRSS").
 pub fn status_kb(pid: u32, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let value = text.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))?;
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))?;
     value.split_whitespace().next()?.parse().ok()
 }
 
@@ -90,10 +92,18 @@ impl Machine {
             .and_then(|l| l.split_once(':'))
             .map(|(_, v)| v.trim().to_string())
             .unwrap_or_default();
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         let mem = std::fs::read_to_string("/proc/meminfo")
             .ok()
-            .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+            .and_then(|m| {
+                m.lines()
+                    .next()
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
             .unwrap_or(0.0);
         Machine {
             nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -122,7 +132,11 @@ pub fn version(cmd: &str, args: &[&str]) -> String {
         .output()
         .ok()
         .map(|o| {
-            let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
             text.lines().next().unwrap_or_default().trim().to_string()
         })
         .unwrap_or_default()
@@ -137,7 +151,10 @@ pub struct Sysctl {
 impl Sysctl {
     pub fn set(key: &str, value: &str) -> Result<Sysctl> {
         let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-        let old = std::fs::read_to_string(&path).with_context(|| format!("reading {key}"))?.trim().to_string();
+        let old = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {key}"))?
+            .trim()
+            .to_string();
         std::fs::write(&path, value).with_context(|| format!("setting {key}={value}"))?;
         Ok(Sysctl { path, old })
     }

@@ -44,12 +44,18 @@ fn mib(kb: Option<u64>) -> String {
 
 impl Results {
     fn bird_row(&self, r: &Row) -> Option<&Row> {
-        self.throughput.iter().find(|b| b.target == Kind::Bird && b.size == r.size && b.seconds.is_some())
+        self.throughput
+            .iter()
+            .find(|b| b.target == Kind::Bird && b.size == r.size && b.seconds.is_some())
     }
 
     fn header(&self, out: &mut String) {
         let _ = writeln!(out, "# ipipd benchmarks\n");
-        let _ = writeln!(out, "Command: `{}` (total {:.0} s)\n", self.command, self.duration_s);
+        let _ = writeln!(
+            out,
+            "Command: `{}` (total {:.0} s)\n",
+            self.command, self.duration_s
+        );
         if let Some(m) = &self.machine {
             let _ = writeln!(
                 out,
@@ -59,7 +65,11 @@ impl Results {
             );
         }
         if !self.versions.is_empty() {
-            let v: Vec<String> = self.versions.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let v: Vec<String> = self
+                .versions
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
             let _ = writeln!(out, "Versions: {}.\n", v.join("; "));
         }
     }
@@ -111,7 +121,11 @@ impl Results {
                 mr,
                 opt(r.cpu_s, 2),
                 r.runs,
-                if r.failures.is_empty() { String::new() } else { format!(" ({} failed)", r.failures.len()) }
+                if r.failures.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} failed)", r.failures.len())
+                }
             );
         }
         let _ = writeln!(out);
@@ -121,7 +135,12 @@ impl Results {
         if self.install_bench.is_none() && self.bird_fib.is_none() {
             return;
         }
-        let n = self.install_bench.as_ref().map(|i| i.routes).or(self.bird_fib.as_ref().map(|b| u64::from(b.routes))).unwrap_or(0);
+        let n = self
+            .install_bench
+            .as_ref()
+            .map(|i| i.routes)
+            .or(self.bird_fib.as_ref().map(|b| u64::from(b.routes)))
+            .unwrap_or(0);
         let _ = writeln!(out, "## FIB install rate\n");
         let _ = writeln!(
             out,
@@ -135,14 +154,39 @@ impl Results {
         let _ = writeln!(out, "| method | routes/s | vs ip -batch | runs |");
         let _ = writeln!(out, "|---|---:|---:|---:|");
         if let Some(i) = &self.install_bench {
-            let _ = writeln!(out, "| ipipd installer (add) | {:.0} | {:.2} | {} |", i.installer, i.ratio, i.runs);
-            let _ = writeln!(out, "| ipipd installer (delete) | {:.0} | {:.2} | {} |", i.installer_delete, i.installer_delete / i.ip_batch, i.runs);
-            let _ = writeln!(out, "| ip -batch (install_bench) | {:.0} | 1.00 | {} |", i.ip_batch, i.runs);
+            let _ = writeln!(
+                out,
+                "| ipipd installer (add) | {:.0} | {:.2} | {} |",
+                i.installer, i.ratio, i.runs
+            );
+            let _ = writeln!(
+                out,
+                "| ipipd installer (delete) | {:.0} | {:.2} | {} |",
+                i.installer_delete,
+                i.installer_delete / i.ip_batch,
+                i.runs
+            );
+            let _ = writeln!(
+                out,
+                "| ip -batch (install_bench) | {:.0} | 1.00 | {} |",
+                i.ip_batch, i.runs
+            );
         }
         if let Some(b) = &self.bird_fib {
             let n = f64::from(b.routes);
-            let _ = writeln!(out, "| BIRD 2 kernel protocol | {:.0} | {:.2} | {} |", n / b.bird_s, b.ratio, b.runs);
-            let _ = writeln!(out, "| ip -batch (paired with BIRD) | {:.0} | 1.00 | {} |", n / b.ip_batch_s, b.runs);
+            let _ = writeln!(
+                out,
+                "| BIRD 2 kernel protocol | {:.0} | {:.2} | {} |",
+                n / b.bird_s,
+                b.ratio,
+                b.runs
+            );
+            let _ = writeln!(
+                out,
+                "| ip -batch (paired with BIRD) | {:.0} | 1.00 | {} |",
+                n / b.ip_batch_s,
+                b.runs
+            );
         }
         let _ = writeln!(out);
     }
@@ -219,7 +263,11 @@ impl Results {
         let mut lines = Vec::new();
         for r in self.throughput.iter().filter(|r| r.target == Kind::Ipipd) {
             let Some(b) = self.bird_row(r) else { continue };
-            let (Some(t), Some(bt), Some(m), Some(bm)) = (r.seconds, b.seconds, r.peak_rss_kb, b.peak_rss_kb) else { continue };
+            let (Some(t), Some(bt), Some(m), Some(bm)) =
+                (r.seconds, b.seconds, r.peak_rss_kb, b.peak_rss_kb)
+            else {
+                continue;
+            };
             let met = t < bt && m <= bm;
             lines.push(format!(
                 "- Route load {} faster than BIRD 2 with no more memory: **{}** (time {:.2}× BIRD's, memory {:.2}× BIRD's).",
@@ -237,13 +285,21 @@ impl Results {
             ));
         }
         if let Some(l) = self.latencies.iter().find(|l| l.daemon == "ipipd") {
-            let worst = [l.add(0.5), l.add(0.99), l.withdraw(0.5), l.withdraw(0.99)].into_iter().flatten().fold(0.0, f64::max);
+            let worst = [l.add(0.5), l.add(0.99), l.withdraw(0.5), l.withdraw(0.99)]
+                .into_iter()
+                .flatten()
+                .fold(0.0, f64::max);
             lines.push(format!(
                 "- Single-digit-ms block propagation: **{}** (worst of p50/p99 add/withdraw: {worst:.1} ms).",
                 if worst < 10.0 && l.lost == 0 { "met" } else { "missed" }
             ));
         }
-        if let Some(m) = self.mesh.iter().filter(|m| m.daemon == "ipipd").max_by_key(|m| m.nodes) {
+        if let Some(m) = self
+            .mesh
+            .iter()
+            .filter(|m| m.daemon == "ipipd")
+            .max_by_key(|m| m.nodes)
+        {
             lines.push(format!(
                 "- {}-node ipipd mesh on this {}-core machine: **{}** (converged {}, {:.1} MiB and {:.2} % of a core per idle daemon).",
                 m.nodes,
@@ -287,7 +343,10 @@ mod tests {
     fn row(target: Kind, seconds: f64, kb: u64) -> Row {
         Row {
             target,
-            size: Size { senders: 10, prefixes: 10_000 },
+            size: Size {
+                senders: 10,
+                prefixes: 10_000,
+            },
             runs: 3,
             seconds: Some(seconds),
             peak_rss_kb: Some(kb),
@@ -304,7 +363,10 @@ mod tests {
             ..Results::default()
         };
         let md = r.markdown();
-        assert!(md.contains("| 10×10k | ipipd | 0.050 | 2000000 | 0.50× | 9.8 | 0.83× |"), "{md}");
+        assert!(
+            md.contains("| 10×10k | ipipd | 0.050 | 2000000 | 0.50× | 9.8 | 0.83× |"),
+            "{md}"
+        );
         assert!(md.contains("**met** (time 0.50× BIRD's"), "{md}");
     }
 }

@@ -38,7 +38,10 @@ impl Size {
     /// "10x100000".
     pub fn parse(s: &str) -> Option<Size> {
         let (a, b) = s.split_once('x')?;
-        Some(Size { senders: a.parse().ok()?, prefixes: b.parse().ok()? })
+        Some(Size {
+            senders: a.parse().ok()?,
+            prefixes: b.parse().ok()?,
+        })
     }
 }
 
@@ -115,12 +118,28 @@ impl Pair {
     pub fn new(senders: u32) -> Result<Pair> {
         let target = Netns::new("bt")?;
         let load = Netns::new("bl")?;
-        crate::harness::ip(&["link", "add", "vt", "netns", &target.name, "type", "veth", "peer", "name", "vl", "netns", &load.name])?;
+        crate::harness::ip(&[
+            "link",
+            "add",
+            "vt",
+            "netns",
+            &target.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vl",
+            "netns",
+            &load.name,
+        ])?;
         target.ip(&["addr", "add", &format!("{TARGET}/16"), "dev", "vt"])?;
         target.ip(&["link", "set", "vt", "up"])?;
         let mut batch = format!("addr add {MONITOR}/16 dev vl\n");
         for i in 0..senders {
-            batch.push_str(&format!("addr add {}/16 dev vl\n", Ipv4Addr::from(u32::from(SENDER_BASE) + i)));
+            batch.push_str(&format!(
+                "addr add {}/16 dev vl\n",
+                Ipv4Addr::from(u32::from(SENDER_BASE) + i)
+            ));
         }
         batch.push_str("link set vl up\n");
         let dir = TempDir::new("pair")?;
@@ -157,11 +176,21 @@ fn loadgen_args(size: Size, monitor: bool, timeout: Duration) -> Vec<String> {
 }
 
 fn run_loadgen(pair: &Pair, bins: &Binaries, args: &[String]) -> Result<RunJson> {
-    let out = pair.load.command(&bins.loadgen).args(args).output().context("running loadgen")?;
+    let out = pair
+        .load
+        .command(&bins.loadgen)
+        .args(args)
+        .output()
+        .context("running loadgen")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).with_context(|| {
-        format!("loadgen exited with {}: {}{}", out.status, stdout.trim(), String::from_utf8_lossy(&out.stderr).trim())
+        format!(
+            "loadgen exited with {}: {}{}",
+            out.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
     })
 }
 
@@ -171,19 +200,39 @@ pub fn self_test(bins: &Binaries, size: Size, timeout: Duration) -> Result<SelfT
     let dir = TempDir::new("sink")?;
     let log = dir.join("sink.out");
     let mut cmd = pair.target.command(&bins.loadgen);
-    cmd.args(["sink", "--listen", &TARGET.to_string(), "--expect", &size.total().to_string(), "--pool", POOL])
-        .args(["--len", &PREFIX_LEN.to_string(), "--timeout", &timeout.as_secs().to_string()]);
+    cmd.args([
+        "sink",
+        "--listen",
+        &TARGET.to_string(),
+        "--expect",
+        &size.total().to_string(),
+        "--pool",
+        POOL,
+    ])
+    .args([
+        "--len",
+        &PREFIX_LEN.to_string(),
+        "--timeout",
+        &timeout.as_secs().to_string(),
+    ]);
     let mut sink = Proc::spawn(cmd, "loadgen sink", &log)?;
-    wait_until(Duration::from_secs(10), "the sink to listen", || daemons::listening(&pair.target, 179).then_some(()))?;
+    wait_until(Duration::from_secs(10), "the sink to listen", || {
+        daemons::listening(&pair.target, 179).then_some(())
+    })?;
     let run = run_loadgen(&pair, bins, &loadgen_args(size, false, timeout))?;
     sink.wait(timeout)?;
     let text = std::fs::read_to_string(&log)?;
-    let s: SinkJson = serde_json::from_str(text.lines().last().unwrap_or_default()).with_context(|| format!("sink output: {text}"))?;
+    let s: SinkJson = serde_json::from_str(text.lines().last().unwrap_or_default())
+        .with_context(|| format!("sink output: {text}"))?;
     if s.count as u64 != size.total() {
         bail!("sink counted {} of {}", s.count, size.total());
     }
     let seconds = s.complete_unix_ns.saturating_sub(run.start_unix_ns) as f64 / 1e9;
-    Ok(SelfTest { size, seconds, sent_s: run.sent_s })
+    Ok(SelfTest {
+        size,
+        seconds,
+        sent_s: run.sent_s,
+    })
 }
 
 /// One run: a fresh target, the load, then its peak RSS and CPU time.
@@ -192,7 +241,9 @@ pub fn one(kind: Kind, size: Size, bins: &Binaries, timeout: Duration) -> Result
     let plan = Plan {
         address: TARGET,
         asn: 64512,
-        senders: (0..size.senders).map(|i| Ipv4Addr::from(u32::from(SENDER_BASE) + i)).collect(),
+        senders: (0..size.senders)
+            .map(|i| Ipv4Addr::from(u32::from(SENDER_BASE) + i))
+            .collect(),
         monitor: MONITOR,
         pool: POOL.parse()?,
     };
@@ -204,7 +255,11 @@ pub fn one(kind: Kind, size: Size, bins: &Binaries, timeout: Duration) -> Result
     let alive = d.proc.alive();
     let run = run.with_context(|| format!("{} output:\n{}", kind.name(), d.log_tail()))?;
     match run.complete_s {
-        Some(seconds) => Ok(Sample { seconds, peak_rss_kb: peak, cpu_s: cpu.as_secs_f64() }),
+        Some(seconds) => Ok(Sample {
+            seconds,
+            peak_rss_kb: peak,
+            cpu_s: cpu.as_secs_f64(),
+        }),
         None => bail!(
             "{}: the monitor held {} of {} prefixes at the timeout{}; errors: {:?}",
             kind.name(),
@@ -217,7 +272,14 @@ pub fn one(kind: Kind, size: Size, bins: &Binaries, timeout: Duration) -> Result
 }
 
 /// Logs one run's outcome and keeps it for [`summarize`].
-pub fn record(kind: Kind, size: Size, run: usize, r: Result<Sample>, samples: &mut Vec<Sample>, failures: &mut Vec<String>) {
+pub fn record(
+    kind: Kind,
+    size: Size,
+    run: usize,
+    r: Result<Sample>,
+    samples: &mut Vec<Sample>,
+    failures: &mut Vec<String>,
+) {
     match r {
         Ok(s) => {
             eprintln!(
@@ -230,7 +292,10 @@ pub fn record(kind: Kind, size: Size, run: usize, r: Result<Sample>, samples: &m
             samples.push(s);
         }
         Err(e) => {
-            eprintln!("  throughput {} {size} run {run} failed: {e:#}", kind.name());
+            eprintln!(
+                "  throughput {} {size} run {run} failed: {e:#}",
+                kind.name()
+            );
             failures.push(format!("{e:#}"));
         }
     }
@@ -243,7 +308,8 @@ pub fn summarize(kind: Kind, size: Size, samples: &[Sample], failures: Vec<Strin
         size,
         runs: samples.len(),
         seconds: median(samples.iter().map(|s| s.seconds).collect()),
-        peak_rss_kb: median(samples.iter().map(|s| s.peak_rss_kb as f64).collect()).map(|v| v as u64),
+        peak_rss_kb: median(samples.iter().map(|s| s.peak_rss_kb as f64).collect())
+            .map(|v| v as u64),
         cpu_s: median(samples.iter().map(|s| s.cpu_s).collect()),
         failures,
     }
@@ -256,7 +322,13 @@ mod tests {
     #[test]
     fn sizes_parse_and_print() {
         let s = Size::parse("10x100000");
-        assert_eq!(s, Some(Size { senders: 10, prefixes: 100_000 }));
+        assert_eq!(
+            s,
+            Some(Size {
+                senders: 10,
+                prefixes: 100_000
+            })
+        );
         assert_eq!(s.map(|s| s.to_string()).as_deref(), Some("10×100k"));
         assert_eq!(s.map(|s| s.total()), Some(1_000_000));
         assert_eq!(Size::parse("10"), None);

@@ -13,13 +13,20 @@ use interop::bench::throughput::{self, Size};
 use interop::bench::{converge, fibrate, mesh, Binaries, Machine, Sysctl};
 
 #[derive(Parser)]
-#[command(about = "ipipd benchmarks against BIRD 2, GoBGP and FRR (root, network namespaces)", args_override_self = true)]
+#[command(
+    about = "ipipd benchmarks against BIRD 2, GoBGP and FRR (root, network namespaces)",
+    args_override_self = true
+)]
 struct Cli {
     /// A few-minute smoke run: small sizes, one run each, short idle window.
     #[arg(long)]
     quick: bool,
     /// Which parts: throughput, fib, converge, mesh.
-    #[arg(long, value_delimiter = ',', default_value = "throughput,fib,converge,mesh")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "throughput,fib,converge,mesh"
+    )]
     only: Vec<String>,
     /// Throughput sizes, SENDERSxPREFIXES.
     #[arg(long, value_delimiter = ',', default_value = "10x10000,10x100000")]
@@ -65,7 +72,12 @@ struct Cli {
 fn preflight() -> Result<()> {
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).map(str::to_owned));
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .map(str::to_owned)
+        });
     if uid.as_deref() != Some("0") {
         bail!("the benchmarks need root (network namespaces)");
     }
@@ -84,10 +96,18 @@ fn throughput_part(cli: &Cli, bins: &Binaries, sizes: &[Size], r: &mut Results) 
             }
             Err(e) => r.errors.push(format!("loadgen self-test {size}: {e:#}")),
         }
-        let mut samples: Vec<(Vec<throughput::Sample>, Vec<String>)> = kinds.iter().map(|_| Default::default()).collect();
+        let mut samples: Vec<(Vec<throughput::Sample>, Vec<String>)> =
+            kinds.iter().map(|_| Default::default()).collect();
         for run in 1..=cli.runs {
             for (k, (s, f)) in kinds.iter().zip(samples.iter_mut()) {
-                throughput::record(*k, *size, run, throughput::one(*k, *size, bins, timeout), s, f);
+                throughput::record(
+                    *k,
+                    *size,
+                    run,
+                    throughput::one(*k, *size, bins, timeout),
+                    s,
+                    f,
+                );
             }
         }
         for (k, (s, f)) in kinds.iter().zip(samples) {
@@ -103,7 +123,9 @@ fn fib_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
             Ok(i) => r.install_bench = Some(i),
             Err(e) => r.errors.push(format!("install_bench: {e:#}")),
         },
-        None => r.errors.push("install_bench: no binary given (--install-bench)".into()),
+        None => r
+            .errors
+            .push("install_bench: no binary given (--install-bench)".into()),
     }
     match fibrate::bird_vs_ip_batch(cli.fib_routes, cli.fib_runs) {
         Ok(b) => r.bird_fib = Some(b),
@@ -170,9 +192,18 @@ fn main() -> ExitCode {
         cli.idle = 5;
     }
     let sizes: Vec<Size> = cli.sizes.iter().filter_map(|s| Size::parse(s)).collect();
-    let bins = Binaries { ipipd: cli.ipipd.clone(), loadgen: cli.loadgen.clone(), install_bench: cli.install_bench.clone() };
+    let bins = Binaries {
+        ipipd: cli.ipipd.clone(),
+        loadgen: cli.loadgen.clone(),
+        install_bench: cli.install_bench.clone(),
+    };
     let started = Instant::now();
-    let mut r = Results { command: cli.command.clone(), machine: Some(Machine::read()), runs: cli.runs, ..Results::default() };
+    let mut r = Results {
+        command: cli.command.clone(),
+        machine: Some(Machine::read()),
+        runs: cli.runs,
+        ..Results::default()
+    };
     for k in Kind::ALL {
         r.versions.push((k.name().to_string(), k.version(&bins)));
     }

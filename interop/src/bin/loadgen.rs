@@ -144,10 +144,24 @@ async fn main_async(cli: Cli) -> Result<bool> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(monitor.is_none() || report.complete_s.is_some())
         }
-        Command::Sink { listen, port, local_as, expect, pool, timeout } => {
+        Command::Sink {
+            listen,
+            port,
+            local_as,
+            expect,
+            pool,
+            timeout,
+        } => {
             let pool = Pool::new(pool.pool, pool.len)?;
-            let report =
-                loadgen::sink(SocketAddr::new(listen, port), local_as, router_id(listen), pool, expect, Duration::from_secs(timeout)).await?;
+            let report = loadgen::sink(
+                SocketAddr::new(listen, port),
+                local_as,
+                router_id(listen),
+                pool,
+                expect,
+                Duration::from_secs(timeout),
+            )
+            .await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(true)
         }
@@ -156,7 +170,10 @@ async fn main_async(cli: Cli) -> Result<bool> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime");
     match rt.and_then(|rt| rt.block_on(main_async(cli))) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

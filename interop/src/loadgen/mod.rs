@@ -90,7 +90,11 @@ type Shared = Arc<Mutex<PrefixSet>>;
 fn attributes(local_as: u32, ibgp: bool) -> Attributes {
     Attributes {
         origin: Some(Origin::Igp),
-        as_path: Some(if ibgp { AsPath::default() } else { AsPath::sequence(vec![local_as]) }),
+        as_path: Some(if ibgp {
+            AsPath::default()
+        } else {
+            AsPath::sequence(vec![local_as])
+        }),
         local_pref: ibgp.then_some(100),
         ..Attributes::default()
     }
@@ -115,11 +119,18 @@ fn coalesce(msgs: Vec<Bytes>, size: usize) -> Vec<Bytes> {
 /// Applies one UPDATE to the set; returns the new count.
 fn apply(set: &Shared, u: &wire::Update) -> usize {
     let Ok(mut s) = set.lock() else { return 0 };
-    let unreach = u.attributes.mp_unreach.iter().flat_map(|m| m.withdrawn.iter());
+    let unreach = u
+        .attributes
+        .mp_unreach
+        .iter()
+        .flat_map(|m| m.withdrawn.iter());
     for n in u.withdrawn.iter().chain(unreach) {
         s.remove(&n.prefix);
     }
-    let reach = u.nlri.iter().chain(u.attributes.mp_reach.iter().flat_map(|m| m.nlri.iter()));
+    let reach = u
+        .nlri
+        .iter()
+        .chain(u.attributes.mp_reach.iter().flat_map(|m| m.nlri.iter()));
     if u.treat_as_withdraw() {
         for n in reach {
             s.remove(&n.prefix);
@@ -133,7 +144,11 @@ fn apply(set: &Shared, u: &wire::Update) -> usize {
 }
 
 /// Reads a session to its end, counting prefixes into `set`.
-async fn count_into(mut s: Session, set: Shared, progress: Arc<watch::Sender<Progress>>) -> Result<()> {
+async fn count_into(
+    mut s: Session,
+    set: Shared,
+    progress: Arc<watch::Sender<Progress>>,
+) -> Result<()> {
     while let Some(m) = s.next().await? {
         match wire::decode(&m, &s.ctx) {
             Ok(Message::Update(u)) => {
@@ -159,7 +174,9 @@ async fn drain(mut s: Session, errors: Arc<Mutex<Vec<String>>>, name: String) {
         match s.next().await {
             Ok(Some(m)) => {
                 if m.get(18) == Some(&3) {
-                    let text = wire::decode(&m, &s.ctx).map(|m| session::describe(Some(&m))).unwrap_or_default();
+                    let text = wire::decode(&m, &s.ctx)
+                        .map(|m| session::describe(Some(&m)))
+                        .unwrap_or_default();
                     break text;
                 }
             }
@@ -177,10 +194,15 @@ fn secs(from: Instant, to: Instant) -> f64 {
 }
 
 fn unix_ns(t: SystemTime) -> u128 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
-async fn wait_count(rx: &mut watch::Receiver<Progress>, limit: Duration, f: impl Fn(usize) -> bool) -> Option<Instant> {
+async fn wait_count(
+    rx: &mut watch::Receiver<Progress>,
+    limit: Duration,
+    f: impl Fn(usize) -> bool,
+) -> Option<Instant> {
     let r = tokio::time::timeout(limit, rx.wait_for(|p| f(p.count))).await;
     match r {
         Ok(Ok(p)) => Some(p.at),
@@ -208,7 +230,12 @@ async fn blast(writers: &[tokio::sync::mpsc::Sender<Bytes>], chunks: &[Arc<Vec<B
 pub async fn run(cfg: &RunConfig) -> Result<RunReport> {
     let expected = cfg.prefixes * cfg.senders.len() as u64;
     if expected > cfg.pool.capacity() {
-        bail!("{expected} prefixes do not fit in {}/{} ({} of them)", cfg.pool.net, cfg.pool.len, cfg.pool.capacity());
+        bail!(
+            "{expected} prefixes do not fit in {}/{} ({} of them)",
+            cfg.pool.net,
+            cfg.pool.len,
+            cfg.pool.capacity()
+        );
     }
     let size = usize::try_from(expected)?;
     let session = |id: Ipv4Addr| SessionConfig {
@@ -220,20 +247,28 @@ pub async fn run(cfg: &RunConfig) -> Result<RunReport> {
     };
     let set: Shared = Arc::new(Mutex::new(PrefixSet::new(cfg.pool, size)));
     let now = Instant::now();
-    let (ptx, mut prx) = watch::channel(Progress { count: 0, at: now, first_update: None });
+    let (ptx, mut prx) = watch::channel(Progress {
+        count: 0,
+        at: now,
+        first_update: None,
+    });
     let ptx = Arc::new(ptx);
     let errors = Arc::new(Mutex::new(Vec::new()));
 
     let mut monitor_task = None;
     if let Some(m) = cfg.monitor {
-        let s = session::open(m, cfg.target, &session(m), cfg.timeout).await.context("monitor session")?;
+        let s = session::open(m, cfg.target, &session(m), cfg.timeout)
+            .await
+            .context("monitor session")?;
         monitor_task = Some(tokio::spawn(count_into(s, set.clone(), ptx.clone())));
     }
     let mut connecting = tokio::task::JoinSet::new();
     for (i, addr) in cfg.senders.iter().copied().enumerate() {
         let (target, limit, sc) = (cfg.target, cfg.timeout, session(addr));
         connecting.spawn(async move {
-            let s = session::open(addr, target, &sc, limit).await.with_context(|| format!("sender {addr}"))?;
+            let s = session::open(addr, target, &sc, limit)
+                .await
+                .with_context(|| format!("sender {addr}"))?;
             anyhow::Ok((i, s))
         });
     }
@@ -255,12 +290,18 @@ pub async fn run(cfg: &RunConfig) -> Result<RunReport> {
         let nlri = cfg.pool.nlri(i as u64 * cfg.prefixes, cfg.prefixes)?;
         let nh = cfg.senders.get(i).copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
         let mut msgs = pack_announce(&attrs, nh.into(), AfiSafi::IPV4_UNICAST, &nlri, &s.ctx);
-        msgs.push(wire::encode_to_bytes(&Message::Update(wire::Update::end_of_rib(AfiSafi::IPV4_UNICAST)), &s.ctx));
+        msgs.push(wire::encode_to_bytes(
+            &Message::Update(wire::Update::end_of_rib(AfiSafi::IPV4_UNICAST)),
+            &s.ctx,
+        ));
         updates_per_sender = msgs.len();
         bytes_per_sender = msgs.iter().map(Bytes::len).sum();
         announce.push(Arc::new(coalesce(msgs, 256 * 1024)));
         if cfg.withdraw {
-            withdraw.push(Arc::new(coalesce(pack_withdraw(AfiSafi::IPV4_UNICAST, &nlri, &s.ctx), 256 * 1024)));
+            withdraw.push(Arc::new(coalesce(
+                pack_withdraw(AfiSafi::IPV4_UNICAST, &nlri, &s.ctx),
+                256 * 1024,
+            )));
         }
     }
     let writers: Vec<_> = sessions.iter().map(|s| s.writer.clone()).collect();
@@ -276,7 +317,11 @@ pub async fn run(cfg: &RunConfig) -> Result<RunReport> {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                eprintln!("{:>8.3} s  {:>9} prefixes", start.elapsed().as_secs_f64(), rx.borrow().count);
+                eprintln!(
+                    "{:>8.3} s  {:>9} prefixes",
+                    start.elapsed().as_secs_f64(),
+                    rx.borrow().count
+                );
             }
         })
     });
@@ -337,7 +382,9 @@ pub async fn run(cfg: &RunConfig) -> Result<RunReport> {
         }
     }
     if cfg.monitor.is_some() {
-        report.errors.extend(errors.lock().map(|e| e.clone()).unwrap_or_default());
+        report
+            .errors
+            .extend(errors.lock().map(|e| e.clone()).unwrap_or_default());
     }
     Ok(report)
 }
@@ -358,19 +405,40 @@ pub struct SinkReport {
 
 /// Accepts sessions on `listen` until `expected` prefixes of `pool` are held (or
 /// `timeout` passes) and reports when that happened.
-pub async fn sink(listen: SocketAddr, local_as: u32, router_id: Ipv4Addr, pool: Pool, expected: u64, timeout: Duration) -> Result<SinkReport> {
-    let listener = TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+pub async fn sink(
+    listen: SocketAddr,
+    local_as: u32,
+    router_id: Ipv4Addr,
+    pool: Pool,
+    expected: u64,
+    timeout: Duration,
+) -> Result<SinkReport> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
     let set: Shared = Arc::new(Mutex::new(PrefixSet::new(pool, usize::try_from(expected)?)));
     let base = (Instant::now(), SystemTime::now());
-    let (ptx, mut prx) = watch::channel(Progress { count: 0, at: base.0, first_update: None });
+    let (ptx, mut prx) = watch::channel(Progress {
+        count: 0,
+        at: base.0,
+        first_update: None,
+    });
     let ptx = Arc::new(ptx);
     let sessions = Arc::new(Mutex::new(0usize));
-    let cfg = SessionConfig { local_as, router_id, hold_time: 90, extended_message: true, peer_as: None };
+    let cfg = SessionConfig {
+        local_as,
+        router_id,
+        hold_time: 90,
+        extended_message: true,
+        peer_as: None,
+    };
     let tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-    let (set2, ptx2, sessions2, tasks2) = (set.clone(), ptx.clone(), sessions.clone(), tasks.clone());
+    let (set2, ptx2, sessions2, tasks2) =
+        (set.clone(), ptx.clone(), sessions.clone(), tasks.clone());
     let acceptor = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (cfg, set, ptx, sessions) = (cfg.clone(), set2.clone(), ptx2.clone(), sessions2.clone());
+            let (cfg, set, ptx, sessions) =
+                (cfg.clone(), set2.clone(), ptx2.clone(), sessions2.clone());
             let t = tokio::spawn(async move {
                 if let Ok(s) = Session::establish(stream, &cfg).await {
                     if let Ok(mut n) = sessions.lock() {
@@ -387,7 +455,11 @@ pub async fn sink(listen: SocketAddr, local_as: u32, router_id: Ipv4Addr, pool: 
     let done = wait_count(&mut prx, timeout, |c| c as u64 >= expected).await;
     acceptor.abort();
     // Closing the sessions tells the senders the count is complete.
-    for t in tasks.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default() {
+    for t in tasks
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default()
+    {
         t.abort();
     }
     let p = *prx.borrow();
@@ -414,21 +486,36 @@ mod tests {
     fn coalesce_keeps_messages_whole() {
         let msgs: Vec<Bytes> = (0..10u8).map(|i| Bytes::from(vec![i; 100])).collect();
         let chunks = coalesce(msgs, 250);
-        assert_eq!(chunks.iter().map(Bytes::len).collect::<Vec<_>>(), vec![200, 200, 200, 200, 200]);
+        assert_eq!(
+            chunks.iter().map(Bytes::len).collect::<Vec<_>>(),
+            vec![200, 200, 200, 200, 200]
+        );
     }
 
     #[tokio::test]
     async fn loadgen_into_sink_counts_everything() {
-        let pool = Pool::new("64.0.0.0/4".parse().unwrap_or_default(), 26).unwrap_or_else(|e| panic!("{e}"));
+        let pool = Pool::new("64.0.0.0/4".parse().unwrap_or_default(), 26)
+            .unwrap_or_else(|e| panic!("{e}"));
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let addr = probe.local_addr().unwrap_or_else(|e| panic!("{e}"));
         drop(probe);
-        let sink = tokio::spawn(sink(addr, 64512, Ipv4Addr::new(9, 9, 9, 9), pool, 3 * 5000, Duration::from_secs(20)));
+        let sink = tokio::spawn(sink(
+            addr,
+            64512,
+            Ipv4Addr::new(9, 9, 9, 9),
+            pool,
+            3 * 5000,
+            Duration::from_secs(20),
+        ));
         let cfg = RunConfig {
             target: addr,
             target_as: 64512,
             local_as: 64512,
-            senders: vec![Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3), Ipv4Addr::new(127, 0, 0, 4)],
+            senders: vec![
+                Ipv4Addr::new(127, 0, 0, 2),
+                Ipv4Addr::new(127, 0, 0, 3),
+                Ipv4Addr::new(127, 0, 0, 4),
+            ],
             monitor: None,
             prefixes: 5000,
             pool,
@@ -443,7 +530,10 @@ mod tests {
         assert_eq!(r.expected, 15000);
         // 5 octets per /26, 4096-octet UPDATEs: 7 UPDATEs and End-of-RIB.
         assert_eq!(r.updates_per_sender, 8);
-        let s = sink.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:#}"));
+        let s = sink
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!((s.count, s.sessions), (15000, 3));
     }
 }

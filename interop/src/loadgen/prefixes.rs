@@ -24,7 +24,10 @@ impl Pool {
         if len < net.prefix_len() || len > 32 {
             bail!("prefix length /{len} does not fit inside {net}");
         }
-        Ok(Pool { net: net.trunc(), len })
+        Ok(Pool {
+            net: net.trunc(),
+            len,
+        })
     }
 
     /// How many subnets of length `len` the pool holds.
@@ -85,7 +88,13 @@ pub struct PrefixSet {
 impl PrefixSet {
     /// Room for the first `size` indexes of `pool`; indexes past it count as foreign.
     pub fn new(pool: Pool, size: usize) -> PrefixSet {
-        PrefixSet { pool, bits: vec![0; size.div_ceil(64)], size, count: 0, foreign: 0 }
+        PrefixSet {
+            pool,
+            bits: vec![0; size.div_ceil(64)],
+            size,
+            count: 0,
+            foreign: 0,
+        }
     }
 
     pub fn count(&self) -> usize {
@@ -135,9 +144,18 @@ mod tests {
     fn numbering_round_trips() {
         let p = pool();
         assert_eq!(p.capacity(), 1 << 22);
-        assert_eq!(p.prefix(0).map(|n| n.to_string()).as_deref(), Some("64.0.0.0/26"));
-        assert_eq!(p.prefix(5).map(|n| n.to_string()).as_deref(), Some("64.0.1.64/26"));
-        assert_eq!(p.prefix(p.capacity() - 1).map(|n| n.to_string()).as_deref(), Some("79.255.255.192/26"));
+        assert_eq!(
+            p.prefix(0).map(|n| n.to_string()).as_deref(),
+            Some("64.0.0.0/26")
+        );
+        assert_eq!(
+            p.prefix(5).map(|n| n.to_string()).as_deref(),
+            Some("64.0.1.64/26")
+        );
+        assert_eq!(
+            p.prefix(p.capacity() - 1).map(|n| n.to_string()).as_deref(),
+            Some("79.255.255.192/26")
+        );
         assert_eq!(p.prefix(p.capacity()), None);
         for i in [0u64, 1, 63, 64, 1_000_000, p.capacity() - 1] {
             let n = p.prefix(i).map(IpNet::V4);
@@ -149,7 +167,8 @@ mod tests {
 
     #[test]
     fn slices_do_not_run_past_the_pool() {
-        let p = Pool::new("10.0.0.0/24".parse().unwrap_or_default(), 26).unwrap_or_else(|e| panic!("{e}"));
+        let p = Pool::new("10.0.0.0/24".parse().unwrap_or_default(), 26)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.nlri(0, 4).map(|v| v.len()).ok(), Some(4));
         assert!(p.nlri(2, 3).is_err());
         assert!(Pool::new("10.0.0.0/24".parse().unwrap_or_default(), 20).is_err());

@@ -30,7 +30,10 @@ pub struct SessionConfig {
 
 impl SessionConfig {
     fn open(&self) -> Open {
-        let mut caps = vec![Capability::Multiprotocol(AfiSafi::IPV4_UNICAST), Capability::FourOctetAs(self.local_as)];
+        let mut caps = vec![
+            Capability::Multiprotocol(AfiSafi::IPV4_UNICAST),
+            Capability::FourOctetAs(self.local_as),
+        ];
         if self.extended_message {
             caps.push(Capability::ExtendedMessage);
         }
@@ -54,14 +57,18 @@ pub struct Session {
 /// A dropped session ends its tasks, which closes the connection.
 impl Drop for Session {
     fn drop(&mut self) {
-        for t in [self.writer_task.take(), self.keepalive_task.take()].into_iter().flatten() {
+        for t in [self.writer_task.take(), self.keepalive_task.take()]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
     }
 }
 
 const KEEPALIVE: [u8; 19] = [
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 19, 4,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0, 19, 4,
 ];
 
 /// Connects from `source` to `target`, retrying refused connections until `limit`
@@ -71,12 +78,16 @@ pub async fn connect(source: Ipv4Addr, target: SocketAddr, limit: Duration) -> R
     loop {
         let socket = TcpSocket::new_v4()?;
         socket.set_reuseaddr(true)?;
-        socket.bind(SocketAddr::new(IpAddr::V4(source), 0)).with_context(|| format!("binding {source}"))?;
+        socket
+            .bind(SocketAddr::new(IpAddr::V4(source), 0))
+            .with_context(|| format!("binding {source}"))?;
         match tokio::time::timeout(Duration::from_secs(5), socket.connect(target)).await {
             Ok(Ok(s)) => return Ok(s),
             // Refused while the target starts: try again.
             Ok(Err(_)) if Instant::now() < deadline => {}
-            Ok(Err(e)) => return Err(e).with_context(|| format!("connecting {source} -> {target}")),
+            Ok(Err(e)) => {
+                return Err(e).with_context(|| format!("connecting {source} -> {target}"))
+            }
             Err(_) if Instant::now() < deadline => {}
             Err(_) => bail!("connecting {source} -> {target}: timed out"),
         }
@@ -86,7 +97,12 @@ pub async fn connect(source: Ipv4Addr, target: SocketAddr, limit: Duration) -> R
 
 /// Connects and establishes, starting over while `limit` lasts: a daemon may accept
 /// connections before its peers are configured and close the first ones.
-pub async fn open(source: Ipv4Addr, target: SocketAddr, cfg: &SessionConfig, limit: Duration) -> Result<Session> {
+pub async fn open(
+    source: Ipv4Addr,
+    target: SocketAddr,
+    cfg: &SessionConfig,
+    limit: Duration,
+) -> Result<Session> {
     let deadline = Instant::now() + limit;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -128,11 +144,17 @@ impl Session {
         s.send(open).await?;
         let peer = match s.next_decoded().await? {
             Some(Message::Open(o)) => o,
-            other => bail!("{peer_addr}: expected OPEN, got {}", describe(other.as_ref())),
+            other => bail!(
+                "{peer_addr}: expected OPEN, got {}",
+                describe(other.as_ref())
+            ),
         };
         if let Some(want) = cfg.peer_as {
             if peer.asn() != want {
-                bail!("{peer_addr}: peer announced AS {}, expected {want}", peer.asn());
+                bail!(
+                    "{peer_addr}: peer announced AS {}, expected {want}",
+                    peer.asn()
+                );
             }
         }
         s.ctx.four_octet_as = peer.has_capability(65);
@@ -142,7 +164,10 @@ impl Session {
         s.send(Bytes::from_static(&KEEPALIVE)).await?;
         match s.next_decoded().await? {
             Some(Message::Keepalive) => {}
-            other => bail!("{peer_addr}: expected KEEPALIVE, got {}", describe(other.as_ref())),
+            other => bail!(
+                "{peer_addr}: expected KEEPALIVE, got {}",
+                describe(other.as_ref())
+            ),
         }
         if hold > 0 {
             let tx = s.writer.clone();
@@ -161,7 +186,10 @@ impl Session {
 
     /// Queues one or more whole messages.
     pub async fn send(&self, b: Bytes) -> Result<()> {
-        self.writer.send(b).await.map_err(|_| anyhow!("connection closed while sending"))
+        self.writer
+            .send(b)
+            .await
+            .map_err(|_| anyhow!("connection closed while sending"))
     }
 
     /// The next whole message (header included), or None at EOF.
@@ -185,7 +213,9 @@ impl Session {
     pub async fn next_decoded(&mut self) -> Result<Option<Message>> {
         match self.next().await? {
             None => Ok(None),
-            Some(m) => wire::decode(&m, &self.ctx).map(Some).map_err(|n| anyhow!("undecodable message from the peer: {n}")),
+            Some(m) => wire::decode(&m, &self.ctx)
+                .map(Some)
+                .map_err(|n| anyhow!("undecodable message from the peer: {n}")),
         }
     }
 
@@ -219,29 +249,45 @@ mod tests {
     use tokio::net::TcpListener;
 
     fn cfg(asn: u32, id: [u8; 4]) -> SessionConfig {
-        SessionConfig { local_as: asn, router_id: Ipv4Addr::from(id), hold_time: 90, extended_message: true, peer_as: None }
+        SessionConfig {
+            local_as: asn,
+            router_id: Ipv4Addr::from(id),
+            hold_time: 90,
+            extended_message: true,
+            peer_as: None,
+        }
     }
 
     #[tokio::test]
     async fn two_ends_establish_and_exchange() {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let l = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let server = tokio::spawn(async move {
             let (s, _) = l.accept().await.unwrap_or_else(|e| panic!("{e}"));
-            let mut sess = Session::establish(s, &cfg(4_200_000_000, [2, 2, 2, 2])).await.unwrap_or_else(|e| panic!("{e}"));
+            let mut sess = Session::establish(s, &cfg(4_200_000_000, [2, 2, 2, 2]))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             let m = sess.next_decoded().await.unwrap_or_else(|e| panic!("{e}"));
             (sess.ctx, m)
         });
-        let stream = connect(Ipv4Addr::LOCALHOST, addr, Duration::from_secs(2)).await.unwrap_or_else(|e| panic!("{e}"));
+        let stream = connect(Ipv4Addr::LOCALHOST, addr, Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut c = cfg(64512, [1, 1, 1, 1]);
         c.peer_as = Some(4_200_000_000);
-        let sess = Session::establish(stream, &c).await.unwrap_or_else(|e| panic!("{e}"));
+        let sess = Session::establish(stream, &c)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(sess.ctx.four_octet_as && sess.ctx.extended_message);
         let eor = wire::encode_to_bytes(&Message::Update(wire::Update::default()), &sess.ctx);
         sess.send(eor).await.unwrap_or_else(|e| panic!("{e}"));
         sess.close().await;
         let (ctx, m) = server.await.unwrap_or_else(|e| panic!("{e}"));
         assert!(ctx.four_octet_as);
-        assert!(matches!(m, Some(Message::Update(u)) if u.end_of_rib_family() == Some(AfiSafi::IPV4_UNICAST)));
+        assert!(
+            matches!(m, Some(Message::Update(u)) if u.end_of_rib_family() == Some(AfiSafi::IPV4_UNICAST))
+        );
     }
 }

@@ -121,7 +121,11 @@ pub fn segment(kind: u8, asns: &[u32], four: bool) -> Vec<u8> {
 
 /// AS_PATH attribute of one AS_SEQUENCE (none when `asns` is empty).
 pub fn as_path(asns: &[u32], four: bool) -> Vec<u8> {
-    let value = if asns.is_empty() { Vec::new() } else { segment(2, asns, four) };
+    let value = if asns.is_empty() {
+        Vec::new()
+    } else {
+        segment(2, asns, four)
+    };
     attr(WK, AS_PATH, &value)
 }
 
@@ -161,7 +165,14 @@ pub fn mp_unreach_value(afi: u16, safi: u8, withdrawn: &[u8]) -> Vec<u8> {
 }
 
 /// OPEN body fields with raw optional parameters; `opt_len` is written as given.
-pub fn open_body(version: u8, my_as: u16, hold: u16, id: Ipv4Addr, opt_len: u8, params: &[u8]) -> Vec<u8> {
+pub fn open_body(
+    version: u8,
+    my_as: u16,
+    hold: u16,
+    id: Ipv4Addr,
+    opt_len: u8,
+    params: &[u8],
+) -> Vec<u8> {
     let mut b = vec![version];
     b.extend_from_slice(&my_as.to_be_bytes());
     b.extend_from_slice(&hold.to_be_bytes());
@@ -193,7 +204,11 @@ pub fn caps_param(caps: &[u8]) -> Vec<u8> {
 
 /// Multiprotocol IPv4 unicast and 4-octet AS `asn`: the usual capabilities.
 pub fn usual_caps(asn: u32) -> Vec<u8> {
-    [capability(1, &[0, 1, 0, 1]), capability(65, &asn.to_be_bytes())].concat()
+    [
+        capability(1, &[0, 1, 0, 1]),
+        capability(65, &asn.to_be_bytes()),
+    ]
+    .concat()
 }
 
 #[cfg(test)]
@@ -203,8 +218,15 @@ mod tests {
     #[test]
     fn builders_match_the_codec() {
         let p: Ipv4Net = "100.66.1.0/24".parse().unwrap_or_default();
-        let msg = update(&[], &base(&[65001], Ipv4Addr::new(172, 30, 0, 2), true), &prefix(p));
-        let ctx = bgp::wire::Context { four_octet_as: true, ..Default::default() };
+        let msg = update(
+            &[],
+            &base(&[65001], Ipv4Addr::new(172, 30, 0, 2), true),
+            &prefix(p),
+        );
+        let ctx = bgp::wire::Context {
+            four_octet_as: true,
+            ..Default::default()
+        };
         match bgp::wire::decode(&msg, &ctx) {
             Ok(bgp::wire::Message::Update(u)) => {
                 assert_eq!(u.outcome, bgp::wire::Outcome::Accepted);
@@ -212,7 +234,13 @@ mod tests {
             }
             other => panic!("not an accepted UPDATE: {other:?}"),
         }
-        assert_eq!(prefix("10.0.0.0/8".parse().unwrap_or_default()), vec![8, 10]);
-        assert_eq!(attr(OT, 99, &[0; 300]).get(..4), Some(&[OT | EXTENDED, 99, 1, 44][..]));
+        assert_eq!(
+            prefix("10.0.0.0/8".parse().unwrap_or_default()),
+            vec![8, 10]
+        );
+        assert_eq!(
+            attr(OT, 99, &[0; 300]).get(..4),
+            Some(&[OT | EXTENDED, 99, 1, 44][..])
+        );
     }
 }

@@ -45,19 +45,31 @@ pub struct Dial {
 
 impl Dial {
     pub fn new(ns: &str, local: IpAddr, remote: SocketAddr) -> Dial {
-        Dial { ns: ns.to_string(), local, remote, ttl: None, timeout: Duration::from_secs(5) }
+        Dial {
+            ns: ns.to_string(),
+            local,
+            remote,
+            ttl: None,
+            timeout: Duration::from_secs(5),
+        }
     }
 
     /// Connects from inside the namespace.
     pub fn connect(&self) -> Result<TcpStream> {
         let d = self.clone();
         in_netns(&self.ns, move || {
-            let s = Socket::new(Domain::for_address(d.remote), Type::STREAM, Some(Protocol::TCP))?;
+            let s = Socket::new(
+                Domain::for_address(d.remote),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )?;
             if let Some(ttl) = d.ttl {
                 s.set_ttl(ttl)?;
             }
-            s.bind(&SocketAddr::new(d.local, 0).into()).with_context(|| format!("binding {}", d.local))?;
-            s.connect_timeout(&d.remote.into(), d.timeout).with_context(|| format!("connecting {} -> {}", d.local, d.remote))?;
+            s.bind(&SocketAddr::new(d.local, 0).into())
+                .with_context(|| format!("binding {}", d.local))?;
+            s.connect_timeout(&d.remote.into(), d.timeout)
+                .with_context(|| format!("connecting {} -> {}", d.local, d.remote))?;
             s.set_nodelay(true)?;
             Ok(TcpStream::from(s))
         })
@@ -74,7 +86,8 @@ pub fn listen(ns: &str, addr: SocketAddr, ttl: Option<u32>) -> Result<TcpListene
         if let Some(ttl) = ttl {
             s.set_ttl(ttl)?;
         }
-        s.bind(&addr.into()).with_context(|| format!("binding {addr}"))?;
+        s.bind(&addr.into())
+            .with_context(|| format!("binding {addr}"))?;
         s.listen(16)?;
         Ok(TcpListener::from(s))
     })
@@ -90,10 +103,15 @@ pub fn accept(listener: &TcpListener, timeout: Duration) -> Result<(TcpStream, S
                 stream.set_nonblocking(false)?;
                 return Ok((stream, from));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < end => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < end =>
+            {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => anyhow::bail!("no connection within {timeout:?}"),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                anyhow::bail!("no connection within {timeout:?}")
+            }
             Err(e) => return Err(e.into()),
         }
     }

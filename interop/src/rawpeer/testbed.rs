@@ -43,16 +43,38 @@ impl Testbed {
     pub fn new(count: u8) -> Result<Testbed> {
         let node = Netns::new("hn")?;
         let peers = Netns::new("hp")?;
-        node.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &peers.name])?;
+        node.ip(&[
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &peers.name,
+        ])?;
         node.ip(&["addr", "add", &format!("{NODE}/24"), "dev", "eth0"])?;
         node.ip(&["link", "set", "eth0", "up"])?;
         node.add_standin_tunl0()?;
         node.ip(&["link", "set", "tunl0", "up"])?;
         for i in 0..count {
-            peers.ip(&["addr", "add", &format!("{}/24", Testbed::addr(i)), "dev", "eth0"])?;
+            peers.ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", Testbed::addr(i)),
+                "dev",
+                "eth0",
+            ])?;
         }
         peers.ip(&["link", "set", "eth0", "up"])?;
-        Ok(Testbed { node, peers, port: 179, count })
+        Ok(Testbed {
+            node,
+            peers,
+            port: 179,
+            count,
+        })
     }
 
     /// The address of raw peer `i` (0-based).
@@ -62,7 +84,11 @@ impl Testbed {
 
     /// How a raw peer at `address` reaches ipipd.
     pub fn dial(&self, address: Ipv4Addr) -> Dial {
-        Dial::new(&self.peers.name, IpAddr::V4(address), SocketAddr::new(IpAddr::V4(NODE), self.port))
+        Dial::new(
+            &self.peers.name,
+            IpAddr::V4(address),
+            SocketAddr::new(IpAddr::V4(NODE), self.port),
+        )
     }
 
     pub fn count(&self) -> u8 {
@@ -74,7 +100,10 @@ impl Testbed {
     /// `bgp_extra` (lines for `[bgp]`) says otherwise, hold time 90 and graceful restart
     /// off, so a reset removes routes at once.
     pub fn config(&self, peers: &[PeerSpec], bgp_extra: &str) -> String {
-        let mut bgp = format!("port = {}\nconnect_retry_time = 1\n{bgp_extra}\n", self.port);
+        let mut bgp = format!(
+            "port = {}\nconnect_retry_time = 1\n{bgp_extra}\n",
+            self.port
+        );
         for (key, default) in [("hold_time", "90"), ("graceful_restart_time", "0")] {
             if !bgp_extra.contains(key) {
                 bgp.push_str(&format!("{key} = {default}\n"));
@@ -85,8 +114,15 @@ impl Testbed {
              [cluster]\npools = [\"{POOL}\"]\nmesh = false\n\n[bgp]\n{bgp}"
         );
         for p in peers {
-            let passive = if p.extra.contains("passive") { "" } else { "passive = true\n" };
-            c.push_str(&format!("\n[[peer]]\naddress = \"{}\"\nasn = {}\n{passive}{}\n", p.address, p.asn, p.extra));
+            let passive = if p.extra.contains("passive") {
+                ""
+            } else {
+                "passive = true\n"
+            };
+            c.push_str(&format!(
+                "\n[[peer]]\naddress = \"{}\"\nasn = {}\n{passive}{}\n",
+                p.address, p.asn, p.extra
+            ));
         }
         c
     }
@@ -100,7 +136,10 @@ impl Testbed {
 /// The route for `prefix` learned from `peer`, if `show routes` has it.
 pub fn route_from(routes: &[Value], prefix: &str, peer: Ipv4Addr) -> Option<Value> {
     let peer = peer.to_string();
-    routes.iter().find(|r| r["prefix"] == prefix && r["peer"] == peer.as_str()).cloned()
+    routes
+        .iter()
+        .find(|r| r["prefix"] == prefix && r["peer"] == peer.as_str())
+        .cloned()
 }
 
 /// Waits until `prefix` from `peer` is in `show routes` and in the kernel.
@@ -114,32 +153,53 @@ pub fn wait_learned(d: &Ipipd<'_>, prefix: &str, peer: Ipv4Addr, limit: Duration
 
 /// Waits until `prefix` is neither in `show routes` (from any peer) nor in the kernel.
 pub fn wait_gone(d: &Ipipd<'_>, prefix: &str, limit: Duration) -> Result<()> {
-    wait_until(limit, &format!("{prefix} gone from show routes and the kernel"), || {
-        let in_rib = d.routes().ok()?.iter().any(|r| r["prefix"] == prefix && r["origin"] == "bgp");
-        let in_kernel = kernel_has(&d.ns.bgp_routes(), prefix);
-        (!in_rib && !in_kernel).then_some(())
-    })
+    wait_until(
+        limit,
+        &format!("{prefix} gone from show routes and the kernel"),
+        || {
+            let in_rib = d
+                .routes()
+                .ok()?
+                .iter()
+                .any(|r| r["prefix"] == prefix && r["origin"] == "bgp");
+            let in_kernel = kernel_has(&d.ns.bgp_routes(), prefix);
+            (!in_rib && !in_kernel).then_some(())
+        },
+    )
 }
 
 /// Whether `ip route show proto bgp` output has a line for `prefix`.
 pub fn kernel_has(ip_route: &str, prefix: &str) -> bool {
     let bare = prefix.strip_suffix("/32").unwrap_or(prefix);
-    ip_route.lines().any(|l| l.split_whitespace().next() == Some(bare))
+    ip_route
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(bare))
 }
 
 /// The session with `address` as `show peers` reports it.
 pub fn peer_status(d: &Ipipd<'_>, address: Ipv4Addr) -> Option<Value> {
     let a = address.to_string();
-    d.peers().ok()?.into_iter().find(|p| p["address"] == a.as_str())
+    d.peers()
+        .ok()?
+        .into_iter()
+        .find(|p| p["address"] == a.as_str())
 }
 
 /// Resident set size and its high-water mark, in KiB, from /proc/PID/status.
 pub fn memory_kib(pid: u32) -> Result<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| -> Option<u64> {
-        s.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse().ok()
+        s.lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
     };
-    Ok((field("VmRSS:").context("no VmRSS")?, field("VmHWM:").context("no VmHWM")?))
+    Ok((
+        field("VmRSS:").context("no VmRSS")?,
+        field("VmHWM:").context("no VmHWM")?,
+    ))
 }
 
 /// Open file descriptors of a process.
@@ -149,7 +209,10 @@ pub fn fd_count(pid: u32) -> Result<usize> {
 
 /// The pid of the ipipd process itself (the `ip netns exec` wrapper execs it).
 pub fn ipipd_pid(d: &Ipipd<'_>) -> Result<u32> {
-    d.proc.as_ref().and_then(|p| p.pid()).context("ipipd is not running")
+    d.proc
+        .as_ref()
+        .and_then(|p| p.pid())
+        .context("ipipd is not running")
 }
 
 /// The last `n` lines of ipipd's log without terminal colour codes, for failure messages.
