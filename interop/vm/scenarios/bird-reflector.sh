@@ -33,15 +33,8 @@ reflector="[[peer]]
 address = \"$RR\"
 asn = 64512
 route_reflector = true"
-for n in "${SEED_NODES[@]}"; do
-    ipipd_config "$n" "$reflector"
-done
 EXPECT_PEERS=([node-a]=1 [node-b]=1 [node-c]=1)
-for n in "${SEED_NODES[@]}"; do
-    ipipd_start "$n"
-done
-workloads_add "${SEED_NODES[@]}"
-wait_converged 90 "${SEED_NODES[@]}"
+cluster_up "$reflector"
 
 for n in "${SEED_NODES[@]}"; do
     peers=$(ipipd_cli "$n" show peers --json | jq -r '.[] | "\(.address) \(.kind) \(.state)"')

@@ -36,14 +36,7 @@ done
 on_failure "ipipd_dump ${SEED_NODES[*]}"
 
 export IPIP_MODE=cross-subnet
-for n in "${SEED_NODES[@]}"; do
-    ipipd_config "$n"
-done
-for n in "${SEED_NODES[@]}"; do
-    ipipd_start "$n"
-done
-workloads_add "${SEED_NODES[@]}"
-wait_converged 90 "${SEED_NODES[@]}"
+cluster_up
 
 # route N BLOCK_OF: the route on N to BLOCK_OF's block, direct in the same subnet.
 route() {

@@ -13,14 +13,7 @@ require_ipipd
 seed_topology
 BGP_EXTRA=$'hold_time = 6\ngraceful_restart_time = 5\nconnect_retry_time = 1'
 export BGP_EXTRA
-for n in "${SEED_NODES[@]}"; do
-    ipipd_config "$n"
-done
-for n in "${SEED_NODES[@]}"; do
-    ipipd_start "$n"
-done
-workloads_add "${SEED_NODES[@]}"
-wait_converged 90 "${SEED_NODES[@]}"
+cluster_up
 
 out=/tmp/ping-node-dies.txt
 ip netns exec pod-a ping -n -i 0.1 -W 2 "${POD_IP[node-b]}" > "$out" 2>&1 &
@@ -55,13 +48,9 @@ pass "node-a <-> node-b session stayed Established"
 
 sleep 1
 stop_pid "$ping_pid" INT
-sent=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' "$out")
-got=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$out")
-[[ -n $sent && -n $got ]] || fail "no ping summary:"$'\n'"$(tail -n 5 "$out")"
-missing=$(awk -v sent="$sent" '
-    /ttl=/ { for (i = 1; i <= NF; i++) if ($i ~ /^icmp_seq=/) { split($i, a, "="); seen[a[2]] = 1 } }
-    END { for (s = 1; s < sent; s++) if (!(s in seen)) printf "%s ", s }' "$out")
-[[ -z $missing ]] || fail "pod-a -> pod-b: no reply to icmp_seq $missing($got of $sent answered)"
+read -r sent got missing <<<"$(ping_unanswered "$out")"
+[[ -n ${got:-} ]] || fail "pod-a -> pod-b: no ping summary:"$'\n'"$(tail -n 5 "$out")"
+[[ -z ${missing:-} ]] || fail "pod-a -> pod-b: no reply to icmp_seq $missing ($got of $sent answered)"
 pass "pod-a -> pod-b: $got of $sent echoes answered while node-c died"
 kill -CONT "${IPIPD_PID[node-c]}" 2>/dev/null || true
 log "node-dies: all checks passed"

@@ -15,14 +15,7 @@ require_guest
 require_ipipd
 
 seed_topology
-for n in "${SEED_NODES[@]}"; do
-    ipipd_config "$n"
-done
-for n in "${SEED_NODES[@]}"; do
-    ipipd_start "$n"
-done
-workloads_add "${SEED_NODES[@]}"
-wait_converged 90 "${SEED_NODES[@]}"
+cluster_up
 for n in "${SEED_NODES[@]}"; do
     check_kernel_routes "$n"
 done
@@ -72,13 +65,9 @@ for f in "${flows[@]}"; do
     read -r from dst <<<"$f"
     stop_pid "${PING_PID[$f]}" INT
     out=/tmp/ping-$from-$dst.txt
-    sent=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' "$out")
-    got=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$out")
-    [[ -n $sent && -n $got ]] || fail "$from -> $dst: no ping summary:"$'\n'"$(tail -n 5 "$out")"
-    missing=$(awk -v sent="$sent" '
-        /ttl=/ { for (i = 1; i <= NF; i++) if ($i ~ /^icmp_seq=/) { split($i, a, "="); seen[a[2]] = 1 } }
-        END { for (s = 1; s < sent; s++) if (!(s in seen)) printf "%s ", s }' "$out")
-    [[ -z $missing ]] || fail "$from -> $dst: no reply to icmp_seq $missing($got of $sent answered)"
+    read -r sent got missing <<<"$(ping_unanswered "$out")"
+    [[ -n ${got:-} ]] || fail "$from -> $dst: no ping summary:"$'\n'"$(tail -n 5 "$out")"
+    [[ -z ${missing:-} ]] || fail "$from -> $dst: no reply to icmp_seq $missing ($got of $sent answered)"
     grep -q 'ttl=62 ' "$out" || fail "$from -> $dst: no reply with ttl=62"
     pass "$from -> $dst: $got of $sent echoes answered across 6 restarts, none lost before the last"
 done

@@ -16,14 +16,7 @@ seed_topology
 # must set both, not rely on the driver's defaults happening to be right.
 ip -n node-c link set tunl0 down mtu 1400
 
-for n in "${SEED_NODES[@]}"; do
-    ipipd_config "$n"
-done
-for n in "${SEED_NODES[@]}"; do
-    ipipd_start "$n"
-done
-workloads_add "${SEED_NODES[@]}"
-wait_converged 90 "${SEED_NODES[@]}"
+cluster_up
 
 for n in "${SEED_NODES[@]}"; do
     ipipd_cli "$n" show peers --json |

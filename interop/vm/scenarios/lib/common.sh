@@ -279,3 +279,17 @@ tunnel_check() {
     [[ $addrs == "$addr/32" ]] || fail "$node: tunl0 addresses are [$addrs], want [$addr/32]"
     pass "$node: tunl0 up, mtu $mtu, $addr/32"
 }
+
+# ping_unanswered FILE: the icmp_seq numbers without a reply in an iputils ping log
+# stopped by SIGINT (the echo in flight at that moment does not count), printed as
+# "SENT GOT MISSING..."; nothing when the log has no summary.
+ping_unanswered() {
+    local out=$1 sent got
+    sent=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' "$out")
+    got=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$out")
+    [[ -n $sent && -n $got ]] || return 0
+    printf '%s %s ' "$sent" "$got"
+    awk -v sent="$sent" '
+        /ttl=/ { for (i = 1; i <= NF; i++) if ($i ~ /^icmp_seq=/) { split($i, a, "="); seen[a[2]] = 1 } }
+        END { for (s = 1; s < sent; s++) if (!(s in seen)) printf "%s ", s; print "" }' "$out"
+}

@@ -262,3 +262,17 @@ check_node() {
     check_kernel_routes "$node" "${2:-}"
     check_json_routes "$node" "${2:-}"
 }
+
+# cluster_up [TOML...]: configures every seed node (the arguments appended to each
+# configuration), starts their ipipd, registers the pods and waits for convergence.
+cluster_up() {
+    local n
+    for n in "${SEED_NODES[@]}"; do
+        ipipd_config "$n" "$@"
+    done
+    for n in "${SEED_NODES[@]}"; do
+        ipipd_start "$n"
+    done
+    workloads_add "${SEED_NODES[@]}"
+    wait_converged 90 "${SEED_NODES[@]}"
+}
