@@ -6,8 +6,9 @@
 #   ./bench.sh                  # the full run (about 20 minutes on 2 cores)
 #   ./bench.sh --quick          # a few minutes: small sizes, one run each
 #   ./bench.sh --only throughput --sizes 10x10000,10x100000,20x100000 --runs 5
+#   ./bench.sh --baseline REV   # also an ipipd built from git revision REV: before/after rows
 #
-# Any argument goes to ipipd-bench (`ipipd-bench --help` lists them).
+# Any other argument goes to ipipd-bench (`ipipd-bench --help` lists them).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,6 +23,30 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 target="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target"
+target=$(cd "$target" && pwd)
+
+shown="./bench.sh${*:+ $*}"
+args=()
+baseline=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --baseline) rev="${2:?--baseline needs a git revision}"; shift 2 ;;
+        --baseline=*) rev="${1#*=}"; shift ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+if [ -n "${rev:-}" ]; then
+    # The revision's tree, built on its own: the working tree is left alone.
+    src="$target/baseline-src"
+    rm -rf "$src"
+    mkdir -p "$src"
+    git archive "$rev" | tar -x -C "$src"
+    (cd "$src" && CARGO_TARGET_DIR="$target/baseline" cargo build --release --bin ipipd)
+    baseline=(--ipipd-baseline "$target/baseline/release/ipipd"
+        --baseline-label "$(git rev-parse --short "$rev")")
+fi
+
 cargo build --release --bin ipipd
 cargo build --release -p interop --bin loadgen --bin ipipd-bench
 cargo build --release -p fib --example install_bench
@@ -31,5 +56,6 @@ exec "$target/release/ipipd-bench" \
     --loadgen "$target/release/loadgen" \
     --install-bench "$target/release/examples/install_bench" \
     --out interop/bench/results.md \
-    --command "./bench.sh${*:+ $*}" \
-    "$@"
+    --command "$shown" \
+    ${baseline[@]+"${baseline[@]}"} \
+    ${args[@]+"${args[@]}"}

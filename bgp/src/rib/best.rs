@@ -56,21 +56,21 @@ pub fn compare(a: &Path, b: &Path) -> Ordering {
         .then_with(|| a.path_id.cmp(&b.path_id))
 }
 
-/// Sorts paths best first.
+/// Sorts paths best first, the refused ones (not candidates) last.
 pub fn sort(paths: &mut [Path]) {
-    paths.sort_by(compare);
+    paths.sort_by(|a, b| b.accepted.cmp(&a.accepted).then_with(|| compare(a, b)));
 }
 
 /// Next hops of the paths that tie with the best on cost, in best-path order,
 /// without duplicates, at most `max`.
 pub fn multipath(paths: &[Path], max: usize) -> Vec<std::net::IpAddr> {
     let mut hops = Vec::new();
-    let Some(best) = paths.first() else {
+    let Some(best) = paths.first().filter(|p| p.accepted) else {
         return hops;
     };
     for p in paths
         .iter()
-        .take_while(|p| compare_cost(best, p) == Ordering::Equal)
+        .take_while(|p| p.accepted && compare_cost(best, p) == Ordering::Equal)
     {
         if hops.len() >= max.max(1) {
             break;

@@ -8,7 +8,9 @@
 //! route refresh re-walks the Loc-RIB. That keeps memory at one entry per path.
 
 mod best;
+mod path;
 mod policy;
+mod table;
 #[cfg(test)]
 mod tests;
 mod update;
@@ -24,7 +26,9 @@ use ipnet::IpNet;
 use crate::wire::{codes, AfiSafi, Attributes, Context, Notification};
 
 pub use best::{compare, multipath, DEFAULT_LOCAL_PREF};
+pub use path::{Path, Paths, Shared};
 pub use policy::{PolicyConfig, Refusal};
+use table::Table;
 
 /// Where a path came from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -50,35 +54,6 @@ pub struct PeerInfo {
     pub max_prefixes: Option<u32>,
     /// RFC 7313 negotiated: a refresh is framed by BoRR and EoRR.
     pub enhanced_route_refresh: bool,
-}
-
-/// One path to a prefix.
-#[derive(Debug, Clone)]
-pub struct Path {
-    pub source: Source,
-    /// The session the path was learned on (None for local paths).
-    pub from: Option<Arc<PeerInfo>>,
-    pub attrs: Arc<Attributes>,
-    pub next_hop: IpAddr,
-    pub path_id: u32,
-    pub ibgp: bool,
-    /// Kept through the peer's graceful restart, awaiting refresh (RFC 4724 §4.2).
-    pub stale: bool,
-    pub prefix_is_v4: bool,
-}
-
-impl Path {
-    pub fn is_local(&self) -> bool {
-        self.source == Source::Local
-    }
-
-    /// ORIGINATOR_ID if present, else the advertising router's id (RFC 4456 §9).
-    fn tie_break_id(&self) -> Ipv4Addr {
-        self.attrs
-            .originator_id
-            .or_else(|| self.from.as_ref().map(|f| f.router_id))
-            .unwrap_or(Ipv4Addr::UNSPECIFIED)
-    }
 }
 
 /// What the driver must do after an event.
@@ -115,10 +90,8 @@ struct PeerRib {
     counts: PeerCounts,
     /// Per family (IPv4, IPv6): whether any of the peer's paths may be stale
     /// (graceful restart, or a route refresh between BoRR and EoRR). Without
-    /// it, every End-of-RIB would scan the peer's whole Adj-RIB-In.
-    stale_families: Vec<bool>,
-    /// Adj-RIB-In keys (prefix, path id) with whether policy accepted them.
-    adj_in: HashMap<(IpNet, u32), bool>,
+    /// it, every End-of-RIB would scan the whole table.
+    stale_families: [bool; 2],
     eor_received: Vec<AfiSafi>,
     /// Max-prefix tripped: the session is being reset and what it still sends is ignored,
     /// so a flood past the limit costs no memory while the reset travels.
@@ -146,20 +119,53 @@ pub struct RouteView {
 }
 
 /// The RIB.
+///
+/// One table holds, per prefix, every path every peer sent: the accepted ones
+/// are the Loc-RIB candidates, and all of them together are the peers'
+/// Adj-RIBs-In. Work on one peer's paths (session down, graceful restart,
+/// refresh) walks the table; a route costs one inline [`Path`] and its share
+/// of a tree node.
 #[derive(Debug)]
 pub struct Rib {
     policy: PolicyConfig,
     max_paths: usize,
     peers: HashMap<IpAddr, PeerRib>,
-    /// Loc-RIB: every accepted path per prefix, best first.
-    table: BTreeMap<IpNet, Vec<Path>>,
-    /// Prefixes touched since the last flush, with what each peer was told before.
-    /// In prefix order: exports then walk the Loc-RIB in order instead of probing
-    /// it at random (a cache miss per tree level on a big table), and come out
-    /// sorted. The old best is boxed: it is None for every new prefix, and a
-    /// burst of a million new prefixes should not cost a million empty paths.
-    dirty: BTreeMap<IpNet, Option<Box<Path>>>,
+    table: Table,
+    /// Prefixes whose best path changed since the last flush, with the best
+    /// each had before; when a prefix is listed twice the first record holds
+    /// what peers were last told.
+    dirty: Vec<(IpNet, Option<Path>)>,
+    /// An accepted path changed since the last flush: the FIB view may differ.
+    fib_changed: bool,
     effects: Effects,
+}
+
+/// Records the change `op` made to one prefix's paths, given its best path before.
+fn note_change(
+    dirty: &mut Vec<(IpNet, Option<Path>)>,
+    fib_changed: &mut bool,
+    prefix: IpNet,
+    old: Option<Path>,
+    paths: &Paths,
+) {
+    let new = paths.best();
+    if old.is_some() || new.is_some() {
+        *fib_changed = true;
+    }
+    let same = match (&old, new) {
+        (Some(o), Some(n)) => o.same_route(n),
+        (None, None) => true,
+        _ => false,
+    };
+    if !same {
+        dirty.push((prefix, old));
+    }
+}
+
+/// The paths of peer `address` (of one family when given).
+fn from_peer(address: IpAddr, family: Option<bool>) -> impl Fn(&Path) -> bool {
+    let source = Source::Peer(address);
+    move |p: &Path| p.source == source && family.is_none_or(|v4| p.prefix_is_v4 == v4)
 }
 
 impl Rib {
@@ -168,8 +174,9 @@ impl Rib {
             policy,
             max_paths,
             peers: HashMap::new(),
-            table: BTreeMap::new(),
-            dirty: BTreeMap::new(),
+            table: Table::default(),
+            dirty: Vec::new(),
+            fib_changed: false,
             effects: Effects::default(),
         };
         let blocks = rib.policy.own_blocks.clone();
@@ -181,46 +188,67 @@ impl Rib {
         &self.policy
     }
 
-    fn mark(&mut self, prefix: IpNet) {
-        let table = &self.table;
-        self.dirty.entry(prefix).or_insert_with(|| {
-            table
-                .get(&prefix)
-                .and_then(|v| v.first())
-                .cloned()
-                .map(Box::new)
+    /// Runs `op` on one prefix's paths in a single tree walk and records what changed.
+    fn change<R>(&mut self, prefix: IpNet, op: impl FnOnce(&mut Paths) -> R) -> R {
+        let dirty = &mut self.dirty;
+        let fib_changed = &mut self.fib_changed;
+        self.table.update(prefix, |paths| {
+            let old = paths.best().cloned();
+            let r = op(paths);
+            note_change(dirty, fib_changed, prefix, old, paths);
+            r
+        })
+    }
+
+    /// Runs `op` on every prefix with a path `touches` picks, and records what changed.
+    fn change_all(
+        &mut self,
+        touches: impl Fn(&Path) -> bool,
+        mut op: impl FnMut(IpNet, &mut Paths),
+    ) {
+        let dirty = &mut self.dirty;
+        let fib_changed = &mut self.fib_changed;
+        self.table.for_each_mut(|prefix, paths| {
+            if !paths.as_slice().iter().any(&touches) {
+                return;
+            }
+            let old = paths.best().cloned();
+            op(prefix, paths);
+            note_change(dirty, fib_changed, prefix, old, paths);
         });
     }
 
+    fn local_shared(&self, v4: bool) -> Option<Arc<Shared>> {
+        let next_hop = if v4 {
+            IpAddr::V4(self.policy.next_hop_v4)
+        } else {
+            IpAddr::V6(self.policy.next_hop_v6?)
+        };
+        Some(Arc::new(Shared {
+            source: Source::Local,
+            from: None,
+            attrs: Arc::new(self.policy.local_attributes()),
+            next_hop,
+            ibgp: true,
+            prefix_is_v4: v4,
+        }))
+    }
+
     fn add_local(&mut self, blocks: &[IpNet]) {
-        let attrs = Arc::new(self.policy.local_attributes());
+        let shared = [self.local_shared(true), self.local_shared(false)];
         for block in blocks {
-            let Some(next_hop) = (match block {
-                IpNet::V4(_) => Some(IpAddr::V4(self.policy.next_hop_v4)),
-                IpNet::V6(_) => self.policy.next_hop_v6.map(IpAddr::V6),
-            }) else {
+            let v4 = matches!(block, IpNet::V4(_));
+            let Some(Some(shared)) = shared.get(usize::from(!v4)) else {
                 continue;
             };
-            self.mark(*block);
-            let path = Path {
-                source: Source::Local,
-                from: None,
-                attrs: attrs.clone(),
-                next_hop,
-                path_id: 0,
-                ibgp: true,
-                stale: false,
-                prefix_is_v4: matches!(block, IpNet::V4(_)),
-            };
-            let paths = self.table.entry(*block).or_default();
-            paths.retain(|p| !p.is_local());
-            paths.push(path);
-            best::sort(paths);
+            let path = Path::new(shared.clone(), 0, true);
+            self.change(*block, |paths| paths.upsert(path));
         }
     }
 
     /// Replaces our own blocks (config reload): new ones are announced, removed
-    /// ones withdrawn. Learned paths that now overlap an own block are dropped.
+    /// ones withdrawn, and learned paths near either are judged again, so a
+    /// route refused for overlapping a block that is gone now is accepted.
     pub fn set_own_blocks(&mut self, blocks: Vec<IpNet>) {
         let removed: Vec<IpNet> = self
             .policy
@@ -229,35 +257,59 @@ impl Rib {
             .filter(|b| !blocks.contains(b))
             .copied()
             .collect();
-        for block in removed {
-            self.mark(block);
-            if let Some(paths) = self.table.get_mut(&block) {
-                paths.retain(|p| !p.is_local());
-            }
-        }
         let added: Vec<IpNet> = blocks
             .iter()
             .filter(|b| !self.policy.own_blocks.contains(b))
             .copied()
             .collect();
         self.policy.own_blocks = blocks;
-        self.add_local(&added);
-        // Learned paths overlapping a new block: refused from now on.
-        let overlapping: Vec<IpNet> = self
-            .table
-            .iter()
-            .filter(|(p, paths)| {
-                paths.iter().any(|x| !x.is_local())
-                    && added.iter().any(|b| b.contains(*p) || p.contains(b))
-            })
-            .map(|(p, _)| *p)
-            .collect();
-        for prefix in overlapping {
-            self.mark(prefix);
-            if let Some(paths) = self.table.get_mut(&prefix) {
-                paths.retain(|p| p.is_local());
-            }
+        for block in &removed {
+            self.change(*block, |paths| paths.remove_where(Path::is_local, drop));
         }
+        self.add_local(&added);
+        let changed: Vec<IpNet> = removed.into_iter().chain(added).collect();
+        if !changed.is_empty() {
+            self.judge_again(|prefix| {
+                changed
+                    .iter()
+                    .any(|b| b.contains(prefix) || prefix.contains(b))
+            });
+        }
+    }
+
+    /// Runs import policy again on the learned paths of the prefixes `near` picks.
+    fn judge_again(&mut self, near: impl Fn(&IpNet) -> bool) {
+        let Rib {
+            policy,
+            peers,
+            table,
+            dirty,
+            fib_changed,
+            ..
+        } = self;
+        table.for_each_mut(|prefix, paths| {
+            if !near(&prefix) {
+                return;
+            }
+            let old = paths.best().cloned();
+            paths.modify(|p| {
+                let Some(info) = p.from.clone() else { return };
+                let next_hop = Some(p.next_hop).filter(|a| !a.is_unspecified());
+                let accepted = policy.import(&info, &prefix, &p.attrs, next_hop).is_ok();
+                if accepted != p.accepted {
+                    p.accepted = accepted;
+                    if let Some(peer) = peers.get_mut(&info.address) {
+                        let c = &mut peer.counts.accepted;
+                        *c = if accepted {
+                            *c + 1
+                        } else {
+                            c.saturating_sub(1)
+                        };
+                    }
+                }
+            });
+            note_change(dirty, fib_changed, prefix, old, paths);
+        });
     }
 
     /// A session reached Established: send it everything it should hear, then
@@ -291,11 +343,11 @@ impl Rib {
             (AfiSafi::IPV6_UNICAST, info.ipv6),
         ];
         let mut batches = update::Batches::default();
-        let mut cache = update::ExportCache::new();
-        for (prefix, paths) in &self.table {
-            let Some(best) = paths.first() else { continue };
-            if let Some(exported) = update::export_cached(self, &mut cache, best, info) {
-                batches.add(best, exported, *prefix);
+        let mut cache = update::ExportCache::default();
+        for (prefix, paths) in self.table.iter() {
+            let Some(best) = paths.best() else { continue };
+            if let Some(exported) = cache.export(&self.policy, best, info) {
+                batches.add(best, exported, prefix);
             }
         }
         let ctx = info.context;
@@ -316,27 +368,16 @@ impl Rib {
         peer.info = None;
         peer.over_limit = false;
         if keep_stale {
-            let prefixes: Vec<IpNet> = peer.adj_in.keys().map(|(p, _)| *p).collect();
-            for prefix in prefixes {
-                if let Some(paths) = self.table.get_mut(&prefix) {
-                    for p in paths
-                        .iter_mut()
-                        .filter(|p| p.source == Source::Peer(address))
-                    {
-                        p.stale = true;
-                    }
-                }
-            }
-            if let Some(peer) = self.peers.get_mut(&address) {
-                peer.stale_families = vec![true, true];
-            }
+            peer.stale_families = [true, true];
+            let mine = from_peer(address, None);
+            self.change_all(&mine, |_, paths| {
+                paths.modify(|p| p.stale |= mine(p));
+            });
         } else {
-            self.remove_peer_paths(address, |_| true);
-            if let Some(peer) = self.peers.get_mut(&address) {
-                peer.adj_in.clear();
-                peer.counts.received = 0;
-                peer.counts.accepted = 0;
-            }
+            peer.counts.received = 0;
+            peer.counts.accepted = 0;
+            let mine = from_peer(address, None);
+            self.change_all(&mine, |_, paths| paths.remove_where(&mine, drop));
         }
     }
 
@@ -349,32 +390,17 @@ impl Rib {
     /// RFC 7313 BoRR: the peer is about to re-send `family`; what it does not
     /// re-send before EoRR is gone.
     pub fn begin_refresh(&mut self, address: IpAddr, family: AfiSafi) {
-        let Some(peer) = self.peers.get(&address) else {
+        let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
         let v4 = family == AfiSafi::IPV4_UNICAST;
-        let prefixes: Vec<IpNet> = peer
-            .adj_in
-            .keys()
-            .map(|(p, _)| *p)
-            .filter(|p| matches!(p, IpNet::V4(_)) == v4)
-            .collect();
-        for prefix in prefixes {
-            if let Some(paths) = self.table.get_mut(&prefix) {
-                for p in paths
-                    .iter_mut()
-                    .filter(|p| p.source == Source::Peer(address))
-                {
-                    p.stale = true;
-                }
-            }
+        if let Some(f) = peer.stale_families.get_mut(usize::from(!v4)) {
+            *f = true;
         }
-        if let Some(peer) = self.peers.get_mut(&address) {
-            peer.stale_families.resize(2, false);
-            if let Some(f) = peer.stale_families.get_mut(usize::from(!v4)) {
-                *f = true;
-            }
-        }
+        let mine = from_peer(address, Some(v4));
+        self.change_all(&mine, |_, paths| {
+            paths.modify(|p| p.stale |= mine(p));
+        });
     }
 
     /// RFC 7313 EoRR: paths not re-sent since BoRR are withdrawn.
@@ -394,8 +420,8 @@ impl Rib {
             return;
         };
         let mut any = false;
-        for (i, wanted) in [want_v4, want_v6].into_iter().enumerate() {
-            if let Some(f) = peer.stale_families.get_mut(i).filter(|_| wanted) {
+        for (f, wanted) in peer.stale_families.iter_mut().zip([want_v4, want_v6]) {
+            if wanted {
                 any |= *f;
                 *f = false;
             }
@@ -403,54 +429,20 @@ impl Rib {
         if !any {
             return;
         }
-        let removed = self.remove_peer_paths(address, |p| {
-            p.stale && ((p.prefix_is_v4 && want_v4) || (!p.prefix_is_v4 && want_v6))
+        let mine = from_peer(address, None);
+        let gone = |p: &Path| mine(p) && p.stale && if p.prefix_is_v4 { want_v4 } else { want_v6 };
+        let (mut received, mut accepted) = (0u64, 0u64);
+        self.change_all(gone, |_, paths| {
+            paths.remove_where(gone, |p| {
+                received += 1;
+                accepted += u64::from(p.accepted);
+            })
         });
         if let Some(peer) = self.peers.get_mut(&address) {
-            for (prefix, path_id) in removed {
-                if peer.adj_in.remove(&(prefix, path_id)) == Some(true) {
-                    peer.counts.accepted = peer.counts.accepted.saturating_sub(1);
-                }
-                peer.counts.received = peer.adj_in.len() as u64;
-            }
+            let c = &mut peer.counts;
+            c.received = c.received.saturating_sub(received);
+            c.accepted = c.accepted.saturating_sub(accepted);
         }
-    }
-
-    fn remove_peer_paths(
-        &mut self,
-        address: IpAddr,
-        pred: impl Fn(&Path) -> bool,
-    ) -> Vec<(IpNet, u32)> {
-        let Some(peer) = self.peers.get(&address) else {
-            return Vec::new();
-        };
-        let prefixes: Vec<IpNet> = peer.adj_in.keys().map(|(p, _)| *p).collect();
-        let mut removed = Vec::new();
-        for prefix in prefixes {
-            let Some(paths) = self.table.get(&prefix) else {
-                continue;
-            };
-            if !paths
-                .iter()
-                .any(|p| p.source == Source::Peer(address) && pred(p))
-            {
-                continue;
-            }
-            self.mark(prefix);
-            if let Some(paths) = self.table.get_mut(&prefix) {
-                paths.retain(|p| {
-                    let gone = p.source == Source::Peer(address) && pred(p);
-                    if gone {
-                        removed.push((prefix, p.path_id));
-                    }
-                    !gone
-                });
-                if paths.is_empty() {
-                    self.table.remove(&prefix);
-                }
-            }
-        }
-        removed
     }
 
     /// Route refresh: re-send everything `address` should hear. With enhanced
@@ -482,11 +474,14 @@ impl Rib {
 
     /// Applies the changes of a round of events and returns what to do.
     pub fn flush(&mut self) -> Effects {
-        let dirty = std::mem::take(&mut self.dirty);
-        if !dirty.is_empty() {
-            self.effects.fib_changed = true;
-        }
-        update::export_changes(self, dirty);
+        let mut dirty = std::mem::take(&mut self.dirty);
+        // Mostly in order already (each peer sends its prefixes in runs), which
+        // the stable sort is quick on; the first record of a prefix is kept.
+        dirty.sort_by_key(|d| d.0);
+        dirty.dedup_by(|later, first| later.0 == first.0);
+        update::export_changes(self, &dirty);
+        drop(dirty);
+        self.effects.fib_changed |= std::mem::take(&mut self.fib_changed);
         std::mem::take(&mut self.effects)
     }
 
@@ -494,8 +489,8 @@ impl Rib {
     pub fn fib_view(&self) -> BTreeMap<IpNet, Vec<IpAddr>> {
         self.table
             .iter()
-            .filter(|(_, paths)| paths.first().is_some_and(|p| !p.is_local()))
-            .map(|(prefix, paths)| (*prefix, multipath(paths, self.max_paths)))
+            .filter(|(_, paths)| paths.best().is_some_and(|p| !p.is_local()))
+            .map(|(prefix, paths)| (prefix, multipath(paths.as_slice(), self.max_paths)))
             .collect()
     }
 
@@ -513,19 +508,23 @@ impl Rib {
             && (!info.ipv6 || peer.eor_received.contains(&AfiSafi::IPV6_UNICAST))
     }
 
+    /// Prefixes with at least one accepted path.
     pub fn route_count(&self) -> usize {
-        self.table.len()
+        self.table
+            .iter()
+            .filter(|(_, paths)| paths.best().is_some())
+            .count()
     }
 
-    /// Every path, best first per prefix, for `show routes`.
+    /// Every accepted path, best first per prefix, for `show routes`.
     pub fn routes(&self) -> Vec<RouteView> {
         let mut out = Vec::with_capacity(self.table.len());
-        for (prefix, paths) in &self.table {
-            let mp = multipath(paths, self.max_paths);
-            for (i, p) in paths.iter().enumerate() {
+        for (prefix, paths) in self.table.iter() {
+            let mp = multipath(paths.as_slice(), self.max_paths);
+            for (i, p) in paths.accepted().enumerate() {
                 let best = i == 0;
                 out.push(RouteView {
-                    prefix: *prefix,
+                    prefix,
                     local: p.is_local(),
                     next_hop: if p.is_local() { None } else { Some(p.next_hop) },
                     peer: match p.source {

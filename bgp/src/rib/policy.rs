@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::{Path, PeerInfo, Source};
+use super::{PeerInfo, Shared, Source};
 use crate::wire::{AsPath, Attributes, Origin};
 
 /// Why an incoming route was refused.
@@ -108,8 +108,8 @@ impl PolicyConfig {
         }
     }
 
-    /// What `to` should hear about `path`: the attributes and next hop, or None.
-    pub fn export(&self, path: &Path, to: &PeerInfo) -> Option<(Arc<Attributes>, IpAddr)> {
+    /// What `to` should hear about paths sharing `path`: the attributes and next hop, or None.
+    pub fn export(&self, path: &Shared, to: &PeerInfo) -> Option<(Arc<Attributes>, IpAddr)> {
         let family_ok = match path.prefix_is_v4 {
             true => to.ipv4,
             false => to.ipv6,

@@ -429,6 +429,23 @@ fn max_prefix_stops_storing_a_flood() {
 }
 
 #[test]
+fn max_prefix_counts_refused_routes_too() {
+    let mut rib = Rib::new(policy(None), 4);
+    let mut p = peer("10.0.0.2", [10, 0, 0, 2], false);
+    p.max_prefixes = Some(10);
+    rib.peer_up(p);
+    // Outside the pools: every one refused, yet each is held, so each counts.
+    let flood: Vec<String> = (0..100).map(|i| format!("198.18.{i}.0/24")).collect();
+    let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
+    rib.update(ip("10.0.0.2"), announce(&flood, "10.0.0.2", attrs(100)));
+    let c = rib.counts()[&ip("10.0.0.2")];
+    assert_eq!((c.received, c.accepted, c.refused), (11, 0, 11));
+    let fx = rib.flush();
+    let (_, n) = fx.resets.first().expect("reset");
+    assert_eq!((n.code, n.subcode), (6, 1));
+}
+
+#[test]
 fn removing_an_own_block_withdraws_it() {
     let mut rib = Rib::new(policy(None), 4);
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
@@ -517,4 +534,50 @@ fn local_ipv4_and_ipv6_blocks_get_their_own_next_hops() {
         }
     }
     assert_eq!(v6_next_hops, vec![ip("fd00::1")]);
+}
+
+#[test]
+fn routes_refused_for_a_block_are_judged_again_when_blocks_change() {
+    let mut rib = Rib::new(policy(None), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(
+            &["101.76.9.128/26", "101.76.20.0/26"],
+            "10.0.0.2",
+            attrs(100),
+        ),
+    );
+    rib.flush();
+    let c = rib.counts()[&ip("10.0.0.2")];
+    assert_eq!((c.received, c.accepted, c.refused_overlap), (2, 1, 1));
+    assert!(!rib.fib_view().contains_key(&net("101.76.9.128/26")));
+
+    // Our block moves away: the peer's route for it is now the one to use.
+    rib.set_own_blocks(vec![net("101.76.10.0/26")]);
+    rib.flush();
+    assert_eq!(
+        rib.fib_view().get(&net("101.76.9.128/26")),
+        Some(&vec![ip("10.0.0.2")])
+    );
+    assert_eq!(rib.counts()[&ip("10.0.0.2")].accepted, 2);
+
+    // And it comes back: refused again, the peer's route leaves the FIB.
+    rib.set_own_blocks(vec![net("101.76.9.128/26")]);
+    rib.flush();
+    assert!(!rib.fib_view().contains_key(&net("101.76.9.128/26")));
+    let c = rib.counts()[&ip("10.0.0.2")];
+    assert_eq!((c.received, c.accepted), (2, 1));
+
+    // A withdrawal of the refused route forgets it.
+    let mut w = Update::default();
+    w.withdrawn.push(Nlri {
+        path_id: None,
+        prefix: net("101.76.9.128/26"),
+    });
+    rib.update(ip("10.0.0.2"), w);
+    rib.flush();
+    let c = rib.counts()[&ip("10.0.0.2")];
+    assert_eq!((c.received, c.accepted), (1, 1));
+    assert_eq!(rib.routes().iter().filter(|r| !r.local).count(), 1);
 }

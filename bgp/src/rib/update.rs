@@ -1,12 +1,12 @@
 //! Incoming UPDATEs into the Loc-RIB, and Loc-RIB changes out to peers.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::{best, policy::Refusal, Effects, Path, PeerInfo, Rib, Source};
+use super::{Effects, Path, PeerInfo, PolicyConfig, Refusal, Rib, Shared, Source};
 use crate::wire::{
     pack_announce, pack_withdraw, AfiSafi, Attributes, Context, Nlri, Outcome, Update,
 };
@@ -68,13 +68,35 @@ pub(super) fn end_of_rib(fx: &mut Effects, to: IpAddr, family: AfiSafi, ctx: &Co
     fx.messages.push((to, buf.freeze()));
 }
 
+/// Counter changes of one UPDATE, applied to the peer once at its end.
+#[derive(Default)]
+struct Tally {
+    received: i64,
+    accepted: i64,
+    refused_overlap: u64,
+    refused: u64,
+}
+
+impl Tally {
+    fn apply(&self, c: &mut super::PeerCounts) {
+        let add = |v: u64, d: i64| v.saturating_add_signed(d);
+        c.received = add(c.received, self.received);
+        c.accepted = add(c.accepted, self.accepted);
+        c.refused_overlap += self.refused_overlap;
+        c.refused += self.refused;
+    }
+}
+
 impl Rib {
     /// One UPDATE from an established peer.
     pub fn update(&mut self, address: IpAddr, update: Update) {
-        let Some(info) = self.peers.get(&address).and_then(|p| p.info.clone()) else {
+        let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
-        if self.peers.get(&address).is_some_and(|p| p.over_limit) {
+        let Some(info) = peer.info.clone() else {
+            return;
+        };
+        if peer.over_limit {
             return;
         }
         if let Some(family) = update.end_of_rib_family() {
@@ -84,18 +106,15 @@ impl Rib {
         let withdraw_all = match &update.outcome {
             Outcome::Accepted => false,
             Outcome::Discarded(_) => {
-                if let Some(p) = self.peers.get_mut(&address) {
-                    p.counts.attributes_discarded += 1;
-                }
+                peer.counts.attributes_discarded += 1;
                 false
             }
             Outcome::TreatAsWithdraw(_) => {
-                if let Some(p) = self.peers.get_mut(&address) {
-                    p.counts.treat_as_withdraw += 1;
-                }
+                peer.counts.treat_as_withdraw += 1;
                 true
             }
         };
+        let received_before = peer.counts.received;
         let Update {
             withdrawn,
             mut attributes,
@@ -104,48 +123,70 @@ impl Rib {
         } = update;
         let mp_reach = attributes.mp_reach.take();
         let mp_unreach = attributes.mp_unreach.take();
+        let mut tally = Tally::default();
         for n in withdrawn
             .iter()
             .chain(mp_unreach.iter().flat_map(|u| u.withdrawn.iter()))
         {
-            self.withdraw_path(address, n);
+            self.withdraw_path(address, n, &mut tally);
         }
-        let v4_next_hop = attributes.next_hop.map(IpAddr::V4);
         let mp_next_hop = mp_reach.as_ref().and_then(|m| m.next_hops.first().copied());
-        let reach = nlri.iter().map(|n| (n, v4_next_hop)).chain(
-            mp_reach
-                .iter()
-                .flat_map(|m| m.nlri.iter().map(move |n| (n, mp_next_hop))),
-        );
+        let groups = [
+            (nlri.as_slice(), attributes.next_hop.map(IpAddr::V4)),
+            (
+                mp_reach.as_ref().map_or(&[][..], |m| m.nlri.as_slice()),
+                mp_next_hop,
+            ),
+        ];
         if withdraw_all {
-            for (n, _) in reach {
-                self.withdraw_path(address, n);
+            for n in groups.iter().flat_map(|(list, _)| list.iter()) {
+                self.withdraw_path(address, n, &mut tally);
             }
-            return;
+        } else {
+            attributes.next_hop = None;
+            let attrs = Arc::new(attributes);
+            'groups: for (list, next_hop) in groups {
+                // One shared part per family of prefixes in the group, made on first use.
+                let mut shared: [Option<Arc<Shared>>; 2] = [None, None];
+                for n in list {
+                    let v4 = matches!(n.prefix, IpNet::V4(_));
+                    let s = shared[usize::from(!v4)].get_or_insert_with(|| {
+                        Arc::new(Shared {
+                            source: Source::Peer(address),
+                            from: Some(info.clone()),
+                            attrs: attrs.clone(),
+                            next_hop: next_hop.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                            ibgp: info.ibgp,
+                            prefix_is_v4: v4,
+                        })
+                    });
+                    let s = s.clone();
+                    self.add_path(&info, n, s, next_hop, &mut tally);
+                    if self.check_limit(&info, received_before, &tally) {
+                        break 'groups;
+                    }
+                }
+            }
         }
-        attributes.next_hop = None;
-        let attrs = Arc::new(attributes);
-        let reach: Vec<(Nlri, Option<IpAddr>)> = reach.map(|(n, nh)| (*n, nh)).collect();
-        for (n, nh) in reach {
-            self.add_path(&info, n, &attrs, nh);
-            if self.check_limit(&info) {
-                return;
-            }
+        if let Some(peer) = self.peers.get_mut(&address) {
+            tally.apply(&mut peer.counts);
         }
     }
 
     /// Whether the peer just went past its max-prefix limit; the reset is asked for once
-    /// and the peer's further UPDATEs are ignored until its session goes down.
-    fn check_limit(&mut self, info: &PeerInfo) -> bool {
+    /// and the peer's further UPDATEs are ignored until its session goes down. The
+    /// limit counts every path the peer has in the table, refused ones included
+    /// (like BIRD's `receive limit`): it bounds what a peer can make us hold.
+    fn check_limit(&mut self, info: &PeerInfo, received_before: u64, tally: &Tally) -> bool {
         let Some(limit) = info.max_prefixes else {
             return false;
         };
+        if received_before.saturating_add_signed(tally.received) <= u64::from(limit) {
+            return false;
+        }
         let Some(peer) = self.peers.get_mut(&info.address) else {
             return false;
         };
-        if peer.counts.accepted <= u64::from(limit) {
-            return false;
-        }
         peer.over_limit = true;
         let family = if info.ipv4 {
             AfiSafi::IPV4_UNICAST
@@ -158,82 +199,42 @@ impl Rib {
 
     fn add_path(
         &mut self,
-        info: &Arc<PeerInfo>,
-        n: Nlri,
-        attrs: &Arc<Attributes>,
-        nh: Option<IpAddr>,
+        info: &PeerInfo,
+        n: &Nlri,
+        shared: Arc<Shared>,
+        next_hop: Option<IpAddr>,
+        tally: &mut Tally,
     ) {
-        let address = info.address;
-        let verdict = self.policy.import(info, &n.prefix, attrs, nh);
-        let key = (n.prefix, n.path_id.unwrap_or(0));
-        let Some(peer) = self.peers.get_mut(&address) else {
-            return;
-        };
-        let was = peer.adj_in.insert(key, verdict.is_ok());
-        match (was, verdict.is_ok()) {
-            (Some(true), false) => peer.counts.accepted = peer.counts.accepted.saturating_sub(1),
-            (Some(false) | None, true) => peer.counts.accepted += 1,
-            _ => {}
-        }
-        peer.counts.received = peer.adj_in.len() as u64;
-        match verdict {
-            Err(reason) => {
-                if reason == Refusal::OverlapsOwnBlock {
-                    peer.counts.refused_overlap += 1;
-                } else {
-                    peer.counts.refused += 1;
-                }
-                tracing::debug!(peer = %address, prefix = %n.prefix, ?reason, "route refused");
-                if was == Some(true) {
-                    self.remove_path(address, &n);
-                }
+        let verdict = self.policy.import(info, &n.prefix, &shared.attrs, next_hop);
+        if let Err(reason) = verdict {
+            if reason == Refusal::OverlapsOwnBlock {
+                tally.refused_overlap += 1;
+            } else {
+                tally.refused += 1;
             }
-            Ok(()) => {
-                let Some(next_hop) = nh else { return };
-                self.mark(n.prefix);
-                let path = Path {
-                    source: Source::Peer(address),
-                    from: Some(info.clone()),
-                    attrs: attrs.clone(),
-                    next_hop,
-                    path_id: key.1,
-                    ibgp: info.ibgp,
-                    stale: false,
-                    prefix_is_v4: matches!(n.prefix, IpNet::V4(_)),
-                };
-                let paths = self.table.entry(n.prefix).or_default();
-                paths.retain(|p| !(p.source == path.source && p.path_id == path.path_id));
-                // Most prefixes have one or two paths: grow one at a time rather than
-                // to Vec's first capacity of four (three unused paths per prefix).
-                paths.reserve_exact(1);
-                paths.push(path);
-                best::sort(paths);
-            }
+            tracing::debug!(peer = %info.address, prefix = %n.prefix, ?reason, "route refused");
         }
+        let accepted = verdict.is_ok();
+        let path = Path::new(shared, n.path_id.unwrap_or(0), accepted);
+        let old = self.change(n.prefix, |paths| paths.upsert(path));
+        let was_accepted = old.as_ref().is_some_and(|p| p.accepted);
+        tally.received += i64::from(old.is_none());
+        tally.accepted += i64::from(accepted) - i64::from(was_accepted);
     }
 
-    fn withdraw_path(&mut self, address: IpAddr, n: &Nlri) {
-        let key = (n.prefix, n.path_id.unwrap_or(0));
-        let Some(peer) = self.peers.get_mut(&address) else {
-            return;
-        };
-        match peer.adj_in.remove(&key) {
-            Some(true) => peer.counts.accepted = peer.counts.accepted.saturating_sub(1),
-            Some(false) => {}
-            None => return,
-        }
-        peer.counts.received = peer.adj_in.len() as u64;
-        self.remove_path(address, n);
-    }
-
-    fn remove_path(&mut self, address: IpAddr, n: &Nlri) {
+    fn withdraw_path(&mut self, address: IpAddr, n: &Nlri, tally: &mut Tally) {
         let path_id = n.path_id.unwrap_or(0);
-        self.mark(n.prefix);
-        if let Some(paths) = self.table.get_mut(&n.prefix) {
-            paths.retain(|p| !(p.source == Source::Peer(address) && p.path_id == path_id));
-            if paths.is_empty() {
-                self.table.remove(&n.prefix);
-            }
+        let source = Source::Peer(address);
+        let mut gone = None;
+        self.change(n.prefix, |paths| {
+            paths.remove_where(
+                |p| p.path_id == path_id && p.source == source,
+                |p| gone = Some(p.accepted),
+            )
+        });
+        if let Some(accepted) = gone {
+            tally.received -= 1;
+            tally.accepted -= i64::from(accepted);
         }
     }
 
@@ -248,59 +249,39 @@ impl Rib {
     }
 }
 
-/// What one peer hears about one path, cached per source attributes, next
-/// hop and family: paths sharing an `Arc<Attributes>` came from the same
-/// UPDATE of the same peer, or are local (whose IPv4 and IPv6 blocks share
-/// attributes but not next hops), so with those equal they export the same way.
+/// What one peer hears about the paths of one [`Shared`], asked once per
+/// flush: the NLRI of one UPDATE arrive as a run, so most lookups repeat the
+/// previous key and need no hashing.
 #[derive(Default)]
 pub(super) struct ExportCache {
-    map: HashMap<ExportKey, Exported>,
-    /// The last answer: the NLRI of one UPDATE arrive as a run, so most
-    /// lookups repeat the previous key and need no hashing.
-    last: Option<(ExportKey, Exported)>,
+    map: HashMap<usize, Exported>,
+    last: Option<(usize, Exported)>,
 }
 
-type ExportKey = (usize, IpAddr, bool);
 type Exported = Option<(Arc<Attributes>, IpAddr)>;
 
 impl ExportCache {
-    pub(super) fn new() -> ExportCache {
-        ExportCache::default()
-    }
-}
-
-pub(super) fn export_cached(
-    rib: &Rib,
-    cache: &mut ExportCache,
-    path: &Path,
-    to: &PeerInfo,
-) -> Exported {
-    let key = (
-        Arc::as_ptr(&path.attrs) as usize,
-        path.next_hop,
-        path.prefix_is_v4,
-    );
-    if let Some((k, v)) = &cache.last {
-        if *k == key {
-            return v.clone();
+    pub(super) fn export(&mut self, policy: &PolicyConfig, path: &Path, to: &PeerInfo) -> Exported {
+        let key = Arc::as_ptr(path.shared()) as usize;
+        if let Some((k, v)) = &self.last {
+            if *k == key {
+                return v.clone();
+            }
         }
+        let v = self
+            .map
+            .entry(key)
+            .or_insert_with(|| policy.export(path, to))
+            .clone();
+        self.last = Some((key, v.clone()));
+        v
     }
-    let v = cache
-        .map
-        .entry(key)
-        .or_insert_with(|| rib.policy.export(path, to))
-        .clone();
-    cache.last = Some((key, v.clone()));
-    v
 }
 
 /// Announcements waiting to be packed, grouped so that NLRI whose exports
-/// are equal share UPDATEs: keyed by source attributes, next hop, family.
+/// are equal share UPDATEs: keyed by the paths' [`Shared`] part.
 #[derive(Default)]
-pub(super) struct Batches(HashMap<BatchKey, (Arc<Attributes>, Vec<Nlri>)>);
-
-/// Source attributes (by address), next hop, IPv4 or not.
-type BatchKey = (usize, IpAddr, bool);
+pub(super) struct Batches(HashMap<usize, (Arc<Attributes>, IpAddr, bool, Vec<Nlri>)>);
 
 impl Batches {
     pub(super) fn add(
@@ -310,11 +291,11 @@ impl Batches {
         prefix: IpNet,
     ) {
         let (attrs, nh) = exported;
-        let key = (Arc::as_ptr(&source.attrs) as usize, nh, source.prefix_is_v4);
+        let key = Arc::as_ptr(source.shared()) as usize;
         self.0
             .entry(key)
-            .or_insert_with(|| (attrs, Vec::new()))
-            .1
+            .or_insert_with(|| (attrs, nh, source.prefix_is_v4, Vec::new()))
+            .3
             .push(Nlri {
                 path_id: None,
                 prefix,
@@ -323,9 +304,9 @@ impl Batches {
 
     /// Packs and queues everything for `to`, in prefix order.
     pub(super) fn send(self, fx: &mut Effects, to: IpAddr, ctx: &Context) {
-        let mut groups: Vec<_> = self.0.into_iter().collect();
-        groups.sort_by(|a, b| a.1 .1.first().cmp(&b.1 .1.first()));
-        for ((_, nh, v4), (attrs, mut nlri)) in groups {
+        let mut groups: Vec<_> = self.0.into_values().collect();
+        groups.sort_by(|a, b| a.3.first().cmp(&b.3.first()));
+        for (attrs, nh, v4, mut nlri) in groups {
             nlri.sort();
             let family = if v4 {
                 AfiSafi::IPV4_UNICAST
@@ -337,32 +318,28 @@ impl Batches {
     }
 }
 
-/// For each changed prefix, tells every established peer the difference
-/// between the export of the old best path and of the new one.
-pub(super) fn export_changes(rib: &mut Rib, dirty: BTreeMap<IpNet, Option<Box<Path>>>) {
+/// For each changed prefix (in order, once each), tells every established
+/// peer the difference between the export of the old best path and of the new one.
+pub(super) fn export_changes(rib: &mut Rib, dirty: &[(IpNet, Option<Path>)]) {
     if dirty.is_empty() {
         return;
     }
     let mut fx = Effects::default();
     {
         let rib: &Rib = rib;
-        // The new best of each prefix, looked up once for all peers (in prefix
-        // order); a prefix whose best path is the one it was is news to no one.
+        // The new best of each prefix, looked up once for all peers; a prefix
+        // whose best path is the one it was is news to no one.
         let changes: Vec<(IpNet, Option<&Path>, Option<&Path>)> = dirty
             .iter()
             .filter_map(|(prefix, old)| {
-                let old = old.as_deref();
-                let new = rib.table.get(prefix).and_then(|v| v.first());
-                let unchanged = matches!(
-                    (old, new),
-                    (Some(o), Some(n)) if Arc::ptr_eq(&o.attrs, &n.attrs) && o.next_hop == n.next_hop && o.source == n.source
-                );
-                (!unchanged).then_some((*prefix, old, new))
+                let new = rib.table.get(prefix).and_then(|p| p.best());
+                let unchanged = matches!((old, new), (Some(o), Some(n)) if o.same_route(n));
+                (!unchanged).then_some((*prefix, old.as_ref(), new))
             })
             .collect();
         let peers: Vec<Arc<PeerInfo>> = rib.peers.values().filter_map(|p| p.info.clone()).collect();
         for to in peers {
-            export_to(rib, &to, &changes, &mut fx);
+            export_to(&rib.policy, &to, &changes, &mut fx);
         }
     }
     rib.effects.messages.append(&mut fx.messages);
@@ -370,23 +347,23 @@ pub(super) fn export_changes(rib: &mut Rib, dirty: BTreeMap<IpNet, Option<Box<Pa
 
 /// The UPDATEs that tell `to` about `changes` (prefix, old best, new best).
 fn export_to(
-    rib: &Rib,
+    policy: &PolicyConfig,
     to: &PeerInfo,
     changes: &[(IpNet, Option<&Path>, Option<&Path>)],
     fx: &mut Effects,
 ) {
-    let mut cache = ExportCache::new();
+    let mut cache = ExportCache::default();
     let mut batches = Batches::default();
     let mut withdrawals: [Vec<Nlri>; 2] = [Vec::new(), Vec::new()];
     for (prefix, old, new) in changes {
         if let Some(new) = new {
-            if let Some(exported) = export_cached(rib, &mut cache, new, to) {
+            if let Some(exported) = cache.export(policy, new, to) {
                 batches.add(new, exported, *prefix);
                 continue;
             }
         }
         // Nothing to announce now: withdraw if the peer heard the old best.
-        let told_before = old.is_some_and(|o| export_cached(rib, &mut cache, o, to).is_some());
+        let told_before = old.is_some_and(|o| cache.export(policy, o, to).is_some());
         if told_before {
             if let Some(w) = withdrawals.get_mut(usize::from(!matches!(prefix, IpNet::V4(_)))) {
                 w.push(Nlri {
@@ -397,7 +374,7 @@ fn export_to(
         }
     }
     let ctx = to.context;
-    // Already in prefix order (see export_changes).
+    // Already in prefix order (see Rib::flush).
     for (family, list) in [AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST]
         .into_iter()
         .zip(withdrawals.iter())

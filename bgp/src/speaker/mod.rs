@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::fsm::State;
 use crate::rib::{PeerCounts, RouteView};
@@ -137,7 +137,7 @@ pub(crate) type StatusMap = Arc<Mutex<HashMap<IpAddr, PeerStatus>>>;
 
 /// A handle on the running speaker.
 pub struct Speaker {
-    rib_tx: mpsc::Sender<rib_task::RibEvent>,
+    rib_tx: rib_task::RibSender,
     peers: Mutex<HashMap<IpAddr, peer::PeerHandle>>,
     status: StatusMap,
     fib: watch::Receiver<FibView>,

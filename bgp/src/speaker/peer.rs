@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::conn::{self, ConnEvent, SocketOptions};
-use super::rib_task::RibEvent;
+use super::rib_task::{RibEvent, RibSender};
 use super::{
     NeighborConfig, NeighborKind, PeerStatus, SpeakerConfig, StatusMap, MAX_CONNECT_RETRY,
 };
@@ -62,7 +62,7 @@ impl PeerHandle {
 pub fn spawn(
     speaker: Arc<SpeakerConfig>,
     config: NeighborConfig,
-    rib: mpsc::Sender<RibEvent>,
+    rib: RibSender,
     status: StatusMap,
 ) -> PeerHandle {
     let (in_tx, in_rx) = mpsc::unbounded_channel();
@@ -140,7 +140,7 @@ const TIMERS: [Timer; 3] = [Timer::ConnectRetry, Timer::Hold, Timer::Keepalive];
 struct Peer {
     speaker: Arc<SpeakerConfig>,
     config: NeighborConfig,
-    rib: mpsc::Sender<RibEvent>,
+    rib: RibSender,
     status: StatusMap,
     ev_tx: mpsc::Sender<(u64, ConnEvent)>,
     reset_tx: mpsc::UnboundedSender<Notification>,
@@ -436,10 +436,7 @@ impl Peer {
                 self.established(id, *neg, writer).await;
             }
             Output::Update(u) => {
-                let _ = self
-                    .rib
-                    .send(RibEvent::Update(self.config.address, u))
-                    .await;
+                self.rib.update(self.config.address, u).await;
             }
             Output::RouteRefresh(r) => {
                 let ev = match r.subtype {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ipnet::IpNet;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::{FibView, SpeakerConfig, StatusMap};
@@ -30,7 +30,8 @@ pub enum RibEvent {
         keep_stale: Option<Duration>,
     },
     PeerRemoved(IpAddr),
-    Update(IpAddr, Box<Update>),
+    /// With its share of the queue's prefix budget, given back once handled.
+    Update(IpAddr, Box<Update>, OwnedSemaphorePermit),
     Refresh(IpAddr),
     /// RFC 7313 BoRR (subtype 1) or EoRR (subtype 2) from the peer.
     RefreshMarker(IpAddr, crate::wire::RouteRefresh),
@@ -44,6 +45,51 @@ pub enum RibEvent {
     },
 }
 
+/// Decoded prefixes allowed to wait for the RIB at once, all sessions together.
+/// A decoded prefix takes about seven times its wire size, so a queue bounded
+/// in messages alone would let a burst of large UPDATEs (Extended Message:
+/// thousands of prefixes each) wait there by the hundred megabytes; this keeps
+/// the queue near 2 MB and pushes back on the senders' TCP windows instead.
+const PREFIX_BUDGET: usize = 65_536;
+
+/// The way into the RIB task.
+#[derive(Debug, Clone)]
+pub struct RibSender {
+    tx: mpsc::Sender<RibEvent>,
+    budget: Arc<Semaphore>,
+}
+
+impl RibSender {
+    pub async fn send(&self, ev: RibEvent) -> Result<(), mpsc::error::SendError<RibEvent>> {
+        self.tx.send(ev).await
+    }
+
+    pub fn try_send(&self, ev: RibEvent) -> Result<(), mpsc::error::TrySendError<RibEvent>> {
+        self.tx.try_send(ev)
+    }
+
+    /// Queues an UPDATE once the budget has room for its prefixes.
+    pub async fn update(&self, from: IpAddr, update: Box<Update>) {
+        let prefixes = update.nlri.len()
+            + update.withdrawn.len()
+            + update
+                .attributes
+                .mp_reach
+                .as_ref()
+                .map_or(0, |m| m.nlri.len())
+            + update
+                .attributes
+                .mp_unreach
+                .as_ref()
+                .map_or(0, |m| m.withdrawn.len());
+        let wanted = u32::try_from(prefixes.clamp(1, PREFIX_BUDGET)).unwrap_or(1);
+        let Ok(permit) = self.budget.clone().acquire_many_owned(wanted).await else {
+            return;
+        };
+        let _ = self.tx.send(RibEvent::Update(from, update, permit)).await;
+    }
+}
+
 struct PeerOut {
     writer: mpsc::UnboundedSender<Bytes>,
     resets: mpsc::UnboundedSender<Notification>,
@@ -52,11 +98,7 @@ struct PeerOut {
 pub fn spawn(
     config: &SpeakerConfig,
     status: StatusMap,
-) -> (
-    mpsc::Sender<RibEvent>,
-    watch::Receiver<FibView>,
-    watch::Receiver<bool>,
-) {
+) -> (RibSender, watch::Receiver<FibView>, watch::Receiver<bool>) {
     let (tx, rx) = mpsc::channel(4096);
     let (fib_tx, fib_rx) = watch::channel(FibView::default());
     let (conv_tx, conv_rx) = watch::channel(false);
@@ -82,7 +124,11 @@ pub fn spawn(
         deadline: Instant::now() + config.convergence_timeout,
     };
     run_on_own_thread(task.run(rx));
-    (tx, fib_rx, conv_rx)
+    let sender = RibSender {
+        tx,
+        budget: Arc::new(Semaphore::new(PREFIX_BUDGET)),
+    };
+    (sender, fib_rx, conv_rx)
 }
 
 /// The RIB is the heaviest user of CPU under a flood of UPDATEs (a batch of thousands of
@@ -181,7 +227,7 @@ impl RibTask {
                 self.rib.peer_removed(address);
                 *self.generations.entry(address).or_default() += 1;
             }
-            RibEvent::Update(address, update) => self.rib.update(address, *update),
+            RibEvent::Update(address, update, _permit) => self.rib.update(address, *update),
             RibEvent::Refresh(address) => self.rib.refresh(address),
             RibEvent::RefreshMarker(address, r) => match r.subtype {
                 1 => self.rib.begin_refresh(address, r.afi_safi),

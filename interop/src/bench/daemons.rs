@@ -27,6 +27,8 @@ use crate::harness::{wait_until, Netns, Proc, TempDir};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Ipipd,
+    /// The `--ipipd-baseline` build (an earlier revision), for before/after rows.
+    IpipdBaseline,
     Bird,
     Gobgp,
     Frr,
@@ -38,6 +40,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Ipipd => "ipipd",
+            Kind::IpipdBaseline => "ipipd (baseline build)",
             Kind::Bird => "BIRD 2",
             Kind::Gobgp => "GoBGP",
             Kind::Frr => "FRR bgpd",
@@ -47,6 +50,7 @@ impl Kind {
     pub fn parse(s: &str) -> Option<Kind> {
         match s.to_ascii_lowercase().as_str() {
             "ipipd" => Some(Kind::Ipipd),
+            "ipipd-baseline" | "baseline" => Some(Kind::IpipdBaseline),
             "bird" | "bird2" => Some(Kind::Bird),
             "gobgp" | "gobgpd" => Some(Kind::Gobgp),
             "frr" | "bgpd" => Some(Kind::Frr),
@@ -65,6 +69,13 @@ impl Kind {
                     v
                 }
             }
+            Kind::IpipdBaseline => match &bins.ipipd_baseline {
+                Some((path, label)) => {
+                    let v = super::version(&path.to_string_lossy(), &["--version"]);
+                    format!("{v} built from {label}")
+                }
+                None => "not given".into(),
+            },
             Kind::Bird => super::version("bird", &["--version"]),
             Kind::Gobgp => super::version("gobgpd", &["--version"]),
             Kind::Frr => super::version("/usr/lib/frr/bgpd", &["--version"]),
@@ -191,10 +202,14 @@ pub fn start_reflector(kind: Kind, ns: &Netns, plan: &Plan, bins: &Binaries) -> 
     let dir = TempDir::new("bench")?;
     let log = dir.join("daemon.out");
     let cmd: Command = match kind {
-        Kind::Ipipd => {
+        Kind::Ipipd | Kind::IpipdBaseline => {
             let conf = dir.join("ipipd.toml");
             std::fs::write(&conf, ipipd_conf(plan, &dir))?;
-            let mut c = ns.command(&bins.ipipd);
+            let bin = match (&bins.ipipd_baseline, kind) {
+                (Some((path, _)), Kind::IpipdBaseline) => path,
+                _ => &bins.ipipd,
+            };
+            let mut c = ns.command(bin);
             c.arg("run")
                 .arg("--config")
                 .arg(&conf)

@@ -20,6 +20,8 @@ use anyhow::{Context, Result};
 #[derive(Debug, Clone)]
 pub struct Binaries {
     pub ipipd: PathBuf,
+    /// An older ipipd build for before/after rows, with what it was built from.
+    pub ipipd_baseline: Option<(PathBuf, String)>,
     pub loadgen: PathBuf,
     /// `fib`'s `install_bench` example.
     pub install_bench: Option<PathBuf>,

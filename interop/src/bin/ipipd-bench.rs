@@ -57,6 +57,12 @@ struct Cli {
     timeout: u64,
     #[arg(long)]
     ipipd: PathBuf,
+    /// An earlier ipipd build: its throughput rows sit next to this tree's (before/after).
+    #[arg(long)]
+    ipipd_baseline: Option<PathBuf>,
+    /// What the baseline was built from (shown in the report), e.g. a commit.
+    #[arg(long, default_value = "an earlier revision")]
+    baseline_label: String,
     #[arg(long)]
     loadgen: PathBuf,
     #[arg(long)]
@@ -85,7 +91,14 @@ fn preflight() -> Result<()> {
 }
 
 fn throughput_part(cli: &Cli, bins: &Binaries, sizes: &[Size], r: &mut Results) {
-    let kinds: Vec<Kind> = cli.targets.iter().filter_map(|t| Kind::parse(t)).collect();
+    let mut kinds: Vec<Kind> = cli.targets.iter().filter_map(|t| Kind::parse(t)).collect();
+    if bins.ipipd_baseline.is_some() && !kinds.contains(&Kind::IpipdBaseline) {
+        let at = kinds
+            .iter()
+            .position(|k| *k == Kind::Ipipd)
+            .map_or(0, |i| i + 1);
+        kinds.insert(at, Kind::IpipdBaseline);
+    }
     let timeout = Duration::from_secs(cli.timeout);
     for size in sizes {
         eprintln!("throughput {size}: load generator into a sink");
@@ -194,6 +207,10 @@ fn main() -> ExitCode {
     let sizes: Vec<Size> = cli.sizes.iter().filter_map(|s| Size::parse(s)).collect();
     let bins = Binaries {
         ipipd: cli.ipipd.clone(),
+        ipipd_baseline: cli
+            .ipipd_baseline
+            .clone()
+            .map(|p| (p, cli.baseline_label.clone())),
         loadgen: cli.loadgen.clone(),
         install_bench: cli.install_bench.clone(),
     };
@@ -206,6 +223,11 @@ fn main() -> ExitCode {
     };
     for k in Kind::ALL {
         r.versions.push((k.name().to_string(), k.version(&bins)));
+    }
+    if bins.ipipd_baseline.is_some() {
+        let k = Kind::IpipdBaseline;
+        r.versions
+            .insert(1, (k.name().to_string(), k.version(&bins)));
     }
     let part = |p: &str| cli.only.iter().any(|o| o == p);
     if part("throughput") {
