@@ -35,17 +35,22 @@ impl Findings {
 
 /// Type codes met in one UPDATE.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Seen([u64; 4]);
+pub(super) struct Seen {
+    codes: [u64; 4],
+    /// The type code of an unknown optional non-transitive attribute that was
+    /// quietly ignored (RFC 4271 §5), if any.
+    pub ignored: Option<u8>,
+}
 
 impl Seen {
     pub fn has(&self, code: u8) -> bool {
         let (word, bit) = (usize::from(code / 64), code % 64);
-        self.0.get(word).is_some_and(|w| w & (1 << bit) != 0)
+        self.codes.get(word).is_some_and(|w| w & (1 << bit) != 0)
     }
 
     fn set(&mut self, code: u8) {
         let (word, bit) = (usize::from(code / 64), code % 64);
-        if let Some(w) = self.0.get_mut(word) {
+        if let Some(w) = self.codes.get_mut(word) {
             *w |= 1 << bit;
         }
     }
@@ -201,7 +206,9 @@ pub(super) fn decode_all(
                 )));
             }
             if h.flags & TRANSITIVE == 0 {
-                continue; // unknown optional non-transitive: dropped silently (RFC 4271 §5)
+                // Unknown optional non-transitive: ignored quietly (RFC 4271 §5).
+                seen.ignored = Some(code);
+                continue;
             }
             if seen.has(code) {
                 f.discard(code, "repeated attribute");

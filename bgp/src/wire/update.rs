@@ -56,7 +56,7 @@
 //! | AS4_PATH / AS4_AGGREGATOR from a 4-octet AS peer | RFC 6793 §6 | discard |
 //! | LARGE_COMMUNITY length not a non-zero multiple of 12 | RFC 8092 (RFC 7606 style) | withdraw |
 //! | unknown optional transitive attribute | RFC 4271 §5 | kept in [`Attributes::unknown`] with Partial set, passed on |
-//! | unknown optional non-transitive attribute | RFC 4271 §5 | dropped silently |
+//! | unknown optional non-transitive attribute | RFC 4271 §5 | dropped silently; in an UPDATE with nothing else, recorded as discarded so it is not taken for End-of-RIB |
 //! | ORIGIN or AS_PATH missing while the UPDATE carries NLRI (field or MP_REACH_NLRI) | RFC 7606 §3 | withdraw |
 //! | NEXT_HOP missing while the NLRI field is not empty | RFC 7606 §3, RFC 4760 §3 | withdraw |
 //! | LOCAL_PREF missing on iBGP | RFC 7606 §3 | nothing: treated as absent (best path uses the default) |
@@ -207,6 +207,17 @@ pub(super) fn decode(body: &[u8], ctx: &Context) -> Result<Update, UpdateError> 
 
     let mut f = Findings::default();
     let (attributes, seen) = attr_decode::decode_all(attr_field, ctx, &mut f)?;
+    if let Some(code) = seen.ignored {
+        // Nothing else left: without a note the UPDATE would read as End-of-RIB, which
+        // it is not (that one has no attributes, or MP_UNREACH_NLRI alone).
+        let bare = Update {
+            attributes: attributes.clone(),
+            ..Update::default()
+        };
+        if withdrawn.is_empty() && nlri.is_empty() && bare.end_of_rib_family().is_some() {
+            f.discard(code, "unknown optional non-transitive attribute ignored");
+        }
+    }
 
     let mp_nlri = attributes
         .mp_reach

@@ -697,6 +697,32 @@ fn malformed_attribute_only_update_is_not_end_of_rib() {
 }
 
 #[test]
+fn ignored_attribute_only_update_is_not_end_of_rib() {
+    // An unknown optional non-transitive attribute is ignored; the UPDATE that
+    // carried only it (alone, or beside an empty MP_UNREACH_NLRI) is no End-of-RIB.
+    let ctx = ibgp();
+    let u = update(&msg(&[], &attr(0x80, 99, &[1]), &[]), &ctx);
+    assert!(u.attributes.unknown.is_empty());
+    assert_eq!(u.end_of_rib_family(), None);
+    let mp_eor = attr(0x80, 15, &[0, 2, 1]);
+    let u = update(
+        &msg(&[], &[mp_eor.clone(), attr(0x80, 99, &[1])].concat(), &[]),
+        &ctx,
+    );
+    assert_eq!(u.end_of_rib_family(), None);
+    // With routes in it, ignoring the attribute changes nothing.
+    let u = update(
+        &msg(&[], &[mandatory(), attr(0x80, 99, &[1])].concat(), NLRI_26),
+        &ctx,
+    );
+    assert_eq!(u.outcome, Outcome::Accepted);
+    assert_eq!(
+        update(&msg(&[], &mp_eor, &[]), &ctx).end_of_rib_family(),
+        Some(AfiSafi::IPV6_UNICAST)
+    );
+}
+
+#[test]
 fn full_update_round_trip_with_add_path() {
     let ctx = Context {
         four_octet_as: true,
