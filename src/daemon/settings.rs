@@ -27,6 +27,7 @@ pub fn speaker(cfg: &Config, restarting: bool) -> SpeakerConfig {
         // Stale kernel routes go once every peer sent End-of-RIB, or after the
         // graceful-restart time (a peer may be down for good).
         convergence_timeout: Duration::from_secs(if gr > 0 { gr.into() } else { 30 }),
+        fib_view: cfg.kernel.install,
     }
 }
 

@@ -79,6 +79,9 @@ pub struct SpeakerConfig {
     /// Time after start when stale FIB routes may be deleted even if some peer
     /// never sent End-of-RIB.
     pub convergence_timeout: Duration,
+    /// Someone installs routes: keep [`Speaker::fib`] current. Off, the RIB
+    /// skips building the view (a full-table copy per round of changes).
+    pub fib_view: bool,
 }
 
 /// Longest interval between connection attempts.

@@ -121,6 +121,7 @@ pub fn spawn(
         generations: HashMap::new(),
         stale_rearmed: HashMap::new(),
         peers_configured: false,
+        fib_view: config.fib_view,
         deadline: Instant::now() + config.convergence_timeout,
     };
     run_on_own_thread(task.run(rx));
@@ -164,6 +165,7 @@ struct RibTask {
     generations: HashMap<IpAddr, u64>,
     stale_rearmed: HashMap<IpAddr, Duration>,
     peers_configured: bool,
+    fib_view: bool,
     deadline: Instant,
 }
 
@@ -294,8 +296,10 @@ impl RibTask {
                 let _ = o.resets.send(n);
             }
         }
-        // The speaker handle holds one receiver; publish only when someone else listens.
-        if fx.fib_changed && self.fib_tx.receiver_count() > 1 {
+        // Published whether or not the consumer has subscribed yet: one that
+        // subscribes late must find the current view, not the empty first one
+        // (paired with "converged", that would delete every learned route).
+        if fx.fib_changed && self.fib_view {
             self.fib_tx.send_replace(Arc::new(self.rib.fib_view()));
         }
         self.publish_counts();
