@@ -1,7 +1,8 @@
 //! Limits: max-prefix ends a session with Cease 6/1 and holds the peer down; a peer that
 //! announces 1,000,000 prefixes against a limit of 10,000 does not make ipipd's memory
 //! grow with what it sent, and other sessions stay up; a peer flooding UPDATEs does not
-//! starve another session's keepalives.
+//! starve another session's keepalives; with the FIB on, the kernel ends a flood of
+//! routes holding every one, and a flood of withdrawals holding none.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,7 @@ use interop::harness::{require_root, wait_until};
 use interop::ipipd::Ipipd;
 use interop::rawpeer::craft::{base, prefix, prefixes, update};
 use interop::rawpeer::testbed::{
-    ipipd_pid, memory_kib, peer_status, route_from, PeerSpec, Testbed,
+    ipipd_pid, log_tail, memory_kib, peer_status, route_from, PeerSpec, Testbed,
 };
 use interop::rawpeer::{default_open, Event, RawPeer, RawWriter};
 use ipnet::Ipv4Net;
@@ -315,5 +316,60 @@ fn max_prefix_memory_and_starvation() -> Result<()> {
     .context("after the hold-down")?;
     d.wait_established(&small.to_string(), WAIT)?;
     drop(back);
+    Ok(())
+}
+
+/// The FIB view is published less often during a flood (a copy of the table each time),
+/// but never lost: after 100,000 routes in 4096-octet UPDATEs the kernel holds them all,
+/// and after their withdrawal none.
+#[test]
+fn fib_follows_a_flood() -> Result<()> {
+    require_root();
+    const N: u32 = 100_000;
+    let tb = Testbed::new(1)?;
+    let a = Testbed::addr(0);
+    let spec = PeerSpec {
+        address: a,
+        asn: 64512,
+        extra: String::new(),
+    };
+    let d = tb.start(&tb.config(&[spec], ""))?;
+    let f = RawPeer::establish(&tb.dial(a), &default_open(64512, a, 0))?;
+    let in_kernel = || {
+        tb.node
+            .ip(&["-4", "route", "show", "proto", "bgp"])
+            .map(|s| {
+                // host(0..100_000) spans 100.80.0.0 to 100.81.134.159.
+                s.lines()
+                    .filter(|l| l.starts_with("100.80.") || l.starts_with("100.81."))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let started = Instant::now();
+    pour(&f.writer(), &announcements(0, N, a));
+    let mut seen = 0;
+    wait_until(
+        Duration::from_secs(90),
+        "the kernel to hold all 100,000 flooded routes",
+        || {
+            seen = in_kernel();
+            (seen == N as usize).then_some(())
+        },
+    )
+    .with_context(|| format!("{seen} in the kernel; ipipd log:\n{}", log_tail(&d, 20)))?;
+    let added = started.elapsed();
+    let started = Instant::now();
+    pour(&f.writer(), &withdrawals(0, N));
+    wait_until(
+        Duration::from_secs(90),
+        "the kernel to drop all 100,000 withdrawn routes",
+        || (in_kernel() == 0).then_some(()),
+    )?;
+    println!(
+        "FIB flood: 100,000 routes in the kernel {:.2} s after the first UPDATE, gone {:.2} s after the first withdrawal",
+        added.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
