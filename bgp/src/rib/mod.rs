@@ -1,6 +1,6 @@
-//! The RIB: Adj-RIB-In per peer, the Loc-RIB with best paths and multipath
-//! sets, and export to each peer. Sans-IO and single-owner: the speaker's RIB
-//! task feeds it events and carries out the [`Effects`] it returns.
+//! The RIB: the peers' Adj-RIBs-In and the Loc-RIB (best paths and multipath
+//! sets) in one table, and export to each peer. Sans-IO and single-owner: the
+//! speaker's RIB task feeds it events and carries out the [`Effects`] it returns.
 //!
 //! There is no stored Adj-RIB-Out: what a peer is told is a pure function of
 //! the Loc-RIB best path and the export policy, so a change is sent by
@@ -26,7 +26,8 @@ use ipnet::IpNet;
 use crate::wire::{codes, AfiSafi, Attributes, Context, Notification};
 
 pub use best::{compare, multipath, DEFAULT_LOCAL_PREF};
-pub use path::{Path, Paths, Shared};
+use path::Paths;
+pub use path::{Path, Shared};
 pub use policy::{PolicyConfig, Refusal};
 use table::Table;
 
