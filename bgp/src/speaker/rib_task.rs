@@ -198,6 +198,11 @@ impl RibTask {
                     let _ = self.conv_tx.send(true);
                     continue;
                 }
+                // A flood whose last flush was throttled and then went quiet.
+                _ = tokio::time::sleep_until(self.fib_next), if self.fib_pending => {
+                    self.publish_fib(true);
+                    continue;
+                }
             };
             let Some(first) = first else { return };
             let mut prefixes = self.handle(first);

@@ -203,10 +203,12 @@ ping_ttl() {
 have_tcpdump() { command -v tcpdump >/dev/null; }
 
 # capture_start NS IFACE FILE: tcpdump in the background until capture_stop. Returns once
-# tcpdump listens, so that nothing sent afterwards is missed.
+# tcpdump listens, so that nothing sent afterwards is missed. Immediate mode: otherwise
+# the kernel hands packets over in blocks, and those of the last second before
+# capture_stop could be lost with the block.
 capture_start() {
     local ns=$1 iface=$2 file=$3 pid
-    ip netns exec "$ns" tcpdump -nn -U -Z root -i "$iface" -w "$file" 2>"$file.err" &
+    ip netns exec "$ns" tcpdump -nn -U --immediate-mode -Z root -i "$iface" -w "$file" 2>"$file.err" &
     pid=$!
     register_pid "$pid"
     echo "$pid" > "$file.pid"
