@@ -136,8 +136,6 @@ pub struct Rib {
     /// each had before; when a prefix is listed twice the first record holds
     /// what peers were last told.
     dirty: Vec<(IpNet, Option<Path>)>,
-    /// An accepted path changed since the last flush: the FIB view may differ.
-    fib_changed: bool,
     effects: Effects,
 }
 
@@ -163,6 +161,24 @@ fn note_change(
     }
 }
 
+/// Runs `op` on every prefix `touches` picks, and records what changed.
+fn change_all(
+    table: &mut Table,
+    dirty: &mut Vec<(IpNet, Option<Path>)>,
+    fib_changed: &mut bool,
+    touches: impl Fn(IpNet, &Paths) -> bool,
+    mut op: impl FnMut(IpNet, &mut Paths),
+) {
+    table.for_each_mut(|prefix, paths| {
+        if !touches(prefix, paths) {
+            return;
+        }
+        let old = paths.best().cloned();
+        op(prefix, paths);
+        note_change(dirty, fib_changed, prefix, old, paths);
+    });
+}
+
 /// The paths of peer `address` (of one family when given).
 fn from_peer(address: IpAddr, family: Option<bool>) -> impl Fn(&Path) -> bool {
     let source = Source::Peer(address);
@@ -177,7 +193,6 @@ impl Rib {
             peers: HashMap::new(),
             table: Table::default(),
             dirty: Vec::new(),
-            fib_changed: false,
             effects: Effects::default(),
         };
         let blocks = rib.policy.own_blocks.clone();
@@ -192,7 +207,7 @@ impl Rib {
     /// Runs `op` on one prefix's paths in a single tree walk and records what changed.
     fn change<R>(&mut self, prefix: IpNet, op: impl FnOnce(&mut Paths) -> R) -> R {
         let dirty = &mut self.dirty;
-        let fib_changed = &mut self.fib_changed;
+        let fib_changed = &mut self.effects.fib_changed;
         self.table.update(prefix, |paths| {
             let old = paths.best().cloned();
             let r = op(paths);
@@ -202,21 +217,15 @@ impl Rib {
     }
 
     /// Runs `op` on every prefix with a path `touches` picks, and records what changed.
-    fn change_all(
-        &mut self,
-        touches: impl Fn(&Path) -> bool,
-        mut op: impl FnMut(IpNet, &mut Paths),
-    ) {
-        let dirty = &mut self.dirty;
-        let fib_changed = &mut self.fib_changed;
-        self.table.for_each_mut(|prefix, paths| {
-            if !paths.as_slice().iter().any(&touches) {
-                return;
-            }
-            let old = paths.best().cloned();
-            op(prefix, paths);
-            note_change(dirty, fib_changed, prefix, old, paths);
-        });
+    fn change_all(&mut self, touches: impl Fn(&Path) -> bool, op: impl FnMut(IpNet, &mut Paths)) {
+        let Rib {
+            table,
+            dirty,
+            effects,
+            ..
+        } = self;
+        let touched = |_: IpNet, paths: &Paths| paths.as_slice().iter().any(&touches);
+        change_all(table, dirty, &mut effects.fib_changed, touched, op);
     }
 
     fn local_shared(&self, v4: bool) -> Option<Arc<Shared>> {
@@ -285,32 +294,34 @@ impl Rib {
             peers,
             table,
             dirty,
-            fib_changed,
+            effects,
             ..
         } = self;
-        table.for_each_mut(|prefix, paths| {
-            if !near(&prefix) {
-                return;
-            }
-            let old = paths.best().cloned();
-            paths.modify(|p| {
-                let Some(info) = p.from.clone() else { return };
-                let next_hop = Some(p.next_hop).filter(|a| !a.is_unspecified());
-                let accepted = policy.import(&info, &prefix, &p.attrs, next_hop).is_ok();
-                if accepted != p.accepted {
-                    p.accepted = accepted;
-                    if let Some(peer) = peers.get_mut(&info.address) {
-                        let c = &mut peer.counts.accepted;
-                        *c = if accepted {
-                            *c + 1
-                        } else {
-                            c.saturating_sub(1)
-                        };
+        let touched = |prefix: IpNet, _: &Paths| near(&prefix);
+        change_all(
+            table,
+            dirty,
+            &mut effects.fib_changed,
+            touched,
+            |prefix, paths| {
+                paths.modify(|p| {
+                    let Some(info) = p.from.clone() else { return };
+                    let next_hop = Some(p.next_hop).filter(|a| !a.is_unspecified());
+                    let accepted = policy.import(&info, &prefix, &p.attrs, next_hop).is_ok();
+                    if accepted != p.accepted {
+                        p.accepted = accepted;
+                        if let Some(peer) = peers.get_mut(&info.address) {
+                            let c = &mut peer.counts.accepted;
+                            *c = if accepted {
+                                *c + 1
+                            } else {
+                                c.saturating_sub(1)
+                            };
+                        }
                     }
-                }
-            });
-            note_change(dirty, fib_changed, prefix, old, paths);
-        });
+                });
+            },
+        );
     }
 
     /// A session reached Established: send it everything it should hear, then
@@ -482,7 +493,6 @@ impl Rib {
         dirty.dedup_by(|later, first| later.0 == first.0);
         update::export_changes(self, &dirty);
         drop(dirty);
-        self.effects.fib_changed |= std::mem::take(&mut self.fib_changed);
         std::mem::take(&mut self.effects)
     }
 
