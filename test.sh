@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Runs every test tier of ipipd on a Debian 12 machine, as root, installing the
 # Debian packages it needs first. Usage: ./test.sh [TIER...]
-# Tiers: unit lint lab fuzz interop dataplane (default: all, in that order).
-# IPIPD_SKIP_TIERS="a b" skips tiers explicitly (they are reported as skipped).
+# Tiers: selftest unit lint lab fuzz interop dataplane (default: all, in that order).
+# IPIPD_SKIP_TIERS="a b" skips tiers explicitly (they are reported as skipped, and the
+# run still exits non-zero unless IPIPD_ALLOW_SKIP=1: a skipped tier is not a pass).
+#
+# Every tier runs in its own bash process with `set -euo pipefail` in force, so the
+# first failing command of a tier fails the tier, and a failed tier fails the run.
+# (A tier function called as `if tier_x` would run with errexit silently off.)
+# IPIPD_EXTRA_TIERS=FILE sources FILE for more tier_* functions; the selftest tier
+# uses it to prove that an injected failing step fails the run.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-TIERS=("$@")
-[ ${#TIERS[@]} -eq 0 ] && TIERS=(unit lint lab fuzz interop dataplane)
-SKIP=" ${IPIPD_SKIP_TIERS:-} "
-PACKAGES=(iproute2 bird2 gobgpd frr tcpdump qemu-system-x86 busybox-static procps psmisc)
+ALL_TIERS=(selftest unit lint lab fuzz interop dataplane)
+PACKAGES=(iproute2 bird2 gobgpd frr tcpdump qemu-system-x86 busybox-static procps psmisc
+          iputils-ping jq)
 
 log() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 
@@ -21,7 +27,7 @@ need_root() {
 }
 
 install_packages() {
-    local missing=()
+    local missing=() p
     for p in "${PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
@@ -32,6 +38,11 @@ install_packages() {
     fi
 }
 
+tier_selftest() {
+    log "selftest: a failing step inside a tier fails the run"
+    tests/testsh_selftest.sh
+}
+
 tier_unit() {
     log "unit, property and netns tests (cargo test, all crates but the interop scenarios)"
     # The interop crate's scenario tests run in their own tier.
@@ -40,8 +51,9 @@ tier_unit() {
 }
 
 tier_lint() {
-    log "clippy (-D warnings)"
+    log "clippy (-D warnings), rustfmt"
     cargo clippy --workspace --all-targets --release -q -- -D warnings
+    cargo fmt --all --check
 }
 
 tier_lab() {
@@ -50,56 +62,79 @@ tier_lab() {
     ./target/release/ipipd lab --once
 }
 
+tier_cni() {
+    log "CNI plugin: pods that are namespaces, driven as the CNI protocol says"
+    cargo build --release -q
+    cargo test --release -q --test cni -- --test-threads=1 --nocapture
+}
+
 tier_fuzz() {
     log "fuzz smoke (each target for ${FUZZ_SECONDS:-30} s)"
-    if [ -x fuzz/smoke.sh ]; then
-        fuzz/smoke.sh "${FUZZ_SECONDS:-30}"
-    else
-        echo "fuzz/smoke.sh missing" >&2
-        return 1
-    fi
+    fuzz/smoke.sh "${FUZZ_SECONDS:-30}"
 }
 
 tier_interop() {
     log "interop with BIRD 2, GoBGP and FRR; hostile peers"
-    for script in interop/run.sh interop/hostile.sh; do
-        if [ ! -x "$script" ]; then
-            echo "$script missing" >&2
-            return 1
-        fi
-    done
     interop/run.sh
     interop/hostile.sh
 }
 
 tier_dataplane() {
     log "dataplane: the seed scenario in a VM with real IPIP"
-    if [ -x interop/vm/all.sh ]; then
-        cargo build --release -q
-        interop/vm/all.sh
-    else
-        echo "interop/vm/all.sh missing" >&2
-        return 1
-    fi
+    cargo build --release -q
+    interop/vm/all.sh
 }
 
+if [ -n "${IPIPD_EXTRA_TIERS:-}" ]; then
+    # shellcheck source=/dev/null
+    . "$IPIPD_EXTRA_TIERS"
+fi
+
+# Child mode: one tier, errexit in force (this process is not in a condition context).
+if [ "${1:-}" = "--run-tier" ]; then
+    tier=$2
+    set -E
+    trap 'echo "test.sh: tier $tier: \`$BASH_COMMAND\` failed with status $? (line $LINENO)" >&2' ERR
+    "tier_$tier"
+    exit 0
+fi
+
+TIERS=("$@")
+[ ${#TIERS[@]} -eq 0 ] && TIERS=("${ALL_TIERS[@]}")
+for t in "${TIERS[@]}"; do
+    if ! declare -F "tier_$t" >/dev/null; then
+        echo "test.sh: unknown tier '$t' (tiers: ${ALL_TIERS[*]})" >&2
+        exit 2
+    fi
+done
+SKIP=" ${IPIPD_SKIP_TIERS:-} "
+
 need_root
-install_packages
+[ "${IPIPD_NO_INSTALL:-}" = 1 ] || install_packages
 declare -A RESULT
 failed=0
+skipped=0
+run_start=$(date +%s)
 for t in "${TIERS[@]}"; do
     if [[ "$SKIP" == *" $t "* ]]; then
         RESULT[$t]="skipped (IPIPD_SKIP_TIERS)"
+        skipped=1
         continue
     fi
     start=$(date +%s)
-    if "tier_$t"; then
+    rc=0
+    "$BASH" "$0" --run-tier "$t" || rc=$?
+    if [ "$rc" = 0 ]; then
         RESULT[$t]="ok ($(( $(date +%s) - start )) s)"
     else
-        RESULT[$t]="FAILED ($(( $(date +%s) - start )) s)"
+        RESULT[$t]="FAILED with status $rc ($(( $(date +%s) - start )) s)"
         failed=1
     fi
 done
-log "summary"
+log "summary ($(( $(date +%s) - run_start )) s)"
 for t in "${TIERS[@]}"; do printf '  %-10s %s\n' "$t" "${RESULT[$t]}"; done
+if [ "$failed" = 0 ] && [ "$skipped" = 1 ] && [ "${IPIPD_ALLOW_SKIP:-}" != 1 ]; then
+    echo "test.sh: tiers were skipped; set IPIPD_ALLOW_SKIP=1 to accept that" >&2
+    exit 3
+fi
 exit $failed
