@@ -65,6 +65,28 @@ pub enum Command {
     },
     /// Print an example configuration.
     ExampleConfig,
+    /// Install the CNI plugin and its network configuration, as a DaemonSet init container
+    /// does: copies `ipipd-cni` into BIN_DIR and writes CONF_DIR/10-ipipd.conflist.
+    InstallCni {
+        /// Where the runtime looks for plugins.
+        #[arg(long, default_value = "/opt/cni/bin")]
+        bin_dir: PathBuf,
+        /// Where the runtime reads network configurations.
+        #[arg(long, default_value = "/etc/cni/net.d")]
+        conf_dir: PathBuf,
+        /// The plugin binary to install (default: `ipipd-cni` next to this program).
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+        /// The daemon's control socket, written into the network configuration.
+        #[arg(long, default_value = config::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// The network's name.
+        #[arg(long, default_value = "ipipd")]
+        name: String,
+        /// Pod MTU written into the configuration (default: the tunnel's, at each ADD).
+        #[arg(long)]
+        mtu: Option<u32>,
+    },
     /// Start a demo cluster in network namespaces on this machine (root).
     Lab {
         /// Number of nodes.
@@ -90,6 +112,13 @@ pub enum ShowWhat {
     },
     /// Every route the node knows, like `birdc show route`.
     Routes {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Every block the node knows: its own (with pod addresses in use) and learned ones.
+    Blocks {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -182,7 +211,38 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Show {
+            what: ShowWhat::Blocks { json, socket },
+        } => {
+            if let Response::Blocks { blocks } = call(&socket, Request::ShowBlocks)? {
+                if json {
+                    print_json(&blocks)?;
+                } else {
+                    print!("{}", crate::show::blocks_table(&blocks));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Workload { action } => workload(action),
+        Command::InstallCni {
+            bin_dir,
+            conf_dir,
+            plugin,
+            socket,
+            name,
+            mtu,
+        } => {
+            let done = crate::install_cni::install(&crate::install_cni::Install {
+                bin_dir,
+                conf_dir,
+                plugin,
+                socket,
+                name,
+                mtu,
+            })?;
+            println!("{done}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reload { socket } => {
             if let Response::Ok { message } = call(&socket, Request::Reload)? {
                 println!("{message}");
@@ -214,9 +274,7 @@ fn workload(action: WorkloadAction) -> anyhow::Result<ExitCode> {
         Response::Ok { message } => println!("{message}"),
         Response::Workloads { workloads } if json => print_json(&workloads)?,
         Response::Workloads { workloads } => {
-            for w in workloads {
-                println!("{:<40} {}", w.ip, w.interface);
-            }
+            print!("{}", crate::show::workloads_table(&workloads));
         }
         _ => {}
     }

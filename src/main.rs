@@ -3,6 +3,7 @@
 mod cli;
 mod control;
 mod daemon;
+mod install_cni;
 mod lab;
 mod logging;
 mod show;

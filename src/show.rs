@@ -1,6 +1,6 @@
-//! Text tables for `show peers` and `show routes`.
+//! Text tables for `show peers`, `show routes`, `show blocks` and `workload list`.
 
-use crate::control::protocol::{PeerJson, RouteJson};
+use crate::control::protocol::{BlockJson, PeerJson, RouteJson, WorkloadJson};
 
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -103,4 +103,54 @@ pub fn routes_table(routes: &[RouteJson]) -> String {
         ],
         rows,
     )
+}
+
+pub fn blocks_table(blocks: &[BlockJson]) -> String {
+    if blocks.is_empty() {
+        return "no blocks\n".into();
+    }
+    let rows = blocks
+        .iter()
+        .map(|b| {
+            vec![
+                b.block.clone(),
+                b.node.clone().unwrap_or_else(|| "?".into()),
+                if b.local {
+                    "local".into()
+                } else {
+                    "remote".into()
+                },
+                match (b.allocated, b.capacity) {
+                    (Some(a), Some(c)) => format!("{a}/{c}"),
+                    (Some(a), None) => a.to_string(),
+                    _ => "-".into(),
+                },
+                b.state.clone(),
+                b.next_hop
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &["BLOCK", "NODE", "WHERE", "ALLOCATED", "STATE", "NEXT HOP"],
+        rows,
+    )
+}
+
+pub fn workloads_table(workloads: &[WorkloadJson]) -> String {
+    if workloads.is_empty() {
+        return "no workloads\n".into();
+    }
+    let rows = workloads
+        .iter()
+        .map(|w| {
+            vec![
+                w.ip.to_string(),
+                w.interface.clone(),
+                w.handle.clone().unwrap_or_else(|| "(added by hand)".into()),
+            ]
+        })
+        .collect();
+    table(&["ADDRESS", "INTERFACE", "HANDLE"], rows)
 }

@@ -8,7 +8,7 @@
 //! trait so that the same code runs over the kernel ([`NetlinkFib`]) and over memory
 //! ([`MemFib`]) in tests.
 
-mod desired;
+pub mod desired;
 mod error;
 mod fib;
 mod installer;
@@ -28,6 +28,7 @@ pub use error::FibError;
 pub use fib::{Fib, FibEvent, Link, Op, TunnelSpec, Underlay};
 pub use installer::{Installer, Stats};
 pub use memory::{MemFib, MemHandle};
+pub use netlink::pod::{LinkRoute, PodNetlink};
 pub use netlink::{ensure_tunnel, NetlinkFib};
 
 /// The IPIP mode, as in Calico's `ipipMode`.

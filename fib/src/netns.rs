@@ -24,3 +24,8 @@ pub fn enter_path(path: &Path) -> io::Result<()> {
     let ns = File::open(path)?;
     crate::sys::setns_net(&ns)
 }
+
+/// Move the calling thread into the namespace an open file refers to.
+pub fn enter_file(ns: &File) -> io::Result<()> {
+    crate::sys::setns_net(ns)
+}

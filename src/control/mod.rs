@@ -1,6 +1,5 @@
-//! The control socket: a Unix socket speaking [`protocol`], served by the
-//! daemon and used by the `show` and `workload` commands.
+//! The control socket: a Unix socket speaking the protocol of the `api` crate, served by
+//! the daemon and used by the `show`, `workload` and `ipam` commands and by `ipipd-cni`.
 
-pub mod client;
-pub mod protocol;
+pub use api::{client, protocol};
 pub mod server;

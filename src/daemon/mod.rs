@@ -1,6 +1,7 @@
 //! `ipipd run`: config → speaker → RIB → FIB, the control socket, reload and
 //! signals.
 
+mod pods;
 mod reload;
 pub mod settings;
 mod workloads;
@@ -33,6 +34,8 @@ pub struct Daemon {
     /// The kernel installer; None with `kernel.install = false`, and after stop.
     fib: std::sync::Mutex<Option<fib::Installer>>,
     workloads: Mutex<Workloads>,
+    /// Pods made by the CNI plugin: IPAM and their workload routes.
+    pods: Mutex<pods::Pods>,
     /// Wakes the FIB feeder when workloads or own blocks change.
     inputs_changed: Notify,
     /// Set once stopping: the kernel is left as it is (routes survive the restart).
@@ -112,6 +115,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         && restarting(&cfg.control.state_dir, cfg.bgp.graceful_restart_time);
     touch_marker(&cfg.control.state_dir);
     let workloads = Workloads::load(&cfg.control.state_dir)?;
+    let pods = pods::Pods::load(&cfg)?;
+    enable_forwarding(&cfg);
     let fib = if cfg.kernel.install {
         Some(
             fib::Installer::start(settings::fib(&cfg))
@@ -134,6 +139,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         speaker,
         fib: std::sync::Mutex::new(fib),
         workloads: Mutex::new(workloads),
+        pods: Mutex::new(pods),
         inputs_changed: Notify::new(),
         stopping: AtomicBool::new(false),
     });
@@ -148,6 +154,19 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     daemon.stop().await;
     let _ = std::fs::remove_file(&socket);
     result
+}
+
+/// Pods reach other nodes through this one: forwarding on (IPv4, and IPv6 with IPv6 pools).
+fn enable_forwarding(cfg: &Config) {
+    let mut knobs = vec!["/proc/sys/net/ipv4/ip_forward"];
+    if cfg.cluster.pools.iter().any(|p| matches!(p, IpNet::V6(_))) {
+        knobs.push("/proc/sys/net/ipv6/conf/all/forwarding");
+    }
+    for knob in knobs {
+        if let Err(e) = std::fs::write(knob, "1") {
+            tracing::warn!(%knob, error = %e, "cannot turn on forwarding; pods will not reach other nodes");
+        }
+    }
 }
 
 fn notify_systemd() {
@@ -186,7 +205,7 @@ async fn feed_fib(daemon: Arc<Daemon>) {
         let inputs = fib::Inputs {
             remote,
             own_blocks: daemon.config.load().node.blocks.clone(),
-            workloads: daemon.workloads.lock().await.pairs(),
+            workloads: daemon.all_workloads().await,
         };
         if daemon.stopping.load(Ordering::SeqCst) {
             return;
@@ -235,9 +254,51 @@ impl Daemon {
             Request::ShowRoutes => Response::Routes {
                 routes: self.routes().await,
             },
-            Request::WorkloadList => Response::Workloads {
-                workloads: self.workloads.lock().await.list(),
+            Request::WorkloadList => {
+                let mut workloads = self.workloads.lock().await.list();
+                workloads.extend(self.pods.lock().await.list());
+                Response::Workloads { workloads }
+            }
+            Request::ShowBlocks => Response::Blocks {
+                blocks: self.blocks().await,
             },
+            Request::IpamAssign {
+                container_id,
+                ifname,
+                interface,
+                pod_namespace,
+                pod_name,
+            } => {
+                let request = ipam::Request {
+                    container_id,
+                    ifname,
+                    interface,
+                    pod: pod_namespace
+                        .zip(pod_name)
+                        .map(|(namespace, name)| ipam::PodRef { namespace, name }),
+                };
+                let cfg = self.config.load();
+                let r = self.pods.lock().await.assign(&cfg, request);
+                self.inputs_changed.notify_one();
+                r
+            }
+            Request::IpamGet {
+                container_id,
+                ifname,
+            } => {
+                let cfg = self.config.load();
+                let handle = ipam::handle(&container_id, &ifname);
+                self.pods.lock().await.get(&cfg, &handle)
+            }
+            Request::IpamRelease {
+                container_id,
+                ifname,
+            } => {
+                let handle = ipam::handle(&container_id, &ifname);
+                let r = self.pods.lock().await.release(&handle);
+                self.inputs_changed.notify_one();
+                r
+            }
             Request::WorkloadAdd { ip, interface } => {
                 if let Err(message) = check_interface(&interface) {
                     return Response::Error { message };
@@ -343,7 +404,7 @@ impl Daemon {
             });
         }
         let is_installed = |p: &IpNet| installed.contains_key(p);
-        for (ip, interface) in self.workloads.lock().await.pairs() {
+        for (ip, interface) in self.all_workloads().await {
             let prefix = IpNet::from(ip);
             out.push(RouteJson {
                 prefix: prefix.to_string(),
@@ -359,6 +420,56 @@ impl Daemon {
                 originator_id: None,
                 cluster_list: Vec::new(),
                 attributes: AttributesJson::default(),
+            });
+        }
+        out
+    }
+
+    /// Workloads added by hand and pods made by the CNI plugin: address → host interface.
+    async fn all_workloads(&self) -> Vec<(IpAddr, String)> {
+        let mut all = self.workloads.lock().await.pairs();
+        all.extend(self.pods.lock().await.workloads());
+        all
+    }
+
+    /// `show blocks`: own blocks with their allocation counts, then learned ones.
+    async fn blocks(&self) -> Vec<api::protocol::BlockJson> {
+        let cfg = self.config.load();
+        let pods = self.pods.lock().await;
+        let mut out: Vec<api::protocol::BlockJson> = cfg
+            .node
+            .blocks
+            .iter()
+            .map(|b| api::protocol::BlockJson {
+                block: b.to_string(),
+                node: Some(cfg.node.name.clone()),
+                local: true,
+                allocated: Some(pods.allocated_in(b) as u64),
+                capacity: Some(u64::try_from(pods.capacity(b)).unwrap_or(u64::MAX)),
+                state: "static".into(),
+                next_hop: None,
+            })
+            .collect();
+        drop(pods);
+        let names: BTreeMap<IpAddr, String> = self
+            .speaker
+            .peers()
+            .into_iter()
+            .filter_map(|p| Some((p.address, p.hostname?)))
+            .collect();
+        for r in self.speaker.routes().await {
+            if r.local || !r.best {
+                continue;
+            }
+            out.push(api::protocol::BlockJson {
+                block: r.prefix.to_string(),
+                node: r.peer.and_then(|p| names.get(&p).cloned()),
+                local: false,
+                allocated: None,
+                capacity: None,
+                // With the file datastore every block comes from a node's config file.
+                state: "static".into(),
+                next_hop: r.next_hop,
             });
         }
         out
@@ -390,6 +501,7 @@ impl Daemon {
         merged.cluster.nodes = new.cluster.nodes.clone();
         merged.cluster.mesh_password = new.cluster.mesh_password.clone();
         merged.peers = new.peers.clone();
+        self.pods.lock().await.reconfigure(&merged);
         self.config.store(Arc::new(merged));
         self.inputs_changed.notify_one();
         let msg = if fixed.is_empty() {

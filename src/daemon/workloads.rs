@@ -51,6 +51,7 @@ impl Workloads {
             .map(|(ip, i)| WorkloadJson {
                 ip: *ip,
                 interface: i.clone(),
+                handle: None,
             })
             .collect()
     }

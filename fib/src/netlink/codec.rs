@@ -87,6 +87,67 @@ pub(crate) fn parse_ipv4_address(payload: &[u8]) -> Option<(u32, Ipv4Addr, u8)> 
     Some((index, address?, prefix_len))
 }
 
+/// An address of either family from an `RTM_NEWADDR` body: (interface index, address,
+/// prefix length).
+pub(crate) fn parse_address(payload: &[u8]) -> Option<(u32, IpAddr, u8)> {
+    let fam = *payload.first()?;
+    let prefix_len = *payload.get(1)?;
+    let index = u32_at(payload, 4)?;
+    let mut local = None;
+    let mut address = None;
+    for (kind, value) in attributes(payload.get(8..)?) {
+        let ip = if fam == libc::AF_INET as u8 {
+            <[u8; 4]>::try_from(value).ok().map(|o| IpAddr::from(o))
+        } else if fam == libc::AF_INET6 as u8 {
+            <[u8; 16]>::try_from(value).ok().map(|o| IpAddr::from(o))
+        } else {
+            None
+        };
+        match kind {
+            IFA_LOCAL => local = local.or(ip),
+            IFA_ADDRESS => address = address.or(ip),
+            _ => {}
+        }
+    }
+    Some((index, local.or(address)?, prefix_len))
+}
+
+/// A main-table route through device `index`, as the CNI plugin checks them.
+pub(crate) fn link_route(msg: &RouteMessage, index: u32) -> Option<super::pod::LinkRoute> {
+    let h = &msg.header;
+    let table = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(h.table));
+    let oif = msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    })?;
+    if table != 254 || oif != index || h.kind != RouteType::Unicast {
+        return None;
+    }
+    let dst = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Destination(d) => address(d),
+            _ => None,
+        })
+        .unwrap_or(match h.address_family {
+            AddressFamily::Inet6 => IpAddr::from([0u8; 16]),
+            _ => IpAddr::from([0u8; 4]),
+        });
+    let destination = IpNet::new(dst, h.destination_prefix_length).ok()?;
+    Some(super::pod::LinkRoute {
+        destination,
+        gateway: gateway(&msg.attributes),
+    })
+}
+
 /// A route message as the installer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ParsedRoute {

@@ -1,6 +1,7 @@
 //! The kernel FIB over rtnetlink: one socket for requests and dumps, one for notifications.
 
 mod codec;
+pub mod pod;
 mod socket;
 mod tunnel;
 

@@ -285,6 +285,35 @@ impl NlSocket {
         }
     }
 
+    /// Send one `RTM_GET*` request for a single object and return the payload of the
+    /// answer (after its 16-byte header); an error answer is the error.
+    pub async fn get(&mut self, msg: RouteNetlinkMessage) -> Result<Option<Vec<u8>>, io::Error> {
+        let seq = self.take_seq(1);
+        let mut buf = Vec::with_capacity(128);
+        encode(&mut buf, msg, NLM_F_REQUEST | NLM_F_ACK, seq);
+        self.send(&buf).await.map_err(to_io)?;
+        let mut answer = None;
+        loop {
+            let data = self.recv().await.map_err(to_io)?;
+            for f in frames(data) {
+                if f.seq != seq {
+                    continue;
+                }
+                match f.kind {
+                    NLMSG_ERROR => {
+                        return match error_code(&f) {
+                            0 => Ok(answer),
+                            errno => Err(io::Error::from_raw_os_error(errno)),
+                        }
+                    }
+                    NLMSG_DONE => return Ok(answer),
+                    NLMSG_NOOP | NLMSG_OVERRUN => {}
+                    _ => answer = Some(f.payload.to_vec()),
+                }
+            }
+        }
+    }
+
     /// Run a dump; every answer message goes to `each`. A dump the kernel marks
     /// inconsistent (changed while dumping) is run again, after `each(None)` to say so.
     pub async fn dump(

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use super::protocol::{Request, Response};
+use crate::protocol::{Request, Response};
 
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]

@@ -23,16 +23,120 @@ pub enum Request {
     WorkloadList,
     /// Re-read the configuration file now (as SIGHUP does).
     Reload,
+    /// The node's blocks and the blocks learned from peers (`show blocks`).
+    ShowBlocks,
+    /// CNI ADD: the addresses of a pod interface, new or held already by the handle
+    /// `container_id.ifname`; recorded durably before the answer. The daemon installs the
+    /// workload route `<ip> dev <interface>` as soon as that interface exists.
+    IpamAssign {
+        container_id: String,
+        ifname: String,
+        /// The host side of the pod's veth.
+        interface: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pod_namespace: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pod_name: Option<String>,
+    },
+    /// CNI CHECK: what the daemon holds for the handle.
+    IpamGet {
+        container_id: String,
+        ifname: String,
+    },
+    /// CNI DEL: releases the handle's addresses and its workload route; succeeds when the
+    /// handle holds nothing.
+    IpamRelease {
+        container_id: String,
+        ifname: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "kebab-case")]
 pub enum Response {
-    Peers { peers: Vec<PeerJson> },
-    Routes { routes: Vec<RouteJson> },
-    Workloads { workloads: Vec<WorkloadJson> },
-    Ok { message: String },
-    Error { message: String },
+    Peers {
+        peers: Vec<PeerJson>,
+    },
+    Routes {
+        routes: Vec<RouteJson>,
+    },
+    Workloads {
+        workloads: Vec<WorkloadJson>,
+    },
+    Ok {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
+    Blocks {
+        blocks: Vec<BlockJson>,
+    },
+    /// A pod interface's addresses (IpamAssign, IpamGet).
+    Assigned(AssignedJson),
+    /// IpamRelease: the addresses released (empty when the handle held none).
+    Released {
+        released: Vec<IpAddr>,
+    },
+    /// An IPAM request refused; `kind` tells a plugin which CNI error code to use.
+    IpamError {
+        kind: IpamErrorKind,
+        message: String,
+    },
+}
+
+/// Why an IPAM request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IpamErrorKind {
+    /// No free address in the node's blocks (CNI code 11: try again later).
+    Exhausted,
+    /// The request itself is bad (a container id or interface name ipipd cannot use).
+    Invalid,
+    /// The handle holds no addresses (IpamGet).
+    Unknown,
+    /// The allocation could not be recorded durably; nothing was taken.
+    Storage,
+}
+
+/// A pod interface's addresses, as the daemon recorded them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignedJson {
+    pub handle: String,
+    pub interface: String,
+    /// One per family, IPv4 first.
+    pub addresses: Vec<IpAddr>,
+    /// The handle held these already (a repeated ADD).
+    pub existing: bool,
+    /// The tunnel device whose MTU pods get (None with `ipip.mode = "never"`).
+    pub tunnel: Option<String>,
+    /// `ipip.mtu` when configured.
+    pub mtu: Option<u32>,
+    /// `kernel.protocol`: the workload route is written with it.
+    #[serde(default = "default_protocol")]
+    pub route_protocol: u8,
+}
+
+fn default_protocol() -> u8 {
+    186
+}
+
+/// One element of `show blocks --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockJson {
+    pub block: String,
+    /// The owner's name, or null if unknown.
+    pub node: Option<String>,
+    /// Owned by this node.
+    pub local: bool,
+    /// Pod addresses in use, for local blocks.
+    pub allocated: Option<u64>,
+    /// Pod addresses the block can hold (all but the tunnel's), for local blocks.
+    pub capacity: Option<u64>,
+    /// `static` (from a config file), `confirmed`, `pending` or `releasing`.
+    pub state: String,
+    /// The next hop (the owner's node address) of a learned block.
+    pub next_hop: Option<IpAddr>,
 }
 
 /// One element of `show peers --json`.
@@ -105,6 +209,10 @@ pub struct AggregatorJson {
 pub struct WorkloadJson {
     pub ip: IpAddr,
     pub interface: String,
+    /// The IPAM handle (`container id.ifname`) of a pod made by the CNI plugin; null for
+    /// workloads added by `ipipd workload add`.
+    #[serde(default)]
+    pub handle: Option<String>,
 }
 
 /// Parses one request line; the error text is sent back to the client.
@@ -142,6 +250,18 @@ mod tests {
                 interface: "cali0".into(),
             },
             Request::Reload,
+            Request::ShowBlocks,
+            Request::IpamAssign {
+                container_id: "c1".into(),
+                ifname: "eth0".into(),
+                interface: "cali1".into(),
+                pod_namespace: Some("default".into()),
+                pod_name: None,
+            },
+            Request::IpamRelease {
+                container_id: "c1".into(),
+                ifname: "eth0".into(),
+            },
         ] {
             let line = serde_json::to_string(&r).unwrap_or_default();
             assert_eq!(parse_request(&line), Ok(r));

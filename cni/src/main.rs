@@ -1,0 +1,81 @@
+//! ipipd-cni: the CNI plugin of ipipd (CNI spec 1.0.0; 0.3.1 and 0.4.0 configurations
+//! accepted).
+//!
+//! It keeps no state of its own: addresses come from the ipipd daemon on the node (its
+//! control socket), which records them durably and routes the pod; the plugin does the
+//! netlink work on both sides of the pod's veth. See the README, "Pods: the CNI plugin".
+#![forbid(unsafe_code)]
+
+mod conf;
+mod error;
+mod pod;
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use conf::{Command, Env, NetConf, SUPPORTED};
+use error::{CniError, Code};
+
+fn main() -> ExitCode {
+    let mut stdin = Vec::new();
+    let read = std::io::stdin().read_to_end(&mut stdin);
+    let version_of = |stdin: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(stdin)
+            .ok()
+            .and_then(|v| v.get("cniVersion")?.as_str().map(str::to_owned))
+            .filter(|v| SUPPORTED.contains(&v.as_str()))
+            .unwrap_or_else(|| "1.0.0".to_string())
+    };
+    let version = version_of(&stdin);
+    let outcome = match read {
+        Ok(_) => run(&stdin),
+        Err(e) => Err(CniError::new(Code::Decode, format!("reading stdin: {e}"))),
+    };
+    match outcome {
+        Ok(Some(out)) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            println!("{}", e.to_json(&version));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(stdin: &[u8]) -> Result<Option<serde_json::Value>, CniError> {
+    let env = Env::read(&|name| std::env::var(name).ok())?;
+    if env.command == Command::Version {
+        let version = serde_json::from_slice::<serde_json::Value>(stdin)
+            .ok()
+            .and_then(|v| v.get("cniVersion")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "1.0.0".to_string());
+        return Ok(Some(serde_json::json!({
+            "cniVersion": version,
+            "supportedVersions": SUPPORTED,
+        })));
+    }
+    let conf = NetConf::parse(stdin)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| CniError::new(Code::Kernel, format!("starting the runtime: {e}")))?;
+    runtime.block_on(async {
+        match env.command {
+            Command::Add => pod::add(&env, &conf).await.map(Some),
+            Command::Del => pod::del(&env, &conf).await.map(|()| None),
+            Command::Check => {
+                if !conf.has_check() {
+                    return Err(CniError::new(
+                        Code::IncompatibleVersion,
+                        "CHECK needs cniVersion 0.4.0 or later",
+                    ));
+                }
+                pod::check(&env, &conf).await.map(|()| None)
+            }
+            Command::Version => Ok(None),
+        }
+    })
+}

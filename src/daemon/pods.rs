@@ -1,0 +1,185 @@
+//! Pods made by the CNI plugin: the node's IPAM (addresses by handle, recorded in
+//! `state_dir/ipam.json` before any answer) and the workload routes of those pods.
+
+use std::net::IpAddr;
+
+use anyhow::Context;
+use api::protocol::{AssignedJson, IpamErrorKind, Response, WorkloadJson};
+use config::Config;
+use ipam::{Family, Ipam, Store};
+use ipnet::IpNet;
+
+pub struct Pods {
+    ipam: Ipam,
+    store: Store,
+    node: String,
+}
+
+/// The families of the pools: pods get one address of each (where the node has a block).
+fn families(cfg: &Config) -> Vec<Family> {
+    let mut f: Vec<Family> = cfg.cluster.pools.iter().map(Family::of_net).collect();
+    f.sort();
+    f.dedup();
+    f
+}
+
+/// The address the node gives its tunnel device, never a pod's.
+fn reserved(cfg: &Config) -> Vec<IpAddr> {
+    let inputs = fib::Inputs {
+        own_blocks: cfg.node.blocks.clone(),
+        ..Default::default()
+    };
+    fib::desired::tunnel_address(&inputs)
+        .map(IpAddr::V4)
+        .into_iter()
+        .collect()
+}
+
+impl Pods {
+    /// The allocations recorded by earlier runs, over today's blocks.
+    pub fn load(cfg: &Config) -> anyhow::Result<Pods> {
+        let store = Store::in_dir(&cfg.control.state_dir);
+        let record = store.load().context("loading the IPAM record")?;
+        let fresh = Ipam::new(cfg.node.blocks.clone(), reserved(cfg), families(cfg));
+        let (ipam, refused) = fresh.restore(record);
+        for a in &refused {
+            // Only a record edited by hand can hold these; the first holder keeps the address.
+            tracing::error!(handle = %a.handle, addresses = ?a.addresses, "IPAM record: allocation clashes with an earlier one; ignored");
+        }
+        for a in ipam.allocations() {
+            for ip in &a.addresses {
+                if !ipam.blocks().iter().any(|b| b.contains(ip)) {
+                    tracing::warn!(handle = %a.handle, %ip, "pod address outside the node's blocks (blocks changed); kept until the pod is deleted");
+                }
+            }
+        }
+        Ok(Pods {
+            ipam,
+            store,
+            node: cfg.node.name.clone(),
+        })
+    }
+
+    /// A reload changed the blocks or pools.
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        self.ipam.set_blocks(cfg.node.blocks.clone(), reserved(cfg));
+        self.ipam.set_families(families(cfg));
+        self.node = cfg.node.name.clone();
+    }
+
+    pub fn assign(&mut self, cfg: &Config, request: ipam::Request) -> Response {
+        let assigned = match self.ipam.assign(&request) {
+            Ok(a) => a,
+            Err(e) => {
+                let kind = match e {
+                    ipam::IpamError::Invalid { .. } => IpamErrorKind::Invalid,
+                    _ => IpamErrorKind::Exhausted,
+                };
+                let blocks: Vec<String> =
+                    self.ipam.blocks().iter().map(|b| b.to_string()).collect();
+                return Response::IpamError {
+                    kind,
+                    message: format!(
+                        "node {} (blocks: {}): {e}",
+                        self.node,
+                        if blocks.is_empty() {
+                            "none".to_string()
+                        } else {
+                            blocks.join(", ")
+                        }
+                    ),
+                };
+            }
+        };
+        if !assigned.existing {
+            if let Err(e) = self.store.save(&self.ipam.record()) {
+                self.ipam.release(&assigned.allocation.handle);
+                tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "IPAM record not written; allocation undone");
+                return Response::IpamError {
+                    kind: IpamErrorKind::Storage,
+                    message: format!(
+                        "cannot record the allocation in {}; nothing was allocated",
+                        self.store.path().display()
+                    ),
+                };
+            }
+            tracing::info!(handle = %assigned.allocation.handle, addresses = ?assigned.allocation.addresses, interface = %assigned.allocation.interface, "pod addresses allocated");
+        }
+        Response::Assigned(self.json(cfg, &assigned.allocation, assigned.existing))
+    }
+
+    pub fn get(&self, cfg: &Config, handle: &str) -> Response {
+        match self.ipam.get(handle) {
+            Some(a) => Response::Assigned(self.json(cfg, a, true)),
+            None => Response::IpamError {
+                kind: IpamErrorKind::Unknown,
+                message: format!("no addresses allocated to {handle}"),
+            },
+        }
+    }
+
+    pub fn release(&mut self, handle: &str) -> Response {
+        let Some(a) = self.ipam.release(handle) else {
+            return Response::Released {
+                released: Vec::new(),
+            };
+        };
+        if let Err(e) = self.store.save(&self.ipam.record()) {
+            // Keep the allocation: a release that is not recorded would come back at the
+            // next start while the address may have gone to another pod.
+            let _ = self.ipam.restore_one(a);
+            tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "IPAM record not written; release undone");
+            return Response::IpamError {
+                kind: IpamErrorKind::Storage,
+                message: format!(
+                    "cannot record the release in {}; the addresses stay allocated",
+                    self.store.path().display()
+                ),
+            };
+        }
+        tracing::info!(%handle, addresses = ?a.addresses, "pod addresses released");
+        Response::Released {
+            released: a.addresses,
+        }
+    }
+
+    fn json(&self, cfg: &Config, a: &ipam::Allocation, existing: bool) -> AssignedJson {
+        AssignedJson {
+            handle: a.handle.clone(),
+            interface: a.interface.clone(),
+            addresses: a.addresses.clone(),
+            existing,
+            tunnel: (cfg.ipip.mode != config::IpipMode::Never).then(|| cfg.ipip.device.clone()),
+            mtu: cfg.ipip.mtu,
+            route_protocol: cfg.kernel.protocol,
+        }
+    }
+
+    /// Workload routes of the pods: address → host veth.
+    pub fn workloads(&self) -> impl Iterator<Item = (IpAddr, String)> + '_ {
+        self.ipam
+            .allocations()
+            .flat_map(|a| a.addresses.iter().map(|ip| (*ip, a.interface.clone())))
+    }
+
+    pub fn list(&self) -> Vec<WorkloadJson> {
+        self.ipam
+            .allocations()
+            .flat_map(|a| {
+                a.addresses.iter().map(|ip| WorkloadJson {
+                    ip: *ip,
+                    interface: a.interface.clone(),
+                    handle: Some(a.handle.clone()),
+                })
+            })
+            .collect()
+    }
+
+    pub fn allocated_in(&self, block: &IpNet) -> usize {
+        self.ipam.allocated_in(block)
+    }
+
+    pub fn capacity(&self, block: &IpNet) -> u128 {
+        self.ipam.capacity(block)
+    }
+}
