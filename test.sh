@@ -45,6 +45,8 @@ tier_selftest() {
 
 tier_unit() {
     log "unit, property and netns tests (cargo test, all crates but the interop scenarios)"
+    # tests/cni.rs runs the ipipd-cni binary of this build: build it first.
+    cargo build --release
     # The interop crate's scenario tests run in their own tier.
     cargo test --workspace --release --exclude interop
     cargo test --release -p interop --lib

@@ -495,3 +495,36 @@ impl Default for Sampler {
         Sampler::new()
     }
 }
+
+/// Where `ip netns add NAME` keeps the namespace (what a runtime passes as CNI_NETNS).
+pub fn netns_path(name: &str) -> String {
+    format!("/var/run/netns/{name}")
+}
+
+impl Lan {
+    /// A `tunl0` stand-in in `ns` whose other end is plugged into this LAN's bridge: the
+    /// kernel takes `via X dev tunl0 onlink` routes on it as on a real tunnel, and packets
+    /// routed that way reach the next hop unencapsulated — enough for pods on different
+    /// nodes to ping each other along the routes ipipd installed.
+    pub fn add_bridged_tunl0(&mut self, ns: &Netns) -> Result<()> {
+        self.ports += 1;
+        let port = format!("t{}", self.ports);
+        ip(&[
+            "link",
+            "add",
+            &port,
+            "netns",
+            &self.underlay.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "tunl0",
+            "netns",
+            &ns.name,
+        ])?;
+        self.underlay
+            .ip(&["link", "set", &port, "master", "br0", "up"])?;
+        Ok(())
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bird;
+pub mod cni;
 pub mod frr;
 pub mod gobgp;
 pub mod harness;

@@ -165,7 +165,7 @@ impl Ipam {
         let mut refused = Vec::new();
         for a in record.allocations {
             if let Err(a) = self.restore_one(a) {
-                refused.push(a);
+                refused.push(*a);
             }
         }
         (self, refused)
@@ -192,7 +192,9 @@ impl Ipam {
         check_token("interface name", &request.ifname, 15)?;
         check_token("host interface name", &request.interface, 15)?;
         let handle = request.handle();
-        if let Some(existing) = self.by_handle.get(&handle) {
+        if let Some(existing) = self.by_handle.get_mut(&handle) {
+            // A repeated ADD names the host end again; the newest name is the one in use.
+            existing.interface.clone_from(&request.interface);
             return Ok(Assigned {
                 allocation: existing.clone(),
                 existing: true,
@@ -249,13 +251,13 @@ impl Ipam {
 
     /// Puts back an allocation taken out by [`Ipam::release`] (a release that could not be
     /// recorded); refused, and handed back, if its handle or an address is held meanwhile.
-    pub fn restore_one(&mut self, a: Allocation) -> Result<(), Allocation> {
+    pub fn restore_one(&mut self, a: Allocation) -> Result<(), Box<Allocation>> {
         if self.by_handle.contains_key(&a.handle)
             || a.addresses
                 .iter()
                 .any(|ip| self.by_address.contains_key(ip))
         {
-            return Err(a);
+            return Err(Box::new(a));
         }
         self.insert(a);
         Ok(())

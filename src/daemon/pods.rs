@@ -68,6 +68,7 @@ impl Pods {
     }
 
     pub fn assign(&mut self, cfg: &Config, request: ipam::Request) -> Response {
+        let before = self.ipam.get(&request.handle()).cloned();
         let assigned = match self.ipam.assign(&request) {
             Ok(a) => a,
             Err(e) => {
@@ -91,9 +92,14 @@ impl Pods {
                 };
             }
         };
-        if !assigned.existing {
+        let changed = before.as_ref() != Some(&assigned.allocation);
+        if changed {
             if let Err(e) = self.store.save(&self.ipam.record()) {
+                // Back to what the record on disk says.
                 self.ipam.release(&assigned.allocation.handle);
+                if let Some(before) = before {
+                    let _ = self.ipam.restore_one(before);
+                }
                 tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "IPAM record not written; allocation undone");
                 return Response::IpamError {
                     kind: IpamErrorKind::Storage,
@@ -103,7 +109,7 @@ impl Pods {
                     ),
                 };
             }
-            tracing::info!(handle = %assigned.allocation.handle, addresses = ?assigned.allocation.addresses, interface = %assigned.allocation.interface, "pod addresses allocated");
+            tracing::info!(handle = %assigned.allocation.handle, addresses = ?assigned.allocation.addresses, interface = %assigned.allocation.interface, existing = assigned.existing, "pod addresses recorded");
         }
         Response::Assigned(self.json(cfg, &assigned.allocation, assigned.existing))
     }

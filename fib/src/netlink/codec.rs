@@ -97,9 +97,9 @@ pub(crate) fn parse_address(payload: &[u8]) -> Option<(u32, IpAddr, u8)> {
     let mut address = None;
     for (kind, value) in attributes(payload.get(8..)?) {
         let ip = if fam == libc::AF_INET as u8 {
-            <[u8; 4]>::try_from(value).ok().map(|o| IpAddr::from(o))
+            <[u8; 4]>::try_from(value).ok().map(IpAddr::from)
         } else if fam == libc::AF_INET6 as u8 {
-            <[u8; 16]>::try_from(value).ok().map(|o| IpAddr::from(o))
+            <[u8; 16]>::try_from(value).ok().map(IpAddr::from)
         } else {
             None
         };

@@ -249,3 +249,17 @@ mod property {
         }
     }
 }
+
+#[test]
+fn a_repeated_add_with_another_host_name_keeps_the_address_and_takes_the_name() {
+    let mut ipam = v4(&["10.0.0.0/26"], &[]);
+    let first = addr(&mut ipam, "a");
+    let mut again = req("a");
+    again.interface = "calinew".into();
+    let got = ipam.assign(&again).ok();
+    assert_eq!(got.as_ref().map(|a| a.allocation.addresses[0]), Some(first));
+    assert_eq!(
+        ipam.get("a.eth0").map(|a| a.interface.as_str()),
+        Some("calinew")
+    );
+}
