@@ -1,9 +1,11 @@
 //! `ipipd lab`: a demo cluster in network namespaces on this machine.
 //!
 //! An underlay namespace holds a bridge; each node is a namespace with a veth
-//! on that bridge running its own ipipd in full mesh; each node has one pod (a
-//! namespace wired like Calico does it: a `cali…` veth, the pod's /32, a
-//! default route via 169.254.1.1 answered by proxy ARP).
+//! on that bridge running its own ipipd in full mesh; each node has one pod, a
+//! namespace brought up by the `ipipd-cni` plugin exactly as a container runtime
+//! calls it (CNI_* variables, the network configuration on stdin): an address from
+//! the node's block, a `cali…` veth, a default route via 169.254.1.1 answered by
+//! proxy ARP.
 
 mod netns;
 
@@ -30,37 +32,21 @@ struct Node {
     socket: PathBuf,
 }
 
-/// The seed scenario's addresses for the first three nodes, then a pattern.
-fn node_plan(i: usize) -> (Ipv4Addr, Ipv4Net, Ipv4Addr) {
+/// The seed scenario's node addresses and blocks for the first three nodes, then a
+/// pattern. Pod addresses come from the plugin.
+fn node_plan(i: usize) -> (Ipv4Addr, Ipv4Net) {
     let seed = [
-        ([172, 29, 235, 101], [101, 76, 9, 128], [101, 76, 9, 136]),
-        (
-            [172, 29, 235, 130],
-            [101, 88, 228, 192],
-            [101, 88, 228, 195],
-        ),
-        ([172, 29, 235, 140], [101, 99, 1, 0], [101, 99, 1, 5]),
+        ([172, 29, 235, 101], [101, 76, 9, 128]),
+        ([172, 29, 235, 130], [101, 88, 228, 192]),
+        ([172, 29, 235, 140], [101, 99, 1, 0]),
     ];
-    if let Some((a, b, p)) = seed.get(i) {
+    if let Some((a, b)) = seed.get(i) {
         let block = Ipv4Net::new(Ipv4Addr::from(*b), 26).unwrap_or_default();
-        return (Ipv4Addr::from(*a), block, Ipv4Addr::from(*p));
+        return (Ipv4Addr::from(*a), block);
     }
     let n = u8::try_from(i).unwrap_or(u8::MAX);
     let block = Ipv4Net::new(Ipv4Addr::new(101, 100, n, 0), 26).unwrap_or_default();
-    (
-        Ipv4Addr::new(172, 29, 235, 150u8.saturating_add(n)),
-        block,
-        Ipv4Addr::new(101, 100, n, 10),
-    )
-}
-
-/// A Calico-like host-side interface name: `cali` + 11 hex characters.
-fn cali_name(seed: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in seed.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("cali{:011x}", h & 0xfff_ffff_ffff)
+    (Ipv4Addr::new(172, 29, 235, 150u8.saturating_add(n)), block)
 }
 
 fn is_root() -> bool {
@@ -99,20 +85,20 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
     ip(&["-n", &underlay, "link", "add", "br0", "type", "bridge"])?;
     ip(&["-n", &underlay, "link", "set", "br0", "up"])?;
 
-    let mut plan = Vec::new();
+    let mut plan: Vec<Node> = Vec::new();
     for i in 0..nodes {
-        let (address, block, pod_ip) = node_plan(i);
+        let (address, block) = node_plan(i);
         let ns = format!("{tag}n{}", i + 1);
         let pod_ns = format!("{tag}p{}", i + 1);
         plan.push(Node {
             index: i + 1,
-            veth: cali_name(&pod_ns),
+            veth: String::new(),
             socket: dir.join(format!("node{}.sock", i + 1)),
             ns,
             pod_ns,
             address,
             block,
-            pod_ip,
+            pod_ip: Ipv4Addr::UNSPECIFIED,
         });
     }
     let mut real_ipip = true;
@@ -141,66 +127,26 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
             real_ipip = kernel_has_ipip(&n.ns);
         }
         if !real_ipip {
-            // Stand-in: a veth end named tunl0 accepts the same onlink routes.
+            // Stand-in: a veth end named tunl0 accepts the same onlink routes; its other
+            // end is on the bridge, so packets routed through it reach the next hop
+            // (unencapsulated) and pods can ping across nodes.
+            let port = format!("t{}", n.index);
             ip(&[
-                "-n",
-                &n.ns,
-                "link",
-                "add",
-                "tunl0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "tunl0-peer",
+                "link", "add", &port, "netns", &underlay, "type", "veth", "peer", "name", "tunl0",
+                "netns", &n.ns,
             ])?;
-            ip(&["-n", &n.ns, "link", "set", "tunl0-peer", "up"])?;
+            ip(&["-n", &underlay, "link", "set", &port, "master", "br0", "up"])?;
         }
-        // The pod.
         guard.add_ns(&n.pod_ns)?;
-        ip(&[
-            "-n", &n.ns, "link", "add", &n.veth, "type", "veth", "peer", "name", "eth0", "netns",
-            &n.pod_ns,
-        ])?;
-        ip(&["-n", &n.ns, "link", "set", &n.veth, "mtu", "1480", "up"])?;
-        sysctl(&n.ns, &format!("net.ipv4.conf.{}.proxy_arp", n.veth), "1")?;
-        ip(&["-n", &n.pod_ns, "link", "set", "eth0", "mtu", "1480", "up"])?;
-        ip(&[
-            "-n",
-            &n.pod_ns,
-            "addr",
-            "add",
-            &format!("{}/32", n.pod_ip),
-            "dev",
-            "eth0",
-        ])?;
-        ip(&[
-            "-n",
-            &n.pod_ns,
-            "route",
-            "add",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ])?;
-        ip(&[
-            "-n",
-            &n.pod_ns,
-            "route",
-            "add",
-            "default",
-            "via",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-        ])?;
+        ip(&["-n", &n.pod_ns, "link", "set", "lo", "up"])?;
     }
     if !real_ipip {
         println!("note: this kernel has no IPIP support (no `ipip` module), so each node uses a stand-in");
-        println!("      tunl0 (a veth end): routes are programmed for real, but packets are not encapsulated,");
-        println!("      so pods cannot ping across nodes here. The VM test (interop/vm) shows real IPIP.");
+        println!("      tunl0 (a veth end on the underlay bridge): routes are programmed for real and pods");
+        println!(
+            "      ping across nodes along them, but packets are not encapsulated. The VM test"
+        );
+        println!("      (interop/vm) shows real IPIP.");
     }
     let nodes_list: Vec<String> = plan.iter().map(|n| format!("\"{}\"", n.address)).collect();
     let mut pids = Vec::new();
@@ -228,19 +174,25 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
         dir.display()
     );
 
-    for n in &plan {
+    let plugin = binary.with_file_name(crate::install_cni::PLUGIN);
+    if !plugin.exists() {
+        bail!(
+            "the CNI plugin {} is missing: `cargo build --release` builds it next to ipipd",
+            plugin.display()
+        );
+    }
+    for n in plan.iter_mut() {
         wait_for_socket(n, &dir)?;
-        let r = client::call(
-            &n.socket,
-            &Request::WorkloadAdd {
-                ip: n.pod_ip.into(),
-                interface: n.veth.clone(),
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        if let Response::Error { message } = r {
-            bail!("node{}: workload add: {message}", n.index);
-        }
+        let (pod_ip, veth) = cni_add(&plugin, n)?;
+        println!(
+            "node{}: pod {} on {} made by {}",
+            n.index,
+            pod_ip,
+            veth,
+            plugin.display()
+        );
+        n.pod_ip = pod_ip;
+        n.veth = veth;
     }
     let converged = wait_converged(&plan, Duration::from_secs(60));
     for n in &plan {
@@ -269,9 +221,7 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
         ),
         Err(e) => println!("\nNOT converged: {e}"),
     }
-    if real_ipip {
-        ok &= ping_all(&plan);
-    }
+    ok &= ping_all(&plan);
     if !ok {
         for n in &plan {
             let log = std::fs::read_to_string(dir.join(format!("node{}.log", n.index)))
@@ -290,6 +240,12 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
         }
     }
     if once {
+        for n in &plan {
+            if let Err(e) = cni_del(&plugin, n) {
+                println!("node{}: {e:#}", n.index);
+                ok = false;
+            }
+        }
         drop(guard);
         return Ok(if ok {
             ExitCode::SUCCESS
@@ -317,6 +273,71 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
     println!("tearing down");
     drop(guard);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pod's network configuration, as a runtime reads it from a `.conflist`.
+fn netconf(n: &Node) -> String {
+    let list = crate::install_cni::conflist("ipipd", &n.socket, None);
+    let mut conf = list["plugins"][0].clone();
+    conf["cniVersion"] = list["cniVersion"].clone();
+    conf["name"] = list["name"].clone();
+    conf.to_string()
+}
+
+/// Runs the plugin in the node's namespace as a container runtime does.
+fn cni(plugin: &std::path::Path, n: &Node, command: &str) -> anyhow::Result<serde_json::Value> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &n.ns])
+        .arg(plugin)
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", format!("lab-pod-{}", n.index))
+        .env("CNI_NETNS", format!("/var/run/netns/{}", n.pod_ns))
+        .env("CNI_IFNAME", "eth0")
+        .env(
+            "CNI_PATH",
+            plugin.parent().unwrap_or(std::path::Path::new("/")),
+        )
+        .env(
+            "CNI_ARGS",
+            format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-{}", n.index),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {}", plugin.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(netconf(n).as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("node{}: CNI {command} failed: {}", n.index, text.trim());
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+fn cni_add(plugin: &std::path::Path, n: &Node) -> anyhow::Result<(Ipv4Addr, String)> {
+    let result = cni(plugin, n, "ADD")?;
+    let ip = result["ips"][0]["address"]
+        .as_str()
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .with_context(|| {
+            format!(
+                "node{}: no IPv4 address in the CNI result {result}",
+                n.index
+            )
+        })?;
+    let veth = result["interfaces"][0]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    Ok((ip, veth))
+}
+
+fn cni_del(plugin: &std::path::Path, n: &Node) -> anyhow::Result<()> {
+    cni(plugin, n, "DEL").map(|_| ())
 }
 
 fn wait_for_socket(n: &Node, dir: &std::path::Path) -> anyhow::Result<()> {
