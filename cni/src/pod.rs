@@ -284,7 +284,8 @@ async fn wire(
             .add_route(&host, &route, assigned.route_protocol)
             .await?;
     }
-    Ok(result(conf, env, assigned, &host, &pod))
+    let pod_mac = s.pod.mac(&env.ifname).await?.unwrap_or_default();
+    Ok(result(conf, env, assigned, &host, &pod, &pod_mac))
 }
 
 fn result(
@@ -293,6 +294,7 @@ fn result(
     a: &AssignedJson,
     host: &Link,
     pod: &Link,
+    pod_mac: &str,
 ) -> serde_json::Value {
     let old = conf.cni_version != "1.0.0";
     let ips: Vec<serde_json::Value> = a
@@ -323,7 +325,7 @@ fn result(
         "cniVersion": conf.cni_version,
         "interfaces": [
             {"name": host.name, "mac": "ee:ee:ee:ee:ee:ee"},
-            {"name": pod.name, "sandbox": env.netns.as_ref().map(|p| p.display().to_string())},
+            {"name": pod.name, "mac": pod_mac, "sandbox": env.netns.as_ref().map(|p| p.display().to_string())},
         ],
         "ips": ips,
         "routes": routes,

@@ -66,6 +66,14 @@ pub(crate) fn parse_link(payload: &[u8]) -> Option<Link> {
     })
 }
 
+/// The hardware address (`IFLA_ADDRESS`) of an `RTM_NEWLINK` body, as `aa:bb:…`.
+pub(crate) fn parse_link_mac(payload: &[u8]) -> Option<String> {
+    const IFLA_ADDRESS: u16 = 1;
+    let (_, mac) = attributes(payload.get(16..)?).find(|(kind, _)| *kind == IFLA_ADDRESS)?;
+    let parts: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    Some(parts.join(":"))
+}
+
 /// An IPv4 address from an `RTM_NEWADDR` body: (interface index, address, prefix length).
 pub(crate) fn parse_ipv4_address(payload: &[u8]) -> Option<(u32, Ipv4Addr, u8)> {
     if *payload.first()? != libc::AF_INET as u8 {

@@ -75,6 +75,17 @@ impl PodNetlink {
         }
     }
 
+    /// The hardware address of the device called `name`, as `aa:bb:cc:dd:ee:ff`.
+    pub async fn mac(&mut self, name: &str) -> Result<Option<String>, FibError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.socket.get(RouteNetlinkMessage::GetLink(msg)).await {
+            Ok(payload) => Ok(payload.as_deref().and_then(codec::parse_link_mac)),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(kernel(format!("look up {name}"))(e)),
+        }
+    }
+
     /// Creates the veth pair `host` ↔ `peer`, with `peer` made directly inside the network
     /// namespace `peer_netns`, both ends with `mtu`, the host end with `host_mac`.
     /// Fails with EEXIST (as a [`FibError::Kernel`]) when either name is taken.
