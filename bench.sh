@@ -47,7 +47,7 @@ if [ -n "${rev:-}" ]; then
         --baseline-label "$(git rev-parse --short "$rev")")
 fi
 
-cargo build --release --bin ipipd
+cargo build --release
 cargo build --release -p interop --bin loadgen --bin ipipd-bench
 cargo build --release -p fib --example install_bench
 

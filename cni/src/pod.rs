@@ -338,18 +338,22 @@ pub async fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let mut host = PodNetlink::open()?;
     // The veth goes first (its peer and the workload route go with it), so the address is
     // free only once nothing uses it.
-    host.delete_link(&host_name).await?;
-    if let Some(path) = &env.netns {
-        // Gone already when the runtime deleted the namespace first: nothing to do there.
-        if let Ok(netns) = File::open(path) {
-            let home = File::open("/proc/thread-self/ns/net").map_err(|e| {
-                CniError::new(
-                    Code::Kernel,
-                    format!("opening the host's network namespace: {e}"),
-                )
-            })?;
-            let mut pod = socket_in(&netns, &home)?;
-            let _ = pod.delete_link(&env.ifname).await?;
+    let removed = host.delete_link(&host_name).await?;
+    if !removed {
+        if let Some(path) = &env.netns {
+            // No host end under the name this pod would have: clear the pod's interface
+            // in case it was made under another name. Nothing to do when the runtime
+            // deleted the namespace first.
+            if let Ok(netns) = File::open(path) {
+                let home = File::open("/proc/thread-self/ns/net").map_err(|e| {
+                    CniError::new(
+                        Code::Kernel,
+                        format!("opening the host's network namespace: {e}"),
+                    )
+                })?;
+                let mut pod = socket_in(&netns, &home)?;
+                pod.delete_link(&env.ifname).await?;
+            }
         }
     }
     match call(

@@ -4,6 +4,7 @@
 //! ([`mesh`]). Each returns rows for the markdown report ([`report`]); numbers come
 //! from the run, and where the machine is noisy each is the median of several runs.
 
+pub mod cni;
 pub mod converge;
 pub mod daemons;
 pub mod fibrate;

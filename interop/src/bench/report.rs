@@ -25,6 +25,8 @@ pub struct Results {
     pub latencies: Vec<Latencies>,
     pub trials: usize,
     pub mesh: Vec<MeshRow>,
+    /// CNI ADD/DEL latency rows.
+    pub cni: Vec<crate::bench::cni::Row>,
     /// Parts that failed, with why.
     pub errors: Vec<String>,
     pub duration_s: f64,
@@ -316,6 +318,40 @@ impl Results {
         let _ = writeln!(out, "## Goals\n\n{}\n", lines.join("\n"));
     }
 
+    fn cni_table(&self, out: &mut String) {
+        if self.cni.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "## CNI ADD and DEL latency\n\nipipd-cni (asking its daemon) and the reference `ptp` + `host-local` plugins, each call a new process started in the node's namespace with the configuration on stdin, as a runtime does; medians of every call over all runs. The ratio is ipipd-cni's p99 over the reference's.\n\n| pods | plugin | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | calls | ADD p99 ratio | DEL p99 ratio |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for r in &self.cni {
+            let base = self
+                .cni
+                .iter()
+                .find(|b| b.shape == r.shape && b.target != "ipipd-cni");
+            let ratio = |a: f64, b: Option<f64>| match b {
+                Some(b) if b > 0.0 => format!("{:.2}×", a / b),
+                _ => "—".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+                r.shape,
+                r.target,
+                r.add_p50_ms,
+                r.add_p99_ms,
+                r.del_p50_ms,
+                r.del_p99_ms,
+                r.samples,
+                ratio(r.add_p99_ms, base.map(|b| b.add_p99_ms)),
+                ratio(r.del_p99_ms, base.map(|b| b.del_p99_ms)),
+            );
+        }
+        let _ = writeln!(out);
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         self.header(&mut out);
@@ -323,6 +359,7 @@ impl Results {
         self.fib_table(&mut out);
         self.latency_table(&mut out);
         self.mesh_table(&mut out);
+        self.cni_table(&mut out);
         self.goals(&mut out);
         if !self.errors.is_empty() {
             let _ = writeln!(out, "## Parts that failed\n");

@@ -21,11 +21,11 @@ struct Cli {
     /// A few-minute smoke run: small sizes, one run each, short idle window.
     #[arg(long)]
     quick: bool,
-    /// Which parts: throughput, fib, converge, mesh.
+    /// Which parts: throughput, fib, converge, mesh, cni.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,fib,converge,mesh"
+        default_value = "throughput,fib,converge,mesh,cni"
     )]
     only: Vec<String>,
     /// Throughput sizes, SENDERSxPREFIXES.
@@ -55,6 +55,15 @@ struct Cli {
     /// Longest wait for one throughput run, seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// CNI latency: pods one after the other.
+    #[arg(long, default_value_t = 100)]
+    cni_sequential: usize,
+    /// CNI latency: pods at once.
+    #[arg(long, default_value_t = 20)]
+    cni_parallel: usize,
+    /// CNI latency: rounds per plugin and shape.
+    #[arg(long, default_value_t = 3)]
+    cni_runs: usize,
     #[arg(long)]
     ipipd: PathBuf,
     /// An earlier ipipd build: its throughput rows sit next to this tree's (before/after).
@@ -203,6 +212,9 @@ fn main() -> ExitCode {
         cli.trials = 10;
         cli.mesh_sizes = vec![10];
         cli.idle = 5;
+        cli.cni_sequential = 20;
+        cli.cni_parallel = 10;
+        cli.cni_runs = 1;
     }
     let sizes: Vec<Size> = cli.sizes.iter().filter_map(|s| Size::parse(s)).collect();
     let bins = Binaries {
@@ -241,6 +253,21 @@ fn main() -> ExitCode {
     }
     if part("mesh") {
         mesh_part(&cli, &bins, &mut r);
+    }
+    if part("cni") {
+        eprintln!(
+            "CNI ADD/DEL latency: {} sequential, {} parallel, {} runs",
+            cli.cni_sequential, cli.cni_parallel, cli.cni_runs
+        );
+        match interop::bench::cni::run(
+            &cli.ipipd,
+            cli.cni_sequential,
+            cli.cni_parallel,
+            cli.cni_runs,
+        ) {
+            Ok(rows) => r.cni = rows,
+            Err(e) => r.errors.push(format!("cni: {e:#}")),
+        }
     }
     r.load_end = interop::bench::loadavg();
     r.duration_s = started.elapsed().as_secs_f64();

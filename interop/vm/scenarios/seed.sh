@@ -4,12 +4,13 @@
 # user would check: ping ttl=62 across nodes, `ip route` exactly as the contract says,
 # tunl0 up with MTU 1480 and the block's first address, IP protocol 4 on the wire with
 # node addresses outside and pod addresses inside, and `show routes --json` agreeing
-# with the kernel.
+# with the kernel. The pods are made by the ipipd-cni plugin, as a container runtime would.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib/ipipd.sh"
 require_guest
 require_ipipd
 
+CNI_PODS=1
 seed_topology
 
 # A tunl0 left with a wrong MTU and down (as after an earlier, different setup): ipipd

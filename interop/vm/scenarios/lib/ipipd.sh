@@ -4,6 +4,9 @@
 # after common.sh. Drives ipipd only through its outside contract (CLI, TOML, JSON).
 
 IPIPD_BIN=${IPIPD_BIN:-${REPO:-.}/target/release/ipipd}
+# The CNI plugin built next to ipipd; scenarios with CNI_PODS=1 make their pods with it.
+IPIPD_CNI_BIN=${IPIPD_CNI_BIN:-$(dirname "$IPIPD_BIN")/ipipd-cni}
+CNI_PODS=${CNI_PODS:-0}
 # Under /run, which is a tmpfs in the guest (the host root is read-only there).
 IPIPD_DIR=/run/ipipd-vm
 
@@ -147,9 +150,11 @@ seed_topology() {
     for n in "${SEED_NODES[@]}"; do
         node_add "$n" "${ADDR[$n]}/24" ul br0 "$UNDERLAY_GW"
     done
-    for n in "${SEED_NODES[@]}"; do
-        pod_add "$n" "${POD[$n]}" "${POD_IP[$n]}" "${POD_IF[$n]}"
-    done
+    if [[ $CNI_PODS != 1 ]]; then
+        for n in "${SEED_NODES[@]}"; do
+            pod_add "$n" "${POD[$n]}" "${POD_IP[$n]}" "${POD_IF[$n]}"
+        done
+    fi
     on_failure "ipipd_dump ${SEED_NODES[*]}"
     log "topology ready: ${SEED_NODES[*]} on ul/br0, pods ${POD[*]}"
 }
@@ -160,6 +165,28 @@ workloads_add() {
     for n in "$@"; do
         out=$(ipipd_cli "$n" workload add "${POD_IP[$n]}" "${POD_IF[$n]}" 2>&1) ||
             fail "ipipd workload add ${POD_IP[$n]} ${POD_IF[$n]} on $n failed: $out"
+    done
+}
+
+# pods_add_cni NODE...: each node's pod made by ipipd-cni exactly as a container runtime
+# calls it (CNI_* variables, the network configuration on stdin, inside the node's
+# namespace). The pod's address and host interface come from the plugin's result.
+pods_add_cni() {
+    local n out conf
+    [[ -x $IPIPD_CNI_BIN ]] || fail "no CNI plugin at $IPIPD_CNI_BIN (cargo build --release)"
+    for n in "$@"; do
+        netns_add "${POD[$n]}"
+        conf="{\"cniVersion\":\"1.0.0\",\"name\":\"ipipd\",\"type\":\"ipipd-cni\",\"socket\":\"$(ipipd_socket "$n")\"}"
+        out=$(ip netns exec "$n" env CNI_COMMAND=ADD CNI_CONTAINERID="vm-${POD[$n]}" \
+            CNI_NETNS="/var/run/netns/${POD[$n]}" CNI_IFNAME=eth0 CNI_PATH=/opt/cni/bin \
+            CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=${POD[$n]}" \
+            "$IPIPD_CNI_BIN" <<<"$conf") || fail "CNI ADD of ${POD[$n]} on $n failed: $out"
+        POD_IP[$n]=$(jq -r '.ips[0].address | split("/")[0]' <<<"$out")
+        POD_IF[$n]=$(jq -r '.interfaces[0].name' <<<"$out")
+        [[ ${POD_IP[$n]} == "${TUNADDR[$n]%.*}".* ]] || fail "$n: pod address ${POD_IP[$n]} outside ${BLOCK[$n]}: $out"
+        expect_lines "${POD[$n]} routes" "default via $POD_GATEWAY dev eth0
+$POD_GATEWAY dev eth0 scope link" "$(ip -n "${POD[$n]}" -4 route show)"
+        log "$n: ipipd-cni made ${POD[$n]} with ${POD_IP[$n]} on ${POD_IF[$n]}"
     done
 }
 
@@ -273,6 +300,10 @@ cluster_up() {
     for n in "${SEED_NODES[@]}"; do
         ipipd_start "$n"
     done
-    workloads_add "${SEED_NODES[@]}"
+    if [[ $CNI_PODS == 1 ]]; then
+        pods_add_cni "${SEED_NODES[@]}"
+    else
+        workloads_add "${SEED_NODES[@]}"
+    fi
     wait_converged 90 "${SEED_NODES[@]}"
 }

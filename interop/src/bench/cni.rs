@@ -1,0 +1,217 @@
+//! CNI ADD and DEL latency: `ipipd-cni` (with its daemon) side by side with the reference
+//! plugins `ptp` + `host-local` from containernetworking-plugins, in the same run on the
+//! same machine. Both are called as a runtime calls them: a new process per call, the
+//! CNI_* variables, the configuration on stdin, from the node's network namespace (the
+//! calling thread enters it; the plugin process inherits it, as under a kubelet).
+//!
+//! Sequential: N pods one after the other (ADD, then DEL each). Parallel: P pods at once.
+//! Every call's wall time is a sample; p50 and p99 per target and shape.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::bench::percentile;
+use crate::harness::{netns_path, Netns, TempDir};
+use crate::ipipd::Ipipd;
+
+/// A plugin under test: what to run and its configuration.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: &'static str,
+    pub plugin: PathBuf,
+    pub conf: String,
+    pub cni_path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub target: &'static str,
+    pub shape: String,
+    pub add_p50_ms: f64,
+    pub add_p99_ms: f64,
+    pub del_p50_ms: f64,
+    pub del_p99_ms: f64,
+    pub samples: usize,
+}
+
+fn call(t: &Target, node: &Netns, command: &str, id: &str, pod: &Netns) -> Result<Duration> {
+    // The plugin process starts inside the node, as it does under a kubelet.
+    crate::rawpeer::netns::in_netns(&node.name, || {
+        let started = Instant::now();
+        let mut child = Command::new(&t.plugin)
+            .env_clear()
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", netns_path(&pod.name))
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", &t.cni_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {}", t.plugin.display()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(t.conf.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        let took = started.elapsed();
+        if !out.status.success() {
+            bail!(
+                "{} {command} {id}: {}{}",
+                t.name,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(took)
+    })
+}
+
+fn ms(d: &[Duration]) -> Vec<f64> {
+    d.iter().map(|d| d.as_secs_f64() * 1000.0).collect()
+}
+
+fn row(target: &'static str, shape: String, adds: &[Duration], dels: &[Duration]) -> Row {
+    let p = |v: &[Duration], q: f64| percentile(ms(v), q / 100.0).unwrap_or(f64::NAN);
+    Row {
+        target,
+        shape,
+        add_p50_ms: p(adds, 50.0),
+        add_p99_ms: p(adds, 99.0),
+        del_p50_ms: p(dels, 50.0),
+        del_p99_ms: p(dels, 99.0),
+        samples: adds.len(),
+    }
+}
+
+/// One round: `pods` ADDs then DELs, `parallel` at a time.
+fn round(
+    t: &Target,
+    node: &Netns,
+    pods: &[Netns],
+    parallel: usize,
+    tag: &str,
+    adds: &mut Vec<Duration>,
+    dels: &mut Vec<Duration>,
+) -> Result<()> {
+    for command in ["ADD", "DEL"] {
+        for chunk in pods.chunks(parallel.max(1)).enumerate() {
+            let (c, chunk) = chunk;
+            let times: Vec<Result<Duration>> = std::thread::scope(|s| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, pod)| {
+                        let id = format!("{tag}-{c}-{i}");
+                        s.spawn(move || call(t, node, command, &id, pod))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))
+                    })
+                    .collect()
+            });
+            for t in times {
+                let t = t?;
+                if command == "ADD" {
+                    adds.push(t);
+                } else {
+                    dels.push(t);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sequential (`sequential` pods, one at a time) and parallel (`parallel` at once) ADD/DEL
+/// latency for ipipd-cni and ptp + host-local, `runs` rounds each, targets interleaved.
+pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) -> Result<Vec<Row>> {
+    let reference = Path::new("/usr/lib/cni/ptp");
+    if !reference.exists() {
+        bail!("the reference plugins are missing (Debian package containernetworking-plugins)");
+    }
+    let plugin = ipipd_bin.with_file_name("ipipd-cni");
+    let tmp = TempDir::new("cni-bench")?;
+    let node = Netns::new("cnib")?;
+    node.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ])?;
+    node.ip(&["addr", "add", "172.29.250.1/24", "dev", "eth0"])?;
+    node.ip(&["link", "set", "eth0", "up"])?;
+    node.ip(&["link", "set", "eth0p", "up"])?;
+    node.ip(&["route", "add", "default", "dev", "eth0"])?;
+    node.ip(&[
+        "link",
+        "add",
+        "tunl0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "tunl0-peer",
+    ])?;
+    node.ip(&["link", "set", "tunl0-peer", "up"])?;
+    let config = "[node]\nname = \"bench\"\naddress = \"172.29.250.1\"\nblocks = [\"101.70.0.0/26\", \"101.70.0.64/26\"]\n\n[cluster]\npools = [\"101.64.0.0/10\"]\n";
+    let daemon = std::env::var_os("IPIPD_BIN");
+    std::env::set_var("IPIPD_BIN", ipipd_bin);
+    let d = Ipipd::start(&node, config);
+    match daemon {
+        Some(v) => std::env::set_var("IPIPD_BIN", v),
+        None => std::env::remove_var("IPIPD_BIN"),
+    }
+    let d = d?;
+    let targets = [
+        Target {
+            name: "ipipd-cni",
+            plugin,
+            conf: crate::cni::conf(&d.socket, "1.0.0"),
+            cni_path: "/usr/lib/cni".into(),
+        },
+        Target {
+            name: "ptp + host-local",
+            plugin: reference.to_path_buf(),
+            conf: serde_json::json!({
+                "cniVersion": "1.0.0",
+                "name": "ref",
+                "type": "ptp",
+                "ipMasq": false,
+                "mtu": 1480,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": "10.201.0.0/24"}]],
+                    "dataDir": tmp.join("host-local"),
+                },
+            })
+            .to_string(),
+            cni_path: "/usr/lib/cni".into(),
+        },
+    ];
+    let pods: Vec<Netns> = (0..sequential.max(parallel))
+        .map(|_| Netns::new("cbp"))
+        .collect::<Result<_>>()?;
+    let mut rows = Vec::new();
+    for (shape, n, at_once) in [
+        (format!("{sequential} sequential"), sequential, 1),
+        (format!("{parallel} parallel"), parallel, parallel),
+    ] {
+        let mut samples: Vec<(Vec<Duration>, Vec<Duration>)> =
+            vec![Default::default(); targets.len()];
+        for r in 0..runs {
+            for (t, (adds, dels)) in targets.iter().zip(samples.iter_mut()) {
+                round(t, &node, &pods[..n], at_once, &format!("r{r}"), adds, dels)?;
+            }
+        }
+        for (t, (adds, dels)) in targets.iter().zip(samples) {
+            rows.push(row(t.name, shape.clone(), &adds, &dels));
+        }
+    }
+    Ok(rows)
+}
