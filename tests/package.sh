@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The Debian package as a user meets it: built with cargo-deb from the release build,
+# installed with dpkg -i on this machine, checked (the binaries run, the packaged example
+# configuration is valid, systemd accepts the unit, the CNI plugin answers VERSION), then
+# removed and purged — leaving none of its files behind.
+#
+#   tests/package.sh        (root; needs `cargo build --release` first; installs cargo-deb)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! cargo deb --version >/dev/null 2>&1; then
+    echo "package: installing cargo-deb from crates.io" >&2
+    cargo install cargo-deb --locked
+fi
+if dpkg-query -W -f='${Status}' ipipd 2>/dev/null | grep -q "install ok installed"; then
+    echo "package: an ipipd package is installed already; refusing to replace it" >&2
+    exit 1
+fi
+
+rm -rf target/debian
+cargo deb --no-build --no-strip -q 2>&1 | grep -v '^warning: ' || true
+deb=$(ls target/debian/ipipd_*.deb 2>/dev/null | head -n 1)
+[ -n "$deb" ] || { echo "package: cargo deb made no package" >&2; exit 1; }
+echo "package: built $deb ($(du -h "$deb" | cut -f1))"
+
+files=$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's#^\./#/#' | grep -v '/$')
+for want in /usr/bin/ipipd /usr/lib/cni/ipipd-cni /usr/share/doc/ipipd/examples/ipipd.toml; do
+    grep -qx "$want" <<<"$files" || { echo "package: $want missing from the package" >&2; exit 1; }
+done
+grep -q 'systemd/system/ipipd.service$' <<<"$files" ||
+    { echo "package: the systemd unit is missing from the package" >&2; exit 1; }
+
+cleanup() { dpkg -P ipipd >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+dpkg -i "$deb"
+/usr/bin/ipipd --version
+/usr/bin/ipipd --help | grep -q "check-config" || { echo "package: --help lacks the commands" >&2; exit 1; }
+/usr/bin/ipipd check-config --config /usr/share/doc/ipipd/examples/ipipd.toml
+unit=$(dpkg -L ipipd | grep 'systemd/system/ipipd.service$')
+systemd-analyze verify "$unit"
+echo '{"cniVersion":"1.0.0","name":"ipipd","type":"ipipd-cni"}' |
+    CNI_COMMAND=VERSION /usr/lib/cni/ipipd-cni | grep -q '"supportedVersions"' ||
+    { echo "package: ipipd-cni VERSION failed" >&2; exit 1; }
+echo "package: installed and checked: $(dpkg-query -W -f='${Package} ${Version}' ipipd)"
+
+installed=$(dpkg -L ipipd | while read -r f; do [ -f "$f" ] && echo "$f"; done)
+dpkg -r ipipd
+dpkg -P ipipd
+trap - EXIT
+left=""
+for f in $installed; do
+    [ -e "$f" ] && left+=" $f"
+done
+[ -z "$left" ] || { echo "package: files left after purge:$left" >&2; exit 1; }
+if dpkg-query -W ipipd >/dev/null 2>&1 && dpkg-query -W -f='${Status}' ipipd | grep -q installed; then
+    echo "package: still registered with dpkg after purge" >&2
+    exit 1
+fi
+echo "package: removed and purged, nothing left: 1 passed, 0 failed"
