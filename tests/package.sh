@@ -18,7 +18,7 @@ if dpkg-query -W -f='${Status}' ipipd 2>/dev/null | grep -q "install ok installe
 fi
 
 rm -rf target/debian
-cargo deb --no-build --no-strip -q 2>&1 | grep -v '^warning: ' || true
+cargo deb --no-build -q 2>&1 | grep -v '^warning: ' || true
 deb=$(ls target/debian/ipipd_*.deb 2>/dev/null | head -n 1)
 [ -n "$deb" ] || { echo "package: cargo deb made no package" >&2; exit 1; }
 echo "package: built $deb ($(du -h "$deb" | cut -f1))"
@@ -44,8 +44,7 @@ echo '{"cniVersion":"1.0.0","name":"ipipd","type":"ipipd-cni"}' |
 echo "package: installed and checked: $(dpkg-query -W -f='${Package} ${Version}' ipipd)"
 
 installed=$(dpkg -L ipipd | while read -r f; do [ -f "$f" ] && echo "$f"; done)
-dpkg -r ipipd
-dpkg -P ipipd
+dpkg --purge ipipd
 trap - EXIT
 left=""
 for f in $installed; do
