@@ -18,7 +18,7 @@ if dpkg-query -W -f='${Status}' ipipd 2>/dev/null | grep -q "install ok installe
 fi
 
 rm -rf target/debian
-cargo deb --no-build -q 2>&1 | grep -v '^warning: ' || true
+cargo deb --no-build --strip -q 2>&1 | grep -v '^warning: ' || true
 deb=$(ls target/debian/ipipd_*.deb 2>/dev/null | head -n 1)
 [ -n "$deb" ] || { echo "package: cargo deb made no package" >&2; exit 1; }
 echo "package: built $deb ($(du -h "$deb" | cut -f1))"
