@@ -400,6 +400,34 @@ fn max_prefix_asks_for_cease_6_1_with_limit() {
     assert_eq!(&n.data[..], &[0, 1, 1, 0, 0, 0, 1]);
 }
 
+/// RFC 4486 §4: the data names the family whose limit was hit, here IPv6
+/// (AFI 2) on a session that negotiated IPv4 too.
+#[test]
+fn max_prefix_names_the_family_over_its_limit() {
+    let mut rib = Rib::new(policy(None), 4);
+    let mut p = peer("10.0.0.2", [10, 0, 0, 2], false);
+    p.ipv6 = true;
+    p.max_prefixes = Some(1);
+    rib.peer_up(p);
+    let mut a = attrs(100);
+    a.mp_reach = Some(wire::MpReach {
+        afi_safi: AfiSafi::IPV6_UNICAST,
+        next_hops: vec![ip("fd00::2")],
+        nlri: ["fd10::2:0/122", "fd10::3:0/122"]
+            .iter()
+            .map(|p| Nlri {
+                path_id: None,
+                prefix: net(p),
+            })
+            .collect(),
+    });
+    rib.update(ip("10.0.0.2"), announce(&[], "10.0.0.2", a));
+    let fx = rib.flush();
+    let (_, n) = fx.resets.first().expect("reset");
+    assert_eq!((n.code, n.subcode), (6, 1));
+    assert_eq!(&n.data[..], &[0, 2, 1, 0, 0, 0, 1]);
+}
+
 #[test]
 fn max_prefix_stops_storing_a_flood() {
     let mut rib = Rib::new(policy(None), 4);
