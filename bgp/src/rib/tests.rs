@@ -428,6 +428,46 @@ fn max_prefix_names_the_family_over_its_limit() {
     assert_eq!(&n.data[..], &[0, 2, 1, 0, 0, 0, 1]);
 }
 
+/// End-of-RIB goes out for each negotiated family and no other, after the
+/// initial table and after a plain route refresh.
+#[test]
+fn end_of_rib_only_for_negotiated_families() {
+    let mut pol = policy(None);
+    pol.next_hop_v6 = Some("fd00::1".parse().expect("v6"));
+    pol.own_blocks.push(net("fd10::1:0/122"));
+    let mut rib = Rib::new(pol, 4);
+    rib.flush();
+    let ctx = Context {
+        four_octet_as: true,
+        ..Context::default()
+    };
+    let eors = |fx: &Effects, to: &str| -> Vec<AfiSafi> {
+        fx.messages
+            .iter()
+            .filter(|(a, _)| *a == ip(to))
+            .filter_map(|(_, b)| match wire::decode(b, &ctx) {
+                Ok(Message::Update(u)) => u.end_of_rib_family(),
+                _ => None,
+            })
+            .collect()
+    };
+    let (v4, v6) = (AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST);
+    for (addr, id, ipv4, ipv6, want) in [
+        ("10.0.0.2", 2, true, false, vec![v4]),
+        ("10.0.0.3", 3, false, true, vec![v6]),
+        ("10.0.0.4", 4, true, true, vec![v4, v6]),
+    ] {
+        let mut p = peer(addr, [10, 0, 0, id], false);
+        (p.ipv4, p.ipv6) = (ipv4, ipv6);
+        rib.peer_up(p);
+        let fx = rib.flush();
+        assert_eq!(eors(&fx, addr), want, "{addr} at session start");
+        rib.refresh(ip(addr));
+        let fx = rib.flush();
+        assert_eq!(eors(&fx, addr), want, "{addr} after a route refresh");
+    }
+}
+
 #[test]
 fn max_prefix_stops_storing_a_flood() {
     let mut rib = Rib::new(policy(None), 4);
