@@ -76,6 +76,11 @@ fn attributes_json(a: &bgp::wire::Attributes) -> AttributesJson {
     }
 }
 
+/// RFC 3339 in UTC, seconds precision, as `show peers` prints `since`.
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 /// Name of the marker that tells the next start it is a restart (RFC 4724 R bit).
 const RUNNING_MARKER: &str = "running";
 
@@ -287,7 +292,7 @@ impl Daemon {
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
                 state: p.state.name().to_owned(),
-                since: bgp::speaker::humantime_rfc3339(p.since),
+                since: rfc3339(p.since),
                 info: p.info,
                 received: p.counts.received,
                 accepted: p.counts.accepted,
@@ -414,5 +419,17 @@ fn installed_hop(kind: &fib::RouteKind, gateway: IpAddr) -> Option<fib::NextHop>
     match kind {
         fib::RouteKind::Via(hops) => hops.iter().find(|h| h.gateway == gateway).cloned(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_rfc3339_utc_seconds() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
     }
 }

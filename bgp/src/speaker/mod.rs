@@ -88,49 +88,22 @@ pub struct SpeakerConfig {
 pub const MAX_CONNECT_RETRY: Duration = Duration::from_secs(30);
 
 /// A peer as `show peers` lists it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PeerStatus {
     pub address: IpAddr,
     pub asn: u32,
     pub kind: NeighborKind,
     pub state: State,
     /// Time of the last state change.
-    #[serde(serialize_with = "ser_time")]
     pub since: SystemTime,
     /// Last error or a note on the session.
     pub info: String,
     pub router_id: Option<Ipv4Addr>,
     pub hostname: Option<String>,
-    #[serde(flatten)]
     pub counts: PeerCounts,
     /// Sessions established since the process started.
     pub established_count: u64,
     pub graceful_restart: bool,
-}
-
-fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime_rfc3339(*t))
-}
-
-/// RFC 3339 in UTC, seconds precision.
-pub fn humantime_rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // Civil from days (H. Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
 /// Remote prefixes with their equal-cost next hops: what the FIB installs.
