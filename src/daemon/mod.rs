@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context;
 use arc_swap::ArcSwap;
 use bgp::speaker::Speaker;
 use config::Config;
@@ -105,11 +106,10 @@ fn touch_marker(state_dir: &Path) {
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
-    let cfg =
-        Config::load(&config_path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    std::fs::create_dir_all(&cfg.control.state_dir).map_err(|e| {
-        anyhow::anyhow!(
-            "creating state directory {}: {e}",
+    let cfg = Config::load(&config_path).context("invalid configuration")?;
+    std::fs::create_dir_all(&cfg.control.state_dir).with_context(|| {
+        format!(
+            "creating state directory {}",
             cfg.control.state_dir.display()
         )
     })?;
@@ -121,7 +121,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         Some(
             fib::Installer::start(settings::fib(&cfg))
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+                .context("starting the FIB installer")?,
         )
     } else {
         tracing::warn!(
@@ -129,8 +129,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         );
         None
     };
-    let speaker =
-        Speaker::start(settings::speaker(&cfg, restart), settings::neighbors(&cfg)).await?;
+    let speaker = Speaker::start(settings::speaker(&cfg, restart), settings::neighbors(&cfg))
+        .await
+        .context("starting the BGP speaker")?;
     tracing::info!(node = %cfg.node.name, address = %cfg.node.address, blocks = ?cfg.node.blocks, restart, "ipipd started");
     let socket = cfg.control.socket.clone();
     let daemon = Arc::new(Daemon {
@@ -147,32 +148,46 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     }
     crate::control::server::start(&socket, daemon.clone())?;
     tokio::spawn(reload::watch_file(daemon.clone()));
-    tokio::spawn(heartbeat(daemon.clone()));
-    notify_systemd();
-    let result = reload::signals(daemon.clone()).await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let result = tokio::select! {
+        r = reload::signals(daemon.clone()) => r,
+        e = supervise(daemon.clone()) => Err(e),
+    };
     daemon.stop().await;
     let _ = std::fs::remove_file(&socket);
     result
 }
 
-fn notify_systemd() {
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let mut usec = 0;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        let every = Duration::from_micros(usec / 2);
-        tokio::spawn(async move {
-            loop {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                tokio::time::sleep(every).await;
-            }
-        });
-    }
-}
+/// How often the restart marker is touched.
+const HEARTBEAT: Duration = Duration::from_secs(10);
 
-async fn heartbeat(daemon: Arc<Daemon>) {
+/// Watches the tasks the daemon cannot work without: the RIB task and the FIB
+/// installer. While both live, it touches the restart marker and pings the
+/// systemd watchdog (if enabled); when one dies it returns why, and the daemon
+/// stops with an error, so systemd (or the kubelet) restarts it.
+async fn supervise(daemon: Arc<Daemon>) -> anyhow::Error {
+    let mut usec = 0;
+    let watchdog = (sd_notify::watchdog_enabled(false, &mut usec) && usec > 0)
+        .then(|| Duration::from_micros(usec / 2));
+    let tick = watchdog.map_or(HEARTBEAT, |w| w.min(HEARTBEAT));
+    let mut marker_due = tokio::time::Instant::now();
     loop {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        touch_marker(&daemon.config.load().control.state_dir);
+        if let Err(e) = daemon.health() {
+            tracing::error!(error = %e, "stopping: a task ipipd needs has died");
+            return e;
+        }
+        if watchdog.is_some() {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        }
+        if tokio::time::Instant::now() >= marker_due {
+            touch_marker(&daemon.config.load().control.state_dir);
+            marker_due += HEARTBEAT;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            // No need to wait for the next tick to notice this one.
+            _ = daemon.speaker.rib_stopped() => {}
+        }
     }
 }
 
@@ -213,6 +228,17 @@ async fn feed_fib(daemon: Arc<Daemon>) {
 }
 
 impl Daemon {
+    /// Whether the RIB task and the FIB installer (when there is one) still run.
+    fn health(&self) -> anyhow::Result<()> {
+        if !self.speaker.rib_running() {
+            anyhow::bail!("the RIB task has stopped");
+        }
+        if self.with_fib(|f| f.is_running()) == Some(false) {
+            anyhow::bail!("the FIB installer has stopped");
+        }
+        Ok(())
+    }
+
     async fn stop(&self) {
         let flush = self.config.load().kernel.flush_on_stop;
         // Freeze the FIB first: sessions closing below must not withdraw kernel routes.
@@ -383,7 +409,7 @@ impl Daemon {
         if !fixed.is_empty() {
             tracing::warn!(settings = ?fixed, "these settings change only at restart; the rest of the reload applies");
         }
-        self.speaker.set_neighbors(settings::neighbors(&new));
+        self.speaker.set_neighbors(settings::neighbors(&new)).await;
         if old.node.blocks != new.node.blocks {
             self.speaker.set_own_blocks(new.node.blocks.clone()).await;
         }

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+
 use crate::control::protocol::WorkloadJson;
 
 #[derive(Debug)]
@@ -36,11 +38,13 @@ impl Workloads {
         let map = match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let list: Vec<WorkloadJson> = serde_json::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    .with_context(|| format!("parsing {}", path.display()))?;
                 list.into_iter().map(|w| (w.ip, w.interface)).collect()
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading {}", path.display()));
+            }
         };
         Ok(Workloads { path, map })
     }
@@ -74,10 +78,9 @@ impl Workloads {
     fn save(&self) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(&self.list())?;
         let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &self.path)
-            .map_err(|e| anyhow::anyhow!("renaming to {}: {e}", self.path.display()))?;
+            .with_context(|| format!("renaming to {}", self.path.display()))?;
         Ok(())
     }
 }

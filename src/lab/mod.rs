@@ -237,7 +237,7 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
                 interface: n.veth.clone(),
             },
         )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .with_context(|| format!("node{}: workload add", n.index))?;
         if let Response::Error { message } = r {
             bail!("node{}: workload add: {message}", n.index);
         }

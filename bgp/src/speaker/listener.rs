@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::{conn, sys, NeighborConfig, SpeakerConfig, SpeakerError};
+use super::{conn, lock, sys, NeighborConfig, SpeakerConfig, SpeakerError};
 
 type Routes = Arc<Mutex<HashMap<IpAddr, mpsc::UnboundedSender<TcpStream>>>>;
 
@@ -86,23 +86,17 @@ impl Listener {
                 let _ = sys::set_md5(s.as_ref(), n.address, None);
             }
         }
-        if let Ok(mut g) = self.gtsm.lock() {
-            g.insert(n.address, n.ttl_security);
-        }
+        lock(&self.gtsm).insert(n.address, n.ttl_security);
     }
 
     pub fn set_peers(&self, peers: HashMap<IpAddr, mpsc::UnboundedSender<TcpStream>>) {
-        if let Ok(mut r) = self.routes.lock() {
-            *r = peers;
-        }
+        *lock(&self.routes) = peers;
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Ok(mut r) = self.routes.lock() {
-            r.clear();
-        }
+        lock(&self.routes).clear();
     }
 }
 
@@ -128,18 +122,14 @@ async fn accept_loop(
             }
         };
         let ip = canonical(from.ip());
-        let target = routes.lock().ok().and_then(|r| r.get(&ip).cloned());
+        let target = lock(&routes).get(&ip).cloned();
         let Some(tx) = target else {
             tracing::warn!(from = %ip, "connection from an address that is not a configured peer: closed");
             drop(stream);
             continue;
         };
-        if gtsm
-            .lock()
-            .ok()
-            .and_then(|g| g.get(&ip).copied())
-            .unwrap_or(false)
-        {
+        let ttl_security = lock(&gtsm).get(&ip).copied().unwrap_or(false);
+        if ttl_security {
             if let Err(e) = conn::apply_ttl_security(&stream, ip) {
                 tracing::error!(peer = %ip, error = %e, "cannot apply GTSM");
                 continue;
