@@ -7,16 +7,21 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use super::{conn, lock, sys, NeighborConfig, SpeakerConfig, SpeakerError};
 
 type Routes = Arc<Mutex<HashMap<IpAddr, mpsc::UnboundedSender<TcpStream>>>>;
 
 pub struct Listener {
-    sockets: Vec<Arc<TcpListener>>,
+    /// Emptied by [`Listener::close`]; with the accept tasks' copies gone, the
+    /// sockets close and the kernel completes no more handshakes.
+    sockets: Mutex<Vec<Arc<TcpListener>>>,
     routes: Routes,
     gtsm: Arc<Mutex<HashMap<IpAddr, bool>>>,
+    closing: watch::Sender<bool>,
+    accepting: Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -55,24 +60,52 @@ impl Listener {
                 }
             }
         }
-        let listener = Listener {
-            sockets,
-            routes: Arc::default(),
-            gtsm: Arc::default(),
-        };
-        for s in &listener.sockets {
-            tokio::spawn(accept_loop(
-                s.clone(),
-                listener.routes.clone(),
-                listener.gtsm.clone(),
-            ));
+        let routes = Routes::default();
+        let gtsm = Arc::<Mutex<HashMap<IpAddr, bool>>>::default();
+        let (closing, closed) = watch::channel(false);
+        let accepting = sockets
+            .iter()
+            .map(|s| {
+                tokio::spawn(accept_loop(
+                    s.clone(),
+                    routes.clone(),
+                    gtsm.clone(),
+                    closed.clone(),
+                ))
+            })
+            .collect();
+        Ok(Listener {
+            sockets: Mutex::new(sockets),
+            routes,
+            gtsm,
+            closing,
+            accepting: Mutex::new(accepting),
+        })
+    }
+
+    /// Stops accepting and closes the listening sockets: from now on a peer's
+    /// connection attempt is refused by the kernel, not opened and then closed.
+    pub async fn close(&self) {
+        self.closing.send_replace(true);
+        lock(&self.sockets).clear();
+        let tasks: Vec<JoinHandle<()>> = lock(&self.accepting).drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
         }
-        Ok(listener)
+    }
+
+    /// The addresses listened on (none once closed).
+    #[cfg(test)]
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        lock(&self.sockets)
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     /// Installs the neighbor's TCP-MD5 key on the listening sockets.
     pub fn set_neighbor(&self, n: &NeighborConfig) {
-        for s in &self.sockets {
+        for s in lock(&self.sockets).iter() {
             let is_v6_socket = s.local_addr().is_ok_and(|a| a.is_ipv6());
             if is_v6_socket != n.address.is_ipv6() {
                 continue;
@@ -111,9 +144,15 @@ async fn accept_loop(
     listener: Arc<TcpListener>,
     routes: Routes,
     gtsm: Arc<Mutex<HashMap<IpAddr, bool>>>,
+    mut closed: watch::Receiver<bool>,
 ) {
     loop {
-        let (stream, from) = match listener.accept().await {
+        let accepted = tokio::select! {
+            biased;
+            _ = closed.wait_for(|c| *c) => return,
+            r = listener.accept() => r,
+        };
+        let (stream, from) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -145,5 +184,33 @@ async fn accept_loop(
         }
         let _ = stream.set_nodelay(true);
         let _ = tx.send(stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::speaker::tests::config;
+
+    /// Once shutdown starts, the port is closed: a peer's connection attempt is
+    /// refused instead of being opened and closed again.
+    #[tokio::test]
+    async fn nothing_is_accepted_once_closed() -> Result<(), SpeakerError> {
+        let mut cfg = config(120);
+        cfg.port = 0;
+        let listener = Listener::start(&cfg, &[]).await?;
+        let port = listener
+            .local_addrs()
+            .first()
+            .map(SocketAddr::port)
+            .unwrap_or_default();
+        assert_ne!(port, 0);
+        let open = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+        assert!(open.is_ok(), "listening before the close: {open:?}");
+        listener.close().await;
+        let refused = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+        assert!(refused.is_err(), "connected after the close: {refused:?}");
+        assert!(listener.local_addrs().is_empty());
+        Ok(())
     }
 }

@@ -296,6 +296,10 @@ impl Speaker {
     /// peers keep our routes through the restart (RFC 4724); otherwise send an
     /// administrative-shutdown Cease.
     pub async fn shutdown(&self, graceful: bool) {
+        // First: a peer must not get a session opened while the others close.
+        if let Some(listener) = &self.listener {
+            listener.close().await;
+        }
         let handles: Vec<peer::PeerHandle> = lock(&self.peers).drain().map(|(_, h)| h).collect();
         let mode = if graceful {
             peer::StopMode::Graceful
