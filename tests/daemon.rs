@@ -63,6 +63,15 @@ fn show_peers_and_routes_text_and_json() {
     assert_eq!(p["kind"], "mesh");
     assert_eq!(p["received"], 1);
     assert_eq!(p["accepted"], 1);
+    assert!(p["name"].is_null(), "a mesh node has no name: {p}");
+    for counter in [
+        "refused_overlap",
+        "refused",
+        "treat_as_withdraw",
+        "attributes_discarded",
+    ] {
+        assert_eq!(p[counter], 0, "{counter} in {p}");
+    }
     assert!(
         p["since"]
             .as_str()
@@ -187,6 +196,27 @@ fn workload_add_del_changes_kernel_and_survives_restart() {
         .cli(&["workload", "add", "101.76.9.137", "bad/name"])
         .expect("bad name");
     assert!(!out.status.success());
+}
+
+#[test]
+fn peer_name_is_shown_in_text_and_json() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let (na, nb) = pair(&mut lan);
+    let named = config(A, &[BLOCK_A], &[A])
+        + &format!("\n[[peer]]\naddress = \"{B}\"\nname = \"node-b\"\n");
+    let a = Ipipd::start(&na, &named).expect("a");
+    let _b = Ipipd::start(&nb, &config(B, &[BLOCK_B], &[A, B])).expect("b");
+    let p = a.wait_established(B, T).expect("up");
+    assert_eq!(p["name"], "node-b", "{p}");
+    let out = a.cli(&["show", "peers"]).expect("show peers");
+    let t = text(&out);
+    assert!(t.lines().next().is_some_and(|h| h.contains("NAME")), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with(B) && l.contains("node-b") && l.contains("Established")),
+        "{t}"
+    );
 }
 
 #[test]

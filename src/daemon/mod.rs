@@ -77,6 +77,32 @@ fn attributes_json(a: &bgp::wire::Attributes) -> AttributesJson {
     }
 }
 
+/// One peer as `show peers --json` lists it.
+fn peer_json(p: bgp::speaker::PeerStatus, name: Option<String>) -> PeerJson {
+    PeerJson {
+        address: p.address,
+        name,
+        asn: p.asn,
+        kind: serde_json::to_value(p.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        state: p.state.name().to_owned(),
+        since: rfc3339(p.since),
+        info: p.info,
+        received: p.counts.received,
+        accepted: p.counts.accepted,
+        refused_overlap: p.counts.refused_overlap,
+        refused: p.counts.refused,
+        treat_as_withdraw: p.counts.treat_as_withdraw,
+        attributes_discarded: p.counts.attributes_discarded,
+        router_id: p.router_id,
+        hostname: p.hostname,
+        established_count: p.established_count,
+        graceful_restart: p.graceful_restart,
+    }
+}
+
 /// RFC 3339 in UTC, seconds precision, as `show peers` prints `since`.
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
@@ -307,26 +333,20 @@ impl Daemon {
     }
 
     fn peers(&self) -> Vec<PeerJson> {
+        let config = self.config.load();
+        let name = |address: IpAddr| {
+            config
+                .peers
+                .iter()
+                .find(|p| p.address == address)
+                .and_then(|p| p.name.clone())
+        };
         self.speaker
             .peers()
             .into_iter()
-            .map(|p| PeerJson {
-                address: p.address,
-                asn: p.asn,
-                kind: serde_json::to_value(p.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                state: p.state.name().to_owned(),
-                since: rfc3339(p.since),
-                info: p.info,
-                received: p.counts.received,
-                accepted: p.counts.accepted,
-                refused_overlap: p.counts.refused_overlap,
-                router_id: p.router_id,
-                hostname: p.hostname,
-                established_count: p.established_count,
-                graceful_restart: p.graceful_restart,
+            .map(|p| {
+                let name = name(p.address);
+                peer_json(p, name)
             })
             .collect()
     }
@@ -451,6 +471,50 @@ fn installed_hop(kind: &fib::RouteKind, gateway: IpAddr) -> Option<fib::NextHop>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn show_peers_json_has_name_and_every_counter() {
+        let status = bgp::speaker::PeerStatus {
+            address: IpAddr::from([10, 0, 0, 2]),
+            asn: 64512,
+            kind: bgp::speaker::NeighborKind::Peer,
+            state: bgp::fsm::State::Established,
+            admin_down: false,
+            since: SystemTime::UNIX_EPOCH,
+            info: String::new(),
+            router_id: None,
+            hostname: None,
+            counts: bgp::rib::PeerCounts {
+                received: 9,
+                accepted: 4,
+                refused_overlap: 1,
+                refused: 2,
+                treat_as_withdraw: 3,
+                attributes_discarded: 5,
+            },
+            established_count: 1,
+            graceful_restart: true,
+        };
+        let named = serde_json::to_value(peer_json(status.clone(), Some("tor-1".into())))
+            .unwrap_or_default();
+        assert_eq!(named["name"], "tor-1");
+        assert_eq!(named["kind"], "peer");
+        for (field, n) in [
+            ("received", 9),
+            ("accepted", 4),
+            ("refused_overlap", 1),
+            ("refused", 2),
+            ("treat_as_withdraw", 3),
+            ("attributes_discarded", 5),
+        ] {
+            assert_eq!(named[field], n, "{field}");
+        }
+        let unnamed = serde_json::to_value(peer_json(status, None)).unwrap_or_default();
+        assert!(
+            unnamed.get("name").is_some_and(|v| v.is_null()),
+            "{unnamed}"
+        );
+    }
 
     #[test]
     fn since_is_rfc3339_utc_seconds() {
