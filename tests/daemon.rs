@@ -196,6 +196,20 @@ fn workload_add_del_changes_kernel_and_survives_restart() {
         .cli(&["workload", "add", "101.76.9.137", "bad/name"])
         .expect("bad name");
     assert!(!out.status.success());
+
+    // Outside every pool: nothing there is installed, so it is refused outright.
+    let out = a
+        .cli(&["workload", "add", "10.9.9.9", "cali0123456789a"])
+        .expect("outside the pools");
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("10.9.9.9") && err.contains("cluster.pools: 101.64.0.0/10"),
+        "{err}"
+    );
+    assert!(!na.bgp_routes().contains("10.9.9.9"));
+    let listed = a.cli(&["workload", "list", "--json"]).expect("list");
+    assert!(!text(&listed).contains("10.9.9.9"), "{}", text(&listed));
 }
 
 #[test]

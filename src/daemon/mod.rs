@@ -25,6 +25,7 @@ use crate::control::protocol::{
 use workloads::Workloads;
 
 pub use workloads::check_interface;
+use workloads::check_in_pools;
 
 /// The running daemon, shared by the control socket, reload and the FIB feeder.
 pub struct Daemon {
@@ -297,6 +298,9 @@ impl Daemon {
             },
             Request::WorkloadAdd { ip, interface } => {
                 if let Err(message) = check_interface(&interface) {
+                    return Response::Error { message };
+                }
+                if let Err(message) = check_in_pools(ip, &self.config.load().cluster.pools) {
                     return Response::Error { message };
                 }
                 let r = self.workloads.lock().await.add(ip, interface.clone());

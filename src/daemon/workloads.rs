@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use ipnet::IpNet;
 
 use crate::control::protocol::WorkloadJson;
 
@@ -30,6 +31,26 @@ pub fn check_interface(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A workload's address must lie in a pod pool: nothing outside the pools is
+/// installed (README), so one outside would be accepted and never routed.
+pub fn check_in_pools(ip: IpAddr, pools: &[IpNet]) -> Result<(), String> {
+    if pools.iter().any(|p| p.contains(&ip)) {
+        return Ok(());
+    }
+    let pools = if pools.is_empty() {
+        "none configured".to_owned()
+    } else {
+        pools
+            .iter()
+            .map(IpNet::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(format!(
+        "workload {ip} is outside every pod pool (cluster.pools: {pools}): refused"
+    ))
 }
 
 impl Workloads {
@@ -82,5 +103,32 @@ impl Workloads {
         std::fs::rename(&tmp, &self.path)
             .with_context(|| format!("renaming to {}", self.path.display()))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workloads_outside_the_pools_are_refused_naming_the_pools() {
+        let pools: Vec<IpNet> = ["101.64.0.0/10", "fd10::/48"]
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(check_in_pools(ip("101.76.9.136"), &pools), Ok(()));
+        assert_eq!(check_in_pools(ip("fd10::5"), &pools), Ok(()));
+        let err = check_in_pools(ip("10.9.9.9"), &pools)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("10.9.9.9") && err.contains("101.64.0.0/10, fd10::/48"),
+            "{err}"
+        );
+        let err = check_in_pools(ip("101.76.9.136"), &[])
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("none configured"), "{err}");
     }
 }
