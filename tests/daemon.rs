@@ -233,6 +233,46 @@ fn peer_name_is_shown_in_text_and_json() {
     );
 }
 
+/// Port, AS and own address shape every session: a reload that changes one
+/// is refused naming it, and the sessions stay exactly as they were.
+#[test]
+fn reload_refuses_restart_only_settings_and_keeps_sessions() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let (na, nb) = pair(&mut lan);
+    let a = Ipipd::start(&na, &config(A, &[BLOCK_A], &[A, B])).expect("a");
+    let _b = Ipipd::start(&nb, &config(B, &[BLOCK_B], &[A, B])).expect("b");
+    let before = a.wait_established(B, T).expect("a-b up");
+    let base = config(A, &[BLOCK_A], &[A, B]);
+    for (key, changed) in [
+        ("bgp.port", base.replace("[bgp]\n", "[bgp]\nport = 1179\n")),
+        (
+            "node.asn",
+            base.replace("[node]\n", "[node]\nasn = 65000\n"),
+        ),
+        ("node.address", config(C, &[BLOCK_A], &[A, B])),
+    ] {
+        std::fs::write(&a.config, changed + &control(&a)).expect("write");
+        let out = a.cli(&["reload"]).expect("reload");
+        assert!(!out.status.success(), "{key}: reload accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key) && err.contains("restart"), "{key}: {err}");
+        let peers = a.peers().expect("peers");
+        assert_eq!(peers.len(), 1, "{key}: {peers:?}");
+        let p = &peers[0];
+        assert_eq!(p["address"], B, "{key}: the old own address is no peer");
+        assert_eq!(p["state"], "Established", "{key}");
+        assert_eq!(p["since"], before["since"], "{key}: session reset");
+        assert_eq!(p["established_count"], 1, "{key}");
+    }
+    // The file watcher sees the same refusal: still one untouched session.
+    std::thread::sleep(Duration::from_millis(2500));
+    let peers = a.peers().expect("peers");
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    assert_eq!(peers[0]["since"], before["since"]);
+    assert!(a.log().contains("node.address"), "{}", a.log());
+}
+
 #[test]
 fn reload_adds_a_peer_without_touching_other_sessions_and_refuses_bad_config() {
     require_root();

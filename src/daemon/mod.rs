@@ -24,8 +24,8 @@ use crate::control::protocol::{
 };
 use workloads::Workloads;
 
-pub use workloads::check_interface;
 use workloads::check_in_pools;
+pub use workloads::check_interface;
 
 /// The running daemon, shared by the control socket, reload and the FIB feeder.
 pub struct Daemon {
@@ -431,30 +431,23 @@ impl Daemon {
         let old = self.config.load_full();
         let fixed = settings::restart_only_changes(&old, &new);
         if !fixed.is_empty() {
-            tracing::warn!(settings = ?fixed, "these settings change only at restart; the rest of the reload applies");
+            let msg = format!(
+                "configuration refused; the running configuration stays: {} \
+                 change only at restart",
+                fixed.join(", ")
+            );
+            tracing::error!("{msg}");
+            return Err(msg);
         }
+        // Every restart-only key is as it runs, so sessions built from the new
+        // file have the running port, AS and own addresses.
         self.speaker.set_neighbors(settings::neighbors(&new)).await;
         if old.node.blocks != new.node.blocks {
             self.speaker.set_own_blocks(new.node.blocks.clone()).await;
         }
-        // Keep restart-only settings as they run, take the rest.
-        let mut merged = (*old).clone();
-        merged.node.blocks = new.node.blocks.clone();
-        merged.node.name = new.node.name.clone();
-        merged.cluster.mesh = new.cluster.mesh;
-        merged.cluster.nodes = new.cluster.nodes.clone();
-        merged.cluster.mesh_password = new.cluster.mesh_password.clone();
-        merged.peers = new.peers.clone();
-        self.config.store(Arc::new(merged));
+        self.config.store(Arc::new(new));
         self.inputs_changed.notify_one();
-        let msg = if fixed.is_empty() {
-            "configuration reloaded".to_string()
-        } else {
-            format!(
-                "configuration reloaded; restart to apply: {}",
-                fixed.join(", ")
-            )
-        };
+        let msg = "configuration reloaded".to_string();
         tracing::info!("{msg}");
         Ok(msg)
     }
