@@ -12,8 +12,9 @@
 # for the control-socket permission test.
 #
 # Environment:
-#   HOSTILE_FLAPS             flaps in hostile_flaps (default 1000)
-#   HOSTILE_HOLD_EXPIRIES     of which hold-timer expiries (default 20)
+#   HOSTILE_FLAPS             flaps in hostile_flaps (default 3000)
+#   HOSTILE_FLAPS_WINDOW      flaps per memory-measurement window (default 1000)
+#   HOSTILE_HOLD_EXPIRIES     of which hold-timer expiries (default 12)
 #   HOSTILE_FLOOD_SECONDS     duration of the UPDATE flood in hostile_limits (default 15)
 #   IPIPD_TEST_LOG            RUST_LOG of the ipipd under test (default info)
 #   IPIPD_KEEP_TEST_DIRS=1    keep each daemon's config and log under /run/ipipd-test-*

@@ -152,9 +152,9 @@ pub enum WorkloadAction {
 
 fn call(socket: &SocketArg, req: Request) -> anyhow::Result<Response> {
     match client::call(&socket.socket, &req) {
-        Ok(Response::Error { message }) => Err(anyhow::anyhow!("{message}")),
+        Ok(Response::Error { message }) => Err(anyhow::Error::msg(message)),
         Ok(r) => Ok(r),
-        Err(e) => Err(anyhow::anyhow!("{e}")),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -264,7 +264,7 @@ fn workload(action: WorkloadAction) -> anyhow::Result<ExitCode> {
             interface,
             socket,
         } => {
-            crate::daemon::check_interface(&interface).map_err(|e| anyhow::anyhow!(e))?;
+            crate::daemon::check_interface(&interface).map_err(anyhow::Error::msg)?;
             (socket, Request::WorkloadAdd { ip, interface }, false)
         }
         WorkloadAction::Del { ip, socket } => (socket, Request::WorkloadDel { ip }, false),

@@ -36,6 +36,7 @@ pub fn peers_table(peers: &[PeerJson]) -> String {
         .map(|p| {
             vec![
                 p.address.to_string(),
+                p.name.clone().unwrap_or_else(|| "-".into()),
                 p.asn.to_string(),
                 p.kind.clone(),
                 p.state.clone(),
@@ -49,6 +50,7 @@ pub fn peers_table(peers: &[PeerJson]) -> String {
     table(
         &[
             "PEER ADDRESS",
+            "NAME",
             "ASN",
             "KIND",
             "STATE",

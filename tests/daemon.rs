@@ -63,6 +63,15 @@ fn show_peers_and_routes_text_and_json() {
     assert_eq!(p["kind"], "mesh");
     assert_eq!(p["received"], 1);
     assert_eq!(p["accepted"], 1);
+    assert!(p["name"].is_null(), "a mesh node has no name: {p}");
+    for counter in [
+        "refused_overlap",
+        "refused",
+        "treat_as_withdraw",
+        "attributes_discarded",
+    ] {
+        assert_eq!(p[counter], 0, "{counter} in {p}");
+    }
     assert!(
         p["since"]
             .as_str()
@@ -187,6 +196,81 @@ fn workload_add_del_changes_kernel_and_survives_restart() {
         .cli(&["workload", "add", "101.76.9.137", "bad/name"])
         .expect("bad name");
     assert!(!out.status.success());
+
+    // Outside every pool: nothing there is installed, so it is refused outright.
+    let out = a
+        .cli(&["workload", "add", "10.9.9.9", "cali0123456789a"])
+        .expect("outside the pools");
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("10.9.9.9") && err.contains("cluster.pools: 101.64.0.0/10"),
+        "{err}"
+    );
+    assert!(!na.bgp_routes().contains("10.9.9.9"));
+    let listed = a.cli(&["workload", "list", "--json"]).expect("list");
+    assert!(!text(&listed).contains("10.9.9.9"), "{}", text(&listed));
+}
+
+#[test]
+fn peer_name_is_shown_in_text_and_json() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let (na, nb) = pair(&mut lan);
+    let named = config(A, &[BLOCK_A], &[A])
+        + &format!("\n[[peer]]\naddress = \"{B}\"\nname = \"node-b\"\n");
+    let a = Ipipd::start(&na, &named).expect("a");
+    let _b = Ipipd::start(&nb, &config(B, &[BLOCK_B], &[A, B])).expect("b");
+    let p = a.wait_established(B, T).expect("up");
+    assert_eq!(p["name"], "node-b", "{p}");
+    let out = a.cli(&["show", "peers"]).expect("show peers");
+    let t = text(&out);
+    assert!(t.lines().next().is_some_and(|h| h.contains("NAME")), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with(B) && l.contains("node-b") && l.contains("Established")),
+        "{t}"
+    );
+}
+
+/// Port, AS and own address shape every session: a reload that changes one
+/// is refused naming it, and the sessions stay exactly as they were.
+#[test]
+fn reload_refuses_restart_only_settings_and_keeps_sessions() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let (na, nb) = pair(&mut lan);
+    let a = Ipipd::start(&na, &config(A, &[BLOCK_A], &[A, B])).expect("a");
+    let _b = Ipipd::start(&nb, &config(B, &[BLOCK_B], &[A, B])).expect("b");
+    let before = a.wait_established(B, T).expect("a-b up");
+    let base = config(A, &[BLOCK_A], &[A, B]);
+    for (key, changed) in [
+        ("bgp.port", base.replace("[bgp]\n", "[bgp]\nport = 1179\n")),
+        (
+            "node.asn",
+            base.replace("[node]\n", "[node]\nasn = 65000\n"),
+        ),
+        ("node.address", config(C, &[BLOCK_A], &[A, B])),
+    ] {
+        std::fs::write(&a.config, changed + &control(&a)).expect("write");
+        let out = a.cli(&["reload"]).expect("reload");
+        assert!(!out.status.success(), "{key}: reload accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key) && err.contains("restart"), "{key}: {err}");
+        let peers = a.peers().expect("peers");
+        assert_eq!(peers.len(), 1, "{key}: {peers:?}");
+        let p = &peers[0];
+        assert_eq!(p["address"], B, "{key}: the old own address is no peer");
+        assert_eq!(p["state"], "Established", "{key}");
+        assert_eq!(p["since"], before["since"], "{key}: session reset");
+        assert_eq!(p["established_count"], 1, "{key}");
+    }
+    // The file watcher sees the same refusal: still one untouched session.
+    std::thread::sleep(Duration::from_millis(2500));
+    let peers = a.peers().expect("peers");
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    assert_eq!(peers[0]["since"], before["since"]);
+    assert!(a.log().contains("node.address"), "{}", a.log());
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::protocol::{Request, Response};
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no ipipd daemon answering on {path}: {source}")]
+    #[error("no ipipd daemon answering on {path}")]
     NoDaemon {
         path: String,
         #[source]
@@ -21,8 +21,8 @@ pub enum ClientError {
     PermissionDenied { path: String },
     #[error("the daemon on {path} closed the connection without answering")]
     NoAnswer { path: String },
-    #[error("unreadable answer from the daemon: {0}")]
-    BadAnswer(String),
+    #[error("unreadable answer from the daemon")]
+    BadAnswer(#[source] serde_json::Error),
 }
 
 /// Sends one request and waits for its response.
@@ -41,8 +41,7 @@ pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(no_daemon)?;
-    let mut line =
-        serde_json::to_string(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+    let mut line = serde_json::to_string(request).map_err(ClientError::BadAnswer)?;
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(no_daemon)?;
     let mut answer = String::new();
@@ -52,5 +51,5 @@ pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
     if answer.is_empty() {
         return Err(ClientError::NoAnswer { path });
     }
-    serde_json::from_str(&answer).map_err(|e| ClientError::BadAnswer(e.to_string()))
+    serde_json::from_str(&answer).map_err(ClientError::BadAnswer)
 }

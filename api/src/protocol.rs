@@ -143,6 +143,8 @@ pub struct BlockJson {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerJson {
     pub address: IpAddr,
+    /// `[[peer]] name`; null when unset (and for mesh nodes).
+    pub name: Option<String>,
     pub asn: u32,
     pub kind: String,
     pub state: String,
@@ -151,7 +153,14 @@ pub struct PeerJson {
     pub info: String,
     pub received: u64,
     pub accepted: u64,
+    /// Refused because they overlap one of this node's blocks.
     pub refused_overlap: u64,
+    /// Refused by any other import rule (outside the pools, AS loop, ...).
+    pub refused: u64,
+    /// UPDATEs handled as withdrawals (RFC 7606).
+    pub treat_as_withdraw: u64,
+    /// UPDATEs with attributes discarded (RFC 7606).
+    pub attributes_discarded: u64,
     pub router_id: Option<Ipv4Addr>,
     pub hostname: Option<String>,
     pub established_count: u64,

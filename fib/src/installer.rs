@@ -118,6 +118,12 @@ impl Installer {
         self.installed.load_full()
     }
 
+    /// Whether the installer task still runs (it ends only by [`Installer::stop`],
+    /// or by a panic).
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
     pub fn stats(&self) -> Stats {
         **self.stats.load()
     }

@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -15,8 +16,7 @@ use crate::daemon::Daemon;
 /// Binds the socket (mode 0660, parent directory created) and serves it.
 pub fn start(path: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     if path.exists() {
         // A socket left by a previous run; if a daemon still answered there, we would
@@ -24,9 +24,9 @@ pub fn start(path: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(path);
     }
     let listener = UnixListener::bind(path)
-        .map_err(|e| anyhow::anyhow!("binding control socket {}: {e}", path.display()))?;
+        .with_context(|| format!("binding control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| anyhow::anyhow!("setting mode of {}: {e}", path.display()))?;
+        .with_context(|| format!("setting mode of {}", path.display()))?;
     tokio::spawn(async move {
         loop {
             match listener.accept().await {

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context;
 use arc_swap::ArcSwap;
 use bgp::speaker::Speaker;
 use config::Config;
@@ -24,6 +25,7 @@ use crate::control::protocol::{
 };
 use workloads::Workloads;
 
+use workloads::check_in_pools;
 pub use workloads::check_interface;
 
 /// The running daemon, shared by the control socket, reload and the FIB feeder.
@@ -79,6 +81,37 @@ fn attributes_json(a: &bgp::wire::Attributes) -> AttributesJson {
     }
 }
 
+/// One peer as `show peers --json` lists it.
+fn peer_json(p: bgp::speaker::PeerStatus, name: Option<String>) -> PeerJson {
+    PeerJson {
+        address: p.address,
+        name,
+        asn: p.asn,
+        kind: serde_json::to_value(p.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        state: p.state.name().to_owned(),
+        since: rfc3339(p.since),
+        info: p.info,
+        received: p.counts.received,
+        accepted: p.counts.accepted,
+        refused_overlap: p.counts.refused_overlap,
+        refused: p.counts.refused,
+        treat_as_withdraw: p.counts.treat_as_withdraw,
+        attributes_discarded: p.counts.attributes_discarded,
+        router_id: p.router_id,
+        hostname: p.hostname,
+        established_count: p.established_count,
+        graceful_restart: p.graceful_restart,
+    }
+}
+
+/// RFC 3339 in UTC, seconds precision, as `show peers` prints `since`.
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 /// Name of the marker that tells the next start it is a restart (RFC 4724 R bit).
 const RUNNING_MARKER: &str = "running";
 
@@ -103,11 +136,10 @@ fn touch_marker(state_dir: &Path) {
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
-    let cfg =
-        Config::load(&config_path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    std::fs::create_dir_all(&cfg.control.state_dir).map_err(|e| {
-        anyhow::anyhow!(
-            "creating state directory {}: {e}",
+    let cfg = Config::load(&config_path).context("invalid configuration")?;
+    std::fs::create_dir_all(&cfg.control.state_dir).with_context(|| {
+        format!(
+            "creating state directory {}",
             cfg.control.state_dir.display()
         )
     })?;
@@ -121,7 +153,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         Some(
             fib::Installer::start(settings::fib(&cfg))
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+                .context("starting the FIB installer")?,
         )
     } else {
         tracing::warn!(
@@ -129,8 +161,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         );
         None
     };
-    let speaker =
-        Speaker::start(settings::speaker(&cfg, restart), settings::neighbors(&cfg)).await?;
+    let speaker = Speaker::start(settings::speaker(&cfg, restart), settings::neighbors(&cfg))
+        .await
+        .context("starting the BGP speaker")?;
     tracing::info!(node = %cfg.node.name, address = %cfg.node.address, blocks = ?cfg.node.blocks, restart, "ipipd started");
     let socket = cfg.control.socket.clone();
     let daemon = Arc::new(Daemon {
@@ -148,9 +181,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     }
     crate::control::server::start(&socket, daemon.clone())?;
     tokio::spawn(reload::watch_file(daemon.clone()));
-    tokio::spawn(heartbeat(daemon.clone()));
-    notify_systemd();
-    let result = reload::signals(daemon.clone()).await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let result = tokio::select! {
+        r = reload::signals(daemon.clone()) => r,
+        e = supervise(daemon.clone()) => Err(e),
+    };
     daemon.stop().await;
     let _ = std::fs::remove_file(&socket);
     result
@@ -169,24 +204,36 @@ fn enable_forwarding(cfg: &Config) {
     }
 }
 
-fn notify_systemd() {
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let mut usec = 0;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        let every = Duration::from_micros(usec / 2);
-        tokio::spawn(async move {
-            loop {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                tokio::time::sleep(every).await;
-            }
-        });
-    }
-}
+/// How often the restart marker is touched.
+const HEARTBEAT: Duration = Duration::from_secs(10);
 
-async fn heartbeat(daemon: Arc<Daemon>) {
+/// Watches the tasks the daemon cannot work without: the RIB task and the FIB
+/// installer. While both live, it touches the restart marker and pings the
+/// systemd watchdog (if enabled); when one dies it returns why, and the daemon
+/// stops with an error, so systemd (or the kubelet) restarts it.
+async fn supervise(daemon: Arc<Daemon>) -> anyhow::Error {
+    let mut usec = 0;
+    let watchdog = (sd_notify::watchdog_enabled(false, &mut usec) && usec > 0)
+        .then(|| Duration::from_micros(usec / 2));
+    let tick = watchdog.map_or(HEARTBEAT, |w| w.min(HEARTBEAT));
+    let mut marker_due = tokio::time::Instant::now();
     loop {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        touch_marker(&daemon.config.load().control.state_dir);
+        if let Err(e) = daemon.health() {
+            tracing::error!(error = %e, "stopping: a task ipipd needs has died");
+            return e;
+        }
+        if watchdog.is_some() {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        }
+        if tokio::time::Instant::now() >= marker_due {
+            touch_marker(&daemon.config.load().control.state_dir);
+            marker_due += HEARTBEAT;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            // No need to wait for the next tick to notice this one.
+            _ = daemon.speaker.rib_stopped() => {}
+        }
     }
 }
 
@@ -227,6 +274,17 @@ async fn feed_fib(daemon: Arc<Daemon>) {
 }
 
 impl Daemon {
+    /// Whether the RIB task and the FIB installer (when there is one) still run.
+    fn health(&self) -> anyhow::Result<()> {
+        if !self.speaker.rib_running() {
+            anyhow::bail!("the RIB task has stopped");
+        }
+        if self.with_fib(|f| f.is_running()) == Some(false) {
+            anyhow::bail!("the FIB installer has stopped");
+        }
+        Ok(())
+    }
+
     async fn stop(&self) {
         let flush = self.config.load().kernel.flush_on_stop;
         // Freeze the FIB first: sessions closing below must not withdraw kernel routes.
@@ -303,6 +361,9 @@ impl Daemon {
                 if let Err(message) = check_interface(&interface) {
                     return Response::Error { message };
                 }
+                if let Err(message) = check_in_pools(ip, &self.config.load().cluster.pools) {
+                    return Response::Error { message };
+                }
                 let r = self.workloads.lock().await.add(ip, interface.clone());
                 self.inputs_changed.notify_one();
                 match r {
@@ -337,26 +398,20 @@ impl Daemon {
     }
 
     fn peers(&self) -> Vec<PeerJson> {
+        let config = self.config.load();
+        let name = |address: IpAddr| {
+            config
+                .peers
+                .iter()
+                .find(|p| p.address == address)
+                .and_then(|p| p.name.clone())
+        };
         self.speaker
             .peers()
             .into_iter()
-            .map(|p| PeerJson {
-                address: p.address,
-                asn: p.asn,
-                kind: serde_json::to_value(p.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                state: p.state.name().to_owned(),
-                since: bgp::speaker::humantime_rfc3339(p.since),
-                info: p.info,
-                received: p.counts.received,
-                accepted: p.counts.accepted,
-                refused_overlap: p.counts.refused_overlap,
-                router_id: p.router_id,
-                hostname: p.hostname,
-                established_count: p.established_count,
-                graceful_restart: p.graceful_restart,
+            .map(|p| {
+                let name = name(p.address);
+                peer_json(p, name)
             })
             .collect()
     }
@@ -487,31 +542,24 @@ impl Daemon {
         let old = self.config.load_full();
         let fixed = settings::restart_only_changes(&old, &new);
         if !fixed.is_empty() {
-            tracing::warn!(settings = ?fixed, "these settings change only at restart; the rest of the reload applies");
+            let msg = format!(
+                "configuration refused; the running configuration stays: {} \
+                 change only at restart",
+                fixed.join(", ")
+            );
+            tracing::error!("{msg}");
+            return Err(msg);
         }
-        self.speaker.set_neighbors(settings::neighbors(&new));
+        // Every restart-only key is as it runs, so sessions built from the new
+        // file have the running port, AS and own addresses.
+        self.speaker.set_neighbors(settings::neighbors(&new)).await;
         if old.node.blocks != new.node.blocks {
             self.speaker.set_own_blocks(new.node.blocks.clone()).await;
         }
-        // Keep restart-only settings as they run, take the rest.
-        let mut merged = (*old).clone();
-        merged.node.blocks = new.node.blocks.clone();
-        merged.node.name = new.node.name.clone();
-        merged.cluster.mesh = new.cluster.mesh;
-        merged.cluster.nodes = new.cluster.nodes.clone();
-        merged.cluster.mesh_password = new.cluster.mesh_password.clone();
-        merged.peers = new.peers.clone();
-        self.pods.lock().await.reconfigure(&merged);
-        self.config.store(Arc::new(merged));
+        self.pods.lock().await.reconfigure(&new);
+        self.config.store(Arc::new(new));
         self.inputs_changed.notify_one();
-        let msg = if fixed.is_empty() {
-            "configuration reloaded".to_string()
-        } else {
-            format!(
-                "configuration reloaded; restart to apply: {}",
-                fixed.join(", ")
-            )
-        };
+        let msg = "configuration reloaded".to_string();
         tracing::info!("{msg}");
         Ok(msg)
     }
@@ -526,5 +574,61 @@ fn installed_hop(kind: &fib::RouteKind, gateway: IpAddr) -> Option<fib::NextHop>
     match kind {
         fib::RouteKind::Via(hops) => hops.iter().find(|h| h.gateway == gateway).cloned(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn show_peers_json_has_name_and_every_counter() {
+        let status = bgp::speaker::PeerStatus {
+            address: IpAddr::from([10, 0, 0, 2]),
+            asn: 64512,
+            kind: bgp::speaker::NeighborKind::Peer,
+            state: bgp::fsm::State::Established,
+            admin_down: false,
+            since: SystemTime::UNIX_EPOCH,
+            info: String::new(),
+            router_id: None,
+            hostname: None,
+            counts: bgp::rib::PeerCounts {
+                received: 9,
+                accepted: 4,
+                refused_overlap: 1,
+                refused: 2,
+                treat_as_withdraw: 3,
+                attributes_discarded: 5,
+            },
+            established_count: 1,
+            graceful_restart: true,
+        };
+        let named = serde_json::to_value(peer_json(status.clone(), Some("tor-1".into())))
+            .unwrap_or_default();
+        assert_eq!(named["name"], "tor-1");
+        assert_eq!(named["kind"], "peer");
+        for (field, n) in [
+            ("received", 9),
+            ("accepted", 4),
+            ("refused_overlap", 1),
+            ("refused", 2),
+            ("treat_as_withdraw", 3),
+            ("attributes_discarded", 5),
+        ] {
+            assert_eq!(named[field], n, "{field}");
+        }
+        let unnamed = serde_json::to_value(peer_json(status, None)).unwrap_or_default();
+        assert!(
+            unnamed.get("name").is_some_and(|v| v.is_null()),
+            "{unnamed}"
+        );
+    }
+
+    #[test]
+    fn since_is_rfc3339_utc_seconds() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
     }
 }

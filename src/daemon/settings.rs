@@ -73,32 +73,94 @@ pub fn fib(cfg: &Config) -> fib::Settings {
     }
 }
 
-/// Settings a reload cannot change without a restart, by name.
+/// The keys a reload cannot apply, by name, that differ between `old` and `new`.
+///
+/// They shape every session (node address, AS, `[bgp]`), the RIB (pools), the
+/// tunnel and the kernel table, or the daemon's own files: applying them would
+/// mean restarting everything, so a reload that changes one is refused as a
+/// whole. `node.blocks`, `cluster.mesh`, `cluster.nodes`,
+/// `cluster.mesh_password`, `[[peer]]` and `kernel.flush_on_stop` are applied.
 pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if old.node.address != new.node.address {
-        v.push("node.address");
+    let (o, n) = (old, new);
+    let keys = [
+        ("node.name", o.node.name != n.node.name),
+        ("node.address", o.node.address != n.node.address),
+        ("node.address_v6", o.node.address_v6 != n.node.address_v6),
+        ("node.asn", o.node.asn != n.node.asn),
+        ("cluster.pools", o.cluster.pools != n.cluster.pools),
+        ("bgp.port", o.bgp.port != n.bgp.port),
+        ("bgp.listen", o.bgp.listen != n.bgp.listen),
+        ("bgp.hold_time", o.bgp.hold_time != n.bgp.hold_time),
+        (
+            "bgp.keepalive_time",
+            o.bgp.keepalive_time != n.bgp.keepalive_time,
+        ),
+        (
+            "bgp.graceful_restart_time",
+            o.bgp.graceful_restart_time != n.bgp.graceful_restart_time,
+        ),
+        (
+            "bgp.route_reflector_cluster_id",
+            o.bgp.route_reflector_cluster_id != n.bgp.route_reflector_cluster_id,
+        ),
+        ("bgp.max_paths", o.bgp.max_paths != n.bgp.max_paths),
+        (
+            "bgp.connect_retry_time",
+            o.bgp.connect_retry_time != n.bgp.connect_retry_time,
+        ),
+        ("ipip.mode", o.ipip.mode != n.ipip.mode),
+        ("ipip.device", o.ipip.device != n.ipip.device),
+        ("ipip.mtu", o.ipip.mtu != n.ipip.mtu),
+        ("kernel.protocol", o.kernel.protocol != n.kernel.protocol),
+        ("kernel.table", o.kernel.table != n.kernel.table),
+        ("kernel.install", o.kernel.install != n.kernel.install),
+        ("control.socket", o.control.socket != n.control.socket),
+        (
+            "control.state_dir",
+            o.control.state_dir != n.control.state_dir,
+        ),
+    ];
+    keys.into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        match Config::parse(text, "t.toml") {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
     }
-    if old.node.address_v6 != new.node.address_v6 {
-        v.push("node.address_v6");
+
+    const BASE: &str = "[node]\nname = \"a\"\naddress = \"10.0.0.1\"\n[cluster]\nnodes = [\"10.0.0.1\", \"10.0.0.2\"]\n";
+
+    #[test]
+    fn restart_only_keys_are_named_one_by_one() {
+        let old = parse(BASE);
+        assert!(restart_only_changes(&old, &old).is_empty());
+        let new = parse(
+            "[node]\nname = \"a\"\naddress = \"10.0.0.3\"\nasn = 65000\n\
+             [cluster]\nnodes = [\"10.0.0.1\", \"10.0.0.2\"]\n[bgp]\nport = 1179\n",
+        );
+        assert_eq!(
+            restart_only_changes(&old, &new),
+            ["node.address", "node.asn", "bgp.port"]
+        );
     }
-    if old.node.asn != new.node.asn {
-        v.push("node.asn");
+
+    #[test]
+    fn what_a_reload_applies_is_not_restart_only() {
+        let old = parse(BASE);
+        let new = parse(
+            "[node]\nname = \"a\"\naddress = \"10.0.0.1\"\n\
+             [cluster]\nnodes = [\"10.0.0.2\", \"10.0.0.3\"]\n\
+             [[peer]]\naddress = \"10.0.0.9\"\nname = \"tor\"\n\
+             [kernel]\nflush_on_stop = true\n",
+        );
+        assert!(restart_only_changes(&old, &new).is_empty());
     }
-    if old.bgp != new.bgp {
-        v.push("[bgp]");
-    }
-    if old.cluster.pools != new.cluster.pools {
-        v.push("cluster.pools");
-    }
-    if old.ipip != new.ipip {
-        v.push("[ipip]");
-    }
-    if old.kernel != new.kernel {
-        v.push("[kernel]");
-    }
-    if old.control != new.control {
-        v.push("[control]");
-    }
-    v
 }

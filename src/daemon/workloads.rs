@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+use ipnet::IpNet;
+
 use crate::control::protocol::WorkloadJson;
 
 #[derive(Debug)]
@@ -30,17 +33,39 @@ pub fn check_interface(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A workload's address must lie in a pod pool: nothing outside the pools is
+/// installed (README), so one outside would be accepted and never routed.
+pub fn check_in_pools(ip: IpAddr, pools: &[IpNet]) -> Result<(), String> {
+    if pools.iter().any(|p| p.contains(&ip)) {
+        return Ok(());
+    }
+    let pools = if pools.is_empty() {
+        "none configured".to_owned()
+    } else {
+        pools
+            .iter()
+            .map(IpNet::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(format!(
+        "workload {ip} is outside every pod pool (cluster.pools: {pools}): refused"
+    ))
+}
+
 impl Workloads {
     pub fn load(state_dir: &Path) -> anyhow::Result<Workloads> {
         let path = state_dir.join("workloads.json");
         let map = match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let list: Vec<WorkloadJson> = serde_json::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    .with_context(|| format!("parsing {}", path.display()))?;
                 list.into_iter().map(|w| (w.ip, w.interface)).collect()
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading {}", path.display()));
+            }
         };
         Ok(Workloads { path, map })
     }
@@ -75,10 +100,36 @@ impl Workloads {
     fn save(&self) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(&self.list())?;
         let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &self.path)
-            .map_err(|e| anyhow::anyhow!("renaming to {}: {e}", self.path.display()))?;
+            .with_context(|| format!("renaming to {}", self.path.display()))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workloads_outside_the_pools_are_refused_naming_the_pools() {
+        let pools: Vec<IpNet> = ["101.64.0.0/10", "fd10::/48"]
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(check_in_pools(ip("101.76.9.136"), &pools), Ok(()));
+        assert_eq!(check_in_pools(ip("fd10::5"), &pools), Ok(()));
+        let err = check_in_pools(ip("10.9.9.9"), &pools)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("10.9.9.9") && err.contains("101.64.0.0/10, fd10::/48"),
+            "{err}"
+        );
+        let err = check_in_pools(ip("101.76.9.136"), &[])
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("none configured"), "{err}");
     }
 }

@@ -400,6 +400,74 @@ fn max_prefix_asks_for_cease_6_1_with_limit() {
     assert_eq!(&n.data[..], &[0, 1, 1, 0, 0, 0, 1]);
 }
 
+/// RFC 4486 §4: the data names the family whose limit was hit, here IPv6
+/// (AFI 2) on a session that negotiated IPv4 too.
+#[test]
+fn max_prefix_names_the_family_over_its_limit() {
+    let mut rib = Rib::new(policy(None), 4);
+    let mut p = peer("10.0.0.2", [10, 0, 0, 2], false);
+    p.ipv6 = true;
+    p.max_prefixes = Some(1);
+    rib.peer_up(p);
+    let mut a = attrs(100);
+    a.mp_reach = Some(wire::MpReach {
+        afi_safi: AfiSafi::IPV6_UNICAST,
+        next_hops: vec![ip("fd00::2")],
+        nlri: ["fd10::2:0/122", "fd10::3:0/122"]
+            .iter()
+            .map(|p| Nlri {
+                path_id: None,
+                prefix: net(p),
+            })
+            .collect(),
+    });
+    rib.update(ip("10.0.0.2"), announce(&[], "10.0.0.2", a));
+    let fx = rib.flush();
+    let (_, n) = fx.resets.first().expect("reset");
+    assert_eq!((n.code, n.subcode), (6, 1));
+    assert_eq!(&n.data[..], &[0, 2, 1, 0, 0, 0, 1]);
+}
+
+/// End-of-RIB goes out for each negotiated family and no other, after the
+/// initial table and after a plain route refresh.
+#[test]
+fn end_of_rib_only_for_negotiated_families() {
+    let mut pol = policy(None);
+    pol.next_hop_v6 = Some("fd00::1".parse().expect("v6"));
+    pol.own_blocks.push(net("fd10::1:0/122"));
+    let mut rib = Rib::new(pol, 4);
+    rib.flush();
+    let ctx = Context {
+        four_octet_as: true,
+        ..Context::default()
+    };
+    let eors = |fx: &Effects, to: &str| -> Vec<AfiSafi> {
+        fx.messages
+            .iter()
+            .filter(|(a, _)| *a == ip(to))
+            .filter_map(|(_, b)| match wire::decode(b, &ctx) {
+                Ok(Message::Update(u)) => u.end_of_rib_family(),
+                _ => None,
+            })
+            .collect()
+    };
+    let (v4, v6) = (AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST);
+    for (addr, id, ipv4, ipv6, want) in [
+        ("10.0.0.2", 2, true, false, vec![v4]),
+        ("10.0.0.3", 3, false, true, vec![v6]),
+        ("10.0.0.4", 4, true, true, vec![v4, v6]),
+    ] {
+        let mut p = peer(addr, [10, 0, 0, id], false);
+        (p.ipv4, p.ipv6) = (ipv4, ipv6);
+        rib.peer_up(p);
+        let fx = rib.flush();
+        assert_eq!(eors(&fx, addr), want, "{addr} at session start");
+        rib.refresh(ip(addr));
+        let fx = rib.flush();
+        assert_eq!(eors(&fx, addr), want, "{addr} after a route refresh");
+    }
+}
+
 #[test]
 fn max_prefix_stops_storing_a_flood() {
     let mut rib = Rib::new(policy(None), 4);

@@ -162,7 +162,12 @@ impl Rib {
                     });
                     let s = s.clone();
                     self.add_path(&info, n, s, next_hop, &mut tally);
-                    if self.check_limit(&info, received_before, &tally) {
+                    let family = if v4 {
+                        AfiSafi::IPV4_UNICAST
+                    } else {
+                        AfiSafi::IPV6_UNICAST
+                    };
+                    if self.check_limit(&info, family, received_before, &tally) {
                         break 'groups;
                     }
                 }
@@ -177,7 +182,14 @@ impl Rib {
     /// and the peer's further UPDATEs are ignored until its session goes down. The
     /// limit counts every path the peer has in the table, refused ones included
     /// (like BIRD's `receive limit`): it bounds what a peer can make us hold.
-    fn check_limit(&mut self, info: &PeerInfo, received_before: u64, tally: &Tally) -> bool {
+    /// `family`: that of the prefix just counted, the one RFC 4486 names as over its limit.
+    fn check_limit(
+        &mut self,
+        info: &PeerInfo,
+        family: AfiSafi,
+        received_before: u64,
+        tally: &Tally,
+    ) -> bool {
         let Some(limit) = info.max_prefixes else {
             return false;
         };
@@ -188,11 +200,6 @@ impl Rib {
             return false;
         };
         peer.over_limit = true;
-        let family = if info.ipv4 {
-            AfiSafi::IPV4_UNICAST
-        } else {
-            AfiSafi::IPV6_UNICAST
-        };
         self.max_prefix_exceeded(info.address, family, limit);
         true
     }

@@ -7,16 +7,21 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
-use super::{conn, sys, NeighborConfig, SpeakerConfig, SpeakerError};
+use super::{conn, lock, sys, NeighborConfig, SpeakerConfig, SpeakerError};
 
 type Routes = Arc<Mutex<HashMap<IpAddr, mpsc::UnboundedSender<TcpStream>>>>;
 
 pub struct Listener {
-    sockets: Vec<Arc<TcpListener>>,
+    /// Emptied by [`Listener::close`]; with the accept tasks' copies gone, the
+    /// sockets close and the kernel completes no more handshakes.
+    sockets: Mutex<Vec<Arc<TcpListener>>>,
     routes: Routes,
     gtsm: Arc<Mutex<HashMap<IpAddr, bool>>>,
+    closing: watch::Sender<bool>,
+    accepting: Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -55,24 +60,52 @@ impl Listener {
                 }
             }
         }
-        let listener = Listener {
-            sockets,
-            routes: Arc::default(),
-            gtsm: Arc::default(),
-        };
-        for s in &listener.sockets {
-            tokio::spawn(accept_loop(
-                s.clone(),
-                listener.routes.clone(),
-                listener.gtsm.clone(),
-            ));
+        let routes = Routes::default();
+        let gtsm = Arc::<Mutex<HashMap<IpAddr, bool>>>::default();
+        let (closing, closed) = watch::channel(false);
+        let accepting = sockets
+            .iter()
+            .map(|s| {
+                tokio::spawn(accept_loop(
+                    s.clone(),
+                    routes.clone(),
+                    gtsm.clone(),
+                    closed.clone(),
+                ))
+            })
+            .collect();
+        Ok(Listener {
+            sockets: Mutex::new(sockets),
+            routes,
+            gtsm,
+            closing,
+            accepting: Mutex::new(accepting),
+        })
+    }
+
+    /// Stops accepting and closes the listening sockets: from now on a peer's
+    /// connection attempt is refused by the kernel, not opened and then closed.
+    pub async fn close(&self) {
+        self.closing.send_replace(true);
+        lock(&self.sockets).clear();
+        let tasks: Vec<JoinHandle<()>> = lock(&self.accepting).drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
         }
-        Ok(listener)
+    }
+
+    /// The addresses listened on (none once closed).
+    #[cfg(test)]
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        lock(&self.sockets)
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     /// Installs the neighbor's TCP-MD5 key on the listening sockets.
     pub fn set_neighbor(&self, n: &NeighborConfig) {
-        for s in &self.sockets {
+        for s in lock(&self.sockets).iter() {
             let is_v6_socket = s.local_addr().is_ok_and(|a| a.is_ipv6());
             if is_v6_socket != n.address.is_ipv6() {
                 continue;
@@ -86,23 +119,17 @@ impl Listener {
                 let _ = sys::set_md5(s.as_ref(), n.address, None);
             }
         }
-        if let Ok(mut g) = self.gtsm.lock() {
-            g.insert(n.address, n.ttl_security);
-        }
+        lock(&self.gtsm).insert(n.address, n.ttl_security);
     }
 
     pub fn set_peers(&self, peers: HashMap<IpAddr, mpsc::UnboundedSender<TcpStream>>) {
-        if let Ok(mut r) = self.routes.lock() {
-            *r = peers;
-        }
+        *lock(&self.routes) = peers;
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Ok(mut r) = self.routes.lock() {
-            r.clear();
-        }
+        lock(&self.routes).clear();
     }
 }
 
@@ -117,9 +144,15 @@ async fn accept_loop(
     listener: Arc<TcpListener>,
     routes: Routes,
     gtsm: Arc<Mutex<HashMap<IpAddr, bool>>>,
+    mut closed: watch::Receiver<bool>,
 ) {
     loop {
-        let (stream, from) = match listener.accept().await {
+        let accepted = tokio::select! {
+            biased;
+            _ = closed.wait_for(|c| *c) => return,
+            r = listener.accept() => r,
+        };
+        let (stream, from) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -128,18 +161,14 @@ async fn accept_loop(
             }
         };
         let ip = canonical(from.ip());
-        let target = routes.lock().ok().and_then(|r| r.get(&ip).cloned());
+        let target = lock(&routes).get(&ip).cloned();
         let Some(tx) = target else {
             tracing::warn!(from = %ip, "connection from an address that is not a configured peer: closed");
             drop(stream);
             continue;
         };
-        if gtsm
-            .lock()
-            .ok()
-            .and_then(|g| g.get(&ip).copied())
-            .unwrap_or(false)
-        {
+        let ttl_security = lock(&gtsm).get(&ip).copied().unwrap_or(false);
+        if ttl_security {
             if let Err(e) = conn::apply_ttl_security(&stream, ip) {
                 tracing::error!(peer = %ip, error = %e, "cannot apply GTSM");
                 continue;
@@ -155,5 +184,33 @@ async fn accept_loop(
         }
         let _ = stream.set_nodelay(true);
         let _ = tx.send(stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::speaker::tests::config;
+
+    /// Once shutdown starts, the port is closed: a peer's connection attempt is
+    /// refused instead of being opened and closed again.
+    #[tokio::test]
+    async fn nothing_is_accepted_once_closed() -> Result<(), SpeakerError> {
+        let mut cfg = config(120);
+        cfg.port = 0;
+        let listener = Listener::start(&cfg, &[]).await?;
+        let port = listener
+            .local_addrs()
+            .first()
+            .map(SocketAddr::port)
+            .unwrap_or_default();
+        assert_ne!(port, 0);
+        let open = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+        assert!(open.is_ok(), "listening before the close: {open:?}");
+        listener.close().await;
+        let refused = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+        assert!(refused.is_err(), "connected after the close: {refused:?}");
+        assert!(listener.local_addrs().is_empty());
+        Ok(())
     }
 }

@@ -10,7 +10,7 @@ mod sys;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -88,55 +88,37 @@ pub struct SpeakerConfig {
 pub const MAX_CONNECT_RETRY: Duration = Duration::from_secs(30);
 
 /// A peer as `show peers` lists it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PeerStatus {
     pub address: IpAddr,
     pub asn: u32,
     pub kind: NeighborKind,
     pub state: State,
+    /// Configured `shutdown`: no session is wanted, so convergence does not wait for it.
+    pub admin_down: bool,
     /// Time of the last state change.
-    #[serde(serialize_with = "ser_time")]
     pub since: SystemTime,
     /// Last error or a note on the session.
     pub info: String,
     pub router_id: Option<Ipv4Addr>,
     pub hostname: Option<String>,
-    #[serde(flatten)]
     pub counts: PeerCounts,
     /// Sessions established since the process started.
     pub established_count: u64,
     pub graceful_restart: bool,
 }
 
-fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime_rfc3339(*t))
-}
-
-/// RFC 3339 in UTC, seconds precision.
-pub fn humantime_rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // Civil from days (H. Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
-}
-
 /// Remote prefixes with their equal-cost next hops: what the FIB installs.
 pub type FibView = Arc<BTreeMap<IpNet, Vec<IpAddr>>>;
 
 pub(crate) type StatusMap = Arc<Mutex<HashMap<IpAddr, PeerStatus>>>;
+
+/// Locks a mutex of the speaker. A task that panicked while holding it left
+/// plain data (maps of handles and statuses, each update a single insert or
+/// remove), still consistent: go on with it rather than skip the work.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A handle on the running speaker.
 pub struct Speaker {
@@ -158,6 +140,8 @@ pub enum SpeakerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the RIB thread")]
+    RibThread(#[source] std::io::Error),
 }
 
 impl Speaker {
@@ -167,7 +151,7 @@ impl Speaker {
         neighbors: Vec<NeighborConfig>,
     ) -> Result<Speaker, SpeakerError> {
         let status: StatusMap = Arc::default();
-        let (rib_tx, fib, converged) = rib_task::spawn(&config, status.clone());
+        let (rib_tx, fib, converged) = rib_task::spawn(&config, status.clone())?;
         let listener = if config.listen {
             Some(listener::Listener::start(&config, &neighbors).await?)
         } else {
@@ -182,7 +166,7 @@ impl Speaker {
             config: ArcSwap::from_pointee(config),
             listener,
         };
-        speaker.set_neighbors(neighbors);
+        speaker.set_neighbors(neighbors).await;
         let _ = speaker
             .rib_tx
             .send(rib_task::RibEvent::PeersConfigured)
@@ -197,10 +181,20 @@ impl Speaker {
 
     /// Applies a new neighbor list: added peers start, removed ones stop with a
     /// Cease, changed ones restart; unchanged sessions are left alone.
-    pub fn set_neighbors(&self, neighbors: Vec<NeighborConfig>) {
-        let Ok(mut peers) = self.peers.lock() else {
-            return;
-        };
+    pub async fn set_neighbors(&self, neighbors: Vec<NeighborConfig>) {
+        for addr in self.apply_neighbors(neighbors) {
+            // Awaited, not tried: a removal lost on a full queue would leave the
+            // peer's routes in the RIB for good. Fails only once the RIB is gone.
+            let _ = self
+                .rib_tx
+                .send(rib_task::RibEvent::PeerRemoved(addr))
+                .await;
+        }
+    }
+
+    /// Starts, stops and restarts peer tasks; returns the removed addresses.
+    fn apply_neighbors(&self, neighbors: Vec<NeighborConfig>) -> Vec<IpAddr> {
+        let mut peers = lock(&self.peers);
         let wanted: HashMap<IpAddr, NeighborConfig> =
             neighbors.into_iter().map(|n| (n.address, n)).collect();
         let gone: Vec<IpAddr> = peers
@@ -208,14 +202,11 @@ impl Speaker {
             .filter(|a| !wanted.contains_key(a))
             .copied()
             .collect();
-        for addr in gone {
-            if let Some(h) = peers.remove(&addr) {
+        for addr in &gone {
+            if let Some(h) = peers.remove(addr) {
                 h.stop(peer::StopMode::Deconfigured);
             }
-            if let Ok(mut s) = self.status.lock() {
-                s.remove(&addr);
-            }
-            let _ = self.rib_tx.try_send(rib_task::RibEvent::PeerRemoved(addr));
+            lock(&self.status).remove(addr);
         }
         for (addr, n) in wanted {
             if let Some(listener) = &self.listener {
@@ -247,6 +238,18 @@ impl Speaker {
                     .collect(),
             );
         }
+        gone
+    }
+
+    /// Whether the RIB task still runs: a speaker without it learns and
+    /// announces nothing.
+    pub fn rib_running(&self) -> bool {
+        !self.rib_tx.is_closed()
+    }
+
+    /// Completes when the RIB task has ended.
+    pub async fn rib_stopped(&self) {
+        self.rib_tx.closed().await;
     }
 
     /// Replaces our own blocks: announced or withdrawn at once.
@@ -259,11 +262,7 @@ impl Speaker {
 
     /// Every peer's status, sorted by address.
     pub fn peers(&self) -> Vec<PeerStatus> {
-        let mut v: Vec<PeerStatus> = self
-            .status
-            .lock()
-            .map(|s| s.values().cloned().collect())
-            .unwrap_or_default();
+        let mut v: Vec<PeerStatus> = lock(&self.status).values().cloned().collect();
         v.sort_by_key(|p| p.address);
         v
     }
@@ -297,10 +296,11 @@ impl Speaker {
     /// peers keep our routes through the restart (RFC 4724); otherwise send an
     /// administrative-shutdown Cease.
     pub async fn shutdown(&self, graceful: bool) {
-        let handles: Vec<peer::PeerHandle> = match self.peers.lock() {
-            Ok(mut p) => p.drain().map(|(_, h)| h).collect(),
-            Err(_) => Vec::new(),
-        };
+        // First: a peer must not get a session opened while the others close.
+        if let Some(listener) = &self.listener {
+            listener.close().await;
+        }
+        let handles: Vec<peer::PeerHandle> = lock(&self.peers).drain().map(|(_, h)| h).collect();
         let mode = if graceful {
             peer::StopMode::Graceful
         } else {
@@ -313,5 +313,72 @@ impl Speaker {
         for w in waits {
             let _ = tokio::time::timeout(Duration::from_secs(2), w).await;
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn config(graceful_restart_time: u16) -> SpeakerConfig {
+        SpeakerConfig {
+            local_as: 64512,
+            router_id: Ipv4Addr::new(10, 0, 0, 1),
+            local_address: Ipv4Addr::new(10, 0, 0, 1),
+            local_address_v6: None,
+            port: 179,
+            listen: false,
+            hold_time: 90,
+            keepalive_time: None,
+            connect_retry: Duration::from_secs(1),
+            graceful_restart_time,
+            restarting: false,
+            cluster_id: None,
+            pools: Vec::new(),
+            own_blocks: Vec::new(),
+            max_paths: 4,
+            hostname: String::new(),
+            convergence_timeout: Duration::from_secs(3600),
+            fib_view: false,
+        }
+    }
+
+    fn passive(address: [u8; 4]) -> NeighborConfig {
+        NeighborConfig {
+            address: IpAddr::from(address),
+            asn: 64512,
+            port: 179,
+            kind: NeighborKind::Mesh,
+            passive: true,
+            password: None,
+            ttl_security: false,
+            max_prefixes: None,
+            shutdown: false,
+        }
+    }
+
+    /// A task that panicked holding the peers' lock must not turn every later
+    /// reload into a silent no-op.
+    #[tokio::test]
+    async fn set_neighbors_applies_after_a_poisoned_lock() -> Result<(), SpeakerError> {
+        let speaker = Speaker::start(config(120), vec![passive([10, 0, 0, 2])]).await?;
+        std::thread::scope(|s| {
+            let poisoner = s.spawn(|| {
+                let _guard = speaker.peers.lock();
+                panic!("poisoning the peers' lock on purpose");
+            });
+            assert!(poisoner.join().is_err());
+        });
+        assert!(speaker.peers.is_poisoned());
+        speaker
+            .set_neighbors(vec![passive([10, 0, 0, 2]), passive([10, 0, 0, 3])])
+            .await;
+        let listed: Vec<IpAddr> = speaker.peers().iter().map(|p| p.address).collect();
+        assert_eq!(
+            listed,
+            [IpAddr::from([10, 0, 0, 2]), IpAddr::from([10, 0, 0, 3])]
+        );
+        speaker.shutdown(false).await;
+        Ok(())
     }
 }

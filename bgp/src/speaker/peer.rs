@@ -16,7 +16,7 @@ use tracing::Instrument;
 use super::conn::{self, ConnEvent, SocketOptions};
 use super::rib_task::{RibEvent, RibSender};
 use super::{
-    NeighborConfig, NeighborKind, PeerStatus, SpeakerConfig, StatusMap, MAX_CONNECT_RETRY,
+    lock, NeighborConfig, NeighborKind, PeerStatus, SpeakerConfig, StatusMap, MAX_CONNECT_RETRY,
 };
 use crate::fsm::{DownReason, Input, Negotiated, Output, Session, SessionConfig, State, Timer};
 use crate::rib::PeerInfo;
@@ -24,8 +24,12 @@ use crate::wire::{
     self, codes, AddPathMode, AfiSafi, Capability, Context, GracefulRestart, Message, Notification,
 };
 
-/// `info` of a peer that is administratively down.
-pub const ADMIN_DOWN: &str = "administratively down";
+/// `info` of a peer that is administratively down (display only; the state is
+/// [`PeerStatus::admin_down`]).
+const ADMIN_DOWN: &str = "administratively down";
+
+/// Longest wait at a stop for a connection's last messages to be written.
+const WRITER_FLUSH: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMode {
@@ -74,24 +78,23 @@ pub fn spawn(
     } else {
         String::new()
     };
-    if let Ok(mut s) = status.lock() {
-        s.insert(
-            config.address,
-            PeerStatus {
-                address: config.address,
-                asn: config.asn,
-                kind: config.kind,
-                state: State::Idle,
-                since: SystemTime::now(),
-                info,
-                router_id: None,
-                hostname: None,
-                counts: Default::default(),
-                established_count: 0,
-                graceful_restart: false,
-            },
-        );
-    }
+    lock(&status).insert(
+        config.address,
+        PeerStatus {
+            address: config.address,
+            asn: config.asn,
+            kind: config.kind,
+            state: State::Idle,
+            admin_down: config.shutdown,
+            since: SystemTime::now(),
+            info,
+            router_id: None,
+            hostname: None,
+            counts: Default::default(),
+            established_count: 0,
+            graceful_restart: false,
+        },
+    );
     let span = tracing::info_span!("peer", peer = %config.address);
     let peer = Peer {
         retry: speaker.connect_retry,
@@ -122,6 +125,8 @@ struct Conn {
     session: Session,
     outgoing: bool,
     writer: Option<mpsc::UnboundedSender<Bytes>>,
+    /// Ends once every queued message is written and the socket shut down.
+    write_task: Option<JoinHandle<()>>,
     reader: JoinHandle<()>,
     timers: [Option<Instant>; 3],
     ctx: Context,
@@ -325,13 +330,14 @@ impl Peer {
         let id = self.next_id;
         self.next_id += 1;
         let (wtx, wrx) = mpsc::unbounded_channel();
-        tokio::spawn(conn::write_loop(wr, wrx));
+        let write_task = tokio::spawn(conn::write_loop(wr, wrx));
         let reader = tokio::spawn(conn::read_loop(rd, id, self.ev_tx.clone()));
         self.conns.push(Conn {
             id,
             session: Session::new(self.session_config()),
             outgoing,
             writer: Some(wtx),
+            write_task: Some(write_task),
             reader,
             timers: [None; 3],
             ctx: Context::default(),
@@ -480,13 +486,11 @@ impl Peer {
             enhanced_route_refresh: neg.enhanced_route_refresh,
         };
         tracing::info!(router_id = %neg.peer_id, hold = neg.hold_time.as_secs(), graceful_restart = neg.graceful_restart, "session established");
-        if let Ok(mut s) = self.status.lock() {
-            if let Some(p) = s.get_mut(&self.config.address) {
-                p.router_id = Some(neg.peer_id);
-                p.hostname = neg.peer_hostname.clone();
-                p.established_count += 1;
-                p.graceful_restart = neg.graceful_restart;
-            }
+        if let Some(p) = lock(&self.status).get_mut(&self.config.address) {
+            p.router_id = Some(neg.peer_id);
+            p.hostname = neg.peer_hostname.clone();
+            p.established_count += 1;
+            p.graceful_restart = neg.graceful_restart;
         }
         self.established = Some((id, neg));
         self.set_state(State::Established, String::new());
@@ -599,27 +603,36 @@ impl Peer {
             )),
         };
         let ids: Vec<u64> = self.conns.iter().map(|c| c.id).collect();
+        let writers: Vec<JoinHandle<()>> = self
+            .conns
+            .iter_mut()
+            .filter_map(|c| c.write_task.take())
+            .collect();
         for id in ids {
             self.input(id, Input::Stop(notification.clone())).await;
         }
-        // Let the writers flush the NOTIFICATION.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The writers end once the NOTIFICATION is on the wire and every sender
+        // is gone (the RIB drops its own on PeerDown). A peer that stopped
+        // reading must not hold up the stop for long.
+        for w in writers {
+            if tokio::time::timeout(WRITER_FLUSH, w).await.is_err() {
+                tracing::warn!("the last messages to the peer were not all written");
+            }
+        }
     }
 
     fn set_state(&self, state: State, info: String) {
         if self.stopping {
             return;
         }
-        if let Ok(mut s) = self.status.lock() {
-            if let Some(p) = s.get_mut(&self.config.address) {
-                if p.state != state {
-                    p.since = SystemTime::now();
-                    tracing::debug!(from = %p.state, to = %state, "state change");
-                }
-                p.state = state;
-                if !info.is_empty() || state == State::Established {
-                    p.info = info;
-                }
+        if let Some(p) = lock(&self.status).get_mut(&self.config.address) {
+            if p.state != state {
+                p.since = SystemTime::now();
+                tracing::debug!(from = %p.state, to = %state, "state change");
+            }
+            p.state = state;
+            if !info.is_empty() || state == State::Established {
+                p.info = info;
             }
         }
     }

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::{FibView, SpeakerConfig, StatusMap};
+use super::{lock, FibView, SpeakerConfig, SpeakerError, StatusMap};
 use crate::rib::{PeerInfo, PolicyConfig, Rib, RouteView};
 use crate::wire::{Notification, Update};
 
@@ -66,8 +66,13 @@ impl RibSender {
         self.tx.send(ev).await
     }
 
-    pub fn try_send(&self, ev: RibEvent) -> Result<(), mpsc::error::TrySendError<RibEvent>> {
-        self.tx.try_send(ev)
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Completes when the RIB task has ended (its receiver is gone).
+    pub async fn closed(&self) {
+        self.tx.closed().await;
     }
 
     /// Queues an UPDATE once the budget has room for its prefixes.
@@ -100,63 +105,32 @@ struct PeerOut {
 pub fn spawn(
     config: &SpeakerConfig,
     status: StatusMap,
-) -> (RibSender, watch::Receiver<FibView>, watch::Receiver<bool>) {
+) -> Result<(RibSender, watch::Receiver<FibView>, watch::Receiver<bool>), SpeakerError> {
     let (tx, rx) = mpsc::channel(4096);
-    let (fib_tx, fib_rx) = watch::channel(FibView::default());
-    let (conv_tx, conv_rx) = watch::channel(false);
-    let policy = PolicyConfig {
-        local_as: config.local_as,
-        router_id: config.router_id,
-        cluster_id: config.cluster_id,
-        pools: config.pools.clone(),
-        own_blocks: config.own_blocks.clone(),
-        next_hop_v4: config.local_address,
-        next_hop_v6: config.local_address_v6,
-    };
-    let task = RibTask {
-        rib: Rib::new(policy, config.max_paths),
-        out: HashMap::new(),
-        status,
-        fib_tx,
-        conv_tx,
-        self_tx: tx.clone(),
-        generations: HashMap::new(),
-        stale_rearmed: HashMap::new(),
-        peers_configured: false,
-        fib_view: config.fib_view,
-        fib_pending: false,
-        fib_next: Instant::now(),
-        deadline: Instant::now() + config.convergence_timeout,
-    };
-    run_on_own_thread(task.run(rx));
+    let (task, fib_rx, conv_rx) = RibTask::new(config, status, tx.clone());
+    run_on_own_thread(task.run(rx))?;
     let sender = RibSender {
         tx,
         budget: Arc::new(Semaphore::new(PREFIX_BUDGET)),
     };
-    (sender, fib_rx, conv_rx)
+    Ok((sender, fib_rx, conv_rx))
 }
 
 /// The RIB is the heaviest user of CPU under a flood of UPDATEs (a batch of thousands of
 /// UPDATEs is handled without a pause). On its own thread it cannot delay the sessions'
 /// keepalives and hold timers, which run on the shared workers.
-fn run_on_own_thread(task: impl std::future::Future<Output = ()> + Send + 'static) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
+fn run_on_own_thread(
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), SpeakerError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::warn!(error = %e, "no runtime for the RIB thread: the RIB shares the workers");
-            tokio::spawn(task);
-            return;
-        }
-    };
-    if let Err(e) = std::thread::Builder::new()
+        .map_err(SpeakerError::RibThread)?;
+    std::thread::Builder::new()
         .name("ipipd-rib".into())
         .spawn(move || rt.block_on(task))
-    {
-        tracing::error!(error = %e, "cannot start the RIB thread");
-    }
+        .map_err(SpeakerError::RibThread)?;
+    Ok(())
 }
 
 struct RibTask {
@@ -168,6 +142,12 @@ struct RibTask {
     self_tx: mpsc::Sender<RibEvent>,
     generations: HashMap<IpAddr, u64>,
     stale_rearmed: HashMap<IpAddr, Duration>,
+    /// The restart time each peer advertised when its session last went down
+    /// with its routes kept (RFC 4724 helper mode).
+    restart_times: HashMap<IpAddr, Duration>,
+    /// How long, once a restarted peer is back, its stale routes wait for its
+    /// End-of-RIB: our configured graceful-restart time; None when that is 0.
+    stale_time: Option<Duration>,
     peers_configured: bool,
     fib_view: bool,
     /// The view changed since it was last published.
@@ -188,6 +168,43 @@ const BATCH: usize = 256;
 const FLUSH_PREFIXES: usize = 4_096;
 
 impl RibTask {
+    fn new(
+        config: &SpeakerConfig,
+        status: StatusMap,
+        self_tx: mpsc::Sender<RibEvent>,
+    ) -> (RibTask, watch::Receiver<FibView>, watch::Receiver<bool>) {
+        let (fib_tx, fib_rx) = watch::channel(FibView::default());
+        let (conv_tx, conv_rx) = watch::channel(false);
+        let policy = PolicyConfig {
+            local_as: config.local_as,
+            router_id: config.router_id,
+            cluster_id: config.cluster_id,
+            pools: config.pools.clone(),
+            own_blocks: config.own_blocks.clone(),
+            next_hop_v4: config.local_address,
+            next_hop_v6: config.local_address_v6,
+        };
+        let task = RibTask {
+            rib: Rib::new(policy, config.max_paths),
+            out: HashMap::new(),
+            status,
+            fib_tx,
+            conv_tx,
+            self_tx,
+            generations: HashMap::new(),
+            stale_rearmed: HashMap::new(),
+            restart_times: HashMap::new(),
+            stale_time: (config.graceful_restart_time > 0)
+                .then(|| Duration::from_secs(config.graceful_restart_time.into())),
+            peers_configured: false,
+            fib_view: config.fib_view,
+            fib_pending: false,
+            fib_next: Instant::now(),
+            deadline: Instant::now() + config.convergence_timeout,
+        };
+        (task, fib_rx, conv_rx)
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<RibEvent>) {
         loop {
             let first = tokio::select! {
@@ -253,12 +270,15 @@ impl RibTask {
                 let generation = self.generations.entry(address).or_default();
                 *generation += 1;
                 if let Some(after) = keep_stale {
+                    self.restart_times.insert(address, after);
                     self.arm_stale(address, after);
                 }
             }
             RibEvent::PeerRemoved(address) => {
                 self.out.remove(&address);
                 self.rib.peer_removed(address);
+                self.restart_times.remove(&address);
+                self.stale_rearmed.remove(&address);
                 *self.generations.entry(address).or_default() += 1;
             }
             RibEvent::Update(address, update, _) => self.rib.update(address, *update),
@@ -281,13 +301,12 @@ impl RibTask {
                     return;
                 }
                 let up = self.out.contains_key(&address);
-                match (up, self.stale_rearmed.remove(&address)) {
+                let rearmed = self.stale_rearmed.remove(&address);
+                match (up, rearmed, self.stale_after(address)) {
                     // Re-established but no End-of-RIB yet: wait once more, then give up.
-                    (true, None) => {
-                        if let Some(after) = self.stale_after(address) {
-                            self.stale_rearmed.insert(address, after);
-                            self.arm_stale(address, after);
-                        }
+                    (true, None, Some(after)) => {
+                        self.stale_rearmed.insert(address, after);
+                        self.arm_stale(address, after);
                     }
                     _ => {
                         tracing::info!(peer = %address, "graceful restart time over: stale routes removed");
@@ -298,8 +317,13 @@ impl RibTask {
         }
     }
 
-    fn stale_after(&self, _address: IpAddr) -> Option<Duration> {
-        Some(Duration::from_secs(60))
+    /// How long a re-established peer's stale routes wait for its End-of-RIB
+    /// (RFC 4724 §4.2, the receiving speaker's stale-routes time): our configured
+    /// graceful-restart time, or else the restart time the peer advertised. None:
+    /// no wait, the stale routes go now.
+    fn stale_after(&self, address: IpAddr) -> Option<Duration> {
+        self.stale_time
+            .or_else(|| self.restart_times.get(&address).copied())
     }
 
     fn arm_stale(&mut self, address: IpAddr, after: Duration) {
@@ -353,11 +377,10 @@ impl RibTask {
 
     fn publish_counts(&mut self) {
         let counts = self.rib.counts();
-        if let Ok(mut status) = self.status.lock() {
-            for (addr, c) in counts {
-                if let Some(s) = status.get_mut(&addr) {
-                    s.counts = c;
-                }
+        let mut status = lock(&self.status);
+        for (addr, c) in counts {
+            if let Some(s) = status.get_mut(&addr) {
+                s.counts = c;
             }
         }
     }
@@ -366,12 +389,10 @@ impl RibTask {
         if *self.conv_tx.borrow() || !self.peers_configured {
             return;
         }
-        let Ok(status) = self.status.lock() else {
-            return;
-        };
+        let status = lock(&self.status);
         let all = status
             .values()
-            .all(|s| s.info == super::peer::ADMIN_DOWN || self.rib.eor_complete(s.address));
+            .all(|s| s.admin_down || self.rib.eor_complete(s.address));
         drop(status);
         if all {
             tracing::info!("initial convergence: every peer sent End-of-RIB");
@@ -379,5 +400,71 @@ impl RibTask {
             self.publish_fib(true);
             let _ = self.conv_tx.send(true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::fsm::State;
+    use crate::speaker::tests::config;
+    use crate::speaker::{NeighborKind, PeerStatus};
+
+    fn task(config: &SpeakerConfig, status: StatusMap) -> (RibTask, watch::Receiver<bool>) {
+        let (tx, _rx) = mpsc::channel(1);
+        let (task, _fib, conv) = RibTask::new(config, status, tx);
+        (task, conv)
+    }
+
+    fn peer_status(address: IpAddr, admin_down: bool, info: &str) -> PeerStatus {
+        PeerStatus {
+            address,
+            asn: 64512,
+            kind: NeighborKind::Mesh,
+            state: State::Idle,
+            admin_down,
+            since: SystemTime::now(),
+            info: info.into(),
+            router_id: None,
+            hostname: None,
+            counts: Default::default(),
+            established_count: 0,
+            graceful_restart: false,
+        }
+    }
+
+    #[test]
+    fn stale_routes_wait_the_configured_time_then_the_advertised_one() {
+        let peer = IpAddr::from([10, 0, 0, 2]);
+        let (t, _) = task(&config(7), StatusMap::default());
+        assert_eq!(t.stale_after(peer), Some(Duration::from_secs(7)));
+
+        let (mut t, _) = task(&config(0), StatusMap::default());
+        assert_eq!(t.stale_after(peer), None, "graceful restart off: no wait");
+        t.restart_times.insert(peer, Duration::from_secs(42));
+        assert_eq!(t.stale_after(peer), Some(Duration::from_secs(42)));
+    }
+
+    /// Convergence skips an administratively down peer by its typed state,
+    /// whatever its `info` text says.
+    #[test]
+    fn convergence_ignores_admin_down_peers_by_state_not_text() {
+        let status = StatusMap::default();
+        let down = IpAddr::from([10, 0, 0, 2]);
+        let waiting = IpAddr::from([10, 0, 0, 3]);
+        {
+            let mut s = lock(&status);
+            s.insert(down, peer_status(down, true, "connect: refused"));
+            s.insert(waiting, peer_status(waiting, false, ""));
+        }
+        let (mut t, conv) = task(&config(120), status.clone());
+        t.peers_configured = true;
+        t.check_converged();
+        assert!(!*conv.borrow(), "a configured peer has not sent End-of-RIB");
+        lock(&status).remove(&waiting);
+        t.check_converged();
+        assert!(*conv.borrow(), "only an administratively down peer is left");
     }
 }
