@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 
 ALL_TIERS=(selftest unit lint lab runtime package fuzz interop dataplane)
 PACKAGES=(iproute2 bird2 gobgpd frr tcpdump qemu-system-x86 busybox-static procps psmisc
-          iputils-ping jq podman runc containernetworking-plugins util-linux systemd)
+          iputils-ping jq podman runc containernetworking-plugins util-linux systemd prometheus curl)
 
 log() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 
@@ -65,9 +65,9 @@ tier_lab() {
 }
 
 tier_runtime() {
-    log "a real container runtime: podman (CNI backend) runs busybox pods through ipipd-cni"
+    log "real programs around ipipd: podman (CNI backend) runs pods through ipipd-cni; Prometheus scrapes ipipd"
     cargo build --release -q
-    cargo test --release -p interop --test runtime_podman -- --test-threads=1
+    cargo test --release -p interop --test runtime_podman --test runtime_prometheus -- --test-threads=1
 }
 
 tier_package() {

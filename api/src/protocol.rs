@@ -161,6 +161,12 @@ pub struct PeerJson {
     pub treat_as_withdraw: u64,
     /// UPDATEs with attributes discarded (RFC 7606).
     pub attributes_discarded: u64,
+    /// UPDATE messages received from and sent to the peer since it was configured
+    /// (End-of-RIB included); they never go back across session resets.
+    #[serde(default)]
+    pub updates_received: u64,
+    #[serde(default)]
+    pub updates_sent: u64,
     pub router_id: Option<Ipv4Addr>,
     pub hostname: Option<String>,
     pub established_count: u64,

@@ -31,6 +31,7 @@ pub struct Config {
     pub ipip: Ipip,
     pub kernel: Kernel,
     pub control: Control,
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -112,6 +113,13 @@ pub struct Kernel {
     /// false: compute routes but never write the FIB (benchmarks).
     pub install: bool,
     pub flush_on_stop: bool,
+}
+
+/// Prometheus metrics: off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Metrics {
+    /// Address and port of the HTTP endpoint serving `GET /metrics`.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -20,6 +20,7 @@ pub(crate) struct RawConfig {
     pub ipip: Option<RawIpip>,
     pub kernel: Option<RawKernel>,
     pub control: Option<RawControl>,
+    pub metrics: Option<RawMetrics>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,4 +93,10 @@ pub(crate) struct RawKernel {
 pub(crate) struct RawControl {
     pub socket: Opt<String>,
     pub state_dir: Opt<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub listen: Opt<String>,
 }

@@ -42,6 +42,7 @@ pub(crate) fn validate(raw: RawConfig, layout: &Layout, sink: &mut Sink<'_>) -> 
     let ipip = ipip(&raw.ipip.unwrap_or_default(), sink);
     let kernel = kernel(&raw.kernel.unwrap_or_default(), sink);
     let control = control(&raw.control.unwrap_or_default(), sink);
+    let metrics = metrics(&raw.metrics.unwrap_or_default(), sink);
 
     if sink.has_errors() {
         return None;
@@ -60,6 +61,7 @@ pub(crate) fn validate(raw: RawConfig, layout: &Layout, sink: &mut Sink<'_>) -> 
         ipip,
         kernel,
         control,
+        metrics,
     })
 }
 
@@ -498,6 +500,25 @@ fn kernel(raw: &RawKernel, sink: &mut Sink<'_>) -> Kernel {
         install: get(&raw.install).unwrap_or(true),
         flush_on_stop: get(&raw.flush_on_stop).unwrap_or(false),
     }
+}
+
+fn metrics(raw: &RawMetrics, sink: &mut Sink<'_>) -> Metrics {
+    let listen = raw.listen.as_ref().and_then(|s| {
+        match s.get_ref().parse::<std::net::SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                sink.at(
+                    Some(&s.span()),
+                    format!(
+                        "listen: expected ADDRESS:PORT (e.g. \"127.0.0.1:9179\" or \"[::1]:9179\"), found {:?}",
+                        s.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    });
+    Metrics { listen }
 }
 
 fn control(raw: &RawControl, sink: &mut Sink<'_>) -> Control {

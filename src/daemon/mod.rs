@@ -1,6 +1,7 @@
 //! `ipipd run`: config → speaker → RIB → FIB, the control socket, reload and
 //! signals.
 
+mod metrics;
 mod pods;
 mod reload;
 pub mod settings;
@@ -100,6 +101,8 @@ fn peer_json(p: bgp::speaker::PeerStatus, name: Option<String>) -> PeerJson {
         refused: p.counts.refused,
         treat_as_withdraw: p.counts.treat_as_withdraw,
         attributes_discarded: p.counts.attributes_discarded,
+        updates_received: p.messages.updates_received,
+        updates_sent: p.messages.updates_sent,
         router_id: p.router_id,
         hostname: p.hostname,
         established_count: p.established_count,
@@ -180,6 +183,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         tokio::spawn(feed_fib(daemon.clone()));
     }
     crate::control::server::start(&socket, daemon.clone())?;
+    if let Some(addr) = daemon.config.load().metrics.listen {
+        metrics::start(addr, daemon.clone()).await?;
+    }
     tokio::spawn(reload::watch_file(daemon.clone()));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let result = tokio::select! {
@@ -480,6 +486,49 @@ impl Daemon {
         out
     }
 
+    /// What a metrics scrape shows, read from the published state.
+    pub(crate) async fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let peers = self
+            .speaker
+            .peers()
+            .into_iter()
+            .map(|p| metrics::PeerSample {
+                peer: p.address.to_string(),
+                kind: serde_json::to_value(p.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                up: p.state == bgp::fsm::State::Established,
+                received: p.counts.received,
+                accepted: p.counts.accepted,
+                updates_received: p.messages.updates_received,
+                updates_sent: p.messages.updates_sent,
+            })
+            .collect();
+        let rib_prefixes = self
+            .speaker
+            .routes()
+            .await
+            .iter()
+            .filter(|r| r.best)
+            .count() as u64;
+        let mut snap = metrics::Snapshot {
+            peers,
+            rib_prefixes,
+            ipam_allocated: self.pods.lock().await.allocated() as u64,
+            fib_errors: self.with_fib(|f| f.stats().errors).unwrap_or(0),
+            ..Default::default()
+        };
+        for route in self.installed().unwrap_or_default().values() {
+            match route.kind {
+                fib::RouteKind::Via(_) => snap.fib_remote += 1,
+                fib::RouteKind::Blackhole => snap.fib_blackhole += 1,
+                fib::RouteKind::Link { .. } => snap.fib_workload += 1,
+            }
+        }
+        snap
+    }
+
     /// Workloads added by hand and pods made by the CNI plugin: address → host interface.
     async fn all_workloads(&self) -> Vec<(IpAddr, String)> {
         let mut all = self.workloads.lock().await.pairs();
@@ -600,6 +649,10 @@ mod tests {
                 refused: 2,
                 treat_as_withdraw: 3,
                 attributes_discarded: 5,
+            },
+            messages: bgp::speaker::MessageCounts {
+                updates_received: 7,
+                updates_sent: 8,
             },
             established_count: 1,
             graceful_restart: true,

@@ -181,6 +181,10 @@ impl Pods {
             .collect()
     }
 
+    pub fn allocated(&self) -> usize {
+        self.ipam.allocated()
+    }
+
     pub fn allocated_in(&self, block: &IpNet) -> usize {
         self.ipam.allocated_in(block)
     }

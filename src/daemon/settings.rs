@@ -119,6 +119,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             "control.state_dir",
             o.control.state_dir != n.control.state_dir,
         ),
+        ("metrics.listen", o.metrics.listen != n.metrics.listen),
     ];
     keys.into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))

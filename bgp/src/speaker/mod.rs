@@ -103,9 +103,19 @@ pub struct PeerStatus {
     pub router_id: Option<Ipv4Addr>,
     pub hostname: Option<String>,
     pub counts: PeerCounts,
+    /// Messages counted since the peer was configured; they never go back, not even when
+    /// a session resets.
+    pub messages: MessageCounts,
     /// Sessions established since the process started.
     pub established_count: u64,
     pub graceful_restart: bool,
+}
+
+/// UPDATE messages to and from a peer (End-of-RIB markers included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageCounts {
+    pub updates_received: u64,
+    pub updates_sent: u64,
 }
 
 /// Remote prefixes with their equal-cost next hops: what the FIB installs.

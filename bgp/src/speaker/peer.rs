@@ -91,6 +91,7 @@ pub fn spawn(
             router_id: None,
             hostname: None,
             counts: Default::default(),
+            messages: Default::default(),
             established_count: 0,
             graceful_restart: false,
         },

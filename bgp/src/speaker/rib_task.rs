@@ -149,12 +149,33 @@ struct RibTask {
     /// End-of-RIB: our configured graceful-restart time; None when that is 0.
     stale_time: Option<Duration>,
     peers_configured: bool,
+    /// UPDATEs in and out per peer, kept across sessions (counters never go back).
+    messages: HashMap<IpAddr, super::MessageCounts>,
     fib_view: bool,
     /// The view changed since it was last published.
     fib_pending: bool,
     /// During a flood, the view is not published before this.
     fib_next: Instant,
     deadline: Instant,
+}
+
+/// The UPDATE messages in a buffer of whole BGP messages (an export batch).
+fn count_updates(buf: &[u8]) -> u64 {
+    const HEADER: usize = 19;
+    const UPDATE: u8 = 2;
+    let mut n = 0;
+    let mut at = 0;
+    while let Some(header) = buf.get(at..at + HEADER) {
+        let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
+        if header[18] == UPDATE {
+            n += 1;
+        }
+        if len < HEADER {
+            break;
+        }
+        at += len;
+    }
+    n
 }
 
 /// Most events handled before a flush, so exports keep flowing under a flood.
@@ -197,6 +218,7 @@ impl RibTask {
             stale_time: (config.graceful_restart_time > 0)
                 .then(|| Duration::from_secs(config.graceful_restart_time.into())),
             peers_configured: false,
+            messages: HashMap::new(),
             fib_view: config.fib_view,
             fib_pending: false,
             fib_next: Instant::now(),
@@ -242,6 +264,7 @@ impl RibTask {
     /// Handles one event; returns how many prefixes it carried.
     fn handle(&mut self, ev: RibEvent) -> usize {
         if let RibEvent::Update(address, update, permit) = ev {
+            self.messages.entry(address).or_default().updates_received += 1;
             self.rib.update(address, *update);
             return permit.num_permits();
         }
@@ -276,12 +299,16 @@ impl RibTask {
             }
             RibEvent::PeerRemoved(address) => {
                 self.out.remove(&address);
+                self.messages.remove(&address);
                 self.rib.peer_removed(address);
                 self.restart_times.remove(&address);
                 self.stale_rearmed.remove(&address);
                 *self.generations.entry(address).or_default() += 1;
             }
-            RibEvent::Update(address, update, _) => self.rib.update(address, *update),
+            RibEvent::Update(address, update, _) => {
+                self.messages.entry(address).or_default().updates_received += 1;
+                self.rib.update(address, *update)
+            }
             RibEvent::Refresh(address) => self.rib.refresh(address),
             RibEvent::RefreshMarker(address, r) => match r.subtype {
                 1 => self.rib.begin_refresh(address, r.afi_safi),
@@ -345,6 +372,7 @@ impl RibTask {
         let fx = self.rib.flush();
         for (addr, msg) in fx.messages {
             if let Some(o) = self.out.get(&addr) {
+                self.messages.entry(addr).or_default().updates_sent += count_updates(&msg);
                 let _ = o.writer.send(msg);
             }
         }
@@ -383,6 +411,11 @@ impl RibTask {
                 s.counts = c;
             }
         }
+        for (addr, m) in &self.messages {
+            if let Some(s) = status.get_mut(addr) {
+                s.messages = *m;
+            }
+        }
     }
 
     fn check_converged(&mut self) {
@@ -418,6 +451,23 @@ mod tests {
         (task, conv)
     }
 
+    #[test]
+    fn updates_are_counted_in_a_buffer_of_messages() {
+        let msg = |kind: u8, len: u16| {
+            let mut m = vec![0xff; 16];
+            m.extend_from_slice(&len.to_be_bytes());
+            m.push(kind);
+            m.resize(usize::from(len), 0);
+            m
+        };
+        let mut buf = msg(2, 23);
+        buf.extend(msg(4, 19));
+        buf.extend(msg(2, 40));
+        assert_eq!(count_updates(&buf), 2);
+        assert_eq!(count_updates(&[]), 0);
+        assert_eq!(count_updates(&msg(2, 10)[..10]), 0);
+    }
+
     fn peer_status(address: IpAddr, admin_down: bool, info: &str) -> PeerStatus {
         PeerStatus {
             address,
@@ -430,6 +480,7 @@ mod tests {
             router_id: None,
             hostname: None,
             counts: Default::default(),
+            messages: Default::default(),
             established_count: 0,
             graceful_restart: false,
         }
