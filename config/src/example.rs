@@ -52,7 +52,10 @@ device = "tunl0"
 
 [control]
 # socket = "/run/ipipd/ipipd.sock"
-# state_dir = "/var/lib/ipipd"      # persisted workloads and restart state
+# state_dir = "/var/lib/ipipd"      # persisted workloads, pod addresses (ipam.json), restart state
+
+[metrics]
+# listen = "127.0.0.1:9179"         # Prometheus endpoint GET /metrics; off unless set
 "#;
 
 #[cfg(test)]
