@@ -413,3 +413,11 @@ fn errors_display_one_per_line() {
     assert_eq!((first.line, first.col), (2, 11));
     assert_eq!(first.origin, "/etc/ipipd/ipipd.toml");
 }
+
+#[test]
+fn metrics_listen_must_be_an_address_and_port() {
+    check(
+        &with_node("[metrics]\nlisten = \"localhost\"\n"),
+        &["t.toml:4:10: listen: expected ADDRESS:PORT (e.g. \"127.0.0.1:9179\" or \"[::1]:9179\"), found \"localhost\""],
+    );
+}
