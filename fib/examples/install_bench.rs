@@ -81,7 +81,7 @@ fn one_run(n: usize) -> Run {
     });
     assert_eq!(count_routes(&ns), 0, "installer left routes behind");
 
-    let file = std::env::temp_dir().join(format!("{}.batch", ns.name));
+    let file = std::env::temp_dir().join(format!("{}.batch", ns.name()));
     {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("batch file"));
         for (p, gw) in &routes {

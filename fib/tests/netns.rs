@@ -266,11 +266,11 @@ fn restart_adopts_routes_without_deleting_any() {
     });
     assert_routes(&ns, "-4", ALWAYS_V4);
 
-    let log = std::env::temp_dir().join(format!("{}.monitor", ns.name));
+    let log = std::env::temp_dir().join(format!("{}.monitor", ns.name()));
     let file = std::fs::File::create(&log).expect("monitor log");
     let monitor = Process::spawn(
         Command::new("ip")
-            .args(["-n", &ns.name, "monitor", "route"])
+            .args(["-n", ns.name(), "monitor", "route"])
             .stdout(file)
             .stderr(Stdio::null()),
     );

@@ -1,186 +1,19 @@
-//! Network namespaces, an underlay bridge, and child processes, each removed
-//! or stopped on drop (also when a test panics).
+//! Child processes, temporary directories and route monitors for the tests, each stopped
+//! or removed on drop (also when a test panics). Network namespaces and the underlay
+//! bridge come from the `netns` crate, which the demo lab and the fib tests share.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// Runs `ip ARGS` and returns stdout, failing with stderr.
-pub fn ip(args: &[&str]) -> Result<String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("running ip")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+pub use netns::{ip, route_line_prefix, unique, Lan, Netns};
 
-/// A name unique to this process and call, short enough for interface names.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id() % 100_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Polls `f` every 50 ms until it returns Some, or fails after `limit` with `what`.
-pub fn wait_until<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> Result<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if start.elapsed() > limit {
-            bail!("timed out after {:?} waiting for {what}", limit);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A network namespace with `lo` up, deleted on drop.
-#[derive(Debug)]
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(prefix: &str) -> Result<Netns> {
-        let name = unique(prefix);
-        ip(&["netns", "add", &name])?;
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    /// `ip -n NAME ARGS`.
-    pub fn ip(&self, args: &[&str]) -> Result<String> {
-        let mut v = vec!["-n", self.name.as_str()];
-        v.extend_from_slice(args);
-        ip(&v)
-    }
-
-    /// A command that runs inside the namespace.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
-        c
-    }
-
-    /// Runs a command inside the namespace and returns its output.
-    pub fn run(&self, args: &[&str]) -> Result<std::process::Output> {
-        let (prog, rest) = args.split_first().context("empty command")?;
-        self.command(prog)
-            .args(rest)
-            .output()
-            .with_context(|| format!("running {args:?} in {}", self.name))
-    }
-
-    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        let out = self.run(&["sh", "-c", &format!("echo {value} > {path}")])?;
-        if !out.status.success() {
-            bail!(
-                "sysctl {key}={value} in {}: {}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
-    }
-
-    /// Adds a stand-in `tunl0`: one end of a veth pair, both ends up. The host
-    /// kernel has no ipip driver; onlink routes via this device are real.
-    pub fn add_standin_tunl0(&self) -> Result<()> {
-        self.ip(&[
-            "link",
-            "add",
-            "tunl0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "tunl0-peer",
-        ])?;
-        self.ip(&["link", "set", "tunl0-peer", "up"])?;
-        Ok(())
-    }
-
-    /// `ip route show proto bgp` in this namespace.
-    pub fn bgp_routes(&self) -> String {
-        self.ip(&["route", "show", "proto", "bgp"])
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Kill anything still running inside before deleting the namespace.
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
-        }
-        let _ = ip(&["netns", "del", &self.name]);
-    }
-}
-
-/// An underlay: a bridge in its own namespace that hosts are plugged into.
-#[derive(Debug)]
-pub struct Lan {
-    pub underlay: Netns,
-    ports: u32,
-}
-
-impl Lan {
-    pub fn new() -> Result<Lan> {
-        let underlay = Netns::new("ul")?;
-        underlay.ip(&["link", "add", "br0", "type", "bridge"])?;
-        underlay.ip(&["link", "set", "br0", "up"])?;
-        Ok(Lan { underlay, ports: 0 })
-    }
-
-    /// A new namespace with `eth0` on the bridge carrying `cidr`
-    /// (e.g. "172.29.235.101/24"), a default route and forwarding on.
-    pub fn host(&mut self, cidr: &str) -> Result<Netns> {
-        let ns = Netns::new("h")?;
-        self.ports += 1;
-        let port = format!("p{}", self.ports);
-        ip(&[
-            "link",
-            "add",
-            &port,
-            "netns",
-            &self.underlay.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &ns.name,
-        ])?;
-        self.underlay
-            .ip(&["link", "set", &port, "master", "br0", "up"])?;
-        ns.ip(&["addr", "add", cidr, "dev", "eth0"])?;
-        ns.ip(&["link", "set", "eth0", "up"])?;
-        ns.ip(&["route", "add", "default", "dev", "eth0"])?;
-        ns.sysctl("net.ipv4.ip_forward", "1")?;
-        Ok(ns)
-    }
+/// Polls `f` every 50 ms until it returns Some, or fails after `limit` naming `what`.
+pub fn wait_until<T>(limit: Duration, what: &str, f: impl FnMut() -> Option<T>) -> Result<T> {
+    Ok(netns::wait_until(limit, what, f)?)
 }
 
 /// A child process, stopped on drop (SIGTERM, then SIGKILL after 3 s).
@@ -343,65 +176,6 @@ pub fn require_root() {
     );
 }
 
-impl Netns {
-    /// Waits until `ip route show proto bgp` has exactly the line `line`
-    /// (e.g. `101.88.228.192/26 via 172.29.235.130 dev tunl0 onlink`).
-    pub fn wait_bgp_route_line(&self, line: &str, limit: Duration) -> Result<()> {
-        wait_until(
-            limit,
-            &format!("kernel route `{line}` in {}", self.name),
-            || {
-                self.bgp_routes()
-                    .lines()
-                    .any(|l| l.trim() == line)
-                    .then_some(())
-            },
-        )
-        .with_context(|| {
-            format!(
-                "ip route show proto bgp in {}:\n{}",
-                self.name,
-                self.bgp_routes()
-            )
-        })
-    }
-
-    /// Waits until no `proto bgp` route for `prefix` is left in the kernel.
-    pub fn wait_no_bgp_route(&self, prefix: &str, limit: Duration) -> Result<()> {
-        wait_until(
-            limit,
-            &format!("no kernel route for {prefix} in {}", self.name),
-            || {
-                (!self
-                    .bgp_routes()
-                    .lines()
-                    .any(|l| route_line_prefix(l) == Some(prefix)))
-                .then_some(())
-            },
-        )
-        .with_context(|| {
-            format!(
-                "ip route show proto bgp in {}:\n{}",
-                self.name,
-                self.bgp_routes()
-            )
-        })
-    }
-}
-
-/// The destination of an `ip route` line, skipping a leading route type
-/// (`blackhole 101.76.9.128/26 proto bgp` → `101.76.9.128/26`).
-pub fn route_line_prefix(line: &str) -> Option<&str> {
-    const TYPES: [&str; 5] = ["blackhole", "unreachable", "prohibit", "local", "broadcast"];
-    let mut words = line.split_whitespace();
-    let first = words.next()?;
-    if TYPES.contains(&first) {
-        words.next()
-    } else {
-        Some(first)
-    }
-}
-
 /// `ip -n NS monitor route` recorded to a file from start until drop.
 #[derive(Debug)]
 pub struct RouteMonitor {
@@ -498,33 +272,5 @@ impl Default for Sampler {
 
 /// Where `ip netns add NAME` keeps the namespace (what a runtime passes as CNI_NETNS).
 pub fn netns_path(name: &str) -> String {
-    format!("/var/run/netns/{name}")
-}
-
-impl Lan {
-    /// A `tunl0` stand-in in `ns` whose other end is plugged into this LAN's bridge: the
-    /// kernel takes `via X dev tunl0 onlink` routes on it as on a real tunnel, and packets
-    /// routed that way reach the next hop unencapsulated — enough for pods on different
-    /// nodes to ping each other along the routes ipipd installed.
-    pub fn add_bridged_tunl0(&mut self, ns: &Netns) -> Result<()> {
-        self.ports += 1;
-        let port = format!("t{}", self.ports);
-        ip(&[
-            "link",
-            "add",
-            &port,
-            "netns",
-            &self.underlay.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "tunl0",
-            "netns",
-            &ns.name,
-        ])?;
-        self.underlay
-            .ip(&["link", "set", &port, "master", "br0", "up"])?;
-        Ok(())
-    }
+    netns::path(name).display().to_string()
 }

@@ -77,7 +77,7 @@ fn three_of_four_restarted_at_once() -> Result<()> {
     let hosts: Vec<Netns> = NODES
         .iter()
         .map(|(a, _)| lan.host(&format!("{a}/24")))
-        .collect::<Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     for h in &hosts {
         h.add_standin_tunl0()?;
     }

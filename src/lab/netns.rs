@@ -1,74 +1,44 @@
-//! Network namespaces and processes the lab creates, removed again on drop
-//! (also when the lab fails half-way).
+//! What the lab made — network namespaces (from the shared `netns` crate), processes,
+//! files — removed again on drop, also when the lab fails half-way.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use netns::Netns;
 
-/// Runs `ip ARGS`, failing with its stderr.
-pub fn ip(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("running ip (is iproute2 installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+pub use netns::ip;
 
-/// Runs a command inside a namespace.
+/// Runs a command inside the namespace `ns`.
 pub fn exec(ns: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
-    Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-        .with_context(|| format!("running {} in {ns}", args.join(" ")))
+    Ok(Netns::existing(ns).run(args)?)
 }
 
 pub fn sysctl(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
-    let out = exec(ns, &["sysctl", "-qw", &format!("{key}={value}")])?;
-    if !out.status.success() {
-        // sysctl may be missing; write /proc directly.
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        let out = exec(ns, &["sh", "-c", &format!("echo {value} > {path}")])?;
-        if !out.status.success() {
-            bail!(
-                "setting {key} in {ns}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-    }
-    Ok(())
+    Ok(Netns::existing(ns).sysctl(key, value)?)
 }
 
 /// Everything the lab made: namespaces, processes, files.
 #[derive(Default)]
 pub struct Guard {
-    pub namespaces: Vec<String>,
+    pub namespaces: Vec<Netns>,
     pub children: Vec<Child>,
     pub dir: Option<PathBuf>,
 }
 
 impl Guard {
     pub fn add_ns(&mut self, name: &str) -> anyhow::Result<()> {
-        ip(&["netns", "add", name])?;
-        self.namespaces.push(name.to_string());
-        ip(&["-n", name, "link", "set", "lo", "up"])?;
+        self.namespaces.push(Netns::create(name)?);
         Ok(())
     }
 
     pub fn spawn(&mut self, ns: &str, args: &[&str], log: &std::path::Path) -> anyhow::Result<u32> {
         let file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
+        let (program, rest) = args.split_first().context("an empty command")?;
+        let child = Netns::existing(ns)
+            .command(program)
+            .args(rest)
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
@@ -99,8 +69,9 @@ impl Drop for Guard {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for ns in self.namespaces.iter().rev() {
-            let _ = ip(&["netns", "del", ns]);
+        // Pods before nodes before the underlay: the reverse of creation.
+        while let Some(ns) = self.namespaces.pop() {
+            drop(ns);
         }
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);

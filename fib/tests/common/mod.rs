@@ -1,73 +1,50 @@
-//! Network namespaces for tests and the benchmark: created per test, removed on drop (also
-//! when the test panics).
+//! The shared `netns` crate with the conveniences the fib tests and the install benchmark
+//! want: calls that panic with the command's error (a test fails there), the stand-in
+//! devices, and an async body run inside the namespace.
 #![allow(dead_code)]
 
 use std::future::Future;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A uniquely named network namespace with `lo` up.
-pub struct Netns {
-    pub name: String,
-    /// Removed on drop (false for a second handle to the same namespace).
-    owned: bool,
-}
+/// A uniquely named network namespace with `lo` up, deleted on drop.
+pub struct Netns(pub netns::Netns);
 
 impl Netns {
     pub fn new(tag: &str) -> Netns {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("fib-{tag}-{}-{n}", std::process::id());
-        run("ip", &["netns", "add", &name]);
-        let ns = Netns { name, owned: true };
-        // Onlink routes are refused while lo is down.
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
+        Netns(netns::Netns::new(&format!("fib-{tag}-")).expect("create a test namespace"))
     }
 
     /// Another handle to the same namespace, one that does not remove it (for use inside
     /// [`Netns::run`]).
     pub fn handle(&self) -> Netns {
-        Netns {
-            name: self.name.clone(),
-            owned: false,
-        }
+        Netns(self.0.handle())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
     }
 
     /// `ip -n NAME ARGS...`; panics with stderr when it fails; returns stdout.
     pub fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.name.as_str()];
-        all.extend_from_slice(args);
-        run("ip", &all)
+        self.0.ip(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// `ip -n NAME ARGS...`, whether it fails or not: (success, stdout + stderr).
+    /// `ip -n NAME ARGS...`, whether it fails or not: (success, stdout or the error).
     pub fn try_ip(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("ip")
-            .arg("-n")
-            .arg(&self.name)
-            .args(args)
-            .output()
-            .expect("run ip");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        match self.0.ip(args) {
+            Ok(out) => (true, out),
+            Err(e) => (false, e.to_string()),
+        }
     }
 
     /// A veth pair, both ends up; `name` is the end the routes use.
     pub fn veth(&self, name: &str, peer: &str) {
-        self.ip(&["link", "add", name, "type", "veth", "peer", "name", peer]);
-        self.ip(&["link", "set", name, "up"]);
-        self.ip(&["link", "set", peer, "up"]);
+        self.0.veth(name, peer).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// The kernel here has no ipip driver: one end of a veth pair named tunl0 stands in.
     pub fn stand_in_tunnel(&self) {
-        self.veth("tunl0", "tunl0-peer");
+        self.0.add_standin_tunl0().unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// `eth0` with 172.29.235.101/24 (and fd00::1/64), MTU `mtu`.
@@ -85,30 +62,15 @@ impl Netns {
         Fut: Future<Output = T>,
         T: Send + 'static,
     {
-        let name = self.name.clone();
-        let thread = std::thread::spawn(move || {
-            fib::netns::enter(&name).expect("enter the test namespace");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(body())
-        });
-        match thread.join() {
-            Ok(v) => v,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if !self.owned {
-            return;
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        self.0
+            .in_netns(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                rt.block_on(body())
+            })
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 

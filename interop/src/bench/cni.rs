@@ -196,7 +196,7 @@ pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) ->
     ];
     let pods: Vec<Netns> = (0..sequential.max(parallel))
         .map(|_| Netns::new("cbp"))
-        .collect::<Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     let mut rows = Vec::new();
     for (shape, n, at_once) in [
         (format!("{sequential} sequential"), sequential, 1),

@@ -5,29 +5,15 @@
 //! thread moves into the target namespace (setns only affects the calling thread), makes
 //! the socket there and hands it back.
 
-use std::fs::File;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Runs `f` on a thread inside the network namespace `ns` (a name under /run/netns).
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    let path = format!("/run/netns/{ns}");
-    let file = File::open(&path).with_context(|| format!("opening {path}"))?;
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            rustix::thread::move_into_link_name_space(
-                std::os::fd::AsFd::as_fd(&file),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .map_err(|e| anyhow!("setns into {path}: {e}"))?;
-            f()
-        })
-        .join()
-        .map_err(|_| anyhow!("thread in namespace {ns} panicked"))?
-    })
+    netns::in_netns_path(&netns::path(ns), f)?
 }
 
 /// How a test connection is made.
