@@ -481,3 +481,69 @@ fn install_cni_writes_the_plugin_and_a_conflist() {
     let mode = std::fs::metadata(dir.join("bin/ipipd-cni")).map(|m| m.permissions().mode());
     assert_eq!(mode.ok().map(|m| m & 0o777), Some(0o755));
 }
+
+/// Pools of both families: each pod gets an IPv4 and an IPv6 address, a default route of
+/// each family (IPv6 via the host end's link-local address), and pods reach each other
+/// over both at once (no duplicate address detection holds the first packets back).
+#[test]
+fn dual_stack_pods_get_one_address_per_pool_family() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    na.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "fd00:29::101/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ])
+    .expect("v6 underlay");
+    let config = format!(
+        "[node]\nname = \"node-a\"\naddress = \"{A}\"\naddress_v6 = \"fd00:29::101\"\nblocks = [\"{BLOCK_A}\", \"fd00:101::/122\"]\n\n[cluster]\npools = [\"101.64.0.0/10\", \"fd00:101::/48\"]\nnodes = [\"{A}\"]\n"
+    );
+    let a = Ipipd::start(&na, &config).expect("start");
+    let conf = cni::conf(&a.socket, "1.0.0");
+    let (p1, p2) = (pod(), pod());
+    let r1 = Call::new("ADD", "d1", Some(&p1), conf.clone())
+        .run(&na)
+        .expect("ADD");
+    assert!(r1.ok(), "{r1:?}");
+    let r = r1.json();
+    assert_eq!(r["ips"][0]["address"], "101.76.9.129/32", "{r}");
+    assert_eq!(
+        r["ips"][1]["address"], "fd00:101::/128",
+        "the first address of an IPv6 block is a pod's: {r}"
+    );
+    assert_eq!(
+        r["routes"],
+        serde_json::json!([{"dst": "0.0.0.0/0"}, {"dst": "::/0"}])
+    );
+    cni::add(&na, &p2, "d2", &conf).expect("ADD d2");
+    let routes = p1
+        .ip(&["-6", "route", "show", "default"])
+        .expect("v6 routes");
+    assert!(
+        routes.contains("default via fe80::ecee:eeff:feee:eeee dev eth0"),
+        "{routes}"
+    );
+    assert_eq!(
+        read_sysctl(&na, "/proc/sys/net/ipv6/conf/all/forwarding"),
+        "1"
+    );
+    let kernel = na
+        .ip(&["-6", "route", "show", "proto", "bgp"])
+        .expect("v6 kernel");
+    assert!(kernel.contains("fd00:101::1 dev cali"), "{kernel}");
+    let ping6 = p1
+        .run(&["ping", "-6", "-c", "1", "-W", "2", "fd00:101::1"])
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(ping6, "pod to pod over IPv6");
+    assert!(ping(&p1, "101.76.9.130"), "and over IPv4");
+    assert_eq!(allocated(&a, "fd00:101::/122"), Some(2));
+    cni::del(&na, Some(&p1), "d1", &conf).expect("DEL");
+    cni::del(&na, Some(&p2), "d2", &conf).expect("DEL");
+    assert_eq!(allocated(&a, "fd00:101::/122"), Some(0));
+}

@@ -67,28 +67,34 @@ fn unexpected(r: Response) -> CniError {
     )
 }
 
-/// Opens a netlink socket inside `netns`, then brings the thread back to `home`.
-fn socket_in(netns: &File, home: &File) -> Result<PodNetlink, CniError> {
+/// Runs `f` with the thread inside `netns`, then brings the thread back to `home`.
+fn inside<T>(netns: &File, home: &File, f: impl FnOnce() -> T) -> Result<T, CniError> {
     fib::netns::enter_file(netns).map_err(|e| {
         CniError::new(
             Code::Kernel,
             format!("entering the pod's network namespace: {e}"),
         )
     })?;
-    let socket = PodNetlink::open();
+    let out = f();
     fib::netns::enter_file(home).map_err(|e| {
         CniError::new(
             Code::Kernel,
             format!("returning to the host's network namespace: {e}"),
         )
     })?;
-    Ok(socket?)
+    Ok(out)
+}
+
+/// Opens a netlink socket inside `netns` (it stays bound to that namespace).
+fn socket_in(netns: &File, home: &File) -> Result<PodNetlink, CniError> {
+    Ok(inside(netns, home, PodNetlink::open)??)
 }
 
 struct Sockets {
     host: PodNetlink,
     pod: PodNetlink,
     netns: File,
+    home: File,
 }
 
 fn open_netns(path: &Path) -> Result<File, CniError> {
@@ -106,7 +112,12 @@ fn sockets(netns_path: &Path) -> Result<Sockets, CniError> {
     })?;
     let host = PodNetlink::open()?;
     let pod = socket_in(&netns, &home)?;
-    Ok(Sockets { host, pod, netns })
+    Ok(Sockets {
+        host,
+        pod,
+        netns,
+        home,
+    })
 }
 
 fn sysctl(path: &str, value: &str) -> Result<(), CniError> {
@@ -253,10 +264,17 @@ async fn wire(
         &format!("/proc/sys/net/ipv4/conf/{host_name}/forwarding"),
         "1",
     )?;
-    if assigned.addresses.iter().any(IpAddr::is_ipv6) {
+    let ipv6 = assigned.addresses.iter().any(IpAddr::is_ipv6);
+    if ipv6 {
         sysctl(
             &format!("/proc/sys/net/ipv6/conf/{host_name}/forwarding"),
             "1",
+        )?;
+        // The host end's link-local address is the pod's IPv6 gateway: usable at once,
+        // not after a second of duplicate address detection on a link with one peer.
+        sysctl(
+            &format!("/proc/sys/net/ipv6/conf/{host_name}/accept_dad"),
+            "0",
         )?;
     }
     s.host.set_up(&host, Some(mtu)).await?;
@@ -266,6 +284,10 @@ async fn wire(
             format!("{} not found in the pod after creation", env.ifname),
         )
     })?;
+    if ipv6 {
+        let knob = format!("/proc/sys/net/ipv6/conf/{}/accept_dad", env.ifname);
+        inside(&s.netns, &s.home, || sysctl(&knob, "0"))??;
+    }
     s.pod.set_up(&pod, Some(mtu)).await?;
     for ip in &assigned.addresses {
         s.pod.add_host_address(&pod, *ip).await?;

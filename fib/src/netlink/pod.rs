@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlag, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlag, LinkInfo, LinkMessage,
 };
@@ -159,6 +159,12 @@ impl PodNetlink {
         msg.header.index = link.index;
         msg.attributes.push(AddressAttribute::Local(address));
         msg.attributes.push(AddressAttribute::Address(address));
+        if address.is_ipv6() {
+            // The address is the pod's alone (the daemon allocated it): duplicate address
+            // detection would only hold the pod's first packets back for a second or two.
+            msg.attributes
+                .push(AddressAttribute::Flags(vec![AddressFlag::Nodad]));
+        }
         match self
             .socket
             .request(
