@@ -187,42 +187,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", config::EXAMPLE);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show {
-            what: ShowWhat::Peers { json, socket },
-        } => {
-            if let Response::Peers { peers } = call(&socket, Request::ShowPeers)? {
-                if json {
-                    print_json(&peers)?;
-                } else {
-                    print!("{}", crate::show::peers_table(&peers));
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Show {
-            what: ShowWhat::Routes { json, socket },
-        } => {
-            if let Response::Routes { routes } = call(&socket, Request::ShowRoutes)? {
-                if json {
-                    print_json(&routes)?;
-                } else {
-                    print!("{}", crate::show::routes_table(&routes));
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Show {
-            what: ShowWhat::Blocks { json, socket },
-        } => {
-            if let Response::Blocks { blocks } = call(&socket, Request::ShowBlocks)? {
-                if json {
-                    print_json(&blocks)?;
-                } else {
-                    print!("{}", crate::show::blocks_table(&blocks));
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Show { what } => show(what),
         Command::Workload { action } => workload(action),
         Command::InstallCni {
             bin_dir,
@@ -254,6 +219,39 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             once,
             binary,
         } => crate::lab::run(nodes.into(), once, binary),
+    }
+}
+
+/// Prints what a `show` request answered: JSON, or the table.
+fn print_list<T: serde::Serialize>(
+    items: &[T],
+    json: bool,
+    table: fn(&[T]) -> String,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        print_json(&items)?;
+    } else {
+        print!("{}", table(items));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(what: ShowWhat) -> anyhow::Result<ExitCode> {
+    use crate::show;
+    let unexpected = |r: Response| anyhow::anyhow!("unexpected answer from the daemon: {r:?}");
+    match what {
+        ShowWhat::Peers { json, socket } => match call(&socket, Request::ShowPeers)? {
+            Response::Peers { peers } => print_list(&peers, json, show::peers_table),
+            r => Err(unexpected(r)),
+        },
+        ShowWhat::Routes { json, socket } => match call(&socket, Request::ShowRoutes)? {
+            Response::Routes { routes } => print_list(&routes, json, show::routes_table),
+            r => Err(unexpected(r)),
+        },
+        ShowWhat::Blocks { json, socket } => match call(&socket, Request::ShowBlocks)? {
+            Response::Blocks { blocks } => print_list(&blocks, json, show::blocks_table),
+            r => Err(unexpected(r)),
+        },
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use interop::cni::{self, cali_links, Call};
 use interop::harness::{netns_path, require_root, wait_until, Lan, Netns};
-use interop::ipipd::Ipipd;
+use interop::ipipd::{Ipipd, NodeConfig};
 
 const A: &str = "172.29.235.101";
 const B: &str = "172.29.235.130";
@@ -17,18 +17,13 @@ const BLOCK_A: &str = "101.76.9.128/26";
 const BLOCK_B: &str = "101.88.228.192/26";
 const T: Duration = Duration::from_secs(20);
 
+/// A node's configuration (typed builder): name, address, blocks, mesh.
 fn config(address: &str, name: &str, blocks: &[&str], nodes: &[&str]) -> String {
-    let q = |v: &[&str]| {
-        v.iter()
-            .map(|s| format!("\"{s}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        "[node]\nname = \"{name}\"\naddress = \"{address}\"\nblocks = [{}]\n\n[cluster]\npools = [\"101.64.0.0/10\"]\nnodes = [{}]\n\n[bgp]\nhold_time = 9\ngraceful_restart_time = 30\nconnect_retry_time = 1\n",
-        q(blocks),
-        q(nodes)
-    )
+    let mut c = NodeConfig::new(address, blocks[0]).name(name).mesh(nodes);
+    for b in &blocks[1..] {
+        c = c.block(b);
+    }
+    c.toml()
 }
 
 fn node(lan: &mut Lan, address: &str) -> Netns {
@@ -500,9 +495,13 @@ fn dual_stack_pods_get_one_address_per_pool_family() {
         "nodad",
     ])
     .expect("v6 underlay");
-    let config = format!(
-        "[node]\nname = \"node-a\"\naddress = \"{A}\"\naddress_v6 = \"fd00:29::101\"\nblocks = [\"{BLOCK_A}\", \"fd00:101::/122\"]\n\n[cluster]\npools = [\"101.64.0.0/10\", \"fd00:101::/48\"]\nnodes = [\"{A}\"]\n"
-    );
+    let config = NodeConfig::new(A, BLOCK_A)
+        .name("node-a")
+        .address_v6("fd00:29::101")
+        .block("fd00:101::/122")
+        .pool("fd00:101::/48")
+        .mesh(&[A])
+        .toml();
     let a = Ipipd::start(&na, &config).expect("start");
     let conf = cni::conf(&a.socket, "1.0.0");
     let (p1, p2) = (pod(), pod());

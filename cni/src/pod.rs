@@ -102,7 +102,12 @@ fn open_netns(path: &Path) -> Result<File, CniError> {
         .map_err(|e| CniError::new(Code::BadEnv, format!("CNI_NETNS {}: {e}", path.display())))
 }
 
-fn sockets(netns_path: &Path) -> Result<Sockets, CniError> {
+/// The pod's namespace (CNI_NETNS) and sockets on both sides of its veth.
+fn sockets(env: &Env) -> Result<(&Path, Sockets), CniError> {
+    let netns_path = env
+        .netns
+        .as_deref()
+        .ok_or_else(|| CniError::new(Code::BadEnv, "CNI_NETNS is not set"))?;
     let netns = open_netns(netns_path)?;
     let home = File::open("/proc/thread-self/ns/net").map_err(|e| {
         CniError::new(
@@ -112,12 +117,15 @@ fn sockets(netns_path: &Path) -> Result<Sockets, CniError> {
     })?;
     let host = PodNetlink::open()?;
     let pod = socket_in(&netns, &home)?;
-    Ok(Sockets {
-        host,
-        pod,
-        netns,
-        home,
-    })
+    Ok((
+        netns_path,
+        Sockets {
+            host,
+            pod,
+            netns,
+            home,
+        },
+    ))
 }
 
 fn sysctl(path: &str, value: &str) -> Result<(), CniError> {
@@ -152,11 +160,7 @@ fn pod_routes(addresses: &[IpAddr]) -> Vec<LinkRoute> {
 }
 
 pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniError> {
-    let netns_path = env
-        .netns
-        .as_deref()
-        .ok_or_else(|| CniError::new(Code::BadEnv, "CNI_NETNS is not set"))?;
-    let mut s = sockets(netns_path)?;
+    let (netns_path, mut s) = sockets(env)?;
     let host_name = host_veth(env);
     let pod_link = s.pod.link(&env.ifname).await?;
     let assigned = match call(
@@ -447,11 +451,7 @@ pub async fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             held.addresses, wanted
         )));
     }
-    let netns_path = env
-        .netns
-        .as_deref()
-        .ok_or_else(|| CniError::new(Code::BadEnv, "CNI_NETNS is not set"))?;
-    let mut s = sockets(netns_path)?;
+    let (_, mut s) = sockets(env)?;
     let host_name = host_veth(env);
     match s.host.link(&host_name).await? {
         Some(l) if l.up => {}

@@ -185,7 +185,10 @@ impl<'a> Ipipd<'a> {
 /// renders it (the `[control]` table is added by [`Ipipd::start`]).
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// `node.name`; default `node-A-B-C-D` from the address.
+    pub name: Option<String>,
     pub address: String,
+    pub address_v6: Option<String>,
     pub blocks: Vec<String>,
     pub pools: Vec<String>,
     pub mesh: bool,
@@ -196,6 +199,8 @@ pub struct NodeConfig {
     pub cluster_id: Option<String>,
     /// Raw `[[peer]]` tables.
     pub peers: Vec<String>,
+    /// `metrics.listen`.
+    pub metrics_listen: Option<String>,
 }
 
 impl NodeConfig {
@@ -203,7 +208,9 @@ impl NodeConfig {
     /// hold time 9 s, graceful restart time 30 s and a 1 s connect retry.
     pub fn new(address: &str, block: &str) -> NodeConfig {
         NodeConfig {
+            name: None,
             address: address.to_owned(),
+            address_v6: None,
             blocks: vec![block.to_owned()],
             pools: vec!["101.64.0.0/10".to_owned()],
             mesh: true,
@@ -213,7 +220,34 @@ impl NodeConfig {
             connect_retry_time: Some(1),
             cluster_id: None,
             peers: Vec::new(),
+            metrics_listen: None,
         }
+    }
+
+    pub fn name(mut self, name: &str) -> NodeConfig {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// Another block (IPv4 or IPv6) announced by the node.
+    pub fn block(mut self, block: &str) -> NodeConfig {
+        self.blocks.push(block.to_owned());
+        self
+    }
+
+    pub fn pool(mut self, pool: &str) -> NodeConfig {
+        self.pools.push(pool.to_owned());
+        self
+    }
+
+    pub fn address_v6(mut self, address: &str) -> NodeConfig {
+        self.address_v6 = Some(address.to_owned());
+        self
+    }
+
+    pub fn metrics(mut self, listen: &str) -> NodeConfig {
+        self.metrics_listen = Some(listen.to_owned());
+        self
     }
 
     /// Full mesh with these node addresses (its own may be among them).
@@ -239,9 +273,17 @@ impl NodeConfig {
                 .join(", ")
         };
         let mut t = format!(
-            "[node]\nname = \"node-{name}\"\naddress = \"{addr}\"\nblocks = [{blocks}]\n\n[cluster]\npools = [{pools}]\nmesh = {mesh}\nnodes = [{nodes}]\n\n[bgp]\nhold_time = {hold}\ngraceful_restart_time = {gr}\n",
-            name = self.address.replace('.', "-"),
+            "[node]\nname = \"{name}\"\naddress = \"{addr}\"\n{v6}blocks = [{blocks}]\n\n[cluster]\npools = [{pools}]\nmesh = {mesh}\nnodes = [{nodes}]\n\n[bgp]\nhold_time = {hold}\ngraceful_restart_time = {gr}\n",
+            name = self
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("node-{}", self.address.replace('.', "-"))),
             addr = self.address,
+            v6 = self
+                .address_v6
+                .as_ref()
+                .map(|a| format!("address_v6 = \"{a}\"\n"))
+                .unwrap_or_default(),
             blocks = list(&self.blocks),
             pools = list(&self.pools),
             mesh = self.mesh,
@@ -258,6 +300,9 @@ impl NodeConfig {
         for p in &self.peers {
             t.push('\n');
             t.push_str(p);
+        }
+        if let Some(l) = &self.metrics_listen {
+            t.push_str(&format!("\n[metrics]\nlisten = \"{l}\"\n"));
         }
         t
     }

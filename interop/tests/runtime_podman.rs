@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use interop::cni;
 use interop::harness::{netns_path, require_root, Lan, Netns, TempDir};
-use interop::ipipd::Ipipd;
+use interop::ipipd::{Ipipd, NodeConfig};
 
 const A: &str = "172.29.235.101";
 const B: &str = "172.29.235.130";
@@ -22,9 +22,10 @@ const BLOCK_A: &str = "101.76.9.128/26";
 const BLOCK_B: &str = "101.88.228.192/26";
 
 fn config(address: &str, name: &str, block: &str) -> String {
-    format!(
-        "[node]\nname = \"{name}\"\naddress = \"{address}\"\nblocks = [\"{block}\"]\n\n[cluster]\npools = [\"101.64.0.0/10\"]\nnodes = [\"{A}\", \"{B}\"]\n\n[bgp]\nhold_time = 9\nconnect_retry_time = 1\n"
-    )
+    NodeConfig::new(address, block)
+        .name(name)
+        .mesh(&[A, B])
+        .toml()
 }
 
 /// One node's podman: its own storage, CNI configuration and plugin directory.

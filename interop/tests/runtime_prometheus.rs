@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use interop::cni;
 use interop::harness::{require_root, wait_until, Lan, Netns, Proc, TempDir};
-use interop::ipipd::Ipipd;
+use interop::ipipd::{Ipipd, NodeConfig};
 
 const A: &str = "172.29.235.101";
 const B: &str = "172.29.235.130";
@@ -16,10 +16,8 @@ const BLOCK_A: &str = "101.76.9.128/26";
 const BLOCK_B: &str = "101.88.228.192/26";
 const T: Duration = Duration::from_secs(20);
 
-fn config(address: &str, block: &str, extra: &str) -> String {
-    format!(
-        "[node]\naddress = \"{address}\"\nblocks = [\"{block}\"]\n\n[cluster]\npools = [\"101.64.0.0/10\"]\nnodes = [\"{A}\", \"{B}\"]\n\n[bgp]\nhold_time = 9\ngraceful_restart_time = 30\nconnect_retry_time = 1\n{extra}"
-    )
+fn config(address: &str, block: &str) -> NodeConfig {
+    NodeConfig::new(address, block).mesh(&[A, B])
 }
 
 fn curl(ns: &Netns, url: &str) -> String {
@@ -61,12 +59,8 @@ fn prometheus_scrapes_ipipd_and_the_values_agree_with_show() {
     let nb = lan.host(&format!("{B}/24")).expect("b");
     nb.add_standin_tunl0().expect("tunl0");
     let listen = format!("{A}:9179");
-    let a = Ipipd::start(
-        &na,
-        &config(A, BLOCK_A, &format!("\n[metrics]\nlisten = \"{listen}\"\n")),
-    )
-    .expect("a");
-    let mut b = Ipipd::start(&nb, &config(B, BLOCK_B, "")).expect("b");
+    let a = Ipipd::start(&na, &config(A, BLOCK_A).metrics(&listen).toml()).expect("a");
+    let mut b = Ipipd::start(&nb, &config(B, BLOCK_B).toml()).expect("b");
     a.wait_route(BLOCK_B, B, T).expect("a learns b");
     let conf = cni::conf(&a.socket, "1.0.0");
     let pods: Vec<Netns> = (0..2).map(|_| Netns::new("pod").expect("pod")).collect();

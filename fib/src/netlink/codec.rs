@@ -120,17 +120,21 @@ pub(crate) fn parse_address(payload: &[u8]) -> Option<(u32, IpAddr, u8)> {
     Some((index, local.or(address)?, prefix_len))
 }
 
-/// A main-table route through device `index`, as the CNI plugin checks them.
-pub(crate) fn link_route(msg: &RouteMessage, index: u32) -> Option<super::pod::LinkRoute> {
-    let h = &msg.header;
-    let table = msg
-        .attributes
+/// A route's table: `RTA_TABLE` when present (tables above 255 need it), else the header's.
+fn table_of(msg: &RouteMessage) -> u32 {
+    msg.attributes
         .iter()
         .find_map(|a| match a {
             RouteAttribute::Table(t) => Some(*t),
             _ => None,
         })
-        .unwrap_or(u32::from(h.table));
+        .unwrap_or(u32::from(msg.header.table))
+}
+
+/// A main-table route through device `index`, as the CNI plugin checks them.
+pub(crate) fn link_route(msg: &RouteMessage, index: u32) -> Option<super::pod::LinkRoute> {
+    let h = &msg.header;
+    let table = table_of(msg);
     let oif = msg.attributes.iter().find_map(|a| match a {
         RouteAttribute::Oif(i) => Some(*i),
         _ => None,
@@ -212,14 +216,7 @@ pub(crate) fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> O
         _ => return None,
     }
     .ok()?;
-    let table = msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(u32::from(h.table));
+    let table = table_of(msg);
     let name = |index: u32| {
         names
             .get(&index)
