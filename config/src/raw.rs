@@ -20,6 +20,7 @@ pub(crate) struct RawConfig {
     pub ipip: Option<RawIpip>,
     pub kernel: Option<RawKernel>,
     pub control: Option<RawControl>,
+    pub datastore: Option<RawDatastore>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,6 +40,8 @@ pub(crate) struct RawCluster {
     pub mesh: Opt<bool>,
     pub nodes: List,
     pub mesh_password: Opt<String>,
+    pub block_size: Opt<u8>,
+    pub block_size_v6: Opt<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,4 +95,18 @@ pub(crate) struct RawKernel {
 pub(crate) struct RawControl {
     pub socket: Opt<String>,
     pub state_dir: Opt<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDatastore {
+    pub kind: Opt<String>,
+    pub endpoints: List,
+    pub prefix: Opt<String>,
+    pub ca_file: Opt<String>,
+    pub cert_file: Opt<String>,
+    pub key_file: Opt<String>,
+    pub dial_timeout_ms: Opt<u64>,
+    pub request_timeout_ms: Opt<u64>,
+    pub block_release_grace: Opt<u64>,
 }
