@@ -103,10 +103,10 @@ impl Cluster {
         for node in &self.nodes {
             for (block, owner) in blocks {
                 let want = if *owner == node.name {
-                    format!("blackhole {block} proto bgp")
+                    format!("blackhole {block}")
                 } else {
                     let via = self.address_of(owner).context("owner not a node")?;
-                    format!("{block} via {via} dev tunl0 proto bgp onlink")
+                    format!("{block} via {via} dev tunl0 onlink")
                 };
                 node.ns
                     .wait_bgp_route_line(&want, T)
