@@ -230,19 +230,18 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(crate::daemon::run(config, identity.overrides()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { config, identity } => match config::Config::load_with(
-            &config,
-            &identity.overrides(),
-        ) {
-            Ok(_) => {
-                println!("{}: configuration is valid", config.display());
-                Ok(ExitCode::SUCCESS)
+        Command::CheckConfig { config, identity } => {
+            match config::Config::load_with(&config, &identity.overrides()) {
+                Ok(_) => {
+                    println!("{}: configuration is valid", config.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    Ok(ExitCode::from(2))
+                }
             }
-            Err(errors) => {
-                eprintln!("{errors}");
-                Ok(ExitCode::from(2))
-            }
-        },
+        }
         Command::ExampleConfig => {
             print!("{}", config::EXAMPLE);
             Ok(ExitCode::SUCCESS)

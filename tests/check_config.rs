@@ -145,7 +145,11 @@ fn deploy_examples_are_valid() {
         }
     }
     blocks.extend(current);
-    assert_eq!(blocks.len(), 1, "one config for every node in the ConfigMap");
+    assert_eq!(
+        blocks.len(),
+        1,
+        "one config for every node in the ConfigMap"
+    );
     for text in &blocks {
         // Identity from the downward API, as the DaemonSet passes it.
         let dir = TempDir::new("cc").expect("temp dir");

@@ -65,9 +65,8 @@ impl Config {
     /// [`Config::parse`] with node identity, socket and state directory replaced.
     pub fn parse_with(text: &str, origin: &str, overrides: &Overrides) -> Result<Config, Errors> {
         let mut sink = Sink::new(origin, text);
-        let config = parse::deserialize(text, &mut sink).and_then(|(raw, layout)| {
-            validate::validate(raw, &layout, overrides, &mut sink)
-        });
+        let config = parse::deserialize(text, &mut sink)
+            .and_then(|(raw, layout)| validate::validate(raw, &layout, overrides, &mut sink));
         match config {
             Some(c) if !sink.has_errors() => Ok(c),
             _ => Err(sink.finish()),

@@ -43,7 +43,11 @@ pub(crate) fn validate(
     let etcd = datastore.kind == DatastoreKind::Etcd;
     if etcd {
         for (list, key, what) in [
-            (&raw_node.blocks, "blocks", "blocks are claimed from the pools"),
+            (
+                &raw_node.blocks,
+                "blocks",
+                "blocks are claimed from the pools",
+            ),
             (&raw_cluster.nodes, "nodes", "nodes register themselves"),
         ] {
             if let Some(first) = list.as_ref().and_then(|l| l.first()) {
@@ -62,20 +66,24 @@ pub(crate) fn validate(
         }
         ok.then(|| n.clone())
     });
-    let address_override = overrides.node_address.as_ref().and_then(|a| {
-        match a.trim().parse::<Ipv4Addr>() {
-            Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast() => {
-                Some(ip)
-            }
-            _ => {
-                sink.at(
-                    None,
-                    format!("IPIPD_NODE_ADDRESS / --node-address {a:?} is no unicast IPv4 address"),
-                );
-                None
-            }
-        }
-    });
+    let address_override =
+        overrides
+            .node_address
+            .as_ref()
+            .and_then(|a| match a.trim().parse::<Ipv4Addr>() {
+                Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast() => {
+                    Some(ip)
+                }
+                _ => {
+                    sink.at(
+                        None,
+                        format!(
+                            "IPIPD_NODE_ADDRESS / --node-address {a:?} is no unicast IPv4 address"
+                        ),
+                    );
+                    None
+                }
+            });
     if address_override.is_some() {
         // The file's address is replaced: neither checked nor required.
         raw_node.address = None;
@@ -156,7 +164,8 @@ fn datastore(raw: &RawDatastore, sink: &mut Sink<'_>) -> Datastore {
     for e in raw.endpoints.iter().flatten() {
         let v = e.get_ref();
         let ok = (v.starts_with("http://") || v.starts_with("https://"))
-            && v.split_once("://").is_some_and(|(_, rest)| !rest.is_empty());
+            && v.split_once("://")
+                .is_some_and(|(_, rest)| !rest.is_empty());
         if ok {
             endpoints.push(v.clone());
         } else {
@@ -175,7 +184,10 @@ fn datastore(raw: &RawDatastore, sink: &mut Sink<'_>) -> Datastore {
     let prefix = match &raw.prefix {
         Some(s) => {
             let p = s.get_ref();
-            if !p.starts_with('/') || p.len() < 2 || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if !p.starts_with('/')
+                || p.len() < 2
+                || p.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 sink.at(
                     Some(&s.span()),
                     format!("prefix {p:?} must start with '/' and name something, without spaces"),
@@ -186,14 +198,23 @@ fn datastore(raw: &RawDatastore, sink: &mut Sink<'_>) -> Datastore {
         None => DEFAULT_PREFIX.to_owned(),
     };
     let path = |s: &Opt<String>, what: &str, sink: &mut Sink<'_>| {
-        s.as_ref().and_then(|s| checks::not_empty(sink, s, what)).map(PathBuf::from)
+        s.as_ref()
+            .and_then(|s| checks::not_empty(sink, s, what))
+            .map(PathBuf::from)
     };
     let ca_file = path(&raw.ca_file, "ca_file", sink);
     let cert_file = path(&raw.cert_file, "cert_file", sink);
     let key_file = path(&raw.key_file, "key_file", sink);
     if cert_file.is_some() != key_file.is_some() {
-        let at = raw.cert_file.as_ref().or(raw.key_file.as_ref()).map(Spanned::span);
-        sink.at(at.as_ref(), "cert_file and key_file go together: set both or neither");
+        let at = raw
+            .cert_file
+            .as_ref()
+            .or(raw.key_file.as_ref())
+            .map(Spanned::span);
+        sink.at(
+            at.as_ref(),
+            "cert_file and key_file go together: set both or neither",
+        );
     }
     let ms = |s: &Opt<u64>, default: u64, what: &str, sink: &mut Sink<'_>| match s {
         Some(s) if *s.get_ref() == 0 => {
@@ -210,7 +231,12 @@ fn datastore(raw: &RawDatastore, sink: &mut Sink<'_>) -> Datastore {
         ca_file,
         cert_file,
         key_file,
-        dial_timeout_ms: ms(&raw.dial_timeout_ms, DEFAULT_DIAL_TIMEOUT_MS, "dial_timeout_ms", sink),
+        dial_timeout_ms: ms(
+            &raw.dial_timeout_ms,
+            DEFAULT_DIAL_TIMEOUT_MS,
+            "dial_timeout_ms",
+            sink,
+        ),
         request_timeout_ms: ms(
             &raw.request_timeout_ms,
             DEFAULT_REQUEST_TIMEOUT_MS,
@@ -336,7 +362,10 @@ fn cluster(raw: &RawCluster, sink: &mut Sink<'_>) -> Result<Cluster, ()> {
         Some(s) if !(16..=30).contains(s.get_ref()) => {
             sink.at(
                 Some(&s.span()),
-                format!("block_size must be from 16 to 30 (IPv4 prefix length), got {}", s.get_ref()),
+                format!(
+                    "block_size must be from 16 to 30 (IPv4 prefix length), got {}",
+                    s.get_ref()
+                ),
             );
             DEFAULT_BLOCK_SIZE
         }

@@ -175,10 +175,20 @@ fn release_then_claim_again_and_remove_node() {
         let p = pools("10.64.0.0/27", 28);
         let any = p.pools[0];
         ds.ensure_pools(&p).await.unwrap_or_else(|e| panic!("{e}"));
-        ds.register(&node(0)).await.unwrap_or_else(|e| panic!("{e}"));
-        ds.register(&node(1)).await.unwrap_or_else(|e| panic!("{e}"));
-        let a = ds.claim("node-0", &p, &any).await.unwrap_or_else(|e| panic!("{e}"));
-        let b = ds.claim("node-1", &p, &any).await.unwrap_or_else(|e| panic!("{e}"));
+        ds.register(&node(0))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        ds.register(&node(1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let a = ds
+            .claim("node-0", &p, &any)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let b = ds
+            .claim("node-1", &p, &any)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(a, b);
         assert!(matches!(
             ds.claim("node-1", &p, &any).await,
@@ -216,7 +226,10 @@ fn different_pools_are_refused_naming_both() {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.contains("10.65.0.0/16") && e.contains("10.64.0.0/16"), "{e}");
+        assert!(
+            e.contains("10.65.0.0/16") && e.contains("10.64.0.0/16"),
+            "{e}"
+        );
     });
 }
 
@@ -233,7 +246,10 @@ fn an_interrupted_claim_is_finished_at_restart() {
         let _ = kv
             .txn(
                 vec![],
-                vec![Op::Put(block, value), Op::Put(aff, br#"{"state":"pending"}"#.to_vec())],
+                vec![
+                    Op::Put(block, value),
+                    Op::Put(aff, br#"{"state":"pending"}"#.to_vec()),
+                ],
                 vec![],
             )
             .await;

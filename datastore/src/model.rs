@@ -314,9 +314,15 @@ mod tests {
                     "/ipipd/blocks/10.64.0.0-26",
                     r#"{"node":"a","state":"confirmed"}"#,
                 ),
-                kv("/ipipd/blocks/10.64.0.1-26", r#"{"node":"a","state":"confirmed"}"#),
+                kv(
+                    "/ipipd/blocks/10.64.0.1-26",
+                    r#"{"node":"a","state":"confirmed"}"#,
+                ),
                 kv("/ipipd/affinity/a/10.64.0.0-26", r#"{"state":"confirmed"}"#),
-                kv("/ipipd/config/pools", r#"{"pools":["10.64.0.0/16"],"block_size_v4":26,"block_size_v6":122}"#),
+                kv(
+                    "/ipipd/config/pools",
+                    r#"{"pools":["10.64.0.0/16"],"block_size_v4":26,"block_size_v6":122}"#,
+                ),
             ],
         };
         let s = Snapshot::decode(&keys, &range);

@@ -92,9 +92,11 @@ impl EtcdCluster {
             token,
         };
         // A write needs a leader and a quorum.
-        wait_until(Duration::from_secs(30), "etcd cluster accepting writes", || {
-            c.etcdctl(&["put", "/ipipd-test-health", "ok"]).ok()
-        })?;
+        wait_until(
+            Duration::from_secs(30),
+            "etcd cluster accepting writes",
+            || c.etcdctl(&["put", "/ipipd-test-health", "ok"]).ok(),
+        )?;
         Ok(c)
     }
 
@@ -183,7 +185,12 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn start(lan: &mut Lan, config: &std::path::Path, name: &str, address: &str) -> Result<Node> {
+    pub fn start(
+        lan: &mut Lan,
+        config: &std::path::Path,
+        name: &str,
+        address: &str,
+    ) -> Result<Node> {
         let ns = lan.host(&format!("{address}/24"))?;
         ns.add_standin_tunl0()?;
         let dir = TempDir::new("dsnode")?;

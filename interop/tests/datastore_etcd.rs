@@ -63,14 +63,18 @@ impl Cluster {
     fn wait_full_mesh(&self) -> Result<()> {
         let n = self.nodes.len();
         for node in &self.nodes {
-            wait_until(T, &format!("{} sees {n} nodes, all Established", node.name), || {
-                let states = node.node_states().ok()?;
-                (states.len() == n
-                    && states
-                        .iter()
-                        .all(|(name, s)| s == "Established" || (s == "self" && *name == node.name)))
-                .then_some(())
-            })
+            wait_until(
+                T,
+                &format!("{} sees {n} nodes, all Established", node.name),
+                || {
+                    let states = node.node_states().ok()?;
+                    (states.len() == n
+                        && states.iter().all(|(name, s)| {
+                            s == "Established" || (s == "self" && *name == node.name)
+                        }))
+                    .then_some(())
+                },
+            )
             .with_context(|| format!("{:?}", node.node_states().unwrap_or_default()))?;
         }
         Ok(())
@@ -222,15 +226,23 @@ fn node_remove_drops_sessions_and_routes_everywhere() -> Result<()> {
     // node-3 is powered off, then decommissioned from node-0.
     c.nodes[3].stop("KILL")?;
     let out = c.nodes[0].cli(&["node", "remove", "node-3"])?;
-    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for node in &c.nodes[..3] {
         node.ns
             .wait_no_bgp_route(&gone_block, Duration::from_secs(5))
             .with_context(|| format!("{} kept {gone_block}", node.name))?;
-        wait_until(Duration::from_secs(5), "node-3 gone from show nodes", || {
-            let states = node.node_states().ok()?;
-            (!states.iter().any(|(n, _)| n == "node-3")).then_some(())
-        })?;
+        wait_until(
+            Duration::from_secs(5),
+            "node-3 gone from show nodes",
+            || {
+                let states = node.node_states().ok()?;
+                (!states.iter().any(|(n, _)| n == "node-3")).then_some(())
+            },
+        )?;
         let peers = node.json(&["show", "peers", "--json"])?;
         ensure!(
             !peers.iter().any(|p| p["address"] == node_address(3)),
@@ -326,7 +338,10 @@ fn restart_keeps_blocks_and_compaction_changes_nothing() -> Result<()> {
     c.nodes[2].stop("TERM")?;
     c.nodes[2].restart()?;
     c.wait_full_mesh()?;
-    ensure!(c.etcd_blocks()? == blocks, "blocks changed across a restart");
+    ensure!(
+        c.etcd_blocks()? == blocks,
+        "blocks changed across a restart"
+    );
     c.wait_kernels(&blocks)?;
     // History compacted under running watches, then a node joins: every node peers
     // with it (a watch that fell behind the compaction re-reads in full).

@@ -166,11 +166,17 @@ impl Cluster {
     }
 
     pub fn own_changed_now(&self) {
-        *self.own_changed.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        *self
+            .own_changed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
 
     fn own_changed_at(&self) -> Instant {
-        *self.own_changed.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .own_changed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn set_reachable(&self, ok: bool, error: Option<&datastore::Error>) {
@@ -295,7 +301,10 @@ pub async fn sync<A: Apply>(cluster: Arc<Cluster>, daemon: Arc<A>) {
                     }
                 }
                 Ok(Some(datastore::WatchEvent::Compacted { compact_revision })) => {
-                    tracing::warn!(compact_revision, "etcd compacted past the watch: reading everything again");
+                    tracing::warn!(
+                        compact_revision,
+                        "etcd compacted past the watch: reading everything again"
+                    );
                     break;
                 }
                 Ok(None) => {
@@ -313,7 +322,12 @@ pub async fn sync<A: Apply>(cluster: Arc<Cluster>, daemon: Arc<A>) {
 impl Cluster {
     /// Own blocks of `current` that `snap` still shows confirmed as this node's; None
     /// when the read is older than the last own change (it would miss a fresh claim).
-    pub fn still_owned(&self, current: &[IpNet], snap: &Snapshot, read_at: Instant) -> Option<Vec<IpNet>> {
+    pub fn still_owned(
+        &self,
+        current: &[IpNet],
+        snap: &Snapshot,
+        read_at: Instant,
+    ) -> Option<Vec<IpNet>> {
         if read_at < self.own_changed_at() {
             return None;
         }

@@ -109,7 +109,9 @@ impl Daemon {
             for a in &cfg.cluster.nodes {
                 let p = peers.iter().find(|p| p.address == *a);
                 nodes.push(NodeJson {
-                    name: p.and_then(|p| p.hostname.clone()).unwrap_or_else(|| a.to_string()),
+                    name: p
+                        .and_then(|p| p.hostname.clone())
+                        .unwrap_or_else(|| a.to_string()),
                     address: *a,
                     asn: p.map_or(cfg.node.asn, |p| p.asn),
                     blocks: Vec::new(),

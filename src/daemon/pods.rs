@@ -195,12 +195,19 @@ impl Pods {
                     .blocks()
                     .iter()
                     .filter(|b| Family::of_net(b) == f)
-                    .map(|b| self.capacity(b).saturating_sub(self.allocated_in(b) as u128))
+                    .map(|b| {
+                        self.capacity(b)
+                            .saturating_sub(self.allocated_in(b) as u128)
+                    })
                     .sum();
                 if free > 0 {
                     return None;
                 }
-                cfg.cluster.pools.iter().find(|p| Family::of_net(p) == f).copied()
+                cfg.cluster
+                    .pools
+                    .iter()
+                    .find(|p| Family::of_net(p) == f)
+                    .copied()
             })
             .collect()
     }

@@ -88,7 +88,10 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("node.address_v6", o.node.address_v6 != n.node.address_v6),
         ("node.asn", o.node.asn != n.node.asn),
         ("cluster.pools", o.cluster.pools != n.cluster.pools),
-        ("cluster.block_size", o.cluster.block_size != n.cluster.block_size),
+        (
+            "cluster.block_size",
+            o.cluster.block_size != n.cluster.block_size,
+        ),
         (
             "cluster.block_size_v6",
             o.cluster.block_size_v6 != n.cluster.block_size_v6,

@@ -85,9 +85,16 @@ struct WatchLine {
 pub enum WatchMessage {
     Created,
     /// Events up to this revision (or a progress notification without events).
-    Changed { revision: i64, events: usize },
-    Compacted { compact_revision: i64 },
-    Canceled { reason: String },
+    Changed {
+        revision: i64,
+        events: usize,
+    },
+    Compacted {
+        compact_revision: i64,
+    },
+    Canceled {
+        reason: String,
+    },
 }
 
 pub fn b64(bytes: &[u8]) -> String {
@@ -95,7 +102,8 @@ pub fn b64(bytes: &[u8]) -> String {
 }
 
 fn unb64(s: &str, what: &str) -> Result<Vec<u8>, String> {
-    B64.decode(s).map_err(|e| format!("{what} is not base64: {e}"))
+    B64.decode(s)
+        .map_err(|e| format!("{what} is not base64: {e}"))
 }
 
 fn kv(w: WireKv) -> Result<KeyValue, String> {
