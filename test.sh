@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test tier of ipipd on a Debian 12 machine, as root, installing the
 # Debian packages it needs first. Usage: ./test.sh [TIER...]
-# Tiers: selftest unit lint lab runtime package fuzz interop dataplane (default: all, in that order).
+# Tiers: selftest unit lint lab runtime datastore package fuzz interop dataplane (default: all, in that order).
 # IPIPD_SKIP_TIERS="a b" skips tiers explicitly (they are reported as skipped, and the
 # run still exits non-zero unless IPIPD_ALLOW_SKIP=1: a skipped tier is not a pass).
 #
@@ -13,8 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-ALL_TIERS=(selftest unit lint lab runtime package fuzz interop dataplane)
-PACKAGES=(iproute2 bird2 gobgpd frr tcpdump qemu-system-x86 busybox-static procps psmisc
+ALL_TIERS=(selftest unit lint lab runtime datastore package fuzz interop dataplane)
+PACKAGES=(iproute2 etcd-server etcd-client bird2 gobgpd frr tcpdump qemu-system-x86 busybox-static procps psmisc
           iputils-ping jq podman runc containernetworking-plugins util-linux systemd prometheus curl)
 
 log() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
@@ -68,6 +68,12 @@ tier_runtime() {
     log "real programs around ipipd: podman (CNI backend) runs pods through ipipd-cni; Prometheus scrapes ipipd"
     cargo build --release -q
     cargo test --release -p interop --test runtime_podman --test runtime_prometheus -- --test-threads=1
+}
+
+tier_datastore() {
+    log "etcd datastore: a real 3-member etcd cluster in namespaces, nodes from one config"
+    cargo build --release -q
+    cargo test --release -p interop --test datastore_etcd
 }
 
 tier_package() {

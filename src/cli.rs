@@ -42,11 +42,21 @@ pub enum Command {
     Run {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        #[command(flatten)]
+        identity: IdentityArgs,
     },
     /// Check a configuration file: exit 0 if valid, else print every error and exit 2.
+    /// Honours IPIPD_NODE_NAME, IPIPD_NODE_ADDRESS, IPIPD_SOCKET and IPIPD_STATE_DIR.
     CheckConfig {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        #[command(flatten)]
+        identity: IdentityArgs,
+    },
+    /// Datastore mode: manage the cluster's nodes.
+    Node {
+        #[command(subcommand)]
+        action: NodeAction,
     },
     /// Show the daemon's state.
     Show {
@@ -101,8 +111,55 @@ pub enum Command {
     },
 }
 
+/// What replaces the file's node identity, socket and state directory (over the
+/// IPIPD_* environment variables), so one file serves every node.
+#[derive(Debug, Args)]
+pub struct IdentityArgs {
+    /// Overrides node.name (env IPIPD_NODE_NAME).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Overrides node.address (env IPIPD_NODE_ADDRESS).
+    #[arg(long)]
+    pub node_address: Option<String>,
+    /// Overrides control.socket (env IPIPD_SOCKET).
+    #[arg(long)]
+    pub socket: Option<String>,
+    /// Overrides control.state_dir (env IPIPD_STATE_DIR).
+    #[arg(long)]
+    pub state_dir: Option<String>,
+}
+
+impl IdentityArgs {
+    fn overrides(self) -> config::Overrides {
+        config::Overrides::from_env().or(config::Overrides {
+            node_name: self.node_name,
+            node_address: self.node_address,
+            socket: self.socket,
+            state_dir: self.state_dir,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeAction {
+    /// Decommission a node: its registration goes and its blocks are released;
+    /// every node drops its session and its routes.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ShowWhat {
+    /// The cluster's nodes as this node sees them.
+    Nodes {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// BGP sessions, like `calicoctl node status`.
     Peers {
         #[arg(long)]
@@ -165,29 +222,39 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { config } => {
+        Command::Run { config, identity } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(crate::daemon::run(config))?;
+            rt.block_on(crate::daemon::run(config, identity.overrides()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { config } => match config::Config::load(&config) {
-            Ok(_) => {
-                println!("{}: configuration is valid", config.display());
-                Ok(ExitCode::SUCCESS)
+        Command::CheckConfig { config, identity } => {
+            match config::Config::load_with(&config, &identity.overrides()) {
+                Ok(_) => {
+                    println!("{}: configuration is valid", config.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    Ok(ExitCode::from(2))
+                }
             }
-            Err(errors) => {
-                eprintln!("{errors}");
-                Ok(ExitCode::from(2))
-            }
-        },
+        }
         Command::ExampleConfig => {
             print!("{}", config::EXAMPLE);
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { what } => show(what),
+        Command::Node {
+            action: NodeAction::Remove { name, socket },
+        } => {
+            if let Response::Ok { message } = call(&socket, Request::NodeRemove { name })? {
+                println!("{message}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Workload { action } => workload(action),
         Command::InstallCni {
             bin_dir,
@@ -250,6 +317,10 @@ fn show(what: ShowWhat) -> anyhow::Result<ExitCode> {
         },
         ShowWhat::Blocks { json, socket } => match call(&socket, Request::ShowBlocks)? {
             Response::Blocks { blocks } => print_list(&blocks, json, show::blocks_table),
+            r => Err(unexpected(r)),
+        },
+        ShowWhat::Nodes { json, socket } => match call(&socket, Request::ShowNodes)? {
+            Response::Nodes { nodes } => print_list(&nodes, json, show::nodes_table),
             r => Err(unexpected(r)),
         },
     }

@@ -1,6 +1,6 @@
 //! Text tables for `show peers`, `show routes`, `show blocks` and `workload list`.
 
-use crate::control::protocol::{BlockJson, PeerJson, RouteJson, WorkloadJson};
+use crate::control::protocol::{BlockJson, NodeJson, PeerJson, RouteJson, WorkloadJson};
 
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -155,4 +155,27 @@ pub fn workloads_table(workloads: &[WorkloadJson]) -> String {
         })
         .collect();
     table(&["ADDRESS", "INTERFACE", "HANDLE"], rows)
+}
+
+pub fn nodes_table(nodes: &[NodeJson]) -> String {
+    if nodes.is_empty() {
+        return "no nodes\n".into();
+    }
+    let rows = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.address.to_string(),
+                n.asn.to_string(),
+                if n.blocks.is_empty() {
+                    "-".into()
+                } else {
+                    n.blocks.join(",")
+                },
+                n.state.clone(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "ADDRESS", "ASN", "BLOCKS", "STATE"], rows)
 }

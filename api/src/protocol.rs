@@ -25,6 +25,12 @@ pub enum Request {
     Reload,
     /// The node's blocks and the blocks learned from peers (`show blocks`).
     ShowBlocks,
+    /// The cluster's nodes as this node sees them (`show nodes`).
+    ShowNodes,
+    /// Datastore mode: decommission a node; its blocks are released.
+    NodeRemove {
+        name: String,
+    },
     /// CNI ADD: the addresses of a pod interface, new or held already by the handle
     /// `container_id.ifname`; recorded durably before the answer. The daemon installs the
     /// workload route `<ip> dev <interface>` as soon as that interface exists.
@@ -71,6 +77,9 @@ pub enum Response {
     },
     Blocks {
         blocks: Vec<BlockJson>,
+    },
+    Nodes {
+        nodes: Vec<NodeJson>,
     },
     /// A pod interface's addresses (IpamAssign, IpamGet).
     Assigned(AssignedJson),
@@ -119,6 +128,21 @@ pub struct AssignedJson {
 
 fn default_protocol() -> u8 {
     186
+}
+
+/// One element of `show nodes --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeJson {
+    pub name: String,
+    pub address: IpAddr,
+    pub asn: u32,
+    /// The node's confirmed blocks.
+    pub blocks: Vec<String>,
+    /// RFC 4271 state of the session to it, `self` for this node, `none` when no
+    /// session is configured to it (route reflector topologies).
+    pub state: String,
+    /// The node is a route reflector.
+    pub route_reflector: bool,
 }
 
 /// One element of `show blocks --json`.

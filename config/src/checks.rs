@@ -170,3 +170,12 @@ where
     }
     Some(v)
 }
+
+/// Whether a node name can be a datastore key segment.
+pub(crate) fn node_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+}

@@ -30,6 +30,11 @@ use error::Sink;
 impl Config {
     /// Reads and validates a file; every problem at once.
     pub fn load(path: &Path) -> Result<Config, Errors> {
+        Config::load_with(path, &Overrides::default())
+    }
+
+    /// [`Config::load`] with node identity, socket and state directory replaced.
+    pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Config, Errors> {
         let origin = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| {
             let mut sink = Sink::new(&origin, "");
@@ -37,7 +42,7 @@ impl Config {
             sink.finish()
         })?;
         match String::from_utf8(bytes) {
-            Ok(text) => Config::parse(&text, &origin),
+            Ok(text) => Config::parse_with(&text, &origin, overrides),
             Err(e) => {
                 let valid = e
                     .as_bytes()
@@ -54,9 +59,14 @@ impl Config {
 
     /// Parses and validates text; `origin` is the path shown in messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, Errors> {
+        Config::parse_with(text, origin, &Overrides::default())
+    }
+
+    /// [`Config::parse`] with node identity, socket and state directory replaced.
+    pub fn parse_with(text: &str, origin: &str, overrides: &Overrides) -> Result<Config, Errors> {
         let mut sink = Sink::new(origin, text);
         let config = parse::deserialize(text, &mut sink)
-            .and_then(|(raw, layout)| validate::validate(raw, &layout, &mut sink));
+            .and_then(|(raw, layout)| validate::validate(raw, &layout, overrides, &mut sink));
         match config {
             Some(c) if !sink.has_errors() => Ok(c),
             _ => Err(sink.finish()),

@@ -32,6 +32,7 @@ pub struct Config {
     pub kernel: Kernel,
     pub control: Control,
     pub metrics: Metrics,
+    pub datastore: Datastore,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -50,6 +51,10 @@ pub struct Cluster {
     pub mesh: bool,
     pub nodes: Vec<IpAddr>,
     pub mesh_password: Option<String>,
+    /// Length of the IPv4 blocks a datastore node claims from the pools.
+    pub block_size: u8,
+    /// Length of the IPv6 blocks.
+    pub block_size_v6: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -126,6 +131,72 @@ pub struct Metrics {
 pub struct Control {
     pub socket: PathBuf,
     pub state_dir: PathBuf,
+}
+
+pub const DEFAULT_BLOCK_SIZE: u8 = 26;
+pub const DEFAULT_BLOCK_SIZE_V6: u8 = 122;
+pub const DEFAULT_ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
+pub const DEFAULT_PREFIX: &str = "/ipipd";
+pub const DEFAULT_DIAL_TIMEOUT_MS: u64 = 2000;
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5000;
+pub const DEFAULT_BLOCK_RELEASE_GRACE: u64 = 300;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatastoreKind {
+    /// Nodes and blocks come from this file.
+    #[default]
+    File,
+    /// Nodes, pools and block ownership live in etcd v3.
+    Etcd,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Datastore {
+    pub kind: DatastoreKind,
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub dial_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    /// Seconds a claimed block stays empty before the node gives it back.
+    pub block_release_grace: u64,
+}
+
+/// Values from the environment or the command line that replace the file's, so one
+/// file serves every node (`IPIPD_NODE_NAME`, `IPIPD_NODE_ADDRESS`, `IPIPD_SOCKET`,
+/// `IPIPD_STATE_DIR`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub node_name: Option<String>,
+    pub node_address: Option<String>,
+    pub socket: Option<String>,
+    pub state_dir: Option<String>,
+}
+
+impl Overrides {
+    /// The `IPIPD_*` variables that are set and not empty.
+    pub fn from_env() -> Overrides {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Overrides {
+            node_name: var("IPIPD_NODE_NAME"),
+            node_address: var("IPIPD_NODE_ADDRESS"),
+            socket: var("IPIPD_SOCKET"),
+            state_dir: var("IPIPD_STATE_DIR"),
+        }
+    }
+
+    /// `self`, with each value `other` has replacing it (flags over the environment).
+    pub fn or(self, other: Overrides) -> Overrides {
+        Overrides {
+            node_name: other.node_name.or(self.node_name),
+            node_address: other.node_address.or(self.node_address),
+            socket: other.socket.or(self.socket),
+            state_dir: other.state_dir.or(self.state_dir),
+        }
+    }
 }
 
 /// The host name, as the kernel knows it, for `node.name`.

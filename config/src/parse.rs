@@ -129,8 +129,15 @@ pub(crate) fn deserialize(text: &str, sink: &mut Sink<'_>) -> Option<(RawConfig,
 }
 
 /// The top-level keys that hold one table each; `peer` holds an array of them.
-const SECTIONS: [&str; 7] = [
-    "node", "cluster", "bgp", "ipip", "kernel", "control", "metrics",
+const SECTIONS: [&str; 8] = [
+    "node",
+    "cluster",
+    "bgp",
+    "ipip",
+    "kernel",
+    "control",
+    "metrics",
+    "datastore",
 ];
 
 /// Checks the shape of the top level before serde, which would read `[[node]]` as a

@@ -21,6 +21,7 @@ pub(crate) struct RawConfig {
     pub kernel: Option<RawKernel>,
     pub control: Option<RawControl>,
     pub metrics: Option<RawMetrics>,
+    pub datastore: Option<RawDatastore>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +41,8 @@ pub(crate) struct RawCluster {
     pub mesh: Opt<bool>,
     pub nodes: List,
     pub mesh_password: Opt<String>,
+    pub block_size: Opt<u8>,
+    pub block_size_v6: Opt<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,4 +102,18 @@ pub(crate) struct RawControl {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMetrics {
     pub listen: Opt<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDatastore {
+    pub kind: Opt<String>,
+    pub endpoints: List,
+    pub prefix: Opt<String>,
+    pub ca_file: Opt<String>,
+    pub cert_file: Opt<String>,
+    pub key_file: Opt<String>,
+    pub dial_timeout_ms: Opt<u64>,
+    pub request_timeout_ms: Opt<u64>,
+    pub block_release_grace: Opt<u64>,
 }

@@ -29,19 +29,100 @@ fn get<T: Clone>(v: &Opt<T>) -> Option<T> {
     v.as_ref().map(|s| s.get_ref().clone())
 }
 
-pub(crate) fn validate(raw: RawConfig, layout: &Layout, sink: &mut Sink<'_>) -> Option<Config> {
+pub(crate) fn validate(
+    raw: RawConfig,
+    layout: &Layout,
+    overrides: &Overrides,
+    sink: &mut Sink<'_>,
+) -> Option<Config> {
     let node_present = raw.node.is_some();
-    let raw_node = raw.node.unwrap_or_default();
+    let mut raw_node = raw.node.unwrap_or_default();
     let raw_cluster = raw.cluster.unwrap_or_default();
+    let raw_datastore = raw.datastore.unwrap_or_default();
+    let datastore = datastore(&raw_datastore, sink);
+    let etcd = datastore.kind == DatastoreKind::Etcd;
+    if etcd {
+        for (list, key, what) in [
+            (
+                &raw_node.blocks,
+                "blocks",
+                "blocks are claimed from the pools",
+            ),
+            (&raw_cluster.nodes, "nodes", "nodes register themselves"),
+        ] {
+            if let Some(first) = list.as_ref().and_then(|l| l.first()) {
+                sink.at(
+                    Some(&first.span()),
+                    format!("with datastore.kind = \"etcd\" the {what}: remove `{key}`"),
+                );
+            }
+        }
+    }
 
-    let (node, address) = node(&raw_node, node_present, layout, sink);
+    let name_override = overrides.node_name.as_ref().and_then(|n| {
+        let ok = !n.trim().is_empty();
+        if !ok {
+            sink.at(None, "IPIPD_NODE_NAME / --node-name is empty");
+        }
+        ok.then(|| n.clone())
+    });
+    let address_override =
+        overrides
+            .node_address
+            .as_ref()
+            .and_then(|a| match a.trim().parse::<Ipv4Addr>() {
+                Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast() => {
+                    Some(ip)
+                }
+                _ => {
+                    sink.at(
+                        None,
+                        format!(
+                            "IPIPD_NODE_ADDRESS / --node-address {a:?} is no unicast IPv4 address"
+                        ),
+                    );
+                    None
+                }
+            });
+    if address_override.is_some() {
+        // The file's address is replaced: neither checked nor required.
+        raw_node.address = None;
+    }
+    let (mut node, mut address) = node(
+        &raw_node,
+        node_present && address_override.is_none() && overrides.node_address.is_none(),
+        layout,
+        address_override.is_some() || overrides.node_address.is_some(),
+        sink,
+    );
+    if let Some(n) = name_override {
+        node.name = n;
+    }
+    if address_override.is_some() {
+        address = address_override;
+    }
     let cluster = cluster(&raw_cluster, sink);
     blocks_in_pools(&node.blocks, cluster.as_ref().ok(), sink);
     let bgp = bgp(&raw.bgp.unwrap_or_default(), sink);
     let peers = peers(raw.peer.unwrap_or_default(), &node, address, layout, sink);
     let ipip = ipip(&raw.ipip.unwrap_or_default(), sink);
     let kernel = kernel(&raw.kernel.unwrap_or_default(), sink);
-    let control = control(&raw.control.unwrap_or_default(), sink);
+    let mut control = control(&raw.control.unwrap_or_default(), sink);
+    if let Some(s) = &overrides.socket {
+        control.socket = PathBuf::from(s);
+    }
+    if let Some(s) = &overrides.state_dir {
+        control.state_dir = PathBuf::from(s);
+    }
+    if etcd && !crate::checks::node_name_ok(&node.name) {
+        sink.at(
+            None,
+            format!(
+                "node name {:?} cannot be a datastore key (letters, digits, '-', '.', '_')",
+                node.name
+            ),
+        );
+    }
     let metrics = metrics(&raw.metrics.unwrap_or_default(), sink);
 
     if sink.has_errors() {
@@ -62,7 +143,110 @@ pub(crate) fn validate(raw: RawConfig, layout: &Layout, sink: &mut Sink<'_>) -> 
         kernel,
         control,
         metrics,
+        datastore,
     })
+}
+
+fn datastore(raw: &RawDatastore, sink: &mut Sink<'_>) -> Datastore {
+    let kind = match &raw.kind {
+        None => DatastoreKind::File,
+        Some(s) => match s.get_ref().as_str() {
+            "file" => DatastoreKind::File,
+            "etcd" => DatastoreKind::Etcd,
+            other => {
+                sink.at(
+                    Some(&s.span()),
+                    format!("datastore kind must be \"file\" or \"etcd\", got {other:?}"),
+                );
+                DatastoreKind::File
+            }
+        },
+    };
+    let mut endpoints = Vec::new();
+    for e in raw.endpoints.iter().flatten() {
+        let v = e.get_ref();
+        let ok = (v.starts_with("http://") || v.starts_with("https://"))
+            && v.split_once("://")
+                .is_some_and(|(_, rest)| !rest.is_empty());
+        if ok {
+            endpoints.push(v.clone());
+        } else {
+            sink.at(
+                Some(&e.span()),
+                format!("endpoint {v:?} must be a URL like http://10.0.0.1:2379 or https://..."),
+            );
+        }
+    }
+    if endpoints.is_empty() && raw.endpoints.is_none() {
+        endpoints.push(DEFAULT_ETCD_ENDPOINT.to_owned());
+    }
+    if endpoints.is_empty() && raw.endpoints.as_ref().is_some_and(|e| e.is_empty()) {
+        sink.at(None, "datastore.endpoints is empty");
+    }
+    let prefix = match &raw.prefix {
+        Some(s) => {
+            let p = s.get_ref();
+            if !p.starts_with('/')
+                || p.len() < 2
+                || p.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                sink.at(
+                    Some(&s.span()),
+                    format!("prefix {p:?} must start with '/' and name something, without spaces"),
+                );
+            }
+            p.trim_end_matches('/').to_owned()
+        }
+        None => DEFAULT_PREFIX.to_owned(),
+    };
+    let path = |s: &Opt<String>, what: &str, sink: &mut Sink<'_>| {
+        s.as_ref()
+            .and_then(|s| checks::not_empty(sink, s, what))
+            .map(PathBuf::from)
+    };
+    let ca_file = path(&raw.ca_file, "ca_file", sink);
+    let cert_file = path(&raw.cert_file, "cert_file", sink);
+    let key_file = path(&raw.key_file, "key_file", sink);
+    if cert_file.is_some() != key_file.is_some() {
+        let at = raw
+            .cert_file
+            .as_ref()
+            .or(raw.key_file.as_ref())
+            .map(Spanned::span);
+        sink.at(
+            at.as_ref(),
+            "cert_file and key_file go together: set both or neither",
+        );
+    }
+    let ms = |s: &Opt<u64>, default: u64, what: &str, sink: &mut Sink<'_>| match s {
+        Some(s) if *s.get_ref() == 0 => {
+            sink.at(Some(&s.span()), format!("{what} must be at least 1"));
+            default
+        }
+        Some(s) => *s.get_ref(),
+        None => default,
+    };
+    Datastore {
+        kind,
+        endpoints,
+        prefix,
+        ca_file,
+        cert_file,
+        key_file,
+        dial_timeout_ms: ms(
+            &raw.dial_timeout_ms,
+            DEFAULT_DIAL_TIMEOUT_MS,
+            "dial_timeout_ms",
+            sink,
+        ),
+        request_timeout_ms: ms(
+            &raw.request_timeout_ms,
+            DEFAULT_REQUEST_TIMEOUT_MS,
+            "request_timeout_ms",
+            sink,
+        ),
+        block_release_grace: get(&raw.block_release_grace).unwrap_or(DEFAULT_BLOCK_RELEASE_GRACE),
+    }
 }
 
 struct NodeParts {
@@ -76,6 +260,7 @@ fn node(
     raw: &RawNode,
     present: bool,
     layout: &Layout,
+    address_given: bool,
     sink: &mut Sink<'_>,
 ) -> (NodeParts, Option<Ipv4Addr>) {
     let name = match &raw.name {
@@ -94,7 +279,7 @@ fn node(
             }
             None => None,
         },
-        None if layout.reported(&["node"], "address", None) => None,
+        None if address_given || layout.reported(&["node"], "address", None) => None,
         None if present => {
             sink.at(
                 layout.node.as_ref(),
@@ -175,6 +360,31 @@ fn cluster(raw: &RawCluster, sink: &mut Sink<'_>) -> Result<Cluster, ()> {
         seen.insert(a, s.span());
         nodes.push(a);
     }
+    let block_size = match &raw.block_size {
+        Some(s) if !(16..=30).contains(s.get_ref()) => {
+            sink.at(
+                Some(&s.span()),
+                format!(
+                    "block_size must be from 16 to 30 (IPv4 prefix length), got {}",
+                    s.get_ref()
+                ),
+            );
+            DEFAULT_BLOCK_SIZE
+        }
+        Some(s) => *s.get_ref(),
+        None => DEFAULT_BLOCK_SIZE,
+    };
+    let block_size_v6 = match &raw.block_size_v6 {
+        Some(s) if !(96..=126).contains(s.get_ref()) => {
+            sink.at(
+                Some(&s.span()),
+                format!("block_size_v6 must be from 96 to 126, got {}", s.get_ref()),
+            );
+            DEFAULT_BLOCK_SIZE_V6
+        }
+        Some(s) => *s.get_ref(),
+        None => DEFAULT_BLOCK_SIZE_V6,
+    };
     let mesh_password = raw
         .mesh_password
         .as_ref()
@@ -184,6 +394,8 @@ fn cluster(raw: &RawCluster, sink: &mut Sink<'_>) -> Result<Cluster, ()> {
         mesh: get(&raw.mesh).unwrap_or(true),
         nodes,
         mesh_password,
+        block_size,
+        block_size_v6,
     };
     if pools_ok {
         Ok(cluster)

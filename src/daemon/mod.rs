@@ -1,6 +1,8 @@
 //! `ipipd run`: config → speaker → RIB → FIB, the control socket, reload and
 //! signals.
 
+mod cluster;
+mod datastore_ops;
 mod metrics;
 mod pods;
 mod reload;
@@ -43,6 +45,10 @@ pub struct Daemon {
     inputs_changed: Notify,
     /// Set once stopping: the kernel is left as it is (routes survive the restart).
     stopping: AtomicBool,
+    /// Node identity, socket and state directory from the environment or flags.
+    overrides: config::Overrides,
+    /// `datastore.kind = "etcd"`: the cluster datastore.
+    cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// The attributes `show routes --json` lists beyond the basic ones.
@@ -138,8 +144,17 @@ fn touch_marker(state_dir: &Path) {
 }
 
 /// Runs until SIGTERM or SIGINT.
-pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
-    let cfg = Config::load(&config_path).context("invalid configuration")?;
+pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::Result<()> {
+    let cfg = Config::load_with(&config_path, &overrides).context("invalid configuration")?;
+    let (cfg, cluster) = if cfg.datastore.kind == config::DatastoreKind::Etcd {
+        let c = cluster::Cluster::connect(&cfg).await?;
+        let snap = c.view.load_full();
+        let own = snap.confirmed_blocks_of(&c.name);
+        let cfg = c.effective(cfg, own, &snap);
+        (cfg, Some(Arc::new(c)))
+    } else {
+        (cfg, None)
+    };
     std::fs::create_dir_all(&cfg.control.state_dir).with_context(|| {
         format!(
             "creating state directory {}",
@@ -164,7 +179,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         );
         None
     };
-    let speaker = Speaker::start(settings::speaker(&cfg, restart), settings::neighbors(&cfg))
+    let neighbors = match &cluster {
+        Some(c) => c.neighbors(&cfg),
+        None => settings::neighbors(&cfg),
+    };
+    let speaker = Speaker::start(settings::speaker(&cfg, restart), neighbors)
         .await
         .context("starting the BGP speaker")?;
     tracing::info!(node = %cfg.node.name, address = %cfg.node.address, blocks = ?cfg.node.blocks, restart, "ipipd started");
@@ -178,7 +197,13 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         pods: Mutex::new(pods),
         inputs_changed: Notify::new(),
         stopping: AtomicBool::new(false),
+        overrides,
+        cluster: cluster.clone(),
     });
+    if let Some(c) = cluster {
+        tokio::spawn(cluster::sync(c, daemon.clone()));
+        tokio::spawn(datastore_ops::release_empty_blocks(daemon.clone()));
+    }
     if daemon.with_fib(|_| ()).is_some() {
         tokio::spawn(feed_fib(daemon.clone()));
     }
@@ -324,8 +349,13 @@ impl Daemon {
                 Response::Workloads { workloads }
             }
             Request::ShowBlocks => Response::Blocks {
-                blocks: self.blocks().await,
+                blocks: match &self.cluster {
+                    Some(c) => self.cluster_blocks(c).await,
+                    None => self.blocks().await,
+                },
             },
+            Request::ShowNodes => self.show_nodes(),
+            Request::NodeRemove { name } => self.node_remove(&name).await,
             Request::IpamAssign {
                 container_id,
                 ifname,
@@ -341,6 +371,14 @@ impl Daemon {
                         .zip(pod_name)
                         .map(|(namespace, name)| ipam::PodRef { namespace, name }),
                 };
+                if let Some(c) = &self.cluster {
+                    if let Err(message) = self.ensure_room(c, &request.handle()).await {
+                        return Response::IpamError {
+                            kind: api::protocol::IpamErrorKind::Exhausted,
+                            message,
+                        };
+                    }
+                }
                 let cfg = self.config.load();
                 let r = self.pods.lock().await.assign(&cfg, request);
                 self.inputs_changed.notify_one();
@@ -581,7 +619,7 @@ impl Daemon {
 
     /// Re-reads the configuration; on error the running one stays.
     pub async fn reload(&self) -> Result<String, String> {
-        let new = Config::load(&self.config_path).map_err(|e| {
+        let new = Config::load_with(&self.config_path, &self.overrides).map_err(|e| {
             let text = e.to_string();
             tracing::error!(
                 "configuration reload refused; the running configuration stays:\n{text}"
@@ -589,6 +627,11 @@ impl Daemon {
             format!("configuration refused; the running configuration stays:\n{text}")
         })?;
         let old = self.config.load_full();
+        let new = match &self.cluster {
+            // Blocks and nodes come from the datastore, not from the file.
+            Some(c) => c.effective(new, old.node.blocks.clone(), &c.view.load()),
+            None => new,
+        };
         let fixed = settings::restart_only_changes(&old, &new);
         if !fixed.is_empty() {
             let msg = format!(
@@ -601,7 +644,11 @@ impl Daemon {
         }
         // Every restart-only key is as it runs, so sessions built from the new
         // file have the running port, AS and own addresses.
-        self.speaker.set_neighbors(settings::neighbors(&new)).await;
+        let neighbors = match &self.cluster {
+            Some(c) => c.neighbors(&new),
+            None => settings::neighbors(&new),
+        };
+        self.speaker.set_neighbors(neighbors).await;
         if old.node.blocks != new.node.blocks {
             self.speaker.set_own_blocks(new.node.blocks.clone()).await;
         }

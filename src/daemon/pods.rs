@@ -185,6 +185,37 @@ impl Pods {
         self.ipam.allocated()
     }
 
+    /// A pool of each family in which the node has no free address left (none when
+    /// `handle` holds its addresses already): where a datastore node claims a block.
+    pub fn full_families(&self, cfg: &Config, handle: &str) -> Vec<IpNet> {
+        if self.ipam.get(handle).is_some() {
+            return Vec::new();
+        }
+        families(cfg)
+            .into_iter()
+            .filter_map(|f| {
+                let free: u128 = self
+                    .ipam
+                    .blocks()
+                    .iter()
+                    .filter(|b| Family::of_net(b) == f)
+                    .map(|b| {
+                        self.capacity(b)
+                            .saturating_sub(self.allocated_in(b) as u128)
+                    })
+                    .sum();
+                if free > 0 {
+                    return None;
+                }
+                cfg.cluster
+                    .pools
+                    .iter()
+                    .find(|p| Family::of_net(p) == f)
+                    .copied()
+            })
+            .collect()
+    }
+
     pub fn allocated_in(&self, block: &IpNet) -> usize {
         self.ipam.allocated_in(block)
     }

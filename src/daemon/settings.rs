@@ -88,6 +88,15 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("node.address_v6", o.node.address_v6 != n.node.address_v6),
         ("node.asn", o.node.asn != n.node.asn),
         ("cluster.pools", o.cluster.pools != n.cluster.pools),
+        (
+            "cluster.block_size",
+            o.cluster.block_size != n.cluster.block_size,
+        ),
+        (
+            "cluster.block_size_v6",
+            o.cluster.block_size_v6 != n.cluster.block_size_v6,
+        ),
+        ("datastore", o.datastore != n.datastore),
         ("bgp.port", o.bgp.port != n.bgp.port),
         ("bgp.listen", o.bgp.listen != n.bgp.listen),
         ("bgp.hold_time", o.bgp.hold_time != n.bgp.hold_time),

@@ -1,0 +1,275 @@
+//! The claim protocol against the in-memory store, with the nodes' steps interleaved
+//! in every order proptest picks: each block ends with exactly one owner, no claim
+//! returns a block another claim returned, and nothing is left pending.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ipnet::IpNet;
+use proptest::prelude::*;
+
+use crate::kv::{Compare, Kv, Op, Range, TxnResult, Watch};
+use crate::model::{BlockState, NodeRecord, PoolsRecord};
+use crate::{Datastore, Error, MemoryKv};
+
+/// A [`MemoryKv`] that yields to the scheduler a chosen number of times before each
+/// call, so concurrent claims interleave at every store operation.
+#[derive(Clone)]
+struct Interleaved {
+    inner: MemoryKv,
+    yields: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Interleaved {
+    async fn pause(&self) {
+        let n = self
+            .yields
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or(0);
+        for _ in 0..n {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+impl Kv for Interleaved {
+    async fn range(&self, prefix: &str) -> Result<Range, Error> {
+        self.pause().await;
+        self.inner.range(prefix).await
+    }
+    async fn txn(
+        &self,
+        compare: Vec<Compare>,
+        success: Vec<Op>,
+        failure: Vec<Op>,
+    ) -> Result<TxnResult, Error> {
+        self.pause().await;
+        self.inner.txn(compare, success, failure).await
+    }
+    async fn watch(&self, prefix: &str, start: i64) -> Result<Watch, Error> {
+        self.inner.watch(prefix, start).await
+    }
+}
+
+fn pools(pool: &str, size: u8) -> PoolsRecord {
+    PoolsRecord {
+        pools: vec![pool.parse().unwrap_or_else(|e| panic!("{e}"))],
+        block_size_v4: size,
+        block_size_v6: 122,
+    }
+}
+
+fn node(i: usize) -> NodeRecord {
+    NodeRecord {
+        name: format!("node-{i}"),
+        address: std::net::Ipv4Addr::new(10, 0, 0, i as u8 + 1),
+        address_v6: None,
+        asn: 64512,
+        port: 179,
+        rr_cluster_id: None,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `nodes` nodes each claim `claims` times from a pool of `blocks` blocks; steps interleave.
+fn race(nodes: usize, claims: usize, blocks: u32, yields: Vec<u8>) -> (Vec<Vec<IpNet>>, MemoryKv) {
+    let inner = MemoryKv::new();
+    let kv = Interleaved {
+        inner: inner.clone(),
+        yields: Arc::new(Mutex::new(yields)),
+    };
+    // blocks of /28 in a pool just big enough.
+    let pool_len = 28 - blocks.next_power_of_two().trailing_zeros() as u8;
+    let p = pools(&format!("10.64.0.0/{pool_len}"), 28);
+    let usable = 1usize << (28 - pool_len);
+    let results = runtime().block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..nodes {
+            let ds = Datastore::new(kv.clone(), "/t");
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = ds.ensure_pools(&p).await;
+                let _ = ds.register(&node(i)).await;
+                let mut got = Vec::new();
+                for _ in 0..claims {
+                    let any: IpNet = "10.0.0.0/8".parse().unwrap_or_else(|e| panic!("{e}"));
+                    match ds.claim(&node(i).name, &p, &any).await {
+                        Ok(b) => got.push(b),
+                        Err(Error::NoFreeBlock { .. }) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                got
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap_or_default());
+        }
+        out
+    });
+    assert!(usable >= blocks as usize);
+    (results, inner)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn every_block_has_one_owner_whatever_the_interleaving(
+        nodes in 2usize..9,
+        claims in 1usize..4,
+        blocks in 1u32..5,
+        yields in proptest::collection::vec(0u8..4, 0..400),
+    ) {
+        let (results, kv) = race(nodes, claims, blocks, yields);
+        let blocks = 1usize << blocks.next_power_of_two().trailing_zeros();
+        let mut seen = BTreeSet::new();
+        for got in &results {
+            for b in got {
+                prop_assert!(seen.insert(*b), "block {b} returned to two claims: {results:?}");
+            }
+        }
+        prop_assert_eq!(seen.len(), blocks.min(nodes * claims));
+        let snap = Snapshot::decode(&Keys::new("/t"), &futures_range(&kv));
+        prop_assert!(snap.invalid.is_empty());
+        let mut owners: BTreeMap<IpNet, String> = BTreeMap::new();
+        for b in snap.blocks.values() {
+            prop_assert_eq!(b.record.state, BlockState::Confirmed);
+            owners.insert(b.net, b.record.node.clone());
+        }
+        for (i, got) in results.iter().enumerate() {
+            for b in got {
+                prop_assert_eq!(owners.get(b), Some(&node(i).name));
+            }
+        }
+        // Affinities: exactly the confirmed blocks, none pending.
+        for ((n, net), state) in &snap.affinities {
+            prop_assert_eq!(*state, BlockState::Confirmed);
+            prop_assert_eq!(owners.get(net), Some(n));
+        }
+        prop_assert_eq!(snap.affinities.len(), owners.len());
+    }
+}
+
+use crate::model::{Keys, Snapshot};
+
+fn futures_range(kv: &MemoryKv) -> Range {
+    runtime()
+        .block_on(kv.range("/t/"))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn release_then_claim_again_and_remove_node() {
+    runtime().block_on(async {
+        let kv = MemoryKv::new();
+        let ds = Datastore::new(kv.clone(), "/t");
+        let p = pools("10.64.0.0/27", 28);
+        let any = p.pools[0];
+        ds.ensure_pools(&p).await.unwrap_or_else(|e| panic!("{e}"));
+        ds.register(&node(0))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        ds.register(&node(1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let a = ds
+            .claim("node-0", &p, &any)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let b = ds
+            .claim("node-1", &p, &any)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(a, b);
+        assert!(matches!(
+            ds.claim("node-1", &p, &any).await,
+            Err(Error::NoFreeBlock { .. })
+        ));
+        assert!(ds.release("node-0", &a).await.unwrap_or(false));
+        // Not the owner: nothing happens.
+        assert!(!ds.release("node-0", &b).await.unwrap_or(true));
+        assert_eq!(ds.claim("node-1", &p, &any).await.ok(), Some(a));
+        let gone = ds.remove_node("node-1").await.unwrap_or_default();
+        assert_eq!(gone.len(), 2);
+        let snap = ds.snapshot().await.unwrap_or_default();
+        assert!(snap.blocks.is_empty() && snap.affinities.is_empty());
+        assert_eq!(snap.nodes.keys().collect::<Vec<_>>(), ["node-0"]);
+        assert!(matches!(
+            ds.remove_node("node-1").await,
+            Err(Error::NoSuchNode(_))
+        ));
+    });
+}
+
+#[test]
+fn different_pools_are_refused_naming_both() {
+    runtime().block_on(async {
+        let ds = Datastore::new(MemoryKv::new(), "/t");
+        ds.ensure_pools(&pools("10.64.0.0/16", 26))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        ds.ensure_pools(&pools("10.64.0.0/16", 26))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = ds
+            .ensure_pools(&pools("10.65.0.0/16", 26))
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("10.65.0.0/16") && e.contains("10.64.0.0/16"),
+            "{e}"
+        );
+    });
+}
+
+#[test]
+fn an_interrupted_claim_is_finished_at_restart() {
+    runtime().block_on(async {
+        let kv = MemoryKv::new();
+        let ds = Datastore::new(kv.clone(), "/t");
+        let net: IpNet = "10.64.0.0/28".parse().unwrap_or_else(|e| panic!("{e}"));
+        let block = ds.keys().block(&net);
+        let value = br#"{"node":"node-0","state":"pending"}"#.to_vec();
+        let stray: IpNet = "10.64.0.16/28".parse().unwrap_or_else(|e| panic!("{e}"));
+        let aff = ds.keys().affinity("node-0", &stray);
+        let _ = kv
+            .txn(
+                vec![],
+                vec![
+                    Op::Put(block, value),
+                    Op::Put(aff, br#"{"state":"pending"}"#.to_vec()),
+                ],
+                vec![],
+            )
+            .await;
+        ds.recover("node-0").await.unwrap_or_else(|e| panic!("{e}"));
+        let snap = ds.snapshot().await.unwrap_or_default();
+        assert_eq!(snap.confirmed_blocks_of("node-0"), vec![net]);
+        assert_eq!(snap.affinities.len(), 1);
+    });
+}
+
+#[test]
+fn an_outage_is_an_error_not_a_claim() {
+    runtime().block_on(async {
+        let kv = MemoryKv::new();
+        let ds = Datastore::new(kv.clone(), "/t");
+        let p = pools("10.64.0.0/27", 28);
+        kv.set_down(true);
+        let e = ds.claim("node-0", &p, &p.pools[0]).await;
+        assert!(matches!(e, Err(Error::Unreachable { .. })), "{e:?}");
+        kv.set_down(false);
+        assert!(ds.claim("node-0", &p, &p.pools[0]).await.is_ok());
+    });
+}

@@ -1,0 +1,105 @@
+//! The key-value operations the cluster protocol needs: etcd v3's model (revisions,
+//! per-key version and mod_revision, transactions comparing them, watches), so the
+//! in-memory store and etcd behave alike.
+
+use std::future::Future;
+
+use tokio::sync::mpsc;
+
+use crate::Error;
+
+/// One key as stored, with etcd's bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision of the last change of this key.
+    pub mod_revision: i64,
+    /// Number of changes since creation (0: absent).
+    pub version: i64,
+}
+
+/// A range read: every key under a prefix, and the store's revision at that moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Range {
+    pub revision: i64,
+    pub kvs: Vec<KeyValue>,
+}
+
+/// What a transaction compares (always for equality).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compare {
+    /// `version == 0` means "the key does not exist".
+    Version(String, i64),
+    ModRevision(String, i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Put(String, Vec<u8>),
+    Delete(String),
+    /// Every key starting with this prefix.
+    DeletePrefix(String),
+}
+
+/// The outcome of a transaction: whether the comparisons held, and the revision after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnResult {
+    pub succeeded: bool,
+    pub revision: i64,
+}
+
+/// What a watch reports. The watcher re-reads the state it cares about on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// A key under the prefix changed at this revision.
+    Changed { revision: i64 },
+    /// Events before `compact_revision` are gone: read everything again.
+    Compacted { compact_revision: i64 },
+}
+
+/// Events of one watch; the channel closes when the watch breaks (the store is
+/// unreachable, the stream ended): the caller reads again and watches anew.
+pub type Watch = mpsc::Receiver<WatchEvent>;
+
+/// etcd v3's operations, as far as ipipd uses them.
+pub trait Kv: Send + Sync + 'static {
+    fn range(&self, prefix: &str) -> impl Future<Output = Result<Range, Error>> + Send;
+    fn txn(
+        &self,
+        compare: Vec<Compare>,
+        success: Vec<Op>,
+        failure: Vec<Op>,
+    ) -> impl Future<Output = Result<TxnResult, Error>> + Send;
+    /// Watches every key under `prefix` from `start_revision` on.
+    fn watch(
+        &self,
+        prefix: &str,
+        start_revision: i64,
+    ) -> impl Future<Output = Result<Watch, Error>> + Send;
+}
+
+/// The end of etcd's `[key, range_end)` range covering every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every byte 0xff (or empty): to the end of the key space.
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_increments_last_byte() {
+        assert_eq!(prefix_end(b"/ipipd/"), b"/ipipd0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff"), vec![0]);
+    }
+}

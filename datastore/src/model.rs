@@ -1,0 +1,336 @@
+//! What ipipd keeps in the datastore, its keys, and the decoding of a full read.
+//! Everything read is input: a key or value that does not decode is skipped and
+//! named in [`Snapshot::invalid`], never trusted and never a panic.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::kv::{KeyValue, Range};
+
+/// `<prefix>/nodes/<name>`: a registered node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRecord {
+    pub name: String,
+    pub address: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_v6: Option<Ipv6Addr>,
+    pub asn: u32,
+    /// BGP port the node listens on (tests run several on one machine).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Set: the node is a route reflector with this cluster id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rr_cluster_id: Option<Ipv4Addr>,
+}
+
+fn default_port() -> u16 {
+    179
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockState {
+    /// Created by a claim that has not confirmed it yet: treated as absent by readers,
+    /// never announced, but no other node may take it.
+    Pending,
+    Confirmed,
+    /// The owner has stopped announcing it and is about to delete it.
+    Releasing,
+}
+
+impl BlockState {
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockState::Pending => "pending",
+            BlockState::Confirmed => "confirmed",
+            BlockState::Releasing => "releasing",
+        }
+    }
+}
+
+/// `<prefix>/blocks/<a.b.c.d>-<len>`: who owns a block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRecord {
+    pub node: String,
+    pub state: BlockState,
+}
+
+/// `<prefix>/affinity/<node>/<a.b.c.d>-<len>`: a node's claim on a block (Calico's
+/// block affinity); `pending` until the block key is created and confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AffinityRecord {
+    pub state: BlockState,
+}
+
+/// `<prefix>/config/pools`: the pools every node must agree on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolsRecord {
+    pub pools: Vec<IpNet>,
+    pub block_size_v4: u8,
+    pub block_size_v6: u8,
+}
+
+impl PoolsRecord {
+    pub fn block_size(&self, net: &IpNet) -> u8 {
+        match net {
+            IpNet::V4(_) => self.block_size_v4,
+            IpNet::V6(_) => self.block_size_v6,
+        }
+    }
+}
+
+/// A block as read, with the revision a change must compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub net: IpNet,
+    pub record: BlockRecord,
+    pub mod_revision: i64,
+}
+
+/// The key layout under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+/// Longest node name accepted (a DNS name, as Kubernetes node names are).
+const MAX_NAME: usize = 253;
+
+/// Whether `name` can be a node name and a key segment.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+}
+
+/// `10.0.0.64/26` → `10.0.0.64-26`.
+pub fn block_id(net: &IpNet) -> String {
+    format!("{}-{}", net.addr(), net.prefix_len())
+}
+
+/// `10.0.0.64-26` → `10.0.0.64/26`; only the network address of a valid prefix.
+pub fn parse_block_id(id: &str) -> Option<IpNet> {
+    let (addr, len) = id.rsplit_once('-')?;
+    let addr: IpAddr = addr.parse().ok()?;
+    if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let net = IpNet::new(addr, len.parse().ok()?).ok()?;
+    (net.trunc() == net).then_some(net)
+}
+
+impl Keys {
+    /// `prefix` without a trailing slash, e.g. `/ipipd`.
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn root(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+    pub fn nodes(&self) -> String {
+        format!("{}/nodes/", self.prefix)
+    }
+    pub fn node(&self, name: &str) -> String {
+        format!("{}/nodes/{name}", self.prefix)
+    }
+    pub fn blocks(&self) -> String {
+        format!("{}/blocks/", self.prefix)
+    }
+    pub fn block(&self, net: &IpNet) -> String {
+        format!("{}/blocks/{}", self.prefix, block_id(net))
+    }
+    pub fn affinities(&self, node: &str) -> String {
+        format!("{}/affinity/{node}/", self.prefix)
+    }
+    pub fn affinity(&self, node: &str, net: &IpNet) -> String {
+        format!("{}/affinity/{node}/{}", self.prefix, block_id(net))
+    }
+    pub fn pools(&self) -> String {
+        format!("{}/config/pools", self.prefix)
+    }
+}
+
+/// Everything under the prefix at one revision, decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub revision: i64,
+    pub nodes: BTreeMap<String, NodeRecord>,
+    /// Every block key, whatever its state.
+    pub blocks: BTreeMap<IpNet, Block>,
+    /// (node, block) → affinity state.
+    pub affinities: BTreeMap<(String, IpNet), BlockState>,
+    pub pools: Option<PoolsRecord>,
+    /// Keys that did not decode, with why: skipped.
+    pub invalid: Vec<String>,
+}
+
+impl Snapshot {
+    /// Decodes a range read of `keys.root()`.
+    pub fn decode(keys: &Keys, range: &Range) -> Snapshot {
+        let mut s = Snapshot {
+            revision: range.revision,
+            ..Snapshot::default()
+        };
+        let (nodes, blocks, aff, pools) = (
+            keys.nodes(),
+            keys.blocks(),
+            format!("{}/affinity/", keys.prefix),
+            keys.pools(),
+        );
+        for kv in &range.kvs {
+            let r = if let Some(name) = kv.key.strip_prefix(&nodes) {
+                decode_node(name, kv).map(|n| {
+                    s.nodes.insert(name.to_owned(), n);
+                })
+            } else if let Some(id) = kv.key.strip_prefix(&blocks) {
+                decode_block(id, kv).map(|b| {
+                    s.blocks.insert(b.net, b);
+                })
+            } else if let Some(rest) = kv.key.strip_prefix(&aff) {
+                decode_affinity(rest, kv).map(|(node, net, state)| {
+                    s.affinities.insert((node, net), state);
+                })
+            } else if kv.key == pools {
+                serde_json::from_slice::<PoolsRecord>(&kv.value)
+                    .map_err(|e| e.to_string())
+                    .map(|p| s.pools = Some(p))
+            } else {
+                // Keys of later versions: not ours to judge.
+                Ok(())
+            };
+            if let Err(why) = r {
+                s.invalid.push(format!("{}: {why}", kv.key.escape_debug()));
+            }
+        }
+        s
+    }
+
+    /// Blocks a node owns and announces: confirmed ones only.
+    pub fn confirmed_blocks_of(&self, node: &str) -> Vec<IpNet> {
+        self.blocks
+            .values()
+            .filter(|b| b.record.node == node && b.record.state == BlockState::Confirmed)
+            .map(|b| b.net)
+            .collect()
+    }
+
+    /// Every block key of a node, whatever its state.
+    pub fn blocks_of(&self, node: &str) -> Vec<&Block> {
+        self.blocks
+            .values()
+            .filter(|b| b.record.node == node)
+            .collect()
+    }
+}
+
+fn decode_node(name: &str, kv: &KeyValue) -> Result<NodeRecord, String> {
+    if !valid_name(name) {
+        return Err("not a node name".into());
+    }
+    let n: NodeRecord = serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+    if n.name != name {
+        return Err(format!("record names node {:?}", n.name.escape_debug()));
+    }
+    if n.address.is_unspecified() || n.address.is_broadcast() || n.address.is_multicast() {
+        return Err(format!("address {} is no unicast address", n.address));
+    }
+    Ok(n)
+}
+
+fn decode_block(id: &str, kv: &KeyValue) -> Result<Block, String> {
+    let net = parse_block_id(id).ok_or("not a block id (a.b.c.d-len)")?;
+    let record: BlockRecord = serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+    if !valid_name(&record.node) {
+        return Err("owner is no node name".into());
+    }
+    Ok(Block {
+        net,
+        record,
+        mod_revision: kv.mod_revision,
+    })
+}
+
+fn decode_affinity(rest: &str, kv: &KeyValue) -> Result<(String, IpNet, BlockState), String> {
+    let (node, id) = rest.split_once('/').ok_or("no node/block")?;
+    if !valid_name(node) {
+        return Err("not a node name".into());
+    }
+    let net = parse_block_id(id).ok_or("not a block id (a.b.c.d-len)")?;
+    let a: AffinityRecord = serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+    Ok((node.to_owned(), net, a.state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            mod_revision: 7,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn block_ids_round_trip_and_refuse_host_bits() {
+        let net: IpNet = "10.1.2.64/26".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(block_id(&net), "10.1.2.64-26");
+        assert_eq!(parse_block_id("10.1.2.64-26"), Some(net));
+        assert_eq!(parse_block_id("10.1.2.65-26"), None);
+        assert_eq!(parse_block_id("10.1.2.64-33"), None);
+        assert_eq!(parse_block_id("10.1.2.64-+6"), None);
+        assert!(parse_block_id("fd00::-122").is_some());
+    }
+
+    #[test]
+    fn a_full_read_decodes_and_names_what_it_skips() {
+        let keys = Keys::new("/ipipd/");
+        let range = Range {
+            revision: 9,
+            kvs: vec![
+                kv(
+                    "/ipipd/nodes/a",
+                    r#"{"name":"a","address":"10.0.0.1","asn":64512}"#,
+                ),
+                kv(
+                    "/ipipd/nodes/b",
+                    r#"{"name":"c","address":"10.0.0.2","asn":64512}"#,
+                ),
+                kv(
+                    "/ipipd/blocks/10.64.0.0-26",
+                    r#"{"node":"a","state":"confirmed"}"#,
+                ),
+                kv(
+                    "/ipipd/blocks/10.64.0.1-26",
+                    r#"{"node":"a","state":"confirmed"}"#,
+                ),
+                kv("/ipipd/affinity/a/10.64.0.0-26", r#"{"state":"confirmed"}"#),
+                kv(
+                    "/ipipd/config/pools",
+                    r#"{"pools":["10.64.0.0/16"],"block_size_v4":26,"block_size_v6":122}"#,
+                ),
+            ],
+        };
+        let s = Snapshot::decode(&keys, &range);
+        assert_eq!(s.revision, 9);
+        assert_eq!(s.nodes.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(s.confirmed_blocks_of("a").len(), 1);
+        assert_eq!(s.affinities.len(), 1);
+        assert!(s.pools.is_some());
+        assert_eq!(s.invalid.len(), 2, "{:?}", s.invalid);
+    }
+}

@@ -1,0 +1,282 @@
+//! A real etcd v3 cluster (Debian's `etcd-server`), one member per network namespace,
+//! and ipipd nodes that all run from one datastore configuration file.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::harness::{have, wait_until, Lan, Netns, Proc, TempDir};
+
+/// Fails (never skips) when etcd is not installed.
+pub fn require_etcd() {
+    assert!(
+        have("etcd") && have("etcdctl"),
+        "etcd and etcdctl are needed: apt-get install -y etcd-server etcd-client"
+    );
+}
+
+pub struct Member {
+    pub ns: Netns,
+    pub address: String,
+    pub name: String,
+    dir: TempDir,
+    proc: Option<Proc>,
+}
+
+/// Three (or more) members on the LAN, started together.
+pub struct EtcdCluster {
+    pub members: Vec<Member>,
+    initial: String,
+    token: String,
+}
+
+impl Member {
+    fn spawn(&mut self, initial: &str, token: &str, state: &str) -> Result<()> {
+        let a = &self.address;
+        let mut cmd = self.ns.command("etcd");
+        cmd.args(["--name", &self.name])
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .args(["--listen-client-urls", &format!("http://{a}:2379")])
+            .args(["--advertise-client-urls", &format!("http://{a}:2379")])
+            .args(["--listen-peer-urls", &format!("http://{a}:2380")])
+            .args(["--initial-advertise-peer-urls", &format!("http://{a}:2380")])
+            .args(["--initial-cluster", initial])
+            .args(["--initial-cluster-token", token])
+            .args(["--initial-cluster-state", state])
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"]);
+        self.proc = Some(Proc::spawn(
+            cmd,
+            &format!("etcd-{}", self.name),
+            &self.dir.join("etcd.log"),
+        )?);
+        Ok(())
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}:2379", self.address)
+    }
+}
+
+impl EtcdCluster {
+    /// Members at `addresses` (each a /24 host address on the LAN).
+    pub fn start(lan: &mut Lan, addresses: &[&str]) -> Result<EtcdCluster> {
+        require_etcd();
+        let token = crate::harness::unique("ipipd-etcd");
+        let initial: Vec<String> = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("m{i}=http://{a}:2380"))
+            .collect();
+        let initial = initial.join(",");
+        let mut members = Vec::new();
+        for (i, a) in addresses.iter().enumerate() {
+            let ns = lan.host(&format!("{a}/24"))?;
+            ns.ip(&["link", "set", "lo", "up"])?;
+            let mut m = Member {
+                ns,
+                address: (*a).to_owned(),
+                name: format!("m{i}"),
+                dir: TempDir::new("etcd")?,
+                proc: None,
+            };
+            m.spawn(&initial, &token, "new")?;
+            members.push(m);
+        }
+        let c = EtcdCluster {
+            members,
+            initial,
+            token,
+        };
+        // A write needs a leader and a quorum.
+        wait_until(
+            Duration::from_secs(30),
+            "etcd cluster accepting writes",
+            || c.etcdctl(&["put", "/ipipd-test-health", "ok"]).ok(),
+        )?;
+        Ok(c)
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Member::endpoint).collect()
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        let m = self.members.get_mut(i).context("no such member")?;
+        crate::harness::stop_slot(&mut m.proc, "KILL")
+    }
+
+    pub fn restart(&mut self, i: usize) -> Result<()> {
+        let (initial, token) = (self.initial.clone(), self.token.clone());
+        let m = self.members.get_mut(i).context("no such member")?;
+        m.spawn(&initial, &token, "existing")
+    }
+
+    /// `etcdctl` against every live member, from the first member's namespace.
+    pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
+        let eps = self.endpoints().join(",");
+        let ns = &self.members.first().context("no members")?.ns;
+        let out = ns
+            .command("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &eps, "--command-timeout=5s"])
+            .args(args)
+            .output()
+            .context("running etcdctl")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "etcdctl {}: {}{}",
+                args.join(" "),
+                text,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(text)
+    }
+
+    /// Every key under `prefix` with its value, as etcd holds them.
+    pub fn get_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let text = self.etcdctl(&["get", "--prefix", prefix])?;
+        let lines: Vec<&str> = text.lines().collect();
+        Ok(lines
+            .chunks(2)
+            .filter_map(|c| Some((c.first()?.to_string(), c.get(1)?.to_string())))
+            .collect())
+    }
+
+    /// Compacts the history up to the current revision.
+    pub fn compact(&self) -> Result<()> {
+        let status = self.etcdctl(&["endpoint", "status", "-w", "json"])?;
+        let v: Value = serde_json::from_str(&status)?;
+        let rev = v[0]["Status"]["header"]["revision"]
+            .as_i64()
+            .context("no revision in endpoint status")?;
+        self.etcdctl(&["compact", &rev.to_string(), "--physical"])?;
+        Ok(())
+    }
+}
+
+/// The one configuration file every node of a test cluster runs from.
+pub fn cluster_config(endpoints: &[String], pool: &str, extra: &str) -> String {
+    let eps: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    format!(
+        "[node]\nasn = 64512\n\n[cluster]\npools = [\"{pool}\"]\nblock_size = 26\n\n\
+         [bgp]\nconnect_retry_time = 1\n\n\
+         [datastore]\nkind = \"etcd\"\nendpoints = [{}]\nprefix = \"/ipipd\"\n\
+         request_timeout_ms = 2000\ndial_timeout_ms = 1000\n{extra}",
+        eps.join(", ")
+    )
+}
+
+/// One ipipd started from the shared file, identity from the environment.
+pub struct Node {
+    pub ns: Netns,
+    pub name: String,
+    pub address: String,
+    pub dir: TempDir,
+    pub socket: PathBuf,
+    config: PathBuf,
+    proc: Option<Proc>,
+}
+
+impl Node {
+    pub fn start(
+        lan: &mut Lan,
+        config: &std::path::Path,
+        name: &str,
+        address: &str,
+    ) -> Result<Node> {
+        let ns = lan.host(&format!("{address}/24"))?;
+        ns.add_standin_tunl0()?;
+        let dir = TempDir::new("dsnode")?;
+        let mut n = Node {
+            ns,
+            name: name.to_owned(),
+            address: address.to_owned(),
+            socket: dir.join("ipipd.sock"),
+            dir,
+            config: config.to_owned(),
+            proc: None,
+        };
+        n.restart()?;
+        Ok(n)
+    }
+
+    pub fn restart(&mut self) -> Result<()> {
+        let mut cmd = self.ns.command(crate::ipipd::binary());
+        cmd.args(["run", "--config"])
+            .arg(&self.config)
+            .env("IPIPD_NODE_NAME", &self.name)
+            .env("IPIPD_NODE_ADDRESS", &self.address)
+            .env("IPIPD_SOCKET", &self.socket)
+            .env("IPIPD_STATE_DIR", self.dir.join("state"))
+            .env(
+                "RUST_LOG",
+                std::env::var("IPIPD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        self.proc = Some(Proc::spawn(cmd, &self.name, &self.dir.join("ipipd.log"))?);
+        let r = wait_until(Duration::from_secs(20), "the control socket", || {
+            self.cli(&["show", "nodes", "--json"])
+                .ok()
+                .filter(|o| o.status.success())
+        });
+        if let Err(e) = r {
+            bail!("{}: {e}; log:\n{}", self.name, self.log());
+        }
+        Ok(())
+    }
+
+    pub fn stop(&mut self, sig: &str) -> Result<()> {
+        crate::harness::stop_slot(&mut self.proc, sig)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ipipd.log")).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Result<std::process::Output> {
+        Command::new(crate::ipipd::binary())
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+            .context("running ipipd CLI")
+    }
+
+    pub fn json(&self, args: &[&str]) -> Result<Vec<Value>> {
+        let out = self.cli(args)?;
+        if !out.status.success() {
+            bail!(
+                "{}: ipipd {}: {}",
+                self.name,
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// `show nodes --json`: name → state.
+    pub fn node_states(&self) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .json(&["show", "nodes", "--json"])?
+            .iter()
+            .map(|n| {
+                (
+                    n["name"].as_str().unwrap_or_default().to_owned(),
+                    n["state"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect())
+    }
+
+    /// The CNI configuration for pods of this node.
+    pub fn cni_conf(&self) -> String {
+        crate::cni::conf(&self.socket, "1.0.0")
+    }
+}

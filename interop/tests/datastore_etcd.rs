@@ -1,0 +1,356 @@
+//! The etcd datastore on a real 3-member etcd cluster (Debian's etcd-server), every
+//! member and every ipipd node in its own network namespace on one bridge. All nodes
+//! of a test run from ONE configuration file; identity comes from the environment.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use interop::cni::Call;
+use interop::etcd::{cluster_config, EtcdCluster, Node};
+use interop::harness::{require_root, wait_until, Lan, Netns, TempDir};
+
+const ETCD: [&str; 3] = ["172.29.240.11", "172.29.240.12", "172.29.240.13"];
+const T: Duration = Duration::from_secs(20);
+
+fn node_address(i: usize) -> String {
+    format!("172.29.240.{}", 101 + i)
+}
+
+struct Cluster {
+    etcd: EtcdCluster,
+    nodes: Vec<Node>,
+    _dir: TempDir,
+    lan: Lan,
+    pods: Vec<Netns>,
+}
+
+fn start(n: usize, pool: &str, extra: &str) -> Result<Cluster> {
+    require_root();
+    let mut lan = Lan::new()?;
+    let etcd = EtcdCluster::start(&mut lan, &ETCD)?;
+    let dir = TempDir::new("dscfg")?;
+    let path = dir.join("ipipd.toml");
+    std::fs::write(&path, cluster_config(&etcd.endpoints(), pool, extra))?;
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        nodes.push(Node::start(
+            &mut lan,
+            &path,
+            &format!("node-{i}"),
+            &node_address(i),
+        )?);
+    }
+    Ok(Cluster {
+        etcd,
+        nodes,
+        _dir: dir,
+        lan,
+        pods: Vec::new(),
+    })
+}
+
+impl Cluster {
+    /// A pod on node `i` through the real CNI plugin; the plugin's outcome.
+    fn pod(&mut self, i: usize, id: &str) -> Result<interop::cni::Outcome> {
+        let pod = Netns::new("pod")?;
+        let node = self.nodes.get(i).context("no such node")?;
+        let out = Call::new("ADD", id, Some(&pod), node.cni_conf()).run(&node.ns)?;
+        self.pods.push(pod);
+        Ok(out)
+    }
+
+    fn wait_full_mesh(&self) -> Result<()> {
+        let n = self.nodes.len();
+        for node in &self.nodes {
+            wait_until(
+                T,
+                &format!("{} sees {n} nodes, all Established", node.name),
+                || {
+                    let states = node.node_states().ok()?;
+                    (states.len() == n
+                        && states.iter().all(|(name, s)| {
+                            s == "Established" || (s == "self" && *name == node.name)
+                        }))
+                    .then_some(())
+                },
+            )
+            .with_context(|| format!("{:?}", node.node_states().unwrap_or_default()))?;
+        }
+        Ok(())
+    }
+
+    /// Block → owner, from etcd itself.
+    fn etcd_blocks(&self) -> Result<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for (k, v) in self.etcd.get_prefix("/ipipd/blocks/")? {
+            let v: serde_json::Value = serde_json::from_str(&v)?;
+            ensure!(v["state"] == "confirmed", "{k} is {v}");
+            out.insert(
+                k.trim_start_matches("/ipipd/blocks/").replace('-', "/"),
+                v["node"].as_str().unwrap_or_default().to_owned(),
+            );
+        }
+        Ok(out)
+    }
+
+    fn address_of(&self, name: &str) -> Option<&str> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.address.as_str())
+    }
+
+    /// Every kernel holds each block once: a blackhole at its owner, a route via the
+    /// owner everywhere else.
+    fn wait_kernels(&self, blocks: &BTreeMap<String, String>) -> Result<()> {
+        for node in &self.nodes {
+            for (block, owner) in blocks {
+                let want = if *owner == node.name {
+                    format!("blackhole {block}")
+                } else {
+                    let via = self.address_of(owner).context("owner not a node")?;
+                    format!("{block} via {via} dev tunl0 onlink")
+                };
+                node.ns
+                    .wait_bgp_route_line(&want, T)
+                    .with_context(|| format!("{}: {}", node.name, node.ns.bgp_routes()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn six_nodes_from_one_config_mesh_and_route() -> Result<()> {
+    let mut c = start(6, "10.244.0.0/16", "")?;
+    c.wait_full_mesh()?;
+    for i in 0..6 {
+        let out = c.pod(i, &format!("pod{i}"))?;
+        ensure!(out.ok(), "ADD on node-{i}: {} {}", out.stdout, out.stderr);
+    }
+    let blocks = c.etcd_blocks()?;
+    ensure!(blocks.len() == 6, "one block per node in etcd: {blocks:?}");
+    let owners: BTreeSet<&String> = blocks.values().collect();
+    ensure!(owners.len() == 6, "{blocks:?}");
+    c.wait_kernels(&blocks)?;
+    // A seventh node joins: every other node peers with it.
+    let path = c._dir.join("ipipd.toml");
+    let n7 = Node::start(&mut c.lan, &path, "node-6", &node_address(6))?;
+    c.nodes.push(n7);
+    c.wait_full_mesh()?;
+    Ok(())
+}
+
+#[test]
+fn eight_nodes_race_for_four_blocks() -> Result<()> {
+    // A /24 pool holds four /26 blocks.
+    let mut c = start(8, "10.245.0.0/24", "")?;
+    c.wait_full_mesh()?;
+    let conf: Vec<(String, String)> = c
+        .nodes
+        .iter()
+        .map(|n| (n.ns.name.clone(), n.cni_conf()))
+        .collect();
+    let pods: Vec<Netns> = (0..8)
+        .map(|_| Netns::new("pod"))
+        .collect::<Result<_, _>>()?;
+    let outcomes: Vec<Result<interop::cni::Outcome>> = std::thread::scope(|s| {
+        let handles: Vec<_> = c
+            .nodes
+            .iter()
+            .zip(&pods)
+            .zip(&conf)
+            .enumerate()
+            .map(|(i, ((node, pod), (_, conf)))| {
+                s.spawn(move || {
+                    Call::new("ADD", &format!("race{i}"), Some(pod), conf.clone()).run(&node.ns)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| bail!("thread panicked")))
+            .collect()
+    });
+    let mut ok = 0;
+    for (i, o) in outcomes.into_iter().enumerate() {
+        let o = o?;
+        if o.ok() {
+            ok += 1;
+        } else {
+            ensure!(o.code() == Some(11), "node-{i}: {} {}", o.stdout, o.stderr);
+        }
+    }
+    c.pods.extend(pods);
+    ensure!(ok == 4, "{ok} pods got an address, 4 blocks exist");
+    let blocks = c.etcd_blocks()?;
+    ensure!(blocks.len() == 4, "{blocks:?}");
+    let owners: BTreeSet<&String> = blocks.values().collect();
+    ensure!(owners.len() == 4, "one block per winner: {blocks:?}");
+    // Every node's view agrees with etcd.
+    for node in &c.nodes {
+        wait_until(T, &format!("{}'s view of the blocks", node.name), || {
+            let view: BTreeMap<String, String> = node
+                .json(&["show", "blocks", "--json"])
+                .ok()?
+                .iter()
+                .filter(|b| b["state"] == "confirmed")
+                .map(|b| {
+                    (
+                        b["block"].as_str().unwrap_or_default().to_owned(),
+                        b["node"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            (view == blocks).then_some(())
+        })?;
+    }
+    c.wait_kernels(&blocks)?;
+    Ok(())
+}
+
+#[test]
+fn node_remove_drops_sessions_and_routes_everywhere() -> Result<()> {
+    let mut c = start(4, "10.246.0.0/16", "")?;
+    c.wait_full_mesh()?;
+    for i in 0..4 {
+        let out = c.pod(i, &format!("p{i}"))?;
+        ensure!(out.ok(), "{}", out.stdout);
+    }
+    let blocks = c.etcd_blocks()?;
+    c.wait_kernels(&blocks)?;
+    let gone_block = blocks
+        .iter()
+        .find(|(_, o)| *o == "node-3")
+        .map(|(b, _)| b.clone())
+        .context("node-3 has no block")?;
+    // node-3 is powered off, then decommissioned from node-0.
+    c.nodes[3].stop("KILL")?;
+    let out = c.nodes[0].cli(&["node", "remove", "node-3"])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for node in &c.nodes[..3] {
+        node.ns
+            .wait_no_bgp_route(&gone_block, Duration::from_secs(5))
+            .with_context(|| format!("{} kept {gone_block}", node.name))?;
+        wait_until(
+            Duration::from_secs(5),
+            "node-3 gone from show nodes",
+            || {
+                let states = node.node_states().ok()?;
+                (!states.iter().any(|(n, _)| n == "node-3")).then_some(())
+            },
+        )?;
+        let peers = node.json(&["show", "peers", "--json"])?;
+        ensure!(
+            !peers.iter().any(|p| p["address"] == node_address(3)),
+            "{} still has a session to node-3",
+            node.name
+        );
+    }
+    ensure!(c.etcd.get_prefix("/ipipd/nodes/node-3")?.is_empty());
+    ensure!(!c.etcd_blocks()?.contains_key(&gone_block));
+    Ok(())
+}
+
+#[test]
+fn etcd_outages_change_nothing_running() -> Result<()> {
+    let mut c = start(3, "10.247.0.0/16", "")?;
+    c.wait_full_mesh()?;
+    for i in 0..3 {
+        let out = c.pod(i, &format!("o{i}"))?;
+        ensure!(out.ok(), "{}", out.stdout);
+    }
+    let blocks = c.etcd_blocks()?;
+    c.wait_kernels(&blocks)?;
+    let routes_before: Vec<String> = c.nodes.iter().map(|n| n.ns.bgp_routes()).collect();
+
+    // One member killed: nothing changes, and claims still work.
+    c.etcd.kill(0)?;
+    std::thread::sleep(Duration::from_secs(3));
+    c.wait_full_mesh()?;
+    // A /26 holds 63 pod addresses besides tunl0's: the 64th pod needs a new block.
+    for k in 0..63 {
+        let out = c.pod(1, &format!("fill{k}"))?;
+        ensure!(out.ok(), "pod {k} with one member down: {}", out.stdout);
+    }
+    ensure!(c.etcd_blocks()?.values().filter(|o| *o == "node-1").count() == 2);
+    c.etcd.restart(0)?;
+
+    // Every member down for 30 s: sessions and routes stay; a claim fails with 11.
+    for i in 0..3 {
+        c.etcd.kill(i)?;
+    }
+    let routes_mid: Vec<String> = c.nodes.iter().map(|n| n.ns.bgp_routes()).collect();
+    let start = std::time::Instant::now();
+    let mut claim_failed = false;
+    while start.elapsed() < Duration::from_secs(30) {
+        if !claim_failed {
+            // node-0's block has room; fill it until a claim is needed.
+            let out = c.pod(0, &format!("down{}", c.pods.len()))?;
+            if !out.ok() {
+                ensure!(out.code() == Some(11), "{}", out.stdout);
+                claim_failed = true;
+            }
+            continue;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    ensure!(claim_failed, "no claim was needed while etcd was down");
+    c.wait_full_mesh()?;
+    for (node, before) in c.nodes.iter().zip(&routes_mid) {
+        let now = node.ns.bgp_routes();
+        for line in before.lines().filter(|l| !l.contains(" dev cali")) {
+            ensure!(now.contains(line), "{} lost {line}:\n{now}", node.name);
+        }
+    }
+    for (node, before) in c.nodes.iter().zip(&routes_before) {
+        let now = node.ns.bgp_routes();
+        for line in before.lines().filter(|l| l.contains("via")) {
+            ensure!(now.contains(line), "{} lost {line}", node.name);
+        }
+    }
+    // Recovery: etcd back, the refused pod's retry claims a block.
+    for i in 0..3 {
+        c.etcd.restart(i)?;
+    }
+    wait_until(T, "a claim after etcd came back", || {
+        let out = c.pod(0, &format!("back{}", c.pods.len())).ok()?;
+        out.ok().then_some(())
+    })?;
+    ensure!(c.etcd_blocks()?.values().filter(|o| *o == "node-0").count() == 2);
+    Ok(())
+}
+
+#[test]
+fn restart_keeps_blocks_and_compaction_changes_nothing() -> Result<()> {
+    let mut c = start(3, "10.248.0.0/16", "")?;
+    c.wait_full_mesh()?;
+    for i in 0..3 {
+        let out = c.pod(i, &format!("r{i}"))?;
+        ensure!(out.ok(), "{}", out.stdout);
+    }
+    let blocks = c.etcd_blocks()?;
+    c.wait_kernels(&blocks)?;
+    // Graceful restart of node-2: its block stays its own, peers keep the route.
+    c.nodes[2].stop("TERM")?;
+    c.nodes[2].restart()?;
+    c.wait_full_mesh()?;
+    ensure!(
+        c.etcd_blocks()? == blocks,
+        "blocks changed across a restart"
+    );
+    c.wait_kernels(&blocks)?;
+    // History compacted under running watches, then a node joins: every node peers
+    // with it (a watch that fell behind the compaction re-reads in full).
+    c.etcd.compact()?;
+    let path = c._dir.join("ipipd.toml");
+    let n = Node::start(&mut c.lan, &path, "node-3", &node_address(3))?;
+    c.nodes.push(n);
+    c.wait_full_mesh()?;
+    Ok(())
+}

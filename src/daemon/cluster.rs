@@ -1,0 +1,347 @@
+//! `datastore.kind = "etcd"`: the node registers itself, peers with every registered
+//! node, and claims and releases its blocks through the datastore.
+//!
+//! The daemon's configuration stays the one source of truth for the rest of the
+//! daemon: this module keeps `node.blocks` (the confirmed blocks this node owns) and
+//! `cluster.nodes` (the other nodes' addresses) of the running configuration equal to
+//! the datastore, so the speaker, the FIB feeder and IPAM need no other input.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use bgp::speaker::{NeighborConfig, NeighborKind};
+use config::Config;
+use datastore::{Datastore, EtcdKv, EtcdSettings, NodeRecord, PoolsRecord, Snapshot};
+use ipnet::IpNet;
+
+/// Longest a CNI ADD waits for a block claim.
+pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
+/// A full re-read even when the watch is quiet: a watch on a member that lost its
+/// quorum can stay open and silent.
+const RESYNC: Duration = Duration::from_secs(30);
+/// Pause between attempts while etcd is unreachable.
+const RETRY: Duration = Duration::from_secs(1);
+
+pub struct Cluster {
+    pub ds: Datastore<EtcdKv>,
+    pub name: String,
+    pub pools: PoolsRecord,
+    record: NodeRecord,
+    /// The last full read.
+    pub view: ArcSwap<Snapshot>,
+    /// Held while own blocks change (claims, releases).
+    pub claim_lock: tokio::sync::Mutex<()>,
+    /// When own blocks last changed: older reads may not show it yet.
+    own_changed: Mutex<Instant>,
+    reachable: AtomicBool,
+    /// Own blocks without pods, and since when.
+    empty_since: Mutex<BTreeMap<IpNet, Instant>>,
+}
+
+fn settings(cfg: &Config) -> EtcdSettings {
+    let d = &cfg.datastore;
+    EtcdSettings {
+        endpoints: d.endpoints.clone(),
+        ca_file: d.ca_file.clone(),
+        cert_file: d.cert_file.clone(),
+        key_file: d.key_file.clone(),
+        dial_timeout: Duration::from_millis(d.dial_timeout_ms),
+        request_timeout: Duration::from_millis(d.request_timeout_ms),
+    }
+}
+
+pub fn pools_record(cfg: &Config) -> PoolsRecord {
+    PoolsRecord {
+        pools: cfg.cluster.pools.clone(),
+        block_size_v4: cfg.cluster.block_size,
+        block_size_v6: cfg.cluster.block_size_v6,
+    }
+}
+
+impl Cluster {
+    /// Connects, checks the pools, registers the node and finishes interrupted
+    /// claims; waits (retrying) while etcd is unreachable.
+    pub async fn connect(cfg: &Config) -> anyhow::Result<Cluster> {
+        let kv = EtcdKv::new(&settings(cfg)).context("setting up the etcd client")?;
+        let ds = Datastore::new(kv, &cfg.datastore.prefix);
+        let record = NodeRecord {
+            name: cfg.node.name.clone(),
+            address: cfg.node.address,
+            address_v6: cfg.node.address_v6,
+            asn: cfg.node.asn,
+            port: cfg.bgp.port,
+            rr_cluster_id: cfg.bgp.route_reflector_cluster_id,
+        };
+        let pools = pools_record(cfg);
+        let mut warned = false;
+        let snap = loop {
+            let attempt = async {
+                ds.ensure_pools(&pools).await?;
+                ds.register(&record).await?;
+                ds.recover(&record.name).await?;
+                ds.snapshot().await
+            };
+            match attempt.await {
+                Ok(s) => break s,
+                Err(e @ datastore::Error::Unreachable { .. }) => {
+                    if !warned {
+                        tracing::warn!(error = %e, "waiting for etcd to register this node");
+                        warned = true;
+                    }
+                    tokio::time::sleep(RETRY).await;
+                }
+                Err(e) => return Err(e).context("joining the cluster datastore"),
+            }
+        };
+        for why in &snap.invalid {
+            tracing::warn!(key = %why, "datastore: undecodable key skipped");
+        }
+        tracing::info!(node = %record.name, nodes = snap.nodes.len(), blocks = ?snap.confirmed_blocks_of(&record.name), revision = snap.revision, "registered in the datastore");
+        Ok(Cluster {
+            ds,
+            name: record.name.clone(),
+            pools,
+            record,
+            view: ArcSwap::from_pointee(snap),
+            claim_lock: tokio::sync::Mutex::new(()),
+            own_changed: Mutex::new(Instant::now()),
+            reachable: AtomicBool::new(true),
+            empty_since: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The file's configuration with this node's blocks and the other nodes from `snap`.
+    pub fn effective(&self, mut cfg: Config, own_blocks: Vec<IpNet>, snap: &Snapshot) -> Config {
+        cfg.node.blocks = own_blocks;
+        cfg.cluster.nodes = if cfg.cluster.mesh {
+            snap.nodes
+                .values()
+                .filter(|n| n.name != self.name)
+                .map(|n| IpAddr::V4(n.address))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        cfg
+    }
+
+    /// The sessions to run: the configuration's (mesh over `cluster.nodes` and explicit
+    /// peers) plus, without a mesh, reflector ↔ client sessions between registered nodes.
+    pub fn neighbors(&self, cfg: &Config) -> Vec<NeighborConfig> {
+        let mut out = super::settings::neighbors(cfg);
+        if cfg.cluster.mesh {
+            return out;
+        }
+        let snap = self.view.load();
+        let me_rr = cfg.bgp.route_reflector_cluster_id.is_some();
+        for n in snap.nodes.values().filter(|n| n.name != self.name) {
+            let address = IpAddr::V4(n.address);
+            if out.iter().any(|o| o.address == address) {
+                continue;
+            }
+            let kind = match (me_rr, n.rr_cluster_id.is_some()) {
+                (true, true) => NeighborKind::Mesh,
+                (true, false) => NeighborKind::RrClient,
+                (false, true) => NeighborKind::RouteReflector,
+                (false, false) => continue,
+            };
+            out.push(NeighborConfig {
+                address,
+                asn: n.asn,
+                port: cfg.bgp.port,
+                kind,
+                passive: false,
+                password: cfg.cluster.mesh_password.clone(),
+                ttl_security: false,
+                max_prefixes: None,
+                shutdown: false,
+            });
+        }
+        out
+    }
+
+    pub fn own_changed_now(&self) {
+        *self
+            .own_changed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    fn own_changed_at(&self) -> Instant {
+        *self
+            .own_changed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_reachable(&self, ok: bool, error: Option<&datastore::Error>) {
+        let was = self.reachable.swap(ok, Ordering::SeqCst);
+        match (was, ok, error) {
+            (true, false, Some(e)) => {
+                tracing::error!(error = %e, "etcd unreachable: sessions, routes and pods stay as they are; new block claims fail until it is back")
+            }
+            (false, true, _) => tracing::info!("etcd reachable again; state read in full"),
+            _ => {}
+        }
+    }
+
+    /// Claims a block of the family of `family_of`, bounded by [`CLAIM_TIMEOUT`].
+    pub async fn claim(&self, family_of: &IpNet) -> Result<IpNet, String> {
+        let start = Instant::now();
+        let r = tokio::time::timeout(
+            CLAIM_TIMEOUT,
+            self.ds.claim(&self.name, &self.pools, family_of),
+        )
+        .await;
+        match r {
+            Ok(Ok(b)) => {
+                tracing::info!(block = %b, elapsed_ms = start.elapsed().as_millis() as u64, "block claimed");
+                Ok(b)
+            }
+            Ok(Err(e)) => {
+                if matches!(e, datastore::Error::Unreachable { .. }) {
+                    self.set_reachable(false, Some(&e));
+                }
+                Err(format!("claiming a block from the datastore: {e}"))
+            }
+            Err(_) => Err(format!(
+                "claiming a block from the datastore: no answer within {}s",
+                CLAIM_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    /// Own blocks empty for at least the grace period, as of now; `allocated` tells
+    /// how many pod addresses a block holds.
+    pub fn empty_for_long(
+        &self,
+        own: &[IpNet],
+        allocated: impl Fn(&IpNet) -> usize,
+        grace: Duration,
+    ) -> Vec<IpNet> {
+        let now = Instant::now();
+        let mut since = self
+            .empty_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        since.retain(|b, _| own.contains(b));
+        let mut out = Vec::new();
+        for b in own {
+            if allocated(b) > 0 {
+                since.remove(b);
+                continue;
+            }
+            let t = *since.entry(*b).or_insert(now);
+            if now.duration_since(t) >= grace {
+                out.push(*b);
+            }
+        }
+        out
+    }
+}
+
+/// What the sync task hands the daemon after each full read.
+pub trait Apply: Send + Sync + 'static {
+    /// A new view of the cluster; `read_at` is when the read started.
+    fn apply(
+        self: &Arc<Self>,
+        snap: Arc<Snapshot>,
+        read_at: Instant,
+    ) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// Keeps the view current: full read, then watch from the next revision; a broken
+/// watch, a compaction gap or a quiet [`RESYNC`] period means another full read.
+pub async fn sync<A: Apply>(cluster: Arc<Cluster>, daemon: Arc<A>) {
+    loop {
+        let read_at = Instant::now();
+        let snap = match cluster.ds.snapshot().await {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                cluster.set_reachable(false, Some(&e));
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        cluster.set_reachable(true, None);
+        let revision = snap.revision;
+        cluster.view.store(snap.clone());
+        daemon.apply(snap, read_at).await;
+        let mut watch = match cluster.ds.watch(revision + 1).await {
+            Ok(w) => w,
+            Err(e) => {
+                cluster.set_reachable(false, Some(&e));
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        // Changes arrive in bursts (a claim is three transactions): read once per burst.
+        let mut last_read = Instant::now();
+        loop {
+            match tokio::time::timeout(RESYNC, watch.recv()).await {
+                Ok(Some(datastore::WatchEvent::Changed { .. })) => {
+                    while watch.try_recv().is_ok() {}
+                    let read_at = Instant::now();
+                    match cluster.ds.snapshot().await {
+                        Ok(s) => {
+                            let s = Arc::new(s);
+                            cluster.view.store(s.clone());
+                            daemon.apply(s, read_at).await;
+                            last_read = Instant::now();
+                        }
+                        Err(e) => {
+                            cluster.set_reachable(false, Some(&e));
+                            break;
+                        }
+                    }
+                }
+                Ok(Some(datastore::WatchEvent::Compacted { compact_revision })) => {
+                    tracing::warn!(
+                        compact_revision,
+                        "etcd compacted past the watch: reading everything again"
+                    );
+                    break;
+                }
+                Ok(None) => {
+                    tracing::info!("etcd watch broken: reading everything again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+                Err(_) if last_read.elapsed() >= RESYNC => break,
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// Own blocks of `current` that `snap` still shows confirmed as this node's; None
+    /// when the read is older than the last own change (it would miss a fresh claim).
+    pub fn still_owned(
+        &self,
+        current: &[IpNet],
+        snap: &Snapshot,
+        read_at: Instant,
+    ) -> Option<Vec<IpNet>> {
+        if read_at < self.own_changed_at() {
+            return None;
+        }
+        let owned = snap.confirmed_blocks_of(&self.name);
+        Some(
+            current
+                .iter()
+                .filter(|b| owned.contains(b))
+                .copied()
+                .collect(),
+        )
+    }
+
+    pub fn registered(&self, snap: &Snapshot) -> bool {
+        snap.nodes.contains_key(&self.record.name)
+    }
+}
