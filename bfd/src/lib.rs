@@ -9,3 +9,8 @@ pub mod session;
 
 pub use packet::{decode, encode, DecodeError, Diag, Packet, State};
 pub use session::{Config, Input, Output, Session, Timer};
+
+pub mod driver;
+mod sys;
+
+pub use driver::{Driver, Event, Spec, Status};
