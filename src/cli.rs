@@ -87,6 +87,18 @@ pub enum Command {
         #[arg(long)]
         mtu: Option<u32>,
     },
+    /// The BFD keeper `ipipd run` starts: BFD sessions in a process of their
+    /// own, so that a daemon restart does not look like a node death.
+    #[command(hide = true)]
+    BfdKeeper {
+        #[arg(long)]
+        socket: PathBuf,
+        /// Seconds without a daemon after which the sessions go AdminDown.
+        #[arg(long)]
+        grace: u64,
+        #[arg(long, default_value_t = bfd::driver::PORT)]
+        port: u16,
+    },
     /// Start a demo cluster in network namespaces on this machine (root).
     Lab {
         /// Number of nodes.
@@ -119,6 +131,13 @@ pub enum ShowWhat {
     },
     /// Every block the node knows: its own (with pod addresses in use) and learned ones.
     Blocks {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// BFD sessions.
+    Bfd {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -171,6 +190,33 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?;
             rt.block_on(crate::daemon::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BfdKeeper {
+            socket,
+            grace,
+            port,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(bfd::keeper::serve(
+                &socket,
+                std::time::Duration::from_secs(grace),
+                port,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show {
+            what: ShowWhat::Bfd { json, socket },
+        } => {
+            if let Response::Bfd { sessions } = call(&socket, Request::ShowBfd)? {
+                if json {
+                    print_json(&sessions)?;
+                } else {
+                    print!("{}", crate::show::bfd_table(&sessions));
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { config } => match config::Config::load(&config) {

@@ -142,7 +142,7 @@ enum Cmd {
 
 type StatusMap = Arc<Mutex<BTreeMap<IpAddr, Status>>>;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -11,6 +11,7 @@ pub use packet::{decode, encode, DecodeError, Diag, Packet, State};
 pub use session::{Config, Input, Output, Session, Timer};
 
 pub mod driver;
+pub mod keeper;
 mod sys;
 
 pub use driver::{Driver, Event, Spec, Status};

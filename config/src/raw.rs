@@ -20,6 +20,7 @@ pub(crate) struct RawConfig {
     pub ipip: Option<RawIpip>,
     pub kernel: Option<RawKernel>,
     pub control: Option<RawControl>,
+    pub bfd: Option<RawBfd>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +69,7 @@ pub(crate) struct RawPeer {
     pub max_prefixes: Opt<u32>,
     pub name: Opt<String>,
     pub shutdown: Opt<bool>,
+    pub bfd: Opt<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,4 +94,12 @@ pub(crate) struct RawKernel {
 pub(crate) struct RawControl {
     pub socket: Opt<String>,
     pub state_dir: Opt<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBfd {
+    pub enabled: Opt<bool>,
+    pub interval_ms: Opt<u32>,
+    pub multiplier: Opt<u8>,
 }
