@@ -24,7 +24,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::driver::{lock, DropCounts, Driver, Event, Spec, Status};
+use crate::driver::{lock, Driver, DropCounts, Event, Spec, Status};
 
 /// Daemon → keeper.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -83,6 +83,10 @@ pub async fn serve(socket: &Path, grace: Duration, port: u16) -> io::Result<()> 
     let mut client: Option<Client> = None;
     let mut alone_since = Some(Instant::now());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Intervals and the peer's state change without a state change of ours
+    // (Poll/Final): the daemon's copy is refreshed when it differs.
+    let mut refresh = tokio::time::interval(Duration::from_millis(200));
+    let mut last_sent: Option<FromKeeper> = None;
     let snapshot = |d: &Driver| FromKeeper::Sessions {
         sessions: d.sessions(),
         drops: d.drops(),
@@ -126,6 +130,18 @@ pub async fn serve(socket: &Path, grace: Duration, port: u16) -> io::Result<()> 
                         client = None;
                         alone_since = Some(Instant::now());
                     }
+                }
+            }
+            _ = refresh.tick(), if client.is_some() => {
+                let now = snapshot(&driver);
+                if last_sent.as_ref() != Some(&now) {
+                    if let Some((_, w)) = client.as_mut() {
+                        if send(w, &now).await.is_err() {
+                            client = None;
+                            alone_since = Some(Instant::now());
+                        }
+                    }
+                    last_sent = Some(now);
                 }
             }
             _ = tick.tick() => {
@@ -206,7 +222,10 @@ impl KeeperClient {
     }
 }
 
-async fn connect(socket: &Path, spawn: &(dyn Fn() -> io::Result<()> + Send + Sync)) -> io::Result<UnixStream> {
+async fn connect(
+    socket: &Path,
+    spawn: &(dyn Fn() -> io::Result<()> + Send + Sync),
+) -> io::Result<UnixStream> {
     if let Ok(s) = UnixStream::connect(socket).await {
         return Ok(s);
     }
@@ -242,7 +261,10 @@ async fn client_task(
         let mut lines = BufReader::new(r).lines();
         let mut stopping: Option<oneshot::Sender<()>> = None;
         let set = |w: &[Spec]| {
-            let mut l = serde_json::to_vec(&ToKeeper::Set { sessions: w.to_vec() }).unwrap_or_default();
+            let mut l = serde_json::to_vec(&ToKeeper::Set {
+                sessions: w.to_vec(),
+            })
+            .unwrap_or_default();
             l.push(b'\n');
             l
         };

@@ -297,10 +297,7 @@ mod tests {
     #[test]
     fn malformed_packets_are_refused_with_their_reason() {
         assert_eq!(decode(&BIRD_INIT[..23]), Err(DecodeError::Short(23)));
-        assert_eq!(
-            decode(&with(|b| b[0] = 0x40)),
-            Err(DecodeError::Version(2))
-        );
+        assert_eq!(decode(&with(|b| b[0] = 0x40)), Err(DecodeError::Version(2)));
         assert_eq!(
             decode(&with(|b| b[3] = 23)),
             Err(DecodeError::Length {

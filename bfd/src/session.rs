@@ -234,9 +234,7 @@ impl Session {
                 (State::Down, State::Init) | (State::Init, State::Init | State::Up) => {
                     self.transition(State::Up, Diag::None, out)
                 }
-                (State::Up, State::Down) => {
-                    self.transition(State::Down, Diag::NeighborDown, out)
-                }
+                (State::Up, State::Down) => self.transition(State::Down, Diag::NeighborDown, out),
                 _ => {}
             }
         }

@@ -39,7 +39,10 @@ fn packet(state: State, your_disc: u32) -> Packet {
 fn recv(s: &UdpSocket) -> Result<Packet, Box<dyn std::error::Error>> {
     let mut buf = [0u8; 64];
     let (n, from) = s.recv_from(&mut buf)?;
-    assert!(bfd::driver::SOURCE_PORTS.contains(&from.port()), "source port {from}");
+    assert!(
+        bfd::driver::SOURCE_PORTS.contains(&from.port()),
+        "source port {from}"
+    );
     Ok(bfd::decode(buf.get(..n).ok_or("short")?)?)
 }
 
@@ -58,7 +61,10 @@ async fn handshake_checks_and_detection_on_loopback() -> Result<(), Box<dyn std:
     }]);
     let first = tokio::task::block_in_place(|| recv(&peer))?;
     assert_eq!(first.state, State::Down);
-    assert!(first.cpi, "the C bit: BFD lives apart from the control plane");
+    assert!(
+        first.cpi,
+        "the C bit: BFD lives apart from the control plane"
+    );
     let ours = first.my_disc;
 
     // Down → Init → Up.
@@ -82,7 +88,12 @@ async fn handshake_checks_and_detection_on_loopback() -> Result<(), Box<dyn std:
     tokio::time::sleep(Duration::from_millis(100)).await;
     let drops = driver.drops();
     assert_eq!(
-        (drops.ttl, drops.discriminator, drops.version, drops.multiplier),
+        (
+            drops.ttl,
+            drops.discriminator,
+            drops.version,
+            drops.multiplier
+        ),
         (1, 1, 1, 1),
         "{drops:?}"
     );

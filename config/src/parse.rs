@@ -129,9 +129,7 @@ pub(crate) fn deserialize(text: &str, sink: &mut Sink<'_>) -> Option<(RawConfig,
 }
 
 /// The top-level keys that hold one table each; `peer` holds an array of them.
-const SECTIONS: [&str; 7] = [
-    "node", "cluster", "bgp", "ipip", "kernel", "control", "bfd",
-];
+const SECTIONS: [&str; 7] = ["node", "cluster", "bgp", "ipip", "kernel", "control", "bfd"];
 
 /// Checks the shape of the top level before serde, which would read `[[node]]` as a
 /// struct written as a sequence and word its complaint in those terms.

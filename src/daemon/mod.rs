@@ -338,11 +338,7 @@ impl Daemon {
                 Response::Workloads { workloads }
             }
             Request::ShowBfd => Response::Bfd {
-                sessions: self
-                    .bfd_sessions()
-                    .into_iter()
-                    .map(bfd::json)
-                    .collect(),
+                sessions: self.bfd_sessions().into_iter().map(bfd::json).collect(),
             },
             Request::ShowBlocks => Response::Blocks {
                 blocks: self.blocks().await,
@@ -472,9 +468,7 @@ impl Daemon {
         let mut keeper = self.bfd_lock();
         match keeper.as_ref() {
             Some(k) => k.set_sessions(specs),
-            None if !specs.is_empty() => {
-                *keeper = Some(bfd::start(&cfg, self.bfd_events.clone()))
-            }
+            None if !specs.is_empty() => *keeper = Some(bfd::start(&cfg, self.bfd_events.clone())),
             None => {}
         }
     }

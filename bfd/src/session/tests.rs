@@ -64,7 +64,10 @@ fn starts_down_sending_slowly_with_discriminators() {
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].state, State::Down);
     assert_eq!((p[0].my_disc, p[0].your_disc), (0x1111, 0));
-    assert_eq!(p[0].desired_min_tx, 1_000_000, "not Up: at least 1 s (§6.8.3)");
+    assert_eq!(
+        p[0].desired_min_tx, 1_000_000,
+        "not Up: at least 1 s (§6.8.3)"
+    );
     assert_eq!(p[0].required_min_rx, 300_000);
     assert!(p[0].cpi);
 }

@@ -591,7 +591,10 @@ impl Peer {
     }
 
     fn path_up(&mut self) {
-        if self.conns.is_empty() && !self.connecting && !self.config.passive && !self.config.shutdown
+        if self.conns.is_empty()
+            && !self.connecting
+            && !self.config.passive
+            && !self.config.shutdown
         {
             self.retry = self.speaker.connect_retry;
             let now = Instant::now();
