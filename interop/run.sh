@@ -26,7 +26,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 missing=()
-for p in ip bird birdc gobgpd gobgp vtysh /usr/lib/frr/zebra /usr/lib/frr/bgpd; do
+for p in ip bird birdc gobgpd gobgp vtysh /usr/lib/frr/zebra /usr/lib/frr/bgpd /usr/lib/frr/bfdd; do
     command -v "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

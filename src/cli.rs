@@ -97,6 +97,18 @@ pub enum Command {
         #[arg(long)]
         mtu: Option<u32>,
     },
+    /// The BFD keeper `ipipd run` starts: BFD sessions in a process of their
+    /// own, so that a daemon restart does not look like a node death.
+    #[command(hide = true)]
+    BfdKeeper {
+        #[arg(long)]
+        socket: PathBuf,
+        /// Seconds without a daemon after which the sessions go AdminDown.
+        #[arg(long)]
+        grace: u64,
+        #[arg(long, default_value_t = bfd::driver::PORT)]
+        port: u16,
+    },
     /// Start a demo cluster in network namespaces on this machine (root).
     Lab {
         /// Number of nodes.
@@ -181,6 +193,13 @@ pub enum ShowWhat {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// BFD sessions.
+    Bfd {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +247,21 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?;
             rt.block_on(crate::daemon::run(config, identity.overrides()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BfdKeeper {
+            socket,
+            grace,
+            port,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(bfd::keeper::serve(
+                &socket,
+                std::time::Duration::from_secs(grace),
+                port,
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { config, identity } => {
@@ -321,6 +355,10 @@ fn show(what: ShowWhat) -> anyhow::Result<ExitCode> {
         },
         ShowWhat::Nodes { json, socket } => match call(&socket, Request::ShowNodes)? {
             Response::Nodes { nodes } => print_list(&nodes, json, show::nodes_table),
+            r => Err(unexpected(r)),
+        },
+        ShowWhat::Bfd { json, socket } => match call(&socket, Request::ShowBfd)? {
+            Response::Bfd { sessions } => print_list(&sessions, json, show::bfd_table),
             r => Err(unexpected(r)),
         },
     }

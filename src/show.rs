@@ -1,6 +1,6 @@
 //! Text tables for `show peers`, `show routes`, `show blocks` and `workload list`.
 
-use crate::control::protocol::{BlockJson, NodeJson, PeerJson, RouteJson, WorkloadJson};
+use crate::control::protocol::{BfdJson, BlockJson, NodeJson, PeerJson, RouteJson, WorkloadJson};
 
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -43,6 +43,7 @@ pub fn peers_table(peers: &[PeerJson]) -> String {
                 p.since.clone(),
                 p.received.to_string(),
                 p.accepted.to_string(),
+                p.bfd.clone().unwrap_or_else(|| "-".into()),
                 p.info.clone(),
             ]
         })
@@ -57,6 +58,7 @@ pub fn peers_table(peers: &[PeerJson]) -> String {
             "SINCE",
             "RECEIVED",
             "ACCEPTED",
+            "BFD",
             "INFO",
         ],
         rows,
@@ -178,4 +180,39 @@ pub fn nodes_table(nodes: &[NodeJson]) -> String {
         })
         .collect();
     table(&["NAME", "ADDRESS", "ASN", "BLOCKS", "STATE"], rows)
+}
+
+pub fn bfd_table(sessions: &[BfdJson]) -> String {
+    if sessions.is_empty() {
+        return "no BFD sessions\n".into();
+    }
+    let rows = sessions
+        .iter()
+        .map(|b| {
+            vec![
+                b.peer.to_string(),
+                b.state.clone(),
+                b.remote_state.clone(),
+                format!("{}", b.interval_ms),
+                b.multiplier.to_string(),
+                b.detection_time_ms
+                    .map_or_else(|| "-".into(), |d| format!("{d}")),
+                b.since.clone(),
+                b.diagnostic.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "PEER",
+            "STATE",
+            "REMOTE",
+            "INTERVAL MS",
+            "MULT",
+            "DETECT MS",
+            "SINCE",
+            "DIAGNOSTIC",
+        ],
+        rows,
+    )
 }

@@ -31,6 +31,8 @@ pub enum Request {
     NodeRemove {
         name: String,
     },
+    /// BFD sessions (`show bfd`).
+    ShowBfd,
     /// CNI ADD: the addresses of a pod interface, new or held already by the handle
     /// `container_id.ifname`; recorded durably before the answer. The daemon installs the
     /// workload route `<ip> dev <interface>` as soon as that interface exists.
@@ -80,6 +82,9 @@ pub enum Response {
     },
     Nodes {
         nodes: Vec<NodeJson>,
+    },
+    Bfd {
+        sessions: Vec<BfdJson>,
     },
     /// A pod interface's addresses (IpamAssign, IpamGet).
     Assigned(AssignedJson),
@@ -195,6 +200,31 @@ pub struct PeerJson {
     pub hostname: Option<String>,
     pub established_count: u64,
     pub graceful_restart: bool,
+    /// BFD state of the session (`AdminDown`, `Down`, `Init`, `Up`); null without BFD.
+    #[serde(default)]
+    pub bfd: Option<String>,
+}
+
+/// One element of `show bfd --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BfdJson {
+    pub peer: IpAddr,
+    /// `AdminDown`, `Down`, `Init` or `Up`.
+    pub state: String,
+    /// The peer's state as last heard.
+    pub remote_state: String,
+    /// Negotiated transmit interval.
+    pub interval_ms: f64,
+    /// Local detect multiplier.
+    pub multiplier: u8,
+    /// Time without packets after which the session goes Down; null until the peer is heard.
+    pub detection_time_ms: Option<f64>,
+    /// RFC 3339 time of the last state change.
+    pub since: String,
+    /// Reason for the last state change (RFC 5880 diagnostic).
+    pub diagnostic: String,
+    pub local_discriminator: u32,
+    pub remote_discriminator: u32,
 }
 
 /// One element of `show routes --json`.
@@ -290,6 +320,7 @@ mod tests {
             },
             Request::Reload,
             Request::ShowBlocks,
+            Request::ShowBfd,
             Request::IpamAssign {
                 container_id: "c1".into(),
                 ifname: "eth0".into(),

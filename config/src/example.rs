@@ -38,6 +38,7 @@ asn = 64512                         # default: node.asn
 # ttl_security = false              # GTSM (RFC 5082)
 # max_prefixes = 100000
 # shutdown = false                  # administratively down
+# bfd = true                        # BFD on this session (overrides [bfd].enabled)
 
 [ipip]
 mode = "always"                     # always | cross-subnet | never
@@ -49,6 +50,11 @@ device = "tunl0"
 # table = 254
 # install = true                    # false: compute routes but never write the kernel FIB
 # flush_on_stop = false             # remove ipipd's routes when it stops
+
+[bfd]
+enabled = false                     # BFD (RFC 5880/5881, single hop) on every mesh session
+interval_ms = 300                   # desired min TX and required min RX
+multiplier = 3                      # detection time: interval_ms x multiplier
 
 [control]
 # socket = "/run/ipipd/ipipd.sock"

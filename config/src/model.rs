@@ -10,6 +10,8 @@ pub const DEFAULT_ASN: u32 = 64512;
 pub const DEFAULT_PORT: u16 = 179;
 pub const DEFAULT_HOLD_TIME: u16 = 90;
 pub const DEFAULT_GRACEFUL_RESTART_TIME: u16 = 120;
+pub const DEFAULT_BFD_INTERVAL_MS: u32 = 300;
+pub const DEFAULT_BFD_MULTIPLIER: u8 = 3;
 pub const DEFAULT_MAX_PATHS: usize = 4;
 pub const DEFAULT_CONNECT_RETRY_TIME: u16 = 5;
 pub const DEFAULT_DEVICE: &str = "tunl0";
@@ -33,6 +35,7 @@ pub struct Config {
     pub control: Control,
     pub metrics: Metrics,
     pub datastore: Datastore,
+    pub bfd: Bfd,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -88,6 +91,8 @@ pub struct Peer {
     pub name: Option<String>,
     /// Administratively down: configured, never connected.
     pub shutdown: bool,
+    /// BFD on this session; `None`: `bfd.enabled`.
+    pub bfd: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -125,6 +130,34 @@ pub struct Kernel {
 pub struct Metrics {
     /// Address and port of the HTTP endpoint serving `GET /metrics`.
     pub listen: Option<std::net::SocketAddr>,
+}
+
+/// BFD (RFC 5880/5881 single hop) on BGP sessions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bfd {
+    /// On for mesh sessions and every `[[peer]]` without its own `bfd` key.
+    pub enabled: bool,
+    /// Desired min TX and required min RX.
+    pub interval_ms: u32,
+    /// Detect multiplier.
+    pub multiplier: u8,
+}
+
+impl Default for Bfd {
+    fn default() -> Bfd {
+        Bfd {
+            enabled: false,
+            interval_ms: DEFAULT_BFD_INTERVAL_MS,
+            multiplier: DEFAULT_BFD_MULTIPLIER,
+        }
+    }
+}
+
+impl Bfd {
+    /// Whether a session has BFD: its own `bfd` key, else `enabled`.
+    pub fn on(&self, peer_key: Option<bool>) -> bool {
+        peer_key.unwrap_or(self.enabled)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

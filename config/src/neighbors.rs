@@ -19,6 +19,8 @@ pub struct Neighbor {
     pub ttl_security: bool,
     pub max_prefixes: Option<u32>,
     pub shutdown: bool,
+    /// BFD on this session (`[[peer]] bfd`, else `[bfd] enabled`).
+    pub bfd: bool,
 }
 
 /// Why a session exists, as `show peers` reports it.
@@ -61,6 +63,7 @@ impl Config {
                     ttl_security: false,
                     max_prefixes: None,
                     shutdown: false,
+                    bfd: self.bfd.enabled,
                 });
             }
         }
@@ -83,6 +86,7 @@ impl Config {
                 ttl_security: p.ttl_security,
                 max_prefixes: p.max_prefixes,
                 shutdown: p.shutdown,
+                bfd: self.bfd.on(p.bfd),
             });
         }
         out

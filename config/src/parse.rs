@@ -129,7 +129,7 @@ pub(crate) fn deserialize(text: &str, sink: &mut Sink<'_>) -> Option<(RawConfig,
 }
 
 /// The top-level keys that hold one table each; `peer` holds an array of them.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "node",
     "cluster",
     "bgp",
@@ -138,6 +138,7 @@ const SECTIONS: [&str; 8] = [
     "control",
     "metrics",
     "datastore",
+    "bfd",
 ];
 
 /// Checks the shape of the top level before serde, which would read `[[node]]` as a

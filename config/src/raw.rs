@@ -22,6 +22,7 @@ pub(crate) struct RawConfig {
     pub control: Option<RawControl>,
     pub metrics: Option<RawMetrics>,
     pub datastore: Option<RawDatastore>,
+    pub bfd: Option<RawBfd>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +73,7 @@ pub(crate) struct RawPeer {
     pub max_prefixes: Opt<u32>,
     pub name: Opt<String>,
     pub shutdown: Opt<bool>,
+    pub bfd: Opt<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,4 +118,12 @@ pub(crate) struct RawDatastore {
     pub dial_timeout_ms: Opt<u64>,
     pub request_timeout_ms: Opt<u64>,
     pub block_release_grace: Opt<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBfd {
+    pub enabled: Opt<bool>,
+    pub interval_ms: Opt<u32>,
+    pub multiplier: Opt<u8>,
 }

@@ -124,6 +124,7 @@ pub(crate) fn validate(
         );
     }
     let metrics = metrics(&raw.metrics.unwrap_or_default(), sink);
+    let bfd = bfd(&raw.bfd.unwrap_or_default(), sink);
 
     if sink.has_errors() {
         return None;
@@ -144,6 +145,7 @@ pub(crate) fn validate(
         control,
         metrics,
         datastore,
+        bfd,
     })
 }
 
@@ -617,6 +619,46 @@ fn peer(p: RawPeer, address: IpAddr, node: &NodeParts, sink: &mut Sink<'_>) -> P
         max_prefixes,
         name,
         shutdown: get(&p.shutdown).unwrap_or(false),
+        bfd: get(&p.bfd),
+    }
+}
+
+/// Below 10 ms the scheduler of a busy node decides more than the link does.
+const MIN_BFD_INTERVAL_MS: u32 = 10;
+/// Desired Min TX is carried in microseconds in 32 bits.
+const MAX_BFD_INTERVAL_MS: u32 = 4_294_967;
+
+fn bfd(raw: &RawBfd, sink: &mut Sink<'_>) -> Bfd {
+    let interval_ms = match &raw.interval_ms {
+        Some(s) if !(MIN_BFD_INTERVAL_MS..=MAX_BFD_INTERVAL_MS).contains(s.get_ref()) => {
+            sink.at(
+                Some(&s.span()),
+                format!(
+                    "interval_ms must be from {MIN_BFD_INTERVAL_MS} to {MAX_BFD_INTERVAL_MS}, got {}",
+                    s.get_ref()
+                ),
+            );
+            DEFAULT_BFD_INTERVAL_MS
+        }
+        Some(s) => *s.get_ref(),
+        None => DEFAULT_BFD_INTERVAL_MS,
+    };
+    let multiplier = raw
+        .multiplier
+        .as_ref()
+        .and_then(|s| {
+            at_least(
+                sink,
+                s,
+                1,
+                "multiplier must be at least 1 (RFC 5880: detect multiplier 0 is invalid)",
+            )
+        })
+        .unwrap_or(DEFAULT_BFD_MULTIPLIER);
+    Bfd {
+        enabled: get(&raw.enabled).unwrap_or(false),
+        interval_ms,
+        multiplier,
     }
 }
 

@@ -345,6 +345,25 @@ fn ipip_kernel_control() {
     );
 }
 
+#[test]
+fn bfd() {
+    check(
+        &with_node("[bfd]\nenabled = true\ninterval_ms = 5\nmultiplier = 0\n"),
+        &[
+            "t.toml:5:15: interval_ms must be from 10 to 4294967, got 5",
+            "t.toml:6:14: multiplier must be at least 1 (RFC 5880: detect multiplier 0 is invalid), got 0",
+        ],
+    );
+    check(
+        &with_node("[[peer]]\naddress = \"10.0.0.2\"\nbfd = \"yes\"\n"),
+        &["t.toml:5:7: `bfd` in [[peer]] must be a boolean (true or false), got string \"yes\""],
+    );
+    check(
+        &with_node("[bfd]\ninterval = 300\n"),
+        &["t.toml:4:1: unknown key `interval` in [bfd]; did you mean `interval_ms`?"],
+    );
+}
+
 /// One file with problems of every kind: all are reported, in file order.
 #[test]
 fn every_error_at_once() {

@@ -329,3 +329,18 @@ fn load_reads_a_file_and_names_it_in_errors() {
         "{text}"
     );
 }
+
+#[test]
+fn bfd_defaults_and_per_peer_override() -> Result<(), config::Errors> {
+    let c = config::Config::parse(
+        "[node]\naddress = \"10.0.0.1\"\n[bfd]\nenabled = true\n\n\
+         [[peer]]\naddress = \"10.0.0.2\"\nbfd = false\n[[peer]]\naddress = \"10.0.0.3\"\n",
+        "t.toml",
+    )?;
+    assert_eq!((c.bfd.interval_ms, c.bfd.multiplier), (300, 3));
+    assert!(!c.bfd.on(c.peers[0].bfd));
+    assert!(c.bfd.on(c.peers[1].bfd));
+    let off = config::Config::parse("[node]\naddress = \"10.0.0.1\"\n", "t.toml")?;
+    assert!(!off.bfd.enabled);
+    Ok(())
+}

@@ -15,6 +15,7 @@ use crate::harness::{wait_until, Netns, Proc, TempDir};
 
 const ZEBRA: &str = "/usr/lib/frr/zebra";
 const BGPD: &str = "/usr/lib/frr/bgpd";
+const BFDD: &str = "/usr/lib/frr/bfdd";
 
 /// One path of `show bgp ipv4 unicast json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,11 +32,23 @@ pub struct Frr<'a> {
     pub dir: TempDir,
     pub zebra: Option<Proc>,
     pub bgpd: Option<Proc>,
+    /// With BFD: bgpd reaches it through zebra.
+    pub bfdd: Option<Proc>,
 }
 
 impl<'a> Frr<'a> {
     /// Starts zebra, then bgpd with `bgpd_conf`, and waits until vtysh answers.
     pub fn start(ns: &'a Netns, bgpd_conf: &str) -> Result<Frr<'a>> {
+        Frr::start_with(ns, bgpd_conf, false)
+    }
+
+    /// As [`Frr::start`], plus bfdd (its own `--bfdctl` socket); the daemons
+    /// run as root in group frrvty, which FRR needs for BFD.
+    pub fn start_with_bfd(ns: &'a Netns, bgpd_conf: &str) -> Result<Frr<'a>> {
+        Frr::start_with(ns, bgpd_conf, true)
+    }
+
+    fn start_with(ns: &'a Netns, bgpd_conf: &str, bfd: bool) -> Result<Frr<'a>> {
         let dir = TempDir::new("frr")?;
         set_mode(&dir.path, 0o777)?;
         let d = |name: &str| dir.join(name);
@@ -47,6 +60,9 @@ impl<'a> Frr<'a> {
             cmd.arg("-z").arg(d("zserv.api"));
             cmd.arg("--vty_socket").arg(&dir.path);
             cmd.args(["-P", "0"]);
+            if bfd {
+                cmd.args(["-u", "root", "-g", "frrvty"]);
+            }
         };
         let mut zcmd = ns.command(ZEBRA);
         common(&mut zcmd, "zebra");
@@ -56,6 +72,15 @@ impl<'a> Frr<'a> {
             zserv.exists().then_some(())
         })
         .with_context(|| std::fs::read_to_string(d("zebra.log")).unwrap_or_default())?;
+        let bfdd = if bfd {
+            std::fs::write(d("bfdd.conf"), "hostname bfdd\n")?;
+            let mut cmd = ns.command(BFDD);
+            common(&mut cmd, "bfdd");
+            cmd.arg("--bfdctl").arg(d("bfdd.sock"));
+            Some(Proc::spawn(cmd, "bfdd", &d("bfdd.log"))?)
+        } else {
+            None
+        };
         let mut bcmd = ns.command(BGPD);
         common(&mut bcmd, "bgpd");
         bcmd.arg("-S");
@@ -65,6 +90,7 @@ impl<'a> Frr<'a> {
             dir,
             zebra: Some(zebra),
             bgpd: Some(bgpd),
+            bfdd,
         };
         let start = Instant::now();
         while frr.vtysh("show bgp summary json").is_err() {
@@ -79,7 +105,12 @@ impl<'a> Frr<'a> {
     /// Both daemons' output, for failure messages.
     pub fn log(&self) -> String {
         let read = |n: &str| std::fs::read_to_string(self.dir.join(n)).unwrap_or_default();
-        format!("zebra:\n{}\nbgpd:\n{}", read("zebra.log"), read("bgpd.log"))
+        format!(
+            "zebra:\n{}\nbgpd:\n{}\nbfdd:\n{}",
+            read("zebra.log"),
+            read("bgpd.log"),
+            read("bfdd.log")
+        )
     }
 
     /// `vtysh --vty_socket DIR -c COMMAND`.
@@ -190,6 +221,7 @@ impl Drop for Frr<'_> {
     /// Stops bgpd before zebra, both before the directory goes.
     fn drop(&mut self) {
         self.bgpd.take();
+        self.bfdd.take();
         self.zebra.take();
     }
 }

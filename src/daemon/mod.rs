@@ -1,6 +1,7 @@
 //! `ipipd run`: config → speaker → RIB → FIB, the control socket, reload and
 //! signals.
 
+mod bfd;
 mod cluster;
 mod datastore_ops;
 mod metrics;
@@ -49,6 +50,10 @@ pub struct Daemon {
     overrides: config::Overrides,
     /// `datastore.kind = "etcd"`: the cluster datastore.
     cluster: Option<Arc<cluster::Cluster>>,
+    /// The BFD keeper, once some session wants BFD.
+    bfd: std::sync::Mutex<Option<::bfd::keeper::KeeperClient>>,
+    /// Where the keeper's state changes go ([`bfd::couple`] reads them).
+    bfd_events: tokio::sync::mpsc::UnboundedSender<::bfd::Event>,
 }
 
 /// The attributes `show routes --json` lists beyond the basic ones.
@@ -113,6 +118,7 @@ fn peer_json(p: bgp::speaker::PeerStatus, name: Option<String>) -> PeerJson {
         hostname: p.hostname,
         established_count: p.established_count,
         graceful_restart: p.graceful_restart,
+        bfd: None,
     }
 }
 
@@ -188,6 +194,7 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
         .context("starting the BGP speaker")?;
     tracing::info!(node = %cfg.node.name, address = %cfg.node.address, blocks = ?cfg.node.blocks, restart, "ipipd started");
     let socket = cfg.control.socket.clone();
+    let (bfd_events, bfd_events_rx) = tokio::sync::mpsc::unbounded_channel();
     let daemon = Arc::new(Daemon {
         config_path,
         config: ArcSwap::from_pointee(cfg),
@@ -199,11 +206,15 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
         stopping: AtomicBool::new(false),
         overrides,
         cluster: cluster.clone(),
+        bfd: std::sync::Mutex::new(None),
+        bfd_events,
     });
     if let Some(c) = cluster {
         tokio::spawn(cluster::sync(c, daemon.clone()));
         tokio::spawn(datastore_ops::release_empty_blocks(daemon.clone()));
     }
+    tokio::spawn(bfd::couple(daemon.clone(), bfd_events_rx));
+    daemon.start_bfd();
     if daemon.with_fib(|_| ()).is_some() {
         tokio::spawn(feed_fib(daemon.clone()));
     }
@@ -323,6 +334,15 @@ impl Daemon {
         // Without flush, this is a graceful restart: peers keep our routes and
         // the kernel keeps theirs. With flush, we leave for good.
         self.speaker.shutdown(!flush).await;
+        // Leaving for good, BFD says AdminDown after the Cease, so the peers
+        // see an orderly stop. A restart leaves the keeper running: the peers
+        // see BFD Up and a BGP graceful restart, not a dead node.
+        let keeper = self.bfd_lock().take();
+        if let Some(k) = keeper {
+            if flush {
+                k.stop().await;
+            }
+        }
         if flush {
             let _ = std::fs::remove_file(self.config.load().control.state_dir.join(RUNNING_MARKER));
         }
@@ -348,6 +368,9 @@ impl Daemon {
                 workloads.extend(self.pods.lock().await.list());
                 Response::Workloads { workloads }
             }
+            Request::ShowBfd => Response::Bfd {
+                sessions: self.bfd_sessions().into_iter().map(bfd::json).collect(),
+            },
             Request::ShowBlocks => Response::Blocks {
                 blocks: match &self.cluster {
                     Some(c) => self.cluster_blocks(c).await,
@@ -450,14 +473,48 @@ impl Daemon {
                 .find(|p| p.address == address)
                 .and_then(|p| p.name.clone())
         };
+        let bfd: BTreeMap<IpAddr, String> = self
+            .bfd_sessions()
+            .into_iter()
+            .map(|s| (s.peer, s.state.name().to_owned()))
+            .collect();
         self.speaker
             .peers()
             .into_iter()
             .map(|p| {
                 let name = name(p.address);
-                peer_json(p, name)
+                let address = p.address;
+                let mut json = peer_json(p, name);
+                json.bfd = bfd.get(&address).cloned();
+                json
             })
             .collect()
+    }
+
+    fn bfd_lock(&self) -> std::sync::MutexGuard<'_, Option<::bfd::keeper::KeeperClient>> {
+        self.bfd
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn bfd_sessions(&self) -> Vec<::bfd::Status> {
+        self.bfd_lock()
+            .as_ref()
+            .map(|k| k.sessions())
+            .unwrap_or_default()
+    }
+
+    /// Starts the keeper client once some session wants BFD, or updates its
+    /// sessions; called at start and after each reload.
+    fn start_bfd(&self) {
+        let cfg = self.config.load_full();
+        let specs = bfd::specs(&cfg);
+        let mut keeper = self.bfd_lock();
+        match keeper.as_ref() {
+            Some(k) => k.set_sessions(specs),
+            None if !specs.is_empty() => *keeper = Some(bfd::start(&cfg, self.bfd_events.clone())),
+            None => {}
+        }
     }
 
     fn installed(&self) -> Option<Arc<BTreeMap<IpNet, fib::Route>>> {
@@ -555,6 +612,11 @@ impl Daemon {
             rib_prefixes,
             ipam_allocated: self.pods.lock().await.allocated() as u64,
             fib_errors: self.with_fib(|f| f.stats().errors).unwrap_or(0),
+            bfd: self
+                .bfd_sessions()
+                .into_iter()
+                .map(|b| (b.peer.to_string(), b.state == ::bfd::State::Up))
+                .collect(),
             ..Default::default()
         };
         for route in self.installed().unwrap_or_default().values() {
@@ -654,6 +716,7 @@ impl Daemon {
         }
         self.pods.lock().await.reconfigure(&new);
         self.config.store(Arc::new(new));
+        self.start_bfd();
         self.inputs_changed.notify_one();
         let msg = "configuration reloaded".to_string();
         tracing::info!("{msg}");

@@ -251,6 +251,21 @@ impl Speaker {
         gone
     }
 
+    /// The forwarding path to `peer` failed (BFD Down): its session ends at once
+    /// and its routes are withdrawn, with no graceful-restart retention.
+    pub fn path_down(&self, peer: IpAddr) {
+        if let Some(h) = lock(&self.peers).get(&peer) {
+            h.path_down();
+        }
+    }
+
+    /// The path to `peer` works again (BFD Up): connect without waiting for backoff.
+    pub fn path_up(&self, peer: IpAddr) {
+        if let Some(h) = lock(&self.peers).get(&peer) {
+            h.path_up();
+        }
+    }
+
     /// Whether the RIB task still runs: a speaker without it learns and
     /// announces nothing.
     pub fn rib_running(&self) -> bool {

@@ -46,7 +46,14 @@ pub enum StopMode {
 
 enum PeerCtl {
     Stop(StopMode, oneshot::Sender<()>),
+    /// The forwarding path failed (BFD Down): end the session at once, routes and all.
+    PathDown,
+    /// The forwarding path works again (BFD Up): reconnect now rather than after backoff.
+    PathUp,
 }
+
+/// RFC 9384: Cease subcode "BFD Down".
+const CEASE_BFD_DOWN: u8 = 10;
 
 pub struct PeerHandle {
     pub config: NeighborConfig,
@@ -60,6 +67,16 @@ impl PeerHandle {
         let (tx, rx) = oneshot::channel();
         let _ = self.ctl.send(PeerCtl::Stop(mode, tx));
         rx
+    }
+
+    /// See [`PeerCtl::PathDown`].
+    pub fn path_down(&self) {
+        let _ = self.ctl.send(PeerCtl::PathDown);
+    }
+
+    /// See [`PeerCtl::PathUp`].
+    pub fn path_up(&self) {
+        let _ = self.ctl.send(PeerCtl::PathUp);
     }
 }
 
@@ -180,12 +197,16 @@ impl Peer {
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
-                cmd = ctl.recv() => {
-                    let Some(PeerCtl::Stop(mode, done)) = cmd else { return };
-                    self.stop(mode).await;
-                    let _ = done.send(());
-                    return;
-                }
+                cmd = ctl.recv() => match cmd {
+                    Some(PeerCtl::Stop(mode, done)) => {
+                        self.stop(mode).await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(PeerCtl::PathDown) => self.path_down().await,
+                    Some(PeerCtl::PathUp) => self.path_up(),
+                    None => return,
+                },
                 Some(stream) = incoming.recv() => self.accept(stream).await,
                 Some((id, ev)) = events.recv() => self.conn_event(id, ev).await,
                 Some(n) = resets.recv() => {
@@ -413,7 +434,11 @@ impl Peer {
                     // RFC 8538 §5: with the N bit negotiated, these Ceases must end the
                     // session for real, not as a graceful restart: send them as Hard Reset.
                     let n_bit = matches!(&self.established, Some((eid, neg)) if *eid == id && neg.notification_gr);
-                    if n_bit && n.code == codes::CEASE && matches!(n.subcode, 1..=3) {
+                    // RFC 9384's BFD Down too: the forwarding plane is gone, keep nothing.
+                    if n_bit
+                        && n.code == codes::CEASE
+                        && matches!(n.subcode, 1..=3 | CEASE_BFD_DOWN)
+                    {
                         m = Message::Notification(crate::fsm::hard_reset(n));
                     }
                 }
@@ -547,6 +572,34 @@ impl Peer {
         if self.conns.is_empty() && self.established.is_none() {
             self.set_state(State::Idle, reason.to_string());
             self.schedule_reconnect();
+        }
+    }
+
+    /// BFD says the path to the peer failed: every connection ends now with a
+    /// Cease/BFD Down, and the peer's routes leave the RIB without the
+    /// graceful-restart retention a lost TCP connection would get.
+    async fn path_down(&mut self) {
+        let ids: Vec<u64> = self.conns.iter().map(|c| c.id).collect();
+        if ids.is_empty() {
+            return;
+        }
+        tracing::warn!("BFD session down: ending the BGP session, its routes are withdrawn");
+        for id in ids {
+            let cease = Notification::new(codes::CEASE, CEASE_BFD_DOWN, Vec::new());
+            self.input(id, Input::Stop(Some(cease))).await;
+        }
+        self.set_state(State::Idle, "BFD session down".to_string());
+    }
+
+    fn path_up(&mut self) {
+        if self.conns.is_empty()
+            && !self.connecting
+            && !self.config.passive
+            && !self.config.shutdown
+        {
+            self.retry = self.speaker.connect_retry;
+            let now = Instant::now();
+            self.next_connect = Some(self.hold_down_until.map_or(now, |h| h.max(now)));
         }
     }
 

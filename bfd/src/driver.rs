@@ -1,0 +1,528 @@
+//! The RFC 5881 single-hop driver: one tokio task owns every session, the
+//! receive socket on port 3784 and one transmit socket per local address.
+//!
+//! Received datagrams must carry TTL 255 (§5, GTSM-style) and are matched to a
+//! session by Your Discriminator, or by source address when that is 0 and the
+//! packet says Down or AdminDown (RFC 5880 §6.8.6). Everything else is counted
+//! in [`Counters`] and dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::packet::{self, DecodeError, Diag, State};
+use crate::session::{Config, Input, Output, Session, Timer};
+use crate::sys;
+
+/// RFC 5881 §4: destination port of single-hop Control packets.
+pub const PORT: u16 = 3784;
+/// RFC 5881 §4: the source port range.
+pub const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
+
+/// One wanted session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Spec {
+    pub peer: Ipv4Addr,
+    pub local: Ipv4Addr,
+    pub interval: Duration,
+    pub multiplier: u8,
+}
+
+impl Spec {
+    fn config(&self) -> Config {
+        Config {
+            desired_min_tx: self.interval,
+            required_min_rx: self.interval,
+            detect_mult: self.multiplier.max(1),
+            // The sessions live in their own process (the keeper), which a
+            // daemon restart leaves running: they do not share its fate.
+            control_plane_independent: true,
+        }
+    }
+}
+
+/// A session as `show bfd` lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    pub peer: IpAddr,
+    pub state: State,
+    pub remote_state: State,
+    pub diag: Diag,
+    /// Negotiated transmit interval.
+    pub interval: Duration,
+    /// Local detect multiplier.
+    pub multiplier: u8,
+    pub detection_time: Option<Duration>,
+    pub since: SystemTime,
+    pub local_disc: u32,
+    pub remote_disc: u32,
+}
+
+/// A session changed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Event {
+    pub peer: IpAddr,
+    pub from: State,
+    pub to: State,
+    pub diag: Diag,
+    pub remote_state: State,
+}
+
+impl Event {
+    /// The forwarding path to the peer failed: Up → Down for any reason but
+    /// the peer's AdminDown (RFC 5882 §3.2: that one is not a path failure).
+    pub fn path_failed(&self) -> bool {
+        self.from == State::Up && self.to == State::Down && self.remote_state != State::AdminDown
+    }
+}
+
+/// Received packets dropped, by reason.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub ttl: AtomicU64,
+    pub version: AtomicU64,
+    pub length: AtomicU64,
+    pub multiplier: AtomicU64,
+    pub discriminator: AtomicU64,
+    /// Multipoint, authentication, my discriminator 0.
+    pub other: AtomicU64,
+}
+
+/// [`Counters`] read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DropCounts {
+    pub ttl: u64,
+    pub version: u64,
+    pub length: u64,
+    pub multiplier: u64,
+    pub discriminator: u64,
+    pub other: u64,
+}
+
+impl Counters {
+    fn count(&self, e: &DecodeError) {
+        let c = match e {
+            DecodeError::Short(_) | DecodeError::Length { .. } => &self.length,
+            DecodeError::Version(_) => &self.version,
+            DecodeError::DetectMultZero => &self.multiplier,
+            DecodeError::Multipoint
+            | DecodeError::MyDiscriminatorZero
+            | DecodeError::Authentication => &self.other,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn read(&self) -> DropCounts {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        DropCounts {
+            ttl: r(&self.ttl),
+            version: r(&self.version),
+            length: r(&self.length),
+            multiplier: r(&self.multiplier),
+            discriminator: r(&self.discriminator),
+            other: r(&self.other),
+        }
+    }
+}
+
+enum Cmd {
+    Set(Vec<Spec>),
+    AdminDown(oneshot::Sender<()>),
+}
+
+type StatusMap = Arc<Mutex<BTreeMap<IpAddr, Status>>>;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A handle on the running driver.
+pub struct Driver {
+    cmd: mpsc::UnboundedSender<Cmd>,
+    status: StatusMap,
+    counters: Arc<Counters>,
+}
+
+impl Driver {
+    /// Binds the receive socket on `port` (normally [`PORT`]) and starts the task.
+    pub fn start(port: u16) -> io::Result<(Driver, mpsc::UnboundedReceiver<Event>)> {
+        let rx = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        rx.set_reuse_address(true)?;
+        rx.set_nonblocking(true)?;
+        sys::set_recv_ttl(rx.as_raw_fd())?;
+        rx.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+        let rx = UdpSocket::from_std(rx.into())?;
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let status: StatusMap = Arc::default();
+        let counters = Arc::new(Counters::default());
+        let task = Task {
+            port,
+            rx,
+            tx: HashMap::new(),
+            sessions: HashMap::new(),
+            by_disc: HashMap::new(),
+            status: status.clone(),
+            counters: counters.clone(),
+            events: ev_tx,
+            rng: seed(),
+        };
+        tokio::spawn(task.run(cmd_rx));
+        Ok((
+            Driver {
+                cmd: cmd_tx,
+                status,
+                counters,
+            },
+            ev_rx,
+        ))
+    }
+
+    /// The sessions wanted from now on: new ones start, gone ones stop,
+    /// changed intervals go through a Poll Sequence, the rest stay untouched.
+    pub fn set_sessions(&self, specs: Vec<Spec>) {
+        let _ = self.cmd.send(Cmd::Set(specs));
+    }
+
+    /// Every session, sorted by peer.
+    pub fn sessions(&self) -> Vec<Status> {
+        lock(&self.status).values().cloned().collect()
+    }
+
+    pub fn drops(&self) -> DropCounts {
+        self.counters.read()
+    }
+
+    /// Signals AdminDown on every session (RFC 5880 §6.8.16) and returns once
+    /// the packets are sent; the sessions stay AdminDown.
+    pub async fn admin_down(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Cmd::AdminDown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn seed() -> u64 {
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15
+}
+
+struct Entry {
+    spec: Spec,
+    session: Session,
+    tx_at: Option<Instant>,
+    detect_at: Option<Instant>,
+}
+
+struct Task {
+    port: u16,
+    rx: UdpSocket,
+    tx: HashMap<Ipv4Addr, UdpSocket>,
+    sessions: HashMap<Ipv4Addr, Entry>,
+    by_disc: HashMap<u32, Ipv4Addr>,
+    status: StatusMap,
+    counters: Arc<Counters>,
+    events: mpsc::UnboundedSender<Event>,
+    rng: u64,
+}
+
+impl Task {
+    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+        let mut buf = [0u8; 128];
+        loop {
+            let deadline = self
+                .sessions
+                .values()
+                .flat_map(|e| [e.tx_at, e.detect_at])
+                .flatten()
+                .min();
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(Cmd::Set(specs)) => self.set(specs),
+                    Some(Cmd::AdminDown(done)) => {
+                        let peers: Vec<Ipv4Addr> = self.sessions.keys().copied().collect();
+                        for p in peers {
+                            self.input(p, Input::AdminDown);
+                        }
+                        let _ = done.send(());
+                    }
+                    None => return,
+                },
+                r = self.rx.readable() => {
+                    if r.is_ok() {
+                        self.drain(&mut buf);
+                    }
+                }
+                _ = sleep_until(deadline) => self.fire(),
+            }
+        }
+    }
+
+    fn set(&mut self, specs: Vec<Spec>) {
+        let wanted: HashMap<Ipv4Addr, Spec> = specs.into_iter().map(|s| (s.peer, s)).collect();
+        let gone: Vec<Ipv4Addr> = self
+            .sessions
+            .keys()
+            .filter(|p| !wanted.contains_key(p))
+            .copied()
+            .collect();
+        for p in gone {
+            if let Some(e) = self.sessions.remove(&p) {
+                self.by_disc.remove(&e.session.local_disc());
+            }
+            lock(&self.status).remove(&IpAddr::V4(p));
+        }
+        for (peer, spec) in wanted {
+            match self.sessions.get_mut(&peer) {
+                Some(e) if e.spec == spec => {}
+                Some(e) if e.spec.local == spec.local => {
+                    e.spec = spec;
+                    self.input(peer, Input::Reconfigure(spec.config()));
+                }
+                _ => {
+                    if let Some(old) = self.sessions.remove(&peer) {
+                        self.by_disc.remove(&old.session.local_disc());
+                    }
+                    self.add(spec);
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, spec: Spec) {
+        let disc = loop {
+            let d = (self.next_random() >> 32) as u32;
+            if d != 0 && !self.by_disc.contains_key(&d) {
+                break d;
+            }
+        };
+        let seed = self.next_random();
+        let mut session = Session::new(spec.config(), disc, seed);
+        let out = session.start();
+        self.by_disc.insert(disc, spec.peer);
+        self.sessions.insert(
+            spec.peer,
+            Entry {
+                spec,
+                session,
+                tx_at: None,
+                detect_at: None,
+            },
+        );
+        lock(&self.status).insert(
+            IpAddr::V4(spec.peer),
+            Status {
+                peer: IpAddr::V4(spec.peer),
+                state: State::Down,
+                remote_state: State::Down,
+                diag: Diag::None,
+                interval: Duration::ZERO,
+                multiplier: spec.multiplier,
+                detection_time: None,
+                since: SystemTime::now(),
+                local_disc: disc,
+                remote_disc: 0,
+            },
+        );
+        self.apply(spec.peer, out);
+    }
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    fn drain(&mut self, buf: &mut [u8]) {
+        let fd = self.rx.as_raw_fd();
+        loop {
+            let r = self
+                .rx
+                .try_io(Interest::READABLE, || sys::recv_with_ttl(fd, buf));
+            match r {
+                Ok(got) => self.received(got, buf),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "BFD receive failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn received(&mut self, got: sys::Received, buf: &[u8]) {
+        if got.ttl != Some(255) {
+            self.counters.ttl.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(source = %got.source, ttl = ?got.ttl, "BFD packet dropped: TTL is not 255");
+            return;
+        }
+        let Some(data) = buf.get(..got.len) else {
+            self.counters.length.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let p = match packet::decode(data) {
+            Ok(p) => p,
+            Err(e) => {
+                self.counters.count(&e);
+                tracing::debug!(source = %got.source, error = %e, "BFD packet dropped");
+                return;
+            }
+        };
+        let source = *got.source.ip();
+        let peer = if p.your_disc != 0 {
+            self.by_disc.get(&p.your_disc).copied()
+        } else if matches!(p.state, State::Down | State::AdminDown) {
+            self.sessions.contains_key(&source).then_some(source)
+        } else {
+            None
+        };
+        match peer {
+            Some(peer) if peer == source => self.input(peer, Input::Received(p)),
+            _ => {
+                self.counters.discriminator.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%source, your_disc = p.your_disc, "BFD packet dropped: no session");
+            }
+        }
+    }
+
+    fn fire(&mut self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (peer, e) in &mut self.sessions {
+            if e.detect_at.is_some_and(|t| t <= now) {
+                e.detect_at = None;
+                due.push((*peer, Timer::Detect));
+            }
+            if e.tx_at.is_some_and(|t| t <= now) {
+                e.tx_at = None;
+                due.push((*peer, Timer::Tx));
+            }
+        }
+        for (peer, t) in due {
+            self.input(peer, Input::TimerExpired(t));
+        }
+    }
+
+    fn input(&mut self, peer: Ipv4Addr, input: Input) {
+        let Some(e) = self.sessions.get_mut(&peer) else {
+            return;
+        };
+        let out = e.session.handle(input);
+        self.apply(peer, out);
+    }
+
+    fn apply(&mut self, peer: Ipv4Addr, out: Vec<Output>) {
+        let Some(e) = self.sessions.get_mut(&peer) else {
+            return;
+        };
+        let mut changed = None;
+        let mut packets = Vec::new();
+        for o in out {
+            match o {
+                Output::Send(p) => packets.push(packet::encode(&p)),
+                Output::Arm(Timer::Tx, d) => e.tx_at = Some(Instant::now() + d),
+                Output::Arm(Timer::Detect, d) => e.detect_at = Some(Instant::now() + d),
+                Output::Cancel(Timer::Tx) => e.tx_at = None,
+                Output::Cancel(Timer::Detect) => e.detect_at = None,
+                Output::StateChanged {
+                    from,
+                    to,
+                    diag,
+                    remote_state,
+                } => {
+                    changed = Some(Event {
+                        peer: IpAddr::V4(peer),
+                        from,
+                        to,
+                        diag,
+                        remote_state,
+                    })
+                }
+            }
+        }
+        let local = e.spec.local;
+        let s = &e.session;
+        if let Some(st) = lock(&self.status).get_mut(&IpAddr::V4(peer)) {
+            if changed.is_some() {
+                st.since = SystemTime::now();
+            }
+            st.state = s.state();
+            st.remote_state = s.remote_state();
+            st.diag = s.diag();
+            st.interval = s.tx_interval();
+            st.detection_time = s.detection_time();
+            st.remote_disc = s.remote_disc();
+        }
+        if let Some(ev) = changed {
+            tracing::info!(peer = %peer, from = %ev.from, to = %ev.to, diag = %ev.diag, remote = %ev.remote_state, "BFD session state change");
+            let _ = self.events.send(ev);
+        }
+        for p in packets {
+            self.send(local, peer, &p);
+        }
+    }
+
+    fn send(&mut self, local: Ipv4Addr, peer: Ipv4Addr, p: &[u8]) {
+        if !self.tx.contains_key(&local) {
+            match tx_socket(local, &mut self.rng) {
+                Ok(s) => {
+                    self.tx.insert(local, s);
+                }
+                Err(e) => {
+                    tracing::warn!(%local, error = %e, "no BFD transmit socket");
+                    return;
+                }
+            }
+        }
+        let Some(sock) = self.tx.get(&local) else {
+            return;
+        };
+        let to = SocketAddr::V4(SocketAddrV4::new(peer, self.port));
+        if let Err(e) = sock.try_send_to(p, to) {
+            tracing::debug!(%peer, error = %e, "BFD send failed");
+        }
+    }
+}
+
+/// A socket bound to `local` and a free port of [`SOURCE_PORTS`], sending with TTL 255.
+fn tx_socket(local: Ipv4Addr, rng: &mut u64) -> io::Result<UdpSocket> {
+    let mut last = io::Error::from(io::ErrorKind::AddrInUse);
+    let span = u64::from(SOURCE_PORTS.end() - SOURCE_PORTS.start()) + 1;
+    for _ in 0..64 {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        let port = SOURCE_PORTS.start() + (*rng % span) as u16;
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_ttl(255)?;
+        s.set_nonblocking(true)?;
+        match s.bind(&SocketAddr::from((local, port)).into()) {
+            Ok(()) => return UdpSocket::from_std(s.into()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,124 @@
+//! The UDP driver against a hand-driven peer on loopback: the three-way
+//! handshake, TTL and discriminator checks, and detection of a silent peer.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use bfd::{Driver, Packet, Spec, State};
+use socket2::{Domain, Protocol, Socket, Type};
+
+const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+fn peer_socket(port: u16, ttl: u32) -> std::io::Result<UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_ttl(ttl)?;
+    s.bind(&SocketAddr::from((PEER, port)).into())?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    Ok(s.into())
+}
+
+fn packet(state: State, your_disc: u32) -> Packet {
+    Packet {
+        diag: bfd::Diag::None,
+        state,
+        poll: false,
+        final_: false,
+        cpi: false,
+        demand: false,
+        detect_mult: 3,
+        my_disc: 0xabcd,
+        your_disc,
+        desired_min_tx: 50_000,
+        required_min_rx: 50_000,
+        required_min_echo_rx: 0,
+    }
+}
+
+/// Next packet from the driver, skipping none.
+fn recv(s: &UdpSocket) -> Result<Packet, Box<dyn std::error::Error>> {
+    let mut buf = [0u8; 64];
+    let (n, from) = s.recv_from(&mut buf)?;
+    assert!(
+        bfd::driver::SOURCE_PORTS.contains(&from.port()),
+        "source port {from}"
+    );
+    Ok(bfd::decode(buf.get(..n).ok_or("short")?)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_checks_and_detection_on_loopback() -> Result<(), Box<dyn std::error::Error>> {
+    // A port of our own so the test runs beside a real BFD on 3784.
+    let port = 43784;
+    let (driver, mut events) = Driver::start(port)?;
+    let peer = peer_socket(port, 255)?;
+    let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    driver.set_sessions(vec![Spec {
+        peer: PEER,
+        local: Ipv4Addr::LOCALHOST,
+        interval: Duration::from_millis(50),
+        multiplier: 3,
+    }]);
+    let first = tokio::task::block_in_place(|| recv(&peer))?;
+    assert_eq!(first.state, State::Down);
+    assert!(
+        first.cpi,
+        "the C bit: BFD lives apart from the control plane"
+    );
+    let ours = first.my_disc;
+
+    // Down → Init → Up.
+    peer.send_to(&bfd::encode(&packet(State::Down, 0)), to)?;
+    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv()).await?;
+    assert_eq!(ev.map(|e| e.to), Some(State::Init));
+    peer.send_to(&bfd::encode(&packet(State::Up, ours)), to)?;
+    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv()).await?;
+    assert_eq!(ev.map(|e| e.to), Some(State::Up));
+
+    // Refused: TTL 64, an unknown discriminator, a bad version, multiplier 0.
+    let far = peer_socket(port, 64)?;
+    far.send_to(&bfd::encode(&packet(State::Up, ours)), to)?;
+    peer.send_to(&bfd::encode(&packet(State::Up, ours ^ 1)), to)?;
+    let mut bad = bfd::encode(&packet(State::Up, ours));
+    bad[0] = 0x40;
+    peer.send_to(&bad, to)?;
+    let mut zero = bfd::encode(&packet(State::Up, ours));
+    zero[2] = 0;
+    peer.send_to(&zero, to)?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let drops = driver.drops();
+    assert_eq!(
+        (
+            drops.ttl,
+            drops.discriminator,
+            drops.version,
+            drops.multiplier
+        ),
+        (1, 1, 1, 1),
+        "{drops:?}"
+    );
+    assert_eq!(driver.sessions()[0].state, State::Up);
+
+    // Silence: down after 3 × 50 ms, flagged as a path failure.
+    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv())
+        .await?
+        .ok_or("no event")?;
+    assert_eq!((ev.from, ev.to), (State::Up, State::Down));
+    assert_eq!(ev.diag, bfd::Diag::DetectionTimeExpired);
+    assert!(ev.path_failed());
+
+    // Back up, then AdminDown from the peer: Down, but not a path failure.
+    peer.send_to(&bfd::encode(&packet(State::Down, 0)), to)?;
+    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv()).await?;
+    assert_eq!(ev.map(|e| e.to), Some(State::Init));
+    peer.send_to(&bfd::encode(&packet(State::Up, ours)), to)?;
+    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv()).await?;
+    assert_eq!(ev.map(|e| e.to), Some(State::Up));
+    peer.send_to(&bfd::encode(&packet(State::AdminDown, ours)), to)?;
+    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv())
+        .await?
+        .ok_or("no event")?;
+    assert_eq!(ev.to, State::Down);
+    assert!(!ev.path_failed());
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! BFD with BIRD 2 (`protocol bfd`, `bfd on`) and FRR 8.4 (bfdd, `neighbor X
+//! bfd`): sessions come Up both ways; cutting the peer's link takes its block
+//! out of ipipd's kernel and ipipd's block out of the peer's table, each well
+//! before the hold time (90 s here, so only BFD can do it); restoring the link
+//! brings everything back. The measured times are printed.
+//!
+//! The link is cut by taking the peer's port off the underlay bridge: both
+//! veth ends keep their carrier, so no daemon learns of it from the kernel.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use interop::bird::{self, Bird};
+use interop::frr::{self, Frr};
+use interop::harness::{require_root, wait_until, Lan, Netns};
+use interop::ipipd::{Ipipd, NodeConfig};
+use serde_json::Value;
+
+const A: &str = "172.29.235.101";
+const B: &str = "172.29.235.140";
+const BLOCK_A: &str = "101.76.9.128/26";
+const BLOCK_B: &str = "101.101.3.0/26";
+const T: Duration = Duration::from_secs(30);
+/// Longer than any detection here: only BFD may end the sessions.
+const HOLD: u16 = 90;
+
+fn ipipd_config() -> String {
+    let mut c = NodeConfig::new(A, BLOCK_A).mesh(&[A, B]);
+    c.hold_time = HOLD;
+    format!(
+        "{}\n[bfd]\nenabled = true\ninterval_ms = 300\nmultiplier = 3\n",
+        c.toml()
+    )
+}
+
+fn bfd_session(a: &Ipipd<'_>, peer: &str) -> Option<Value> {
+    let out = a.cli(&["show", "bfd", "--json"]).ok()?;
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.as_array()?.iter().find(|s| s["peer"] == peer).cloned()
+}
+
+fn wait_bfd(a: &Ipipd<'_>, peer: &str, state: &str) -> Result<Value> {
+    wait_until(T, &format!("BFD with {peer} {state} at ipipd"), || {
+        bfd_session(a, peer).filter(|s| s["state"] == state)
+    })
+}
+
+/// The port of the second host on the bridge: the peer's.
+const PEER_PORT: &str = "p2";
+
+fn cut(lan: &Lan) -> Result<()> {
+    lan.underlay.ip(&["link", "set", PEER_PORT, "nomaster"])?;
+    Ok(())
+}
+
+fn restore(lan: &Lan) -> Result<()> {
+    lan.underlay
+        .ip(&["link", "set", PEER_PORT, "master", "br0"])?;
+    Ok(())
+}
+
+/// Polls both sides from the cut on; returns (ipipd's kernel, the peer's table) times.
+fn measure(
+    na: &Netns,
+    peer_has_a: impl Fn() -> bool,
+    cut_at: Instant,
+) -> Result<(Duration, Duration)> {
+    let (mut kernel, mut table) = (None, None);
+    while kernel.is_none() || table.is_none() {
+        ensure!(
+            cut_at.elapsed() < T,
+            "after the cut: ipipd's kernel {kernel:?}, the peer's table {table:?}"
+        );
+        if kernel.is_none() && !na.bgp_routes().contains(BLOCK_B) {
+            kernel = Some(cut_at.elapsed());
+        }
+        if table.is_none() && !peer_has_a() {
+            table = Some(cut_at.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((kernel.unwrap_or_default(), table.unwrap_or_default()))
+}
+
+fn check_ipipd_up(a: &Ipipd<'_>, na: &Netns) -> Result<()> {
+    wait_bfd(a, B, "Up")?;
+    // Once both ends are Up, the Poll Sequence moves both from 1 s to 300 ms.
+    let s = wait_until(T, "BFD at 300 ms with the peer Up", || {
+        bfd_session(a, B).filter(|s| s["remote_state"] == "Up" && s["interval_ms"] == 300.0)
+    })?;
+    ensure!(s["multiplier"] == 3, "multiplier: {s}");
+    ensure!(s["detection_time_ms"] == 900.0, "detection time: {s}");
+    ensure!(
+        s["since"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "since: {s}"
+    );
+    a.wait_established(B, T)?;
+    let p = a.peer(B).context("peer listed")?;
+    ensure!(p["bfd"] == "Up", "show peers bfd field: {p}");
+    a.wait_route(BLOCK_B, B, T)?;
+    na.wait_bgp_route_line(&format!("{BLOCK_B} via {B} dev tunl0 onlink"), T)?;
+    Ok(())
+}
+
+#[test]
+fn bird_bfd_detects_a_cut_link_both_ways() -> Result<()> {
+    require_root();
+    let mut lan = Lan::new()?;
+    let na = lan.host(&format!("{A}/24"))?;
+    let nb = lan.host(&format!("{B}/24"))?;
+    na.add_standin_tunl0()?;
+    let conf = format!(
+        "{}protocol bfd {{\n  interface \"eth0\" {{ min rx interval 300 ms; min tx interval 300 ms; multiplier 3; }};\n}}\n{}",
+        bird::conf_base(B, &[BLOCK_B]),
+        // BIRD waits `error wait time` (default 60 s) after a BFD-down before it
+        // accepts the session again; 1 s keeps the test short.
+        bird::conf_peer("n1", B, A, "bfd on;\n  error wait time 1, 5;")
+            .replace("hold time 9;", &format!("hold time {HOLD};"))
+    );
+    let bird = Bird::start(&nb, &conf)?;
+    let a = Ipipd::start(&na, &ipipd_config())?;
+    check_ipipd_up(&a, &na)?;
+    bird.wait_established("n1", T)?;
+    bird.wait_route(BLOCK_A, A, T)?;
+    let sessions = bird.birdc(&["show", "bfd", "sessions"])?;
+    ensure!(
+        sessions.lines().any(|l| l.contains(A) && l.contains("Up")),
+        "BIRD's BFD session is not Up:\n{sessions}"
+    );
+
+    let cut_at = Instant::now();
+    cut(&lan)?;
+    let (kernel, table) = measure(&na, || bird.best(BLOCK_A).is_some(), cut_at)?;
+    println!(
+        "BIRD link cut: {BLOCK_B} left ipipd's kernel after {:.0} ms, {BLOCK_A} left BIRD's table after {:.0} ms",
+        kernel.as_secs_f64() * 1000.0,
+        table.as_secs_f64() * 1000.0
+    );
+    let s = bfd_session(&a, B).context("session listed")?;
+    ensure!(s["state"] == "Down", "BFD after the cut: {s}");
+    let p = a.peer(B).context("peer listed")?;
+    ensure!(p["state"] != "Established", "BGP after the cut: {p}");
+
+    let back = Instant::now();
+    restore(&lan)?;
+    check_ipipd_up(&a, &na)?;
+    bird.wait_route(BLOCK_A, A, T)?;
+    println!(
+        "BIRD link restored: BFD, BGP and both blocks back after {:.1} s",
+        back.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[test]
+fn frr_bfd_detects_a_cut_link_both_ways() -> Result<()> {
+    require_root();
+    let mut lan = Lan::new()?;
+    let na = lan.host(&format!("{A}/24"))?;
+    let nb = lan.host(&format!("{B}/24"))?;
+    na.add_standin_tunl0()?;
+    let conf = frr::conf(B, &[BLOCK_B], &[A]).replace(
+        " timers 3 9\n",
+        &format!(" timers 30 {HOLD}\n neighbor {A} bfd\n"),
+    );
+    let frr = Frr::start_with_bfd(&nb, &conf)?;
+    let a = Ipipd::start(&na, &ipipd_config())?;
+    check_ipipd_up(&a, &na).with_context(|| {
+        format!(
+            "FRR's view:\n{}\nipipd: {:?}",
+            frr.vtysh("show bfd peers").unwrap_or_default(),
+            bfd_session(&a, B)
+        )
+    })?;
+    frr.wait_established(A, T)?;
+    frr.wait_route(BLOCK_A, A, T)?;
+    let peers = frr.vtysh("show bfd peers brief")?;
+    ensure!(
+        peers.lines().any(|l| l.contains(A) && l.contains("up")),
+        "FRR's BFD session is not up:\n{peers}"
+    );
+
+    let cut_at = Instant::now();
+    cut(&lan)?;
+    let (kernel, table) = measure(&na, || frr.best(BLOCK_A).is_some(), cut_at)?;
+    println!(
+        "FRR link cut: {BLOCK_B} left ipipd's kernel after {:.0} ms, {BLOCK_A} left FRR's table after {:.0} ms",
+        kernel.as_secs_f64() * 1000.0,
+        table.as_secs_f64() * 1000.0
+    );
+
+    let back = Instant::now();
+    restore(&lan)?;
+    check_ipipd_up(&a, &na)?;
+    frr.wait_route(BLOCK_A, A, T)?;
+    println!(
+        "FRR link restored: BFD, BGP and both blocks back after {:.1} s",
+        back.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Restarts stay lossless with BFD on: ipipd is stopped with SIGTERM, then
+/// with SIGKILL, each time for 2 s (more than twice the detection time) and
+/// started again. The keeper keeps BFD Up meanwhile, so BIRD sees a BGP
+/// graceful restart and keeps ipipd's block throughout; ipipd's kernel keeps
+/// BIRD's block too.
+#[test]
+fn bird_keeps_routes_over_ipipd_restarts_with_bfd() -> Result<()> {
+    require_root();
+    let mut lan = Lan::new()?;
+    let na = lan.host(&format!("{A}/24"))?;
+    let nb = lan.host(&format!("{B}/24"))?;
+    na.add_standin_tunl0()?;
+    let conf = format!(
+        "{}protocol bfd {{\n  interface \"eth0\" {{ min rx interval 300 ms; min tx interval 300 ms; multiplier 3; }};\n}}\n{}",
+        bird::conf_base(B, &[BLOCK_B]),
+        bird::conf_peer("n1", B, A, "bfd on;")
+            .replace("hold time 9;", &format!("hold time {HOLD};"))
+    );
+    let bird = Bird::start(&nb, &conf)?;
+    let mut a = Ipipd::start(&na, &ipipd_config())?;
+    check_ipipd_up(&a, &na)?;
+    bird.wait_route(BLOCK_A, A, T)?;
+    for sig in ["TERM", "KILL"] {
+        let t0 = Instant::now();
+        a.stop(sig)?;
+        let (mut bird_lost, mut kernel_lost) = (false, false);
+        while t0.elapsed() < Duration::from_secs(2) {
+            bird_lost |= bird.best(BLOCK_A).is_none();
+            kernel_lost |= !na.bgp_routes().contains(BLOCK_B);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        a.restart()?;
+        a.wait_established(B, T)?;
+        let settle = Instant::now();
+        while settle.elapsed() < Duration::from_secs(2) {
+            bird_lost |= bird.best(BLOCK_A).is_none();
+            kernel_lost |= !na.bgp_routes().contains(BLOCK_B);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sessions = bird.birdc(&["show", "bfd", "sessions"])?;
+        println!(
+            "SIG{sig} restart with BFD on: back Established after {:.1} s; BIRD lost {BLOCK_A}: {bird_lost}; ipipd's kernel lost {BLOCK_B}: {kernel_lost}",
+            t0.elapsed().as_secs_f64()
+        );
+        ensure!(
+            !bird_lost,
+            "BIRD dropped {BLOCK_A} during the SIG{sig} restart; BFD:\n{sessions}\nBIRD log:\n{}",
+            bird.log()
+        );
+        ensure!(
+            !kernel_lost,
+            "ipipd's kernel lost {BLOCK_B} during the SIG{sig} restart"
+        );
+        ensure!(
+            sessions.lines().any(|l| l.contains(A) && l.contains("Up")),
+            "BIRD's BFD session is not Up after the SIG{sig} restart:\n{sessions}"
+        );
+    }
+    Ok(())
+}
