@@ -65,9 +65,9 @@ tier_lab() {
 }
 
 tier_runtime() {
-    log "real programs around ipipd: podman (CNI backend) runs pods through ipipd-cni; Prometheus scrapes ipipd"
+    log "real programs around ipipd: podman runs pods through ipipd-cni and builds and runs the image; Prometheus scrapes ipipd"
     cargo build --release -q
-    cargo test --release -p interop --test runtime_podman --test runtime_prometheus -- --test-threads=1
+    cargo test --release -p interop --test runtime_podman --test runtime_prometheus --test runtime_image -- --test-threads=1
 }
 
 tier_datastore() {
