@@ -15,7 +15,8 @@ require_guest
 require_ipipd
 
 seed_topology
-cluster_up
+# RESTARTS_EXTRA: more configuration for every node (restarts-bfd.sh turns BFD on).
+cluster_up ${RESTARTS_EXTRA:+"$RESTARTS_EXTRA"}
 for n in "${SEED_NODES[@]}"; do
     check_kernel_routes "$n"
 done
