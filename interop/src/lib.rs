@@ -11,4 +11,5 @@ pub mod gobgp;
 pub mod harness;
 pub mod ipipd;
 pub mod loadgen;
+pub mod podman;
 pub mod rawpeer;

@@ -102,6 +102,16 @@ fn check_ipipd_up(a: &Ipipd<'_>, na: &Netns) -> Result<()> {
     Ok(())
 }
 
+/// BIRD 2 at B with `protocol bfd` (300 ms × 3) and one iBGP session to A whose
+/// protocol block gets `extra`, hold time `HOLD`.
+fn bird_conf(extra: &str) -> String {
+    format!(
+        "{}protocol bfd {{\n  interface \"eth0\" {{ min rx interval 300 ms; min tx interval 300 ms; multiplier 3; }};\n}}\n{}",
+        bird::conf_base(B, &[BLOCK_B]),
+        bird::conf_peer("n1", B, A, extra).replace("hold time 9;", &format!("hold time {HOLD};"))
+    )
+}
+
 #[test]
 fn bird_bfd_detects_a_cut_link_both_ways() -> Result<()> {
     require_root();
@@ -109,14 +119,9 @@ fn bird_bfd_detects_a_cut_link_both_ways() -> Result<()> {
     let na = lan.host(&format!("{A}/24"))?;
     let nb = lan.host(&format!("{B}/24"))?;
     na.add_standin_tunl0()?;
-    let conf = format!(
-        "{}protocol bfd {{\n  interface \"eth0\" {{ min rx interval 300 ms; min tx interval 300 ms; multiplier 3; }};\n}}\n{}",
-        bird::conf_base(B, &[BLOCK_B]),
-        // BIRD waits `error wait time` (default 60 s) after a BFD-down before it
-        // accepts the session again; 1 s keeps the test short.
-        bird::conf_peer("n1", B, A, "bfd on;\n  error wait time 1, 5;")
-            .replace("hold time 9;", &format!("hold time {HOLD};"))
-    );
+    // BIRD waits `error wait time` (default 60 s) after a BFD-down before it accepts
+    // the session again; 1 s keeps the test short.
+    let conf = bird_conf("bfd on;\n  error wait time 1, 5;");
     let bird = Bird::start(&nb, &conf)?;
     let a = Ipipd::start(&na, &ipipd_config())?;
     check_ipipd_up(&a, &na)?;
@@ -212,12 +217,7 @@ fn bird_keeps_routes_over_ipipd_restarts_with_bfd() -> Result<()> {
     let na = lan.host(&format!("{A}/24"))?;
     let nb = lan.host(&format!("{B}/24"))?;
     na.add_standin_tunl0()?;
-    let conf = format!(
-        "{}protocol bfd {{\n  interface \"eth0\" {{ min rx interval 300 ms; min tx interval 300 ms; multiplier 3; }};\n}}\n{}",
-        bird::conf_base(B, &[BLOCK_B]),
-        bird::conf_peer("n1", B, A, "bfd on;")
-            .replace("hold time 9;", &format!("hold time {HOLD};"))
-    );
+    let conf = bird_conf("bfd on;");
     let bird = Bird::start(&nb, &conf)?;
     let mut a = Ipipd::start(&na, &ipipd_config())?;
     check_ipipd_up(&a, &na)?;

@@ -4,62 +4,21 @@
 //! identity from the environment, as the downward API gives it), and the init
 //! container's `install-cni` puts the plugin and the conflist into host directories.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use interop::harness::{require_root, TempDir};
+use interop::podman::Store;
 
-struct Store {
-    dir: PathBuf,
-    cgroup: String,
-}
-
-impl Store {
-    fn podman(&self, args: &[&str]) -> Output {
-        Command::new("podman")
-            .arg("--root")
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("runroot"))
-            .args(["--storage-driver", "vfs"])
-            .args(args)
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
-            .output()
-            .expect("podman")
-    }
-
-    /// `podman run --rm` of the image with this machine's limits (see TESTING.md).
-    fn run(&self, extra: &[&str], args: &[&str]) -> Output {
-        let parent = format!("--cgroup-parent=/{}", self.cgroup);
-        let mut all = vec![
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--cgroups=no-conmon",
-            &parent,
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1024:1024",
-        ];
-        all.extend_from_slice(extra);
-        all.push("ipipd:test");
-        all.extend_from_slice(args);
-        self.podman(&all)
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let _ = self.podman(&["rmi", "-f", "ipipd:test"]);
-        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-            for e in entries.flatten() {
-                let _ = std::fs::remove_dir(e.path().join(&self.cgroup));
-            }
-        }
-        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&self.cgroup));
-    }
+/// `podman run --rm` of the test image with this machine's options.
+fn run(store: &Store, extra: &[&str], args: &[&str]) -> Output {
+    let options = store.run_options();
+    let mut all = vec!["run", "--rm", "--network", "none"];
+    all.extend(options.iter().map(String::as_str));
+    all.extend_from_slice(extra);
+    all.push("ipipd:test");
+    all.extend_from_slice(args);
+    store.podman(&all)
 }
 
 fn text(o: &Output) -> String {
@@ -68,6 +27,15 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// Removes the test image on drop.
+struct Image<'a>(&'a Store);
+
+impl Drop for Image<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.podman(&["rmi", "-f", "ipipd:test"]);
+    }
 }
 
 /// The `ipipd.toml: |` block of the DaemonSet's ConfigMap, de-indented.
@@ -99,40 +67,35 @@ fn image_builds_offline_and_runs_the_daemonset_commands() {
     );
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let tmp = TempDir::new("image").expect("tmp");
-    let store = Store {
-        dir: tmp.join("podman"),
-        cgroup: format!("ipipd-image-{}", std::process::id()),
-    };
-    std::fs::create_dir_all(&store.dir).expect("store dir");
-    std::fs::write(
-        store.dir.join("containers.conf"),
-        "[engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\nevents_logger = \"file\"\n",
-    )
-    .expect("containers.conf");
-    let root = store.dir.join("root").display().to_string();
-    let runroot = store.dir.join("runroot").display().to_string();
+    let store = Store::new(&tmp.join("podman"), "image", "", None);
     let build = Command::new(repo.join("deploy/build-image.sh"))
-        .args(["ipipd:test", "--", "--root", &root, "--runroot", &runroot])
-        .args(["--storage-driver", "vfs"])
+        .args(["ipipd:test", "--"])
+        .args(store.storage_args())
         .env("CONTAINERS_CONF", store.dir.join("containers.conf"))
         .output()
         .expect("build-image.sh");
+    let _image = Image(&store);
     assert!(build.status.success(), "build-image.sh: {}", text(&build));
 
-    let version = store.run(&[], &["--version"]);
+    let version = run(&store, &[], &["--version"]);
     assert!(version.status.success(), "{}", text(&version));
     assert_eq!(
         String::from_utf8_lossy(&version.stdout).trim(),
         format!("ipipd {}", env!("CARGO_PKG_VERSION"))
     );
-    let example = store.run(&[], &["check-config", "--config", "/etc/ipipd/ipipd.toml"]);
+    let example = run(
+        &store,
+        &[],
+        &["check-config", "--config", "/etc/ipipd/ipipd.toml"],
+    );
     assert!(example.status.success(), "{}", text(&example));
 
     let yaml = std::fs::read_to_string(repo.join("deploy/kubernetes/ipipd.yaml")).expect("yaml");
     let cm = tmp.join("ipipd.toml");
     std::fs::write(&cm, configmap_toml(&yaml)).expect("configmap toml");
     let mount = format!("{}:/etc/ipipd/ipipd.toml:ro", cm.display());
-    let check = store.run(
+    let check = run(
+        &store,
         &[
             "-v",
             &mount,
@@ -149,7 +112,8 @@ fn image_builds_offline_and_runs_the_daemonset_commands() {
         text(&check)
     );
     // Without the identity the downward API gives, the same file is refused.
-    let anonymous = store.run(
+    let anonymous = run(
+        &store,
         &["-v", &mount],
         &["check-config", "--config", "/etc/ipipd/ipipd.toml"],
     );
@@ -160,7 +124,8 @@ fn image_builds_offline_and_runs_the_daemonset_commands() {
     std::fs::create_dir_all(tmp.join("net.d")).expect("net.d");
     let bin = format!("{}:/host/opt/cni/bin", tmp.join("bin").display());
     let conf = format!("{}:/host/etc/cni/net.d", tmp.join("net.d").display());
-    let install = store.run(
+    let install = run(
+        &store,
         &["-v", &bin, "-v", &conf],
         &[
             "install-cni",

@@ -13,8 +13,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use interop::cni;
-use interop::harness::{netns_path, require_root, Lan, Netns, TempDir};
+use interop::harness::{require_root, Lan, Netns, TempDir};
 use interop::ipipd::{Ipipd, NodeConfig};
+use interop::podman::Store;
 
 const A: &str = "172.29.235.101";
 const B: &str = "172.29.235.130";
@@ -28,16 +29,14 @@ fn config(address: &str, name: &str, block: &str) -> String {
         .toml()
 }
 
-/// One node's podman: its own storage, CNI configuration and plugin directory.
-struct Podman<'a> {
-    ns: &'a Netns,
-    dir: PathBuf,
+/// One node's podman: its own store, CNI configuration and plugin directory.
+struct Podman {
+    store: Store,
     network: String,
-    cgroup: String,
 }
 
-impl<'a> Podman<'a> {
-    fn new(ns: &'a Netns, tmp: &TempDir, name: &str, socket: &Path) -> Podman<'a> {
+impl Podman {
+    fn new(ns: &Netns, tmp: &TempDir, name: &str, socket: &Path) -> Podman {
         let dir = tmp.join(name);
         let network = format!("ipipd-{}", std::process::id());
         let out = Command::new(interop::ipipd::binary())
@@ -56,56 +55,29 @@ impl<'a> Podman<'a> {
             String::from_utf8_lossy(&out.stderr)
         );
         std::fs::copy("/usr/lib/cni/loopback", dir.join("bin/loopback")).expect("loopback plugin");
-        let conf = format!(
-            "[network]\nnetwork_backend = \"cni\"\nnetwork_config_dir = \"{}\"\ncni_plugin_dirs = [\"{}\"]\n\n[engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\nevents_logger = \"file\"\n",
+        let cni = format!(
+            "[network]\nnetwork_backend = \"cni\"\nnetwork_config_dir = \"{}\"\ncni_plugin_dirs = [\"{}\"]\n",
             dir.join("net.d").display(),
             dir.join("bin").display()
         );
-        std::fs::write(dir.join("containers.conf"), conf).expect("containers.conf");
         Podman {
-            ns,
-            dir,
+            store: Store::new(&dir, name, &cni, Some(ns)),
             network,
-            cgroup: format!("ipipd-test-{}-{name}", std::process::id()),
         }
     }
 
     fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::new("nsenter")
-            .arg(format!("--net={}", netns_path(&self.ns.name)))
-            .arg("podman")
-            .arg("--root")
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("runroot"))
-            .args(["--storage-driver", "vfs"])
-            .args(args)
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
-            .output()
-            .expect("podman")
+        self.store.podman(args)
     }
 
     fn start(&self, name: &str, rootfs: &Path) {
-        let parent = format!("--cgroup-parent=/{}", self.cgroup);
         let network = format!("--network={}", self.network);
         let root = rootfs.display().to_string();
-        let out = self.run(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            &network,
-            "--cgroups=no-conmon",
-            &parent,
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1024:1024",
-            "--rootfs",
-            &root,
-            "/bin/sleep",
-            "300",
-        ]);
+        let options = self.store.run_options();
+        let mut args = vec!["run", "-d", "--name", name, &network];
+        args.extend(options.iter().map(String::as_str));
+        args.extend(["--rootfs", &root, "/bin/sleep", "300"]);
+        let out = self.run(&args);
         assert!(
             out.status.success(),
             "podman run {name}: {}",
@@ -132,21 +104,11 @@ impl<'a> Podman<'a> {
     }
 }
 
-impl Drop for Podman<'_> {
+impl Drop for Podman {
     fn drop(&mut self) {
+        // The containers first (their CNI DEL reads the cache), then podman's libcni
+        // cache for this network.
         let _ = self.run(&["rm", "-a", "-f", "-t", "0"]);
-        // The cgroup parent made for this test, in every hierarchy it landed in.
-        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-            let mut dirs: Vec<PathBuf> = entries
-                .flatten()
-                .map(|e| e.path().join(&self.cgroup))
-                .collect();
-            dirs.push(Path::new("/sys/fs/cgroup").join(&self.cgroup));
-            for d in dirs {
-                let _ = std::fs::remove_dir(d);
-            }
-        }
-        // podman's libcni cache for this network.
         if let Ok(entries) = std::fs::read_dir("/var/lib/cni/results") {
             for e in entries.flatten() {
                 if e.file_name().to_string_lossy().starts_with(&self.network) {
