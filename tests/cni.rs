@@ -546,3 +546,62 @@ fn dual_stack_pods_get_one_address_per_pool_family() {
     cni::del(&na, Some(&p2), "d2", &conf).expect("DEL");
     assert_eq!(allocated(&a, "fd00:101::/122"), Some(0));
 }
+
+/// CNI 1.1: STATUS answers whether ADD can be served; GC releases what no valid
+/// attachment holds (a pod whose runtime died without DEL), host veth included.
+#[test]
+fn gc_releases_stale_attachments_and_status_follows_the_daemon() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    let mut a = Ipipd::start(&na, &config(A, "node-a", &[BLOCK_A], &[A])).expect("start");
+    let conf = cni::conf(&a.socket, "1.1.0");
+    let (p1, p2) = (pod(), pod());
+    cni::add(&na, &p1, "live", &conf).expect("ADD live");
+    cni::add(&na, &p2, "stale", &conf).expect("ADD stale");
+    assert_eq!(cali_links(&na).len(), 2);
+
+    let version = Call::new("VERSION", "", None, conf.clone())
+        .run(&na)
+        .expect("VERSION");
+    assert!(
+        version.json()["supportedVersions"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|x| x == "1.1.0")),
+        "{version:?}"
+    );
+    let status = Call::new("STATUS", "", None, conf.clone())
+        .run(&na)
+        .expect("STATUS");
+    assert!(status.ok() && status.stdout.is_empty(), "{status:?}");
+
+    let mut gc: serde_json::Value = serde_json::from_str(&conf).unwrap_or_default();
+    gc["cni.dev/valid-attachments"] =
+        serde_json::json!([{"containerID": "live", "ifname": "eth0"}]);
+    let out = Call::new("GC", "", None, gc.to_string())
+        .run(&na)
+        .expect("GC");
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(
+        allocated(&a, BLOCK_A),
+        Some(1),
+        "the stale pod's address is free"
+    );
+    assert_eq!(cali_links(&na).len(), 1, "and its host veth gone");
+    let list = a.cli(&["workload", "list", "--json"]).expect("list");
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap_or_default();
+    assert_eq!(list[0]["handle"], "live.eth0", "{list}");
+
+    // GC and STATUS are CNI 1.1; an older configuration gets code 1.
+    let old = Call::new("GC", "", None, cni::conf(&a.socket, "1.0.0"))
+        .run(&na)
+        .expect("GC");
+    assert_eq!(old.code(), Some(1), "{old:?}");
+    a.stop("TERM").expect("stop");
+    let down = Call::new("STATUS", "", None, conf.clone())
+        .run(&na)
+        .expect("STATUS");
+    assert_eq!(down.code(), Some(50), "{down:?}");
+    a.restart().expect("restart");
+    cni::del(&na, Some(&p1), "live", &conf).expect("DEL");
+}

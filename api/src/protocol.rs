@@ -51,6 +51,11 @@ pub enum Request {
         container_id: String,
         ifname: String,
     },
+    /// CNI GC: releases every pod allocation whose handle is not among `keep`
+    /// (`container_id.ifname`); answers with what it released.
+    IpamGc {
+        keep: Vec<String>,
+    },
     /// CNI DEL: releases the handle's addresses and its workload route; succeeds when the
     /// handle holds nothing.
     IpamRelease {
@@ -91,6 +96,10 @@ pub enum Response {
     /// IpamRelease: the addresses released (empty when the handle held none).
     Released {
         released: Vec<IpAddr>,
+    },
+    /// IpamGc: the allocations released.
+    Collected {
+        released: Vec<WorkloadJson>,
     },
     /// An IPAM request refused; `kind` tells a plugin which CNI error code to use.
     IpamError {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::error::{CniError, Code};
 
 /// The versions whose configurations this plugin accepts.
-pub const SUPPORTED: [&str; 3] = ["0.3.1", "0.4.0", "1.0.0"];
+pub const SUPPORTED: [&str; 4] = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 pub const DEFAULT_SOCKET: &str = "/run/ipipd/ipipd.sock";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +18,10 @@ pub enum Command {
     Del,
     Check,
     Version,
+    /// CNI 1.1: release what no valid attachment holds.
+    Gc,
+    /// CNI 1.1: can the plugin serve ADD now?
+    Status,
 }
 
 /// The CNI_* variables.
@@ -43,10 +47,12 @@ impl Env {
             Some("DEL") => Command::Del,
             Some("CHECK") => Command::Check,
             Some("VERSION") => Command::Version,
+            Some("GC") => Command::Gc,
+            Some("STATUS") => Command::Status,
             Some(other) => {
                 return Err(CniError::new(
                     Code::BadEnv,
-                    format!("unknown CNI_COMMAND {other:?} (ADD, DEL, CHECK, VERSION)"),
+                    format!("unknown CNI_COMMAND {other:?} (ADD, DEL, CHECK, VERSION, GC, STATUS)"),
                 ))
             }
             None => return Err(CniError::new(Code::BadEnv, "CNI_COMMAND is not set")),
@@ -54,7 +60,8 @@ impl Env {
         let required = |name: &str| {
             var(get, name).ok_or_else(|| CniError::new(Code::BadEnv, format!("{name} is not set")))
         };
-        if command == Command::Version {
+        // These name no container.
+        if matches!(command, Command::Version | Command::Gc | Command::Status) {
             return Ok(Env {
                 command,
                 container_id: String::new(),
@@ -132,6 +139,18 @@ pub struct NetConf {
     pub mtu: Option<u32>,
     #[serde(default)]
     pub prev_result: Option<serde_json::Value>,
+    /// GC: the attachments that are still in use.
+    #[serde(default, rename = "cni.dev/valid-attachments")]
+    pub valid_attachments: Option<Vec<Attachment>>,
+}
+
+/// One entry of `cni.dev/valid-attachments`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
 }
 
 impl NetConf {
@@ -188,6 +207,11 @@ impl NetConf {
     /// CHECK exists from 0.4.0 on.
     pub fn has_check(&self) -> bool {
         self.cni_version != "0.3.1"
+    }
+
+    /// GC and STATUS exist from 1.1.0 on.
+    pub fn has_gc(&self) -> bool {
+        self.cni_version == "1.1.0"
     }
 }
 

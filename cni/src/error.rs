@@ -15,6 +15,8 @@ pub enum Code {
     InvalidConfig,
     /// 11: try again later (the daemon is not answering; no free address).
     TryAgain,
+    /// 50: STATUS: the plugin cannot serve ADD now (the daemon is not answering).
+    Unavailable,
     /// 100: the kernel refused to wire the pod.
     Kernel,
     /// 101: the pod's interface name is taken inside its network namespace.
@@ -33,6 +35,7 @@ impl Code {
             Code::Decode => 6,
             Code::InvalidConfig => 7,
             Code::TryAgain => 11,
+            Code::Unavailable => 50,
             Code::Kernel => 100,
             Code::InterfaceTaken => 101,
             Code::Refused => 102,

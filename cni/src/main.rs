@@ -75,6 +75,12 @@ fn run(stdin: &[u8]) -> Result<Option<serde_json::Value>, CniError> {
                 }
                 pod::check(&env, &conf).await.map(|()| None)
             }
+            Command::Gc | Command::Status if !conf.has_gc() => Err(CniError::new(
+                Code::IncompatibleVersion,
+                "GC and STATUS need cniVersion 1.1.0",
+            )),
+            Command::Gc => pod::gc(&conf).await.map(|()| None),
+            Command::Status => pod::status(&conf).map(|()| None),
             Command::Version => Ok(None),
         }
     })

@@ -415,6 +415,11 @@ impl Daemon {
                 let handle = ipam::handle(&container_id, &ifname);
                 self.pods.lock().await.get(&cfg, &handle)
             }
+            Request::IpamGc { keep } => {
+                let r = self.pods.lock().await.collect(&keep);
+                self.inputs_changed.notify_one();
+                r
+            }
             Request::IpamRelease {
                 container_id,
                 ifname,

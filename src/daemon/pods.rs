@@ -149,6 +149,48 @@ impl Pods {
         }
     }
 
+    /// CNI GC: releases every allocation whose handle is not in `keep`, recorded at once.
+    pub fn collect(&mut self, keep: &[String]) -> Response {
+        let stale: Vec<String> = self
+            .ipam
+            .allocations()
+            .filter(|a| !keep.contains(&a.handle))
+            .map(|a| a.handle.clone())
+            .collect();
+        let released: Vec<ipam::Allocation> =
+            stale.iter().filter_map(|h| self.ipam.release(h)).collect();
+        if released.is_empty() {
+            return Response::Collected {
+                released: Vec::new(),
+            };
+        }
+        if let Err(e) = self.store.save(&self.ipam.record()) {
+            for a in released {
+                let _ = self.ipam.restore_one(a);
+            }
+            tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "IPAM record not written; garbage collection undone");
+            return Response::IpamError {
+                kind: IpamErrorKind::Storage,
+                message: format!(
+                    "cannot record the release in {}; the addresses stay allocated",
+                    self.store.path().display()
+                ),
+            };
+        }
+        let out: Vec<WorkloadJson> = released
+            .iter()
+            .flat_map(|a| {
+                a.addresses.iter().map(|ip| WorkloadJson {
+                    ip: *ip,
+                    interface: a.interface.clone(),
+                    handle: Some(a.handle.clone()),
+                })
+            })
+            .collect();
+        tracing::info!(released = ?out.iter().map(|w| w.ip).collect::<Vec<_>>(), "CNI GC released stale pod addresses");
+        Response::Collected { released: out }
+    }
+
     fn json(&self, cfg: &Config, a: &ipam::Allocation, existing: bool) -> AssignedJson {
         AssignedJson {
             handle: a.handle.clone(),
