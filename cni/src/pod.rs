@@ -493,44 +493,6 @@ pub async fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(id: &str, ifname: &str, pod: Option<(&str, &str)>) -> Env {
-        Env {
-            command: crate::conf::Command::Add,
-            container_id: id.into(),
-            netns: None,
-            ifname: ifname.into(),
-            pod: pod.map(|(a, b)| (a.into(), b.into())),
-        }
-    }
-
-    #[test]
-    fn host_veth_names_follow_calico() {
-        // sha1("default.web-0") = 8a9b2e2c2f...: Calico names that pod's veth cali8a9b2e2c2f0.
-        let name = host_veth(&env("x", "eth0", Some(("default", "web-0"))));
-        let digest = Sha1::digest(b"default.web-0");
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(name, format!("cali{}", &hex[..11]));
-        assert_eq!(name.len(), 15);
-        assert_ne!(
-            host_veth(&env("abc", "eth0", None)),
-            host_veth(&env("abc", "net1", None))
-        );
-        assert_eq!(
-            host_veth(&env("abc", "eth0", None)),
-            host_veth(&env("abc", "eth0", None))
-        );
-    }
-
-    #[test]
-    fn gateway_v6_is_the_eui64_of_the_host_mac() {
-        assert_eq!(GATEWAY_V6.to_string(), "fe80::ecee:eeff:feee:eeee");
-    }
-}
-
 /// CNI GC: the daemon releases every allocation no valid attachment holds; their host
 /// ends go too (a pod whose runtime died without DEL leaves its veth behind).
 pub async fn gc(conf: &NetConf) -> Result<(), CniError> {
@@ -568,5 +530,43 @@ pub fn status(conf: &NetConf) -> Result<(), CniError> {
             Code::Unavailable,
             format!("ipipd is not answering: {e}"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(id: &str, ifname: &str, pod: Option<(&str, &str)>) -> Env {
+        Env {
+            command: crate::conf::Command::Add,
+            container_id: id.into(),
+            netns: None,
+            ifname: ifname.into(),
+            pod: pod.map(|(a, b)| (a.into(), b.into())),
+        }
+    }
+
+    #[test]
+    fn host_veth_names_follow_calico() {
+        // sha1("default.web-0") = 8a9b2e2c2f...: Calico names that pod's veth cali8a9b2e2c2f0.
+        let name = host_veth(&env("x", "eth0", Some(("default", "web-0"))));
+        let digest = Sha1::digest(b"default.web-0");
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(name, format!("cali{}", &hex[..11]));
+        assert_eq!(name.len(), 15);
+        assert_ne!(
+            host_veth(&env("abc", "eth0", None)),
+            host_veth(&env("abc", "net1", None))
+        );
+        assert_eq!(
+            host_veth(&env("abc", "eth0", None)),
+            host_veth(&env("abc", "eth0", None))
+        );
+    }
+
+    #[test]
+    fn gateway_v6_is_the_eui64_of_the_host_mac() {
+        assert_eq!(GATEWAY_V6.to_string(), "fe80::ecee:eeff:feee:eeee");
     }
 }
