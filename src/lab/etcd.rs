@@ -20,9 +20,7 @@ pub fn require() -> anyhow::Result<()> {
         .map(|p| std::env::split_paths(&p).any(|d| d.join("etcd").is_file()))
         .unwrap_or(false);
     if !found {
-        bail!(
-            "--datastore etcd needs etcd, which is not installed: apt-get install etcd-server"
-        );
+        bail!("--datastore etcd needs etcd, which is not installed: apt-get install etcd-server");
     }
     Ok(())
 }
@@ -33,7 +31,15 @@ pub fn endpoint() -> String {
 
 /// Starts etcd in the underlay namespace and waits until it answers its health check.
 pub fn start(guard: &mut Guard, underlay: &str, dir: &Path) -> anyhow::Result<u32> {
-    ip(&["-n", underlay, "addr", "add", &format!("{ADDRESS}/24"), "dev", "br0"])?;
+    ip(&[
+        "-n",
+        underlay,
+        "addr",
+        "add",
+        &format!("{ADDRESS}/24"),
+        "dev",
+        "br0",
+    ])?;
     let data = dir.join("etcd");
     let data_s = data.display().to_string();
     let client = endpoint();

@@ -227,7 +227,9 @@ pub fn run(
                     &log,
                 )?);
             }
-            println!("every node runs from {path_s}; identity from IPIPD_NODE_NAME/IPIPD_NODE_ADDRESS");
+            println!(
+                "every node runs from {path_s}; identity from IPIPD_NODE_NAME/IPIPD_NODE_ADDRESS"
+            );
         }
     }
     println!(
