@@ -7,6 +7,7 @@
 #   ./bench.sh --quick          # a few minutes: small sizes, one run each
 #   ./bench.sh --only throughput --sizes 10x10000,10x100000,20x100000 --runs 5
 #   ./bench.sh --baseline REV   # also an ipipd built from git revision REV: before/after rows
+#   ./bench.sh --only datastore # the etcd datastore: claim and join latency at 50 nodes, idle load
 #
 # Any other argument goes to ipipd-bench (`ipipd-bench --help` lists them).
 set -euo pipefail
@@ -17,6 +18,8 @@ command -v bird >/dev/null 2>&1 || missing+=(bird2)
 command -v gobgpd >/dev/null 2>&1 || missing+=(gobgpd)
 [ -x /usr/lib/frr/bgpd ] || missing+=(frr)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"

@@ -120,6 +120,11 @@ pub enum Command {
         /// ipipd binary run in each node (default: this one).
         #[arg(long)]
         binary: Option<PathBuf>,
+        /// Where nodes and blocks live: `file` (each node's config lists them) or `etcd`
+        /// (a one-member etcd in the lab, one config for every node, blocks claimed as
+        /// pods start).
+        #[arg(long, value_enum, default_value_t = crate::lab::LabDatastore::File)]
+        datastore: crate::lab::LabDatastore,
     },
 }
 
@@ -319,7 +324,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             nodes,
             once,
             binary,
-        } => crate::lab::run(nodes.into(), once, binary),
+            datastore,
+        } => crate::lab::run(nodes.into(), once, binary, datastore),
     }
 }
 

@@ -125,7 +125,9 @@ pub fn parse_block_id(id: &str) -> Option<IpNet> {
         return None;
     }
     let net = IpNet::new(addr, len.parse().ok()?).ok()?;
-    (net.trunc() == net).then_some(net)
+    // Only the spelling `block_id` writes: `10.64.0.0-026` or `fd00:0::-122` would be a
+    // second key for the same block, outside the compare-and-swap on the real one.
+    (net.trunc() == net && block_id(&net) == id).then_some(net)
 }
 
 impl Keys {
@@ -293,6 +295,8 @@ mod tests {
         assert_eq!(parse_block_id("10.1.2.65-26"), None);
         assert_eq!(parse_block_id("10.1.2.64-33"), None);
         assert_eq!(parse_block_id("10.1.2.64-+6"), None);
+        assert_eq!(parse_block_id("10.1.2.64-026"), None);
+        assert_eq!(parse_block_id("fd00:0::-122"), None);
         assert!(parse_block_id("fd00::-122").is_some());
     }
 

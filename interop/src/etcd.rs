@@ -235,6 +235,11 @@ impl Node {
         crate::harness::stop_slot(&mut self.proc, sig)
     }
 
+    /// Sends a signal without waiting for an exit (SIGSTOP, SIGCONT).
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        self.proc.as_ref().context("not running")?.signal(sig)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("ipipd.log")).unwrap_or_default()
     }

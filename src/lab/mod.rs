@@ -6,7 +6,12 @@
 //! calls it (CNI_* variables, the network configuration on stdin): an address from
 //! the node's block, a `cali…` veth, a default route via 169.254.1.1 answered by
 //! proxy ARP.
+//!
+//! With `--datastore etcd` a one-member etcd runs on the underlay bridge, every node
+//! runs from one configuration file (identity from the environment), and each node
+//! claims its block in etcd when its pod starts.
 
+mod etcd;
 mod netns;
 
 use std::net::Ipv4Addr;
@@ -20,6 +25,11 @@ use ipnet::Ipv4Net;
 use crate::control::client;
 use crate::control::protocol::{Request, Response};
 use netns::{exec, ip, sysctl, Guard};
+
+/// The pool every lab node's blocks come from.
+const POOL: &str = "101.64.0.0/10";
+/// Block length of the etcd lab (the file lab's blocks are /26 too).
+const BLOCK_LEN: u8 = 26;
 
 struct Node {
     index: usize,
@@ -49,6 +59,15 @@ fn node_plan(i: usize) -> (Ipv4Addr, Ipv4Net) {
     (Ipv4Addr::new(172, 29, 235, 150u8.saturating_add(n)), block)
 }
 
+/// Where the lab's nodes keep nodes and blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LabDatastore {
+    /// Each node's own config lists every node and its block.
+    File,
+    /// A one-member etcd; one config for every node; blocks claimed as pods start.
+    Etcd,
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -66,9 +85,17 @@ fn kernel_has_ipip(probe_ns: &str) -> bool {
         || ip(&["-n", probe_ns, "link", "add", "tunl0", "type", "ipip"]).is_ok()
 }
 
-pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    nodes: usize,
+    once: bool,
+    binary: Option<PathBuf>,
+    datastore: LabDatastore,
+) -> anyhow::Result<ExitCode> {
     if !is_root() {
         bail!("ipipd lab needs root (it creates network namespaces)");
+    }
+    if datastore == LabDatastore::Etcd {
+        etcd::require()?;
     }
     let binary = match binary {
         Some(b) => b,
@@ -148,24 +175,62 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
         );
         println!("      (interop/vm) shows real IPIP.");
     }
-    let nodes_list: Vec<String> = plan.iter().map(|n| format!("\"{}\"", n.address)).collect();
     let mut pids = Vec::new();
-    for n in &plan {
-        let cfg = format!(
-            "[node]\nname = \"node{i}\"\naddress = \"{addr}\"\nblocks = [\"{block}\"]\n\n[cluster]\npools = [\"101.64.0.0/10\"]\nmesh = true\nnodes = [{nodes}]\n\n[bgp]\nhold_time = 9\ngraceful_restart_time = 30\nconnect_retry_time = 1\n\n[control]\nsocket = \"{sock}\"\nstate_dir = \"{state}\"\n",
-            i = n.index,
-            addr = n.address,
-            block = n.block,
-            nodes = nodes_list.join(", "),
-            sock = n.socket.display(),
-            state = dir.join(format!("state{}", n.index)).display(),
-        );
-        let path = dir.join(format!("node{}.toml", n.index));
-        std::fs::write(&path, cfg)?;
-        let log = dir.join(format!("node{}.log", n.index));
-        let path_s = path.display().to_string();
-        let bin = binary.display().to_string();
-        pids.push(guard.spawn(&n.ns, &[&bin, "run", "--config", &path_s], &log)?);
+    match datastore {
+        LabDatastore::File => {
+            let nodes_list: Vec<String> =
+                plan.iter().map(|n| format!("\"{}\"", n.address)).collect();
+            for n in &plan {
+                let cfg = format!(
+                    "[node]\nname = \"node{i}\"\naddress = \"{addr}\"\nblocks = [\"{block}\"]\n\n[cluster]\npools = [\"{POOL}\"]\nmesh = true\nnodes = [{nodes}]\n\n[bgp]\nhold_time = 9\ngraceful_restart_time = 30\nconnect_retry_time = 1\n\n[control]\nsocket = \"{sock}\"\nstate_dir = \"{state}\"\n",
+                    i = n.index,
+                    addr = n.address,
+                    block = n.block,
+                    nodes = nodes_list.join(", "),
+                    sock = n.socket.display(),
+                    state = dir.join(format!("state{}", n.index)).display(),
+                );
+                let path = dir.join(format!("node{}.toml", n.index));
+                std::fs::write(&path, cfg)?;
+                let log = dir.join(format!("node{}.log", n.index));
+                let path_s = path.display().to_string();
+                let bin = binary.display().to_string();
+                pids.push(guard.spawn(&n.ns, &[&bin, "run", "--config", &path_s], &log)?);
+            }
+        }
+        LabDatastore::Etcd => {
+            let pid = etcd::start(&mut guard, &underlay, &dir)?;
+            println!(
+                "etcd (pid {pid}) at {}, data in {}",
+                etcd::endpoint(),
+                dir.join("etcd").display()
+            );
+            let path = dir.join("ipipd.toml");
+            std::fs::write(&path, etcd::config(POOL))?;
+            let path_s = path.display().to_string();
+            let bin = binary.display().to_string();
+            for n in &plan {
+                let log = dir.join(format!("node{}.log", n.index));
+                let env = [
+                    ("IPIPD_NODE_NAME", format!("node{}", n.index)),
+                    ("IPIPD_NODE_ADDRESS", n.address.to_string()),
+                    ("IPIPD_SOCKET", n.socket.display().to_string()),
+                    (
+                        "IPIPD_STATE_DIR",
+                        dir.join(format!("state{}", n.index)).display().to_string(),
+                    ),
+                ];
+                pids.push(guard.spawn_env(
+                    &n.ns,
+                    &[&bin, "run", "--config", &path_s],
+                    &env,
+                    &log,
+                )?);
+            }
+            println!(
+                "every node runs from {path_s}; identity from IPIPD_NODE_NAME/IPIPD_NODE_ADDRESS"
+            );
+        }
     }
     println!(
         "started {} nodes (ipipd pids {:?}); files in {}",
@@ -193,6 +258,13 @@ pub fn run(nodes: usize, once: bool, binary: Option<PathBuf>) -> anyhow::Result<
         );
         n.pod_ip = pod_ip;
         n.veth = veth;
+        if datastore == LabDatastore::Etcd {
+            // The node claimed a block for this pod: the pod's /26.
+            n.block = Ipv4Net::new(pod_ip, BLOCK_LEN)
+                .map(|b| b.trunc())
+                .unwrap_or_default();
+            println!("node{}: claimed block {} in etcd", n.index, n.block);
+        }
     }
     let converged = wait_converged(&plan, Duration::from_secs(60));
     for n in &plan {

@@ -33,12 +33,24 @@ impl Guard {
     }
 
     pub fn spawn(&mut self, ns: &str, args: &[&str], log: &std::path::Path) -> anyhow::Result<u32> {
+        self.spawn_env(ns, args, &[], log)
+    }
+
+    /// As [`Guard::spawn`], with these environment variables set.
+    pub fn spawn_env(
+        &mut self,
+        ns: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+        log: &std::path::Path,
+    ) -> anyhow::Result<u32> {
         let file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let (program, rest) = args.split_first().context("an empty command")?;
         let child = Netns::existing(ns)
             .command(program)
             .args(rest)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)

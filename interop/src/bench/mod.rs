@@ -1,12 +1,13 @@
 //! The benchmarks that compare ipipd with BIRD 2, GoBGP and FRR on this machine:
 //! route throughput and memory as a route reflector ([`throughput`]), FIB install rate
 //! ([`fibrate`]), block propagation latency ([`converge`]) and full-mesh scale
-//! ([`mesh`]). Each returns rows for the markdown report ([`report`]); numbers come
+//! ([`mesh`]), the etcd datastore at scale ([`datastore`]). Each returns rows for the markdown report ([`report`]); numbers come
 //! from the run, and where the machine is noisy each is the median of several runs.
 
 pub mod cni;
 pub mod converge;
 pub mod daemons;
+pub mod datastore;
 pub mod fibrate;
 pub mod mesh;
 pub mod report;

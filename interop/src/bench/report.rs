@@ -27,6 +27,8 @@ pub struct Results {
     pub mesh: Vec<MeshRow>,
     /// CNI ADD/DEL latency rows.
     pub cni: Vec<crate::bench::cni::Row>,
+    /// The etcd datastore: claim and join latency, idle load.
+    pub datastore: Option<crate::bench::datastore::Row>,
     /// Parts that failed, with why.
     pub errors: Vec<String>,
     pub duration_s: f64,
@@ -352,6 +354,46 @@ impl Results {
         let _ = writeln!(out);
     }
 
+    fn datastore_table(&self, out: &mut String) {
+        let Some(d) = &self.datastore else { return };
+        let _ = writeln!(
+            out,
+            "## etcd datastore\n\nA 3-member etcd 3.4 and {} ipipd nodes from one config, all in network namespaces on one bridge. Block claim: a node's first pod, a CNI ADD that claims a block in etcd, plugin start to answer. Join: a new node's process starts, registers, its first pod claims a block → the route in every other node's kernel (`ip monitor route` in each). Medians.\n\n| measure | median | samples |\n|---|---:|---:|",
+            d.nodes
+        );
+        let _ = writeln!(
+            out,
+            "| block claim (CNI ADD with a claim) | {} ms | {} |",
+            opt(d.claim_p50(), 1),
+            d.claim_ms.len()
+        );
+        let _ = writeln!(
+            out,
+            "| join (start → block in {} kernels) | {} ms | {} |",
+            d.nodes,
+            opt(d.join_p50(), 0),
+            d.join_ms.len()
+        );
+        let _ = writeln!(
+            out,
+            "| of which ADD answered → block in every kernel | {} ms | {} |",
+            opt(d.spread_p50(), 0),
+            d.spread_ms.len()
+        );
+        let methods: Vec<String> = d
+            .idle_rps_per_node
+            .iter()
+            .map(|(m, v)| format!("{m} {v:.3}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nIdle load over {} s: {:.3} etcd requests per second per node (gRPC calls started, summed over the members' `grpc_server_started_total`; by method: {}).\n",
+            d.idle_s,
+            d.idle_total(),
+            if methods.is_empty() { "none".to_string() } else { methods.join(", ") }
+        );
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         self.header(&mut out);
@@ -360,6 +402,7 @@ impl Results {
         self.latency_table(&mut out);
         self.mesh_table(&mut out);
         self.cni_table(&mut out);
+        self.datastore_table(&mut out);
         self.goals(&mut out);
         if !self.errors.is_empty() {
             let _ = writeln!(out, "## Parts that failed\n");

@@ -21,11 +21,11 @@ struct Cli {
     /// A few-minute smoke run: small sizes, one run each, short idle window.
     #[arg(long)]
     quick: bool,
-    /// Which parts: throughput, fib, converge, mesh, cni.
+    /// Which parts: throughput, fib, converge, mesh, cni, datastore.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,fib,converge,mesh,cni"
+        default_value = "throughput,fib,converge,mesh,cni,datastore"
     )]
     only: Vec<String>,
     /// Throughput sizes, SENDERSxPREFIXES.
@@ -64,6 +64,15 @@ struct Cli {
     /// CNI latency: rounds per plugin and shape.
     #[arg(long, default_value_t = 3)]
     cni_runs: usize,
+    /// etcd datastore: nodes in the cluster.
+    #[arg(long, default_value_t = 50)]
+    ds_nodes: usize,
+    /// etcd datastore: nodes joining one after the other (join latency samples).
+    #[arg(long, default_value_t = 5)]
+    ds_joins: usize,
+    /// etcd datastore: seconds of idle load measurement.
+    #[arg(long, default_value_t = 30)]
+    ds_idle: u64,
     #[arg(long)]
     ipipd: PathBuf,
     /// An earlier ipipd build: its throughput rows sit next to this tree's (before/after).
@@ -198,6 +207,35 @@ fn mesh_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
     }
 }
 
+fn datastore_part(cli: &Cli, r: &mut Results) {
+    // The neighbour table is global across namespaces; a big mesh on one bridge fills it.
+    let guards: Result<Vec<Sysctl>> = [("1", "8192"), ("2", "32768"), ("3", "65536")]
+        .iter()
+        .map(|(i, v)| Sysctl::set(&format!("net.ipv4.neigh.default.gc_thresh{i}"), v))
+        .collect();
+    let _guards = match guards {
+        Ok(g) => g,
+        Err(e) => {
+            r.errors.push(format!("datastore: {e:#}"));
+            return;
+        }
+    };
+    // The etcd helper starts the ipipd it finds through IPIPD_BIN.
+    std::env::set_var("IPIPD_BIN", &cli.ipipd);
+    eprintln!(
+        "etcd datastore: {} nodes, {} joins, {} s idle",
+        cli.ds_nodes, cli.ds_joins, cli.ds_idle
+    );
+    match interop::bench::datastore::run(
+        cli.ds_nodes,
+        cli.ds_joins,
+        Duration::from_secs(cli.ds_idle),
+    ) {
+        Ok(row) => r.datastore = Some(row),
+        Err(e) => r.errors.push(format!("datastore: {e:#}")),
+    }
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     if let Err(e) = preflight() {
@@ -215,6 +253,9 @@ fn main() -> ExitCode {
         cli.cni_sequential = 20;
         cli.cni_parallel = 10;
         cli.cni_runs = 1;
+        cli.ds_nodes = 10;
+        cli.ds_joins = 2;
+        cli.ds_idle = 10;
     }
     let sizes: Vec<Size> = cli.sizes.iter().filter_map(|s| Size::parse(s)).collect();
     let bins = Binaries {
@@ -268,6 +309,9 @@ fn main() -> ExitCode {
             Ok(rows) => r.cni = rows,
             Err(e) => r.errors.push(format!("cni: {e:#}")),
         }
+    }
+    if part("datastore") {
+        datastore_part(&cli, &mut r);
     }
     r.load_end = interop::bench::loadavg();
     r.duration_s = started.elapsed().as_secs_f64();
