@@ -1,6 +1,7 @@
 //! Full-mesh scale: N daemons on one machine, each in its own namespace on one bridge,
 //! each announcing one /26 to all the others and installing theirs (ipipd with a
-//! stand-in tunl0, `connect_retry_time = 1`, default hold time). Measured: time from
+//! stand-in tunl0 and the default configuration as deployed; a labelled second row with
+//! `connect_retry_time = 1`). Measured: time from
 //! the first daemon's start until every node's kernel has every other block (read from
 //! `/proc/PID/net/route`, which needs no process per poll), the resident memory of each
 //! daemon, and the CPU each uses while idle over a fixed period afterwards.
@@ -19,10 +20,12 @@ use crate::harness::{Lan, Netns, Proc, TempDir};
 /// What one mesh size measured.
 #[derive(Debug, Clone)]
 pub struct MeshRow {
-    pub daemon: &'static str,
+    pub daemon: String,
     pub nodes: usize,
     /// From the first start until every node has every block.
     pub converge_s: Option<f64>,
+    /// Every run's `converge_s` when there were several (this row is the median run).
+    pub converge_runs: Vec<Option<f64>>,
     /// Seconds all the starts took (process spawns, one after the other).
     pub start_spread_s: f64,
     pub rss_kb_median: u64,
@@ -38,7 +41,12 @@ pub struct MeshRow {
 /// Which daemon the mesh runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MeshDaemon {
+    /// ipipd with the default configuration.
     Ipipd,
+    /// ipipd with `connect_retry_time = 1`.
+    IpipdTuned,
+    /// The `--ipipd-baseline` build, default configuration.
+    IpipdBaseline,
     Bird,
 }
 
@@ -65,14 +73,15 @@ fn gateway_routes(pid: u32) -> Option<usize> {
     )
 }
 
-fn ipipd_conf(i: usize, n: usize, dir: &TempDir) -> String {
+fn ipipd_conf(i: usize, n: usize, dir: &TempDir, tuned: bool) -> String {
     let nodes = (0..n)
         .map(|j| format!("\"{}\"", address(j)))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
         "[node]\nname = \"mesh-{i}\"\naddress = \"{a}\"\nasn = 64512\nblocks = [\"{b}\"]\n\n[cluster]\npools = [\"101.64.0.0/10\"]\nmesh = true\nnodes = [{nodes}]\n\n\
-         [bgp]\nconnect_retry_time = 1\n\n[control]\nsocket = \"{s}\"\nstate_dir = \"{st}\"\n",
+         {bgp}[control]\nsocket = \"{s}\"\nstate_dir = \"{st}\"\n",
+        bgp = if tuned { "[bgp]\nconnect_retry_time = 1\n\n" } else { "" },
         a = address(i),
         b = block(i),
         s = dir.join("ipipd.sock").display(),
@@ -107,14 +116,23 @@ struct Node {
 /// Runs one mesh of `n` nodes, then measures memory and idle CPU over `idle`.
 pub fn run(daemon: MeshDaemon, bins: &Binaries, n: usize, idle: Duration) -> Result<MeshRow> {
     let name = match daemon {
-        MeshDaemon::Ipipd => "ipipd",
-        MeshDaemon::Bird => "BIRD 2",
+        MeshDaemon::Ipipd => "ipipd".to_string(),
+        MeshDaemon::IpipdTuned => "ipipd, connect_retry_time = 1".to_string(),
+        MeshDaemon::IpipdBaseline => match &bins.ipipd_baseline {
+            Some((_, label)) => format!("ipipd ({label})"),
+            None => bail!("no baseline ipipd"),
+        },
+        MeshDaemon::Bird => "BIRD 2".to_string(),
+    };
+    let ipipd = match (&bins.ipipd_baseline, daemon) {
+        (Some((path, _)), MeshDaemon::IpipdBaseline) => path.clone(),
+        _ => bins.ipipd.clone(),
     };
     let mut lan = Lan::new()?;
     let mut hosts: Vec<Netns> = Vec::new();
     for i in 0..n {
         let ns = lan.host(&format!("{}/16", address(i)))?;
-        if daemon == MeshDaemon::Ipipd {
+        if daemon != MeshDaemon::Bird {
             ns.add_standin_tunl0()?;
         }
         hosts.push(ns);
@@ -125,10 +143,11 @@ pub fn run(daemon: MeshDaemon, bins: &Binaries, n: usize, idle: Duration) -> Res
         let dir = TempDir::new("mesh")?;
         let log = dir.join("daemon.out");
         let cmd = match daemon {
-            MeshDaemon::Ipipd => {
+            MeshDaemon::Ipipd | MeshDaemon::IpipdTuned | MeshDaemon::IpipdBaseline => {
                 let conf = dir.join("ipipd.toml");
-                std::fs::write(&conf, ipipd_conf(i, n, &dir))?;
-                let mut c = ns.command(&bins.ipipd);
+                let tuned = daemon == MeshDaemon::IpipdTuned;
+                std::fs::write(&conf, ipipd_conf(i, n, &dir, tuned))?;
+                let mut c = ns.command(&ipipd);
                 c.arg("run")
                     .arg("--config")
                     .arg(&conf)
@@ -149,7 +168,7 @@ pub fn run(daemon: MeshDaemon, bins: &Binaries, n: usize, idle: Duration) -> Res
                 c
             }
         };
-        let proc = Proc::spawn(cmd, name, &log)?;
+        let proc = Proc::spawn(cmd, &name, &log)?;
         let pid = proc.pid().context("no pid")?;
         nodes.push(Node {
             proc,
@@ -210,6 +229,7 @@ pub fn run(daemon: MeshDaemon, bins: &Binaries, n: usize, idle: Duration) -> Res
         daemon: name,
         nodes: n,
         converge_s,
+        converge_runs: Vec::new(),
         start_spread_s,
         rss_kb_median: median(rss.clone()).unwrap_or(0.0) as u64,
         rss_kb_max: rss.iter().copied().fold(0.0, f64::max) as u64,
@@ -227,6 +247,22 @@ pub fn run(daemon: MeshDaemon, bins: &Binaries, n: usize, idle: Duration) -> Res
     drop(hosts);
     drop(lan);
     Ok(row)
+}
+
+/// The run with the median convergence time (a run that never converged counts as the
+/// slowest), carrying every run's time.
+pub fn median_run(mut rows: Vec<MeshRow>) -> Option<MeshRow> {
+    let all: Vec<Option<f64>> = rows.iter().map(|r| r.converge_s).collect();
+    rows.sort_by(|a, b| {
+        let key = |r: &MeshRow| r.converge_s.unwrap_or(f64::INFINITY);
+        key(a).total_cmp(&key(b))
+    });
+    let mid = rows.len() / 2;
+    let mut row = rows.into_iter().nth(mid)?;
+    if all.len() > 1 {
+        row.converge_runs = all;
+    }
+    Some(row)
 }
 
 #[cfg(test)]

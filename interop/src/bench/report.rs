@@ -242,10 +242,18 @@ impl Results {
         let _ = writeln!(out, "| daemon | N | converged (s) | starts took (s) | RSS median (MiB) | RSS max (MiB) | idle CPU median (%) | idle CPU max (%) | idle window (s) |");
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for m in &self.mesh {
-            let conv = match (m.converge_s, m.missing) {
+            let mut conv = match (m.converge_s, m.missing) {
                 (Some(s), _) => format!("{s:.2}"),
                 (None, k) => format!("no ({k} nodes incomplete)"),
             };
+            if !m.converge_runs.is_empty() {
+                let runs: Vec<String> = m
+                    .converge_runs
+                    .iter()
+                    .map(|c| c.map_or_else(|| "no".to_string(), |s| format!("{s:.2}")))
+                    .collect();
+                conv = format!("{conv} (runs: {})", runs.join(", "));
+            }
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {:.0} |",

@@ -49,6 +49,12 @@ struct Cli {
     /// Also run each mesh size with BIRD 2 as a baseline.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     mesh_bird: bool,
+    /// Also run each mesh size with ipipd and `connect_retry_time = 1` (labelled row).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    mesh_tuned: bool,
+    /// Runs per mesh size and daemon, interleaved (the median run is reported).
+    #[arg(long, default_value_t = 1)]
+    mesh_runs: usize,
     /// Seconds of idle CPU measurement per mesh.
     #[arg(long, default_value_t = 60)]
     idle: u64,
@@ -194,16 +200,26 @@ fn mesh_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
     let idle = Duration::from_secs(cli.idle);
     for n in &cli.mesh_sizes {
         let mut daemons = vec![mesh::MeshDaemon::Ipipd];
+        if bins.ipipd_baseline.is_some() {
+            daemons.push(mesh::MeshDaemon::IpipdBaseline);
+        }
+        if cli.mesh_tuned {
+            daemons.push(mesh::MeshDaemon::IpipdTuned);
+        }
         if cli.mesh_bird {
             daemons.push(mesh::MeshDaemon::Bird);
         }
-        for d in daemons {
-            eprintln!("mesh {d:?} N={n}");
-            match mesh::run(d, bins, *n, idle) {
-                Ok(m) => r.mesh.push(m),
-                Err(e) => r.errors.push(format!("mesh {d:?} N={n}: {e:#}")),
+        let mut rows: Vec<Vec<mesh::MeshRow>> = vec![Vec::new(); daemons.len()];
+        for run in 0..cli.mesh_runs.max(1) {
+            for (d, done) in daemons.iter().zip(rows.iter_mut()) {
+                eprintln!("mesh {d:?} N={n} run {}", run + 1);
+                match mesh::run(*d, bins, *n, idle) {
+                    Ok(m) => done.push(m),
+                    Err(e) => r.errors.push(format!("mesh {d:?} N={n}: {e:#}")),
+                }
             }
         }
+        r.mesh.extend(rows.into_iter().filter_map(mesh::median_run));
     }
 }
 
