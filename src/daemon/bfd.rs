@@ -119,7 +119,7 @@ pub fn json(s: bfd::Status) -> BfdJson {
         interval_ms: ms(s.interval),
         multiplier: s.multiplier,
         detection_time_ms: s.detection_time.map(ms),
-        since: super::rfc3339(s.since.min(SystemTime::now())),
+        since: super::views::rfc3339(s.since.min(SystemTime::now())),
         diagnostic: s.diag.to_string(),
         local_discriminator: s.local_disc,
         remote_discriminator: s.remote_disc,
