@@ -15,6 +15,7 @@ mod neighbors;
 mod parse;
 mod raw;
 mod reload;
+mod sections;
 mod validate;
 
 use std::path::Path;
