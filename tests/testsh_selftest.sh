@@ -4,6 +4,8 @@
 # checks that the tier is reported FAILED, that the rest of the tier did not run, and
 # that test.sh exits non-zero; and that a tier whose steps all pass is ok.
 set -euo pipefail
+# The checks below set what they need; nothing of the caller's run may leak in.
+unset IPIPD_ALLOW_SKIP IPIPD_SKIP_TIERS IPIPD_EXTRA_TIERS
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
