@@ -44,7 +44,8 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 impl Listener {
-    pub async fn start(
+    /// Binds and listens; connections wait in the kernel until [`Listener::accept`].
+    pub async fn bind(
         config: &SpeakerConfig,
         neighbors: &[NeighborConfig],
     ) -> Result<Listener, SpeakerError> {
@@ -60,27 +61,30 @@ impl Listener {
                 }
             }
         }
-        let routes = Routes::default();
-        let gtsm = Arc::<Mutex<HashMap<IpAddr, bool>>>::default();
-        let (closing, closed) = watch::channel(false);
-        let accepting = sockets
-            .iter()
-            .map(|s| {
-                tokio::spawn(accept_loop(
-                    s.clone(),
-                    routes.clone(),
-                    gtsm.clone(),
-                    closed.clone(),
-                ))
-            })
-            .collect();
+        let (closing, _) = watch::channel(false);
         Ok(Listener {
             sockets: Mutex::new(sockets),
-            routes,
-            gtsm,
+            routes: Routes::default(),
+            gtsm: Arc::default(),
             closing,
-            accepting: Mutex::new(accepting),
+            accepting: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Starts handing connections to their peers. Until then the kernel queues
+    /// them (they are neither refused nor closed), so that the peers and their
+    /// keys can be set first.
+    pub fn accept(&self) {
+        let sockets = lock(&self.sockets);
+        let mut accepting = lock(&self.accepting);
+        for s in sockets.iter() {
+            accepting.push(tokio::spawn(accept_loop(
+                s.clone(),
+                self.routes.clone(),
+                self.gtsm.clone(),
+                self.closing.subscribe(),
+            )));
+        }
     }
 
     /// Stops accepting and closes the listening sockets: from now on a peer's
@@ -198,7 +202,8 @@ mod tests {
     async fn nothing_is_accepted_once_closed() -> Result<(), SpeakerError> {
         let mut cfg = config(120);
         cfg.port = 0;
-        let listener = Listener::start(&cfg, &[]).await?;
+        let listener = Listener::bind(&cfg, &[]).await?;
+        listener.accept();
         let port = listener
             .local_addrs()
             .first()
@@ -211,6 +216,32 @@ mod tests {
         let refused = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
         assert!(refused.is_err(), "connected after the close: {refused:?}");
         assert!(listener.local_addrs().is_empty());
+        Ok(())
+    }
+
+    /// A peer that connects while the daemon is still setting up its peers is
+    /// kept waiting, then handed to its peer task, not closed.
+    #[tokio::test]
+    async fn a_connection_before_accepting_reaches_its_peer() -> Result<(), SpeakerError> {
+        let mut cfg = config(120);
+        cfg.port = 0;
+        let listener = Listener::bind(&cfg, &[]).await?;
+        let port = listener
+            .local_addrs()
+            .first()
+            .map(SocketAddr::port)
+            .unwrap_or_default();
+        let early = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+        assert!(early.is_ok(), "queued by the kernel: {early:?}");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        listener.set_peers(HashMap::from([(IpAddr::from([127, 0, 0, 1]), tx)]));
+        listener.accept();
+        let handed = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await;
+        assert!(
+            matches!(handed, Ok(Some(_))),
+            "the early connection reached its peer"
+        );
+        listener.close().await;
         Ok(())
     }
 }

@@ -163,7 +163,7 @@ impl Speaker {
         let status: StatusMap = Arc::default();
         let (rib_tx, fib, converged) = rib_task::spawn(&config, status.clone())?;
         let listener = if config.listen {
-            Some(listener::Listener::start(&config, &neighbors).await?)
+            Some(listener::Listener::bind(&config, &neighbors).await?)
         } else {
             None
         };
@@ -177,6 +177,11 @@ impl Speaker {
             listener,
         };
         speaker.set_neighbors(neighbors).await;
+        // Accepting only once every peer task exists: a connection accepted
+        // before would find no peer and be closed, and that peer would back off.
+        if let Some(listener) = &speaker.listener {
+            listener.accept();
+        }
         let _ = speaker
             .rib_tx
             .send(rib_task::RibEvent::PeersConfigured)
@@ -219,9 +224,6 @@ impl Speaker {
             lock(&self.status).remove(addr);
         }
         for (addr, n) in wanted {
-            if let Some(listener) = &self.listener {
-                listener.set_neighbor(&n);
-            }
             match peers.get(&addr) {
                 Some(h) if h.config == n => {}
                 Some(old) => {
@@ -240,7 +242,16 @@ impl Speaker {
                 }
             }
         }
+        self.wire_listener(&peers);
+        gone
+    }
+
+    /// Tells the listener each peer's socket options and where its connections go.
+    fn wire_listener(&self, peers: &HashMap<IpAddr, peer::PeerHandle>) {
         if let Some(listener) = &self.listener {
+            for h in peers.values() {
+                listener.set_neighbor(&h.config);
+            }
             listener.set_peers(
                 peers
                     .values()
@@ -248,7 +259,6 @@ impl Speaker {
                     .collect(),
             );
         }
-        gone
     }
 
     /// The forwarding path to `peer` failed (BFD Down): its session ends at once

@@ -52,6 +52,14 @@ enum PeerCtl {
     PathUp,
 }
 
+/// Retry after a refused connect (the peer's host answers, its daemon is
+/// starting) or a connection lost to collision resolution.
+const REFUSED_RETRY: Duration = Duration::from_secs(1);
+
+/// A session this young may still be in OpenConfirm at the peer, which then
+/// can still send an OPEN on a crossing connection without having restarted.
+const YOUNG_SESSION: Duration = Duration::from_secs(3);
+
 /// RFC 9384: Cease subcode "BFD Down".
 const CEASE_BFD_DOWN: u8 = 10;
 
@@ -127,6 +135,7 @@ pub fn spawn(
         next_connect: None,
         connecting: false,
         established: None,
+        established_at: None,
         hold_down_until: None,
         stopping: false,
     };
@@ -174,6 +183,8 @@ struct Peer {
     connecting: bool,
     /// The connection that reached Established, and what it negotiated.
     established: Option<(u64, Negotiated)>,
+    /// When `established` came up.
+    established_at: Option<Instant>,
     /// After a max-prefix reset: no session until then.
     hold_down_until: Option<Instant>,
     /// Stopping: the status entry may already belong to a successor task.
@@ -286,19 +297,14 @@ impl Peer {
             tracing::info!("incoming connection refused: peer is held down");
             return;
         }
-        if let Some((id, neg)) = &self.established {
-            let id = *id;
-            if neg.graceful_restart {
-                // RFC 4724 §4.2: a new connection from an established peer means it
-                // restarted; the old session ends with its routes kept as stale.
-                tracing::info!(
-                    "peer reconnected while established: treating as a graceful restart"
-                );
-                self.lose(id).await;
-            } else {
+        if let Some((_, neg)) = &self.established {
+            if !neg.graceful_restart {
                 tracing::info!("incoming connection while established: closed (RFC 4271 §6.8)");
                 return;
             }
+            // It may be the peer back after a restart, or only its half of a
+            // collision: the OPEN on it decides (`judge_second_open`).
+            tracing::debug!("incoming connection while established: waiting for its OPEN");
         }
         if self.conns.len() >= 2 {
             return;
@@ -319,7 +325,13 @@ impl Peer {
                         tracing::debug!(error = %e, "connect failed");
                         if self.conns.is_empty() {
                             self.set_state(State::Active, format!("connect: {e}"));
-                            self.schedule_reconnect();
+                            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                                // The node is up but not listening yet (it is starting):
+                                // try again soon, without backing off.
+                                self.schedule_connect(self.retry.min(REFUSED_RETRY));
+                            } else {
+                                self.schedule_reconnect();
+                            }
                         }
                     }
                 }
@@ -519,6 +531,7 @@ impl Peer {
             p.graceful_restart = neg.graceful_restart;
         }
         self.established = Some((id, neg));
+        self.established_at = Some(Instant::now());
         self.set_state(State::Established, String::new());
         if let Some(writer) = writer {
             let _ = self
@@ -571,7 +584,13 @@ impl Peer {
         }
         if self.conns.is_empty() && self.established.is_none() {
             self.set_state(State::Idle, reason.to_string());
-            self.schedule_reconnect();
+            if is_collision(&reason) {
+                // The peer is there and wants a session; only the connection
+                // lost a race: no reason to back off.
+                self.schedule_connect(self.retry.min(REFUSED_RETRY));
+            } else {
+                self.schedule_reconnect();
+            }
         }
     }
 
@@ -609,18 +628,80 @@ impl Peer {
     }
 
     fn schedule_reconnect(&mut self) {
+        self.schedule_connect(self.retry);
+        self.retry = (self.retry * 2).min(MAX_CONNECT_RETRY);
+    }
+
+    /// The next connection attempt in `after`, less up to a quarter at random
+    /// (RFC 4271 §10 jitter) so that nodes started together do not retry in step.
+    fn schedule_connect(&mut self, after: Duration) {
         if self.config.passive || self.config.shutdown {
             return;
         }
-        let at = Instant::now() + self.retry;
+        let at = Instant::now() + jitter(after);
         self.next_connect = Some(self.hold_down_until.map_or(at, |h| h.max(at)));
-        self.retry = (self.retry * 2).min(MAX_CONNECT_RETRY);
+    }
+
+    /// A connection other than the established one got the peer's OPEN. If the
+    /// peer restarted (RFC 4724 §4.2: an OPEN on a new connection while the
+    /// session is established), the old session ends with its routes kept as
+    /// stale and the new one goes on. If the session is young and the OPEN does
+    /// not announce a restart, it is the other half of a collision the peer has
+    /// not seen resolved yet, and RFC 4271 §6.8 decides which connection stays.
+    async fn judge_second_open(&mut self, id: u64) {
+        let Some((eid, neg)) = &self.established else {
+            return;
+        };
+        let eid = *eid;
+        if eid == id {
+            return;
+        }
+        let Some(this) = self.conns.iter().find(|c| c.id == id) else {
+            return;
+        };
+        if this.session.state() != State::OpenConfirm {
+            return;
+        }
+        let restarting = this.session.peer_open().is_some_and(|o| {
+            o.capabilities
+                .iter()
+                .any(|c| matches!(c, Capability::GracefulRestart(gr) if gr.restart))
+        });
+        let young = self
+            .established_at
+            .is_some_and(|t| t.elapsed() < YOUNG_SESSION);
+        // In a collision the connection opened by the higher identifier stays. The
+        // peer, still in OpenConfirm, closes ours when it is the higher one: follow
+        // it to its connection rather than lose both.
+        let peer_wins = !this.outgoing
+            && this
+                .session
+                .peer_open()
+                .is_some_and(|o| u32::from(o.bgp_id) > u32::from(self.speaker.router_id));
+        if neg.graceful_restart && (restarting || !young) {
+            tracing::info!(
+                restarting,
+                "peer reconnected while established: treating as a graceful restart"
+            );
+            Box::pin(self.lose(eid)).await;
+        } else if neg.graceful_restart && peer_wins {
+            tracing::debug!("connection collision after establishment: moving to the peer's connection (RFC 4271 §6.8)");
+            Box::pin(self.lose(eid)).await;
+        } else {
+            tracing::debug!("second connection while established: closed (RFC 4271 §6.8)");
+            let cease = Notification::new(codes::CEASE, 7, Vec::new());
+            Box::pin(self.input(id, Input::Stop(Some(cease)))).await;
+        }
     }
 
     /// RFC 4271 §6.8: with two connections past OPEN, keep the one opened by
     /// the speaker with the higher BGP identifier.
     async fn resolve_collision(&mut self, id: u64) {
         if self.conns.len() < 2 {
+            return;
+        }
+        if self.established.is_some() {
+            self.judge_second_open(id).await;
             return;
         }
         let Some(this) = self.conns.iter().find(|c| c.id == id) else {
@@ -690,6 +771,21 @@ impl Peer {
             }
         }
     }
+}
+
+/// A connection closed by collision resolution (Cease 6/7), by either side.
+fn is_collision(reason: &DownReason) -> bool {
+    matches!(reason, DownReason::NotificationReceived(n) | DownReason::NotificationSent(n)
+        if n.code == codes::CEASE && n.subcode == 7)
+}
+
+/// `d` less a random part of up to a quarter of it.
+fn jitter(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    let frac = (h.finish() % 1000) as f64 / 4000.0;
+    d.mul_f64(1.0 - frac)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

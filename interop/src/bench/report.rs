@@ -239,9 +239,14 @@ impl Results {
              shown). RSS per daemon after convergence; idle CPU per daemon over the idle window, \
              percent of one core. Neighbour table limits raised for the run and restored after.\n"
         );
-        let _ = writeln!(out, "| daemon | N | converged (s) | starts took (s) | RSS median (MiB) | RSS max (MiB) | idle CPU median (%) | idle CPU max (%) | idle window (s) |");
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "| daemon | N | converged (s) | vs BIRD 2 | starts took (s) | RSS median (MiB) | vs BIRD 2 | RSS max (MiB) | idle CPU median (%) | idle CPU max (%) | idle CPU, all (%) | vs BIRD 2 | idle window (s) |");
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for m in &self.mesh {
+            let r = self.mesh_ratios(m);
+            let ratio = |x: Option<f64>| x.map_or_else(|| "—".to_string(), |x| format!("{x:.2}×"));
             let mut conv = match (m.converge_s, m.missing) {
                 (Some(s), _) => format!("{s:.2}"),
                 (None, k) => format!("no ({k} nodes incomplete)"),
@@ -256,23 +261,57 @@ impl Results {
             }
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {:.0} |",
+                "| {} | {} | {} | {} | {:.2} | {:.1} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {:.0} |",
                 m.daemon,
                 m.nodes,
                 conv,
+                ratio(r.and_then(|r| r.0)),
                 m.start_spread_s,
                 m.rss_kb_median as f64 / 1024.0,
+                ratio(r.map(|r| r.1)),
                 m.rss_kb_max as f64 / 1024.0,
                 m.idle_cpu_pct_median,
                 m.idle_cpu_pct_max,
+                m.idle_cpu_pct_total,
+                ratio(r.map(|r| r.2)),
                 m.idle_s
             );
         }
         let _ = writeln!(out);
     }
 
+    /// A mesh row against the BIRD 2 row of the same size: convergence time, median RSS
+    /// and idle CPU of all daemons together, as ratios (`None` for BIRD's own row or when it is missing).
+    fn mesh_ratios(&self, m: &MeshRow) -> Option<(Option<f64>, f64, f64)> {
+        if m.daemon.starts_with("BIRD") {
+            return None;
+        }
+        let b = self
+            .mesh
+            .iter()
+            .find(|b| b.daemon.starts_with("BIRD") && b.nodes == m.nodes)?;
+        let time = match (m.converge_s, b.converge_s) {
+            (Some(t), Some(bt)) if bt > 0.0 => Some(t / bt),
+            _ => None,
+        };
+        let rss = m.rss_kb_median as f64 / (b.rss_kb_median.max(1)) as f64;
+        let cpu = m.idle_cpu_pct_total / b.idle_cpu_pct_total.max(1e-9);
+        Some((time, rss, cpu))
+    }
+
     fn goals(&self, out: &mut String) {
         let mut lines = Vec::new();
+        for m in self.mesh.iter().filter(|m| m.daemon == "ipipd") {
+            let Some((Some(t), rss, cpu)) = self.mesh_ratios(m) else {
+                continue;
+            };
+            let met = t <= 0.5 && rss <= 1.0 && cpu <= 1.0;
+            lines.push(format!(
+                "- Mesh of {} with the default configuration: ≤ 0.5× BIRD 2's (Calico one-way mesh) time to converge, ≤ 1.0× its RSS and idle CPU: **{}** (time {t:.2}×, RSS {rss:.2}×, idle CPU {cpu:.2}×).",
+                m.nodes,
+                if met { "met" } else { "missed" },
+            ));
+        }
         for r in self.throughput.iter().filter(|r| r.target == Kind::Ipipd) {
             let Some(b) = self.bird_row(r) else { continue };
             let (Some(t), Some(bt), Some(m), Some(bm)) =
