@@ -124,6 +124,7 @@ pub fn spawn(
     let span = tracing::info_span!("peer", peer = %config.address);
     let peer = Peer {
         retry: speaker.connect_retry,
+        refused_retry: REFUSED_RETRY,
         speaker,
         config: config.clone(),
         rib,
@@ -179,6 +180,8 @@ struct Peer {
     conns: Vec<Conn>,
     next_id: u64,
     retry: Duration,
+    /// The next wait after a refused connect.
+    refused_retry: Duration,
     next_connect: Option<Instant>,
     connecting: bool,
     /// The connection that reached Established, and what it negotiated.
@@ -327,8 +330,11 @@ impl Peer {
                             self.set_state(State::Active, format!("connect: {e}"));
                             if e.kind() == std::io::ErrorKind::ConnectionRefused {
                                 // The node is up but not listening yet (it is starting):
-                                // try again soon, without backing off.
-                                self.schedule_connect(self.retry.min(REFUSED_RETRY));
+                                // try again soon, backing off from 1 s up to the usual
+                                // retry so that a node down for long costs little.
+                                let after = self.refused_retry.min(self.retry);
+                                self.refused_retry = (self.refused_retry * 2).min(self.retry);
+                                self.schedule_connect(after);
                             } else {
                                 self.schedule_reconnect();
                             }
@@ -511,6 +517,7 @@ impl Peer {
             Box::pin(self.input(other, Input::Stop(Some(cease)))).await;
         }
         self.retry = self.speaker.connect_retry;
+        self.refused_retry = REFUSED_RETRY;
         let info = PeerInfo {
             address: self.config.address,
             router_id: neg.peer_id,

@@ -10,7 +10,8 @@
 //! protocol exporting the learned blocks, the blocks as static blackholes, the mesh one-way
 //! (`passive on` towards every higher address: only the higher address connects), with
 //! `connect delay time 1` and `connect retry time 3` (shorter than Calico's own 2 s and
-//! 5 s, so the baseline is, if anything, flattered).
+//! 5 s, so the baseline is, if anything, flattered), and ipipd's hold and keepalive
+//! times (9 s, 3 s) so that idle CPU is compared at an equal keepalive rate.
 
 use std::time::{Duration, Instant};
 
@@ -106,7 +107,7 @@ fn bird_conf(i: usize, n: usize, dir: &TempDir) -> String {
         // Addresses grow with the index: the peer at j > i connects to us.
         let passive = if j > i { "passive on; " } else { "" };
         t.push_str(&format!(
-            "protocol bgp n{j} {{ local {a} as 64512; neighbor {} as 64512; direct; {passive}connect delay time 1; connect retry time 3; ipv4 {{ import all; export where proto = \"blocks\"; }}; }}\n",
+            "protocol bgp n{j} {{ local {a} as 64512; neighbor {} as 64512; direct; {passive}connect delay time 1; connect retry time 3; hold time 9; keepalive time 3; ipv4 {{ import all; export where proto = \"blocks\"; }}; }}\n",
             address(j)
         ));
     }
