@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use bgp::wire::{AfiSafi, Capability, GracefulRestart, Message};
+use interop::config::Peer;
 use interop::harness::{require_root, wait_until};
-use interop::ipipd::Ipipd;
+use interop::ipipd::{Ipipd, RouteJson};
 use interop::rawpeer::craft::*;
-use interop::rawpeer::testbed::{log_tail, peer_status, route_from, PeerSpec, Testbed};
+use interop::rawpeer::testbed::{log_tail, peer_status, route_from, Testbed};
 use interop::rawpeer::{default_open, Event, RawPeer};
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
@@ -382,14 +383,12 @@ fn open_of(asn: u32, four: bool, id: Ipv4Addr, gr: Option<bool>) -> bgp::wire::O
     o
 }
 
-fn routes_has(d: &Ipipd<'_>, p: Ipv4Net, from: Ipv4Addr) -> Option<Value> {
+fn routes_has(d: &Ipipd<'_>, p: Ipv4Net, from: Ipv4Addr) -> Option<RouteJson> {
     route_from(&d.routes().ok()?, &p.to_string(), from)
 }
 
 fn established_count(d: &Ipipd<'_>, a: Ipv4Addr) -> u64 {
-    peer_status(d, a)
-        .and_then(|p| p["established_count"].as_u64())
-        .unwrap_or(0)
+    peer_status(d, a).map(|p| p.established_count).unwrap_or(0)
 }
 
 fn run_update_case(d: &Ipipd<'_>, s: &Session, i: u8, c: &Cve) -> Result<()> {
@@ -423,7 +422,7 @@ fn run_update_case(d: &Ipipd<'_>, s: &Session, i: u8, c: &Cve) -> Result<()> {
     match &c.after {
         After::Gone | After::BothGone => {
             if let Some(r) = routes_has(d, e.p, s.address) {
-                bail!("P should be withdrawn: {r}");
+                bail!("P should be withdrawn: {r:?}");
             }
             if matches!(c.after, After::BothGone) && routes_has(d, e.q, s.address).is_some() {
                 bail!("Q should be withdrawn by MP_UNREACH_NLRI");
@@ -433,9 +432,11 @@ fn run_update_case(d: &Ipipd<'_>, s: &Session, i: u8, c: &Cve) -> Result<()> {
             let Some(r) = routes_has(d, e.p, s.address) else {
                 bail!("P should still be there")
             };
+            // The route as `show routes --json` prints it: the cases name its keys.
+            let json = serde_json::to_value(&r)?;
             for (k, v) in checks {
-                if &r[*k] != v {
-                    bail!("{k} is {} but should be {v}: {r}", r[*k]);
+                if &json[*k] != v {
+                    bail!("{k} is {} but should be {v}: {r:?}", json[*k]);
                 }
             }
         }
@@ -462,7 +463,7 @@ fn eor_lookalike(d: &Ipipd<'_>, tb: &Testbed, address: Ipv4Addr) -> Result<()> {
     })?;
     peer.reset();
     wait_until(WAIT, "P kept as stale", || {
-        routes_has(d, p, address).filter(|r| r["stale"] == true)
+        routes_has(d, p, address).filter(|r| r.stale)
     })
     .context("graceful restart did not keep the route")?;
     let peer = RawPeer::establish(
@@ -573,7 +574,7 @@ fn bad_opens(d: &Ipipd<'_>, tb: &Testbed, address: Ipv4Addr) -> Result<Vec<Strin
                 }
                 p.close();
                 return wait_until(WAIT, "the session to end", || {
-                    (peer_status(d, address)?["state"] != "OpenConfirm").then_some(())
+                    (peer_status(d, address)?.state != "OpenConfirm").then_some(())
                 });
             };
             let n = p.expect_notification(WAIT)?;
@@ -601,24 +602,14 @@ fn bad_opens(d: &Ipipd<'_>, tb: &Testbed, address: Ipv4Addr) -> Result<Vec<Strin
 fn cve_shaped_inputs() -> Result<()> {
     require_root();
     let tb = Testbed::new(5)?;
-    let mut specs: Vec<PeerSpec> = (0..3u8)
-        .map(|i| PeerSpec {
-            address: Testbed::addr(i),
-            asn: SESSIONS[usize::from(i)].0,
-            extra: String::new(),
-        })
+    let mut specs: Vec<Peer> = (0..3u8)
+        .map(|i| Peer::new(Testbed::addr(i)).asn(SESSIONS[usize::from(i)].0))
         .collect();
-    specs.push(PeerSpec {
-        address: Testbed::addr(3),
-        asn: 64512,
-        extra: String::new(),
-    });
-    specs.push(PeerSpec {
-        address: Testbed::addr(4),
-        asn: 64512,
-        extra: String::new(),
-    });
-    let d = tb.start(&tb.config(&specs, "graceful_restart_time = 120"))?;
+    specs.push(Peer::new(Testbed::addr(3)).asn(64512));
+    specs.push(Peer::new(Testbed::addr(4)).asn(64512));
+    let mut config = tb.config(&specs);
+    config.bgp.graceful_restart_time = Some(120);
+    let d = tb.start(&config)?;
     let mut sessions = Vec::new();
     for (i, (asn, four)) in SESSIONS.iter().enumerate() {
         let address = Testbed::addr(i as u8);
