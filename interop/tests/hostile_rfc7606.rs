@@ -18,14 +18,13 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use cases::{all_cases, Case, Env, Expect, Kind};
+use cases::{all_cases, Case, Env, Expect, Kind, Want};
 use interop::config::Peer;
 use interop::harness::{require_root, wait_until};
 use interop::ipipd::{Ipipd, RouteJson};
 use interop::rawpeer::testbed::{kernel_has, log_tail, route_from, Testbed};
 use interop::rawpeer::{craft, default_open, RawPeer};
 use ipnet::Ipv4Net;
-use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -147,16 +146,11 @@ fn check_kept(
             };
             let mut all = checks.clone();
             if c.marked {
-                all.push(("med", Value::from(env.marker)));
+                all.push(Want::Med(Some(env.marker)));
             }
-            // The route as `show routes --json` prints it: the cases name its keys.
-            let json = serde_json::to_value(&r)?;
-            for (field, want) in &all {
-                if &json[*field] != want {
-                    bail!(
-                        "{p}: {field} is {} but should be {want} (route {r:?})",
-                        json[*field]
-                    );
+            for want in &all {
+                if let Err(e) = want.check(&r) {
+                    bail!("{p}: {e} (route {r:?})");
                 }
             }
             wait_until(
