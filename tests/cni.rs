@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use interop::cni::{self, cali_links, Call};
 use interop::harness::{netns_path, require_root, wait_until, Lan, Netns};
-use interop::ipipd::{Ipipd, NodeConfig};
+use interop::ipipd::{Ipipd, NodeConfig, WorkloadJson};
 
 const A: &str = "172.29.235.101";
 const B: &str = "172.29.235.130";
@@ -588,6 +588,8 @@ fn gc_releases_stale_attachments_and_status_follows_the_daemon() {
         "the stale pod's address is free"
     );
     assert_eq!(cali_links(&na).len(), 1, "and its host veth gone");
+    a.same_shape::<Vec<WorkloadJson>>(&["workload", "list", "--json"])
+        .expect("workload list shape");
     let list = a.workloads().expect("list");
     assert_eq!(
         list.first().and_then(|w| w.handle.as_deref()),

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use interop::config::{NodeConfig, Peer};
 use interop::harness::{require_root, wait_until, Lan, Netns, Proc};
-use interop::ipipd::{binary, is, Ipipd};
+use interop::ipipd::{
+    binary, is, BfdJson, BlockJson, Ipipd, NodeJson, PeerJson, RouteJson, WorkloadJson,
+};
 
 const A: &str = "172.29.235.101";
 const B: &str = "172.29.235.130";
@@ -95,6 +97,20 @@ fn show_peers_and_routes_text_and_json() {
     assert_eq!(learned.peer.as_deref(), Some(B));
     assert!(learned.best);
     assert!(learned.installed);
+
+    // What the CLI prints is exactly what the api types serialize to.
+    a.same_shape::<Vec<PeerJson>>(&["show", "peers", "--json"])
+        .expect("show peers shape");
+    a.same_shape::<Vec<RouteJson>>(&["show", "routes", "--json"])
+        .expect("show routes shape");
+    a.same_shape::<Vec<BlockJson>>(&["show", "blocks", "--json"])
+        .expect("show blocks shape");
+    a.same_shape::<Vec<NodeJson>>(&["show", "nodes", "--json"])
+        .expect("show nodes shape");
+    a.same_shape::<Vec<BfdJson>>(&["show", "bfd", "--json"])
+        .expect("show bfd shape");
+    a.same_shape::<Vec<WorkloadJson>>(&["workload", "list", "--json"])
+        .expect("workload list shape");
 
     // The documented key names, as a user's script reads them (CONTRACT.md).
     let raw = a.raw_json(&["show", "peers", "--json"]).expect("raw peers");

@@ -143,6 +143,23 @@ impl<'a> Ipipd<'a> {
         serde_json::from_slice(&out).context("parsing JSON")
     }
 
+    /// Checks that `ipipd ARGS` prints exactly what `T` serializes to: parsing the
+    /// output into `T` and writing it back gives the same JSON, so no key is renamed,
+    /// dropped or added between the api types and what users' scripts read.
+    pub fn same_shape<T: DeserializeOwned + serde::Serialize>(&self, args: &[&str]) -> Result<()> {
+        let raw = self.raw_json(args)?;
+        let typed: T = serde_json::from_value(raw.clone())
+            .with_context(|| format!("`ipipd {}` as the api type: {raw}", args.join(" ")))?;
+        let back = serde_json::to_value(&typed)?;
+        if back != raw {
+            bail!(
+                "`ipipd {}` differs from its api type:\nprinted: {raw}\napi:     {back}",
+                args.join(" ")
+            );
+        }
+        Ok(())
+    }
+
     /// `show routes --json`.
     pub fn routes(&self) -> Result<Vec<RouteJson>> {
         self.typed(&["show", "routes", "--json"])

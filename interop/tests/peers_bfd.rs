@@ -82,6 +82,8 @@ fn check_ipipd_up(a: &Ipipd<'_>, na: &Netns) -> Result<()> {
     ensure!(s.multiplier == 3, "multiplier: {s:?}");
     ensure!(s.detection_time_ms == Some(900.0), "detection time: {s:?}");
     ensure!(s.since.ends_with('Z'), "since: {s:?}");
+    // What the CLI prints is exactly what the api type serializes to.
+    a.same_shape::<Vec<BfdJson>>(&["show", "bfd", "--json"])?;
     a.wait_established(B, T)?;
     let p = a.peer(B).context("peer listed")?;
     ensure!(
