@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use interop::cni::{self, cali_links, Call};
 use interop::harness::{netns_path, require_root, wait_until, Lan, Netns};
-use interop::ipipd::{Ipipd, NodeConfig};
+use interop::ipipd::{Ipipd, NodeConfig, WorkloadJson};
 
 const A: &str = "172.29.235.101";
 const B: &str = "172.29.235.130";
@@ -42,24 +42,12 @@ fn ping(from: &Netns, to: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn blocks(d: &Ipipd) -> Vec<serde_json::Value> {
-    let out = d.cli(&["show", "blocks", "--json"]).expect("show blocks");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-}
-
 fn allocated(d: &Ipipd, block: &str) -> Option<u64> {
-    blocks(d)
-        .iter()
-        .find(|b| b["block"] == block)
-        .and_then(|b| b["allocated"].as_u64())
+    d.blocks()
+        .expect("show blocks")
+        .into_iter()
+        .find(|b| b.block == block)
+        .and_then(|b| b.allocated)
 }
 
 fn read_sysctl(ns: &Netns, path: &str) -> String {
@@ -203,19 +191,31 @@ fn pods_on_two_nodes_reach_each_other_and_only_blocks_are_announced() {
     let learned: Vec<String> = b
         .routes()
         .expect("routes")
-        .iter()
-        .filter(|r| r["origin"] == "bgp")
-        .filter_map(|r| r["prefix"].as_str().map(str::to_owned))
+        .into_iter()
+        .filter(|r| r.origin == "bgp")
+        .map(|r| r.prefix)
         .collect();
     assert_eq!(learned, vec![BLOCK_A.to_string()]);
-    let shown = blocks(&b);
+    let shown = b.blocks().expect("show blocks");
     let remote = shown
         .iter()
-        .find(|x| x["block"] == BLOCK_A)
+        .find(|x| x.block == BLOCK_A)
         .expect("a's block shown");
+    assert!(!remote.local);
+    assert_eq!(remote.node.as_deref(), Some("node-a"), "{remote:?}");
+    assert_eq!(remote.allocated, None);
+    // The documented key names of `show blocks --json`, as a user's script reads them.
+    let raw = b
+        .raw_json(&["show", "blocks", "--json"])
+        .expect("raw blocks");
+    let remote = raw
+        .as_array()
+        .and_then(|bs| bs.iter().find(|x| x["block"] == BLOCK_A))
+        .expect("a's block in raw JSON");
     assert_eq!(remote["local"], false);
     assert_eq!(remote["node"], "node-a", "{remote}");
     assert!(remote["allocated"].is_null());
+    assert_eq!(remote["state"], "static", "{remote}");
 }
 
 #[test]
@@ -588,9 +588,14 @@ fn gc_releases_stale_attachments_and_status_follows_the_daemon() {
         "the stale pod's address is free"
     );
     assert_eq!(cali_links(&na).len(), 1, "and its host veth gone");
-    let list = a.cli(&["workload", "list", "--json"]).expect("list");
-    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap_or_default();
-    assert_eq!(list[0]["handle"], "live.eth0", "{list}");
+    a.same_shape::<Vec<WorkloadJson>>(&["workload", "list", "--json"])
+        .expect("workload list shape");
+    let list = a.workloads().expect("list");
+    assert_eq!(
+        list.first().and_then(|w| w.handle.as_deref()),
+        Some("live.eth0"),
+        "{list:?}"
+    );
 
     // GC and STATUS are CNI 1.1; an older configuration gets code 1.
     let old = Call::new("GC", "", None, cni::conf(&a.socket, "1.0.0"))

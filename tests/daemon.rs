@@ -5,8 +5,11 @@
 use std::process::Command;
 use std::time::Duration;
 
+use interop::config::{NodeConfig, Peer};
 use interop::harness::{require_root, wait_until, Lan, Netns, Proc};
-use interop::ipipd::{binary, Ipipd};
+use interop::ipipd::{
+    binary, is, BfdJson, BlockJson, Ipipd, NodeJson, PeerJson, RouteJson, WorkloadJson,
+};
 
 const A: &str = "172.29.235.101";
 const B: &str = "172.29.235.130";
@@ -16,18 +19,17 @@ const BLOCK_B: &str = "101.88.228.192/26";
 const BLOCK_C: &str = "101.99.1.0/26";
 const T: Duration = Duration::from_secs(20);
 
+/// A mesh node with the daemon's default name, small timers and these blocks.
+fn node_config(address: &str, blocks: &[&str], nodes: &[&str]) -> NodeConfig {
+    let mut c = NodeConfig::bare(address, blocks)
+        .pools(&["101.64.0.0/10"])
+        .timers(9, 30, Some(1));
+    c.cluster.nodes = Some(nodes.iter().map(|n| (*n).to_owned()).collect());
+    c
+}
+
 fn config(address: &str, blocks: &[&str], nodes: &[&str]) -> String {
-    let q = |v: &[&str]| {
-        v.iter()
-            .map(|s| format!("\"{s}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        "[node]\naddress = \"{address}\"\nblocks = [{}]\n\n[cluster]\npools = [\"101.64.0.0/10\"]\nnodes = [{}]\n\n[bgp]\nhold_time = 9\ngraceful_restart_time = 30\nconnect_retry_time = 1\n",
-        q(blocks),
-        q(nodes)
-    )
+    node_config(address, blocks, nodes).toml()
 }
 
 fn node(lan: &mut Lan, address: &str) -> Netns {
@@ -57,40 +59,76 @@ fn show_peers_and_routes_text_and_json() {
     let peers = a.peers().expect("peers");
     assert_eq!(peers.len(), 1, "{peers:?}");
     let p = &peers[0];
+    assert!(is(&p.address, B), "{p:?}");
+    assert_eq!(p.asn, 64512);
+    assert_eq!(p.state, "Established");
+    assert_eq!(p.kind, "mesh");
+    assert_eq!(p.received, 1);
+    assert_eq!(p.accepted, 1);
+    assert_eq!(p.name, None, "a mesh node has no name: {p:?}");
+    for (counter, value) in [
+        ("refused_overlap", p.refused_overlap),
+        ("refused", p.refused),
+        ("treat_as_withdraw", p.treat_as_withdraw),
+        ("attributes_discarded", p.attributes_discarded),
+    ] {
+        assert_eq!(value, 0, "{counter} in {p:?}");
+    }
+    assert!(
+        p.since.len() == 20 && p.since.ends_with('Z'),
+        "since: {}",
+        p.since
+    );
+
+    let routes = a.routes().expect("routes");
+    let own = routes
+        .iter()
+        .find(|r| r.prefix == BLOCK_A)
+        .expect("own block");
+    assert_eq!(own.origin, "local");
+    assert!(own.installed, "blackhole installed: {own:?}");
+    let learned = routes
+        .iter()
+        .find(|r| r.prefix == BLOCK_B)
+        .expect("learned block");
+    assert_eq!(learned.origin, "bgp");
+    assert_eq!(learned.next_hop.as_deref(), Some(B));
+    assert_eq!(learned.interface.as_deref(), Some("tunl0"));
+    assert_eq!(learned.peer.as_deref(), Some(B));
+    assert!(learned.best);
+    assert!(learned.installed);
+
+    // What the CLI prints is exactly what the api types serialize to.
+    a.same_shape::<Vec<PeerJson>>(&["show", "peers", "--json"])
+        .expect("show peers shape");
+    a.same_shape::<Vec<RouteJson>>(&["show", "routes", "--json"])
+        .expect("show routes shape");
+    a.same_shape::<Vec<BlockJson>>(&["show", "blocks", "--json"])
+        .expect("show blocks shape");
+    a.same_shape::<Vec<NodeJson>>(&["show", "nodes", "--json"])
+        .expect("show nodes shape");
+    a.same_shape::<Vec<BfdJson>>(&["show", "bfd", "--json"])
+        .expect("show bfd shape");
+    a.same_shape::<Vec<WorkloadJson>>(&["workload", "list", "--json"])
+        .expect("workload list shape");
+
+    // The documented key names, as a user's script reads them (CONTRACT.md).
+    let raw = a.raw_json(&["show", "peers", "--json"]).expect("raw peers");
+    let p = &raw[0];
     assert_eq!(p["address"], B);
     assert_eq!(p["asn"], 64512);
     assert_eq!(p["state"], "Established");
     assert_eq!(p["kind"], "mesh");
     assert_eq!(p["received"], 1);
     assert_eq!(p["accepted"], 1);
-    assert!(p["name"].is_null(), "a mesh node has no name: {p}");
-    for counter in [
-        "refused_overlap",
-        "refused",
-        "treat_as_withdraw",
-        "attributes_discarded",
-    ] {
-        assert_eq!(p[counter], 0, "{counter} in {p}");
-    }
-    assert!(
-        p["since"]
-            .as_str()
-            .is_some_and(|s| s.len() == 20 && s.ends_with('Z')),
-        "since: {}",
-        p["since"]
-    );
-
-    let routes = a.routes().expect("routes");
-    let own = routes
-        .iter()
-        .find(|r| r["prefix"] == BLOCK_A)
-        .expect("own block");
-    assert_eq!(own["origin"], "local");
-    assert_eq!(own["installed"], true, "blackhole installed: {own}");
-    let learned = routes
-        .iter()
-        .find(|r| r["prefix"] == BLOCK_B)
-        .expect("learned block");
+    assert!(p["since"].is_string(), "{p}");
+    let raw = a
+        .raw_json(&["show", "routes", "--json"])
+        .expect("raw routes");
+    let learned = raw
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["prefix"] == BLOCK_B))
+        .expect("learned block in raw JSON");
     assert_eq!(learned["origin"], "bgp");
     assert_eq!(learned["next_hop"], B);
     assert_eq!(learned["interface"], "tunl0");
@@ -166,15 +204,15 @@ fn workload_add_del_changes_kernel_and_survives_restart() {
     let routes = a.routes().expect("routes");
     let w = routes
         .iter()
-        .find(|r| r["prefix"] == "101.76.9.136/32")
+        .find(|r| r.prefix == "101.76.9.136/32")
         .expect("workload kept over restart");
-    assert_eq!(w["origin"], "workload");
-    assert_eq!(w["interface"], "cali0123456789a");
+    assert_eq!(w.origin, "workload");
+    assert_eq!(w.interface.as_deref(), Some("cali0123456789a"));
     wait_until(T, "workload installed after restart", || {
         a.routes()
             .ok()?
             .iter()
-            .any(|r| r["prefix"] == "101.76.9.136/32" && r["installed"] == true)
+            .any(|r| r.prefix == "101.76.9.136/32" && r.installed)
             .then_some(())
     })
     .expect("installed");
@@ -208,8 +246,11 @@ fn workload_add_del_changes_kernel_and_survives_restart() {
         "{err}"
     );
     assert!(!na.bgp_routes().contains("10.9.9.9"));
-    let listed = a.cli(&["workload", "list", "--json"]).expect("list");
-    assert!(!text(&listed).contains("10.9.9.9"), "{}", text(&listed));
+    let listed = a.workloads().expect("list");
+    assert!(
+        !listed.iter().any(|w| w.ip.to_string() == "10.9.9.9"),
+        "{listed:?}"
+    );
 }
 
 #[test]
@@ -217,12 +258,12 @@ fn peer_name_is_shown_in_text_and_json() {
     require_root();
     let mut lan = Lan::new().expect("lan");
     let (na, nb) = pair(&mut lan);
-    let named = config(A, &[BLOCK_A], &[A])
-        + &format!("\n[[peer]]\naddress = \"{B}\"\nname = \"node-b\"\n");
-    let a = Ipipd::start(&na, &named).expect("a");
+    let mut named = node_config(A, &[BLOCK_A], &[A]);
+    named.peers.push(Peer::new(B).name("node-b"));
+    let a = Ipipd::start(&na, &named.toml()).expect("a");
     let _b = Ipipd::start(&nb, &config(B, &[BLOCK_B], &[A, B])).expect("b");
     let p = a.wait_established(B, T).expect("up");
-    assert_eq!(p["name"], "node-b", "{p}");
+    assert_eq!(p.name.as_deref(), Some("node-b"), "{p:?}");
     let out = a.cli(&["show", "peers"]).expect("show peers");
     let t = text(&out);
     assert!(t.lines().next().is_some_and(|h| h.contains("NAME")), "{t}");
@@ -243,16 +284,15 @@ fn reload_refuses_restart_only_settings_and_keeps_sessions() {
     let a = Ipipd::start(&na, &config(A, &[BLOCK_A], &[A, B])).expect("a");
     let _b = Ipipd::start(&nb, &config(B, &[BLOCK_B], &[A, B])).expect("b");
     let before = a.wait_established(B, T).expect("a-b up");
-    let base = config(A, &[BLOCK_A], &[A, B]);
+    let base = node_config(A, &[BLOCK_A], &[A, B]);
+    let mut port = base.clone();
+    port.bgp.port = Some(1179);
     for (key, changed) in [
-        ("bgp.port", base.replace("[bgp]\n", "[bgp]\nport = 1179\n")),
-        (
-            "node.asn",
-            base.replace("[node]\n", "[node]\nasn = 65000\n"),
-        ),
-        ("node.address", config(C, &[BLOCK_A], &[A, B])),
+        ("bgp.port", port),
+        ("node.asn", base.clone().asn(65000)),
+        ("node.address", node_config(C, &[BLOCK_A], &[A, B])),
     ] {
-        std::fs::write(&a.config, changed + &control(&a)).expect("write");
+        a.write_config(&changed.toml()).expect("write");
         let out = a.cli(&["reload"]).expect("reload");
         assert!(!out.status.success(), "{key}: reload accepted");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -260,16 +300,16 @@ fn reload_refuses_restart_only_settings_and_keeps_sessions() {
         let peers = a.peers().expect("peers");
         assert_eq!(peers.len(), 1, "{key}: {peers:?}");
         let p = &peers[0];
-        assert_eq!(p["address"], B, "{key}: the old own address is no peer");
-        assert_eq!(p["state"], "Established", "{key}");
-        assert_eq!(p["since"], before["since"], "{key}: session reset");
-        assert_eq!(p["established_count"], 1, "{key}");
+        assert!(is(&p.address, B), "{key}: the old own address is no peer");
+        assert_eq!(p.state, "Established", "{key}");
+        assert_eq!(p.since, before.since, "{key}: session reset");
+        assert_eq!(p.established_count, 1, "{key}");
     }
     // The file watcher sees the same refusal: still one untouched session.
     std::thread::sleep(Duration::from_millis(2500));
     let peers = a.peers().expect("peers");
     assert_eq!(peers.len(), 1, "{peers:?}");
-    assert_eq!(peers[0]["since"], before["since"]);
+    assert_eq!(peers[0].since, before.since);
     assert!(a.log().contains("node.address"), "{}", a.log());
 }
 
@@ -285,30 +325,19 @@ fn reload_adds_a_peer_without_touching_other_sessions_and_refuses_bad_config() {
     let before = a.wait_established(B, T).expect("a-b up");
 
     // Add C to A's mesh and a new block, by SIGHUP.
-    std::fs::write(
-        &a.config,
-        config(A, &[BLOCK_A, "101.76.10.0/26"], &[A, B, C]) + &control(&a),
-    )
-    .expect("write");
+    a.write_config(&config(A, &[BLOCK_A, "101.76.10.0/26"], &[A, B, C]))
+        .expect("write");
     a.proc.as_ref().expect("proc").signal("HUP").expect("hup");
     a.wait_route(BLOCK_C, C, T)
         .expect("route to c after reload");
-    let after = a
-        .peers()
-        .expect("peers")
-        .into_iter()
-        .find(|p| p["address"] == B)
-        .expect("b");
-    assert_eq!(
-        after["since"], before["since"],
-        "the A-B session was not reset"
-    );
-    assert_eq!(after["established_count"], 1);
+    let after = a.peer(B).expect("b");
+    assert_eq!(after.since, before.since, "the A-B session was not reset");
+    assert_eq!(after.established_count, 1);
     wait_until(T, "new block announced", || {
         _b.routes()
             .ok()?
             .iter()
-            .any(|r| r["prefix"] == "101.76.10.0/26" && r["installed"] == true)
+            .any(|r| r.prefix == "101.76.10.0/26" && r.installed)
             .then_some(())
     })
     .expect("b learns the new block");
@@ -332,19 +361,11 @@ fn reload_adds_a_peer_without_touching_other_sessions_and_refuses_bad_config() {
         a.peers()
             .expect("peers")
             .iter()
-            .filter(|p| p["state"] == "Established")
+            .filter(|p| p.state == "Established")
             .count(),
         2
     );
     assert!(a.best(BLOCK_B).is_some() && a.best(BLOCK_C).is_some());
-}
-
-fn control(d: &Ipipd) -> String {
-    format!(
-        "\n[control]\nsocket = \"{}\"\nstate_dir = \"{}\"\n",
-        d.socket.display(),
-        d.dir.join("state").display()
-    )
 }
 
 #[test]
@@ -387,7 +408,7 @@ fn sigterm_keeps_routes_and_restart_deletes_nothing() {
     );
     assert_eq!(na.bgp_routes(), before);
     let b_view = b.best(BLOCK_A).expect("b still has a's block");
-    assert_eq!(b_view["stale"], false, "refreshed after End-of-RIB");
+    assert!(!b_view.stale, "refreshed after End-of-RIB");
 }
 
 #[test]
@@ -413,10 +434,9 @@ fn peer_shutdown_by_reload_sends_the_shutdown_communication() {
     let a = Ipipd::start(&na, &config(A, &[BLOCK_A], &[A, B])).expect("a");
     let b = Ipipd::start(&nb, &config(B, &[BLOCK_B], &[A, B])).expect("b");
     a.wait_established(B, T).expect("up");
-    let with_shutdown = config(A, &[BLOCK_A], &[A])
-        + &format!("\n[[peer]]\naddress = \"{B}\"\nshutdown = true\n")
-        + &control(&a);
-    std::fs::write(&a.config, with_shutdown).expect("write");
+    let mut with_shutdown = node_config(A, &[BLOCK_A], &[A]);
+    with_shutdown.peers.push(Peer::new(B).shutdown());
+    a.write_config(&with_shutdown.toml()).expect("write");
     let out = a.cli(&["reload"]).expect("reload");
     assert!(
         out.status.success(),
@@ -424,25 +444,17 @@ fn peer_shutdown_by_reload_sends_the_shutdown_communication() {
         String::from_utf8_lossy(&out.stderr)
     );
     let peer = wait_until(T, "b sees the shutdown", || {
-        b.peers()
-            .ok()?
-            .into_iter()
-            .find(|p| p["address"] == A && p["state"] != "Established")
+        b.peer(A).filter(|p| p.state != "Established")
     })
     .expect("b down");
-    let info = peer["info"].as_str().unwrap_or_default();
+    let info = &peer.info;
     assert!(
         info.contains("6/2") && info.contains("administratively shut down"),
         "info: {info}"
     );
-    let mine = a
-        .peers()
-        .expect("peers")
-        .into_iter()
-        .find(|p| p["address"] == B)
-        .expect("b listed");
-    assert_eq!(mine["state"], "Idle");
-    assert_eq!(mine["info"], "administratively down");
+    let mine = a.peer(B).expect("b listed");
+    assert_eq!(mine.state, "Idle");
+    assert_eq!(mine.info, "administratively down");
     b.wait_no_route(BLOCK_A, T)
         .expect("a's block withdrawn at b");
 }
@@ -457,9 +469,12 @@ fn ipv6_blocks_are_announced_and_routed_natively() {
             .expect("v6 address");
     }
     let v6_config = |addr: &str, v6: &str, block: &str, block6: &str| {
-        format!(
-            "[node]\naddress = \"{addr}\"\naddress_v6 = \"{v6}\"\nblocks = [\"{block}\", \"{block6}\"]\n\n[cluster]\npools = [\"101.64.0.0/10\", \"fd10::/48\"]\nnodes = [\"{A}\", \"{B}\"]\n\n[bgp]\nhold_time = 9\nconnect_retry_time = 1\n"
-        )
+        let mut c = node_config(addr, &[block, block6], &[A, B])
+            .address_v6(v6)
+            .pools(&["101.64.0.0/10", "fd10::/48"]);
+        // The default graceful restart time.
+        c.bgp.graceful_restart_time = None;
+        c.toml()
     };
     let a = Ipipd::start(&na, &v6_config(A, "fd00:29::101", BLOCK_A, "fd10::1:0/122")).expect("a");
     let _b = Ipipd::start(&nb, &v6_config(B, "fd00:29::130", BLOCK_B, "fd10::2:0/122")).expect("b");
@@ -497,9 +512,9 @@ fn equal_cost_paths_become_one_multipath_route_through_tunl0() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", na.bgp_routes()));
     let routes = a.routes().expect("routes");
-    let paths: Vec<_> = routes.iter().filter(|r| r["prefix"] == BLOCK_C).collect();
+    let paths: Vec<_> = routes.iter().filter(|r| r.prefix == BLOCK_C).collect();
     assert_eq!(paths.len(), 2, "{paths:?}");
-    assert!(paths.iter().all(|p| p["installed"] == true), "{paths:?}");
+    assert!(paths.iter().all(|p| p.installed), "{paths:?}");
 }
 
 /// A Kubernetes ConfigMap update: the mounted file is a symlink through
@@ -518,7 +533,7 @@ fn configmap_style_symlink_swap_reloads() {
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(
             dir.join("ipipd.toml"),
-            config(A, blocks, &[A, B]) + &control(&a),
+            a.with_control(&config(A, blocks, &[A, B])),
         )
         .expect("write");
     };
@@ -537,7 +552,7 @@ fn configmap_style_symlink_swap_reloads() {
     b.wait_route("101.76.10.0/26", A, T)
         .expect("the new block reaches b after the swap");
     assert_eq!(
-        a.peers().expect("peers")[0]["established_count"],
+        a.peers().expect("peers")[0].established_count,
         1,
         "no session reset"
     );

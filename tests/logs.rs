@@ -14,12 +14,9 @@ fn json_logs_are_one_object_a_line() {
     ns.ip(&["addr", "add", "172.29.235.101/24", "dev", "lo"])
         .expect("address");
     let dir = TempDir::new("logs").expect("tmp");
-    let config = format!(
-        "{}\n[control]\nsocket = \"{}\"\nstate_dir = \"{}\"\n",
-        NodeConfig::new("172.29.235.101", "101.76.9.128/26").toml(),
-        dir.join("ipipd.sock").display(),
-        dir.join("state").display()
-    );
+    let config = NodeConfig::new("172.29.235.101", "101.76.9.128/26")
+        .control(&dir.join("ipipd.sock"), &dir.join("state"))
+        .toml();
     std::fs::write(dir.join("ipipd.toml"), config).expect("config");
     let log = dir.join("ipipd.log");
     let mut cmd = ns.command(binary());

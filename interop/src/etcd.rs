@@ -6,9 +6,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::config::{Datastore, NodeConfig};
 use crate::harness::{have, wait_until, Lan, Netns, Proc, TempDir};
+use crate::ipipd::{BlockJson, NodeJson, PeerJson};
 
 /// Fails (never skips) when etcd is not installed.
 pub fn require_etcd() {
@@ -161,16 +164,21 @@ impl EtcdCluster {
     }
 }
 
-/// The one configuration file every node of a test cluster runs from.
-pub fn cluster_config(endpoints: &[String], pool: &str, extra: &str) -> String {
-    let eps: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
-    format!(
-        "[node]\nasn = 64512\n\n[cluster]\npools = [\"{pool}\"]\nblock_size = 26\n\n\
-         [bgp]\nconnect_retry_time = 1\n\n\
-         [datastore]\nkind = \"etcd\"\nendpoints = [{}]\nprefix = \"/ipipd\"\n\
-         request_timeout_ms = 2000\ndial_timeout_ms = 1000\n{extra}",
-        eps.join(", ")
-    )
+/// The one configuration file every node of a test cluster runs from: no node name,
+/// address or blocks (they come from the environment and the datastore).
+pub fn cluster_config(endpoints: &[String], pool: &str) -> String {
+    let mut c = NodeConfig::default().asn(64512).pools(&[pool]);
+    c.cluster.block_size = Some(26);
+    c.bgp.connect_retry_time = Some(1);
+    c.datastore = Some(Datastore {
+        kind: Some("etcd".to_owned()),
+        endpoints: Some(endpoints.to_vec()),
+        prefix: Some("/ipipd".to_owned()),
+        request_timeout_ms: Some(2000),
+        dial_timeout_ms: Some(1000),
+        ..Datastore::default()
+    });
+    c.toml()
 }
 
 /// One ipipd started from the shared file, identity from the environment.
@@ -253,7 +261,8 @@ impl Node {
             .context("running ipipd CLI")
     }
 
-    pub fn json(&self, args: &[&str]) -> Result<Vec<Value>> {
+    /// `ipipd ARGS` (a `--json` command) parsed into the control API's types.
+    pub fn typed<T: DeserializeOwned>(&self, args: &[&str]) -> Result<T> {
         let out = self.cli(args)?;
         if !out.status.success() {
             bail!(
@@ -263,20 +272,37 @@ impl Node {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Ok(serde_json::from_slice(&out.stdout)?)
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "{}: parsing `ipipd {}`: {}",
+                self.name,
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// `show peers --json`.
+    pub fn peers(&self) -> Result<Vec<PeerJson>> {
+        self.typed(&["show", "peers", "--json"])
+    }
+
+    /// `show blocks --json`.
+    pub fn blocks(&self) -> Result<Vec<BlockJson>> {
+        self.typed(&["show", "blocks", "--json"])
+    }
+
+    /// `show nodes --json`.
+    pub fn nodes(&self) -> Result<Vec<NodeJson>> {
+        self.typed(&["show", "nodes", "--json"])
     }
 
     /// `show nodes --json`: name → state.
     pub fn node_states(&self) -> Result<Vec<(String, String)>> {
         Ok(self
-            .json(&["show", "nodes", "--json"])?
-            .iter()
-            .map(|n| {
-                (
-                    n["name"].as_str().unwrap_or_default().to_owned(),
-                    n["state"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
+            .nodes()?
+            .into_iter()
+            .map(|n| (n.name, n.state))
             .collect())
     }
 

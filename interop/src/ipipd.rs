@@ -1,12 +1,16 @@
 //! A running ipipd, driven through its real command line.
 
-use std::path::PathBuf;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
+pub use api::protocol::{BfdJson, BlockJson, NodeJson, PeerJson, RouteJson, WorkloadJson};
+
+pub use crate::config::NodeConfig;
 use crate::harness::{wait_until, Netns, Proc, TempDir};
 
 /// The ipipd binary under test: `IPIPD_BIN`, or the workspace's release or
@@ -48,11 +52,7 @@ impl<'a> Ipipd<'a> {
         let dir = TempDir::new("node")?;
         let socket = dir.join("ipipd.sock");
         let state = dir.join("state");
-        let text = format!(
-            "{config}\n[control]\nsocket = \"{}\"\nstate_dir = \"{}\"\n",
-            socket.display(),
-            state.display()
-        );
+        let text = with_control(config, &socket, &state);
         let path = dir.join("ipipd.toml");
         std::fs::write(&path, text)?;
         let mut d = Ipipd {
@@ -109,7 +109,8 @@ impl<'a> Ipipd<'a> {
             .context("running ipipd CLI")
     }
 
-    fn json(&self, args: &[&str]) -> Result<Vec<Value>> {
+    /// Runs `ipipd ARGS` and returns its standard output; an error if it failed.
+    pub fn stdout(&self, args: &[&str]) -> Result<Vec<u8>> {
         let out = self.cli(args)?;
         if !out.status.success() {
             bail!(
@@ -118,33 +119,95 @@ impl<'a> Ipipd<'a> {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let v: Value = serde_json::from_slice(&out.stdout).context("parsing JSON")?;
-        Ok(v.as_array().cloned().unwrap_or_default())
+        Ok(out.stdout)
+    }
+
+    /// `ipipd ARGS` (a `--json` command) parsed into the control API's types: the CLI
+    /// prints exactly what the daemon answered, so this fails on any field a user's
+    /// script would miss.
+    pub fn typed<T: DeserializeOwned>(&self, args: &[&str]) -> Result<T> {
+        let out = self.stdout(args)?;
+        serde_json::from_slice(&out).with_context(|| {
+            format!(
+                "parsing `ipipd {}`: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out)
+            )
+        })
+    }
+
+    /// `ipipd ARGS` as untyped JSON: only for tests of the documented key names
+    /// themselves, as scripts outside the project read them.
+    pub fn raw_json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let out = self.stdout(args)?;
+        serde_json::from_slice(&out).context("parsing JSON")
+    }
+
+    /// Checks that `ipipd ARGS` prints exactly what `T` serializes to: parsing the
+    /// output into `T` and writing it back gives the same JSON, so no key is renamed,
+    /// dropped or added between the api types and what users' scripts read.
+    pub fn same_shape<T: DeserializeOwned + serde::Serialize>(&self, args: &[&str]) -> Result<()> {
+        let raw = self.raw_json(args)?;
+        let typed: T = serde_json::from_value(raw.clone())
+            .with_context(|| format!("`ipipd {}` as the api type: {raw}", args.join(" ")))?;
+        let back = serde_json::to_value(&typed)?;
+        if back != raw {
+            bail!(
+                "`ipipd {}` differs from its api type:\nprinted: {raw}\napi:     {back}",
+                args.join(" ")
+            );
+        }
+        Ok(())
     }
 
     /// `show routes --json`.
-    pub fn routes(&self) -> Result<Vec<Value>> {
-        self.json(&["show", "routes", "--json"])
+    pub fn routes(&self) -> Result<Vec<RouteJson>> {
+        self.typed(&["show", "routes", "--json"])
     }
 
     /// `show peers --json`.
-    pub fn peers(&self) -> Result<Vec<Value>> {
-        self.json(&["show", "peers", "--json"])
+    pub fn peers(&self) -> Result<Vec<PeerJson>> {
+        self.typed(&["show", "peers", "--json"])
+    }
+
+    /// `show blocks --json`.
+    pub fn blocks(&self) -> Result<Vec<BlockJson>> {
+        self.typed(&["show", "blocks", "--json"])
+    }
+
+    /// `show nodes --json`.
+    pub fn nodes(&self) -> Result<Vec<NodeJson>> {
+        self.typed(&["show", "nodes", "--json"])
+    }
+
+    /// `show bfd --json`.
+    pub fn bfd(&self) -> Result<Vec<BfdJson>> {
+        self.typed(&["show", "bfd", "--json"])
+    }
+
+    /// `workload list --json`.
+    pub fn workloads(&self) -> Result<Vec<WorkloadJson>> {
+        self.typed(&["workload", "list", "--json"])
+    }
+
+    /// The BFD session with `peer`, if `show bfd` lists it.
+    pub fn bfd_session(&self, peer: &str) -> Option<BfdJson> {
+        self.bfd().ok()?.into_iter().find(|s| is(&s.peer, peer))
     }
 
     /// The best route for `prefix`, if any.
-    pub fn best(&self, prefix: &str) -> Option<Value> {
+    pub fn best(&self, prefix: &str) -> Option<RouteJson> {
         self.routes()
             .ok()?
             .into_iter()
-            .find(|r| r["prefix"] == prefix && r["best"] == true)
+            .find(|r| r.prefix == prefix && r.best)
     }
 
     /// Waits until `prefix` is best and installed with the given next hop.
-    pub fn wait_route(&self, prefix: &str, next_hop: &str, limit: Duration) -> Result<Value> {
+    pub fn wait_route(&self, prefix: &str, next_hop: &str, limit: Duration) -> Result<RouteJson> {
         wait_until(limit, &format!("{prefix} via {next_hop} installed"), || {
             self.best(prefix)
-                .filter(|r| r["next_hop"] == next_hop && r["installed"] == true)
+                .filter(|r| r.next_hop.as_deref() == Some(next_hop) && r.installed)
         })
         .with_context(|| format!("routes now: {:?}", self.routes().unwrap_or_default()))
     }
@@ -153,23 +216,16 @@ impl<'a> Ipipd<'a> {
     pub fn wait_no_route(&self, prefix: &str, limit: Duration) -> Result<()> {
         wait_until(limit, &format!("{prefix} gone"), || {
             let rs = self.routes().ok()?;
-            (!rs.iter()
-                .any(|r| r["prefix"] == prefix && r["origin"] == "bgp"))
-            .then_some(())
+            (!rs.iter().any(|r| r.prefix == prefix && r.origin == "bgp")).then_some(())
         })
     }
 
     /// Waits until the peer at `address` is Established.
-    pub fn wait_established(&self, address: &str, limit: Duration) -> Result<Value> {
+    pub fn wait_established(&self, address: &str, limit: Duration) -> Result<PeerJson> {
         wait_until(
             limit,
             &format!("session with {address} Established"),
-            || {
-                self.peers()
-                    .ok()?
-                    .into_iter()
-                    .find(|p| p["address"] == address && p["state"] == "Established")
-            },
+            || self.peer(address).filter(|p| p.state == "Established"),
         )
         .with_context(|| {
             format!(
@@ -181,131 +237,9 @@ impl<'a> Ipipd<'a> {
     }
 }
 
-/// A node's configuration for tests, with small timers; [`NodeConfig::toml`]
-/// renders it (the `[control]` table is added by [`Ipipd::start`]).
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    /// `node.name`; default `node-A-B-C-D` from the address.
-    pub name: Option<String>,
-    pub address: String,
-    pub address_v6: Option<String>,
-    pub blocks: Vec<String>,
-    pub pools: Vec<String>,
-    pub mesh: bool,
-    pub nodes: Vec<String>,
-    pub hold_time: u16,
-    pub graceful_restart_time: u16,
-    pub connect_retry_time: Option<u16>,
-    pub cluster_id: Option<String>,
-    /// Raw `[[peer]]` tables.
-    pub peers: Vec<String>,
-    /// `metrics.listen`.
-    pub metrics_listen: Option<String>,
-}
-
-impl NodeConfig {
-    /// A node at `address` announcing `block` in pool 101.64.0.0/10, with
-    /// hold time 9 s, graceful restart time 30 s and a 1 s connect retry.
-    pub fn new(address: &str, block: &str) -> NodeConfig {
-        NodeConfig {
-            name: None,
-            address: address.to_owned(),
-            address_v6: None,
-            blocks: vec![block.to_owned()],
-            pools: vec!["101.64.0.0/10".to_owned()],
-            mesh: true,
-            nodes: Vec::new(),
-            hold_time: 9,
-            graceful_restart_time: 30,
-            connect_retry_time: Some(1),
-            cluster_id: None,
-            peers: Vec::new(),
-            metrics_listen: None,
-        }
-    }
-
-    pub fn name(mut self, name: &str) -> NodeConfig {
-        self.name = Some(name.to_owned());
-        self
-    }
-
-    /// Another block (IPv4 or IPv6) announced by the node.
-    pub fn block(mut self, block: &str) -> NodeConfig {
-        self.blocks.push(block.to_owned());
-        self
-    }
-
-    pub fn pool(mut self, pool: &str) -> NodeConfig {
-        self.pools.push(pool.to_owned());
-        self
-    }
-
-    pub fn address_v6(mut self, address: &str) -> NodeConfig {
-        self.address_v6 = Some(address.to_owned());
-        self
-    }
-
-    pub fn metrics(mut self, listen: &str) -> NodeConfig {
-        self.metrics_listen = Some(listen.to_owned());
-        self
-    }
-
-    /// Full mesh with these node addresses (its own may be among them).
-    pub fn mesh(mut self, nodes: &[&str]) -> NodeConfig {
-        self.mesh = true;
-        self.nodes = nodes.iter().map(|s| (*s).to_owned()).collect();
-        self
-    }
-
-    /// An explicit `[[peer]]` at `address` (AS 64512) with extra `key = value` lines.
-    pub fn peer(mut self, address: &str, extra: &str) -> NodeConfig {
-        self.peers.push(format!(
-            "[[peer]]\naddress = \"{address}\"\nasn = 64512\n{extra}\n"
-        ));
-        self
-    }
-
-    pub fn toml(&self) -> String {
-        let list = |v: &[String]| {
-            v.iter()
-                .map(|s| format!("\"{s}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut t = format!(
-            "[node]\nname = \"{name}\"\naddress = \"{addr}\"\n{v6}blocks = [{blocks}]\n\n[cluster]\npools = [{pools}]\nmesh = {mesh}\nnodes = [{nodes}]\n\n[bgp]\nhold_time = {hold}\ngraceful_restart_time = {gr}\n",
-            name = self
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("node-{}", self.address.replace('.', "-"))),
-            addr = self.address,
-            v6 = self
-                .address_v6
-                .as_ref()
-                .map(|a| format!("address_v6 = \"{a}\"\n"))
-                .unwrap_or_default(),
-            blocks = list(&self.blocks),
-            pools = list(&self.pools),
-            mesh = self.mesh,
-            nodes = list(&self.nodes),
-            hold = self.hold_time,
-            gr = self.graceful_restart_time,
-        );
-        if let Some(c) = self.connect_retry_time {
-            t.push_str(&format!("connect_retry_time = {c}\n"));
-        }
-        if let Some(c) = &self.cluster_id {
-            t.push_str(&format!("route_reflector_cluster_id = \"{c}\"\n"));
-        }
-        for p in &self.peers {
-            t.push('\n');
-            t.push_str(p);
-        }
-        if let Some(l) = &self.metrics_listen {
-            t.push_str(&format!("\n[metrics]\nlisten = \"{l}\"\n"));
-        }
-        t
-    }
+/// Whether `ip` is the address written `text`.
+pub fn is(ip: &IpAddr, text: &str) -> bool {
+    text.parse::<IpAddr>().is_ok_and(|t| t == *ip)
 }
 
 impl Ipipd<'_> {
@@ -319,13 +253,14 @@ impl Ipipd<'_> {
     /// Rewrites the config file (the `[control]` table is kept) without telling
     /// the daemon: for the next [`Ipipd::restart`].
     pub fn write_config(&self, config: &str) -> Result<()> {
-        let text = format!(
-            "{config}\n[control]\nsocket = \"{}\"\nstate_dir = \"{}\"\n",
-            self.socket.display(),
-            self.dir.join("state").display()
-        );
-        std::fs::write(&self.config, text)?;
+        std::fs::write(&self.config, self.with_control(config))?;
         Ok(())
+    }
+
+    /// `config` with this daemon's `[control]` table appended: its socket and state
+    /// directory, whatever file it is written to.
+    pub fn with_control(&self, config: &str) -> String {
+        with_control(config, &self.socket, &self.dir.join("state"))
     }
 
     /// Sends a signal to the running daemon (e.g. "HUP", "STOP", "CONT").
@@ -337,17 +272,16 @@ impl Ipipd<'_> {
     }
 
     /// The peer at `address` as `show peers --json` lists it.
-    pub fn peer(&self, address: &str) -> Option<Value> {
+    pub fn peer(&self, address: &str) -> Option<PeerJson> {
         self.peers()
             .ok()?
             .into_iter()
-            .find(|p| p["address"] == address)
+            .find(|p| is(&p.address, address))
     }
 
     /// The state of the session with `address` (`Established`, `Active`, ...).
     pub fn peer_state(&self, address: &str) -> Option<String> {
-        self.peer(address)
-            .and_then(|p| p["state"].as_str().map(str::to_owned))
+        self.peer(address).map(|p| p.state)
     }
 }
 
@@ -356,4 +290,17 @@ impl Drop for Ipipd<'_> {
     fn drop(&mut self) {
         self.proc.take();
     }
+}
+
+/// The `[control]` table: the config file is TOML, so appending a table is enough.
+fn with_control(config: &str, socket: &Path, state_dir: &Path) -> String {
+    let control = crate::config::NodeConfig::default()
+        .control(socket, state_dir)
+        .control
+        .map(|c| {
+            toml::to_string(&std::collections::BTreeMap::from([("control", c)]))
+                .unwrap_or_else(|e| panic!("rendering [control]: {e}"))
+        })
+        .unwrap_or_default();
+    format!("{config}\n{control}")
 }

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod bird;
 pub mod cni;
+pub mod config;
 pub mod etcd;
 pub mod frr;
 pub mod gobgp;

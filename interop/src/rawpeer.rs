@@ -9,6 +9,7 @@
 pub mod craft;
 pub mod netns;
 pub mod testbed;
+pub mod want;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpStream};

@@ -9,6 +9,7 @@ use anyhow::{bail, ensure, Context, Result};
 use interop::cni::Call;
 use interop::etcd::{cluster_config, EtcdCluster, Node};
 use interop::harness::{require_root, wait_until, Lan, Netns, TempDir};
+use interop::ipipd::is;
 
 const ETCD: [&str; 3] = ["172.29.240.11", "172.29.240.12", "172.29.240.13"];
 const T: Duration = Duration::from_secs(20);
@@ -25,13 +26,13 @@ struct Cluster {
     pods: Vec<Netns>,
 }
 
-fn start(n: usize, pool: &str, extra: &str) -> Result<Cluster> {
+fn start(n: usize, pool: &str) -> Result<Cluster> {
     require_root();
     let mut lan = Lan::new()?;
     let etcd = EtcdCluster::start(&mut lan, &ETCD)?;
     let dir = TempDir::new("dscfg")?;
     let path = dir.join("ipipd.toml");
-    std::fs::write(&path, cluster_config(&etcd.endpoints(), pool, extra))?;
+    std::fs::write(&path, cluster_config(&etcd.endpoints(), pool))?;
     let mut nodes = Vec::new();
     for i in 0..n {
         nodes.push(Node::start(
@@ -123,7 +124,7 @@ impl Cluster {
 
 #[test]
 fn six_nodes_from_one_config_mesh_and_route() -> Result<()> {
-    let mut c = start(6, "10.244.0.0/16", "")?;
+    let mut c = start(6, "10.244.0.0/16")?;
     c.wait_full_mesh()?;
     for i in 0..6 {
         let out = c.pod(i, &format!("pod{i}"))?;
@@ -145,7 +146,7 @@ fn six_nodes_from_one_config_mesh_and_route() -> Result<()> {
 #[test]
 fn eight_nodes_race_for_four_blocks() -> Result<()> {
     // A /24 pool holds four /26 blocks.
-    let mut c = start(8, "10.245.0.0/24", "")?;
+    let mut c = start(8, "10.245.0.0/24")?;
     c.wait_full_mesh()?;
     let conf: Vec<(String, String)> = c
         .nodes
@@ -192,16 +193,11 @@ fn eight_nodes_race_for_four_blocks() -> Result<()> {
     for node in &c.nodes {
         wait_until(T, &format!("{}'s view of the blocks", node.name), || {
             let view: BTreeMap<String, String> = node
-                .json(&["show", "blocks", "--json"])
+                .blocks()
                 .ok()?
-                .iter()
-                .filter(|b| b["state"] == "confirmed")
-                .map(|b| {
-                    (
-                        b["block"].as_str().unwrap_or_default().to_owned(),
-                        b["node"].as_str().unwrap_or_default().to_owned(),
-                    )
-                })
+                .into_iter()
+                .filter(|b| b.state == "confirmed")
+                .map(|b| (b.block, b.node.unwrap_or_default()))
                 .collect();
             (view == blocks).then_some(())
         })?;
@@ -212,7 +208,7 @@ fn eight_nodes_race_for_four_blocks() -> Result<()> {
 
 #[test]
 fn node_remove_drops_sessions_and_routes_everywhere() -> Result<()> {
-    let mut c = start(4, "10.246.0.0/16", "")?;
+    let mut c = start(4, "10.246.0.0/16")?;
     c.wait_full_mesh()?;
     for i in 0..4 {
         let out = c.pod(i, &format!("p{i}"))?;
@@ -245,9 +241,9 @@ fn node_remove_drops_sessions_and_routes_everywhere() -> Result<()> {
                 (!states.iter().any(|(n, _)| n == "node-3")).then_some(())
             },
         )?;
-        let peers = node.json(&["show", "peers", "--json"])?;
+        let peers = node.peers()?;
         ensure!(
-            !peers.iter().any(|p| p["address"] == node_address(3)),
+            !peers.iter().any(|p| is(&p.address, &node_address(3))),
             "{} still has a session to node-3",
             node.name
         );
@@ -259,7 +255,7 @@ fn node_remove_drops_sessions_and_routes_everywhere() -> Result<()> {
 
 #[test]
 fn etcd_outages_change_nothing_running() -> Result<()> {
-    let mut c = start(3, "10.247.0.0/16", "")?;
+    let mut c = start(3, "10.247.0.0/16")?;
     c.wait_full_mesh()?;
     for i in 0..3 {
         let out = c.pod(i, &format!("o{i}"))?;
@@ -328,7 +324,7 @@ fn etcd_outages_change_nothing_running() -> Result<()> {
 
 #[test]
 fn restart_keeps_blocks_and_compaction_changes_nothing() -> Result<()> {
-    let mut c = start(3, "10.248.0.0/16", "")?;
+    let mut c = start(3, "10.248.0.0/16")?;
     c.wait_full_mesh()?;
     for i in 0..3 {
         let out = c.pod(i, &format!("r{i}"))?;
@@ -361,7 +357,7 @@ fn a_frozen_watcher_catches_up_across_a_compaction() -> Result<()> {
     // 96 MB of writes during the freeze: no compaction notice came), so the node
     // catches up from the queued events, each answered by a full read. What this
     // checks: after a freeze across a compaction the node's view is whole again.
-    let mut c = start(3, "10.249.0.0/16", "")?;
+    let mut c = start(3, "10.249.0.0/16")?;
     c.wait_full_mesh()?;
     for i in 0..3 {
         let out = c.pod(i, &format!("g{i}"))?;
@@ -412,9 +408,9 @@ fn a_frozen_watcher_catches_up_across_a_compaction() -> Result<()> {
         recovered.as_secs_f64(),
         thawed.duration_since(frozen).as_secs_f64()
     );
-    let peers = c.nodes[0].json(&["show", "peers", "--json"])?;
+    let peers = c.nodes[0].peers()?;
     ensure!(
-        !peers.iter().any(|p| p["address"] == node_address(2)),
+        !peers.iter().any(|p| is(&p.address, &node_address(2))),
         "node-0 still has a session to the removed node-2"
     );
     c.nodes[0]

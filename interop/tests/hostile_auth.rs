@@ -10,18 +10,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use api::Response;
 use bgp::wire::Message;
+use interop::config::{Kernel, NodeConfig, Peer};
 use interop::harness::{require_root, wait_until};
 use interop::ipipd::{binary, Ipipd};
-use interop::rawpeer::testbed::{fd_count, ipipd_pid, peer_status, PeerSpec, Testbed, NODE};
+use interop::rawpeer::testbed::{fd_count, ipipd_pid, peer_status, Testbed, NODE};
 use interop::rawpeer::{accept, default_open, listen, Event, RawPeer};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn state(d: &Ipipd<'_>, a: Ipv4Addr) -> String {
-    peer_status(d, a)
-        .and_then(|p| p["state"].as_str().map(str::to_owned))
-        .unwrap_or_default()
+    peer_status(d, a).map(|p| p.state).unwrap_or_default()
 }
 
 /// Fails if the session with `a` is Established at any moment during `d`.
@@ -50,36 +50,12 @@ fn strangers_md5_and_gtsm() -> Result<()> {
         Testbed::addr(6),
     );
     let peers = [
-        PeerSpec {
-            address: plain,
-            asn: 64512,
-            extra: String::new(),
-        },
-        PeerSpec {
-            address: md5,
-            asn: 64512,
-            extra: "password = \"alpha\"".into(),
-        },
-        PeerSpec {
-            address: gtsm,
-            asn: 64512,
-            extra: "ttl_security = true".into(),
-        },
-        PeerSpec {
-            address: md5_good,
-            asn: 64512,
-            extra: "password = \"alpha\"".into(),
-        },
-        PeerSpec {
-            address: md5_bad,
-            asn: 64512,
-            extra: "password = \"alpha\"".into(),
-        },
-        PeerSpec {
-            address: active,
-            asn: 64512,
-            extra: "passive = false\nttl_security = true".into(),
-        },
+        Peer::new(plain).asn(64512),
+        Peer::new(md5).asn(64512).password("alpha"),
+        Peer::new(gtsm).asn(64512).ttl_security(),
+        Peer::new(md5_good).asn(64512).password("alpha"),
+        Peer::new(md5_bad).asn(64512).password("alpha"),
+        Peer::new(active).asn(64512).passive(false).ttl_security(),
     ];
     // Listening before ipipd starts, so that its first attempt to connect succeeds.
     let listener = listen(
@@ -87,7 +63,7 @@ fn strangers_md5_and_gtsm() -> Result<()> {
         SocketAddr::new(IpAddr::V4(active), 179),
         Some(255),
     )?;
-    let d = tb.start(&tb.config(&peers, ""))?;
+    let d = tb.start(&tb.config(&peers))?;
 
     // A configured peer comes up: the setup works.
     let p = RawPeer::establish(&tb.dial(plain), &default_open(64512, plain, 90))?;
@@ -124,12 +100,22 @@ fn strangers_md5_and_gtsm() -> Result<()> {
 
     // TCP-MD5 between two ipipd: the right key comes up, a wrong key never does.
     let peer_config = |me: Ipv4Addr, password: &str| {
-        format!(
-            "[node]\nname = \"md5-{me}\"\naddress = \"{me}\"\nasn = 64512\nblocks = [\"100.65.{}.0/26\"]\n\n\
-             [cluster]\npools = [\"100.64.0.0/10\"]\nmesh = false\n\n[bgp]\nlisten = false\nconnect_retry_time = 1\n\n\
-             [[peer]]\naddress = \"{NODE}\"\nasn = 64512\npassword = \"{password}\"\n\n[kernel]\ninstall = false\n",
-            me.octets()[3]
+        let mut c = NodeConfig::bare(
+            &me.to_string(),
+            &[&format!("100.65.{}.0/26", me.octets()[3])],
         )
+        .name(&format!("md5-{me}"))
+        .asn(64512)
+        .pools(&["100.64.0.0/10"])
+        .no_mesh()
+        .peer(&NODE.to_string(), |p| p.password(password));
+        c.bgp.listen = Some(false);
+        c.bgp.connect_retry_time = Some(1);
+        c.kernel = Some(Kernel {
+            install: Some(false),
+            ..Kernel::default()
+        });
+        c.toml()
     };
     let good = Ipipd::start(&tb.peers, &peer_config(md5_good, "alpha"))?;
     let bad = Ipipd::start(&tb.peers, &peer_config(md5_bad, "beta"))?;
@@ -174,7 +160,7 @@ fn strangers_md5_and_gtsm() -> Result<()> {
 }
 
 /// One request line on a fresh connection; the answer line, or None when the daemon closed.
-fn ask(sock: &std::path::Path, line: &[u8]) -> Result<Option<serde_json::Value>> {
+fn ask(sock: &std::path::Path, line: &[u8]) -> Result<Option<Response>> {
     let mut s = UnixStream::connect(sock)?;
     s.set_read_timeout(Some(WAIT))?;
     // The daemon stops reading an over-long line and answers; the rest of our write may
@@ -186,7 +172,7 @@ fn ask(sock: &std::path::Path, line: &[u8]) -> Result<Option<serde_json::Value>>
         return Ok(None);
     }
     Ok(Some(serde_json::from_str(&answer).with_context(|| {
-        format!("answer is not JSON: {answer:?}")
+        format!("answer is not a control protocol response: {answer:?}")
     })?))
 }
 
@@ -194,14 +180,7 @@ fn ask(sock: &std::path::Path, line: &[u8]) -> Result<Option<serde_json::Value>>
 fn control_socket_access_and_bad_requests() -> Result<()> {
     require_root();
     let tb = Testbed::new(1)?;
-    let d = tb.start(&tb.config(
-        &[PeerSpec {
-            address: Testbed::addr(0),
-            asn: 64512,
-            extra: String::new(),
-        }],
-        "",
-    ))?;
+    let d = tb.start(&tb.config(&[Peer::new(Testbed::addr(0)).asn(64512)]))?;
     let sock = d.socket.clone();
 
     // A user without permission: a clear error and a non-zero exit.
@@ -259,9 +238,7 @@ fn control_socket_access_and_bad_requests() -> Result<()> {
     let mut failures = Vec::new();
     for (name, line) in &bad {
         match ask(&sock, line) {
-            Ok(Some(v))
-                if v["response"] == "error"
-                    && v["message"].as_str().is_some_and(|m| !m.is_empty()) => {}
+            Ok(Some(Response::Error { message })) if !message.is_empty() => {}
             other => failures.push(format!("{name}: expected an error reply, got {other:?}")),
         }
     }
@@ -273,11 +250,18 @@ fn control_socket_access_and_bad_requests() -> Result<()> {
         .lines()
         .take(3)
         .collect::<std::io::Result<_>>()?;
-    if !(answers.len() == 3
-        && answers[0].contains("error")
-        && answers[1].contains("error")
-        && answers[2].contains("\"peers\""))
-    {
+    let parsed: Vec<Option<Response>> = answers
+        .iter()
+        .map(|a| serde_json::from_str(a).ok())
+        .collect();
+    if !matches!(
+        parsed.as_slice(),
+        [
+            Some(Response::Error { .. }),
+            Some(Response::Error { .. }),
+            Some(Response::Peers { .. })
+        ]
+    ) {
         failures.push(format!("pipelined requests: {answers:?}"));
     }
     // Clients that connect and say nothing do not block anyone.

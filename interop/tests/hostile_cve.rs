@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use bgp::wire::{AfiSafi, Capability, GracefulRestart, Message};
+use interop::config::Peer;
 use interop::harness::{require_root, wait_until};
-use interop::ipipd::Ipipd;
+use interop::ipipd::{Ipipd, RouteJson};
 use interop::rawpeer::craft::*;
-use interop::rawpeer::testbed::{log_tail, peer_status, route_from, PeerSpec, Testbed};
+use interop::rawpeer::testbed::{log_tail, peer_status, route_from, Testbed};
+use interop::rawpeer::want::Want;
 use interop::rawpeer::{default_open, Event, RawPeer};
 use ipnet::Ipv4Net;
-use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -46,7 +47,7 @@ enum After {
     /// P and Q are both gone.
     BothGone,
     /// P is there with these fields.
-    Kept(Vec<(&'static str, Value)>),
+    Kept(Vec<Want>),
     /// Nothing to check about P beyond the session staying up.
     Untouched,
 }
@@ -80,7 +81,7 @@ fn cves() -> Vec<Cve> {
                     &prefix(e.p),
                 )
             },
-            after: After::Kept(vec![("unknown_attributes", json!([23]))]),
+            after: After::Kept(vec![Want::UnknownAttributes(vec![23])]),
         },
         Cve {
             name: "type 23 with Partial and an extended length",
@@ -96,7 +97,7 @@ fn cves() -> Vec<Cve> {
                     &prefix(e.p),
                 )
             },
-            after: After::Kept(vec![("unknown_attributes", json!([23]))]),
+            after: After::Kept(vec![Want::UnknownAttributes(vec![23])]),
         },
         Cve {
             name: "type 23 whose length runs past the attribute field",
@@ -114,7 +115,7 @@ fn cves() -> Vec<Cve> {
             name: "empty type 23",
             session: 1,
             build: |e| update(&[], &[e.plain(), attr(OT, 23, &[])].concat(), &prefix(e.p)),
-            after: After::Kept(vec![("unknown_attributes", json!([23]))]),
+            after: After::Kept(vec![Want::UnknownAttributes(vec![23])]),
         },
         Cve {
             name: "corrupted Prefix-SID (type 40), BGP-LS (29) and ATTR_SET (128) are passed on",
@@ -132,7 +133,7 @@ fn cves() -> Vec<Cve> {
                     &prefix(e.p),
                 )
             },
-            after: After::Kept(vec![("unknown_attributes", json!([29, 40, 128]))]),
+            after: After::Kept(vec![Want::UnknownAttributes(vec![29, 40, 128])]),
         },
         Cve {
             name: "Only-to-Customer (type 35) of 3 octets is passed on",
@@ -144,7 +145,7 @@ fn cves() -> Vec<Cve> {
                     &prefix(e.p),
                 )
             },
-            after: After::Kept(vec![("unknown_attributes", json!([35]))]),
+            after: After::Kept(vec![Want::UnknownAttributes(vec![35])]),
         },
         Cve {
             name: "UPDATE with only an unknown transitive attribute",
@@ -210,7 +211,7 @@ fn cves() -> Vec<Cve> {
                     &prefix(e.p),
                 )
             },
-            after: After::Kept(vec![("as_path", json!("65001 4200000001"))]),
+            after: After::Kept(vec![Want::as_path("65001 4200000001")]),
         },
         Cve {
             name: "AS4_PATH before AS_PATH (4-octet session: discarded)",
@@ -228,7 +229,7 @@ fn cves() -> Vec<Cve> {
                     &prefix(e.p),
                 )
             },
-            after: After::Kept(vec![("as_path", json!("65001"))]),
+            after: After::Kept(vec![Want::as_path("65001")]),
         },
         Cve {
             name: "zero-length AS_PATH on iBGP",
@@ -240,7 +241,7 @@ fn cves() -> Vec<Cve> {
                     &prefix(e.p),
                 )
             },
-            after: After::Kept(vec![("as_path", json!(""))]),
+            after: After::Kept(vec![Want::as_path("")]),
         },
         Cve {
             name: "zero-length AS_PATH on eBGP",
@@ -325,7 +326,7 @@ fn cves() -> Vec<Cve> {
                     .collect();
                 update(&[], &[e.plain(), many].concat(), &prefix(e.p))
             },
-            after: After::Kept(vec![("unknown_attributes", json!([]))]),
+            after: After::Kept(vec![Want::UnknownAttributes(vec![])]),
         },
         Cve {
             name: "UPDATE of exactly 4096 octets",
@@ -340,7 +341,7 @@ fn cves() -> Vec<Cve> {
                     &prefix(e.p),
                 )
             },
-            after: After::Kept(vec![("unknown_attributes", json!([99]))]),
+            after: After::Kept(vec![Want::UnknownAttributes(vec![99])]),
         },
         Cve {
             name: "ROUTE-REFRESH for an unknown family",
@@ -382,14 +383,12 @@ fn open_of(asn: u32, four: bool, id: Ipv4Addr, gr: Option<bool>) -> bgp::wire::O
     o
 }
 
-fn routes_has(d: &Ipipd<'_>, p: Ipv4Net, from: Ipv4Addr) -> Option<Value> {
+fn routes_has(d: &Ipipd<'_>, p: Ipv4Net, from: Ipv4Addr) -> Option<RouteJson> {
     route_from(&d.routes().ok()?, &p.to_string(), from)
 }
 
 fn established_count(d: &Ipipd<'_>, a: Ipv4Addr) -> u64 {
-    peer_status(d, a)
-        .and_then(|p| p["established_count"].as_u64())
-        .unwrap_or(0)
+    peer_status(d, a).map(|p| p.established_count).unwrap_or(0)
 }
 
 fn run_update_case(d: &Ipipd<'_>, s: &Session, i: u8, c: &Cve) -> Result<()> {
@@ -423,7 +422,7 @@ fn run_update_case(d: &Ipipd<'_>, s: &Session, i: u8, c: &Cve) -> Result<()> {
     match &c.after {
         After::Gone | After::BothGone => {
             if let Some(r) = routes_has(d, e.p, s.address) {
-                bail!("P should be withdrawn: {r}");
+                bail!("P should be withdrawn: {r:?}");
             }
             if matches!(c.after, After::BothGone) && routes_has(d, e.q, s.address).is_some() {
                 bail!("Q should be withdrawn by MP_UNREACH_NLRI");
@@ -433,9 +432,9 @@ fn run_update_case(d: &Ipipd<'_>, s: &Session, i: u8, c: &Cve) -> Result<()> {
             let Some(r) = routes_has(d, e.p, s.address) else {
                 bail!("P should still be there")
             };
-            for (k, v) in checks {
-                if &r[*k] != v {
-                    bail!("{k} is {} but should be {v}: {r}", r[*k]);
+            for want in checks {
+                if let Err(e) = want.check(&r) {
+                    bail!("{e}: {r:?}");
                 }
             }
         }
@@ -462,7 +461,7 @@ fn eor_lookalike(d: &Ipipd<'_>, tb: &Testbed, address: Ipv4Addr) -> Result<()> {
     })?;
     peer.reset();
     wait_until(WAIT, "P kept as stale", || {
-        routes_has(d, p, address).filter(|r| r["stale"] == true)
+        routes_has(d, p, address).filter(|r| r.stale)
     })
     .context("graceful restart did not keep the route")?;
     let peer = RawPeer::establish(
@@ -573,7 +572,7 @@ fn bad_opens(d: &Ipipd<'_>, tb: &Testbed, address: Ipv4Addr) -> Result<Vec<Strin
                 }
                 p.close();
                 return wait_until(WAIT, "the session to end", || {
-                    (peer_status(d, address)?["state"] != "OpenConfirm").then_some(())
+                    (peer_status(d, address)?.state != "OpenConfirm").then_some(())
                 });
             };
             let n = p.expect_notification(WAIT)?;
@@ -601,24 +600,14 @@ fn bad_opens(d: &Ipipd<'_>, tb: &Testbed, address: Ipv4Addr) -> Result<Vec<Strin
 fn cve_shaped_inputs() -> Result<()> {
     require_root();
     let tb = Testbed::new(5)?;
-    let mut specs: Vec<PeerSpec> = (0..3u8)
-        .map(|i| PeerSpec {
-            address: Testbed::addr(i),
-            asn: SESSIONS[usize::from(i)].0,
-            extra: String::new(),
-        })
+    let mut specs: Vec<Peer> = (0..3u8)
+        .map(|i| Peer::new(Testbed::addr(i)).asn(SESSIONS[usize::from(i)].0))
         .collect();
-    specs.push(PeerSpec {
-        address: Testbed::addr(3),
-        asn: 64512,
-        extra: String::new(),
-    });
-    specs.push(PeerSpec {
-        address: Testbed::addr(4),
-        asn: 64512,
-        extra: String::new(),
-    });
-    let d = tb.start(&tb.config(&specs, "graceful_restart_time = 120"))?;
+    specs.push(Peer::new(Testbed::addr(3)).asn(64512));
+    specs.push(Peer::new(Testbed::addr(4)).asn(64512));
+    let mut config = tb.config(&specs);
+    config.bgp.graceful_restart_time = Some(120);
+    let d = tb.start(&config)?;
     let mut sessions = Vec::new();
     for (i, (asn, four)) in SESSIONS.iter().enumerate() {
         let address = Testbed::addr(i as u8);

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use bgp::wire::{Message, Notification};
+use interop::config::Peer;
 use interop::harness::{require_root, wait_until};
 use interop::ipipd::Ipipd;
 use interop::rawpeer::craft::{base, message, prefixes, update, UPDATE};
 use interop::rawpeer::testbed::{
-    fd_count, ipipd_pid, kernel_has, memory_kib, peer_status, route_from, wait_learned, PeerSpec,
-    Testbed,
+    fd_count, ipipd_pid, kernel_has, memory_kib, peer_status, route_from, wait_learned, Testbed,
 };
 use interop::rawpeer::{default_open, Event, RawPeer};
 use ipnet::Ipv4Net;
@@ -135,11 +135,11 @@ fn settle(d: &Ipipd<'_>, flappers: &[Ipv4Addr]) -> Result<()> {
             let routes = d.routes().ok()?;
             let clean = flappers.iter().all(|a| {
                 let down = peer_status(d, *a).is_some_and(|s| {
-                    s["state"] != "Established"
-                        && s["state"] != "OpenSent"
-                        && s["state"] != "OpenConfirm"
+                    s.state != "Established" && s.state != "OpenSent" && s.state != "OpenConfirm"
                 });
-                down && !routes.iter().any(|r| r["peer"] == a.to_string().as_str())
+                down && !routes
+                    .iter()
+                    .any(|r| r.peer.as_deref() == Some(a.to_string().as_str()))
             });
             clean.then_some(())
         },
@@ -184,9 +184,9 @@ fn run_flaps(
                     polls += 1;
                     for (r, a) in stable_routes {
                         let same = route_from(&routes, r, *a).is_some_and(|x| {
-                            x["best"] == true
-                                && x["installed"] == true
-                                && x["next_hop"] == a.to_string().as_str()
+                            x.best
+                                && x.installed
+                                && x.next_hop.as_deref() == Some(a.to_string().as_str())
                         });
                         if !same {
                             note(format!("{r} from {a} changed at {:.1?}", started.elapsed()));
@@ -298,19 +298,12 @@ fn thousand_flaps() -> Result<()> {
         .collect();
     let (stable, flappers) = addrs.split_at(STABLE);
     let (fast_peers, slow_peers) = flappers.split_at(FAST_FLAPPERS);
-    let specs: Vec<PeerSpec> = addrs
-        .iter()
-        .map(|a| PeerSpec {
-            address: *a,
-            asn: 64512,
-            extra: String::new(),
-        })
-        .collect();
+    let specs: Vec<Peer> = addrs.iter().map(|a| Peer::new(*a).asn(64512)).collect();
     // One malloc arena: memory that glibc spreads over per-thread arenas (and keeps) would
     // otherwise move the resident size by several percent from run to run, hiding or
     // faking a leak of that size.
     std::env::set_var("MALLOC_ARENA_MAX", "1");
-    let d = tb.start(&tb.config(&specs, ""))?;
+    let d = tb.start(&tb.config(&specs))?;
 
     // Stable peers and their routes.
     let mut keep = Vec::new();
@@ -399,8 +392,8 @@ fn thousand_flaps() -> Result<()> {
     }
     for a in stable {
         let st = peer_status(&d, *a).context("stable peer missing")?;
-        if st["established_count"] != 1 || st["state"] != "Established" {
-            problems.push(format!("stable peer {a} flapped: {st}"));
+        if st.established_count != 1 || st.state != "Established" {
+            problems.push(format!("stable peer {a} flapped: {st:?}"));
         }
     }
     if fds1 as f64 > fds0 as f64 * 1.05 {

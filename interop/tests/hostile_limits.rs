@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use bgp::wire::Message;
+use interop::config::Peer;
 use interop::harness::{require_root, wait_until};
 use interop::ipipd::Ipipd;
 use interop::rawpeer::craft::{base, prefix, prefixes, update};
 use interop::rawpeer::testbed::{
-    ipipd_pid, log_tail, memory_kib, peer_status, route_from, PeerSpec, Testbed,
+    ipipd_pid, log_tail, memory_kib, peer_status, route_from, Testbed,
 };
 use interop::rawpeer::{default_open, Event, RawPeer, RawWriter};
 use ipnet::Ipv4Net;
@@ -62,15 +63,11 @@ fn pour(w: &RawWriter, bytes: &[u8]) -> usize {
 }
 
 fn established_count(d: &Ipipd<'_>, a: Ipv4Addr) -> u64 {
-    peer_status(d, a)
-        .and_then(|p| p["established_count"].as_u64())
-        .unwrap_or(0)
+    peer_status(d, a).map(|p| p.established_count).unwrap_or(0)
 }
 
 fn state(d: &Ipipd<'_>, a: Ipv4Addr) -> String {
-    peer_status(d, a)
-        .and_then(|p| p["state"].as_str().map(str::to_owned))
-        .unwrap_or_default()
+    peer_status(d, a).map(|p| p.state).unwrap_or_default()
 }
 
 /// A session with hold time 3 that sends its keepalives every second and records the
@@ -128,33 +125,13 @@ fn max_prefix_memory_and_starvation() -> Result<()> {
         Testbed::addr(4),
     );
     let peers = [
-        PeerSpec {
-            address: small,
-            asn: 64512,
-            extra: "max_prefixes = 100".into(),
-        },
-        PeerSpec {
-            address: big,
-            asn: 64512,
-            extra: "max_prefixes = 10000".into(),
-        },
-        PeerSpec {
-            address: stable,
-            asn: 64512,
-            extra: String::new(),
-        },
-        PeerSpec {
-            address: watched,
-            asn: 64512,
-            extra: String::new(),
-        },
-        PeerSpec {
-            address: churn,
-            asn: 64512,
-            extra: String::new(),
-        },
+        Peer::new(small).asn(64512).max_prefixes(100),
+        Peer::new(big).asn(64512).max_prefixes(10000),
+        Peer::new(stable).asn(64512),
+        Peer::new(watched).asn(64512),
+        Peer::new(churn).asn(64512),
     ];
-    let d = tb.start(&tb.config(&peers, ""))?;
+    let d = tb.start(&tb.config(&peers))?;
     let pid = ipipd_pid(&d)?;
 
     // Other sessions whose fate is checked throughout.
@@ -192,7 +169,7 @@ fn max_prefix_memory_and_starvation() -> Result<()> {
         let routes = d.routes().ok()?;
         (!routes
             .iter()
-            .any(|r| r["peer"] == small.to_string().as_str()))
+            .any(|r| r.peer.as_deref() == Some(small.to_string().as_str())))
         .then_some(())
     })?;
     // Held down: a new connection is closed before OPEN.
@@ -238,7 +215,7 @@ fn max_prefix_memory_and_starvation() -> Result<()> {
         "the flood's routes removed",
         || {
             let st = peer_status(&d, big)?;
-            (st["received"] == 0).then_some(())
+            (st.received == 0).then_some(())
         },
     )?;
     let (rss1, hwm1) = memory_kib(pid)?;
@@ -328,12 +305,8 @@ fn fib_follows_a_flood() -> Result<()> {
     const N: u32 = 100_000;
     let tb = Testbed::new(1)?;
     let a = Testbed::addr(0);
-    let spec = PeerSpec {
-        address: a,
-        asn: 64512,
-        extra: String::new(),
-    };
-    let d = tb.start(&tb.config(&[spec], ""))?;
+    let spec = Peer::new(a).asn(64512);
+    let d = tb.start(&tb.config(&[spec]))?;
     let f = RawPeer::establish(&tb.dial(a), &default_open(64512, a, 0))?;
     let in_kernel = || {
         tb.node

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use bgp::wire::Message;
+use interop::config::Peer;
 use interop::harness::{require_root, wait_until};
 use interop::ipipd::Ipipd;
 use interop::rawpeer::craft::*;
-use interop::rawpeer::testbed::{peer_status, PeerSpec, Testbed, NODE};
+use interop::rawpeer::testbed::{peer_status, Testbed, NODE};
 use interop::rawpeer::{Event, RawPeer};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -492,7 +493,7 @@ fn reach(tb: &Testbed, stage: Stage) -> Result<RawPeer> {
 
 fn established_count(d: &Ipipd<'_>) -> u64 {
     peer_status(d, id())
-        .and_then(|p| p["established_count"].as_u64())
+        .map(|p| p.established_count)
         .unwrap_or(0)
 }
 
@@ -510,7 +511,7 @@ fn run(d: &Ipipd<'_>, tb: &Testbed, case: &Case) -> Result<()> {
         // ipipd sees the end of the stream; it must not be up with this peer afterwards.
         return wait_until(WAIT, "the session to leave Established", || {
             let s = peer_status(d, id())?;
-            (s["state"] != "Established").then_some(())
+            (s.state != "Established").then_some(())
         });
     }
     match &case.expect {
@@ -558,14 +559,7 @@ fn run(d: &Ipipd<'_>, tb: &Testbed, case: &Case) -> Result<()> {
 fn header_open_and_fsm_errors() -> Result<()> {
     require_root();
     let tb = Testbed::new(1)?;
-    let d = tb.start(&tb.config(
-        &[PeerSpec {
-            address: id(),
-            asn: AS,
-            extra: String::new(),
-        }],
-        "",
-    ))?;
+    let d = tb.start(&tb.config(&[Peer::new(id()).asn(AS)]))?;
     let cases = cases();
     let started = Instant::now();
     let mut failures = Vec::new();
@@ -573,7 +567,7 @@ fn header_open_and_fsm_errors() -> Result<()> {
         // A previous connection may still be winding down inside ipipd.
         let _ = wait_until(WAIT, "the previous session to end", || {
             let s = peer_status(&d, id())?;
-            (s["state"] != "Established" && s["state"] != "OpenSent" && s["state"] != "OpenConfirm")
+            (s.state != "Established" && s.state != "OpenSent" && s.state != "OpenConfirm")
                 .then_some(())
         });
         if let Err(e) = run(&d, &tb, case) {

@@ -18,13 +18,13 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use cases::{all_cases, Case, Env, Expect, Kind};
+use cases::{all_cases, Case, Env, Expect, Kind, Want};
+use interop::config::Peer;
 use interop::harness::{require_root, wait_until};
-use interop::ipipd::Ipipd;
-use interop::rawpeer::testbed::{kernel_has, log_tail, route_from, PeerSpec, Testbed};
+use interop::ipipd::{Ipipd, RouteJson};
+use interop::rawpeer::testbed::{kernel_has, log_tail, route_from, Testbed};
 use interop::rawpeer::{craft, default_open, RawPeer};
 use ipnet::Ipv4Net;
-use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -97,7 +97,7 @@ impl Session {
     }
 }
 
-fn wait_present(d: &Ipipd<'_>, prefix: Ipv4Net, from: Ipv4Addr) -> Result<Vec<Value>> {
+fn wait_present(d: &Ipipd<'_>, prefix: Ipv4Net, from: Ipv4Addr) -> Result<Vec<RouteJson>> {
     let p = prefix.to_string();
     wait_until(WAIT, &format!("{p} from {from} in show routes"), || {
         let routes = d.routes().ok()?;
@@ -114,19 +114,25 @@ fn wait_all_installed(d: &Ipipd<'_>, prefixes: &[Ipv4Net], from: Ipv4Addr) -> Re
             let routes = d.routes().ok()?;
             names
                 .iter()
-                .all(|p| route_from(&routes, p, from).is_some_and(|r| r["installed"] == true))
+                .all(|p| route_from(&routes, p, from).is_some_and(|r| r.installed))
                 .then_some(())
         },
     )
 }
 
 /// Checks one non-reset case after its sentinel was seen.
-fn check_kept(d: &Ipipd<'_>, routes: &[Value], c: &Case, env: &Env, from: Ipv4Addr) -> Result<()> {
+fn check_kept(
+    d: &Ipipd<'_>,
+    routes: &[RouteJson],
+    c: &Case,
+    env: &Env,
+    from: Ipv4Addr,
+) -> Result<()> {
     let p = env.p.to_string();
     match &c.expect {
         Expect::Withdraw => {
             if let Some(r) = route_from(routes, &p, from) {
-                bail!("expected {p} withdrawn, but show routes has {r}");
+                bail!("expected {p} withdrawn, but show routes has {r:?}");
             }
             wait_until(
                 Duration::from_secs(5),
@@ -140,14 +146,11 @@ fn check_kept(d: &Ipipd<'_>, routes: &[Value], c: &Case, env: &Env, from: Ipv4Ad
             };
             let mut all = checks.clone();
             if c.marked {
-                all.push(("med", Value::from(env.marker)));
+                all.push(Want::Med(Some(env.marker)));
             }
-            for (field, want) in &all {
-                if &r[*field] != want {
-                    bail!(
-                        "{p}: {field} is {} but should be {want} (route {r})",
-                        r[*field]
-                    );
+            for want in &all {
+                if let Err(e) = want.check(&r) {
+                    bail!("{p}: {e} (route {r:?})");
                 }
             }
             wait_until(
@@ -267,15 +270,11 @@ fn rfc7606_matrix() -> Result<()> {
         (Kind::Ebgp, Testbed::addr(1)),
         (Kind::TwoOctet, Testbed::addr(2)),
     ];
-    let specs: Vec<PeerSpec> = kinds
+    let specs: Vec<Peer> = kinds
         .iter()
-        .map(|(k, a)| PeerSpec {
-            address: *a,
-            asn: if *k == Kind::Ebgp { 65001 } else { 64512 },
-            extra: String::new(),
-        })
+        .map(|(k, a)| Peer::new(*a).asn(if *k == Kind::Ebgp { 65001 } else { 64512 }))
         .collect();
-    let d = tb.start(&tb.config(&specs, ""))?;
+    let d = tb.start(&tb.config(&specs))?;
     let cases = all_cases();
     let started = Instant::now();
     let mut failures = Vec::new();

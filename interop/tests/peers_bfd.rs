@@ -13,8 +13,7 @@ use anyhow::{ensure, Context, Result};
 use interop::bird::{self, Bird};
 use interop::frr::{self, Frr};
 use interop::harness::{require_root, wait_until, Lan, Netns};
-use interop::ipipd::{Ipipd, NodeConfig};
-use serde_json::Value;
+use interop::ipipd::{BfdJson, Ipipd, NodeConfig};
 
 const A: &str = "172.29.235.101";
 const B: &str = "172.29.235.140";
@@ -25,23 +24,14 @@ const T: Duration = Duration::from_secs(30);
 const HOLD: u16 = 90;
 
 fn ipipd_config() -> String {
-    let mut c = NodeConfig::new(A, BLOCK_A).mesh(&[A, B]);
-    c.hold_time = HOLD;
-    format!(
-        "{}\n[bfd]\nenabled = true\ninterval_ms = 300\nmultiplier = 3\n",
-        c.toml()
-    )
+    let mut c = NodeConfig::new(A, BLOCK_A).mesh(&[A, B]).bfd(300, 3);
+    c.bgp.hold_time = Some(HOLD);
+    c.toml()
 }
 
-fn bfd_session(a: &Ipipd<'_>, peer: &str) -> Option<Value> {
-    let out = a.cli(&["show", "bfd", "--json"]).ok()?;
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    v.as_array()?.iter().find(|s| s["peer"] == peer).cloned()
-}
-
-fn wait_bfd(a: &Ipipd<'_>, peer: &str, state: &str) -> Result<Value> {
+fn wait_bfd(a: &Ipipd<'_>, peer: &str, state: &str) -> Result<BfdJson> {
     wait_until(T, &format!("BFD with {peer} {state} at ipipd"), || {
-        bfd_session(a, peer).filter(|s| s["state"] == state)
+        a.bfd_session(peer).filter(|s| s.state == state)
     })
 }
 
@@ -86,17 +76,20 @@ fn check_ipipd_up(a: &Ipipd<'_>, na: &Netns) -> Result<()> {
     wait_bfd(a, B, "Up")?;
     // Once both ends are Up, the Poll Sequence moves both from 1 s to 300 ms.
     let s = wait_until(T, "BFD at 300 ms with the peer Up", || {
-        bfd_session(a, B).filter(|s| s["remote_state"] == "Up" && s["interval_ms"] == 300.0)
+        a.bfd_session(B)
+            .filter(|s| s.remote_state == "Up" && s.interval_ms == 300.0)
     })?;
-    ensure!(s["multiplier"] == 3, "multiplier: {s}");
-    ensure!(s["detection_time_ms"] == 900.0, "detection time: {s}");
-    ensure!(
-        s["since"].as_str().is_some_and(|t| t.ends_with('Z')),
-        "since: {s}"
-    );
+    ensure!(s.multiplier == 3, "multiplier: {s:?}");
+    ensure!(s.detection_time_ms == Some(900.0), "detection time: {s:?}");
+    ensure!(s.since.ends_with('Z'), "since: {s:?}");
+    // What the CLI prints is exactly what the api type serializes to.
+    a.same_shape::<Vec<BfdJson>>(&["show", "bfd", "--json"])?;
     a.wait_established(B, T)?;
     let p = a.peer(B).context("peer listed")?;
-    ensure!(p["bfd"] == "Up", "show peers bfd field: {p}");
+    ensure!(
+        p.bfd.as_deref() == Some("Up"),
+        "show peers bfd field: {p:?}"
+    );
     a.wait_route(BLOCK_B, B, T)?;
     na.wait_bgp_route_line(&format!("{BLOCK_B} via {B} dev tunl0 onlink"), T)?;
     Ok(())
@@ -141,10 +134,10 @@ fn bird_bfd_detects_a_cut_link_both_ways() -> Result<()> {
         kernel.as_secs_f64() * 1000.0,
         table.as_secs_f64() * 1000.0
     );
-    let s = bfd_session(&a, B).context("session listed")?;
-    ensure!(s["state"] == "Down", "BFD after the cut: {s}");
+    let s = a.bfd_session(B).context("session listed")?;
+    ensure!(s.state == "Down", "BFD after the cut: {s:?}");
     let p = a.peer(B).context("peer listed")?;
-    ensure!(p["state"] != "Established", "BGP after the cut: {p}");
+    ensure!(p.state != "Established", "BGP after the cut: {p:?}");
 
     let back = Instant::now();
     restore(&lan)?;
@@ -174,7 +167,7 @@ fn frr_bfd_detects_a_cut_link_both_ways() -> Result<()> {
         format!(
             "FRR's view:\n{}\nipipd: {:?}",
             frr.vtysh("show bfd peers").unwrap_or_default(),
-            bfd_session(&a, B)
+            a.bfd_session(B)
         )
     })?;
     frr.wait_established(A, T)?;

@@ -30,8 +30,8 @@ fn ipipd_and_frr_exchange_blocks() -> Result<()> {
 
     let p = a.wait_established(FRR, T)?;
     ensure!(
-        p["graceful_restart"] == true,
-        "graceful restart not negotiated with FRR: {p}"
+        p.graceful_restart,
+        "graceful restart not negotiated with FRR: {p:?}"
     );
     frr.wait_established(A, T)?;
     for prefix in [BLOCK_FRR, BLOCK_FRR2] {

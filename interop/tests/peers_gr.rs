@@ -32,9 +32,10 @@ const EVERY: Duration = Duration::from_millis(100);
 const GONE_AT_EOR: Duration = Duration::from_secs(10);
 
 fn node_a(blocks: &[&str]) -> String {
-    let mut c = NodeConfig::new(A, BLOCK_A).mesh(&[A, BIRD, GOBGP]);
-    c.blocks = blocks.iter().map(|s| (*s).to_owned()).collect();
-    c.toml()
+    NodeConfig::new(A, BLOCK_A)
+        .mesh(&[A, BIRD, GOBGP])
+        .blocks(blocks)
+        .toml()
 }
 
 #[test]
@@ -179,8 +180,8 @@ fn ipipd_keeps_bird_routes_while_bird_restarts() -> Result<()> {
     let a = Ipipd::start(&na, &NodeConfig::new(A, BLOCK_A).mesh(&[A, BIRD]).toml())?;
     let p = a.wait_established(BIRD, T)?;
     ensure!(
-        p["graceful_restart"] == true,
-        "graceful restart not negotiated with BIRD: {p}"
+        p.graceful_restart,
+        "graceful restart not negotiated with BIRD: {p:?}"
     );
     a.wait_route(BLOCK_BIRD, BIRD, T)?;
     a.wait_route(BLOCK_BIRD2, BIRD, T)?;
@@ -196,8 +197,8 @@ fn ipipd_keeps_bird_routes_while_bird_restarts() -> Result<()> {
         let on_a = sampler.run(s, EVERY, || {
             let r = a.best(BLOCK_BIRD);
             match &r {
-                Some(r) if r["next_hop"] == BIRD && r["installed"] == true => {
-                    if r["stale"] == true {
+                Some(r) if r.next_hop.as_deref() == Some(BIRD) && r.installed => {
+                    if r.stale {
                         stale.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     if na.bgp_routes().lines().any(|l| l.trim() == line) {
@@ -215,8 +216,7 @@ fn ipipd_keeps_bird_routes_while_bird_restarts() -> Result<()> {
             // While BIRD is away, ipipd holds its blocks as stale.
             for prefix in [BLOCK_BIRD, BLOCK_BIRD2] {
                 wait_until(T, &format!("ipipd marks {prefix} stale"), || {
-                    a.best(prefix)
-                        .filter(|r| r["stale"] == true && r["installed"] == true)
+                    a.best(prefix).filter(|r| r.stale && r.installed)
                 })?;
             }
             std::thread::sleep(Duration::from_secs(1));
@@ -226,7 +226,7 @@ fn ipipd_keeps_bird_routes_while_bird_restarts() -> Result<()> {
             a.wait_established(BIRD, T)?;
             let up = Instant::now();
             wait_until(T, "ipipd refreshes BIRD's block", || {
-                a.best(BLOCK_BIRD).filter(|r| r["stale"] == false)
+                a.best(BLOCK_BIRD).filter(|r| !r.stale)
             })?;
             let fresh = t.elapsed();
             // What BIRD did not announce again goes at its End-of-RIB.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use interop::bird::{self, Bird};
 use interop::harness::{require_root, wait_until, Lan};
 use interop::ipipd::{Ipipd, NodeConfig};
@@ -21,7 +21,7 @@ const GONE_WITHIN: Duration = Duration::from_secs(20);
 
 fn mesh(addr: &str, block: &str, gr: u16) -> String {
     let mut c = NodeConfig::new(addr, block).mesh(&[A, B, BIRD]);
-    c.graceful_restart_time = gr;
+    c.bgp.graceful_restart_time = Some(gr);
     c.toml()
 }
 
@@ -64,19 +64,23 @@ fn frozen_ipipd_loses_its_routes_after_hold_time() -> Result<()> {
             on_a.as_secs_f64(),
             on_bird.as_secs_f64()
         );
-        let p = a.peer(B).unwrap_or_default();
+        let p = a
+            .peer(B)
+            .with_context(|| format!("{} not in show peers", B))?;
         ensure!(
-            p["info"].as_str().unwrap_or_default().contains("(4/0)"),
-            "ipipd's session with the frozen node did not end with Hold Timer Expired: {p}"
+            p.info.as_str().contains("(4/0)"),
+            "ipipd's session with the frozen node did not end with Hold Timer Expired: {p:?}"
         );
         // The others stay.
         a.wait_route(BLOCK_BIRD, BIRD, T)?;
         na.wait_bgp_route_line(&format!("{BLOCK_BIRD} via {BIRD} dev tunl0 onlink"), T)?;
         bird.wait_route(BLOCK_A, A, T)?;
-        let p = a.peer(BIRD).unwrap_or_default();
+        let p = a
+            .peer(BIRD)
+            .with_context(|| format!("{} not in show peers", BIRD))?;
         ensure!(
-            p["state"] == "Established" && p["established_count"] == 1,
-            "the session with BIRD flapped: {p}"
+            p.state == "Established" && p.established_count == 1,
+            "the session with BIRD flapped: {p:?}"
         );
         Ok(())
     })();
@@ -122,17 +126,21 @@ fn frozen_bird_loses_its_routes_after_hold_time() -> Result<()> {
                 "frozen BIRD: its block gone from ipipd {name} after {:.1} s",
                 t.elapsed().as_secs_f64()
             );
-            let p = d.peer(BIRD).unwrap_or_default();
-            ensure!(p["info"].as_str().unwrap_or_default().contains("(4/0)"), "ipipd {name}: the session with frozen BIRD did not end with Hold Timer Expired: {p}");
+            let p = d
+                .peer(BIRD)
+                .with_context(|| format!("{} not in show peers", BIRD))?;
+            ensure!(p.info.as_str().contains("(4/0)"), "ipipd {name}: the session with frozen BIRD did not end with Hold Timer Expired: {p:?}");
         }
         // The ipipd pair is untouched.
         a.wait_route(BLOCK_B, B, T)?;
         b.wait_route(BLOCK_A, A, T)?;
         na.wait_bgp_route_line(&format!("{BLOCK_B} via {B} dev tunl0 onlink"), T)?;
-        let p = a.peer(B).unwrap_or_default();
+        let p = a
+            .peer(B)
+            .with_context(|| format!("{} not in show peers", B))?;
         ensure!(
-            p["state"] == "Established" && p["established_count"] == 1,
-            "the session between the ipipd nodes flapped: {p}"
+            p.state == "Established" && p.established_count == 1,
+            "the session between the ipipd nodes flapped: {p:?}"
         );
         Ok(())
     })();

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use interop::bird::{self, Bird};
 use interop::harness::{require_root, Lan};
 use interop::ipipd::{Ipipd, NodeConfig};
@@ -41,9 +41,9 @@ fn md5_with_bird() -> Result<()> {
         &(bird::conf_base(BAD, &[BLOCK_BAD]) + &bird::conf_peer("a", BAD, A, "password \"x\";")),
     )?;
     let mut cfg = NodeConfig::new(A, BLOCK_A)
-        .peer(GOOD, "password = \"x\"")
-        .peer(BAD, "password = \"wrong\"");
-    cfg.mesh = false;
+        .peer(GOOD, |p| p.password("x"))
+        .peer(BAD, |p| p.password("wrong"));
+    cfg = cfg.no_mesh();
     let a = Ipipd::start(&na, &cfg.toml())?;
 
     a.wait_established(GOOD, T)?;
@@ -63,10 +63,12 @@ fn md5_with_bird() -> Result<()> {
     );
     ensure!(samples > 50, "too few samples: {samples}");
     // The good session is unaffected by the bad one's attempts.
-    let p = a.peer(GOOD).unwrap_or_default();
+    let p = a
+        .peer(GOOD)
+        .with_context(|| format!("{} not in show peers", GOOD))?;
     ensure!(
-        p["state"] == "Established" && p["established_count"] == 1,
-        "the good session flapped: {p}"
+        p.state == "Established" && p.established_count == 1,
+        "the good session flapped: {p:?}"
     );
     println!(
         "wrong password: never Established in {:.0} s ({samples} samples)",
@@ -75,17 +77,19 @@ fn md5_with_bird() -> Result<()> {
 
     // The right password by reload (SIGHUP): the session comes up.
     let mut fixed = NodeConfig::new(A, BLOCK_A)
-        .peer(GOOD, "password = \"x\"")
-        .peer(BAD, "password = \"x\"");
-    fixed.mesh = false;
+        .peer(GOOD, |p| p.password("x"))
+        .peer(BAD, |p| p.password("x"));
+    fixed = fixed.no_mesh();
     a.reconfigure(&fixed.toml())?;
     a.wait_established(BAD, T)?;
     a.wait_route(BLOCK_BAD, BAD, T)?;
     bad.wait_route(BLOCK_A, A, T)?;
-    let p = a.peer(GOOD).unwrap_or_default();
+    let p = a
+        .peer(GOOD)
+        .with_context(|| format!("{} not in show peers", GOOD))?;
     ensure!(
-        p["state"] == "Established" && p["established_count"] == 1,
-        "reloading the other peer's password reset this session: {p}"
+        p.state == "Established" && p.established_count == 1,
+        "reloading the other peer's password reset this session: {p:?}"
     );
     println!(
         "password corrected by reload: Established; done after {:.1} s",
@@ -144,9 +148,9 @@ fn gtsm_with_bird() -> Result<()> {
     // segments arrive before ipipd can set a minimum TTL on the accepted
     // socket, are what is checked.
     let mut cfg = NodeConfig::new(A, BLOCK_A)
-        .peer(GOOD, "ttl_security = true")
-        .peer(BAD, "ttl_security = true\npassive = true");
-    cfg.mesh = false;
+        .peer(GOOD, |p| p.ttl_security())
+        .peer(BAD, |p| p.ttl_security().passive(true));
+    cfg = cfg.no_mesh();
     let a = Ipipd::start(&na, &cfg.toml())?;
 
     a.wait_established(GOOD, T)?;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use interop::bird::{self, Bird};
 use interop::gobgp::{self, Gobgp};
 use interop::harness::{require_root, Lan};
@@ -31,9 +31,10 @@ fn bird_conf(blocks: &[&str]) -> String {
 }
 
 fn node_a(blocks: &[&str]) -> String {
-    let mut c = NodeConfig::new(A, BLOCK_A).mesh(&[A, B, BIRD, GOBGP]);
-    c.blocks = blocks.iter().map(|s| (*s).to_owned()).collect();
-    c.toml()
+    NodeConfig::new(A, BLOCK_A)
+        .mesh(&[A, B, BIRD, GOBGP])
+        .blocks(blocks)
+        .toml()
 }
 
 #[test]
@@ -126,10 +127,12 @@ fn four_node_mesh_with_bird_and_gobgp() -> Result<()> {
         "BIRD: {BLOCK_A} has a non-empty AS_PATH:\n{all}"
     );
     for (prefix, peer) in [(BLOCK_BIRD, BIRD), (BLOCK_GOBGP, GOBGP)] {
-        let r = a.best(prefix).unwrap_or_default();
+        let r = a
+            .best(prefix)
+            .with_context(|| format!("ipipd A: no best route to {prefix}"))?;
         ensure!(
-            r["peer"] == peer && r["as_path"] == "" && r["origin"] == "bgp",
-            "ipipd A: {prefix} as {r}"
+            r.peer.as_deref() == Some(peer) && r.as_path.is_empty() && r.origin == "bgp",
+            "ipipd A: {prefix} as {r:?}"
         );
     }
     println!(

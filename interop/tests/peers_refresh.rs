@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use interop::bird::{self, Bird};
 use interop::gobgp::{self, Gobgp};
 use interop::harness::{require_root, Lan, Sampler};
@@ -38,7 +38,7 @@ fn bird_and_gobgp_refresh_ipipd_routes() -> Result<()> {
     let gobgp = Gobgp::start(&ngobgp, &gobgp::conf(GOBGP, &[(A, "")]), 50051)?;
     gobgp.add_route(BLOCK_GOBGP)?;
     let mut cfg = NodeConfig::new(A, BLOCK_A).mesh(&[A, BIRD, GOBGP]);
-    cfg.blocks.push(BLOCK_A2.to_owned());
+    cfg = cfg.block(BLOCK_A2);
     let a = Ipipd::start(&na, &cfg.toml())?;
     for prefix in [BLOCK_A, BLOCK_A2] {
         bird.wait_route(prefix, A, T)?;
@@ -85,7 +85,7 @@ fn bird_and_gobgp_refresh_ipipd_routes() -> Result<()> {
         // And ipipd keeps BIRD's block while BIRD re-sends it (`reload out`:
         // framed by BoRR and EoRR).
         let on_a = sampler.run(s, Duration::from_millis(100), || match a.best(BLOCK_BIRD) {
-            Some(r) if r["next_hop"] == BIRD && r["installed"] == true => Ok(()),
+            Some(r) if r.next_hop.as_deref() == Some(BIRD) && r.installed => Ok(()),
             other => Err(format!("ipipd has {other:?}")),
         });
         let r = (|| -> Result<()> {
@@ -128,10 +128,12 @@ fn bird_and_gobgp_refresh_ipipd_routes() -> Result<()> {
         on_gobgp.misses
     );
     for peer in [BIRD, GOBGP] {
-        let p = a.peer(peer).unwrap_or_default();
+        let p = a
+            .peer(peer)
+            .with_context(|| format!("{} not in show peers", peer))?;
         ensure!(
-            p["state"] == "Established" && p["established_count"] == 1,
-            "the session with {peer} was reset by route refresh: {p}"
+            p.state == "Established" && p.established_count == 1,
+            "the session with {peer} was reset by route refresh: {p:?}"
         );
     }
     bird.wait_established("a", T)?;

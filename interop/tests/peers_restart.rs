@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use interop::harness::{require_root, Lan, Netns};
-use interop::ipipd::{Ipipd, NodeConfig};
+use interop::ipipd::{is, Ipipd, NodeConfig};
 
 const NODES: [(&str, &str); 4] = [
     ("172.29.235.101", "101.76.9.128/26"),
@@ -21,7 +21,7 @@ fn config(i: usize) -> String {
     let (addr, block) = NODES[i];
     let mut c = NodeConfig::new(addr, block).mesh(&addrs);
     // The default connect-retry timer, as a real cluster runs it.
-    c.connect_retry_time = None;
+    c.bgp.connect_retry_time = None;
     c.toml()
 }
 
@@ -36,15 +36,12 @@ fn missing(nodes: &[Ipipd]) -> Option<String> {
         for (addr, block) in NODES.iter().filter(|(a, _)| *a != own) {
             if !peers
                 .iter()
-                .any(|p| p["address"] == *addr && p["state"] == "Established")
+                .any(|p| is(&p.address, addr) && p.state == "Established")
             {
                 gaps.push(format!("{own}: session with {addr} not Established"));
             }
             if !routes.iter().any(|r| {
-                r["prefix"] == *block
-                    && r["next_hop"] == *addr
-                    && r["best"] == true
-                    && r["installed"] == true
+                r.prefix == *block && r.next_hop.as_deref() == Some(*addr) && r.best && r.installed
             }) {
                 gaps.push(format!("{own}: {block} via {addr} not installed"));
             }

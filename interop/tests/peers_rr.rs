@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use interop::bird::{self, Bird};
 use interop::gobgp::{self, Gobgp};
 use interop::harness::{require_root, Lan};
@@ -40,18 +40,18 @@ fn ipipd_reflects_for_bird_and_gobgp() -> Result<()> {
     let gobgp = Gobgp::start(&ngobgp, &gobgp::conf(GOBGP, &[(A, "")]), 50051)?;
     gobgp.add_route(BLOCK_GOBGP)?;
     let mut cfg = NodeConfig::new(A, BLOCK_A)
-        .peer(BIRD, "rr_client = true")
-        .peer(GOBGP, "rr_client = true");
-    cfg.mesh = false;
-    cfg.cluster_id = Some(CLUSTER_ID.to_owned());
+        .peer(BIRD, |p| p.rr_client())
+        .peer(GOBGP, |p| p.rr_client());
+    cfg = cfg.no_mesh();
+    cfg.bgp.route_reflector_cluster_id = Some(CLUSTER_ID.to_owned());
     let a = Ipipd::start(&na, &cfg.toml())?;
 
     for (peer, kind) in [(BIRD, "rr-client"), (GOBGP, "rr-client")] {
         let p = a.wait_established(peer, T)?;
         ensure!(
-            p["kind"] == kind,
+            p.kind == kind,
             "ipipd lists {peer} as {}, not {kind}",
-            p["kind"]
+            p.kind
         );
     }
     a.wait_route(BLOCK_BIRD, BIRD, T)?;
@@ -121,9 +121,9 @@ fn bird_reflects_for_two_ipipd() -> Result<()> {
         + &bird::conf_peer("b", BIRD, B, "rr client;");
     let _bird = Bird::start(&nbird, &conf)?;
     let client = |addr: &str, blocks: &[&str]| {
-        let mut c = NodeConfig::new(addr, "").peer(BIRD, "route_reflector = true");
-        c.blocks = blocks.iter().map(|b| (*b).to_owned()).collect();
-        c.mesh = false;
+        let mut c = NodeConfig::new(addr, "").peer(BIRD, |p| p.route_reflector());
+        c = c.blocks(blocks);
+        c = c.no_mesh();
         c.toml()
     };
     let a = Ipipd::start(&na, &client(A, &[BLOCK_A, BLOCK_A2]))?;
@@ -131,9 +131,9 @@ fn bird_reflects_for_two_ipipd() -> Result<()> {
     for d in [&a, &b] {
         let p = d.wait_established(BIRD, T)?;
         ensure!(
-            p["kind"] == "route-reflector",
+            p.kind == "route-reflector",
             "ipipd lists BIRD as {}, not route-reflector",
-            p["kind"]
+            p.kind
         );
     }
     // Each client learns the other's block with the other client as next hop.
@@ -143,16 +143,16 @@ fn bird_reflects_for_two_ipipd() -> Result<()> {
     na.wait_bgp_route_line(&format!("{BLOCK_B} via {B} dev tunl0 onlink"), T)?;
     nb.wait_bgp_route_line(&format!("{BLOCK_A} via {A} dev tunl0 onlink"), T)?;
     nb.wait_bgp_route_line(&format!("{BLOCK_BIRD} via {BIRD} dev tunl0 onlink"), T)?;
-    let r = b.best(BLOCK_A).unwrap_or_default();
+    let r = b.best(BLOCK_A).context("B: no best route to A's block")?;
     ensure!(
-        r["originator_id"] == A,
-        "B: ORIGINATOR_ID of {BLOCK_A} is {}, not {A}",
-        r["originator_id"]
+        r.originator_id.map(|o| o.to_string()).as_deref() == Some(A),
+        "B: ORIGINATOR_ID of {BLOCK_A} is {:?}, not {A}",
+        r.originator_id
     );
     ensure!(
-        r["cluster_list"] == serde_json::json!([BIRD]),
-        "B: CLUSTER_LIST of {BLOCK_A} is {}, not [{BIRD}]",
-        r["cluster_list"]
+        r.cluster_list.iter().map(|c| c.to_string()).eq([BIRD]),
+        "B: CLUSTER_LIST of {BLOCK_A} is {:?}, not [{BIRD}]",
+        r.cluster_list
     );
     // A client's withdrawal reaches the other client through the reflector.
     b.wait_route(BLOCK_A2, A, T)?;

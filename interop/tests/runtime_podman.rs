@@ -130,9 +130,11 @@ fn busybox_rootfs(tmp: &TempDir) -> PathBuf {
 }
 
 fn allocated(d: &Ipipd, block: &str) -> Option<u64> {
-    let out = d.cli(&["show", "blocks", "--json"]).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    v.as_array()?.iter().find(|b| b["block"] == block)?["allocated"].as_u64()
+    d.blocks()
+        .ok()?
+        .into_iter()
+        .find(|b| b.block == block)?
+        .allocated
 }
 
 fn in_block(ip: &str, block: &str) -> bool {
@@ -191,14 +193,14 @@ fn podman_containers_get_block_addresses_ping_and_give_them_back() {
     assert!(pa.ping("web-1", &d1), "container on a to container on b");
     assert!(pb.ping("db-1", &w2), "container on b to container on a");
     // The workload list names podman's container ids as handles.
-    let list = a.cli(&["workload", "list", "--json"]).expect("list");
-    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap_or_default();
-    assert_eq!(list.as_array().map(|l| l.len()), Some(2), "{list}");
+    let list = a.workloads().expect("list");
+    assert_eq!(list.len(), 2, "{list:?}");
     assert!(
-        list[0]["handle"]
-            .as_str()
+        list[0]
+            .handle
+            .as_deref()
             .is_some_and(|h| h.ends_with(".eth0")),
-        "{list}"
+        "{list:?}"
     );
 
     for (p, names) in [(&pa, vec!["web-1", "web-2"]), (&pb, vec!["db-1"])] {

@@ -106,15 +106,15 @@ fn prometheus_scrapes_ipipd_and_the_values_agree_with_show() {
     );
     assert_eq!(
         s(&format!("ipipd_bgp_prefixes_received{{peer=\"{B}\"}}")),
-        peer["received"].as_f64()
+        Some(peer.received as f64)
     );
     assert_eq!(
         s(&format!("ipipd_bgp_prefixes_accepted{{peer=\"{B}\"}}")),
-        peer["accepted"].as_f64()
+        Some(peer.accepted as f64)
     );
     assert_eq!(
         s(&format!("ipipd_bgp_updates_received_total{{peer=\"{B}\"}}")),
-        peer["updates_received"].as_f64()
+        Some(peer.updates_received as f64)
     );
     assert!(
         s(&format!("ipipd_bgp_updates_sent_total{{peer=\"{B}\"}}")).unwrap_or(0.0) >= 1.0,

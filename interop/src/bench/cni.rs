@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::bench::percentile;
+use crate::config::NodeConfig;
 use crate::harness::{netns_path, Netns, TempDir};
 use crate::ipipd::Ipipd;
 
@@ -159,10 +160,13 @@ pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) ->
         "tunl0-peer",
     ])?;
     node.ip(&["link", "set", "tunl0-peer", "up"])?;
-    let config = "[node]\nname = \"bench\"\naddress = \"172.29.250.1\"\nblocks = [\"101.70.0.0/26\", \"101.70.0.64/26\"]\n\n[cluster]\npools = [\"101.64.0.0/10\"]\n";
+    let config = NodeConfig::bare("172.29.250.1", &["101.70.0.0/26", "101.70.0.64/26"])
+        .name("bench")
+        .pools(&["101.64.0.0/10"])
+        .toml();
     let daemon = std::env::var_os("IPIPD_BIN");
     std::env::set_var("IPIPD_BIN", ipipd_bin);
-    let d = Ipipd::start(&node, config);
+    let d = Ipipd::start(&node, &config);
     match daemon {
         Some(v) => std::env::set_var("IPIPD_BIN", v),
         None => std::env::remove_var("IPIPD_BIN"),

@@ -22,6 +22,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{percentile, Binaries};
 use crate::bird::Bird;
+use crate::config::NodeConfig;
 use crate::harness::{Lan, Netns};
 use crate::ipipd::Ipipd;
 
@@ -157,17 +158,17 @@ fn trials(
     Ok(l)
 }
 
-fn ipipd_conf(i: usize) -> String {
-    let nodes = ADDRS
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "[node]\nname = \"conv-{i}\"\naddress = \"{a}\"\nasn = 64512\nblocks = [\"{b}\"]\n\n[cluster]\npools = [\"{POOL}\"]\nmesh = true\nnodes = [{nodes}]\n\n[bgp]\nconnect_retry_time = 1\n",
-        a = ADDRS[i],
-        b = BLOCKS[i]
-    )
+fn ipipd_conf(i: usize, extra: Option<&str>) -> NodeConfig {
+    let mut c = NodeConfig::bare(ADDRS[i], &[BLOCKS[i]])
+        .name(&format!("conv-{i}"))
+        .asn(64512)
+        .pools(&[POOL])
+        .mesh(&ADDRS);
+    c.bgp.connect_retry_time = Some(1);
+    if let Some(p) = extra {
+        c = c.block(p);
+    }
+    c
 }
 
 /// ipipd: edit A's `blocks`, SIGHUP.
@@ -182,7 +183,7 @@ pub fn ipipd(bins: &Binaries, n: usize) -> Result<Latencies> {
     }
     let mut nodes = Vec::new();
     for (i, ns) in hosts.iter().enumerate() {
-        nodes.push(Ipipd::start(ns, &ipipd_conf(i))?);
+        nodes.push(Ipipd::start(ns, &ipipd_conf(i, None).toml())?);
     }
     let (a, b) = match (nodes.first(), nodes.get(1)) {
         (Some(a), Some(b)) => (a, b),
@@ -190,16 +191,10 @@ pub fn ipipd(bins: &Binaries, n: usize) -> Result<Latencies> {
     };
     b.wait_route(BLOCKS[0], ADDRS[0], Duration::from_secs(30))?;
     let watch = RouteWatch::start(&hosts[1])?;
-    let original = std::fs::read_to_string(&a.config)?;
     let proc = a.proc.as_ref().context("node A is not running")?;
     let pid = proc.pid().context("node A has no pid")?.to_string();
     let r = trials("ipipd", &watch, n, |extra| {
-        let blocks = match extra {
-            Some(p) => format!("blocks = [\"{}\", \"{p}\"]", BLOCKS[0]),
-            None => format!("blocks = [\"{}\"]", BLOCKS[0]),
-        };
-        let text = original.replace(&format!("blocks = [\"{}\"]", BLOCKS[0]), &blocks);
-        std::fs::write(&a.config, text)?;
+        a.write_config(&ipipd_conf(0, extra).toml())?;
         let t0 = Instant::now();
         let st = Command::new("kill").args(["-HUP", &pid]).status()?;
         if !st.success() {

@@ -21,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use ipnet::Ipv4Net;
 
 use super::Binaries;
+use crate::config::{Kernel, NodeConfig, Peer};
 use crate::harness::{wait_until, Netns, Proc, TempDir};
 
 /// A BGP implementation under test.
@@ -109,24 +110,26 @@ impl Running {
 }
 
 fn ipipd_conf(p: &Plan, dir: &TempDir) -> String {
-    let mut t = format!(
-        "[node]\nname = \"bench-target\"\naddress = \"{a}\"\nasn = {asn}\nblocks = []\n\n[cluster]\npools = [\"{pool}\"]\nmesh = false\n\n\
-         [bgp]\nroute_reflector_cluster_id = \"{a}\"\ngraceful_restart_time = 0\n\n[kernel]\ninstall = false\n\n\
-         [control]\nsocket = \"{sock}\"\nstate_dir = \"{state}\"\n",
-        a = p.address,
-        asn = p.asn,
-        pool = p.pool,
-        sock = dir.join("ipipd.sock").display(),
-        state = dir.join("state").display(),
-    );
-    for s in &p.senders {
-        t.push_str(&format!("\n[[peer]]\naddress = \"{s}\"\npassive = true\n"));
-    }
-    t.push_str(&format!(
-        "\n[[peer]]\naddress = \"{}\"\npassive = true\nrr_client = true\n",
-        p.monitor
-    ));
-    t
+    let a = p.address.to_string();
+    let mut c = NodeConfig::bare(&a, &[])
+        .name("bench-target")
+        .asn(p.asn)
+        .pools(&[&p.pool.to_string()])
+        .no_mesh()
+        .control(&dir.join("ipipd.sock"), &dir.join("state"));
+    c.bgp.route_reflector_cluster_id = Some(a);
+    c.bgp.graceful_restart_time = Some(0);
+    c.kernel = Some(Kernel {
+        install: Some(false),
+        ..Kernel::default()
+    });
+    c.peers = p
+        .senders
+        .iter()
+        .map(|s| Peer::new(s).passive(true))
+        .chain([Peer::new(p.monitor).passive(true).rr_client()])
+        .collect();
+    c.toml()
 }
 
 fn bird_conf(p: &Plan, dir: &TempDir) -> String {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::{cpu_time, median, status_kb, Binaries};
+use crate::config::NodeConfig;
 use crate::harness::{Lan, Netns, Proc, TempDir};
 
 /// What one mesh size measured.
@@ -79,19 +80,18 @@ fn gateway_routes(pid: u32) -> Option<usize> {
 }
 
 fn ipipd_conf(i: usize, n: usize, dir: &TempDir, tuned: bool) -> String {
-    let nodes = (0..n)
-        .map(|j| format!("\"{}\"", address(j)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "[node]\nname = \"mesh-{i}\"\naddress = \"{a}\"\nasn = 64512\nblocks = [\"{b}\"]\n\n[cluster]\npools = [\"101.64.0.0/10\"]\nmesh = true\nnodes = [{nodes}]\n\n\
-         {bgp}[control]\nsocket = \"{s}\"\nstate_dir = \"{st}\"\n",
-        bgp = if tuned { "[bgp]\nconnect_retry_time = 1\n\n" } else { "" },
-        a = address(i),
-        b = block(i),
-        s = dir.join("ipipd.sock").display(),
-        st = dir.join("state").display()
-    )
+    let nodes: Vec<String> = (0..n).map(address).collect();
+    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    let mut c = NodeConfig::bare(&address(i), &[&block(i)])
+        .name(&format!("mesh-{i}"))
+        .asn(64512)
+        .pools(&["101.64.0.0/10"])
+        .mesh(&nodes)
+        .control(&dir.join("ipipd.sock"), &dir.join("state"));
+    if tuned {
+        c.bgp.connect_retry_time = Some(1);
+    }
+    c.toml()
 }
 
 fn bird_conf(i: usize, n: usize, dir: &TempDir) -> String {

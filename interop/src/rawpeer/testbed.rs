@@ -5,12 +5,11 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use serde_json::Value;
-
 use super::Dial;
+use crate::config::{NodeConfig, Peer};
 use crate::harness::{wait_until, Netns};
-use crate::ipipd::Ipipd;
+use crate::ipipd::{Ipipd, PeerJson, RouteJson};
+use anyhow::{Context, Result};
 
 /// ipipd's address and AS in every testbed.
 pub const NODE: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 1);
@@ -27,15 +26,6 @@ pub struct Testbed {
     pub peers: Netns,
     pub port: u16,
     count: u8,
-}
-
-/// One `[[peer]]` of the generated configuration.
-#[derive(Debug, Clone)]
-pub struct PeerSpec {
-    pub address: Ipv4Addr,
-    pub asn: u32,
-    /// More `key = value` lines for this peer (e.g. `ttl_security = true`).
-    pub extra: String,
 }
 
 impl Testbed {
@@ -95,58 +85,52 @@ impl Testbed {
         self.count
     }
 
-    /// ipipd's configuration: every peer passive (the raw peers connect) unless its
-    /// `extra` sets `passive`; unless
-    /// `bgp_extra` (lines for `[bgp]`) says otherwise, hold time 90 and graceful restart
-    /// off, so a reset removes routes at once.
-    pub fn config(&self, peers: &[PeerSpec], bgp_extra: &str) -> String {
-        let mut bgp = format!(
-            "port = {}\nconnect_retry_time = 1\n{bgp_extra}\n",
-            self.port
-        );
-        for (key, default) in [("hold_time", "90"), ("graceful_restart_time", "0")] {
-            if !bgp_extra.contains(key) {
-                bgp.push_str(&format!("{key} = {default}\n"));
-            }
-        }
-        let mut c = format!(
-            "[node]\nname = \"hostile\"\naddress = \"{NODE}\"\nasn = {NODE_AS}\nblocks = [\"{OWN_BLOCK}\"]\n\n\
-             [cluster]\npools = [\"{POOL}\"]\nmesh = false\n\n[bgp]\n{bgp}"
-        );
-        for p in peers {
-            let passive = if p.extra.contains("passive") {
-                ""
-            } else {
-                "passive = true\n"
-            };
-            c.push_str(&format!(
-                "\n[[peer]]\naddress = \"{}\"\nasn = {}\n{passive}{}\n",
-                p.address, p.asn, p.extra
-            ));
-        }
+    /// ipipd's configuration: every peer passive (the raw peers connect) unless it
+    /// says otherwise; hold time 90 and graceful restart off, so a reset removes
+    /// routes at once (a test may change them before rendering).
+    pub fn config(&self, peers: &[Peer]) -> NodeConfig {
+        let mut c = NodeConfig::bare(&NODE.to_string(), &[OWN_BLOCK])
+            .name("hostile")
+            .asn(NODE_AS)
+            .pools(&[POOL])
+            .no_mesh()
+            .timers(90, 0, Some(1));
+        c.bgp.port = Some(self.port);
+        c.peers = peers
+            .iter()
+            .map(|p| Peer {
+                passive: p.passive.or(Some(true)),
+                ..p.clone()
+            })
+            .collect();
         c
     }
 
     /// Starts ipipd with `config` in the node namespace.
-    pub fn start(&self, config: &str) -> Result<Ipipd<'_>> {
-        Ipipd::start(&self.node, config)
+    pub fn start(&self, config: &NodeConfig) -> Result<Ipipd<'_>> {
+        Ipipd::start(&self.node, &config.toml())
     }
 }
 
 /// The route for `prefix` learned from `peer`, if `show routes` has it.
-pub fn route_from(routes: &[Value], prefix: &str, peer: Ipv4Addr) -> Option<Value> {
+pub fn route_from(routes: &[RouteJson], prefix: &str, peer: Ipv4Addr) -> Option<RouteJson> {
     let peer = peer.to_string();
     routes
         .iter()
-        .find(|r| r["prefix"] == prefix && r["peer"] == peer.as_str())
+        .find(|r| r.prefix == prefix && r.peer.as_deref() == Some(peer.as_str()))
         .cloned()
 }
 
 /// Waits until `prefix` from `peer` is in `show routes` and in the kernel.
-pub fn wait_learned(d: &Ipipd<'_>, prefix: &str, peer: Ipv4Addr, limit: Duration) -> Result<Value> {
+pub fn wait_learned(
+    d: &Ipipd<'_>,
+    prefix: &str,
+    peer: Ipv4Addr,
+    limit: Duration,
+) -> Result<RouteJson> {
     wait_until(limit, &format!("{prefix} from {peer} installed"), || {
         let r = route_from(&d.routes().ok()?, prefix, peer)?;
-        (r["installed"] == true).then_some(r)
+        r.installed.then_some(r)
     })
     .with_context(|| format!("routes now: {:?}", d.routes().unwrap_or_default()))
 }
@@ -161,7 +145,7 @@ pub fn wait_gone(d: &Ipipd<'_>, prefix: &str, limit: Duration) -> Result<()> {
                 .routes()
                 .ok()?
                 .iter()
-                .any(|r| r["prefix"] == prefix && r["origin"] == "bgp");
+                .any(|r| r.prefix == prefix && r.origin == "bgp");
             let in_kernel = kernel_has(&d.ns.bgp_routes(), prefix);
             (!in_rib && !in_kernel).then_some(())
         },
@@ -177,12 +161,11 @@ pub fn kernel_has(ip_route: &str, prefix: &str) -> bool {
 }
 
 /// The session with `address` as `show peers` reports it.
-pub fn peer_status(d: &Ipipd<'_>, address: Ipv4Addr) -> Option<Value> {
-    let a = address.to_string();
+pub fn peer_status(d: &Ipipd<'_>, address: Ipv4Addr) -> Option<PeerJson> {
     d.peers()
         .ok()?
         .into_iter()
-        .find(|p| p["address"] == a.as_str())
+        .find(|p| p.address == IpAddr::V4(address))
 }
 
 /// Resident set size and its high-water mark, in KiB, from /proc/PID/status.

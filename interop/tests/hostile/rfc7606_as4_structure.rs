@@ -16,8 +16,8 @@ pub(super) fn as4_cases(v: &mut Vec<Case>) {
             .concat(),
         )
     };
-    let merged = vec![("as_path", json!("65001 4200000001"))];
-    let unmerged = vec![("as_path", json!("65001 23456"))];
+    let merged = vec![Want::as_path("65001 4200000001")];
+    let unmerged = vec![Want::as_path("65001 23456")];
     keep(
         v,
         "AS4_PATH merged into AS_PATH",
@@ -89,7 +89,7 @@ pub(super) fn as4_cases(v: &mut Vec<Case>) {
         v,
         "AS4_PATH from a 4-octet speaker is discarded",
         FOUR,
-        vec![("as_path", json!("65001 65002"))],
+        vec![Want::as_path("65001 65002")],
         |e| {
             e.upd(
                 &[
@@ -109,10 +109,10 @@ pub(super) fn as4_cases(v: &mut Vec<Case>) {
         v,
         "AS4_AGGREGATOR replaces an AS_TRANS aggregator",
         &[TwoOctet],
-        vec![(
-            "aggregator",
-            json!({"asn": 4200000001u32, "address": "10.0.0.1"}),
-        )],
+        vec![Want::Aggregator(Some((
+            4200000001,
+            Ipv4Addr::new(10, 0, 0, 1),
+        )))],
         move |e| {
             [
                 agg_trans(e),
@@ -125,7 +125,7 @@ pub(super) fn as4_cases(v: &mut Vec<Case>) {
             .concat()
         },
     );
-    let trans = vec![("aggregator", json!({"asn": 23456, "address": "10.0.0.1"}))];
+    let trans = vec![Want::Aggregator(Some((23456, Ipv4Addr::new(10, 0, 0, 1))))];
     keep_attr(
         v,
         "AS4_AGGREGATOR of length 7 is discarded",
@@ -154,7 +154,7 @@ pub(super) fn as4_cases(v: &mut Vec<Case>) {
         v,
         "AS4_AGGREGATOR from a 4-octet speaker is discarded",
         &[Ibgp],
-        vec![("aggregator", Value::Null)],
+        vec![Want::Aggregator(None)],
         |_| attr(OT, AS4_AGGREGATOR, &[0, 0, 0, 1, 10, 0, 0, 1]),
     );
 }
@@ -194,7 +194,7 @@ pub(super) fn structure_cases(v: &mut Vec<Case>) {
         v,
         "all attributes with extended lengths",
         &[Ibgp],
-        vec![("bgp_origin", json!("igp"))],
+        vec![Want::BgpOrigin("igp")],
         |e| {
             e.upd(
                 &[

@@ -11,8 +11,8 @@ mod path_attrs;
 use std::net::Ipv4Addr;
 
 use interop::rawpeer::craft::*;
+pub use interop::rawpeer::want::Want;
 use ipnet::Ipv4Net;
-use serde_json::{json, Value};
 
 /// The three raw sessions of the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub enum Expect {
     /// The prefix is gone from `show routes` and the kernel.
     Withdraw,
     /// The prefix is there with these `show routes --json` fields.
-    Present(Vec<(&'static str, Value)>),
+    Present(Vec<Want>),
     /// The session is reset with this code, subcode and data.
     Reset(u8, u8, Build),
 }
@@ -131,7 +131,7 @@ fn keep(
     out: &mut Vec<Case>,
     name: &str,
     kinds: &[Kind],
-    checks: Vec<(&'static str, Value)>,
+    checks: Vec<Want>,
     f: impl Fn(&Env) -> Vec<u8> + Clone + 'static,
 ) {
     for k in kinds {
@@ -150,7 +150,7 @@ fn keep_attr(
     out: &mut Vec<Case>,
     name: &str,
     kinds: &[Kind],
-    checks: Vec<(&'static str, Value)>,
+    checks: Vec<Want>,
     extra: impl Fn(&Env) -> Vec<u8> + Clone + 'static,
 ) {
     keep(out, name, kinds, checks, move |e| {
@@ -185,10 +185,6 @@ fn none(_: &Env) -> Vec<u8> {
 const ALL: &[Kind] = &[Ibgp, Ebgp, TwoOctet];
 const FOUR: &[Kind] = &[Ibgp, Ebgp];
 const IBGP: &[Kind] = &[Ibgp, TwoOctet];
-
-fn n(v: u64) -> Value {
-    Value::from(v)
-}
 
 pub fn all_cases() -> Vec<Case> {
     use as4_structure::*;

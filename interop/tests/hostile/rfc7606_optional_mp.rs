@@ -7,7 +7,7 @@ pub(super) fn community_cases(v: &mut Vec<Case>) {
         v,
         "COMMUNITIES valid",
         ALL,
-        vec![("communities", json!(["65000:1", "65000:2"]))],
+        vec![Want::Communities(vec!["65000:1", "65000:2"])],
         |_| attr(OT, COMMUNITIES, &[0xfd, 0xe8, 0, 1, 0xfd, 0xe8, 0, 2]),
     );
     for len in [0usize, 3, 5, 6] {
@@ -25,7 +25,7 @@ pub(super) fn community_cases(v: &mut Vec<Case>) {
         v,
         "COMMUNITIES repeated: the first is kept",
         &[Ibgp],
-        vec![("communities", json!(["1:1"]))],
+        vec![Want::Communities(vec!["1:1"])],
         |_| {
             [
                 attr(OT, COMMUNITIES, &[0, 1, 0, 1]),
@@ -39,7 +39,7 @@ pub(super) fn community_cases(v: &mut Vec<Case>) {
         v,
         "EXTENDED_COMMUNITIES valid",
         FOUR,
-        vec![("extended_communities", json!(["0002fde800000001"]))],
+        vec![Want::ExtendedCommunities(vec!["0002fde800000001"])],
         |_| attr(OT, EXT_COMMUNITIES, &[0, 2, 0xfd, 0xe8, 0, 0, 0, 1]),
     );
     for len in [0usize, 4, 7, 9, 12] {
@@ -61,7 +61,7 @@ pub(super) fn community_cases(v: &mut Vec<Case>) {
         v,
         "LARGE_COMMUNITY valid",
         FOUR,
-        vec![("large_communities", json!(["4200000001:1:2"]))],
+        vec![Want::LargeCommunities(vec!["4200000001:1:2"])],
         |_| {
             attr(
                 OT,
@@ -91,42 +91,42 @@ pub(super) fn community_cases(v: &mut Vec<Case>) {
         v,
         "unknown optional transitive attribute is kept",
         ALL,
-        vec![("unknown_attributes", json!([99]))],
+        vec![Want::UnknownAttributes(vec![99])],
         |_| attr(OT, 99, &[1, 2, 3]),
     );
     keep_attr(
         v,
         "unknown optional transitive attribute with Partial",
         &[Ibgp],
-        vec![("unknown_attributes", json!([99]))],
+        vec![Want::UnknownAttributes(vec![99])],
         |_| attr(OT | PARTIAL, 99, &[1]),
     );
     keep_attr(
         v,
         "unknown optional transitive attribute, extended length, 300 octets",
         &[Ibgp],
-        vec![("unknown_attributes", json!([200]))],
+        vec![Want::UnknownAttributes(vec![200])],
         |_| attr(OT, 200, &[7; 300]),
     );
     keep_attr(
         v,
         "unknown optional transitive attribute repeated",
         FOUR,
-        vec![("unknown_attributes", json!([99]))],
+        vec![Want::UnknownAttributes(vec![99])],
         |_| [attr(OT, 99, &[1]), attr(OT, 99, &[2])].concat(),
     );
     keep_attr(
         v,
         "unknown optional non-transitive attribute is dropped",
         ALL,
-        vec![("unknown_attributes", json!([]))],
+        vec![Want::UnknownAttributes(vec![])],
         |_| attr(ONT, 98, &[1, 2]),
     );
     keep_attr(
         v,
         "IPv6 address-specific extended community (type 25, unknown) of odd length",
         &[Ibgp],
-        vec![("unknown_attributes", json!([25]))],
+        vec![Want::UnknownAttributes(vec![25])],
         |_| attr(OT, 25, &[1; 7]),
     );
 }
@@ -136,7 +136,7 @@ pub(super) fn reflection_cases(v: &mut Vec<Case>) {
         v,
         "ORIGINATOR_ID valid on iBGP",
         IBGP,
-        vec![("originator_id", json!("10.9.9.9"))],
+        vec![Want::OriginatorId(Some(Ipv4Addr::new(10, 9, 9, 9)))],
         |_| attr(ONT, ORIGINATOR_ID, &[10, 9, 9, 9]),
     );
     for len in [0usize, 3, 5, 8] {
@@ -160,14 +160,14 @@ pub(super) fn reflection_cases(v: &mut Vec<Case>) {
         v,
         "ORIGINATOR_ID from eBGP is discarded",
         &[Ebgp],
-        vec![("originator_id", Value::Null)],
+        vec![Want::OriginatorId(None)],
         |_| attr(ONT, ORIGINATOR_ID, &[10, 9, 9, 9]),
     );
     keep_attr(
         v,
         "ORIGINATOR_ID of length 3 from eBGP is discarded",
         &[Ebgp],
-        vec![("originator_id", Value::Null)],
+        vec![Want::OriginatorId(None)],
         |_| attr(ONT, ORIGINATOR_ID, &[10, 9, 9]),
     );
 
@@ -175,7 +175,10 @@ pub(super) fn reflection_cases(v: &mut Vec<Case>) {
         v,
         "CLUSTER_LIST valid on iBGP",
         IBGP,
-        vec![("cluster_list", json!(["1.1.1.1", "2.2.2.2"]))],
+        vec![Want::ClusterList(vec![
+            Ipv4Addr::new(1, 1, 1, 1),
+            Ipv4Addr::new(2, 2, 2, 2),
+        ])],
         |_| attr(ONT, CLUSTER_LIST, &[1, 1, 1, 1, 2, 2, 2, 2]),
     );
     for len in [0usize, 3, 5, 6] {
@@ -193,14 +196,14 @@ pub(super) fn reflection_cases(v: &mut Vec<Case>) {
         v,
         "CLUSTER_LIST from eBGP is discarded",
         &[Ebgp],
-        vec![("cluster_list", json!([]))],
+        vec![Want::ClusterList(vec![])],
         |_| attr(ONT, CLUSTER_LIST, &[1, 1, 1, 1]),
     );
     keep_attr(
         v,
         "CLUSTER_LIST of length 5 from eBGP is discarded",
         &[Ebgp],
-        vec![("cluster_list", json!([]))],
+        vec![Want::ClusterList(vec![])],
         |_| attr(ONT, CLUSTER_LIST, &[1; 5]),
     );
 }
@@ -225,14 +228,14 @@ pub(super) fn mp_cases(v: &mut Vec<Case>) {
         v,
         "MP_REACH_NLRI IPv4 unicast",
         ALL,
-        vec![("next_hop", json!("172.30.0.96"))],
+        vec![Want::next_hop("172.30.0.96")],
         move |e| via_mp(e, &[172, 30, 0, 96], Vec::new()),
     );
     keep(
         v,
         "MP_REACH_NLRI only: NEXT_HOP 0.0.0.0 is ignored",
         FOUR,
-        vec![("next_hop", json!("172.30.0.95"))],
+        vec![Want::next_hop("172.30.0.95")],
         move |e| via_mp(e, &[172, 30, 0, 95], next_hop(Ipv4Addr::UNSPECIFIED)),
     );
     tw(v, "MP_REACH_NLRI without ORIGIN", &[Ibgp], move |e| {

@@ -34,28 +34,28 @@ pub(super) fn origin_cases(v: &mut Vec<Case>) {
         v,
         "ORIGIN with the Partial bit",
         &[Ibgp],
-        vec![("bgp_origin", json!("igp"))],
+        vec![Want::BgpOrigin("igp")],
         move |e| e.upd(&[attr(WK | PARTIAL, ORIGIN, &[0]), rest(e), m(e)].concat()),
     );
     keep(
         v,
         "ORIGIN with an extended length",
         &[Ibgp],
-        vec![("bgp_origin", json!("egp"))],
+        vec![Want::BgpOrigin("egp")],
         move |e| e.upd(&[attr(WK | EXTENDED, ORIGIN, &[1]), rest(e), m(e)].concat()),
     );
     keep(
         v,
         "ORIGIN incomplete",
         &[Ebgp],
-        vec![("bgp_origin", json!("incomplete"))],
+        vec![Want::BgpOrigin("incomplete")],
         move |e| e.upd(&[origin(2), rest(e), m(e)].concat()),
     );
     keep(
         v,
         "ORIGIN repeated: the first is kept",
         FOUR,
-        vec![("bgp_origin", json!("egp"))],
+        vec![Want::BgpOrigin("egp")],
         move |e| e.upd(&[origin(1), origin(2), rest(e), m(e)].concat()),
     );
 }
@@ -150,14 +150,14 @@ pub(super) fn as_path_cases(v: &mut Vec<Case>) {
         v,
         "AS_PATH of zero length on iBGP",
         IBGP,
-        vec![("as_path", json!(""))],
+        vec![Want::as_path("")],
         move |e| e.upd(&[origin(0), attr(WK, AS_PATH, &[]), e.nh_attr(), m(e)].concat()),
     );
     keep(
         v,
         "AS_PATH with an AS_SET",
         FOUR,
-        vec![("as_path", json!("65001 {65002,65003}"))],
+        vec![Want::as_path("65001 {65002,65003}")],
         move |e| {
             e.upd(
                 &[
@@ -182,7 +182,7 @@ pub(super) fn as_path_cases(v: &mut Vec<Case>) {
         v,
         "AS_PATH with a confederation sequence on iBGP",
         &[Ibgp],
-        vec![("as_path", json!("(65010) 65001"))],
+        vec![Want::as_path("(65010) 65001")],
         move |e| {
             e.upd(
                 &[
@@ -203,14 +203,14 @@ pub(super) fn as_path_cases(v: &mut Vec<Case>) {
         v,
         "AS_PATH of 255 ASNs",
         &[Ibgp],
-        vec![("as_path", json!(vec!["65001"; 255].join(" ")))],
+        vec![Want::AsPath(vec!["65001"; 255].join(" "))],
         move |e| e.upd(&[origin(0), as_path(&[65001; 255], true), e.nh_attr(), m(e)].concat()),
     );
     keep(
         v,
         "AS_PATH repeated: the first is kept",
         FOUR,
-        vec![("as_path", json!("65001"))],
+        vec![Want::as_path("65001")],
         move |e| {
             e.upd(
                 &[
@@ -260,7 +260,7 @@ pub(super) fn next_hop_cases(v: &mut Vec<Case>) {
         v,
         "NEXT_HOP of a third router on the link",
         &[Ibgp],
-        vec![("next_hop", json!("172.30.0.99"))],
+        vec![Want::next_hop("172.30.0.99")],
         move |e| {
             e.upd(
                 &[
@@ -277,7 +277,7 @@ pub(super) fn next_hop_cases(v: &mut Vec<Case>) {
         v,
         "NEXT_HOP repeated: the first is kept",
         &[Ibgp],
-        vec![("next_hop", json!("172.30.0.98"))],
+        vec![Want::next_hop("172.30.0.98")],
         move |e| {
             e.upd(
                 &[
@@ -334,28 +334,28 @@ pub(super) fn med_local_pref_cases(v: &mut Vec<Case>) {
         v,
         "LOCAL_PREF valid on iBGP",
         &[Ibgp],
-        vec![("local_pref", n(300))],
+        vec![Want::LocalPref(Some(300))],
         |_| local_pref(300),
     );
     keep_attr(
         v,
         "LOCAL_PREF repeated: the first is kept",
         &[Ibgp],
-        vec![("local_pref", n(200))],
+        vec![Want::LocalPref(Some(200))],
         |_| [local_pref(200), local_pref(50)].concat(),
     );
     keep_attr(
         v,
         "LOCAL_PREF from eBGP is discarded",
         &[Ebgp],
-        vec![("local_pref", Value::Null)],
+        vec![Want::LocalPref(None)],
         |_| local_pref(300),
     );
     keep_attr(
         v,
         "LOCAL_PREF of length 3 from eBGP is discarded",
         &[Ebgp],
-        vec![("local_pref", Value::Null)],
+        vec![Want::LocalPref(None)],
         |_| attr(WK, LOCAL_PREF, &[1, 2, 3]),
     );
 }
@@ -365,7 +365,7 @@ pub(super) fn aggregate_cases(v: &mut Vec<Case>) {
         v,
         "ATOMIC_AGGREGATE valid",
         ALL,
-        vec![("atomic_aggregate", json!(true))],
+        vec![Want::AtomicAggregate(true)],
         |_| attr(WK, ATOMIC_AGGREGATE, &[]),
     );
     for len in [1usize, 4] {
@@ -373,7 +373,7 @@ pub(super) fn aggregate_cases(v: &mut Vec<Case>) {
             v,
             &format!("ATOMIC_AGGREGATE length {len} is discarded"),
             ALL,
-            vec![("atomic_aggregate", json!(false))],
+            vec![Want::AtomicAggregate(false)],
             move |_| attr(WK, ATOMIC_AGGREGATE, &vec![0; len]),
         );
     }
@@ -386,17 +386,17 @@ pub(super) fn aggregate_cases(v: &mut Vec<Case>) {
         v,
         "AGGREGATOR valid (4-octet)",
         FOUR,
-        vec![(
-            "aggregator",
-            json!({"asn": 4200000001u32, "address": "10.0.0.1"}),
-        )],
+        vec![Want::Aggregator(Some((
+            4200000001,
+            Ipv4Addr::new(10, 0, 0, 1),
+        )))],
         move |_| attr(OT, AGGREGATOR, &agg4(4200000001)),
     );
     keep_attr(
         v,
         "AGGREGATOR valid (2-octet)",
         &[TwoOctet],
-        vec![("aggregator", json!({"asn": 65001, "address": "10.0.0.1"}))],
+        vec![Want::Aggregator(Some((65001, Ipv4Addr::new(10, 0, 0, 1))))],
         |_| attr(OT, AGGREGATOR, &[0xfd, 0xe9, 10, 0, 0, 1]),
     );
     for len in [0usize, 5, 6, 7, 9] {
@@ -404,7 +404,7 @@ pub(super) fn aggregate_cases(v: &mut Vec<Case>) {
             v,
             &format!("AGGREGATOR length {len} on a 4-octet session is discarded"),
             if len == 6 { FOUR } else { &[Ibgp] },
-            vec![("aggregator", Value::Null)],
+            vec![Want::Aggregator(None)],
             move |_| attr(OT, AGGREGATOR, &vec![1; len]),
         );
     }
@@ -413,7 +413,7 @@ pub(super) fn aggregate_cases(v: &mut Vec<Case>) {
             v,
             &format!("AGGREGATOR length {len} on a 2-octet session is discarded"),
             &[TwoOctet],
-            vec![("aggregator", Value::Null)],
+            vec![Want::Aggregator(None)],
             move |_| attr(OT, AGGREGATOR, &vec![1; len]),
         );
     }
