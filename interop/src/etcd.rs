@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -25,6 +26,114 @@ pub struct Member {
     pub name: String,
     dir: TempDir,
     proc: Option<Proc>,
+    tls: Option<Arc<Tls>>,
+}
+
+/// A CA made for one test, a server certificate for every member's address and a
+/// client certificate, all written by `openssl` into a temporary directory.
+pub struct Tls {
+    _dir: TempDir,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Tls {
+    /// Certificates for servers at `addresses` (as IP subject alternative names).
+    pub fn generate(addresses: &[&str]) -> Result<Tls> {
+        let dir = TempDir::new("etcd-tls")?;
+        let p = |n: &str| dir.join(n);
+        let openssl = |args: &[&str]| -> Result<()> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir.path)
+                .output()
+                .context("running openssl")?;
+            if !out.status.success() {
+                bail!(
+                    "openssl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(())
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=ipipd test CA",
+        ])?;
+        let sans: Vec<String> = addresses.iter().map(|a| format!("IP:{a}")).collect();
+        for (name, cn, usage, san) in [
+            ("server", "etcd", "serverAuth,clientAuth", sans.join(",")),
+            ("client", "ipipd", "clientAuth", String::new()),
+        ] {
+            let mut ext = format!("basicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n");
+            if !san.is_empty() {
+                ext.push_str(&format!("subjectAltName={san}\n"));
+            }
+            std::fs::write(p(&format!("{name}.ext")), ext)?;
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={cn}"),
+            ])?;
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &format!("{name}.crt"),
+                "-extfile",
+                &format!("{name}.ext"),
+            ])?;
+        }
+        Ok(Tls {
+            ca: p("ca.crt"),
+            server_cert: p("server.crt"),
+            server_key: p("server.key"),
+            client_cert: p("client.crt"),
+            client_key: p("client.key"),
+            _dir: dir,
+        })
+    }
+
+    /// The `[datastore]` keys that make a node use these certificates.
+    pub fn datastore_keys(&self) -> String {
+        format!(
+            "ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            self.ca.display(),
+            self.client_cert.display(),
+            self.client_key.display()
+        )
+    }
 }
 
 /// Three (or more) members on the LAN, started together.
@@ -32,6 +141,8 @@ pub struct EtcdCluster {
     pub members: Vec<Member>,
     initial: String,
     token: String,
+    /// Clients must speak TLS with a certificate of this CA.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl Member {
@@ -41,14 +152,23 @@ impl Member {
         cmd.args(["--name", &self.name])
             .arg("--data-dir")
             .arg(self.dir.join("data"))
-            .args(["--listen-client-urls", &format!("http://{a}:2379")])
-            .args(["--advertise-client-urls", &format!("http://{a}:2379")])
+            .args(["--listen-client-urls", &self.endpoint()])
+            .args(["--advertise-client-urls", &self.endpoint()])
             .args(["--listen-peer-urls", &format!("http://{a}:2380")])
             .args(["--initial-advertise-peer-urls", &format!("http://{a}:2380")])
             .args(["--initial-cluster", initial])
             .args(["--initial-cluster-token", token])
             .args(["--initial-cluster-state", state])
             .args(["--heartbeat-interval", "100", "--election-timeout", "1000"]);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.server_cert)
+                .arg("--key-file")
+                .arg(&t.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
         self.proc = Some(Proc::spawn(
             cmd,
             &format!("etcd-{}", self.name),
@@ -58,13 +178,24 @@ impl Member {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}:2379", self.address)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:2379", self.address)
     }
 }
 
 impl EtcdCluster {
     /// Members at `addresses` (each a /24 host address on the LAN).
     pub fn start(lan: &mut Lan, addresses: &[&str]) -> Result<EtcdCluster> {
+        EtcdCluster::start_with(lan, addresses, None)
+    }
+
+    /// As [`EtcdCluster::start`], clients over TLS with client certificates.
+    pub fn start_tls(lan: &mut Lan, addresses: &[&str]) -> Result<EtcdCluster> {
+        let tls = Arc::new(Tls::generate(addresses)?);
+        EtcdCluster::start_with(lan, addresses, Some(tls))
+    }
+
+    fn start_with(lan: &mut Lan, addresses: &[&str], tls: Option<Arc<Tls>>) -> Result<EtcdCluster> {
         require_etcd();
         let token = crate::harness::unique("ipipd-etcd");
         let initial: Vec<String> = addresses
@@ -83,6 +214,7 @@ impl EtcdCluster {
                 name: format!("m{i}"),
                 dir: TempDir::new("etcd")?,
                 proc: None,
+                tls: tls.clone(),
             };
             m.spawn(&initial, &token, "new")?;
             members.push(m);
@@ -91,6 +223,7 @@ impl EtcdCluster {
             members,
             initial,
             token,
+            tls,
         };
         // A write needs a leader and a quorum.
         wait_until(
@@ -121,13 +254,18 @@ impl EtcdCluster {
     pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
         let eps = self.endpoints().join(",");
         let ns = &self.members.first().context("no members")?.ns;
-        let out = ns
-            .command("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &eps, "--command-timeout=5s"])
-            .args(args)
-            .output()
-            .context("running etcdctl")?;
+        let mut cmd = ns.command("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .args(["--endpoints", &eps, "--command-timeout=5s"]);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&t.ca)
+                .arg("--cert")
+                .arg(&t.client_cert)
+                .arg("--key")
+                .arg(&t.client_key);
+        }
+        let out = cmd.args(args).output().context("running etcdctl")?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
             bail!(

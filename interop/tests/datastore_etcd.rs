@@ -618,3 +618,53 @@ fn a_watch_gap_from_compaction_is_read_again_in_full() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn nodes_reach_etcd_over_tls_with_client_certificates() -> Result<()> {
+    // etcd with a CA made for this test, serving https and requiring a client
+    // certificate; the nodes' one config carries ca_file, cert_file and key_file.
+    require_root();
+    let mut lan = Lan::new()?;
+    let etcd = EtcdCluster::start_tls(&mut lan, &ETCD)?;
+    let tls = etcd.tls.clone().context("no TLS")?;
+    // Without a client certificate, etcd refuses.
+    let plain = etcd.members[0]
+        .ns
+        .command("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.members[0].endpoint()])
+        .arg("--cacert")
+        .arg(&tls.ca)
+        .args(["--command-timeout=3s", "get", "/ipipd/"])
+        .output()?;
+    ensure!(
+        !plain.status.success(),
+        "etcd answered a client without a certificate"
+    );
+    let dir = TempDir::new("dscfg")?;
+    let path = dir.join("ipipd.toml");
+    std::fs::write(
+        &path,
+        cluster_config(&etcd.endpoints(), "10.242.0.0/16", &tls.datastore_keys()),
+    )?;
+    let mut c = Cluster {
+        nodes: Vec::new(),
+        etcd,
+        _dir: dir,
+        lan,
+        pods: Vec::new(),
+    };
+    for i in 0..2 {
+        let n = Node::start(&mut c.lan, &path, &format!("node-{i}"), &node_address(i))?;
+        c.nodes.push(n);
+    }
+    c.wait_full_mesh()?;
+    for i in 0..2 {
+        let out = c.pod(i, &format!("t{i}"))?;
+        ensure!(out.ok(), "ADD on node-{i}: {} {}", out.stdout, out.stderr);
+    }
+    let blocks = c.etcd_blocks()?;
+    ensure!(blocks.len() == 2, "one block per node in etcd: {blocks:?}");
+    c.wait_kernels(&blocks)?;
+    Ok(())
+}
