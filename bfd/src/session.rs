@@ -206,6 +206,7 @@ impl Session {
     /// §6.8.6, from "set bfd.RemoteDiscr" on; the checks before it are the
     /// codec's and the demultiplexer's.
     fn receive(&mut self, p: Packet, out: &mut Vec<Output>) {
+        let interval_before = self.tx_interval();
         self.remote_disc = p.my_disc;
         self.remote_state = p.state;
         self.remote_desired_tx = p.desired_min_tx;
@@ -244,6 +245,12 @@ impl Session {
         }
         // A peer that had asked for silence (Required Min RX 0) may ask again.
         if !self.tx_armed && self.remote_min_rx != 0 {
+            self.arm_tx(out);
+        } else if self.tx_armed && self.tx_interval() < interval_before {
+            // The peer wants packets sooner (its Required Min RX fell as it came Up):
+            // the next one must not wait out the slower schedule, or the peer, now
+            // expecting one every interval, declares us down first (§6.8.7). FRR
+            // lowers it after going Up, while its detection time is already short.
             self.arm_tx(out);
         }
     }

@@ -213,6 +213,12 @@ pub struct Datastore {
     pub request_timeout_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block_release_grace: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
 /// `[bfd]`.

@@ -1,8 +1,10 @@
 //! A real etcd v3 cluster (Debian's `etcd-server`), one member per network namespace,
 //! and ipipd nodes that all run from one datastore configuration file.
 
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -27,6 +29,104 @@ pub struct Member {
     pub name: String,
     dir: TempDir,
     proc: Option<Proc>,
+    tls: Option<Arc<Tls>>,
+}
+
+/// A CA made for one test, a server certificate for every member's address and a
+/// client certificate, all written by `openssl` into a temporary directory.
+pub struct Tls {
+    _dir: TempDir,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Tls {
+    /// Certificates for servers at `addresses` (as IP subject alternative names).
+    pub fn generate(addresses: &[&str]) -> Result<Tls> {
+        let dir = TempDir::new("etcd-tls")?;
+        let p = |n: &str| dir.join(n);
+        let openssl = |args: &[&str]| -> Result<()> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir.path)
+                .output()
+                .context("running openssl")?;
+            if !out.status.success() {
+                bail!(
+                    "openssl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(())
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=ipipd test CA",
+        ])?;
+        let sans: Vec<String> = addresses.iter().map(|a| format!("IP:{a}")).collect();
+        for (name, cn, usage, san) in [
+            ("server", "etcd", "serverAuth,clientAuth", sans.join(",")),
+            ("client", "ipipd", "clientAuth", String::new()),
+        ] {
+            let mut ext = format!("basicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n");
+            if !san.is_empty() {
+                ext.push_str(&format!("subjectAltName={san}\n"));
+            }
+            std::fs::write(p(&format!("{name}.ext")), ext)?;
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={cn}"),
+            ])?;
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &format!("{name}.crt"),
+                "-extfile",
+                &format!("{name}.ext"),
+            ])?;
+        }
+        Ok(Tls {
+            ca: p("ca.crt"),
+            server_cert: p("server.crt"),
+            server_key: p("server.key"),
+            client_cert: p("client.crt"),
+            client_key: p("client.key"),
+            _dir: dir,
+        })
+    }
 }
 
 /// Three (or more) members on the LAN, started together.
@@ -34,6 +134,8 @@ pub struct EtcdCluster {
     pub members: Vec<Member>,
     initial: String,
     token: String,
+    /// Clients must speak TLS with a certificate of this CA.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl Member {
@@ -43,14 +145,23 @@ impl Member {
         cmd.args(["--name", &self.name])
             .arg("--data-dir")
             .arg(self.dir.join("data"))
-            .args(["--listen-client-urls", &format!("http://{a}:2379")])
-            .args(["--advertise-client-urls", &format!("http://{a}:2379")])
+            .args(["--listen-client-urls", &self.endpoint()])
+            .args(["--advertise-client-urls", &self.endpoint()])
             .args(["--listen-peer-urls", &format!("http://{a}:2380")])
             .args(["--initial-advertise-peer-urls", &format!("http://{a}:2380")])
             .args(["--initial-cluster", initial])
             .args(["--initial-cluster-token", token])
             .args(["--initial-cluster-state", state])
             .args(["--heartbeat-interval", "100", "--election-timeout", "1000"]);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.server_cert)
+                .arg("--key-file")
+                .arg(&t.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
         self.proc = Some(Proc::spawn(
             cmd,
             &format!("etcd-{}", self.name),
@@ -60,13 +171,24 @@ impl Member {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}:2379", self.address)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:2379", self.address)
     }
 }
 
 impl EtcdCluster {
     /// Members at `addresses` (each a /24 host address on the LAN).
     pub fn start(lan: &mut Lan, addresses: &[&str]) -> Result<EtcdCluster> {
+        EtcdCluster::start_with(lan, addresses, None)
+    }
+
+    /// As [`EtcdCluster::start`], clients over TLS with client certificates.
+    pub fn start_tls(lan: &mut Lan, addresses: &[&str]) -> Result<EtcdCluster> {
+        let tls = Arc::new(Tls::generate(addresses)?);
+        EtcdCluster::start_with(lan, addresses, Some(tls))
+    }
+
+    fn start_with(lan: &mut Lan, addresses: &[&str], tls: Option<Arc<Tls>>) -> Result<EtcdCluster> {
         require_etcd();
         let token = crate::harness::unique("ipipd-etcd");
         let initial: Vec<String> = addresses
@@ -85,6 +207,7 @@ impl EtcdCluster {
                 name: format!("m{i}"),
                 dir: TempDir::new("etcd")?,
                 proc: None,
+                tls: tls.clone(),
             };
             m.spawn(&initial, &token, "new")?;
             members.push(m);
@@ -93,6 +216,7 @@ impl EtcdCluster {
             members,
             initial,
             token,
+            tls,
         };
         // A write needs a leader and a quorum.
         wait_until(
@@ -123,13 +247,18 @@ impl EtcdCluster {
     pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
         let eps = self.endpoints().join(",");
         let ns = &self.members.first().context("no members")?.ns;
-        let out = ns
-            .command("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &eps, "--command-timeout=5s"])
-            .args(args)
-            .output()
-            .context("running etcdctl")?;
+        let mut cmd = ns.command("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .args(["--endpoints", &eps, "--command-timeout=5s"]);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&t.ca)
+                .arg("--cert")
+                .arg(&t.client_cert)
+                .arg("--key")
+                .arg(&t.client_key);
+        }
+        let out = cmd.args(args).output().context("running etcdctl")?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
             bail!(
@@ -152,6 +281,37 @@ impl EtcdCluster {
             .collect())
     }
 
+    /// Puts `key` = `value` `times` times (each put a revision of its own, an event for
+    /// every watch on the key) through member `i`'s JSON gateway, from its namespace:
+    /// one process for all of them, where `etcdctl` would be one per put.
+    pub fn put_repeatedly(&self, i: usize, key: &str, value: &str, times: usize) -> Result<()> {
+        let m = self.members.get(i).context("no such member")?;
+        let addr = format!("{}:2379", m.address);
+        let body = format!(
+            "{{\"key\":\"{}\",\"value\":\"{}\"}}",
+            base64(key.as_bytes()),
+            base64(value.as_bytes())
+        );
+        m.ns.in_netns(|| -> Result<()> {
+            for n in 0..times {
+                let mut s = std::net::TcpStream::connect(&addr)
+                    .with_context(|| format!("connecting to {addr}"))?;
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                write!(
+                    s,
+                    "POST /v3/kv/put HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )?;
+                let mut answer = String::new();
+                s.read_to_string(&mut answer)?;
+                if !answer.starts_with("HTTP/1.0 200") && !answer.starts_with("HTTP/1.1 200") {
+                    bail!("put {n} of {times}: {answer}");
+                }
+            }
+            Ok(())
+        })?
+    }
+
     /// Compacts the history up to the current revision.
     pub fn compact(&self) -> Result<()> {
         let status = self.etcdctl(&["endpoint", "status", "-w", "json"])?;
@@ -164,9 +324,31 @@ impl EtcdCluster {
     }
 }
 
+/// Standard base64 with padding (etcd's JSON gateway takes keys and values so).
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * k)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// The one configuration file every node of a test cluster runs from: no node name,
 /// address or blocks (they come from the environment and the datastore).
-pub fn cluster_config(endpoints: &[String], pool: &str) -> String {
+pub fn cluster_config(endpoints: &[String], pool: &str, tls: Option<&Tls>) -> String {
     let mut c = NodeConfig::default().asn(64512).pools(&[pool]);
     c.cluster.block_size = Some(26);
     c.bgp.connect_retry_time = Some(1);
@@ -178,6 +360,11 @@ pub fn cluster_config(endpoints: &[String], pool: &str) -> String {
         dial_timeout_ms: Some(1000),
         ..Datastore::default()
     });
+    if let (Some(d), Some(tls)) = (c.datastore.as_mut(), tls) {
+        d.ca_file = Some(tls.ca.display().to_string());
+        d.cert_file = Some(tls.client_cert.display().to_string());
+        d.key_file = Some(tls.client_key.display().to_string());
+    }
     c.toml()
 }
 
@@ -309,5 +496,17 @@ impl Node {
     /// The CNI configuration for pods of this node.
     pub fn cni_conf(&self) -> String {
         crate::cni::conf(&self.socket, "1.0.0")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_as_etcd_reads_it() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(super::base64(b"/ipipd/nodes/n1"), "L2lwaXBkL25vZGVzL24x");
     }
 }

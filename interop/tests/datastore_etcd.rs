@@ -32,7 +32,7 @@ fn start(n: usize, pool: &str) -> Result<Cluster> {
     let etcd = EtcdCluster::start(&mut lan, &ETCD)?;
     let dir = TempDir::new("dscfg")?;
     let path = dir.join("ipipd.toml");
-    std::fs::write(&path, cluster_config(&etcd.endpoints(), pool))?;
+    std::fs::write(&path, cluster_config(&etcd.endpoints(), pool, None))?;
     let mut nodes = Vec::new();
     for i in 0..n {
         nodes.push(Node::start(
@@ -353,10 +353,11 @@ fn restart_keeps_blocks_and_compaction_changes_nothing() -> Result<()> {
 
 #[test]
 fn a_frozen_watcher_catches_up_across_a_compaction() -> Result<()> {
-    // etcd 3.4 keeps a stopped reader's watch open and queues its events (tried with
-    // 96 MB of writes during the freeze: no compaction notice came), so the node
+    // etcd 3.4 keeps a stopped reader's watch open and queues its events, so the node
     // catches up from the queued events, each answered by a full read. What this
-    // checks: after a freeze across a compaction the node's view is whole again.
+    // checks: after a freeze across a compaction the node's view is whole again. (A
+    // compaction notice comes only once etcd has stopped sending to the watch: see
+    // `a_watch_gap_from_compaction_is_read_again_in_full`.)
     let mut c = start(3, "10.249.0.0/16")?;
     c.wait_full_mesh()?;
     for i in 0..3 {
@@ -437,5 +438,229 @@ fn a_frozen_watcher_catches_up_across_a_compaction() -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// The underlay bridge's port that `ns`'s eth0 is plugged into.
+fn bridge_port(lan: &Lan, ns: &Netns) -> Result<String> {
+    // `2: eth0@if7: ...`: the other end's index, in the underlay.
+    let line = ns.ip(&["-o", "link", "show", "eth0"])?;
+    let index = line
+        .split_once("@if")
+        .and_then(|(_, r)| r.split(':').next())
+        .context("no peer index")?
+        .to_owned();
+    let links = lan.underlay.ip(&["-o", "link"])?;
+    links
+        .lines()
+        .find_map(|l| {
+            let (i, rest) = l.split_once(": ")?;
+            (i == index).then(|| rest.split(['@', ':']).next().unwrap_or_default().to_owned())
+        })
+        .with_context(|| format!("no underlay link with index {index}:\n{links}"))
+}
+
+/// A node's view of the cluster as `show nodes` and `show blocks` print it: the node
+/// names, and the confirmed blocks with their owners.
+fn view(node: &Node) -> Option<(BTreeSet<String>, BTreeMap<String, String>)> {
+    let names = node
+        .node_states()
+        .ok()?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let blocks = node
+        .json(&["show", "blocks", "--json"])
+        .ok()?
+        .iter()
+        .filter(|b| b["state"] == "confirmed")
+        .map(|b| {
+            (
+                b["block"].as_str().unwrap_or_default().to_owned(),
+                b["node"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    Some((names, blocks))
+}
+
+#[test]
+fn a_watch_gap_from_compaction_is_read_again_in_full() -> Result<()> {
+    // node-0's etcd connections stall (its port off the bridge) while node-2 is
+    // decommissioned and node-1's record is written again and again: the watch stream
+    // etcd cannot deliver falls behind, and etcd compacts the history past it. Once
+    // the port is back, etcd answers the stalled watch with a compaction notice
+    // (`compact_revision`): the only way node-0 learns what it missed is a full read,
+    // and the only way it follows what comes next is a new watch.
+    let mut c = start(3, "10.243.0.0/16")?;
+    c.wait_full_mesh()?;
+    for i in 0..3 {
+        let out = c.pod(i, &format!("w{i}"))?;
+        ensure!(out.ok(), "{}", out.stdout);
+    }
+    let blocks = c.etcd_blocks()?;
+    c.wait_kernels(&blocks)?;
+    let gone_block = blocks
+        .iter()
+        .find(|(_, o)| *o == "node-2")
+        .map(|(b, _)| b.clone())
+        .context("node-2 has no block")?;
+    let record = c
+        .etcd
+        .get_prefix("/ipipd/nodes/node-1")?
+        .into_iter()
+        .next()
+        .context("node-1 not registered")?
+        .1;
+    // A change every node reads now: node-0's 30 s quiet re-read is far off.
+    c.etcd
+        .put_repeatedly(0, "/ipipd/nodes/node-1", &record, 1)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let read_before = std::time::Instant::now();
+
+    let port = bridge_port(&c.lan, &c.nodes[0].ns)?;
+    c.lan.underlay.ip(&["link", "set", &port, "nomaster"])?;
+    c.nodes[2].stop("KILL")?;
+    let out = c.nodes[1].cli(&["node", "remove", "node-2"])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // More than the stalled stream's buffers hold (large values under the prefix, so
+    // every one is an event of node-0's watch), then more events than etcd queues
+    // for one watch: etcd stops sending to it and will resume from the history.
+    let junk = "x".repeat(1_000_000);
+    c.etcd.put_repeatedly(1, "/ipipd/junk", &junk, 100)?;
+    c.etcd.etcdctl(&["del", "/ipipd/junk"])?;
+    c.etcd
+        .put_repeatedly(1, "/ipipd/nodes/node-1", &record, 300)?;
+    c.etcd.compact()?;
+    c.lan
+        .underlay
+        .ip(&["link", "set", &port, "master", "br0"])?;
+
+    let want_names: BTreeSet<String> = ["node-0", "node-1"].map(String::from).into();
+    let want_blocks: BTreeMap<String, String> = c
+        .etcd_blocks()?
+        .into_iter()
+        .filter(|(_, o)| o != "node-2")
+        .collect();
+    ensure!(
+        !want_blocks.contains_key(&gone_block),
+        "etcd still has node-2's block"
+    );
+    wait_until(T, "node-0's view equal to etcd's", || {
+        (view(&c.nodes[0])? == (want_names.clone(), want_blocks.clone())).then_some(())
+    })
+    .with_context(|| format!("node-0's view: {:?}", view(&c.nodes[0])))?;
+    // The events etcd had sent before it stopped come first; the notice follows.
+    wait_until(T, "etcd's compaction notice at node-0", || {
+        c.nodes[0]
+            .log()
+            .contains("etcd compacted past the watch")
+            .then_some(())
+    })
+    .with_context(|| {
+        format!(
+            "no compaction notice at node-0; its log:\n{}",
+            c.nodes[0].log()
+        )
+    })?;
+    c.nodes[0]
+        .ns
+        .wait_no_bgp_route(&gone_block, Duration::from_secs(5))
+        .context("node-0 kept the removed node's block")?;
+    // node-2 is gone: the live nodes' kernels hold every remaining block.
+    for node in &c.nodes[..2] {
+        for (block, owner) in want_blocks.iter().filter(|(_, o)| **o != node.name) {
+            let via = c.address_of(owner).context("owner not a node")?;
+            node.ns
+                .wait_bgp_route_line(&format!("{block} via {via} dev tunl0 onlink"), T)
+                .with_context(|| format!("{}: {}", node.name, node.ns.bgp_routes()))?;
+        }
+    }
+
+    // What comes next arrives through the new watch, well before the 30 s re-read:
+    // a node joins, and node-0 peers with it and installs its block.
+    let path = c._dir.join("ipipd.toml");
+    let n3 = Node::start(&mut c.lan, &path, "node-3", &node_address(3))?;
+    c.nodes.push(n3);
+    let out = c.pod(3, "w3")?;
+    ensure!(out.ok(), "{}", out.stdout);
+    let answered = std::time::Instant::now();
+    let block3 = c
+        .etcd_blocks()?
+        .into_iter()
+        .find(|(_, o)| o == "node-3")
+        .map(|(b, _)| b)
+        .context("node-3 has no block")?;
+    c.nodes[0]
+        .ns
+        .wait_bgp_route_line(
+            &format!("{block3} via {} dev tunl0 onlink", node_address(3)),
+            Duration::from_secs(5),
+        )
+        .with_context(|| {
+            format!(
+                "node-0 did not follow node-3's join ({:.1} s after the gap's last read): {:?}",
+                read_before.elapsed().as_secs_f64(),
+                view(&c.nodes[0])
+            )
+        })?;
+    println!(
+        "watch gap recovered; node-3's block at node-0 {:.0} ms after its ADD",
+        answered.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
+
+#[test]
+fn nodes_reach_etcd_over_tls_with_client_certificates() -> Result<()> {
+    // etcd with a CA made for this test, serving https and requiring a client
+    // certificate; the nodes' one config carries ca_file, cert_file and key_file.
+    require_root();
+    let mut lan = Lan::new()?;
+    let etcd = EtcdCluster::start_tls(&mut lan, &ETCD)?;
+    let tls = etcd.tls.clone().context("no TLS")?;
+    // Without a client certificate, etcd refuses.
+    let plain = etcd.members[0]
+        .ns
+        .command("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.members[0].endpoint()])
+        .arg("--cacert")
+        .arg(&tls.ca)
+        .args(["--command-timeout=3s", "get", "/ipipd/"])
+        .output()?;
+    ensure!(
+        !plain.status.success(),
+        "etcd answered a client without a certificate"
+    );
+    let dir = TempDir::new("dscfg")?;
+    let path = dir.join("ipipd.toml");
+    std::fs::write(
+        &path,
+        cluster_config(&etcd.endpoints(), "10.242.0.0/16", Some(&tls)),
+    )?;
+    let mut c = Cluster {
+        nodes: Vec::new(),
+        etcd,
+        _dir: dir,
+        lan,
+        pods: Vec::new(),
+    };
+    for i in 0..2 {
+        let n = Node::start(&mut c.lan, &path, &format!("node-{i}"), &node_address(i))?;
+        c.nodes.push(n);
+    }
+    c.wait_full_mesh()?;
+    for i in 0..2 {
+        let out = c.pod(i, &format!("t{i}"))?;
+        ensure!(out.ok(), "ADD on node-{i}: {} {}", out.stdout, out.stderr);
+    }
+    let blocks = c.etcd_blocks()?;
+    ensure!(blocks.len() == 2, "one block per node in etcd: {blocks:?}");
+    c.wait_kernels(&blocks)?;
     Ok(())
 }

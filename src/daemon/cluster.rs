@@ -285,7 +285,20 @@ pub async fn sync<A: Apply>(cluster: Arc<Cluster>, daemon: Arc<A>) {
         loop {
             match tokio::time::timeout(RESYNC, watch.recv()).await {
                 Ok(Some(datastore::WatchEvent::Changed { .. })) => {
-                    while watch.try_recv().is_ok() {}
+                    match rest_of_burst(&mut watch) {
+                        Burst::Changes => {}
+                        Burst::Gap { compact_revision } => {
+                            tracing::warn!(
+                                compact_revision,
+                                "etcd compacted past the watch: reading everything again"
+                            );
+                            break;
+                        }
+                        Burst::Ended => {
+                            tracing::info!("etcd watch broken: reading everything again");
+                            break;
+                        }
+                    }
                     let read_at = Instant::now();
                     match cluster.ds.snapshot().await {
                         Ok(s) => {
@@ -319,6 +332,35 @@ pub async fn sync<A: Apply>(cluster: Arc<Cluster>, daemon: Arc<A>) {
     }
 }
 
+/// What followed the first change of a burst on the watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Burst {
+    /// Only changes (or nothing): one full read covers them all.
+    Changes,
+    /// etcd cancelled the watch with a compaction notice: the watch is dead, so a
+    /// read alone would leave the node deaf to what comes next.
+    Gap { compact_revision: i64 },
+    /// The watch ended.
+    Ended,
+}
+
+/// Takes what is already queued behind a change, so that a burst (a claim is three
+/// transactions) costs one read; a compaction notice or the end of the watch among
+/// it is not dropped with the changes.
+fn rest_of_burst(watch: &mut datastore::kv::Watch) -> Burst {
+    use tokio::sync::mpsc::error::TryRecvError;
+    loop {
+        match watch.try_recv() {
+            Ok(datastore::WatchEvent::Changed { .. }) => {}
+            Ok(datastore::WatchEvent::Compacted { compact_revision }) => {
+                return Burst::Gap { compact_revision }
+            }
+            Err(TryRecvError::Empty) => return Burst::Changes,
+            Err(TryRecvError::Disconnected) => return Burst::Ended,
+        }
+    }
+}
+
 impl Cluster {
     /// Own blocks of `current` that `snap` still shows confirmed as this node's; None
     /// when the read is older than the last own change (it would miss a fresh claim).
@@ -343,5 +385,61 @@ impl Cluster {
 
     pub fn registered(&self, snap: &Snapshot) -> bool {
         snap.nodes.contains_key(&self.record.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datastore::WatchEvent;
+
+    fn watch(
+        events: &[WatchEvent],
+        open: bool,
+    ) -> (
+        datastore::kv::Watch,
+        Option<tokio::sync::mpsc::Sender<WatchEvent>>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        for e in events {
+            tx.try_send(*e).expect("room in the channel");
+        }
+        (rx, open.then_some(tx))
+    }
+
+    #[test]
+    fn a_burst_of_changes_is_one_read() {
+        let changed = WatchEvent::Changed { revision: 7 };
+        let (mut w, _tx) = watch(&[changed, changed], true);
+        assert_eq!(rest_of_burst(&mut w), Burst::Changes);
+        assert!(w.try_recv().is_err(), "the burst was taken whole");
+    }
+
+    #[test]
+    fn a_compaction_notice_behind_changes_is_not_dropped() {
+        // etcd sends what it had queued for a stalled watch, then cancels it with the
+        // compaction notice: the two arrive together.
+        let (mut w, _tx) = watch(
+            &[
+                WatchEvent::Changed { revision: 7 },
+                WatchEvent::Compacted {
+                    compact_revision: 418,
+                },
+                WatchEvent::Changed { revision: 8 },
+            ],
+            true,
+        );
+        assert_eq!(
+            rest_of_burst(&mut w),
+            Burst::Gap {
+                compact_revision: 418
+            }
+        );
+    }
+
+    #[test]
+    fn the_end_of_the_watch_behind_changes_is_not_dropped() {
+        let (mut w, _tx) = watch(&[WatchEvent::Changed { revision: 7 }], false);
+        assert_eq!(rest_of_burst(&mut w), Burst::Ended);
     }
 }

@@ -315,3 +315,32 @@ fn a_peer_asking_for_no_packets_gets_none() {
     assert!(sent(&out).is_empty());
     assert!(!out.iter().any(|o| matches!(o, Output::Arm(Timer::Tx, _))));
 }
+
+#[test]
+fn a_peer_asking_for_packets_sooner_gets_the_next_one_sooner() {
+    // Up while the peer still asks for 1 s (its slow rate before it came Up): our
+    // transmit timer runs at 1 s.
+    let mut s = session();
+    let mut slow = peer(State::Init);
+    slow.desired_min_tx = 1_000_000;
+    slow.required_min_rx = 1_000_000;
+    s.handle(Input::Received(slow));
+    assert_eq!(s.state(), State::Up);
+    assert_eq!(s.tx_interval(), Duration::from_secs(1));
+    // Up now, it asks for 300 ms: the armed 1 s must not stand, or its 900 ms
+    // detection time runs out before our next packet.
+    let out = s.handle(Input::Received(peer(State::Up)));
+    let armed: Vec<Duration> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Arm(Timer::Tx, d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        armed
+            .last()
+            .is_some_and(|d| *d <= Duration::from_millis(300)),
+        "transmit timer re-armed within the new interval: {armed:?}"
+    );
+}

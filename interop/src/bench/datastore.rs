@@ -34,7 +34,7 @@ pub struct Row {
     pub nodes: usize,
     pub claim_ms: Vec<f64>,
     pub join_ms: Vec<f64>,
-    /// From the joining node's ADD answer to the last kernel.
+    /// From the joining node's ADD answer to the last kernel (negative: before it).
     pub spread_ms: Vec<f64>,
     pub idle_s: u64,
     /// gRPC calls started per second per node, by method (summed over members).
@@ -52,7 +52,8 @@ impl Row {
         median(self.spread_ms.clone())
     }
     pub fn idle_total(&self) -> f64 {
-        self.idle_rps_per_node.values().sum()
+        // A fold from +0.0: an empty float sum is -0.0, printed "-0.000".
+        self.idle_rps_per_node.values().fold(0.0, |a, b| a + b)
     }
 }
 
@@ -64,7 +65,31 @@ struct Monitor {
     seen: Seen,
 }
 
+/// A route no daemon here owns, added and deleted once to learn that a monitor listens.
+const PROBE: &str = "198.51.100.1";
+
 impl Monitor {
+    /// A monitor that is known to listen: it has seen a probe route come and go. (A
+    /// route added before `ip monitor` has subscribed is never reported: a join
+    /// measured that way times out.)
+    fn start_ready(ns: &Netns) -> Result<Monitor> {
+        let m = Monitor::start(ns)?;
+        let probe = format!("{PROBE}/32");
+        wait_until(
+            Duration::from_secs(60),
+            &format!("ip monitor in {} reporting", ns.name),
+            || {
+                // Added and deleted until seen: an add before the subscription is lost.
+                ns.ip(&["route", "replace", &probe, "dev", "eth0"]).ok()?;
+                std::thread::sleep(Duration::from_millis(50));
+                let seen = m.added(PROBE);
+                ns.ip(&["route", "del", &probe, "dev", "eth0"]).ok()?;
+                seen.map(|_| ())
+            },
+        )?;
+        Ok(m)
+    }
+
     fn start(ns: &Netns) -> Result<Monitor> {
         let mut child = Command::new("ip")
             .args(["-n", &ns.name, "monitor", "route"])
@@ -188,7 +213,7 @@ pub fn run(nodes: usize, joins: usize, idle: Duration) -> Result<Row> {
     let etcd = EtcdCluster::start(&mut lan, &ETCD)?;
     let dir = TempDir::new("dsbench")?;
     let path = dir.join("ipipd.toml");
-    std::fs::write(&path, cluster_config(&etcd.endpoints(), "10.250.0.0/16"))?;
+    std::fs::write(&path, cluster_config(&etcd.endpoints(), "10.250.0.0/16", None))?;
     let mut all: Vec<Node> = Vec::new();
     for i in 0..nodes {
         all.push(Node::start(
@@ -223,12 +248,12 @@ pub fn run(nodes: usize, joins: usize, idle: Duration) -> Result<Row> {
                 .insert(m.clone(), d / idle.as_secs_f64() / nodes as f64);
         }
     }
+    // Every kernel's route changes from now on, stamped on arrival; joined nodes' too.
+    let mut monitors: Vec<Monitor> = all
+        .iter()
+        .map(|n| Monitor::start_ready(&n.ns))
+        .collect::<Result<_>>()?;
     for j in 0..joins {
-        let monitors: Vec<Monitor> = all
-            .iter()
-            .map(|n| Monitor::start(&n.ns))
-            .collect::<Result<_>>()?;
-        std::thread::sleep(Duration::from_millis(200));
         let i = nodes + j;
         let started = Instant::now();
         let node = Node::start(&mut lan, &path, &format!("node-{i}"), &node_address(i))?;
@@ -243,11 +268,28 @@ pub fn run(nodes: usize, joins: usize, idle: Duration) -> Result<Row> {
                 (times.len() == monitors.len()).then(|| times.into_iter().max())?
             },
         )
-        .with_context(|| format!("join of node-{i}"))?;
+        .with_context(|| {
+            // Which kernels lack it, and whether the monitor or the kernel is behind.
+            let missing: Vec<String> = all
+                .iter()
+                .zip(&monitors)
+                .filter(|(_, m)| m.added(&block).is_none())
+                .map(|(n, _)| {
+                    let kernel = n.ns.ip(&["route", "show", &block]).unwrap_or_default();
+                    format!("{} (kernel: {:?})", n.name, kernel.trim())
+                })
+                .collect();
+            format!("join of node-{i}: not seen at {}", missing.join(", "))
+        })?;
         row.join_ms
             .push(last.duration_since(started).as_secs_f64() * 1000.0);
-        row.spread_ms
-            .push(last.saturating_duration_since(answered).as_secs_f64() * 1000.0);
+        // Negative when every kernel had the route before the plugin answered.
+        row.spread_ms.push(if last >= answered {
+            last.duration_since(answered).as_secs_f64() * 1000.0
+        } else {
+            -answered.duration_since(last).as_secs_f64() * 1000.0
+        });
+        monitors.push(Monitor::start_ready(&node.ns)?);
         pods.push(pod);
         all.push(node);
     }

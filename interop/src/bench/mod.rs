@@ -1,9 +1,11 @@
 //! The benchmarks that compare ipipd with BIRD 2, GoBGP and FRR on this machine:
 //! route throughput and memory as a route reflector ([`throughput`]), FIB install rate
 //! ([`fibrate`]), block propagation latency ([`converge`]) and full-mesh scale
-//! ([`mesh`]), the etcd datastore at scale ([`datastore`]). Each returns rows for the markdown report ([`report`]); numbers come
+//! ([`mesh`]), the etcd datastore at scale ([`datastore`]), the CPU of 100 BFD sessions
+//! ([`bfd`]). Each returns rows for the markdown report ([`report`]); numbers come
 //! from the run, and where the machine is noisy each is the median of several runs.
 
+pub mod bfd;
 pub mod cni;
 pub mod converge;
 pub mod daemons;

@@ -8,7 +8,7 @@ use super::daemons::Kind;
 use super::fibrate::{BirdFib, InstallBench};
 use super::mesh::MeshRow;
 use super::throughput::{Row, SelfTest};
-use super::Machine;
+use super::{median, Machine};
 
 /// Everything one invocation measured; a part that did not run is empty or None.
 #[derive(Debug, Default)]
@@ -29,6 +29,8 @@ pub struct Results {
     pub cni: Vec<crate::bench::cni::Row>,
     /// The etcd datastore: claim and join latency, idle load.
     pub datastore: Option<crate::bench::datastore::Row>,
+    /// CPU of BFD sessions: ipipd and BIRD 2.
+    pub bfd: Vec<crate::bench::bfd::Row>,
     /// Parts that failed, with why.
     pub errors: Vec<String>,
     pub duration_s: f64,
@@ -361,6 +363,13 @@ impl Results {
                 m.idle_cpu_pct_median
             ));
         }
+        if let Some(r) = crate::bench::bfd::ratio(&self.bfd) {
+            let first = self.bfd.first().map_or(0, |r| r.sessions);
+            lines.push(format!(
+                "- CPU of {first} BFD sessions ≤ 1.0× BIRD 2's: **{}** ({r:.2}×).",
+                if r <= 1.0 { "met" } else { "missed" }
+            ));
+        }
         if lines.is_empty() {
             return;
         }
@@ -405,7 +414,7 @@ impl Results {
         let Some(d) = &self.datastore else { return };
         let _ = writeln!(
             out,
-            "## etcd datastore\n\nA 3-member etcd 3.4 and {} ipipd nodes from one config, all in network namespaces on one bridge. Block claim: a node's first pod, a CNI ADD that claims a block in etcd, plugin start to answer. Join: a new node's process starts, registers, its first pod claims a block → the route in every other node's kernel (`ip monitor route` in each). Medians.\n\n| measure | median | samples |\n|---|---:|---:|",
+            "## etcd datastore\n\nA 3-member etcd 3.4 and {} ipipd nodes from one config, all in network namespaces on one bridge. Block claim: a node's first pod, a CNI ADD that claims a block in etcd, plugin start to answer. Join: a new node's process starts, registers, its first pod claims a block → the route in every other node's kernel (`ip monitor route` in each, each known to listen before the join: it has reported a probe route). Medians.\n\n| measure | median | samples |\n|---|---:|---:|",
             d.nodes
         );
         let _ = writeln!(
@@ -423,7 +432,7 @@ impl Results {
         );
         let _ = writeln!(
             out,
-            "| of which ADD answered → block in every kernel | {} ms | {} |",
+            "| the joining pod's ADD answered → block in the last kernel (negative: before the answer) | {} ms | {} |",
             opt(d.spread_p50(), 0),
             d.spread_ms.len()
         );
@@ -441,6 +450,50 @@ impl Results {
         );
     }
 
+    fn bfd_table(&self, out: &mut String) {
+        let Some(first) = self.bfd.first() else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "## CPU of BFD sessions\n\nThe node under test in one namespace with {n} passive BGP peers, BFD on each at {i} ms transmit and receive, multiplier 3; the responders are {n} addresses in a second namespace, each on its own interface on the bridge, with a `peer NODE local-address R interface I` session each in one FRR bfdd (one BIRD 2 cannot be the other end: it keys BFD neighbours by remote address; nor can bfdd with the addresses on one interface: its lookup then ignores the local address). Once all {n} sessions are Up at {i} ms at the node under test (`ipipd show bfd --json`, `birdc show bfd sessions`) and 3 s more: the user+system CPU time of the node under test (ipipd: the daemon and its BFD keeper; BIRD: its one process) over the window, from `/proc/PID/stat`, percent of one core; medians of the runs, run in turn. A run without all {n} Up before the window counts as failed, not as a figure; sessions that went down during the window (their last state change moved, or not Up at its end) are counted in the last column.\n\n| daemon | sessions | CPU median (% of a core) | of which BFD keeper (%) | ratio to BIRD 2 | responder bfdd (%) | all Up after (s) | window (s) | runs | failed | sessions that went down during the window, per run |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            n = first.sessions,
+            i = first.interval_ms
+        );
+        let bird = self
+            .bfd
+            .iter()
+            .find(|r| r.target == crate::bench::bfd::Target::Bird)
+            .and_then(|r| r.cpu_pct());
+        for r in &self.bfd {
+            let ratio = match (r.cpu_pct(), bird) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+                _ => "—".into(),
+            };
+            let window = median(r.samples.iter().map(|s| s.window_s).collect());
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.target.name(),
+                r.sessions,
+                opt(r.cpu_pct(), 3),
+                opt(r.keeper_pct(), 3),
+                ratio,
+                opt(r.responder_pct(), 3),
+                opt(r.up_s(), 1),
+                opt(window, 0),
+                r.samples.len(),
+                r.failures.len(),
+                r.samples
+                    .iter()
+                    .map(|s| s.flapped.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let _ = writeln!(out);
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         self.header(&mut out);
@@ -450,6 +503,7 @@ impl Results {
         self.mesh_table(&mut out);
         self.cni_table(&mut out);
         self.datastore_table(&mut out);
+        self.bfd_table(&mut out);
         self.goals(&mut out);
         if !self.errors.is_empty() {
             let _ = writeln!(out, "## Parts that failed\n");
@@ -460,6 +514,81 @@ impl Results {
         }
         out
     }
+}
+
+/// The `## ` sections of a report, in order, each with its heading line; the text
+/// before the first is the header.
+fn sections(md: &str) -> (String, Vec<(String, String)>) {
+    let mut header = String::new();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in md.lines() {
+        if line.starts_with("## ") {
+            out.push((line.to_owned(), String::new()));
+        }
+        let body = match out.last_mut() {
+            Some((_, body)) => body,
+            None => &mut header,
+        };
+        body.push_str(line);
+        body.push('\n');
+    }
+    (header, out)
+}
+
+/// A partial run's report (`--only`) folded into the full report `old`: each section it
+/// measured replaces the old one of that heading (or joins before the goals), with
+/// `note` (which run measured it) under the heading; goal lines are replaced one by
+/// one; every other section of `old` stays as it was.
+pub fn merge(old: &str, new: &str, note: &str) -> String {
+    let (header, mut kept) = sections(old);
+    let (_, fresh) = sections(new);
+    for (heading, body) in fresh {
+        if heading == "## Goals" {
+            let goal = |l: &str| l.split("**").next().unwrap_or(l).to_owned();
+            let new_goals: Vec<&str> = body.lines().filter(|l| l.starts_with("- ")).collect();
+            let entry = match kept.iter_mut().find(|(h, _)| *h == heading) {
+                Some(e) => e,
+                None => {
+                    kept.push((heading.clone(), format!("{heading}\n\n\n")));
+                    kept.last_mut().expect("just pushed")
+                }
+            };
+            let mut lines: Vec<String> = entry
+                .1
+                .lines()
+                .filter(|l| l.starts_with("- "))
+                .map(str::to_owned)
+                .collect();
+            for g in new_goals {
+                match lines.iter_mut().find(|l| goal(l) == goal(g)) {
+                    Some(l) => *l = g.to_owned(),
+                    None => lines.push(g.to_owned()),
+                }
+            }
+            entry.1 = format!("{heading}\n\n{}\n\n", lines.join("\n"));
+            continue;
+        }
+        let body = body.replacen(
+            &format!("{heading}\n\n"),
+            &format!("{heading}\n\n{note}\n\n"),
+            1,
+        );
+        match kept.iter_mut().find(|(h, _)| *h == heading) {
+            Some(e) => e.1 = body,
+            None => {
+                let at = kept
+                    .iter()
+                    .position(|(h, _)| h == "## Goals" || h == "## Parts that failed")
+                    .unwrap_or(kept.len());
+                kept.insert(at, (heading, body));
+            }
+        }
+    }
+    let mut out = header;
+    for (_, body) in kept {
+        out.push_str(&body);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -495,5 +624,16 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("**met** (time 0.50× BIRD's"), "{md}");
+    }
+
+    #[test]
+    fn a_partial_run_replaces_only_its_sections() {
+        let old = "# ipipd benchmarks\n\nCommand: `./bench.sh`\n\n## A\n\nold a\n\n## B\n\nold b\n\n## Goals\n\n- Goal a: **met** (1).\n- Goal b: **met** (2).\n\n";
+        let new = "# ipipd benchmarks\n\nCommand: `./bench.sh --only b,c`\n\n## B\n\nnew b\n\n## C\n\nnew c\n\n## Goals\n\n- Goal b: **missed** (3).\n- Goal c: **met** (4).\n\n";
+        let md = merge(old, new, "(run X)");
+        assert_eq!(
+            md,
+            "# ipipd benchmarks\n\nCommand: `./bench.sh`\n\n## A\n\nold a\n\n## B\n\n(run X)\n\nnew b\n\n## C\n\n(run X)\n\nnew c\n\n## Goals\n\n- Goal a: **met** (1).\n- Goal b: **missed** (3).\n- Goal c: **met** (4).\n\n"
+        );
     }
 }

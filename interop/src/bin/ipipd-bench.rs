@@ -21,11 +21,11 @@ struct Cli {
     /// A few-minute smoke run: small sizes, one run each, short idle window.
     #[arg(long)]
     quick: bool,
-    /// Which parts: throughput, fib, converge, mesh, cni, datastore.
+    /// Which parts: throughput, fib, converge, mesh, cni, datastore, bfd.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,fib,converge,mesh,cni,datastore"
+        default_value = "throughput,fib,converge,mesh,cni,datastore,bfd"
     )]
     only: Vec<String>,
     /// Throughput sizes, SENDERSxPREFIXES.
@@ -79,6 +79,18 @@ struct Cli {
     /// etcd datastore: seconds of idle load measurement.
     #[arg(long, default_value_t = 30)]
     ds_idle: u64,
+    /// BFD CPU: sessions at the node under test.
+    #[arg(long, default_value_t = 100)]
+    bfd_sessions: usize,
+    /// BFD CPU: transmit and receive interval, ms.
+    #[arg(long, default_value_t = 100)]
+    bfd_interval: u32,
+    /// BFD CPU: seconds of measurement once every session is Up.
+    #[arg(long, default_value_t = 30)]
+    bfd_window: u64,
+    /// BFD CPU: runs per daemon, interleaved (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    bfd_runs: usize,
     #[arg(long)]
     ipipd: PathBuf,
     /// An earlier ipipd build: its throughput rows sit next to this tree's (before/after).
@@ -98,6 +110,17 @@ struct Cli {
     #[arg(long, default_value = "./bench.sh")]
     command: String,
 }
+
+/// Every part, in the order they run.
+const PARTS: [&str; 7] = [
+    "throughput",
+    "fib",
+    "converge",
+    "mesh",
+    "cni",
+    "datastore",
+    "bfd",
+];
 
 fn preflight() -> Result<()> {
     let uid = std::fs::read_to_string("/proc/self/status")
@@ -252,6 +275,21 @@ fn datastore_part(cli: &Cli, r: &mut Results) {
     }
 }
 
+fn bfd_part(cli: &Cli, r: &mut Results) {
+    // The helpers start the ipipd they find through IPIPD_BIN.
+    std::env::set_var("IPIPD_BIN", &cli.ipipd);
+    let rows = interop::bench::bfd::run(
+        cli.bfd_sessions,
+        cli.bfd_interval,
+        Duration::from_secs(cli.bfd_window),
+        cli.bfd_runs,
+    );
+    if let Err(e) = interop::bench::bfd::check(&rows) {
+        r.errors.push(format!("bfd: {e:#}"));
+    }
+    r.bfd = rows;
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     if let Err(e) = preflight() {
@@ -272,6 +310,8 @@ fn main() -> ExitCode {
         cli.ds_nodes = 10;
         cli.ds_joins = 2;
         cli.ds_idle = 10;
+        cli.bfd_window = 10;
+        cli.bfd_runs = 1;
     }
     let sizes: Vec<Size> = cli.sizes.iter().filter_map(|s| Size::parse(s)).collect();
     let bins = Binaries {
@@ -329,6 +369,9 @@ fn main() -> ExitCode {
     if part("datastore") {
         datastore_part(&cli, &mut r);
     }
+    if part("bfd") {
+        bfd_part(&cli, &mut r);
+    }
     r.load_end = interop::bench::loadavg();
     r.duration_s = started.elapsed().as_secs_f64();
     let md = r.markdown();
@@ -336,6 +379,23 @@ fn main() -> ExitCode {
     if let Some(dir) = cli.out.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
+    // A run of some parts only keeps the other parts' figures in the report.
+    let partial = PARTS.iter().any(|p| !part(p));
+    let md = match std::fs::read_to_string(&cli.out) {
+        Ok(old) if partial => {
+            let load = r
+                .machine
+                .as_ref()
+                .map(|m| m.load.clone())
+                .unwrap_or_default();
+            let note = format!(
+                "Measured by `{}` (total {:.0} s; load average at start {load}, at end {}).",
+                r.command, r.duration_s, r.load_end
+            );
+            interop::bench::report::merge(&old, &md, &note)
+        }
+        _ => md,
+    };
     if let Err(e) = std::fs::write(&cli.out, &md) {
         eprintln!("ipipd-bench: writing {}: {e}", cli.out.display());
         return ExitCode::from(2);
