@@ -1,5 +1,6 @@
 //! The benchmarks that compare ipipd with BIRD 2, GoBGP and FRR on this machine:
-//! route throughput and memory as a route reflector ([`throughput`]), FIB install rate
+//! route throughput and memory as a route reflector ([`throughput`]), the same with every
+//! learned route written to the kernel ([`rrfib`]), FIB install rate
 //! ([`fibrate`]), block propagation latency ([`converge`]) and full-mesh scale
 //! ([`mesh`]), the etcd datastore at scale ([`datastore`]). Each returns rows for the markdown report ([`report`]); numbers come
 //! from the run, and where the machine is noisy each is the median of several runs.
@@ -11,6 +12,7 @@ pub mod datastore;
 pub mod fibrate;
 pub mod mesh;
 pub mod report;
+pub mod rrfib;
 pub mod throughput;
 
 use std::path::PathBuf;
