@@ -207,6 +207,9 @@ async fn supervise(daemon: Arc<Daemon>) -> anyhow::Error {
     }
 }
 
+/// Route changes handed to the installer at once.
+const FIB_CHUNK: usize = 4096;
+
 /// Hands the installer the RIB's changes as they come (waiting while it takes a batch in,
 /// so later changes coalesce in the feed), own blocks and workloads when they change, and
 /// initial convergence only after the changes of that moment, so a restart never deletes
@@ -229,10 +232,18 @@ async fn feed_fib(daemon: Arc<Daemon>) {
             let workloads = daemon.all_workloads().await;
             daemon.with_fib(|f| f.set_local(own_blocks, workloads));
         }
-        if !changes.is_empty() {
-            if let Some(taken) = daemon.with_fib(|f| f.update_remote(changes)) {
-                taken.await;
+        // In chunks: the changes wait compact in the batch and are expanded a chunk at
+        // a time, the next while the installer writes the last.
+        let mut changes = changes;
+        loop {
+            let chunk: Vec<fib::RemoteChange> = changes.by_ref().take(FIB_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
             }
+            let Some(taken) = daemon.with_fib(|f| f.update_remote(chunk)) else {
+                break;
+            };
+            taken.await;
         }
         if converged && !converged_sent {
             converged_sent = true;

@@ -21,7 +21,7 @@ use tokio::sync::{oneshot, watch};
 use crate::fsm::State;
 use crate::rib::{PeerCounts, RouteView};
 
-pub use fib_feed::{FibChange, FibFeed};
+pub use fib_feed::{FibBatch, FibChange, FibFeed};
 pub use sys::MD5_MAX_KEY_LEN;
 
 /// How a neighbor relates to this node.

@@ -20,6 +20,7 @@ use super::throughput::{
     loadgen_args, run_loadgen, Pair, Size, MONITOR, POOL, SENDER_BASE, TARGET,
 };
 use super::{cpu_time, median, status_kb, Binaries};
+use crate::harness::TempDir;
 
 /// One run against one target.
 #[derive(Debug, Clone)]
@@ -81,22 +82,33 @@ pub fn one(kind: Kind, size: Size, bins: &Binaries, timeout: Duration) -> Result
     // Counting walks the kernel's trie: at a million routes, a few times a second is
     // precise enough and leaves the CPU to the daemon.
     let every = Duration::from_millis((size.total() / 10_000).clamp(10, 100));
+    // The senders stay up (and their routes wanted) until the kernel has them all: the
+    // poller says so by creating this file.
+    let dir = TempDir::new("rrfib")?;
+    let done_file = dir.join("kernel-done");
     let stop = Arc::new(AtomicBool::new(false));
     let poller = {
         let stop = stop.clone();
+        let done_file = done_file.clone();
         std::thread::spawn(move || {
             let deadline = Instant::now() + timeout;
+            let mut done = None;
             while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
                 if kernel_prefixes(pid).is_some_and(|n| n >= want) {
-                    return Some(SystemTime::now());
+                    done = Some(SystemTime::now());
+                    break;
                 }
                 std::thread::sleep(every);
             }
-            None
+            let _ = std::fs::write(&done_file, "");
+            done
         })
     };
     let cpu0 = cpu_time(pid).unwrap_or_default();
-    let run = run_loadgen(&pair, bins, &loadgen_args(size, true, timeout));
+    let mut args = loadgen_args(size, true, timeout);
+    args.push("--hold-until".into());
+    args.push(done_file.to_string_lossy().into_owned());
+    let run = run_loadgen(&pair, bins, &args);
     if run.is_err() {
         stop.store(true, Ordering::Relaxed);
     }
