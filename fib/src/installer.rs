@@ -35,6 +35,17 @@ const RESYNC_EVERY: Duration = Duration::from_secs(60);
 /// The outer IPv4 header IPIP adds.
 const IPIP_OVERHEAD: u32 = 20;
 
+/// Routes of ours in the kernel by kind, as the installer last saw them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Through one or more gateways: remote blocks.
+    pub remote: u64,
+    /// Own blocks.
+    pub blackhole: u64,
+    /// Local workloads.
+    pub workload: u64,
+}
+
 /// Counters for metrics and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -49,6 +60,7 @@ pub struct Stats {
 enum Command {
     Converged,
     Installed(oneshot::Sender<BTreeMap<IpNet, Route>>),
+    Counts(oneshot::Sender<Counts>),
     Stop {
         flush: bool,
         done: oneshot::Sender<Result<(), FibError>>,
@@ -179,6 +191,20 @@ impl Installer {
         }
     }
 
+    /// Routes of ours in the kernel by kind (a walk of the installer's state, no copy:
+    /// for metrics scrapes at any table size).
+    pub fn counts(&self) -> impl Future<Output = Counts> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.commands.send(Command::Counts(tx)).is_ok();
+        async move {
+            if sent {
+                rx.await.unwrap_or_default()
+            } else {
+                Counts::default()
+            }
+        }
+    }
+
     /// Whether the installer task still runs (it ends only by [`Installer::stop`],
     /// or by a panic).
     pub fn is_running(&self) -> bool {
@@ -268,6 +294,9 @@ impl<F: Fib> Driver<F> {
                     }
                     Some(Command::Installed(reply)) => {
                         let _ = reply.send(self.rec.installed());
+                    }
+                    Some(Command::Counts(reply)) => {
+                        let _ = reply.send(self.rec.counts());
                     }
                     Some(Command::Stop { flush, done }) => {
                         let result = if flush { self.flush().await } else { Ok(()) };

@@ -28,7 +28,7 @@ use ipnet::IpNet;
 pub use desired::{desired, tunnel_address};
 pub use error::FibError;
 pub use fib::{Fib, FibEvent, Link, Op, TunnelSpec, Underlay};
-pub use installer::{Installer, Stats};
+pub use installer::{Counts, Installer, Stats};
 pub use memory::{MemFib, MemHandle};
 pub use netlink::pod::{LinkRoute, PodNetlink};
 pub use netlink::{ensure_tunnel, NetlinkFib};

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 
 use crate::desired::{host_prefix, remote_route};
 use crate::fib::{FibEvent, Link, Op, Underlay};
-use crate::installer::Stats;
+use crate::installer::{Counts, Stats};
 use crate::state::{
     compact, expand, Dev, Devices, Have, Slot, Want, DRIFTED, PREVIOUS_RUN, QUEUED, SEEN,
 };
@@ -636,6 +636,26 @@ impl Reconciler {
         unknown
     }
 
+    /// Our routes in the kernel by kind.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for (prefix, slot) in &self.slots {
+            match slot.have {
+                Have::V4 { .. } => c.remote += 1,
+                Have::Blackhole => c.blackhole += 1,
+                Have::Link(_) => c.workload += 1,
+                Have::Side => match self.have_side.get(prefix) {
+                    Some(RouteKind::Via(_)) => c.remote += 1,
+                    Some(RouteKind::Blackhole) => c.blackhole += 1,
+                    Some(RouteKind::Link { .. }) => c.workload += 1,
+                    None => {}
+                },
+                Have::Absent | Have::Foreign => {}
+            }
+        }
+        c
+    }
+
     /// Routes in the kernel exactly as we want them (built on request: `show routes`).
     pub fn installed(&self) -> BTreeMap<IpNet, Route> {
         self.slots
@@ -787,6 +807,14 @@ mod tests {
         assert_eq!((r.stats.added, r.stats.replaced), (2, 1));
         assert!(plan(&mut r).is_empty());
         assert_eq!(r.installed().len(), 3);
+        assert_eq!(
+            r.counts(),
+            Counts {
+                remote: 1,
+                blackhole: 1,
+                workload: 1
+            }
+        );
     }
 
     #[test]

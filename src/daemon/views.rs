@@ -212,12 +212,11 @@ impl Daemon {
                 .collect(),
             ..Default::default()
         };
-        for route in self.installed().await.values() {
-            match route.kind {
-                fib::RouteKind::Via(_) => snap.fib_remote += 1,
-                fib::RouteKind::Blackhole => snap.fib_blackhole += 1,
-                fib::RouteKind::Link { .. } => snap.fib_workload += 1,
-            }
+        if let Some(counts) = self.with_fib(|f| f.counts()) {
+            let c = counts.await;
+            snap.fib_remote = c.remote;
+            snap.fib_blackhole = c.blackhole;
+            snap.fib_workload = c.workload;
         }
         snap
     }

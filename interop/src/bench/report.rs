@@ -150,7 +150,9 @@ impl Results {
              routes `via SENDER dev tunl0 onlink` through a stand-in tunl0); BIRD 2 with \
              `protocol kernel {{ ipv4 {{ import none; export all; }}; }}`. Kernel: first UPDATE → \
              the target's kernel holds every route (its FIB prefix count, polled). Monitor: first \
-             UPDATE → the monitor holds every route. Medians of {} runs, interleaved.\n",
+             UPDATE → the monitor holds every route. \"ipipd, FIB off\" is the same daemon with \
+             `kernel.install = false`: what the FIB path adds is the difference. Medians of {} \
+             runs, interleaved.\n",
             self.runs
         );
         let _ = writeln!(out, "| size | target | kernel (s) | kernel vs BIRD 2 | monitor (s) | peak RSS (MiB) | RSS vs BIRD 2 | CPU (s) | runs |");
@@ -160,7 +162,9 @@ impl Results {
                 .rr_fib
                 .iter()
                 .find(|b| b.target == Kind::Bird && b.size == r.size && b.kernel_s.is_some());
-            let tr = match (r.kernel_s, bird.and_then(|b| b.kernel_s)) {
+            // The reference row has no kernel time: its monitor time stands alone.
+            let kernel_s = r.kernel_s.filter(|_| r.kernel);
+            let tr = match (kernel_s, bird.and_then(|b| b.kernel_s)) {
                 (Some(a), Some(b)) => format!("{:.2}×", a / b),
                 _ => "—".into(),
             };
@@ -172,8 +176,8 @@ impl Results {
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {}{} |",
                 r.size,
-                r.target.name(),
-                opt(r.kernel_s, 3),
+                r.label(),
+                opt(kernel_s, 3),
                 tr,
                 opt(r.monitor_s, 3),
                 mib(r.peak_rss_kb),

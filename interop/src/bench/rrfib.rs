@@ -37,6 +37,8 @@ pub struct Sample {
 #[derive(Debug, Clone)]
 pub struct Row {
     pub target: Kind,
+    /// Kernel writes on; off only for ipipd's reference row (what the FIB costs on top).
+    pub kernel: bool,
     pub size: Size,
     pub runs: usize,
     pub kernel_s: Option<f64>,
@@ -44,6 +46,17 @@ pub struct Row {
     pub peak_rss_kb: Option<u64>,
     pub cpu_s: Option<f64>,
     pub failures: Vec<String>,
+}
+
+impl Row {
+    /// The target as the report names it.
+    pub fn label(&self) -> String {
+        if self.kernel {
+            self.target.name().to_string()
+        } else {
+            format!("{}, FIB off (reference)", self.target.name())
+        }
+    }
 }
 
 /// Prefixes in the FIB of the namespace `pid` lives in (the first `Prefixes:` line of
@@ -61,8 +74,15 @@ fn unix_ns(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
-/// One run: a fresh target with the FIB on, the load, then its peak RSS and CPU time.
-pub fn one(kind: Kind, size: Size, bins: &Binaries, timeout: Duration) -> Result<Sample> {
+/// One run: a fresh target with the FIB on (`kernel`; off for a reference run, whose
+/// kernel time is its monitor time), the load, then its peak RSS and CPU time.
+pub fn one(
+    kind: Kind,
+    kernel: bool,
+    size: Size,
+    bins: &Binaries,
+    timeout: Duration,
+) -> Result<Sample> {
     let pair = Pair::new(size.senders)?;
     pair.target.add_standin_tunl0()?;
     let plan = Plan {
@@ -73,12 +93,12 @@ pub fn one(kind: Kind, size: Size, bins: &Binaries, timeout: Duration) -> Result
             .collect(),
         monitor: MONITOR,
         pool: POOL.parse()?,
-        kernel: true,
+        kernel,
     };
     let mut d = daemons::start_reflector(kind, &pair.target, &plan, bins)?;
     let pid = d.pid;
     let base = kernel_prefixes(pid).context("reading the target's fib_triestat")?;
-    let want = base + size.total();
+    let want = if kernel { base + size.total() } else { 0 };
     // Counting walks the kernel's trie: at a million routes, a few times a second is
     // precise enough and leaves the CPU to the daemon.
     let every = Duration::from_millis((size.total() / 10_000).clamp(10, 100));
@@ -117,6 +137,13 @@ pub fn one(kind: Kind, size: Size, bins: &Binaries, timeout: Duration) -> Result
     let cpu = cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
     let alive = d.proc.alive();
     let run = run.with_context(|| format!("{} output:\n{}", kind.name(), d.log_tail()))?;
+    let kernel_done = if kernel {
+        kernel_done
+    } else {
+        run.complete_s.map(|s| {
+            UNIX_EPOCH + Duration::from_nanos(run.start_unix_ns as u64) + Duration::from_secs_f64(s)
+        })
+    };
     let (Some(monitor_s), Some(done)) = (run.complete_s, kernel_done) else {
         bail!(
             "{}: the monitor held {} of {} prefixes, the kernel {} of {}{}; errors: {:?}",
@@ -140,6 +167,7 @@ pub fn one(kind: Kind, size: Size, bins: &Binaries, timeout: Duration) -> Result
 /// Logs one run's outcome and keeps it for [`summarize`].
 pub fn record(
     kind: Kind,
+    kernel: bool,
     size: Size,
     run: usize,
     r: Result<Sample>,
@@ -149,8 +177,9 @@ pub fn record(
     match r {
         Ok(s) => {
             eprintln!(
-                "  rr-fib {} {size} run {run}: kernel {:.3} s, monitor {:.3} s, peak RSS {:.1} MiB, CPU {:.2} s",
+                "  rr-fib {}{} {size} run {run}: kernel {:.3} s, monitor {:.3} s, peak RSS {:.1} MiB, CPU {:.2} s",
                 kind.name(),
+                if kernel { "" } else { " (FIB off)" },
                 s.kernel_s,
                 s.monitor_s,
                 s.peak_rss_kb as f64 / 1024.0,
@@ -159,16 +188,27 @@ pub fn record(
             samples.push(s);
         }
         Err(e) => {
-            eprintln!("  rr-fib {} {size} run {run} failed: {e:#}", kind.name());
+            eprintln!(
+                "  rr-fib {}{} {size} run {run} failed: {e:#}",
+                kind.name(),
+                if kernel { "" } else { " (FIB off)" }
+            );
             failures.push(format!("{e:#}"));
         }
     }
 }
 
 /// Medians of one target's runs at one size.
-pub fn summarize(kind: Kind, size: Size, samples: &[Sample], failures: Vec<String>) -> Row {
+pub fn summarize(
+    kind: Kind,
+    kernel: bool,
+    size: Size,
+    samples: &[Sample],
+    failures: Vec<String>,
+) -> Row {
     Row {
         target: kind,
+        kernel,
         size,
         runs: samples.len(),
         kernel_s: median(samples.iter().map(|s| s.kernel_s).collect()),

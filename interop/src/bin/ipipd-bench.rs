@@ -159,11 +159,14 @@ fn throughput_part(cli: &Cli, bins: &Binaries, sizes: &[Size], r: &mut Results) 
 /// ipipd (and its baseline build) and BIRD 2 as route reflectors writing every route to
 /// the kernel, interleaved per run.
 fn rr_fib_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
-    let mut kinds = vec![Kind::Ipipd];
+    // (target, kernel writes): ipipd with the FIB off is the reference for what the FIB
+    // path adds.
+    let mut kinds = vec![(Kind::Ipipd, true)];
     if bins.ipipd_baseline.is_some() {
-        kinds.push(Kind::IpipdBaseline);
+        kinds.push((Kind::IpipdBaseline, true));
     }
-    kinds.push(Kind::Bird);
+    kinds.push((Kind::Bird, true));
+    kinds.push((Kind::Ipipd, false));
     let timeout = Duration::from_secs(cli.timeout);
     let sizes: Vec<Size> = if cli.quick {
         vec![Size {
@@ -181,12 +184,13 @@ fn rr_fib_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
         let mut samples: Vec<(Vec<rrfib::Sample>, Vec<String>)> =
             kinds.iter().map(|_| Default::default()).collect();
         for run in 1..=cli.runs {
-            for (k, (s, f)) in kinds.iter().zip(samples.iter_mut()) {
-                rrfib::record(*k, size, run, rrfib::one(*k, size, bins, timeout), s, f);
+            for ((k, kernel), (s, f)) in kinds.iter().zip(samples.iter_mut()) {
+                let one = rrfib::one(*k, *kernel, size, bins, timeout);
+                rrfib::record(*k, *kernel, size, run, one, s, f);
             }
         }
-        for (k, (s, f)) in kinds.iter().zip(samples) {
-            r.rr_fib.push(rrfib::summarize(*k, size, &s, f));
+        for ((k, kernel), (s, f)) in kinds.iter().zip(samples) {
+            r.rr_fib.push(rrfib::summarize(*k, *kernel, size, &s, f));
         }
     }
 }
