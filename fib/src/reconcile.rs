@@ -17,7 +17,7 @@ use crate::desired::{host_prefix, remote_route};
 use crate::fib::{FibEvent, Link, Op, Underlay};
 use crate::installer::{Counts, Stats};
 use crate::state::{
-    compact, expand, Dev, Devices, Have, Slot, Want, DRIFTED, PREVIOUS_RUN, QUEUED, SEEN,
+    compact, expand, Dev, Devices, Have, Slot, Slots, Want, DRIFTED, PREVIOUS_RUN, QUEUED, SEEN,
 };
 use crate::{FibError, Mode, Route, RouteKind};
 
@@ -43,7 +43,7 @@ pub(crate) struct Reconciler {
     blocks: BTreeSet<IpNet>,
     /// Host prefix of each local workload → its host-side device.
     workloads: BTreeMap<IpNet, String>,
-    slots: HashMap<IpNet, Slot>,
+    slots: Slots,
     /// Gateways of the prefixes whose [`Want`] is `Side`.
     want_side: HashMap<IpNet, Box<[IpAddr]>>,
     /// Kernel routes of the prefixes whose [`Have`] is `Side`.
@@ -84,7 +84,7 @@ impl Reconciler {
             own_blocks: Vec::new(),
             blocks: BTreeSet::new(),
             workloads: BTreeMap::new(),
-            slots: HashMap::new(),
+            slots: Slots::default(),
             want_side: HashMap::new(),
             have_side: HashMap::new(),
             devices,
@@ -108,7 +108,7 @@ impl Reconciler {
     }
 
     fn queue(&mut self, prefix: IpNet) {
-        let slot = self.slots.entry(prefix).or_default();
+        let slot = self.slots.entry(prefix);
         if slot.flags & QUEUED == 0 {
             slot.flags |= QUEUED;
             self.queue.push_back(prefix);
@@ -151,7 +151,7 @@ impl Reconciler {
                 self.want_side.remove(&prefix);
             }
         }
-        let slot = self.slots.entry(prefix).or_default();
+        let slot = self.slots.entry(prefix);
         slot.want = want;
         if want != Want::None {
             slot.flags &= !PREVIOUS_RUN;
@@ -166,7 +166,7 @@ impl Reconciler {
             .slots
             .iter()
             .filter(|(p, s)| s.want != Want::None && !wanted.contains(p))
-            .map(|(p, _)| *p)
+            .map(|(p, _)| p)
             .collect();
         for prefix in dropped {
             self.remote_changed(prefix, None);
@@ -354,7 +354,6 @@ impl Reconciler {
             .slots
             .keys()
             .filter(|p| self.op_for(p).is_some())
-            .copied()
             .collect();
         found.extend(
             self.blocks
@@ -397,7 +396,7 @@ impl Reconciler {
             .iter()
             .filter(|(_, s)| s.have != Have::Absent)
             .take(limit)
-            .map(|(p, _)| Op::Delete(*p))
+            .map(|(p, _)| Op::Delete(p))
             .collect();
         for op in &ops {
             self.set_have(op.prefix(), None);
@@ -413,7 +412,7 @@ impl Reconciler {
             Some(None) => Have::Foreign,
             Some(Some(k)) => compact(k, &mut self.devices).unwrap_or(Have::Side),
         };
-        let slot = self.slots.entry(prefix).or_default();
+        let slot = self.slots.entry(prefix);
         let before = slot.have;
         slot.have = have;
         let mut changed = before != have;
@@ -464,7 +463,7 @@ impl Reconciler {
             .slots
             .iter()
             .filter(|(_, s)| complete && s.flags & SEEN == 0 && s.have != Have::Absent)
-            .map(|(p, _)| *p)
+            .map(|(p, _)| p)
             .collect();
         for slot in self.slots.values_mut() {
             slot.flags &= !SEEN;
@@ -602,14 +601,14 @@ impl Reconciler {
         let dev = self.devices.known(device);
         let mut unknown = false;
         let mut gone = Vec::new();
-        for (prefix, slot) in &self.slots {
+        for (prefix, slot) in self.slots.iter() {
             let through = match slot.have {
                 Have::V4 { device: d, .. } => {
                     unknown |= d == 0;
                     dev == Some(d)
                 }
                 Have::Link(d) => dev == Some(d),
-                Have::Side => match self.have_side.get(prefix) {
+                Have::Side => match self.have_side.get(&prefix) {
                     Some(RouteKind::Via(hops)) => {
                         unknown |= hops.iter().any(|h| h.device.is_none());
                         hops.iter().any(|h| h.device.as_deref() == Some(device))
@@ -620,7 +619,7 @@ impl Reconciler {
                 Have::Absent | Have::Foreign | Have::Blackhole => false,
             };
             if through {
-                gone.push(*prefix);
+                gone.push(prefix);
             }
         }
         for prefix in gone {
@@ -639,12 +638,12 @@ impl Reconciler {
     /// Our routes in the kernel by kind.
     pub fn counts(&self) -> Counts {
         let mut c = Counts::default();
-        for (prefix, slot) in &self.slots {
+        for (prefix, slot) in self.slots.iter() {
             match slot.have {
                 Have::V4 { .. } => c.remote += 1,
                 Have::Blackhole => c.blackhole += 1,
                 Have::Link(_) => c.workload += 1,
-                Have::Side => match self.have_side.get(prefix) {
+                Have::Side => match self.have_side.get(&prefix) {
                     Some(RouteKind::Via(_)) => c.remote += 1,
                     Some(RouteKind::Blackhole) => c.blackhole += 1,
                     Some(RouteKind::Link { .. }) => c.workload += 1,
@@ -661,8 +660,8 @@ impl Reconciler {
         self.slots
             .iter()
             .filter_map(|(p, s)| {
-                let r = self.desired_at(p, s)?;
-                self.have_matches(p, s.have, &r.kind).then_some((*p, r))
+                let r = self.desired_at(&p, s)?;
+                self.have_matches(&p, s.have, &r.kind).then_some((p, r))
             })
             .collect()
     }

@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
 use crate::{NextHop, RouteKind};
 
 /// A device name, interned; 0 is "none" (the kernel picks the device).
@@ -90,6 +92,63 @@ impl Slot {
     /// Nothing worth keeping: no remote route wanted, none in the kernel, nothing pending.
     pub fn is_empty(&self) -> bool {
         self.want == Want::None && self.have == Have::Absent && self.flags & QUEUED == 0
+    }
+}
+
+/// Slots by prefix, IPv4 ones keyed by their 5 octets rather than an 18-octet `IpNet`:
+/// 20 octets an entry instead of 32, the difference between 44 and 69 MB of buckets at
+/// a million routes.
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    v4: HashMap<Ipv4Net, Slot>,
+    v6: HashMap<Ipv6Net, Slot>,
+}
+
+impl Slots {
+    pub fn get(&self, prefix: &IpNet) -> Option<&Slot> {
+        match prefix {
+            IpNet::V4(p) => self.v4.get(p),
+            IpNet::V6(p) => self.v6.get(p),
+        }
+    }
+
+    pub fn get_mut(&mut self, prefix: &IpNet) -> Option<&mut Slot> {
+        match prefix {
+            IpNet::V4(p) => self.v4.get_mut(p),
+            IpNet::V6(p) => self.v6.get_mut(p),
+        }
+    }
+
+    /// The slot of `prefix`, made empty if there is none.
+    pub fn entry(&mut self, prefix: IpNet) -> &mut Slot {
+        match prefix {
+            IpNet::V4(p) => self.v4.entry(p).or_default(),
+            IpNet::V6(p) => self.v6.entry(p).or_default(),
+        }
+    }
+
+    pub fn remove(&mut self, prefix: &IpNet) -> Option<Slot> {
+        match prefix {
+            IpNet::V4(p) => self.v4.remove(p),
+            IpNet::V6(p) => self.v6.remove(p),
+        }
+    }
+
+    pub fn contains_key(&self, prefix: &IpNet) -> bool {
+        self.get(prefix).is_some()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Slot)> {
+        let v4 = self.v4.iter().map(|(p, s)| (IpNet::V4(*p), s));
+        v4.chain(self.v6.iter().map(|(p, s)| (IpNet::V6(*p), s)))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.iter().map(|(p, _)| p)
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        self.v4.values_mut().chain(self.v6.values_mut())
     }
 }
 
