@@ -61,7 +61,7 @@ fn one_run(n: usize) -> Run {
         };
         let start = Instant::now();
         installer.set_inputs(inputs);
-        while installer.installed().len() < n {
+        while installer.stats().added < n as u64 {
             let stats = installer.stats();
             assert_eq!(stats.errors, 0, "routes refused: {stats:?}");
             tokio::time::sleep(Duration::from_millis(1)).await;

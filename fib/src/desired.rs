@@ -20,23 +20,9 @@ pub fn desired(
 ) -> BTreeMap<IpNet, Route> {
     let mut out = BTreeMap::new();
     for (prefix, gateways) in &inputs.remote {
-        let prefix = prefix.trunc();
-        let mut hops: Vec<NextHop> = gateways
-            .iter()
-            .filter_map(|gw| next_hop(prefix, *gw, mode, tunnel, underlay))
-            .collect();
-        hops.sort();
-        hops.dedup_by(|a, b| a.gateway == b.gateway);
-        if hops.is_empty() {
-            continue;
+        if let Some(route) = remote_route(*prefix, gateways, mode, tunnel, underlay) {
+            out.insert(route.prefix, route);
         }
-        out.insert(
-            prefix,
-            Route {
-                prefix,
-                kind: RouteKind::Via(hops),
-            },
-        );
     }
     for block in &inputs.own_blocks {
         let prefix = block.trunc();
@@ -63,10 +49,39 @@ pub fn desired(
     out
 }
 
+/// The route for one remote prefix and its best next hops, or `None` when no next hop can
+/// serve it.
+pub fn remote_route(
+    prefix: IpNet,
+    gateways: &[IpAddr],
+    mode: Mode,
+    tunnel: &str,
+    underlay: Option<&(IpNet, String)>,
+) -> Option<Route> {
+    let prefix = prefix.trunc();
+    let mut hops: Vec<NextHop> = gateways
+        .iter()
+        .filter_map(|gw| next_hop(prefix, *gw, mode, tunnel, underlay))
+        .collect();
+    hops.sort();
+    hops.dedup_by(|a, b| a.gateway == b.gateway);
+    if hops.is_empty() {
+        return None;
+    }
+    Some(Route {
+        prefix,
+        kind: RouteKind::Via(hops),
+    })
+}
+
 /// The address `tunl0` carries: the first address of the node's first IPv4 block, so that
 /// traffic the node itself sends to remote pods has a source address the pods can answer.
 pub fn tunnel_address(inputs: &Inputs) -> Option<Ipv4Addr> {
-    inputs.own_blocks.iter().find_map(|b| match b {
+    first_block_address(&inputs.own_blocks)
+}
+
+pub(crate) fn first_block_address(own_blocks: &[IpNet]) -> Option<Ipv4Addr> {
+    own_blocks.iter().find_map(|b| match b {
         IpNet::V4(v4) => Some(v4.network()),
         IpNet::V6(_) => None,
     })
@@ -123,7 +138,7 @@ fn next_hop(
     }
 }
 
-fn host_prefix(ip: IpAddr) -> IpNet {
+pub(crate) fn host_prefix(ip: IpAddr) -> IpNet {
     match ip {
         IpAddr::V4(a) => IpNet::V4(Ipv4Net::from(a)),
         IpAddr::V6(a) => IpNet::V6(Ipv6Net::from(a)),

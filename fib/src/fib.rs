@@ -78,11 +78,13 @@ pub enum FibEvent {
 ///
 /// Every method returns a `Send` future so the installer can run on any tokio runtime.
 pub trait Fib: Send {
-    /// Our routes (our protocol, our table) as they are now; `None` kind for shapes ipipd
-    /// never writes.
+    /// Our routes (our protocol, our table) as they are now, handed to `each` one at a time
+    /// as the dump is read (a full table is never held twice); `None` kind for shapes
+    /// ipipd never writes.
     fn routes(
         &mut self,
-    ) -> impl Future<Output = Result<Vec<(IpNet, Option<RouteKind>)>, FibError>> + Send;
+        each: &mut (dyn FnMut(IpNet, Option<RouteKind>) + Send),
+    ) -> impl Future<Output = Result<(), FibError>> + Send;
 
     /// Every network device.
     fn links(&mut self) -> impl Future<Output = Result<Vec<Link>, FibError>> + Send;

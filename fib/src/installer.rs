@@ -1,8 +1,14 @@
-//! The installer task: owns the reconciler and one [`Fib`], and turns inputs, events and
+//! The installer task: owns the reconciler and one [`Fib`], and turns changes, events and
 //! timers into writes.
+//!
+//! Remote routes arrive as changes (a prefix and its new next hops, or `None`), in
+//! batches; each batch is taken in, then written in chunks, and the sender waits only
+//! until the batch is taken, so changes that come while the kernel is being written
+//! coalesce on the sender's side instead of queueing here.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +18,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 
+use crate::desired::first_block_address;
 use crate::fib::{Fib, TunnelSpec};
 use crate::netlink::NetlinkFib;
 use crate::reconcile::Reconciler;
-use crate::{tunnel_address, FibError, Inputs, Mode, Route, Settings};
+use crate::{FibError, Inputs, Mode, RemoteChange, Route, Settings};
 
+/// Routes per write to the kernel: bounds the ops held at once (the netlink side sends
+/// them in windows of its own).
+const CHUNK: usize = 4096;
 /// How long after a change made by someone else we look again: long enough to take a
 /// burst of notifications in one pass, short enough to repair well within a second.
 const DEBOUNCE: Duration = Duration::from_millis(75);
@@ -24,6 +34,17 @@ const DEBOUNCE: Duration = Duration::from_millis(75);
 const RESYNC_EVERY: Duration = Duration::from_secs(60);
 /// The outer IPv4 header IPIP adds.
 const IPIP_OVERHEAD: u32 = 20;
+
+/// Routes of ours in the kernel by kind, as the installer last saw them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Through one or more gateways: remote blocks.
+    pub remote: u64,
+    /// Own blocks.
+    pub blackhole: u64,
+    /// Local workloads.
+    pub workload: u64,
+}
 
 /// Counters for metrics and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,18 +59,34 @@ pub struct Stats {
 
 enum Command {
     Converged,
+    Installed(oneshot::Sender<BTreeMap<IpNet, Route>>),
+    Counts(oneshot::Sender<Counts>),
     Stop {
         flush: bool,
         done: oneshot::Sender<Result<(), FibError>>,
     },
 }
 
+/// Remote routes, as changes or whole.
+enum Remote {
+    /// Taken in when `taken` fires.
+    Changes(Vec<RemoteChange>, oneshot::Sender<()>),
+    All(BTreeMap<IpNet, Vec<IpAddr>>),
+}
+
+/// Own blocks and local workloads: few, so always sent whole.
+#[derive(Debug, Default)]
+struct Local {
+    own_blocks: Vec<IpNet>,
+    workloads: Vec<(IpAddr, String)>,
+}
+
 /// The FIB installer task. Start it inside a tokio runtime, in the network namespace the
 /// routes belong to.
 pub struct Installer {
-    inputs: watch::Sender<Arc<Inputs>>,
+    remote: mpsc::UnboundedSender<Remote>,
+    local: watch::Sender<Arc<Local>>,
     commands: mpsc::UnboundedSender<Command>,
-    installed: Arc<ArcSwap<BTreeMap<IpNet, Route>>>,
     stats: Arc<ArcSwap<Stats>>,
     task: JoinHandle<()>,
 }
@@ -77,11 +114,13 @@ impl Installer {
         }
         rec.set_links(fib.links().await?);
         rec.set_underlay(underlay);
-        rec.set_kernel(fib.routes().await?);
+        let read = fib.routes(&mut |p, k| rec.kernel_route(p, k)).await;
+        rec.end_kernel(read.is_ok());
+        read?;
 
-        let (inputs_tx, inputs_rx) = watch::channel(Arc::new(Inputs::default()));
+        let (remote_tx, remote_rx) = mpsc::unbounded_channel();
+        let (local_tx, local_rx) = watch::channel(Arc::new(Local::default()));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let installed = Arc::new(ArcSwap::from_pointee(BTreeMap::new()));
         let stats = Arc::new(ArcSwap::from_pointee(Stats::default()));
         let driver = Driver {
             fib,
@@ -90,22 +129,47 @@ impl Installer {
             manage,
             tunnel_address: None,
             tunnel_dirty: false,
-            installed: installed.clone(),
             stats: stats.clone(),
         };
-        let task = tokio::spawn(driver.run(inputs_rx, cmd_rx));
+        let task = tokio::spawn(driver.run(remote_rx, local_rx, cmd_rx));
         Ok(Installer {
-            inputs: inputs_tx,
+            remote: remote_tx,
+            local: local_tx,
             commands: cmd_tx,
-            installed,
             stats,
             task,
         })
     }
 
-    /// The latest inputs; the difference is applied promptly, bursts coalesce.
+    /// Everything at once: remote routes, own blocks and workloads replace what was set
+    /// before. The difference is applied promptly.
     pub fn set_inputs(&self, inputs: Inputs) {
-        self.inputs.send_replace(Arc::new(inputs));
+        let _ = self.remote.send(Remote::All(inputs.remote));
+        self.set_local(inputs.own_blocks, inputs.workloads);
+    }
+
+    /// Own blocks and local workloads; bursts coalesce.
+    pub fn set_local(&self, own_blocks: Vec<IpNet>, workloads: Vec<(IpAddr, String)>) {
+        self.local.send_replace(Arc::new(Local {
+            own_blocks,
+            workloads,
+        }));
+    }
+
+    /// A batch of changes to remote routes (`None`: the prefix has no route any more).
+    /// Completes once the installer has taken the batch in; it is written right after.
+    /// Later changes should wait for that, and coalesce meanwhile.
+    pub fn update_remote(
+        &self,
+        changes: Vec<RemoteChange>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let (taken, taken_rx) = oneshot::channel();
+        let sent = self.remote.send(Remote::Changes(changes, taken)).is_ok();
+        async move {
+            if sent {
+                let _ = taken_rx.await;
+            }
+        }
     }
 
     /// Initial convergence reached: routes of ours that are not desired may now go.
@@ -113,9 +177,32 @@ impl Installer {
         let _ = self.commands.send(Command::Converged);
     }
 
-    /// The routes in the kernel right now exactly as ipipd wants them.
-    pub fn installed(&self) -> Arc<BTreeMap<IpNet, Route>> {
-        self.installed.load_full()
+    /// The routes in the kernel right now exactly as ipipd wants them, built on request
+    /// (empty once the task has stopped).
+    pub fn installed(&self) -> impl Future<Output = BTreeMap<IpNet, Route>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.commands.send(Command::Installed(tx)).is_ok();
+        async move {
+            if sent {
+                rx.await.unwrap_or_default()
+            } else {
+                BTreeMap::new()
+            }
+        }
+    }
+
+    /// Routes of ours in the kernel by kind (a walk of the installer's state, no copy:
+    /// for metrics scrapes at any table size).
+    pub fn counts(&self) -> impl Future<Output = Counts> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.commands.send(Command::Counts(tx)).is_ok();
+        async move {
+            if sent {
+                rx.await.unwrap_or_default()
+            } else {
+                Counts::default()
+            }
+        }
     }
 
     /// Whether the installer task still runs (it ends only by [`Installer::stop`],
@@ -171,14 +258,14 @@ struct Driver<F> {
     tunnel_address: Option<Ipv4Addr>,
     /// The device needs another look even if the address did not change.
     tunnel_dirty: bool,
-    installed: Arc<ArcSwap<BTreeMap<IpNet, Route>>>,
     stats: Arc<ArcSwap<Stats>>,
 }
 
 impl<F: Fib> Driver<F> {
     async fn run(
         mut self,
-        mut inputs: watch::Receiver<Arc<Inputs>>,
+        mut remote: mpsc::UnboundedReceiver<Remote>,
+        mut local: watch::Receiver<Arc<Local>>,
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
         let mut resync = tokio::time::interval_at(Instant::now() + RESYNC_EVERY, RESYNC_EVERY);
@@ -187,19 +274,29 @@ impl<F: Fib> Driver<F> {
         let mut due: Option<Instant> = None;
         // What is due then is a full read of the kernel, not just a comparison.
         let mut resync_due = false;
-        let mut inputs_open = true;
+        let mut remote_open = true;
+        let mut local_open = true;
         loop {
             tokio::select! {
                 biased;
                 cmd = commands.recv() => match cmd {
                     Some(Command::Converged) => {
-                        // Inputs set before `converged()` must count: without them
+                        // Changes sent before `converged()` must count: without them
                         // everything would look stale.
-                        if inputs_open && inputs.has_changed().unwrap_or(false) {
-                            self.take_inputs(&mut inputs).await;
+                        while let Ok(msg) = remote.try_recv() {
+                            self.take_remote(msg);
+                        }
+                        if local_open && local.has_changed().unwrap_or(false) {
+                            self.take_local(&mut local).await;
                         }
                         self.rec.converge();
                         self.pass().await;
+                    }
+                    Some(Command::Installed(reply)) => {
+                        let _ = reply.send(self.rec.installed());
+                    }
+                    Some(Command::Counts(reply)) => {
+                        let _ = reply.send(self.rec.counts());
                     }
                     Some(Command::Stop { flush, done }) => {
                         let result = if flush { self.flush().await } else { Ok(()) };
@@ -209,12 +306,24 @@ impl<F: Fib> Driver<F> {
                     // The handle was dropped without stop: keep the routes, as stop does.
                     None => return,
                 },
-                changed = inputs.changed(), if inputs_open => {
+                changed = local.changed(), if local_open => {
                     if changed.is_err() {
-                        inputs_open = false;
+                        local_open = false;
                         continue;
                     }
-                    self.take_inputs(&mut inputs).await;
+                    self.take_local(&mut local).await;
+                    self.pass().await;
+                }
+                msg = remote.recv(), if remote_open => {
+                    let Some(msg) = msg else {
+                        remote_open = false;
+                        continue;
+                    };
+                    self.take_remote(msg);
+                    // Whatever else waits goes into the same pass.
+                    while let Ok(msg) = remote.try_recv() {
+                        self.take_remote(msg);
+                    }
                     self.pass().await;
                 }
                 () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
@@ -239,30 +348,44 @@ impl<F: Fib> Driver<F> {
         }
     }
 
-    async fn take_inputs(&mut self, inputs: &mut watch::Receiver<Arc<Inputs>>) {
-        let latest = Arc::clone(&inputs.borrow_and_update());
-        self.rec.set_inputs(latest);
+    fn take_remote(&mut self, msg: Remote) {
+        match msg {
+            Remote::Changes(changes, taken) => {
+                for (prefix, gateways) in &changes {
+                    self.rec.remote_changed(*prefix, gateways.as_deref());
+                }
+                let _ = taken.send(());
+            }
+            Remote::All(all) => self.rec.set_remote(&all),
+        }
+    }
+
+    async fn take_local(&mut self, local: &mut watch::Receiver<Arc<Local>>) {
+        let latest = Arc::clone(&local.borrow_and_update());
+        self.rec
+            .set_local(latest.own_blocks.clone(), &latest.workloads);
         self.tunnel().await;
     }
 
-    /// Compare and write once.
+    /// Write what the queue holds, a chunk at a time.
     async fn pass(&mut self) {
-        let ops = self.rec.plan();
-        if !ops.is_empty() {
+        let mut rereads = 0;
+        loop {
+            let ops = self.rec.plan(CHUNK);
+            if ops.is_empty() {
+                break;
+            }
             let results = self.fib.apply(&ops).await;
-            if self.rec.record(&ops, results) {
-                // Some outcomes are unknown: read the truth back and go again.
+            if self.rec.record(&ops, results) && rereads == 0 {
+                // Some outcomes are unknown: read the truth back and go on from there.
+                rereads += 1;
                 self.resync_only().await;
-                let ops = self.rec.plan();
-                let results = self.fib.apply(&ops).await;
-                self.rec.record(&ops, results);
             }
         }
         self.publish();
     }
 
     fn publish(&self) {
-        self.installed.store(Arc::new(self.rec.installed()));
         self.stats.store(Arc::new(self.rec.stats));
     }
 
@@ -276,12 +399,15 @@ impl<F: Fib> Driver<F> {
         }
     }
 
+    /// Links, underlay, and our routes streamed from the dump into the reconciler.
     async fn read_kernel(&mut self) -> Result<(), FibError> {
         let underlay = self.fib.underlay(self.settings.node_address).await?;
         self.rec.set_underlay(underlay);
         self.rec.set_links(self.fib.links().await?);
-        self.rec.set_kernel(self.fib.routes().await?);
-        Ok(())
+        let Driver { fib, rec, .. } = self;
+        let read = fib.routes(&mut |p, k| rec.kernel_route(p, k)).await;
+        rec.end_kernel(read.is_ok());
+        read
     }
 
     /// The full comparison: read everything back, fix the tunnel, write the difference.
@@ -297,7 +423,7 @@ impl<F: Fib> Driver<F> {
         if !self.manage {
             return;
         }
-        let want = tunnel_address(self.rec.inputs());
+        let want = first_block_address(self.rec.own_blocks());
         if !self.tunnel_dirty && (want.is_none() || want == self.tunnel_address) {
             return;
         }
@@ -322,10 +448,18 @@ impl<F: Fib> Driver<F> {
 
     async fn flush(&mut self) -> Result<(), FibError> {
         self.rec.set_links(self.fib.links().await?);
-        self.rec.set_kernel(self.fib.routes().await?);
-        let ops = self.rec.flush_plan();
-        let results = self.fib.apply(&ops).await;
-        self.rec.record(&ops, results);
+        let Driver { fib, rec, .. } = self;
+        let read = fib.routes(&mut |p, k| rec.kernel_route(p, k)).await;
+        rec.end_kernel(read.is_ok());
+        read?;
+        loop {
+            let ops = self.rec.flush_plan(CHUNK);
+            if ops.is_empty() {
+                break;
+            }
+            let results = self.fib.apply(&ops).await;
+            self.rec.record(&ops, results);
+        }
         self.publish();
         Ok(())
     }

@@ -49,6 +49,22 @@ fn fib() -> (MemFib, MemHandle) {
     (fib, handle)
 }
 
+/// Poll the installer's installed routes until `check` holds, 2 s at most.
+async fn eventually_installed(
+    installer: &Installer,
+    what: &str,
+    check: impl Fn(&std::collections::BTreeMap<IpNet, crate::Route>) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !check(&installer.installed().await) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while !check() {
@@ -67,7 +83,10 @@ async fn installs_the_desired_set_and_creates_the_tunnel() {
         .await
         .expect("start");
     installer.set_inputs(inputs());
-    eventually("4 routes installed", || installer.installed().len() == 4).await;
+    eventually_installed(&installer, "4 routes installed", |installed| {
+        installed.len() == 4
+    })
+    .await;
     let routes = handle.routes();
     assert_eq!(
         routes.get(&net("101.88.228.192/26")),
@@ -112,7 +131,10 @@ async fn adopts_without_rewriting_and_deletes_only_after_convergence() {
         .await
         .expect("start");
     installer.set_inputs(inputs());
-    eventually("4 routes installed", || installer.installed().len() == 4).await;
+    eventually_installed(&installer, "4 routes installed", |installed| {
+        installed.len() == 4
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     let log = handle.log();
     assert_eq!(
@@ -149,7 +171,7 @@ async fn puts_back_what_someone_else_deletes_or_changes() {
         .await
         .expect("start");
     installer.set_inputs(inputs());
-    eventually("installed", || installer.installed().len() == 4).await;
+    eventually_installed(&installer, "installed", |installed| installed.len() == 4).await;
     handle.delete_route(net("101.88.228.192/26"));
     eventually("deleted route back", || {
         handle.routes().get(&net("101.88.228.192/26")) == Some(&tun("172.29.235.130"))
@@ -175,21 +197,27 @@ async fn workload_routes_follow_their_links() {
         .await
         .expect("start");
     installer.set_inputs(inputs());
-    eventually("others installed", || installer.installed().len() == 3).await;
-    assert!(!installer.installed().contains_key(&net("101.76.9.136/32")));
+    eventually_installed(&installer, "others installed", |installed| {
+        installed.len() == 3
+    })
+    .await;
+    assert!(!installer
+        .installed()
+        .await
+        .contains_key(&net("101.76.9.136/32")));
     assert_eq!(
         installer.stats().errors,
         0,
         "a missing workload link is not an error"
     );
     handle.set_link("cali1", true);
-    eventually("workload installed", || {
-        installer.installed().contains_key(&net("101.76.9.136/32"))
+    eventually_installed(&installer, "workload installed", |installed| {
+        installed.contains_key(&net("101.76.9.136/32"))
     })
     .await;
     handle.remove_link("cali1");
-    eventually("workload gone with its link", || {
-        !installer.installed().contains_key(&net("101.76.9.136/32"))
+    eventually_installed(&installer, "workload gone with its link", |installed| {
+        !installed.contains_key(&net("101.76.9.136/32"))
     })
     .await;
     handle.set_link("cali1", true);
@@ -207,7 +235,7 @@ async fn lost_notifications_trigger_a_full_comparison() {
         .await
         .expect("start");
     installer.set_inputs(inputs());
-    eventually("installed", || installer.installed().len() == 4).await;
+    eventually_installed(&installer, "installed", |installed| installed.len() == 4).await;
     // Silently gone (no event), then the notification stream reports an overrun.
     handle.preload(Route {
         prefix: net("101.88.1.0/26"),
@@ -228,7 +256,7 @@ async fn stop_with_flush_removes_everything_of_ours() {
         .await
         .expect("start");
     installer.set_inputs(inputs());
-    eventually("installed", || installer.installed().len() == 4).await;
+    eventually_installed(&installer, "installed", |installed| installed.len() == 4).await;
     assert_eq!(
         handle.routes().get(&net("101.88.228.192/26")),
         Some(&RouteKind::Via(vec![NextHop {
@@ -249,7 +277,7 @@ async fn never_mode_leaves_the_tunnel_alone() {
         .await
         .expect("start");
     installer.set_inputs(inputs());
-    eventually("installed", || installer.installed().len() == 4).await;
+    eventually_installed(&installer, "installed", |installed| installed.len() == 4).await;
     assert_eq!(handle.tunnel(), None);
     assert!(handle.link("tunl0").is_none());
     installer.stop(false).await.expect("stop");
@@ -283,7 +311,7 @@ async fn converged_right_after_inputs_deletes_nothing_desired() {
         .expect("start");
     installer.set_inputs(inputs());
     installer.converged();
-    eventually("installed", || installer.installed().len() == 4).await;
+    eventually_installed(&installer, "installed", |installed| installed.len() == 4).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(
         handle
@@ -292,6 +320,144 @@ async fn converged_right_after_inputs_deletes_nothing_desired() {
             .all(|op| matches!(op, Op::Write(r) if r.prefix != net("101.88.228.192/26"))),
         "{:?}",
         handle.log()
+    );
+    installer.stop(false).await.expect("stop");
+}
+
+fn gw(s: &str) -> Option<Vec<std::net::IpAddr>> {
+    Some(vec![s.parse().expect("addr")])
+}
+
+#[tokio::test]
+async fn remote_changes_write_only_what_changed() {
+    let (fib, handle) = fib();
+    let installer = Installer::start_with(fib, settings(Mode::Always))
+        .await
+        .expect("start");
+    installer.converged();
+    installer
+        .update_remote(vec![
+            (net("101.88.0.0/26"), gw("172.29.235.130")),
+            (net("101.88.0.64/26"), gw("172.29.235.131")),
+            (net("101.88.0.128/26"), gw("172.29.235.132")),
+        ])
+        .await;
+    eventually("three routes", || handle.routes().len() == 3).await;
+    handle.clear_log();
+    installer
+        .update_remote(vec![
+            // Next hop changed.
+            (net("101.88.0.0/26"), gw("172.29.235.140")),
+            // Gone.
+            (net("101.88.0.64/26"), None),
+            // Unchanged: no write.
+            (net("101.88.0.128/26"), gw("172.29.235.132")),
+            // Never installed, nothing to delete.
+            (net("101.88.9.0/26"), None),
+        ])
+        .await;
+    eventually("two ops", || handle.log().len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut log = handle.log();
+    log.sort_by_key(Op::prefix);
+    assert_eq!(
+        log,
+        vec![
+            Op::Write(Route {
+                prefix: net("101.88.0.0/26"),
+                kind: tun("172.29.235.140")
+            }),
+            Op::Delete(net("101.88.0.64/26")),
+        ]
+    );
+    let stats = installer.stats();
+    assert_eq!((stats.added, stats.replaced, stats.deleted), (3, 1, 1));
+    installer.stop(false).await.expect("stop");
+}
+
+#[tokio::test]
+async fn remote_changes_make_ecmp_and_ipv6_routes() {
+    let (fib, handle) = fib();
+    let installer = Installer::start_with(fib, settings(Mode::Always))
+        .await
+        .expect("start");
+    installer
+        .update_remote(vec![
+            (
+                net("101.88.0.0/26"),
+                Some(vec![
+                    "172.29.235.131".parse().expect("addr"),
+                    "172.29.235.130".parse().expect("addr"),
+                ]),
+            ),
+            (net("fd00:2::/122"), gw("fd00::2")),
+        ])
+        .await;
+    eventually("both installed", || handle.routes().len() == 2).await;
+    let hop = |g: &str| NextHop {
+        gateway: g.parse().expect("addr"),
+        device: Some("tunl0".into()),
+        onlink: true,
+    };
+    assert_eq!(
+        handle.routes().get(&net("101.88.0.0/26")),
+        Some(&RouteKind::Via(vec![
+            hop("172.29.235.130"),
+            hop("172.29.235.131")
+        ]))
+    );
+    assert_eq!(
+        handle.routes().get(&net("fd00:2::/122")),
+        Some(&RouteKind::Via(vec![NextHop {
+            gateway: "fd00::2".parse().expect("addr"),
+            device: None,
+            onlink: false,
+        }]))
+    );
+    // Down to one next hop, then drift: the route is put back as now wanted.
+    installer
+        .update_remote(vec![(net("101.88.0.0/26"), gw("172.29.235.131"))])
+        .await;
+    eventually("one next hop", || {
+        handle.routes().get(&net("101.88.0.0/26")) == Some(&tun("172.29.235.131"))
+    })
+    .await;
+    handle.delete_route(net("101.88.0.0/26"));
+    eventually("put back", || {
+        handle.routes().get(&net("101.88.0.0/26")) == Some(&tun("172.29.235.131"))
+    })
+    .await;
+    installer.stop(false).await.expect("stop");
+}
+
+#[tokio::test]
+async fn restart_adopts_routes_and_converged_after_changes_deletes_only_the_rest() {
+    let (fib, handle) = fib();
+    handle.set_link("tunl0", true);
+    for (p, g) in [
+        ("101.88.0.0/26", "172.29.235.130"),
+        ("101.88.0.64/26", "172.29.235.131"),
+    ] {
+        handle.preload(Route {
+            prefix: net(p),
+            kind: tun(g),
+        });
+    }
+    handle.clear_log();
+    let installer = Installer::start_with(fib, settings(Mode::Always))
+        .await
+        .expect("start");
+    // The RIB re-learns one of the two routes, then says converged.
+    installer
+        .update_remote(vec![(net("101.88.0.0/26"), gw("172.29.235.130"))])
+        .await;
+    installer.converged();
+    eventually("the other one deleted", || handle.routes().len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        handle.log(),
+        vec![Op::Delete(net("101.88.0.64/26"))],
+        "the re-learned route is adopted, not rewritten"
     );
     installer.stop(false).await.expect("stop");
 }

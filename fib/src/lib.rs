@@ -1,10 +1,11 @@
 //! The Linux FIB side of ipipd: which routes the node should have, and keeping the kernel
 //! exactly so.
 //!
-//! The crate knows nothing of BGP. The daemon hands it [`Inputs`] (best next hops per
-//! remote prefix, own blocks, local workloads); [`desired`] turns them into routes, and the
-//! [`Installer`] task writes the difference to the kernel, puts back what others change,
-//! and keeps the `tunl0` device in shape. The reconciler is written against the [`Fib`]
+//! The crate knows nothing of BGP. The daemon hands it changes to the remote routes
+//! ([`RemoteChange`]: best next hops per prefix, as they change), own blocks and local
+//! workloads; the [`Installer`] task turns each change into the route [`desired`] defines,
+//! writes the difference to the kernel, puts back what others change, and keeps the
+//! `tunl0` device in shape. The reconciler is written against the [`Fib`]
 //! trait so that the same code runs over the kernel ([`NetlinkFib`]) and over memory
 //! ([`MemFib`]) in tests.
 
@@ -16,6 +17,7 @@ mod memory;
 mod netlink;
 pub mod netns;
 mod reconcile;
+mod state;
 mod sys;
 
 use std::collections::BTreeMap;
@@ -26,7 +28,7 @@ use ipnet::IpNet;
 pub use desired::{desired, tunnel_address};
 pub use error::FibError;
 pub use fib::{Fib, FibEvent, Link, Op, TunnelSpec, Underlay};
-pub use installer::{Installer, Stats};
+pub use installer::{Counts, Installer, Stats};
 pub use memory::{MemFib, MemHandle};
 pub use netlink::pod::{LinkRoute, PodNetlink};
 pub use netlink::{ensure_tunnel, NetlinkFib};
@@ -41,6 +43,10 @@ pub enum Mode {
     /// No tunnel: plain routes via the next hop.
     Never,
 }
+
+/// One change to the remote routes: a prefix and its best next hops now, or `None` when
+/// it has no route any more.
+pub type RemoteChange = (IpNet, Option<Vec<IpAddr>>);
 
 /// Everything the desired route set is computed from.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -84,12 +84,15 @@ impl State {
 }
 
 impl Fib for MemFib {
-    async fn routes(&mut self) -> Result<Vec<(IpNet, Option<RouteKind>)>, FibError> {
-        Ok(lock(&self.state)
-            .routes
-            .iter()
-            .map(|(p, k)| (*p, Some(k.clone())))
-            .collect())
+    async fn routes(
+        &mut self,
+        each: &mut (dyn FnMut(IpNet, Option<RouteKind>) + Send),
+    ) -> Result<(), FibError> {
+        let st = lock(&self.state);
+        for (p, k) in &st.routes {
+            each(*p, Some(k.clone()));
+        }
+        Ok(())
     }
 
     async fn links(&mut self) -> Result<Vec<Link>, FibError> {

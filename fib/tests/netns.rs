@@ -32,6 +32,22 @@ fn remote(entries: &[(&str, &[&str])]) -> BTreeMap<IpNet, Vec<IpAddr>> {
 }
 
 /// Poll until `check` holds, 2 s at most.
+/// Poll the installer's installed routes until `check` holds, 2 s at most.
+async fn eventually_installed(
+    installer: &Installer,
+    what: &str,
+    check: impl Fn(&std::collections::BTreeMap<IpNet, fib::Route>) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !check(&installer.installed().await) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while !check() {
@@ -100,7 +116,10 @@ fn always_mode_installs_every_route_kind() {
             .await
             .expect("start");
         installer.set_inputs(node_inputs());
-        eventually("5 routes installed", || installer.installed().len() == 5).await;
+        eventually_installed(&installer, "5 routes installed", |installed| {
+            installed.len() == 5
+        })
+        .await;
         let stats = installer.stats();
         installer.stop(false).await.expect("stop");
         stats
@@ -126,7 +145,10 @@ fn cross_subnet_goes_direct_inside_the_subnet() {
         let mut inputs = node_inputs();
         inputs.workloads.clear();
         installer.set_inputs(inputs);
-        eventually("4 routes installed", || installer.installed().len() == 4).await;
+        eventually_installed(&installer, "4 routes installed", |installed| {
+            installed.len() == 4
+        })
+        .await;
         installer.stop(false).await.expect("stop");
     });
     assert_routes(
@@ -158,19 +180,22 @@ fn never_mode_lets_the_kernel_pick_the_device() {
             own_blocks: vec![net("101.76.9.128/26")],
             workloads: vec![],
         });
-        eventually("2 routes installed", || installer.installed().len() == 2).await;
+        eventually_installed(&installer, "2 routes installed", |installed| {
+            installed.len() == 2
+        })
+        .await;
         // The kernel reports the device it chose; that must not look like drift.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(installer.stats().replaced, 0, "{:?}", installer.stats());
         // The underlay going down takes the route silently; it comes back with the link.
         ns.ip(&["link", "set", "eth0", "down"]);
-        eventually("route gone with the link", || {
-            installer.installed().len() == 1
+        eventually_installed(&installer, "route gone with the link", |installed| {
+            installed.len() == 1
         })
         .await;
         ns.ip(&["link", "set", "eth0", "up"]);
-        eventually("route back with the link", || {
-            installer.installed().len() == 2
+        eventually_installed(&installer, "route back with the link", |installed| {
+            installed.len() == 2
         })
         .await;
         installer.stop(false).await.expect("stop");
@@ -198,7 +223,10 @@ fn drift_is_repaired_and_workloads_follow_their_links() {
             .expect("start");
         installer.set_inputs(node_inputs());
         installer.converged();
-        eventually("5 routes installed", || installer.installed().len() == 5).await;
+        eventually_installed(&installer, "5 routes installed", |installed| {
+            installed.len() == 5
+        })
+        .await;
 
         ns.ip(&["route", "del", "101.88.228.192/26"]);
         eventually("deleted route back", || shown(&ns, "-4") == ALWAYS_V4).await;
@@ -234,16 +262,16 @@ fn drift_is_repaired_and_workloads_follow_their_links() {
 
         // The pod's veth goes away and its /32 with it; a new veth brings it back.
         ns.ip(&["link", "del", "cali1"]);
-        eventually("workload route gone", || {
-            !installer.installed().contains_key(&net("101.76.9.136/32"))
+        eventually_installed(&installer, "workload route gone", |installed| {
+            !installed.contains_key(&net("101.76.9.136/32"))
         })
         .await;
         ns.veth("cali1", "cali1-pod");
         eventually("workload route back", || shown(&ns, "-4") == ALWAYS_V4).await;
         // The pod that had no veth yet gets its route once the veth appears.
         ns.veth("cali-later", "cali-later-pod");
-        eventually("late workload installed", || {
-            installer.installed().len() == 6
+        eventually_installed(&installer, "late workload installed", |installed| {
+            installed.len() == 6
         })
         .await;
         assert!(shown(&ns, "-4").contains("101.76.9.137 dev cali-later scope link"));
@@ -261,7 +289,10 @@ fn restart_adopts_routes_without_deleting_any() {
             .expect("start");
         installer.set_inputs(node_inputs());
         installer.converged();
-        eventually("5 routes installed", || installer.installed().len() == 5).await;
+        eventually_installed(&installer, "5 routes installed", |installed| {
+            installed.len() == 5
+        })
+        .await;
         installer.stop(false).await.expect("stop keeps routes");
     });
     assert_routes(&ns, "-4", ALWAYS_V4);
@@ -281,7 +312,10 @@ fn restart_adopts_routes_without_deleting_any() {
             .expect("restart");
         installer.set_inputs(node_inputs());
         installer.converged();
-        eventually("5 routes installed", || installer.installed().len() == 5).await;
+        eventually_installed(&installer, "5 routes installed", |installed| {
+            installed.len() == 5
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let stats = installer.stats();
         installer.stop(false).await.expect("stop");
@@ -347,7 +381,10 @@ fn stale_routes_go_only_after_convergence_and_flush_removes_all() {
         inputs.own_blocks.push(net("fd00:1::/122"));
         inputs.workloads.push((ip("fd00:1::8"), "cali1".into()));
         installer.set_inputs(inputs);
-        eventually("7 routes installed", || installer.installed().len() == 7).await;
+        eventually_installed(&installer, "7 routes installed", |installed| {
+            installed.len() == 7
+        })
+        .await;
         assert!(
             shown(&ns, "-4").contains("101.99.0.0/26"),
             "kept until converged"
@@ -420,7 +457,10 @@ fn tunnel_gets_mtu_and_exactly_one_address() {
             own_blocks: vec![net("fd00:1::/122"), net("101.76.10.0/26")],
             ..Inputs::default()
         });
-        eventually("blackholes installed", || installer.installed().len() == 2).await;
+        eventually_installed(&installer, "blackholes installed", |installed| {
+            installed.len() == 2
+        })
+        .await;
         installer.stop(false).await.expect("stop");
     });
     let link = ns.ip(&["link", "show", "tunl0"]);
@@ -487,7 +527,10 @@ fn another_table_and_protocol_are_kept_apart() {
             workloads: vec![],
         });
         installer.converged();
-        eventually("2 routes installed", || installer.installed().len() == 2).await;
+        eventually_installed(&installer, "2 routes installed", |installed| {
+            installed.len() == 2
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         installer.stop(false).await.expect("stop");
     });

@@ -470,16 +470,11 @@ fn view(node: &Node) -> Option<(BTreeSet<String>, BTreeMap<String, String>)> {
         .map(|(n, _)| n)
         .collect();
     let blocks = node
-        .json(&["show", "blocks", "--json"])
+        .blocks()
         .ok()?
-        .iter()
-        .filter(|b| b["state"] == "confirmed")
-        .map(|b| {
-            (
-                b["block"].as_str().unwrap_or_default().to_owned(),
-                b["node"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
+        .into_iter()
+        .filter(|b| b.state == "confirmed")
+        .map(|b| (b.block, b.node.unwrap_or_default()))
         .collect();
     Some((names, blocks))
 }

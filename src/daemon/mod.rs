@@ -207,27 +207,44 @@ async fn supervise(daemon: Arc<Daemon>) -> anyhow::Error {
     }
 }
 
-/// Keeps the installer's inputs equal to RIB best paths + own blocks +
-/// workloads, and passes on initial convergence only after the inputs of that
-/// moment, so a restart never deletes a route that is about to be re-learned.
+/// Route changes handed to the installer at once.
+const FIB_CHUNK: usize = 4096;
+
+/// Hands the installer the RIB's changes as they come (waiting while it takes a batch in,
+/// so later changes coalesce in the feed), own blocks and workloads when they change, and
+/// initial convergence only after the changes of that moment, so a restart never deletes
+/// a route that is about to be re-learned.
 async fn feed_fib(daemon: Arc<Daemon>) {
-    let mut fib_rx = daemon.speaker.fib();
+    let feed = daemon.speaker.fib();
     let mut conv_rx = daemon.speaker.converged();
     let mut converged_sent = false;
+    let mut local_changed = true;
     loop {
-        // The RIB publishes the view before convergence, so reading convergence
-        // first and the view second never pairs "converged" with an older view.
+        // The RIB adds its changes before it says converged, so reading convergence
+        // first and taking the changes second never pairs "converged" with older ones.
         let converged = *conv_rx.borrow_and_update();
-        let remote = (**fib_rx.borrow_and_update()).clone();
-        let inputs = fib::Inputs {
-            remote,
-            own_blocks: daemon.config.load().node.blocks.clone(),
-            workloads: daemon.all_workloads().await,
-        };
+        let changes = feed.take();
         if daemon.stopping.load(Ordering::SeqCst) {
             return;
         }
-        daemon.with_fib(|f| f.set_inputs(inputs));
+        if std::mem::take(&mut local_changed) {
+            let own_blocks = daemon.config.load().node.blocks.clone();
+            let workloads = daemon.all_workloads().await;
+            daemon.with_fib(|f| f.set_local(own_blocks, workloads));
+        }
+        // In chunks: the changes wait compact in the batch and are expanded a chunk at
+        // a time, the next while the installer writes the last.
+        let mut changes = changes;
+        loop {
+            let chunk: Vec<fib::RemoteChange> = changes.by_ref().take(FIB_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let Some(taken) = daemon.with_fib(|f| f.update_remote(chunk)) else {
+                break;
+            };
+            taken.await;
+        }
         if converged && !converged_sent {
             converged_sent = true;
             tracing::info!(
@@ -236,9 +253,9 @@ async fn feed_fib(daemon: Arc<Daemon>) {
             daemon.with_fib(|f| f.converged());
         }
         tokio::select! {
-            r = fib_rx.changed() => if r.is_err() { return },
+            () = feed.ready() => {}
             r = conv_rx.changed(), if !converged_sent => if r.is_err() { return },
-            _ = daemon.inputs_changed.notified() => {}
+            () = daemon.inputs_changed.notified() => local_changed = true,
         }
     }
 }
@@ -423,8 +440,13 @@ impl Daemon {
         }
     }
 
-    fn installed(&self) -> Option<Arc<BTreeMap<IpNet, fib::Route>>> {
-        self.with_fib(|f| f.installed())
+    /// The routes in the kernel as ipipd wants them (built on request; empty without
+    /// an installer).
+    async fn installed(&self) -> BTreeMap<IpNet, fib::Route> {
+        match self.with_fib(|f| f.installed()) {
+            Some(installed) => installed.await,
+            None => BTreeMap::new(),
+        }
     }
 
     fn with_fib<T>(&self, f: impl FnOnce(&fib::Installer) -> T) -> Option<T> {

@@ -119,7 +119,7 @@ impl Daemon {
     }
 
     pub(super) async fn routes(&self) -> Vec<RouteJson> {
-        let installed = self.installed().unwrap_or_default();
+        let installed = self.installed().await;
         let mut out = Vec::new();
         for r in self.speaker.routes().await {
             let kernel = installed.get(&r.prefix);
@@ -212,12 +212,11 @@ impl Daemon {
                 .collect(),
             ..Default::default()
         };
-        for route in self.installed().unwrap_or_default().values() {
-            match route.kind {
-                fib::RouteKind::Via(_) => snap.fib_remote += 1,
-                fib::RouteKind::Blackhole => snap.fib_blackhole += 1,
-                fib::RouteKind::Link { .. } => snap.fib_workload += 1,
-            }
+        if let Some(counts) = self.with_fib(|f| f.counts()) {
+            let c = counts.await;
+            snap.fib_remote = c.remote;
+            snap.fib_blackhole = c.blackhole;
+            snap.fib_workload = c.workload;
         }
         snap
     }

@@ -137,12 +137,16 @@ pub struct Rib {
     /// what peers were last told.
     dirty: Vec<(IpNet, Option<Path>)>,
     effects: Effects,
+    /// With FIB tracking on: prefixes whose FIB entry may have changed since
+    /// [`Rib::fib_changes`] last took them (in the order touched, repeats included).
+    fib_prefixes: Option<Vec<IpNet>>,
 }
 
 /// Records the change `op` made to one prefix's paths, given its best path before.
 fn note_change(
     dirty: &mut Vec<(IpNet, Option<Path>)>,
     fib_changed: &mut bool,
+    fib_prefixes: &mut Option<Vec<IpNet>>,
     prefix: IpNet,
     old: Option<Path>,
     paths: &Paths,
@@ -150,6 +154,11 @@ fn note_change(
     let new = paths.best();
     if old.is_some() || new.is_some() {
         *fib_changed = true;
+        // The multipath set can change while the best path stays: every touched
+        // prefix is looked at again.
+        if let Some(p) = fib_prefixes {
+            p.push(prefix);
+        }
     }
     let same = match (&old, new) {
         (Some(o), Some(n)) => o.same_route(n),
@@ -166,6 +175,7 @@ fn change_all(
     table: &mut Table,
     dirty: &mut Vec<(IpNet, Option<Path>)>,
     fib_changed: &mut bool,
+    fib_prefixes: &mut Option<Vec<IpNet>>,
     touches: impl Fn(IpNet, &Paths) -> bool,
     mut op: impl FnMut(IpNet, &mut Paths),
 ) {
@@ -175,7 +185,7 @@ fn change_all(
         }
         let old = paths.best().cloned();
         op(prefix, paths);
-        note_change(dirty, fib_changed, prefix, old, paths);
+        note_change(dirty, fib_changed, fib_prefixes, prefix, old, paths);
     });
 }
 
@@ -194,6 +204,7 @@ impl Rib {
             table: Table::default(),
             dirty: Vec::new(),
             effects: Effects::default(),
+            fib_prefixes: None,
         };
         let blocks = rib.policy.own_blocks.clone();
         rib.add_local(&blocks);
@@ -208,10 +219,11 @@ impl Rib {
     fn change<R>(&mut self, prefix: IpNet, op: impl FnOnce(&mut Paths) -> R) -> R {
         let dirty = &mut self.dirty;
         let fib_changed = &mut self.effects.fib_changed;
+        let fib_prefixes = &mut self.fib_prefixes;
         self.table.update(prefix, |paths| {
             let old = paths.best().cloned();
             let r = op(paths);
-            note_change(dirty, fib_changed, prefix, old, paths);
+            note_change(dirty, fib_changed, fib_prefixes, prefix, old, paths);
             r
         })
     }
@@ -222,10 +234,18 @@ impl Rib {
             table,
             dirty,
             effects,
+            fib_prefixes,
             ..
         } = self;
         let touched = |_: IpNet, paths: &Paths| paths.as_slice().iter().any(&touches);
-        change_all(table, dirty, &mut effects.fib_changed, touched, op);
+        change_all(
+            table,
+            dirty,
+            &mut effects.fib_changed,
+            fib_prefixes,
+            touched,
+            op,
+        );
     }
 
     fn local_shared(&self, v4: bool) -> Option<Arc<Shared>> {
@@ -295,6 +315,7 @@ impl Rib {
             table,
             dirty,
             effects,
+            fib_prefixes,
             ..
         } = self;
         let touched = |prefix: IpNet, _: &Paths| near(&prefix);
@@ -302,6 +323,7 @@ impl Rib {
             table,
             dirty,
             &mut effects.fib_changed,
+            fib_prefixes,
             touched,
             |prefix, paths| {
                 paths.modify(|p| {
@@ -496,7 +518,40 @@ impl Rib {
         std::mem::take(&mut self.effects)
     }
 
-    /// Remote prefixes with their equal-cost next hops, for the FIB.
+    /// Start recording which prefixes the FIB must look at again ([`Rib::fib_changes`]);
+    /// the first changes are every remote route the table holds now.
+    pub fn track_fib(&mut self) {
+        if self.fib_prefixes.is_none() {
+            self.fib_prefixes = Some(self.table.iter().map(|(p, _)| p).collect());
+        }
+    }
+
+    /// What changed for the FIB since the last call: each remote prefix touched with its
+    /// equal-cost next hops now, or `None` when it has no remote best path any more (gone,
+    /// or one of our own blocks now). A prefix changed and changed back is listed too:
+    /// the receiver compares with what it has. Empty unless [`Rib::track_fib`] was called.
+    pub fn fib_changes(&mut self) -> Vec<(IpNet, Option<Vec<IpAddr>>)> {
+        let Some(prefixes) = self.fib_prefixes.as_mut() else {
+            return Vec::new();
+        };
+        let mut prefixes = std::mem::take(prefixes);
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        prefixes
+            .into_iter()
+            .map(|prefix| {
+                let hops = self
+                    .table
+                    .get(&prefix)
+                    .filter(|paths| paths.best().is_some_and(|p| !p.is_local()))
+                    .map(|paths| multipath(paths.as_slice(), self.max_paths));
+                (prefix, hops)
+            })
+            .collect()
+    }
+
+    /// Remote prefixes with their equal-cost next hops: the whole FIB view at once, for
+    /// tests and checks ([`Rib::fib_changes`] is what feeds the FIB).
     pub fn fib_view(&self) -> BTreeMap<IpNet, Vec<IpAddr>> {
         self.table
             .iter()

@@ -649,3 +649,88 @@ fn routes_refused_for_a_block_are_judged_again_when_blocks_change() {
     assert_eq!((c.received, c.accepted), (1, 1));
     assert_eq!(rib.routes().iter().filter(|r| !r.local).count(), 1);
 }
+
+/// Applies FIB changes to a copy of the view, as the installer does.
+fn apply_changes(
+    view: &mut BTreeMap<IpNet, Vec<IpAddr>>,
+    changes: Vec<(IpNet, Option<Vec<IpAddr>>)>,
+) {
+    for (prefix, hops) in changes {
+        match hops {
+            Some(h) => view.insert(prefix, h),
+            None => view.remove(&prefix),
+        };
+    }
+}
+
+#[test]
+fn fib_changes_carry_exactly_what_changed() {
+    let mut rib = Rib::new(policy(None), 4);
+    assert!(
+        rib.fib_changes().is_empty(),
+        "nothing recorded until tracking"
+    );
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.peer_up(peer("10.0.0.3", [10, 0, 0, 3], false));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26", "101.88.0.64/26"], "10.0.0.2", attrs(100)),
+    );
+    rib.flush();
+    // Tracking from here: the first changes are the whole table.
+    rib.track_fib();
+    let mut view = BTreeMap::new();
+    apply_changes(&mut view, rib.fib_changes());
+    assert_eq!(view, rib.fib_view());
+    assert_eq!(view.len(), 2);
+    assert!(rib.fib_changes().is_empty(), "taken once");
+
+    // A second equal path: the best stays, the multipath set grows.
+    rib.update(
+        ip("10.0.0.3"),
+        announce(&["101.88.0.0/26"], "10.0.0.3", attrs(100)),
+    );
+    rib.flush();
+    let changes = rib.fib_changes();
+    assert_eq!(
+        changes,
+        vec![(
+            net("101.88.0.0/26"),
+            Some(vec![ip("10.0.0.2"), ip("10.0.0.3")])
+        )]
+    );
+    apply_changes(&mut view, changes);
+    assert_eq!(view, rib.fib_view());
+
+    // A withdrawal, and a route that becomes one of our own blocks.
+    let withdraw = Update {
+        withdrawn: vec![Nlri {
+            path_id: None,
+            prefix: net("101.88.0.64/26"),
+        }],
+        ..Update::default()
+    };
+    rib.update(ip("10.0.0.2"), withdraw);
+    rib.set_own_blocks(vec![net("101.76.9.128/26"), net("101.88.0.0/26")]);
+    rib.flush();
+    let changes = rib.fib_changes();
+    assert_eq!(
+        changes,
+        vec![(net("101.88.0.0/26"), None), (net("101.88.0.64/26"), None)]
+    );
+    apply_changes(&mut view, changes);
+    assert_eq!(view, rib.fib_view());
+    assert!(view.is_empty());
+
+    // A session going down takes its routes out of the FIB in one round.
+    rib.set_own_blocks(vec![net("101.76.9.128/26")]);
+    rib.flush();
+    apply_changes(&mut view, rib.fib_changes());
+    assert_eq!(view.len(), 1);
+    rib.peer_down(ip("10.0.0.2"), false);
+    rib.peer_down(ip("10.0.0.3"), false);
+    rib.flush();
+    apply_changes(&mut view, rib.fib_changes());
+    assert_eq!(view, rib.fib_view());
+    assert!(view.is_empty());
+}

@@ -3,12 +3,13 @@
 //! the FIB wiring) get published snapshots and never lock the hot path.
 
 mod conn;
+mod fib_feed;
 mod listener;
 mod peer;
 mod rib_task;
 mod sys;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -20,6 +21,7 @@ use tokio::sync::{oneshot, watch};
 use crate::fsm::State;
 use crate::rib::{PeerCounts, RouteView};
 
+pub use fib_feed::{FibBatch, FibChange, FibFeed};
 pub use sys::MD5_MAX_KEY_LEN;
 
 /// How a neighbor relates to this node.
@@ -79,8 +81,8 @@ pub struct SpeakerConfig {
     /// Time after start when stale FIB routes may be deleted even if some peer
     /// never sent End-of-RIB.
     pub convergence_timeout: Duration,
-    /// Someone installs routes: keep [`Speaker::fib`] current. Off, the RIB
-    /// skips building the view (a full-table copy per round of changes).
+    /// Someone installs routes: feed [`Speaker::fib`] the RIB's changes. Off, the
+    /// RIB does not record them.
     pub fib_view: bool,
 }
 
@@ -118,9 +120,6 @@ pub struct MessageCounts {
     pub updates_sent: u64,
 }
 
-/// Remote prefixes with their equal-cost next hops: what the FIB installs.
-pub type FibView = Arc<BTreeMap<IpNet, Vec<IpAddr>>>;
-
 pub(crate) type StatusMap = Arc<Mutex<HashMap<IpAddr, PeerStatus>>>;
 
 /// Locks a mutex of the speaker. A task that panicked while holding it left
@@ -135,7 +134,7 @@ pub struct Speaker {
     rib_tx: rib_task::RibSender,
     peers: Mutex<HashMap<IpAddr, peer::PeerHandle>>,
     status: StatusMap,
-    fib: watch::Receiver<FibView>,
+    fib: FibFeed,
     converged: watch::Receiver<bool>,
     config: ArcSwap<SpeakerConfig>,
     listener: Option<listener::Listener>,
@@ -316,8 +315,9 @@ impl Speaker {
         rx.await.unwrap_or_default()
     }
 
-    /// The FIB view, updated after each round of RIB changes.
-    pub fn fib(&self) -> watch::Receiver<FibView> {
+    /// The RIB's changes for the FIB, added after each round of RIB changes (every remote
+    /// route first). For one consumer: what it takes is gone.
+    pub fn fib(&self) -> FibFeed {
         self.fib.clone()
     }
 

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::{lock, FibView, SpeakerConfig, SpeakerError, StatusMap};
+use super::{lock, FibFeed, SpeakerConfig, SpeakerError, StatusMap};
 use crate::rib::{PeerInfo, PolicyConfig, Rib, RouteView};
 use crate::wire::{Notification, Update};
 
@@ -105,7 +105,7 @@ struct PeerOut {
 pub fn spawn(
     config: &SpeakerConfig,
     status: StatusMap,
-) -> Result<(RibSender, watch::Receiver<FibView>, watch::Receiver<bool>), SpeakerError> {
+) -> Result<(RibSender, FibFeed, watch::Receiver<bool>), SpeakerError> {
     let (tx, rx) = mpsc::channel(4096);
     let (task, fib_rx, conv_rx) = RibTask::new(config, status, tx.clone());
     run_on_own_thread(task.run(rx))?;
@@ -137,7 +137,7 @@ struct RibTask {
     rib: Rib,
     out: HashMap<IpAddr, PeerOut>,
     status: StatusMap,
-    fib_tx: watch::Sender<FibView>,
+    fib: FibFeed,
     conv_tx: watch::Sender<bool>,
     self_tx: mpsc::Sender<RibEvent>,
     generations: HashMap<IpAddr, u64>,
@@ -151,11 +151,6 @@ struct RibTask {
     peers_configured: bool,
     /// UPDATEs in and out per peer, kept across sessions (counters never go back).
     messages: HashMap<IpAddr, super::MessageCounts>,
-    fib_view: bool,
-    /// The view changed since it was last published.
-    fib_pending: bool,
-    /// During a flood, the view is not published before this.
-    fib_next: Instant,
     deadline: Instant,
 }
 
@@ -193,8 +188,8 @@ impl RibTask {
         config: &SpeakerConfig,
         status: StatusMap,
         self_tx: mpsc::Sender<RibEvent>,
-    ) -> (RibTask, watch::Receiver<FibView>, watch::Receiver<bool>) {
-        let (fib_tx, fib_rx) = watch::channel(FibView::default());
+    ) -> (RibTask, FibFeed, watch::Receiver<bool>) {
+        let fib = FibFeed::default();
         let (conv_tx, conv_rx) = watch::channel(false);
         let policy = PolicyConfig {
             local_as: config.local_as,
@@ -205,11 +200,15 @@ impl RibTask {
             next_hop_v4: config.local_address,
             next_hop_v6: config.local_address_v6,
         };
+        let mut rib = Rib::new(policy, config.max_paths);
+        if config.fib_view {
+            rib.track_fib();
+        }
         let task = RibTask {
-            rib: Rib::new(policy, config.max_paths),
+            rib,
             out: HashMap::new(),
             status,
-            fib_tx,
+            fib: fib.clone(),
             conv_tx,
             self_tx,
             generations: HashMap::new(),
@@ -219,12 +218,9 @@ impl RibTask {
                 .then(|| Duration::from_secs(config.graceful_restart_time.into())),
             peers_configured: false,
             messages: HashMap::new(),
-            fib_view: config.fib_view,
-            fib_pending: false,
-            fib_next: Instant::now(),
             deadline: Instant::now() + config.convergence_timeout,
         };
-        (task, fib_rx, conv_rx)
+        (task, fib, conv_rx)
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<RibEvent>) {
@@ -233,31 +229,22 @@ impl RibTask {
                 ev = rx.recv() => ev,
                 _ = tokio::time::sleep_until(self.deadline), if !*self.conv_tx.borrow() => {
                     tracing::info!("convergence timeout: stale routes may now be removed");
-                    self.publish_fib(true);
+                    self.publish_fib();
                     let _ = self.conv_tx.send(true);
-                    continue;
-                }
-                // A flood whose last flush was throttled and then went quiet.
-                _ = tokio::time::sleep_until(self.fib_next), if self.fib_pending => {
-                    self.publish_fib(true);
                     continue;
                 }
             };
             let Some(first) = first else { return };
             let mut prefixes = self.handle(first);
             let mut n = 1;
-            let mut caught_up = false;
             while n < BATCH && prefixes < FLUSH_PREFIXES {
                 match rx.try_recv() {
                     Ok(ev) => prefixes += self.handle(ev),
-                    Err(_) => {
-                        caught_up = true;
-                        break;
-                    }
+                    Err(_) => break,
                 }
                 n += 1;
             }
-            self.flush(caught_up);
+            self.flush();
         }
     }
 
@@ -367,8 +354,7 @@ impl RibTask {
         });
     }
 
-    /// `caught_up`: no event is waiting.
-    fn flush(&mut self, caught_up: bool) {
+    fn flush(&mut self) {
         let fx = self.rib.flush();
         for (addr, msg) in fx.messages {
             if let Some(o) = self.out.get(&addr) {
@@ -381,26 +367,18 @@ impl RibTask {
                 let _ = o.resets.send(n);
             }
         }
-        self.fib_pending |= fx.fib_changed && self.fib_view;
-        self.publish_fib(caught_up);
+        self.publish_fib();
         self.publish_counts();
         self.check_converged();
     }
 
-    /// Publishes the FIB view if it changed: at once when the RIB has caught
-    /// up (a single change is installed without delay), and during a flood no
-    /// more often than keeps building it (a copy of the table) under a fifth
-    /// of the RIB's time. Published whether or not the consumer has subscribed
-    /// yet: one that subscribes late must find the current view, not the empty
-    /// first one (paired with "converged", that would delete learned routes).
-    fn publish_fib(&mut self, now: bool) {
-        if !self.fib_pending || (!now && Instant::now() < self.fib_next) {
-            return;
-        }
-        let started = Instant::now();
-        self.fib_tx.send_replace(Arc::new(self.rib.fib_view()));
-        self.fib_pending = false;
-        self.fib_next = Instant::now() + started.elapsed() * 4;
+    /// Hands the FIB this round's changes: only the prefixes touched, each with its
+    /// next hops now, so the cost follows the changes, not the table. They wait in the
+    /// feed (coalescing per prefix) whether or not the consumer is there yet: one that
+    /// comes late finds every remote route, not nothing (paired with "converged", that
+    /// would delete learned routes).
+    fn publish_fib(&mut self) {
+        self.fib.push(self.rib.fib_changes());
     }
 
     fn publish_counts(&mut self) {
@@ -429,8 +407,8 @@ impl RibTask {
         drop(status);
         if all {
             tracing::info!("initial convergence: every peer sent End-of-RIB");
-            // The consumer pairs "converged" with the view it then reads.
-            self.publish_fib(true);
+            // The consumer pairs "converged" with the changes it then takes.
+            self.publish_fib();
             let _ = self.conv_tx.send(true);
         }
     }

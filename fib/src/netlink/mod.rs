@@ -205,38 +205,42 @@ fn is_link_event(e: &FibEvent) -> bool {
 }
 
 impl Fib for NetlinkFib {
-    /// Notifications queued before the dump are reflected in it, so they are dropped.
-    async fn routes(&mut self) -> Result<Vec<(IpNet, Option<RouteKind>)>, FibError> {
+    /// Notifications queued before the dump are reflected in it, so they are dropped. Each
+    /// route goes to `each` as its message is read. A dump the kernel marks inconsistent
+    /// is read again: a route seen in the first attempt and gone since is also announced
+    /// by a notification, which the installer handles after the dump.
+    async fn routes(
+        &mut self,
+        each: &mut (dyn FnMut(IpNet, Option<RouteKind>) + Send),
+    ) -> Result<(), FibError> {
         self.drain_monitor();
         self.events.retain(|e| !is_route_event(e));
-        let mut out = Vec::new();
         for ipv6 in [false, true] {
             let msg = codec::route_dump(ipv6, self.protocol, self.table);
             let (names, protocol, table) = (&self.names, self.protocol, self.table);
-            let keep_from = out.len();
             let dumped = self
                 .req
-                .dump(msg, |f| match f {
-                    Some(f) => match codec::decode_route(f) {
+                .dump(msg, |f| {
+                    let Some(f) = f else { return };
+                    match codec::decode_route(f) {
                         Ok(m) => match codec::parse_route(&m, names) {
                             Some(r) if r.protocol == protocol && r.table == table => {
-                                out.push((r.prefix, r.kind))
+                                each(r.prefix, r.kind)
                             }
                             _ => {}
                         },
                         Err(e) => tracing::debug!(error = %e, "skipping undecodable route"),
-                    },
-                    None => out.truncate(keep_from),
+                    }
                 })
                 .await;
             match dumped {
                 Ok(()) => {}
                 // A table that does not exist yet holds no routes.
-                Err(e) if e.errno() == Some(libc::ENOENT) => out.truncate(keep_from),
+                Err(e) if e.errno() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Notifications queued before the dump are reflected in it, so they are dropped.

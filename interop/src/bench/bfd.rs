@@ -23,6 +23,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use super::{cpu_time, median};
 use crate::bird::{self, Bird};
+use crate::config::Bfd;
 use crate::frr::Frr;
 use crate::harness::{wait_until, Lan, Netns};
 use crate::ipipd::{Ipipd, NodeConfig};
@@ -131,15 +132,20 @@ fn responder_config(sessions: usize, interval_ms: u32) -> Vec<String> {
 }
 
 fn ipipd_config(sessions: usize, interval_ms: u32) -> String {
-    let mut c = NodeConfig::new(NODE, BLOCK).mesh(&[]);
-    c.mesh = false;
+    let mut c = NodeConfig::new(NODE, BLOCK).no_mesh();
     for i in 0..sessions {
-        c = c.peer(&responder(i), "passive = true\nbfd = true");
+        c = c.peer(&responder(i), |mut p| {
+            p.bfd = Some(true);
+            p.passive(true)
+        });
     }
-    format!(
-        "{}\n[bfd]\nenabled = false\ninterval_ms = {interval_ms}\nmultiplier = 3\n",
-        c.toml()
-    )
+    // Sessions per peer only: the [bfd] defaults are off, the timers set here.
+    c.bfd = Some(Bfd {
+        enabled: Some(false),
+        interval_ms: Some(interval_ms),
+        multiplier: Some(3),
+    });
+    c.toml()
 }
 
 fn bird_config(sessions: usize, interval_ms: u32) -> String {

@@ -1,5 +1,6 @@
 //! The four daemons as benchmark targets: one route reflector in its own namespace,
-//! passive toward S sender peers and one monitor client, never writing the kernel FIB.
+//! passive toward S sender peers and one monitor client, not writing the kernel FIB
+//! unless the plan says so ([`Plan::kernel`]).
 //!
 //! Each gets the same job in its own words:
 //! - ipipd: `kernel.install = false`, `bgp.route_reflector_cluster_id`, senders as plain
@@ -92,6 +93,9 @@ pub struct Plan {
     pub senders: Vec<Ipv4Addr>,
     pub monitor: Ipv4Addr,
     pub pool: Ipv4Net,
+    /// Write every learned route to the kernel as a node would (ipipd: `kernel.install =
+    /// true` and the defaults otherwise; BIRD: a kernel protocol exporting everything).
+    pub kernel: bool,
 }
 
 /// A running daemon, stopped (and its directory removed) on drop.
@@ -117,10 +121,14 @@ fn ipipd_conf(p: &Plan, dir: &TempDir) -> String {
         .pools(&[&p.pool.to_string()])
         .no_mesh()
         .control(&dir.join("ipipd.sock"), &dir.join("state"));
+    // With the kernel on, the configuration a node runs: only the reflector's cluster id
+    // is added.
     c.bgp.route_reflector_cluster_id = Some(a);
-    c.bgp.graceful_restart_time = Some(0);
+    if !p.kernel {
+        c.bgp.graceful_restart_time = Some(0);
+    }
     c.kernel = Some(Kernel {
-        install: Some(false),
+        install: Some(p.kernel),
         ..Kernel::default()
     });
     c.peers = p
@@ -138,6 +146,9 @@ fn bird_conf(p: &Plan, dir: &TempDir) -> String {
         dir.join("bird.log").display(),
         a = p.address
     );
+    if p.kernel {
+        t.push_str("protocol kernel { ipv4 { import none; export all; }; }\n");
+    }
     for (i, s) in p.senders.iter().enumerate() {
         t.push_str(&format!(
             "protocol bgp s{i} {{ local {a} as {asn}; neighbor {s} as {asn}; direct; passive on; ipv4 {{ import all; export none; }}; }}\n",
@@ -292,6 +303,7 @@ mod tests {
             senders: vec![Ipv4Addr::new(10, 0, 1, 1), Ipv4Addr::new(10, 0, 1, 2)],
             monitor: Ipv4Addr::new(10, 0, 0, 2),
             pool: "64.0.0.0/4".parse().unwrap_or_default(),
+            kernel: false,
         }
     }
 
@@ -311,5 +323,12 @@ mod tests {
         }
         assert!(ipipd_conf(&p, &dir).contains("install = false"));
         assert!(!bird_conf(&p, &dir).contains("kernel"));
+        let k = Plan {
+            kernel: true,
+            ..plan()
+        };
+        assert!(ipipd_conf(&k, &dir).contains("install = true"));
+        assert!(!ipipd_conf(&k, &dir).contains("graceful_restart_time"));
+        assert!(bird_conf(&k, &dir).contains("protocol kernel"));
     }
 }

@@ -213,7 +213,10 @@ pub fn run(nodes: usize, joins: usize, idle: Duration) -> Result<Row> {
     let etcd = EtcdCluster::start(&mut lan, &ETCD)?;
     let dir = TempDir::new("dsbench")?;
     let path = dir.join("ipipd.toml");
-    std::fs::write(&path, cluster_config(&etcd.endpoints(), "10.250.0.0/16", None))?;
+    std::fs::write(
+        &path,
+        cluster_config(&etcd.endpoints(), "10.250.0.0/16", None),
+    )?;
     let mut all: Vec<Node> = Vec::new();
     for i in 0..nodes {
         all.push(Node::start(

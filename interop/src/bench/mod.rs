@@ -1,5 +1,6 @@
 //! The benchmarks that compare ipipd with BIRD 2, GoBGP and FRR on this machine:
-//! route throughput and memory as a route reflector ([`throughput`]), FIB install rate
+//! route throughput and memory as a route reflector ([`throughput`]), the same with every
+//! learned route written to the kernel ([`rrfib`]), FIB install rate
 //! ([`fibrate`]), block propagation latency ([`converge`]) and full-mesh scale
 //! ([`mesh`]), the etcd datastore at scale ([`datastore`]), the CPU of 100 BFD sessions
 //! ([`bfd`]). Each returns rows for the markdown report ([`report`]); numbers come
@@ -13,6 +14,7 @@ pub mod datastore;
 pub mod fibrate;
 pub mod mesh;
 pub mod report;
+pub mod rrfib;
 pub mod throughput;
 
 use std::path::PathBuf;

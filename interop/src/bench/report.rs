@@ -20,6 +20,8 @@ pub struct Results {
     pub runs: usize,
     pub self_tests: Vec<SelfTest>,
     pub throughput: Vec<Row>,
+    /// The route reflector with every route written to the kernel.
+    pub rr_fib: Vec<super::rrfib::Row>,
     pub install_bench: Option<InstallBench>,
     pub bird_fib: Option<BirdFib>,
     pub latencies: Vec<Latencies>,
@@ -123,6 +125,63 @@ impl Results {
                 opt(r.seconds, 3),
                 rate(r.rate()),
                 tr,
+                mib(r.peak_rss_kb),
+                mr,
+                opt(r.cpu_s, 2),
+                r.runs,
+                if r.failures.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} failed)", r.failures.len())
+                }
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    fn rr_fib_table(&self, out: &mut String) {
+        if self.rr_fib.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "## Route reflector with the FIB on (as deployed)\n");
+        let _ = writeln!(
+            out,
+            "The throughput benchmark's shape (S senders, P unique /26s, a monitor client), with \
+             every learned route written to the target's kernel as a node does: ipipd with \
+             `kernel.install = true` and the default configuration otherwise (IPIP mode always, \
+             routes `via SENDER dev tunl0 onlink` through a stand-in tunl0); BIRD 2 with \
+             `protocol kernel {{ ipv4 {{ import none; export all; }}; }}`. Kernel: first UPDATE → \
+             the target's kernel holds every route (its FIB prefix count, polled). Monitor: first \
+             UPDATE → the monitor holds every route. \"ipipd, FIB off\" is the same daemon with \
+             `kernel.install = false`: what the FIB path adds is the difference. Medians of {} \
+             runs, interleaved.\n",
+            self.runs
+        );
+        let _ = writeln!(out, "| size | target | kernel (s) | kernel vs BIRD 2 | monitor (s) | peak RSS (MiB) | RSS vs BIRD 2 | CPU (s) | runs |");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &self.rr_fib {
+            let bird = self
+                .rr_fib
+                .iter()
+                .find(|b| b.target == Kind::Bird && b.size == r.size && b.kernel_s.is_some());
+            // The reference row has no kernel time: its monitor time stands alone.
+            let kernel_s = r.kernel_s.filter(|_| r.kernel);
+            let tr = match (kernel_s, bird.and_then(|b| b.kernel_s)) {
+                (Some(a), Some(b)) => format!("{:.2}×", a / b),
+                _ => "—".into(),
+            };
+            let mr = match (r.peak_rss_kb, bird.and_then(|b| b.peak_rss_kb)) {
+                (Some(a), Some(b)) if b > 0 => format!("{:.2}×", a as f64 / b as f64),
+                _ => "—".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {}{} |",
+                r.size,
+                r.label(),
+                opt(kernel_s, 3),
+                tr,
+                opt(r.monitor_s, 3),
                 mib(r.peak_rss_kb),
                 mr,
                 opt(r.cpu_s, 2),
@@ -498,6 +557,7 @@ impl Results {
         let mut out = String::new();
         self.header(&mut out);
         self.throughput_table(&mut out);
+        self.rr_fib_table(&mut out);
         self.fib_table(&mut out);
         self.latency_table(&mut out);
         self.mesh_table(&mut out);

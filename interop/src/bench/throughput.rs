@@ -57,13 +57,13 @@ impl std::fmt::Display for Size {
 
 /// The subset of the load generator's JSON this module reads.
 #[derive(Debug, Deserialize)]
-struct RunJson {
-    start_unix_ns: u128,
-    sent_s: f64,
-    complete_s: Option<f64>,
-    monitor_count: usize,
+pub(crate) struct RunJson {
+    pub start_unix_ns: u128,
+    pub sent_s: f64,
+    pub complete_s: Option<f64>,
+    pub monitor_count: usize,
     #[serde(default)]
-    errors: Vec<String>,
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,7 +150,7 @@ impl Pair {
     }
 }
 
-fn loadgen_args(size: Size, monitor: bool, timeout: Duration) -> Vec<String> {
+pub(crate) fn loadgen_args(size: Size, monitor: bool, timeout: Duration) -> Vec<String> {
     let mut v: Vec<String> = vec![
         "run".into(),
         "--target".into(),
@@ -175,7 +175,7 @@ fn loadgen_args(size: Size, monitor: bool, timeout: Duration) -> Vec<String> {
     v
 }
 
-fn run_loadgen(pair: &Pair, bins: &Binaries, args: &[String]) -> Result<RunJson> {
+pub(crate) fn run_loadgen(pair: &Pair, bins: &Binaries, args: &[String]) -> Result<RunJson> {
     let out = pair
         .load
         .command(&bins.loadgen)
@@ -246,6 +246,7 @@ pub fn one(kind: Kind, size: Size, bins: &Binaries, timeout: Duration) -> Result
             .collect(),
         monitor: MONITOR,
         pool: POOL.parse()?,
+        kernel: false,
     };
     let mut d = daemons::start_reflector(kind, &pair.target, &plan, bins)?;
     let cpu0 = cpu_time(d.pid).unwrap_or_default();

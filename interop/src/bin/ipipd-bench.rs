@@ -10,7 +10,7 @@ use clap::Parser;
 use interop::bench::daemons::Kind;
 use interop::bench::report::Results;
 use interop::bench::throughput::{self, Size};
-use interop::bench::{converge, fibrate, mesh, Binaries, Machine, Sysctl};
+use interop::bench::{converge, fibrate, mesh, rrfib, Binaries, Machine, Sysctl};
 
 #[derive(Parser)]
 #[command(
@@ -21,16 +21,19 @@ struct Cli {
     /// A few-minute smoke run: small sizes, one run each, short idle window.
     #[arg(long)]
     quick: bool,
-    /// Which parts: throughput, fib, converge, mesh, cni, datastore, bfd.
+    /// Which parts: throughput, rr-fib, fib, converge, mesh, cni, datastore, bfd.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,fib,converge,mesh,cni,datastore,bfd"
+        default_value = "throughput,rr-fib,fib,converge,mesh,cni,datastore,bfd"
     )]
     only: Vec<String>,
     /// Throughput sizes, SENDERSxPREFIXES.
     #[arg(long, value_delimiter = ',', default_value = "10x10000,10x100000")]
     sizes: Vec<String>,
+    /// Sizes of the route reflector with the FIB on (`rr-fib`), SENDERSxPREFIXES.
+    #[arg(long, value_delimiter = ',', default_value = "1x100000,1x1000000")]
+    rr_fib_sizes: Vec<String>,
     /// Runs per target and size (medians are reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -172,6 +175,45 @@ fn throughput_part(cli: &Cli, bins: &Binaries, sizes: &[Size], r: &mut Results) 
         }
         for (k, (s, f)) in kinds.iter().zip(samples) {
             r.throughput.push(throughput::summarize(*k, *size, &s, f));
+        }
+    }
+}
+
+/// ipipd (and its baseline build) and BIRD 2 as route reflectors writing every route to
+/// the kernel, interleaved per run.
+fn rr_fib_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
+    // (target, kernel writes): ipipd with the FIB off is the reference for what the FIB
+    // path adds.
+    let mut kinds = vec![(Kind::Ipipd, true)];
+    if bins.ipipd_baseline.is_some() {
+        kinds.push((Kind::IpipdBaseline, true));
+    }
+    kinds.push((Kind::Bird, true));
+    kinds.push((Kind::Ipipd, false));
+    let timeout = Duration::from_secs(cli.timeout);
+    let sizes: Vec<Size> = if cli.quick {
+        vec![Size {
+            senders: 1,
+            prefixes: 10_000,
+        }]
+    } else {
+        cli.rr_fib_sizes
+            .iter()
+            .filter_map(|s| Size::parse(s))
+            .collect()
+    };
+    for size in sizes {
+        eprintln!("route reflector with the FIB on, {size}");
+        let mut samples: Vec<(Vec<rrfib::Sample>, Vec<String>)> =
+            kinds.iter().map(|_| Default::default()).collect();
+        for run in 1..=cli.runs {
+            for ((k, kernel), (s, f)) in kinds.iter().zip(samples.iter_mut()) {
+                let one = rrfib::one(*k, *kernel, size, bins, timeout);
+                rrfib::record(*k, *kernel, size, run, one, s, f);
+            }
+        }
+        for ((k, kernel), (s, f)) in kinds.iter().zip(samples) {
+            r.rr_fib.push(rrfib::summarize(*k, *kernel, size, &s, f));
         }
     }
 }
@@ -341,6 +383,9 @@ fn main() -> ExitCode {
     let part = |p: &str| cli.only.iter().any(|o| o == p);
     if part("throughput") {
         throughput_part(&cli, &bins, &sizes, &mut r);
+    }
+    if part("rr-fib") {
+        rr_fib_part(&cli, &bins, &mut r);
     }
     if part("fib") {
         fib_part(&cli, &bins, &mut r);

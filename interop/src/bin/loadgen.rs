@@ -79,6 +79,10 @@ enum Command {
         /// Print the monitor's count every 100 ms to stderr.
         #[arg(long)]
         progress: bool,
+        /// Once the monitor holds everything, keep the sessions up until this file exists
+        /// (or the timeout).
+        #[arg(long)]
+        hold_until: Option<std::path::PathBuf>,
     },
     /// Accept sessions and count what they announce.
     Sink {
@@ -123,6 +127,7 @@ async fn main_async(cli: Cli) -> Result<bool> {
             timeout,
             withdraw,
             progress,
+            hold_until,
         } => {
             let base = u32::from(sender_base);
             let cfg = RunConfig {
@@ -139,6 +144,7 @@ async fn main_async(cli: Cli) -> Result<bool> {
                 timeout: Duration::from_secs(timeout),
                 withdraw,
                 progress,
+                hold_until,
             };
             let report = loadgen::run(&cfg).await?;
             println!("{}", serde_json::to_string(&report)?);

@@ -50,6 +50,10 @@ pub struct RunConfig {
     pub withdraw: bool,
     /// Print the monitor's count every 100 ms to stderr.
     pub progress: bool,
+    /// Once the monitor holds everything, keep the sessions (and so the routes) up until
+    /// this file exists or the timeout passes: a benchmark that waits for something
+    /// slower than the monitor (the target's kernel) says when it is done.
+    pub hold_until: Option<std::path::PathBuf>,
 }
 
 /// What a run measured. Times are seconds since the first UPDATE was queued.
@@ -348,6 +352,15 @@ pub async fn run(cfg: &RunConfig) -> Result<RunReport> {
             let s = secs(start, done);
             report.complete_s = Some(s);
             report.rate = Some(expected as f64 / s.max(1e-9));
+            if let Some(file) = &cfg.hold_until {
+                let limit = cfg.timeout.saturating_sub(start.elapsed());
+                let _ = tokio::time::timeout(limit, async {
+                    while !file.exists() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                })
+                .await;
+            }
             if cfg.withdraw {
                 let w0 = Instant::now();
                 blast(&writers, &withdraw).await;
@@ -525,6 +538,7 @@ mod tests {
             timeout: Duration::from_secs(20),
             withdraw: false,
             progress: false,
+            hold_until: None,
         };
         let r = run(&cfg).await.unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(r.expected, 15000);
