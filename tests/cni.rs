@@ -36,10 +36,14 @@ fn pod() -> Netns {
     Netns::new("pod").expect("pod namespace")
 }
 
+/// Whether `to` answers a ping within three tries, as a user checking a new pod
+/// would try (the first echo of a fresh veth can go to neighbour resolution).
 fn ping(from: &Netns, to: &str) -> bool {
-    from.run(&["ping", "-c", "1", "-W", "2", to])
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    (0..3).any(|_| {
+        from.run(&["ping", "-c", "1", "-W", "2", to])
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    })
 }
 
 fn allocated(d: &Ipipd, block: &str) -> Option<u64> {

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -289,8 +291,8 @@ impl EtcdCluster {
         let addr = format!("{}:2379", m.address);
         let body = format!(
             "{{\"key\":\"{}\",\"value\":\"{}\"}}",
-            base64(key.as_bytes()),
-            base64(value.as_bytes())
+            B64.encode(key),
+            B64.encode(value)
         );
         m.ns.in_netns(|| -> Result<()> {
             for n in 0..times {
@@ -322,28 +324,6 @@ impl EtcdCluster {
         self.etcdctl(&["compact", &rev.to_string(), "--physical"])?;
         Ok(())
     }
-}
-
-/// Standard base64 with padding (etcd's JSON gateway takes keys and values so).
-fn base64(data: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(char::from(ABC[(n >> (18 - 6 * k)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The one configuration file every node of a test cluster runs from: no node name,
@@ -496,17 +476,5 @@ impl Node {
     /// The CNI configuration for pods of this node.
     pub fn cni_conf(&self) -> String {
         crate::cni::conf(&self.socket, "1.0.0")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64_as_etcd_reads_it() {
-        assert_eq!(super::base64(b""), "");
-        assert_eq!(super::base64(b"f"), "Zg==");
-        assert_eq!(super::base64(b"fo"), "Zm8=");
-        assert_eq!(super::base64(b"foo"), "Zm9v");
-        assert_eq!(super::base64(b"/ipipd/nodes/n1"), "L2lwaXBkL25vZGVzL24x");
     }
 }
