@@ -180,53 +180,77 @@ impl RawPeer {
     /// Waits up to `timeout` for one message or the end of the connection.
     pub fn recv(&mut self, timeout: Duration) -> Result<Event> {
         let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(m) = self.next_buffered()? {
+                return Ok(Event::Message(m));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("nothing from ipipd within {timeout:?}");
+            }
+            if self.read_some(16 * 1024, left)?.is_none() {
+                return Ok(Event::Closed);
+            }
+        }
+    }
+
+    /// The next whole message among the bytes read so far, if there is one.
+    pub fn next_buffered(&mut self) -> Result<Option<Message>> {
         // Frame with the largest length so a long message is seen whole, then decode
         // with what was negotiated.
         let framing = Context {
             extended_message: true,
             ..self.ctx
         };
-        loop {
-            match wire::frame(&self.buf, &framing) {
-                Ok(Some(n)) => {
-                    let msg: Vec<u8> = self.buf.drain(..n).collect();
-                    return wire::decode(&msg, &self.ctx)
-                        .map(Event::Message)
-                        .map_err(|n| {
-                            anyhow!("ipipd sent a message we cannot decode ({n}): {msg:02x?}")
-                        });
-                }
-                Ok(None) => {}
-                Err(n) => bail!(
-                    "ipipd sent bytes that do not frame ({n}): {:02x?}",
-                    self.buf
-                ),
+        match wire::frame(&self.buf, &framing) {
+            Ok(Some(n)) => {
+                let msg: Vec<u8> = self.buf.drain(..n).collect();
+                wire::decode(&msg, &self.ctx)
+                    .map(Some)
+                    .map_err(|n| anyhow!("ipipd sent a message we cannot decode ({n}): {msg:02x?}"))
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!("nothing from ipipd within {timeout:?}");
+            Ok(None) => Ok(None),
+            Err(n) => bail!(
+                "ipipd sent bytes that do not frame ({n}): {:02x?}",
+                self.buf
+            ),
+        }
+    }
+
+    /// Reads at most `max` octets, waiting up to `timeout` for some, and keeps them for
+    /// [`RawPeer::next_buffered`]: how many came (0 when none did in time), or None
+    /// when the connection ended.
+    pub fn read_some(&mut self, max: usize, timeout: Duration) -> Result<Option<usize>> {
+        self.stream
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let mut chunk = [0u8; 16 * 1024];
+        let room = chunk.get_mut(..max.clamp(1, 16 * 1024)).unwrap_or_default();
+        match self.stream.read(room) {
+            Ok(0) => Ok(None),
+            Ok(n) => {
+                self.buf
+                    .extend_from_slice(room.get(..n).unwrap_or_default());
+                Ok(Some(n))
             }
-            self.stream.set_read_timeout(Some(left))?;
-            let mut chunk = [0u8; 16 * 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Ok(Event::Closed),
-                Ok(n) => self
-                    .buf
-                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::ConnectionReset
-                            | ErrorKind::ConnectionAborted
-                            | ErrorKind::BrokenPipe
-                    ) =>
-                {
-                    return Ok(Event::Closed)
-                }
-                Err(e) => return Err(e).context("reading from ipipd"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(Some(0))
             }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionAborted
+                        | ErrorKind::BrokenPipe
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e).context("reading from ipipd"),
         }
     }
 

@@ -13,6 +13,8 @@ mod policy;
 mod table;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_held;
 mod update;
 
 use std::collections::{BTreeMap, HashMap};
@@ -97,6 +99,11 @@ struct PeerRib {
     /// Max-prefix tripped: the session is being reset and what it still sends is ignored,
     /// so a flood past the limit costs no memory while the reset travels.
     over_limit: bool,
+    /// Held ([`Rib::hold`]): its socket is behind, so changes are not encoded for it but
+    /// noted here, once per prefix with whether it had heard a route for it, and sent as
+    /// they are then when [`Rib::release`]d. At most one entry per prefix: a peer that
+    /// reads slowly costs memory bounded by the table, however much churns.
+    held: Option<BTreeMap<IpNet, bool>>,
 }
 
 /// A route as `show routes` lists it.
@@ -355,6 +362,7 @@ impl Rib {
         peer.info = Some(info.clone());
         peer.eor_received.clear();
         peer.over_limit = false;
+        peer.held = None;
         // Families the peer no longer supports lose their stale paths now.
         let families = [
             (AfiSafi::IPV4_UNICAST, info.ipv4),
@@ -401,6 +409,7 @@ impl Rib {
         };
         peer.info = None;
         peer.over_limit = false;
+        peer.held = None;
         if keep_stale {
             peer.stale_families = [true, true];
             let mine = from_peer(address, None);
@@ -508,14 +517,42 @@ impl Rib {
 
     /// Applies the changes of a round of events and returns what to do.
     pub fn flush(&mut self) -> Effects {
+        self.export_dirty();
+        std::mem::take(&mut self.effects)
+    }
+
+    fn export_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         // Mostly in order already (each peer sends its prefixes in runs), which
         // the stable sort is quick on; the first record of a prefix is kept.
         dirty.sort_by_key(|d| d.0);
         dirty.dedup_by(|later, first| later.0 == first.0);
         update::export_changes(self, &dirty);
-        drop(dirty);
-        std::mem::take(&mut self.effects)
+    }
+
+    /// Stops encoding changes for an established peer whose socket is behind: they are
+    /// noted per prefix instead, until [`Rib::release`].
+    pub fn hold(&mut self, address: IpAddr) {
+        if let Some(peer) = self.peers.get_mut(&address) {
+            if peer.info.is_some() && peer.held.is_none() {
+                peer.held = Some(BTreeMap::new());
+            }
+        }
+    }
+
+    /// Whether `address` is held.
+    pub fn is_held(&self, address: IpAddr) -> bool {
+        self.peers.get(&address).is_some_and(|p| p.held.is_some())
+    }
+
+    /// A held peer's socket can take more: up to `max` of its noted prefixes are sent
+    /// as they are now (in the next [`Rib::flush`]'s messages, after every change made
+    /// before this call). It stays held while some are left; returns whether so.
+    pub fn release(&mut self, address: IpAddr, max: usize) -> bool {
+        // Changes made before this call are noted first, so that what the peer is
+        // told now is what later changes are compared with.
+        self.export_dirty();
+        update::release(self, address, max)
     }
 
     /// Start recording which prefixes the FIB must look at again ([`Rib::fib_changes`]);

@@ -1,6 +1,6 @@
 //! Incoming UPDATEs into the Loc-RIB, and Loc-RIB changes out to peers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -325,63 +325,144 @@ impl Batches {
     }
 }
 
+/// What a peer was last told about a prefix, for deciding whether to withdraw it.
+#[derive(Clone, Copy)]
+pub(super) enum Before<'a> {
+    /// What it was told is the export of this path (the best one before the change).
+    Path(Option<&'a Path>),
+    /// Known already: whether it heard a route for the prefix (a held peer's note).
+    Told(bool),
+}
+
 /// For each changed prefix (in order, once each), tells every established
 /// peer the difference between the export of the old best path and of the new one.
+/// A held peer (its socket behind) is not sent anything: each prefix is noted for
+/// it, with whether it had heard a route for it, until [`release`].
 pub(super) fn export_changes(rib: &mut Rib, dirty: &[(IpNet, Option<Path>)]) {
     if dirty.is_empty() {
         return;
     }
     let mut fx = Effects::default();
     {
-        let rib: &Rib = rib;
+        let Rib {
+            policy,
+            peers,
+            table,
+            ..
+        } = &mut *rib;
         // The new best of each prefix, looked up once for all peers; a prefix
         // whose best path is the one it was is news to no one.
-        let changes: Vec<(IpNet, Option<&Path>, Option<&Path>)> = dirty
+        let changes: Vec<(IpNet, Before<'_>, Option<&Path>)> = dirty
             .iter()
             .filter_map(|(prefix, old)| {
-                let new = rib.table.get(prefix).and_then(|p| p.best());
+                let new = table.get(prefix).and_then(|p| p.best());
                 let unchanged = matches!((old, new), (Some(o), Some(n)) if o.same_route(n));
-                (!unchanged).then_some((*prefix, old.as_ref(), new))
+                (!unchanged).then_some((*prefix, Before::Path(old.as_ref()), new))
             })
             .collect();
-        let peers: Vec<Arc<PeerInfo>> = rib.peers.values().filter_map(|p| p.info.clone()).collect();
-        for to in peers {
-            export_to(&rib.policy, &to, &changes, &mut fx);
+        for peer in peers.values_mut() {
+            let Some(to) = peer.info.as_deref() else {
+                continue;
+            };
+            match peer.held.as_mut() {
+                Some(held) => note_held(policy, to, &changes, held),
+                None => export_to(policy, to, changes.iter().copied(), &mut fx),
+            }
         }
     }
     rib.effects.messages.append(&mut fx.messages);
 }
 
-/// The UPDATEs that tell `to` about `changes` (prefix, old best, new best).
-fn export_to(
+/// Notes `changes` for a held peer: the first note of a prefix says whether the peer
+/// had heard a route for it (later changes do not reach it until released).
+fn note_held(
     policy: &PolicyConfig,
     to: &PeerInfo,
-    changes: &[(IpNet, Option<&Path>, Option<&Path>)],
+    changes: &[(IpNet, Before<'_>, Option<&Path>)],
+    held: &mut BTreeMap<IpNet, bool>,
+) {
+    let mut cache = ExportCache::default();
+    for (prefix, before, _) in changes {
+        held.entry(*prefix)
+            .or_insert_with(|| told_before(policy, to, *before, &mut cache));
+    }
+}
+
+fn told_before(
+    policy: &PolicyConfig,
+    to: &PeerInfo,
+    before: Before<'_>,
+    cache: &mut ExportCache,
+) -> bool {
+    match before {
+        Before::Path(old) => old.is_some_and(|o| cache.export(policy, o, to).is_some()),
+        Before::Told(told) => told,
+    }
+}
+
+/// Sends a held peer up to `max` of its noted prefixes as they are now, in prefix
+/// order; the peer stops being held when none is left. Returns whether some are left.
+pub(super) fn release(rib: &mut Rib, address: IpAddr, max: usize) -> bool {
+    let Rib {
+        policy,
+        peers,
+        table,
+        effects,
+        ..
+    } = rib;
+    let Some(peer) = peers.get_mut(&address) else {
+        return false;
+    };
+    let (Some(to), Some(held)) = (peer.info.as_deref(), peer.held.as_mut()) else {
+        peer.held = None;
+        return false;
+    };
+    let rest = match held.keys().nth(max).copied() {
+        Some(first_left) => held.split_off(&first_left),
+        None => BTreeMap::new(),
+    };
+    let now = std::mem::replace(held, rest);
+    let left = !held.is_empty();
+    let changes = now.into_iter().map(|(prefix, told)| {
+        let new = table.get(&prefix).and_then(|p| p.best());
+        (prefix, Before::Told(told), new)
+    });
+    export_to(policy, to, changes, effects);
+    if !left {
+        peer.held = None;
+    }
+    left
+}
+
+/// The UPDATEs that tell `to` about `changes` (prefix, what it heard before, new best),
+/// in prefix order.
+fn export_to<'a>(
+    policy: &PolicyConfig,
+    to: &PeerInfo,
+    changes: impl IntoIterator<Item = (IpNet, Before<'a>, Option<&'a Path>)>,
     fx: &mut Effects,
 ) {
     let mut cache = ExportCache::default();
     let mut batches = Batches::default();
     let mut withdrawals: [Vec<Nlri>; 2] = [Vec::new(), Vec::new()];
-    for (prefix, old, new) in changes {
+    for (prefix, before, new) in changes {
         if let Some(new) = new {
             if let Some(exported) = cache.export(policy, new, to) {
-                batches.add(new, exported, *prefix);
+                batches.add(new, exported, prefix);
                 continue;
             }
         }
         // Nothing to announce now: withdraw if the peer heard the old best.
-        let told_before = old.is_some_and(|o| cache.export(policy, o, to).is_some());
-        if told_before {
+        if told_before(policy, to, before, &mut cache) {
             if let Some(w) = withdrawals.get_mut(usize::from(!matches!(prefix, IpNet::V4(_)))) {
                 w.push(Nlri {
                     path_id: None,
-                    prefix: *prefix,
+                    prefix,
                 });
             }
         }
     }
     let ctx = to.context;
-    // Already in prefix order (see Rib::flush).
     for (family, list) in [AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST]
         .into_iter()
         .zip(withdrawals.iter())

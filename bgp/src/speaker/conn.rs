@@ -1,8 +1,11 @@
 //! TCP plumbing of one BGP connection: connecting with the right socket
-//! options, a reader task that frames messages, a writer task that batches.
+//! options, a reader task that frames messages, a writer task that batches and
+//! puts the session's own messages before UPDATEs.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -116,18 +119,122 @@ pub async fn read_loop(mut rd: OwnedReadHalf, id: u64, tx: mpsc::Sender<(u64, Co
     }
 }
 
-/// Writes queued messages, flushing when the queue runs dry. Ends (closing the
-/// write side) when every sender is gone.
-pub async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Bytes>) {
-    let mut w = BufWriter::with_capacity(64 * 1024, wr);
-    while let Some(first) = rx.recv().await {
-        if w.write_all(&first).await.is_err() {
-            return;
+/// The UPDATE side of a connection's queue, shared by the RIB task (which queues and,
+/// when too much waits, stops encoding for the peer) and the write loop (which wakes
+/// the RIB once the backlog is low again). A peer that reads slowly so costs at most
+/// [`BACKLOG_HIGH`] octets of encoded UPDATEs here, plus what the RIB notes for it.
+#[derive(Debug)]
+pub struct Backlog {
+    peer: IpAddr,
+    queued: AtomicUsize,
+    /// The RIB held the peer and waits for a wake.
+    blocked: AtomicBool,
+    wake: mpsc::UnboundedSender<IpAddr>,
+}
+
+/// Octets of UPDATEs queued for one connection above which the RIB holds the peer.
+pub const BACKLOG_HIGH: usize = 4 << 20;
+/// ... and below which the write loop wakes it again.
+pub const BACKLOG_LOW: usize = 1 << 20;
+
+impl Backlog {
+    pub fn new(peer: IpAddr, wake: mpsc::UnboundedSender<IpAddr>) -> Arc<Backlog> {
+        Arc::new(Backlog {
+            peer,
+            queued: AtomicUsize::new(0),
+            blocked: AtomicBool::new(false),
+            wake,
+        })
+    }
+
+    /// Octets of UPDATEs queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// The RIB holds the peer: returns true when it must release it at once (the
+    /// backlog drained while it decided), false when the write loop will wake it.
+    pub fn block(&self) -> bool {
+        self.blocked.store(true, Ordering::Release);
+        self.queued() <= BACKLOG_LOW && self.blocked.swap(false, Ordering::AcqRel)
+    }
+
+    fn written(&self, n: usize) {
+        let left = self.queued.fetch_sub(n, Ordering::AcqRel).saturating_sub(n);
+        if left <= BACKLOG_LOW && self.blocked.swap(false, Ordering::AcqRel) {
+            let _ = self.wake.send(self.peer);
         }
-        while let Ok(more) = rx.try_recv() {
-            if w.write_all(&more).await.is_err() {
+    }
+}
+
+/// Where the RIB queues a connection's UPDATEs.
+#[derive(Debug, Clone)]
+pub struct UpdateSender {
+    tx: mpsc::UnboundedSender<Bytes>,
+    pub backlog: Arc<Backlog>,
+}
+
+impl UpdateSender {
+    pub fn send(&self, msg: Bytes) {
+        let n = msg.len();
+        self.backlog.queued.fetch_add(n, Ordering::AcqRel);
+        if self.tx.send(msg).is_err() {
+            self.backlog.queued.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+}
+
+/// A connection's two queues: `control` (OPEN, KEEPALIVE, NOTIFICATION, from the
+/// session) and the UPDATE queue of `backlog`.
+pub fn write_queues(
+    backlog: Arc<Backlog>,
+) -> (
+    mpsc::UnboundedSender<Bytes>,
+    UpdateSender,
+    mpsc::UnboundedReceiver<Bytes>,
+    mpsc::UnboundedReceiver<Bytes>,
+) {
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    let (upd_tx, upd_rx) = mpsc::unbounded_channel();
+    let updates = UpdateSender {
+        tx: upd_tx,
+        backlog,
+    };
+    (ctl_tx, updates, ctl_rx, upd_rx)
+}
+
+/// Writes queued messages, the session's own before UPDATEs (a KEEPALIVE or a
+/// NOTIFICATION never waits behind a backlog of UPDATEs), flushing when both queues
+/// run dry. Ends (closing the write side) when the session drops its control sender;
+/// UPDATEs still queued then are dropped with the connection.
+pub async fn write_loop(
+    wr: OwnedWriteHalf,
+    mut control: mpsc::UnboundedReceiver<Bytes>,
+    mut updates: mpsc::UnboundedReceiver<Bytes>,
+    backlog: Arc<Backlog>,
+) {
+    let mut w = BufWriter::with_capacity(64 * 1024, wr);
+    loop {
+        let first = tokio::select! {
+            biased;
+            m = control.recv() => match m {
+                Some(m) => (m, false),
+                None => break,
+            },
+            Some(u) = updates.recv() => (u, true),
+        };
+        let mut next = Some(first);
+        while let Some((msg, is_update)) = next {
+            if w.write_all(&msg).await.is_err() {
                 return;
             }
+            if is_update {
+                backlog.written(msg.len());
+            }
+            next = match control.try_recv() {
+                Ok(m) => Some((m, false)),
+                Err(_) => updates.try_recv().ok().map(|u| (u, true)),
+            };
         }
         if w.flush().await.is_err() {
             return;

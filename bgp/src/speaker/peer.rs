@@ -152,7 +152,10 @@ struct Conn {
     id: u64,
     session: Session,
     outgoing: bool,
+    /// The session's own messages; dropping it ends the write task.
     writer: Option<mpsc::UnboundedSender<Bytes>>,
+    /// Where the RIB queues UPDATEs, once Established.
+    updates: conn::UpdateSender,
     /// Ends once every queued message is written and the socket shut down.
     write_task: Option<JoinHandle<()>>,
     reader: JoinHandle<()>,
@@ -369,14 +372,16 @@ impl Peer {
         let (rd, wr) = stream.into_split();
         let id = self.next_id;
         self.next_id += 1;
-        let (wtx, wrx) = mpsc::unbounded_channel();
-        let write_task = tokio::spawn(conn::write_loop(wr, wrx));
+        let backlog = conn::Backlog::new(self.config.address, self.rib.waker());
+        let (wtx, updates, ctl_rx, upd_rx) = conn::write_queues(backlog.clone());
+        let write_task = tokio::spawn(conn::write_loop(wr, ctl_rx, upd_rx, backlog));
         let reader = tokio::spawn(conn::read_loop(rd, id, self.ev_tx.clone()));
         self.conns.push(Conn {
             id,
             session: Session::new(self.session_config()),
             outgoing,
             writer: Some(wtx),
+            updates,
             write_task: Some(write_task),
             reader,
             timers: [None; 3],
@@ -482,8 +487,8 @@ impl Peer {
             }
             Output::Established(neg) => {
                 c.ctx = neg.context;
-                let writer = c.writer.clone();
-                self.established(id, *neg, writer).await;
+                let updates = c.writer.is_some().then(|| c.updates.clone());
+                self.established(id, *neg, updates).await;
             }
             Output::Update(u) => {
                 self.rib.update(self.config.address, u).await;
@@ -499,12 +504,7 @@ impl Peer {
         }
     }
 
-    async fn established(
-        &mut self,
-        id: u64,
-        neg: Negotiated,
-        writer: Option<mpsc::UnboundedSender<Bytes>>,
-    ) {
+    async fn established(&mut self, id: u64, neg: Negotiated, updates: Option<conn::UpdateSender>) {
         // Any other connection lost the race.
         let others: Vec<u64> = self
             .conns
@@ -540,12 +540,12 @@ impl Peer {
         self.established = Some((id, neg));
         self.established_at = Some(Instant::now());
         self.set_state(State::Established, String::new());
-        if let Some(writer) = writer {
+        if let Some(updates) = updates {
             let _ = self
                 .rib
                 .send(RibEvent::PeerUp {
                     info,
-                    writer,
+                    updates,
                     resets: self.reset_tx.clone(),
                 })
                 .await;
@@ -753,9 +753,9 @@ impl Peer {
         for id in ids {
             self.input(id, Input::Stop(notification.clone())).await;
         }
-        // The writers end once the NOTIFICATION is on the wire and every sender
-        // is gone (the RIB drops its own on PeerDown). A peer that stopped
-        // reading must not hold up the stop for long.
+        // The writers end once the NOTIFICATION is on the wire (UPDATEs still
+        // queued are dropped). A peer that stopped reading must not hold up the
+        // stop for long.
         for w in writers {
             if tokio::time::timeout(WRITER_FLUSH, w).await.is_err() {
                 tracing::warn!("the last messages to the peer were not all written");

@@ -7,11 +7,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::conn::{UpdateSender, BACKLOG_HIGH};
 use super::{lock, FibFeed, SpeakerConfig, SpeakerError, StatusMap};
 use crate::rib::{PeerInfo, PolicyConfig, Rib, RouteView};
 use crate::wire::{Notification, Update};
@@ -21,7 +21,7 @@ use crate::wire::{Notification, Update};
 pub enum RibEvent {
     PeerUp {
         info: PeerInfo,
-        writer: mpsc::UnboundedSender<Bytes>,
+        updates: UpdateSender,
         resets: mpsc::UnboundedSender<Notification>,
     },
     /// `keep_stale`: graceful restart helper mode, for at most this long.
@@ -59,9 +59,16 @@ const PREFIX_BUDGET: usize = 16_384;
 pub struct RibSender {
     tx: mpsc::Sender<RibEvent>,
     budget: Arc<Semaphore>,
+    /// Write loops wake a held peer here (at most one wake per connection waits).
+    wake: mpsc::UnboundedSender<IpAddr>,
 }
 
 impl RibSender {
+    /// Where a connection's write loop says that its held peer can take more.
+    pub fn waker(&self) -> mpsc::UnboundedSender<IpAddr> {
+        self.wake.clone()
+    }
+
     pub async fn send(&self, ev: RibEvent) -> Result<(), mpsc::error::SendError<RibEvent>> {
         self.tx.send(ev).await
     }
@@ -98,7 +105,7 @@ impl RibSender {
 }
 
 struct PeerOut {
-    writer: mpsc::UnboundedSender<Bytes>,
+    updates: UpdateSender,
     resets: mpsc::UnboundedSender<Notification>,
 }
 
@@ -107,11 +114,13 @@ pub fn spawn(
     status: StatusMap,
 ) -> Result<(RibSender, FibFeed, watch::Receiver<bool>), SpeakerError> {
     let (tx, rx) = mpsc::channel(4096);
+    let (wake, wake_rx) = mpsc::unbounded_channel();
     let (task, fib_rx, conv_rx) = RibTask::new(config, status, tx.clone());
-    run_on_own_thread(task.run(rx))?;
+    run_on_own_thread(task.run(rx, wake_rx))?;
     let sender = RibSender {
         tx,
         budget: Arc::new(Semaphore::new(PREFIX_BUDGET)),
+        wake,
     };
     Ok((sender, fib_rx, conv_rx))
 }
@@ -173,6 +182,9 @@ fn count_updates(buf: &[u8]) -> u64 {
     n
 }
 
+/// Noted prefixes a held peer is sent per wake (some 20 to 40 KiB of UPDATEs).
+const RELEASE_PREFIXES: usize = 4_096;
+
 /// Most events handled before a flush, so exports keep flowing under a flood.
 const BATCH: usize = 256;
 
@@ -223,10 +235,22 @@ impl RibTask {
         (task, fib, conv_rx)
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<RibEvent>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<RibEvent>,
+        mut wakes: mpsc::UnboundedReceiver<IpAddr>,
+    ) {
         loop {
             let first = tokio::select! {
                 ev = rx.recv() => ev,
+                Some(peer) = wakes.recv() => {
+                    self.release(peer);
+                    while let Ok(peer) = wakes.try_recv() {
+                        self.release(peer);
+                    }
+                    self.flush();
+                    continue;
+                }
                 _ = tokio::time::sleep_until(self.deadline), if !*self.conv_tx.borrow() => {
                     tracing::info!("convergence timeout: stale routes may now be removed");
                     self.publish_fib();
@@ -263,11 +287,11 @@ impl RibTask {
         match ev {
             RibEvent::PeerUp {
                 info,
-                writer,
+                updates,
                 resets,
             } => {
                 let addr = info.address;
-                self.out.insert(addr, PeerOut { writer, resets });
+                self.out.insert(addr, PeerOut { updates, resets });
                 self.stale_rearmed.remove(&addr);
                 self.rib.peer_up(info);
             }
@@ -354,13 +378,45 @@ impl RibTask {
         });
     }
 
+    /// A held peer's socket took its backlog: send it what was noted for it, a
+    /// part at a time.
+    fn release(&mut self, peer: IpAddr) {
+        self.rib.release(peer, RELEASE_PREFIXES);
+    }
+
     fn flush(&mut self) {
-        let fx = self.rib.flush();
-        for (addr, msg) in fx.messages {
-            if let Some(o) = self.out.get(&addr) {
-                self.messages.entry(addr).or_default().updates_sent += count_updates(&msg);
-                let _ = o.writer.send(msg);
+        let mut fx = self.rib.flush();
+        loop {
+            for (addr, msg) in fx.messages.drain(..) {
+                if let Some(o) = self.out.get(&addr) {
+                    self.messages.entry(addr).or_default().updates_sent += count_updates(&msg);
+                    o.updates.send(msg);
+                }
             }
+            // A peer whose socket is behind is held: its changes are noted, not
+            // encoded, until its write loop wakes us. One whose backlog drained
+            // meanwhile is released at once.
+            let mut now = Vec::new();
+            for (addr, o) in &self.out {
+                let backlog = &o.updates.backlog;
+                let behind = backlog.queued() > BACKLOG_HIGH;
+                if behind && !self.rib.is_held(*addr) {
+                    tracing::debug!(peer = %addr, queued = backlog.queued(), "peer's socket is behind: holding its updates");
+                    self.rib.hold(*addr);
+                }
+                if (behind || self.rib.is_held(*addr)) && backlog.block() {
+                    now.push(*addr);
+                }
+            }
+            if now.is_empty() {
+                break;
+            }
+            for addr in now {
+                self.release(addr);
+            }
+            let more = self.rib.flush();
+            fx.messages = more.messages;
+            fx.resets.extend(more.resets);
         }
         for (addr, n) in fx.resets {
             if let Some(o) = self.out.get(&addr) {
