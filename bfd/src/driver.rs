@@ -1,6 +1,11 @@
 //! The RFC 5881 single-hop driver: one tokio task owns every session, the
 //! receive socket on port 3784 and one transmit socket per local address.
 //!
+//! Wakeups are shared: a transmit timer is put off to the next point of a grid of
+//! [`TICK`] (never past what §6.8.7 allows, [`Session::tx_latest`]), and a readable
+//! socket is read at the next grid point, so that one wakeup sends and reads the
+//! packets of many sessions instead of one wakeup per packet.
+//!
 //! Received datagrams must carry TTL 255 (§5, GTSM-style) and are matched to a
 //! session by Your Discriminator, or by source address when that is 0 and the
 //! packet says Down or AdminDown (RFC 5880 §6.8.6). Everything else is counted
@@ -28,6 +33,11 @@ use crate::sys;
 pub const PORT: u16 = 3784;
 /// RFC 5881 §4: the source port range.
 pub const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
+
+/// The grid of shared wakeups, for sessions at 100 ms or slower; faster ones use
+/// 1/25 of their interval (whole milliseconds, the timer's resolution), and below
+/// 25 ms nothing is put off.
+pub const TICK: Duration = Duration::from_millis(4);
 
 /// One wanted session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -176,6 +186,8 @@ impl Driver {
             counters: counters.clone(),
             events: ev_tx,
             rng: seed(),
+            epoch: Instant::now(),
+            tick: TICK,
         };
         tokio::spawn(task.run(cmd_rx));
         Ok((
@@ -237,18 +249,32 @@ struct Task {
     counters: Arc<Counters>,
     events: mpsc::UnboundedSender<Event>,
     rng: u64,
+    /// Where the grid of shared wakeups starts, and its step now ([`TICK`] or less).
+    epoch: Instant,
+    tick: Duration,
 }
 
 impl Task {
     async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
         let mut buf = [0u8; 128];
+        // The socket is readable and will be read at the next grid point.
+        let mut rx_pending = false;
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let sleep = tokio::time::sleep_until(far);
+        tokio::pin!(sleep);
         loop {
-            let deadline = self
+            self.tick = self.tick_now();
+            let timers = self
                 .sessions
                 .values()
                 .flat_map(|e| [e.tx_at, e.detect_at])
                 .flatten()
                 .min();
+            let read_at = rx_pending.then(|| grid(self.epoch, self.tick, Instant::now()));
+            let deadline = timers.into_iter().chain(read_at).min();
+            if sleep.deadline() != deadline.unwrap_or(far) {
+                sleep.as_mut().reset(deadline.unwrap_or(far));
+            }
             tokio::select! {
                 cmd = cmds.recv() => match cmd {
                     Some(Cmd::Set(specs)) => self.set(specs),
@@ -261,14 +287,40 @@ impl Task {
                     }
                     None => return,
                 },
-                r = self.rx.readable() => {
+                r = self.rx.readable(), if !rx_pending => {
                     if r.is_ok() {
-                        self.drain(&mut buf);
+                        if self.tick.is_zero() {
+                            self.drain(&mut buf);
+                        } else {
+                            rx_pending = true;
+                        }
                     }
                 }
-                _ = sleep_until(deadline) => self.fire(),
+                () = &mut sleep, if deadline.is_some() => {
+                    // What arrived before a detection timer ran out counts: read first.
+                    let now = Instant::now();
+                    let detect_due = self.sessions.values().any(|e| e.detect_at.is_some_and(|t| t <= now));
+                    if rx_pending || detect_due {
+                        rx_pending = false;
+                        self.drain(&mut buf);
+                    }
+                    self.fire();
+                }
             }
         }
+    }
+
+    /// The grid step for the sessions now: [`TICK`], or 1/25 of the shortest
+    /// transmit interval in whole milliseconds when that is less.
+    fn tick_now(&self) -> Duration {
+        let shortest = self
+            .sessions
+            .values()
+            .map(|e| e.session.tx_interval())
+            .min()
+            .unwrap_or(Duration::MAX);
+        let ms = (shortest / 25).as_millis().min(TICK.as_millis());
+        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
     }
 
     fn set(&mut self, specs: Vec<Spec>) {
@@ -433,11 +485,17 @@ impl Task {
         };
         let mut changed = None;
         let mut packets = Vec::new();
+        let now = Instant::now();
         for o in out {
             match o {
                 Output::Send(p) => packets.push(packet::encode(&p)),
-                Output::Arm(Timer::Tx, d) => e.tx_at = Some(Instant::now() + d),
-                Output::Arm(Timer::Detect, d) => e.detect_at = Some(Instant::now() + d),
+                Output::Arm(Timer::Tx, d) => {
+                    // Put off to the grid when that stays within §6.8.7.
+                    let (at, latest) = (now + d, now + e.session.tx_latest());
+                    let shared = grid(self.epoch, self.tick, at);
+                    e.tx_at = Some(if shared <= latest { shared } else { at });
+                }
+                Output::Arm(Timer::Detect, d) => e.detect_at = Some(now + d),
                 Output::Cancel(Timer::Tx) => e.tx_at = None,
                 Output::Cancel(Timer::Detect) => e.detect_at = None,
                 Output::StateChanged {
@@ -520,9 +578,14 @@ fn tx_socket(local: Ipv4Addr, rng: &mut u64) -> io::Result<UdpSocket> {
     Err(last)
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+/// The first point at or after `t` of the grid of `step` from `epoch` (`t` itself
+/// for a zero step).
+fn grid(epoch: Instant, step: Duration, t: Instant) -> Instant {
+    let step = step.as_nanos();
+    if step == 0 {
+        return t;
     }
+    let since = t.saturating_duration_since(epoch).as_nanos();
+    let at = since.div_ceil(step) * step;
+    epoch + Duration::from_nanos(u64::try_from(at).unwrap_or(u64::MAX))
 }

@@ -163,6 +163,19 @@ impl Session {
         Duration::from_micros(u64::from(self.tx_in_force.max(self.remote_min_rx)))
     }
 
+    /// The latest a packet may follow the previous one (§6.8.7): the transmit interval,
+    /// or 90 % of it with a detect multiplier of 1. A driver may send later than the
+    /// jittered time it was given ([`Output::Arm`]) but not later than this, which
+    /// lets it send the packets of many sessions in one wakeup.
+    pub fn tx_latest(&self) -> Duration {
+        let interval = self.tx_interval();
+        if self.cfg.detect_mult == 1 {
+            interval * 9 / 10
+        } else {
+            interval
+        }
+    }
+
     /// Detection time: the peer's multiplier × max(our Required Min RX in
     /// force, its Desired Min TX) (§6.8.4); None until the peer was heard.
     pub fn detection_time(&self) -> Option<Duration> {

@@ -282,6 +282,7 @@ fn jitter_stays_within_75_to_100_percent_and_varies() {
         for o in s.handle(Input::TimerExpired(Timer::Tx)) {
             if let Output::Arm(Timer::Tx, d) = o {
                 assert!(d >= Duration::from_millis(225) && d <= Duration::from_millis(300));
+                assert!(d <= s.tx_latest());
                 seen.insert(d);
             }
         }
@@ -300,6 +301,7 @@ fn jitter_with_multiplier_one_stays_within_75_to_90_percent() {
         for o in s.handle(Input::TimerExpired(Timer::Tx)) {
             if let Output::Arm(Timer::Tx, d) = o {
                 assert!(d >= Duration::from_millis(750) && d <= Duration::from_millis(900));
+                assert_eq!(s.tx_latest(), Duration::from_millis(900));
             }
         }
     }
