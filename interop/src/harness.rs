@@ -274,3 +274,33 @@ impl Default for Sampler {
 pub fn netns_path(name: &str) -> String {
     netns::path(name).display().to_string()
 }
+
+/// A thread that runs until told to stop: `work` gets the stop flag and checks it
+/// between bounded steps; [`Worker::finish`] raises it and returns what `work` did.
+pub struct Worker<T> {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Result<T>>,
+}
+
+impl<T: Send + 'static> Worker<T> {
+    pub fn spawn(
+        work: impl FnOnce(&std::sync::atomic::AtomicBool) -> Result<T> + Send + 'static,
+    ) -> Worker<T> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || work(&flag));
+        Worker { stop, thread }
+    }
+
+    /// Whether `work` ended by itself (it failed, or found nothing more to do).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    pub fn finish(self) -> Result<T> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("worker thread panicked"))?
+    }
+}

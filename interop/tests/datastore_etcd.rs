@@ -52,6 +52,27 @@ fn start(n: usize, pool: &str) -> Result<Cluster> {
 }
 
 impl Cluster {
+    /// Node `victim` is powered off (SIGKILL), then decommissioned with `ipipd node
+    /// remove` run on node `by`.
+    fn power_off_and_remove(&mut self, victim: usize, by: usize) -> Result<()> {
+        let name = format!("node-{victim}");
+        self.nodes
+            .get_mut(victim)
+            .with_context(|| format!("no {name}"))?
+            .stop("KILL")?;
+        let out = self
+            .nodes
+            .get(by)
+            .with_context(|| format!("no node-{by}"))?
+            .cli(&["node", "remove", &name])?;
+        ensure!(
+            out.status.success(),
+            "node remove {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
     /// A pod on node `i` through the real CNI plugin; the plugin's outcome.
     fn pod(&mut self, i: usize, id: &str) -> Result<interop::cni::Outcome> {
         let pod = Netns::new("pod")?;
@@ -222,13 +243,7 @@ fn node_remove_drops_sessions_and_routes_everywhere() -> Result<()> {
         .map(|(b, _)| b.clone())
         .context("node-3 has no block")?;
     // node-3 is powered off, then decommissioned from node-0.
-    c.nodes[3].stop("KILL")?;
-    let out = c.nodes[0].cli(&["node", "remove", "node-3"])?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    c.power_off_and_remove(3, 0)?;
     for node in &c.nodes[..3] {
         node.ns
             .wait_no_bgp_route(&gone_block, Duration::from_secs(5))
@@ -376,13 +391,7 @@ fn a_frozen_watcher_catches_up_across_a_compaction() -> Result<()> {
     c.nodes[0].signal("STOP")?;
     let frozen = std::time::Instant::now();
     // Changes it misses: node-2 decommissioned, node-3 registered.
-    c.nodes[2].stop("KILL")?;
-    let out = c.nodes[1].cli(&["node", "remove", "node-2"])?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    c.power_off_and_remove(2, 1)?;
     let path = c._dir.join("ipipd.toml");
     let n3 = Node::start(&mut c.lan, &path, "node-3", &node_address(3))?;
     c.nodes.push(n3);
@@ -524,13 +533,7 @@ fn a_watch_gap_from_compaction_is_read_again_in_full() -> Result<()> {
         rounds += 1;
         c.lan.underlay.ip(&["link", "set", &port, "nomaster"])?;
         if rounds == 1 {
-            c.nodes[2].stop("KILL")?;
-            let out = c.nodes[1].cli(&["node", "remove", "node-2"])?;
-            ensure!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            c.power_off_and_remove(2, 1)?;
         }
         // More than the stalled stream's buffers hold (large values under the prefix,
         // so every one is an event of node-0's watch), then more events than etcd

@@ -5,14 +5,13 @@
 //! routes holding every one, and a flood of withdrawals holding none.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use bgp::wire::Message;
 use interop::config::Peer;
-use interop::harness::{require_root, wait_until};
+use interop::harness::{require_root, wait_until, Worker};
 use interop::ipipd::Ipipd;
 use interop::rawpeer::craft::{base, prefix, prefixes, update};
 use interop::rawpeer::testbed::{
@@ -72,21 +71,16 @@ fn state(d: &Ipipd<'_>, a: Ipv4Addr) -> String {
 
 /// A session with hold time 3 that sends its keepalives every second and records the
 /// longest silence from ipipd.
-struct Watcher {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Result<Duration>>,
-}
+struct Watcher(Worker<Duration>);
 
 impl Watcher {
     fn start(tb: &Testbed, address: Ipv4Addr) -> Result<Watcher> {
         let mut p = RawPeer::establish(&tb.dial(address), &default_open(64512, address, 3))?;
         p.start_keepalives(Duration::from_secs(1));
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || -> Result<Duration> {
+        Ok(Watcher(Worker::spawn(move |stop| {
             let mut last = Instant::now();
             let mut worst = Duration::ZERO;
-            while !flag.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 match p.recv(Duration::from_millis(200)) {
                     Ok(Event::Message(Message::Notification(n))) => {
                         bail!("the watched session got NOTIFICATION {n}")
@@ -100,16 +94,12 @@ impl Watcher {
                 }
             }
             Ok(worst.max(last.elapsed()))
-        });
-        Ok(Watcher { stop, thread })
+        })))
     }
 
     /// The longest gap between two messages from ipipd.
     fn finish(self) -> Result<Duration> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("watcher panicked"))?
+        self.0.finish()
     }
 }
 

@@ -8,13 +8,12 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
 use bgp::wire::Message;
 use interop::config::Peer;
-use interop::harness::{require_root, wait_until};
+use interop::harness::{require_root, wait_until, Worker};
 use interop::rawpeer::craft::{base, prefixes, update};
 use interop::rawpeer::testbed::{ipipd_pid, log_tail, memory_kib, peer_status, Testbed};
 use interop::rawpeer::{default_open, RawPeer};
@@ -25,7 +24,8 @@ const ROUTES: u32 = 200_000;
 /// Rounds (an announcement and a withdrawal each): ipipd's RSS is sampled after each,
 /// and the median of the `SAMPLES` after round `WARM_ROUNDS` is compared with the
 /// median of the last `SAMPLES` (single samples move by some 10 MiB either way with
-/// the allocator; a queue of what the slow peer has not read would grow 2 MB a round).
+/// the allocator; a queue of what the slow peer has not read would grow 2 MB a round,
+/// some 77 MiB over these rounds, where bounded sending was seen between -1 and +12).
 const WARM_ROUNDS: usize = 8;
 const ROUNDS: usize = 48;
 const SAMPLES: usize = 5;
@@ -71,28 +71,20 @@ fn withdrawals() -> Vec<u8> {
 /// between two whole messages.
 struct Reader {
     slow: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
     known: Arc<AtomicUsize>,
     read: Arc<AtomicU64>,
     worst_gap: Arc<Mutex<Duration>>,
-    thread: JoinHandle<Result<HashSet<Ipv4Net>>>,
+    worker: Worker<HashSet<Ipv4Net>>,
 }
 
 impl Reader {
     fn start(mut p: RawPeer, slow: bool) -> Reader {
         let slow = Arc::new(AtomicBool::new(slow));
-        let stop = Arc::new(AtomicBool::new(false));
         let known = Arc::new(AtomicUsize::new(0));
         let read = Arc::new(AtomicU64::new(0));
         let worst_gap = Arc::new(Mutex::new(Duration::ZERO));
-        let (s, st, k, r, w) = (
-            slow.clone(),
-            stop.clone(),
-            known.clone(),
-            read.clone(),
-            worst_gap.clone(),
-        );
-        let thread = std::thread::spawn(move || -> Result<HashSet<Ipv4Net>> {
+        let (s, k, r, w) = (slow.clone(), known.clone(), read.clone(), worst_gap.clone());
+        let worker = Worker::spawn(move |st| {
             let mut routes = HashSet::new();
             let mut last = Instant::now();
             while !st.load(Ordering::Relaxed) {
@@ -140,11 +132,10 @@ impl Reader {
         });
         Reader {
             slow,
-            stop,
             known,
             read,
             worst_gap,
-            thread,
+            worker,
         }
     }
 
@@ -161,14 +152,11 @@ impl Reader {
     }
 
     fn alive(&self) -> bool {
-        !self.thread.is_finished()
+        !self.worker.is_finished()
     }
 
     fn finish(self) -> Result<HashSet<Ipv4Net>> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("reader panicked"))?
+        self.worker.finish()
     }
 }
 
@@ -254,7 +242,7 @@ fn a_slow_reader_costs_bounded_memory_and_slows_no_one() -> Result<()> {
     );
     let grown = rss_end.saturating_sub(rss_warm);
     ensure!(
-        grown < 16 * 1024,
+        grown < 32 * 1024,
         "ipipd's RSS grew {grown} KiB from round {WARM_ROUNDS} to {ROUNDS} while the slow peer fell {behind_kib} KiB behind"
     );
     let gap = slow.worst_gap();
