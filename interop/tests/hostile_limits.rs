@@ -13,7 +13,7 @@ use bgp::wire::Message;
 use interop::config::Peer;
 use interop::harness::{require_root, wait_until, Worker};
 use interop::ipipd::Ipipd;
-use interop::rawpeer::craft::{base, prefix, prefixes, update};
+use interop::rawpeer::craft::{base, pool_host, prefix, prefixes, update, HOSTS_PER_UPDATE};
 use interop::rawpeer::testbed::{
     ipipd_pid, log_tail, memory_kib, peer_status, route_from, Testbed,
 };
@@ -21,30 +21,19 @@ use interop::rawpeer::{default_open, Event, RawPeer, RawWriter};
 use ipnet::Ipv4Net;
 
 const WAIT: Duration = Duration::from_secs(10);
-/// NLRI of 5 octets (/32) per UPDATE so that one UPDATE stays within 4096 octets.
-const PER_UPDATE: usize = 800;
-
-fn host(i: u32) -> Ipv4Net {
-    // 100.80.0.0 and up: inside the pool, clear of ipipd's own block.
-    Ipv4Net::new(
-        Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 80, 0, 0)) + i),
-        32,
-    )
-    .unwrap_or_default()
-}
 
 /// UPDATEs announcing hosts `from..to` with next hop `nh`, concatenated.
 fn announcements(from: u32, to: u32, nh: Ipv4Addr) -> Vec<u8> {
     let attrs = base(&[], nh, true);
-    let all: Vec<Ipv4Net> = (from..to).map(host).collect();
-    all.chunks(PER_UPDATE)
+    let all: Vec<Ipv4Net> = (from..to).map(pool_host).collect();
+    all.chunks(HOSTS_PER_UPDATE)
         .flat_map(|c| update(&[], &attrs, &prefixes(c)))
         .collect()
 }
 
 fn withdrawals(from: u32, to: u32) -> Vec<u8> {
-    let all: Vec<Ipv4Net> = (from..to).map(host).collect();
-    all.chunks(PER_UPDATE)
+    let all: Vec<Ipv4Net> = (from..to).map(pool_host).collect();
+    all.chunks(HOSTS_PER_UPDATE)
         .flat_map(|c| update(&prefixes(c), &[], &[]))
         .collect()
 }
@@ -302,7 +291,7 @@ fn fib_follows_a_flood() -> Result<()> {
         tb.node
             .ip(&["-4", "route", "show", "proto", "bgp"])
             .map(|s| {
-                // host(0..100_000) spans 100.80.0.0 to 100.81.134.159.
+                // pool_host(0..100_000) spans 100.80.0.0 to 100.81.134.159.
                 s.lines()
                     .filter(|l| l.starts_with("100.80.") || l.starts_with("100.81."))
                     .count()

@@ -14,7 +14,7 @@ use anyhow::{bail, ensure, Context as _, Result};
 use bgp::wire::Message;
 use interop::config::Peer;
 use interop::harness::{require_root, wait_until, Worker};
-use interop::rawpeer::craft::{base, prefixes, update};
+use interop::rawpeer::craft::{base, pool_host, prefixes, update, HOSTS_PER_UPDATE};
 use interop::rawpeer::testbed::{ipipd_pid, log_tail, memory_kib, peer_status, Testbed};
 use interop::rawpeer::{default_open, RawPeer};
 use ipnet::Ipv4Net;
@@ -33,17 +33,6 @@ const SAMPLES: usize = 5;
 const SLOW_PIECE: usize = 1_000;
 const TICK: Duration = Duration::from_millis(100);
 const HOLD: u16 = 9;
-/// NLRI of 5 octets (/32) per UPDATE so that one UPDATE stays within 4096 octets.
-const PER_UPDATE: usize = 800;
-
-fn host(i: u32) -> Ipv4Net {
-    // 100.80.0.0 and up: inside the pool, clear of ipipd's own block.
-    Ipv4Net::new(
-        Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 80, 0, 0)) + i),
-        32,
-    )
-    .unwrap_or_default()
-}
 
 /// Whether a route is one the sender churns (ipipd also announces its own block).
 fn churned(n: &Ipv4Net) -> bool {
@@ -53,15 +42,15 @@ fn churned(n: &Ipv4Net) -> bool {
 
 fn announcements(nh: Ipv4Addr) -> Vec<u8> {
     let attrs = base(&[], nh, true);
-    let all: Vec<Ipv4Net> = (0..ROUTES).map(host).collect();
-    all.chunks(PER_UPDATE)
+    let all: Vec<Ipv4Net> = (0..ROUTES).map(pool_host).collect();
+    all.chunks(HOSTS_PER_UPDATE)
         .flat_map(|c| update(&[], &attrs, &prefixes(c)))
         .collect()
 }
 
 fn withdrawals() -> Vec<u8> {
-    let all: Vec<Ipv4Net> = (0..ROUTES).map(host).collect();
-    all.chunks(PER_UPDATE)
+    let all: Vec<Ipv4Net> = (0..ROUTES).map(pool_host).collect();
+    all.chunks(HOSTS_PER_UPDATE)
         .flat_map(|c| update(&prefixes(c), &[], &[]))
         .collect()
 }

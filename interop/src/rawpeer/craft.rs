@@ -211,6 +211,19 @@ pub fn usual_caps(asn: u32) -> Vec<u8> {
     .concat()
 }
 
+/// /32 NLRI (5 octets each) per UPDATE so that one UPDATE stays within 4096 octets.
+pub const HOSTS_PER_UPDATE: usize = 800;
+
+/// Host route `i` of the test pool: 100.80.0.0/32 and up, inside the pool the
+/// testbed's ipipd accepts and clear of its own block.
+pub fn pool_host(i: u32) -> Ipv4Net {
+    Ipv4Net::new(
+        Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 80, 0, 0)).wrapping_add(i)),
+        32,
+    )
+    .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
