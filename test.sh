@@ -67,9 +67,9 @@ tier_lab() {
 }
 
 tier_runtime() {
-    log "real programs around ipipd: podman runs pods through ipipd-cni and builds and runs the image; Prometheus scrapes ipipd"
+    log "real programs around ipipd: podman runs pods through ipipd-cni and builds and runs the image (the DaemonSet pair: daemon and BFD keeper); Prometheus scrapes ipipd"
     cargo build --release -q
-    cargo test --release -p interop --test runtime_podman --test runtime_prometheus --test runtime_image -- --test-threads=1
+    cargo test --release -p interop --test runtime_podman --test runtime_prometheus --test runtime_image --test runtime_pod_bfd -- --test-threads=1
 }
 
 tier_datastore() {

@@ -97,15 +97,23 @@ pub enum Command {
         #[arg(long)]
         mtu: Option<u32>,
     },
-    /// The BFD keeper `ipipd run` starts: BFD sessions in a process of their
-    /// own, so that a daemon restart does not look like a node death.
-    #[command(hide = true)]
+    /// Hold the BFD sessions in a process of their own, so that a restart of
+    /// the daemon does not look like a node death. `ipipd run` starts one
+    /// itself (`--socket`, `--grace`); with `[bfd] keeper = "external"` run
+    /// `ipipd bfd-keeper --config FILE` beside it, e.g. as a container of its
+    /// own in the pod: then it stays when the daemon goes and waits for the
+    /// next one. Honours the IPIPD_* environment variables as `run` does.
     BfdKeeper {
-        #[arg(long)]
-        socket: PathBuf,
+        /// The daemon's configuration: the socket is `bfd.sock` in its
+        /// state_dir, the grace its BGP restart time; the keeper stays resident.
+        #[arg(long, short, conflicts_with_all = ["socket", "grace"])]
+        config: Option<PathBuf>,
+        /// The socket the daemon connects to.
+        #[arg(long, required_unless_present = "config")]
+        socket: Option<PathBuf>,
         /// Seconds without a daemon after which the sessions go AdminDown.
-        #[arg(long)]
-        grace: u64,
+        #[arg(long, required_unless_present = "config")]
+        grace: Option<u64>,
         #[arg(long, default_value_t = bfd::driver::PORT)]
         port: u16,
     },
@@ -255,17 +263,40 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::BfdKeeper {
+            config,
             socket,
             grace,
             port,
         } => {
+            let (socket, grace, resident) = match (config, socket, grace) {
+                (Some(path), _, _) => {
+                    let cfg = match config::Config::load_with(&path, &config::Overrides::from_env())
+                    {
+                        Ok(c) => c,
+                        Err(errors) => {
+                            eprintln!("{errors}");
+                            return Ok(ExitCode::from(2));
+                        }
+                    };
+                    (
+                        crate::daemon::bfd::socket(&cfg),
+                        crate::daemon::bfd::grace(&cfg),
+                        true,
+                    )
+                }
+                (None, Some(socket), Some(grace)) => (socket, grace, false),
+                _ => anyhow::bail!("bfd-keeper needs --config, or --socket and --grace"),
+            };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             rt.block_on(bfd::keeper::serve(
                 &socket,
-                std::time::Duration::from_secs(grace),
-                port,
+                bfd::keeper::Options {
+                    grace: std::time::Duration::from_secs(grace),
+                    port,
+                    resident,
+                },
             ))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -17,7 +17,10 @@ fn main() -> ExitCode {
     logging::init(
         cli.verbose,
         cli.log_format,
-        matches!(cli.command, cli::Command::Run { .. }),
+        matches!(
+            cli.command,
+            cli::Command::Run { .. } | cli::Command::BfdKeeper { .. }
+        ),
     );
     match cli::dispatch(cli) {
         Ok(code) => code,

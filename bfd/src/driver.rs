@@ -211,6 +211,11 @@ impl Driver {
         lock(&self.status).values().cloned().collect()
     }
 
+    /// The session with `peer`, if there is one.
+    pub fn session(&self, peer: IpAddr) -> Option<Status> {
+        lock(&self.status).get(&peer).cloned()
+    }
+
     pub fn drops(&self) -> DropCounts {
         self.counters.read()
     }

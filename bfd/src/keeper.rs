@@ -6,11 +6,17 @@
 //!
 //! The daemon talks to the keeper over a Unix socket, one JSON object per line:
 //! it sends the sessions it wants, the keeper sends every state change and the
-//! sessions after it. When the daemon goes away without saying `stop`, the
-//! keeper goes on; after `grace` alone (the BGP restart time: by then the
+//! changed session after it. When the daemon goes away without saying `stop`,
+//! the keeper goes on; after `grace` alone (the BGP restart time: by then the
 //! peers dropped the routes anyway), or when its socket file is removed, it
-//! signals AdminDown and exits. `stop` (ipipd leaving for good) does the same
-//! at once.
+//! signals AdminDown and exits. `stop` (ipipd leaving for good) and SIGTERM do
+//! the same at once.
+//!
+//! A resident keeper (a container of its own in a Kubernetes pod, so that a
+//! restart of the daemon's container does not take the sessions with it) does
+//! not exit for being alone or told `stop`: it signals AdminDown, drops the
+//! sessions and waits for the next daemon. Only SIGTERM or its socket file
+//! going away end it.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -21,6 +27,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -47,6 +54,10 @@ pub enum FromKeeper {
     Event {
         event: Event,
     },
+    /// One session changed (sent after its `Event`).
+    Session {
+        status: Status,
+    },
     Stopped,
 }
 
@@ -69,9 +80,21 @@ fn inode(p: &Path) -> Option<u64> {
     std::fs::metadata(p).ok().map(|m| m.ino())
 }
 
+/// How a keeper ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Alone this long, the sessions go AdminDown.
+    pub grace: Duration,
+    /// UDP port of the receive socket (normally [`crate::driver::PORT`]).
+    pub port: u16,
+    /// Stay and wait for the next daemon instead of exiting (see the module).
+    pub resident: bool,
+}
+
 /// Runs the keeper on `socket` until told to stop, left alone for `grace`, or
-/// its socket file is gone. Returns at once if another keeper answers there.
-pub async fn serve(socket: &Path, grace: Duration, port: u16) -> io::Result<()> {
+/// its socket file is gone (see [`Options`]). Returns at once if another keeper
+/// answers there.
+pub async fn serve(socket: &Path, opts: Options) -> io::Result<()> {
     if UnixStream::connect(socket).await.is_ok() {
         tracing::info!(socket = %socket.display(), "a BFD keeper already runs there");
         return Ok(());
@@ -79,7 +102,8 @@ pub async fn serve(socket: &Path, grace: Duration, port: u16) -> io::Result<()> 
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket)?;
     let ino = inode(socket);
-    let (driver, mut events) = Driver::start(port)?;
+    let (driver, mut events) = Driver::start(opts.port)?;
+    let mut term = signal(SignalKind::terminate())?;
     let mut client: Option<Client> = None;
     let mut alone_since = Some(Instant::now());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -106,10 +130,15 @@ pub async fn serve(socket: &Path, grace: Duration, port: u16) -> io::Result<()> 
                 Ok(Some(line)) => match serde_json::from_str::<ToKeeper>(&line) {
                     Ok(ToKeeper::Set { sessions }) => driver.set_sessions(sessions),
                     Ok(ToKeeper::Stop) => {
-                        tracing::info!("stop: AdminDown on every session");
+                        tracing::info!(reason = "stop", "AdminDown on every session");
                         driver.admin_down().await;
                         if let Some((_, w)) = client.as_mut() {
                             let _ = send(w, &FromKeeper::Stopped).await;
+                        }
+                        if opts.resident {
+                            driver.set_sessions(Vec::new());
+                            client = None;
+                            continue;
                         }
                         let _ = std::fs::remove_file(socket);
                         return Ok(());
@@ -117,15 +146,18 @@ pub async fn serve(socket: &Path, grace: Duration, port: u16) -> io::Result<()> 
                     Err(e) => tracing::warn!(error = %e, "unreadable request from the daemon"),
                 },
                 Ok(None) | Err(_) => {
-                    tracing::info!(grace_s = grace.as_secs(), "daemon gone: the sessions stay up meanwhile");
+                    tracing::info!(grace_s = opts.grace.as_secs(), "daemon gone: the sessions stay up meanwhile");
                     client = None;
                     alone_since = Some(Instant::now());
                 }
             },
             Some(event) = events.recv() => {
                 if let Some((_, w)) = client.as_mut() {
-                    let ok = send(w, &FromKeeper::Event { event }).await.is_ok()
-                        && send(w, &snapshot(&driver)).await.is_ok();
+                    let status = driver.session(event.peer);
+                    let mut ok = send(w, &FromKeeper::Event { event }).await.is_ok();
+                    if let Some(status) = status {
+                        ok = ok && send(w, &FromKeeper::Session { status }).await.is_ok();
+                    }
                     if !ok {
                         client = None;
                         alone_since = Some(Instant::now());
@@ -144,15 +176,31 @@ pub async fn serve(socket: &Path, grace: Duration, port: u16) -> io::Result<()> 
                     last_sent = Some(now);
                 }
             }
+            _ = term.recv() => {
+                tracing::info!(reason = "SIGTERM", "AdminDown on every session");
+                driver.admin_down().await;
+                if inode(socket) == ino {
+                    let _ = std::fs::remove_file(socket);
+                }
+                return Ok(());
+            }
             _ = tick.tick() => {
                 let gone = inode(socket) != ino;
-                let expired = alone_since.is_some_and(|t| t.elapsed() >= grace);
-                if gone || expired {
-                    tracing::info!(socket_gone = gone, "no daemon: AdminDown on every session");
+                let expired = alone_since.is_some_and(|t| t.elapsed() >= opts.grace);
+                if gone {
+                    tracing::info!(reason = "socket file gone", "AdminDown on every session");
                     driver.admin_down().await;
-                    if !gone {
-                        let _ = std::fs::remove_file(socket);
+                    return Ok(());
+                }
+                if expired {
+                    tracing::info!(reason = "no daemon", "AdminDown on every session");
+                    driver.admin_down().await;
+                    if opts.resident {
+                        driver.set_sessions(Vec::new());
+                        alone_since = None;
+                        continue;
                     }
+                    let _ = std::fs::remove_file(socket);
                     return Ok(());
                 }
             }
@@ -294,6 +342,7 @@ async fn client_task(
                 line = lines.next_line() => match line {
                     Ok(Some(line)) => match serde_json::from_str::<FromKeeper>(&line) {
                         Ok(FromKeeper::Sessions { sessions, drops }) => *lock(&shared) = (sessions, drops),
+                        Ok(FromKeeper::Session { status }) => upsert(&mut lock(&shared).0, status),
                         Ok(FromKeeper::Event { event }) => {
                             let _ = events.send(event);
                         }
@@ -316,5 +365,17 @@ async fn client_task(
                 },
             }
         }
+    }
+}
+
+/// Replaces the session of `status.peer` in `list` (sorted by peer), or adds it.
+fn upsert(list: &mut Vec<Status>, status: Status) {
+    match list.binary_search_by(|s| s.peer.cmp(&status.peer)) {
+        Ok(i) => {
+            if let Some(slot) = list.get_mut(i) {
+                *slot = status;
+            }
+        }
+        Err(i) => list.insert(i, status),
     }
 }

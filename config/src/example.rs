@@ -55,6 +55,7 @@ device = "tunl0"
 enabled = false                     # BFD (RFC 5880/5881, single hop) on every mesh session
 interval_ms = 300                   # desired min TX and required min RX
 multiplier = 3                      # detection time: interval_ms x multiplier
+# keeper = "spawn"                  # "external": a container of its own runs `ipipd bfd-keeper`
 
 [control]
 # socket = "/run/ipipd/ipipd.sock"

@@ -141,6 +141,20 @@ pub struct Bfd {
     pub interval_ms: u32,
     /// Detect multiplier.
     pub multiplier: u8,
+    /// Who starts the keeper process that holds the sessions.
+    pub keeper: Keeper,
+}
+
+/// Who starts the BFD keeper (`ipipd bfd-keeper`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Keeper {
+    /// The daemon starts one when none answers on its socket (systemd, a host).
+    #[default]
+    Spawn,
+    /// Something else runs it (a container of its own in the pod): the daemon
+    /// only connects, and waits for it.
+    External,
 }
 
 impl Default for Bfd {
@@ -149,6 +163,7 @@ impl Default for Bfd {
             enabled: false,
             interval_ms: DEFAULT_BFD_INTERVAL_MS,
             multiplier: DEFAULT_BFD_MULTIPLIER,
+            keeper: Keeper::Spawn,
         }
     }
 }

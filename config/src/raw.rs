@@ -126,4 +126,5 @@ pub(crate) struct RawBfd {
     pub enabled: Opt<bool>,
     pub interval_ms: Opt<u32>,
     pub multiplier: Opt<u8>,
+    pub keeper: Opt<String>,
 }

@@ -144,10 +144,25 @@ pub(crate) fn bfd(raw: &RawBfd, sink: &mut Sink<'_>) -> Bfd {
             )
         })
         .unwrap_or(DEFAULT_BFD_MULTIPLIER);
+    let keeper = match &raw.keeper {
+        None => Keeper::Spawn,
+        Some(s) => match s.get_ref().as_str() {
+            "spawn" => Keeper::Spawn,
+            "external" => Keeper::External,
+            other => {
+                sink.at(
+                    Some(&s.span()),
+                    format!("bfd keeper must be \"spawn\" or \"external\", got {other:?}"),
+                );
+                Keeper::Spawn
+            }
+        },
+    };
     Bfd {
         enabled: get(&raw.enabled).unwrap_or(false),
         interval_ms,
         multiplier,
+        keeper,
     }
 }
 

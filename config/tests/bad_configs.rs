@@ -362,6 +362,10 @@ fn bfd() {
         &with_node("[bfd]\ninterval = 300\n"),
         &["t.toml:4:1: unknown key `interval` in [bfd]; did you mean `interval_ms`?"],
     );
+    check(
+        &with_node("[bfd]\nkeeper = \"sidecar\"\n"),
+        &["t.toml:4:10: bfd keeper must be \"spawn\" or \"external\", got \"sidecar\""],
+    );
 }
 
 /// One file with problems of every kind: all are reported, in file order.

@@ -342,5 +342,11 @@ fn bfd_defaults_and_per_peer_override() -> Result<(), config::Errors> {
     assert!(c.bfd.on(c.peers[1].bfd));
     let off = config::Config::parse("[node]\naddress = \"10.0.0.1\"\n", "t.toml")?;
     assert!(!off.bfd.enabled);
+    assert_eq!(c.bfd.keeper, config::Keeper::Spawn);
+    let pod = config::Config::parse(
+        "[node]\naddress = \"10.0.0.1\"\n[bfd]\nkeeper = \"external\"\n",
+        "t.toml",
+    )?;
+    assert_eq!(pod.bfd.keeper, config::Keeper::External);
     Ok(())
 }

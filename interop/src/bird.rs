@@ -297,6 +297,13 @@ pub fn conf_base(router_id: &str, blocks: &[&str]) -> String {
     t
 }
 
+/// `protocol bfd` on `iface` with these timers (BIRD's default is 100 ms × 5).
+pub fn conf_bfd(iface: &str, interval_ms: u32, multiplier: u8) -> String {
+    format!(
+        "protocol bfd {{\n  interface \"{iface}\" {{ min rx interval {interval_ms} ms; min tx interval {interval_ms} ms; multiplier {multiplier}; }};\n}}\n"
+    )
+}
+
 /// One directly connected iBGP session (AS 64512) with hold time 9 s, a 1 s
 /// connect retry and graceful restart on; `extra` goes inside the protocol
 /// block (e.g. `rr client;`, `password "x";`).

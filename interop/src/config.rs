@@ -230,6 +230,9 @@ pub struct Bfd {
     pub interval_ms: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub multiplier: Option<u8>,
+    /// `"spawn"` or `"external"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keeper: Option<String>,
 }
 
 /// `[control]`.
@@ -355,7 +358,14 @@ impl NodeConfig {
             enabled: Some(true),
             interval_ms: Some(interval_ms),
             multiplier: Some(multiplier),
+            keeper: None,
         });
+        self
+    }
+
+    /// `[bfd] keeper = "external"`: the keeper runs apart (a container of its own).
+    pub fn external_bfd_keeper(mut self) -> NodeConfig {
+        self.bfd.get_or_insert_with(Bfd::default).keeper = Some("external".into());
         self
     }
 

@@ -75,6 +75,42 @@ impl Store {
     }
 }
 
+/// An image built from this tree by `deploy/build-image.sh` into a [`Store`];
+/// removed on drop.
+pub struct Image<'a> {
+    store: &'a Store,
+    pub tag: String,
+}
+
+impl Store {
+    /// Builds the release binaries of this tree into image `tag` (offline).
+    pub fn build_image(&self, tag: &str) -> anyhow::Result<Image<'_>> {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let build = Command::new(repo.join("deploy/build-image.sh"))
+            .args([tag, "--"])
+            .args(self.storage_args())
+            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .output()?;
+        let image = Image {
+            store: self,
+            tag: tag.to_owned(),
+        };
+        anyhow::ensure!(
+            build.status.success(),
+            "build-image.sh: {}{}",
+            String::from_utf8_lossy(&build.stdout),
+            String::from_utf8_lossy(&build.stderr)
+        );
+        Ok(image)
+    }
+}
+
+impl Drop for Image<'_> {
+    fn drop(&mut self) {
+        let _ = self.store.podman(&["rmi", "-f", &self.tag]);
+    }
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.podman(&["rm", "-a", "-f", "-t", "0"]);

@@ -99,8 +99,9 @@ fn check_ipipd_up(a: &Ipipd<'_>, na: &Netns) -> Result<()> {
 /// protocol block gets `extra`, hold time `HOLD`.
 fn bird_conf(extra: &str) -> String {
     format!(
-        "{}protocol bfd {{\n  interface \"eth0\" {{ min rx interval 300 ms; min tx interval 300 ms; multiplier 3; }};\n}}\n{}",
+        "{}{}{}",
         bird::conf_base(B, &[BLOCK_B]),
+        bird::conf_bfd("eth0", 300, 3),
         bird::conf_peer("n1", B, A, extra).replace("hold time 9;", &format!("hold time {HOLD};"))
     )
 }

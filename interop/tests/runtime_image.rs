@@ -5,7 +5,7 @@
 //! container's `install-cni` puts the plugin and the conflist into host directories.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use interop::harness::{require_root, TempDir};
 use interop::podman::Store;
@@ -27,15 +27,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// Removes the test image on drop.
-struct Image<'a>(&'a Store);
-
-impl Drop for Image<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.podman(&["rmi", "-f", "ipipd:test"]);
-    }
 }
 
 /// The `ipipd.toml: |` block of the DaemonSet's ConfigMap, de-indented.
@@ -68,14 +59,7 @@ fn image_builds_offline_and_runs_the_daemonset_commands() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let tmp = TempDir::new("image").expect("tmp");
     let store = Store::new(&tmp.join("podman"), "image", "", None);
-    let build = Command::new(repo.join("deploy/build-image.sh"))
-        .args(["ipipd:test", "--"])
-        .args(store.storage_args())
-        .env("CONTAINERS_CONF", store.dir.join("containers.conf"))
-        .output()
-        .expect("build-image.sh");
-    let _image = Image(&store);
-    assert!(build.status.success(), "build-image.sh: {}", text(&build));
+    let _image = store.build_image("ipipd:test").expect("image");
 
     let version = run(&store, &[], &["--version"]);
     assert!(version.status.success(), "{}", text(&version));

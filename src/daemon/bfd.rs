@@ -48,7 +48,7 @@ pub fn specs(cfg: &Config) -> Vec<bfd::Spec> {
 
 /// How long the keeper keeps the sessions Up without a daemon: the BGP
 /// restart time, after which the peers dropped our routes anyway.
-fn grace(cfg: &Config) -> u64 {
+pub fn grace(cfg: &Config) -> u64 {
     u64::from(cfg.bgp.graceful_restart_time).max(5)
 }
 
@@ -83,7 +83,20 @@ pub fn start(cfg: &Config, events_tx: mpsc::UnboundedSender<bfd::Event>) -> Keep
     let grace = grace(cfg);
     let log = cfg.control.state_dir.join("bfd-keeper.log");
     let path = socket.clone();
-    let spawn = Box::new(move || spawn_keeper(&path, grace, log.clone()));
+    let spawn: Box<dyn Fn() -> std::io::Result<()> + Send + Sync> = match cfg.bfd.keeper {
+        config::Keeper::Spawn => Box::new(move || spawn_keeper(&path, grace, log.clone())),
+        // Another container of the pod runs it: wait for it, never start one here
+        // (it would die with this container, and keep the real one out).
+        config::Keeper::External => Box::new(move || {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "no BFD keeper answers on {} (bfd.keeper = \"external\": run `ipipd bfd-keeper --config FILE`)",
+                    path.display()
+                ),
+            ))
+        }),
+    };
     let (client, mut events) = KeeperClient::start(socket, spawn, specs(cfg));
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {

@@ -1,7 +1,7 @@
 //! `ipipd run`: config → speaker → RIB → FIB, the control socket, reload and
 //! signals.
 
-mod bfd;
+pub(crate) mod bfd;
 mod cluster;
 mod datastore_ops;
 mod metrics;

@@ -144,6 +144,7 @@ fn ipipd_config(sessions: usize, interval_ms: u32) -> String {
         enabled: Some(false),
         interval_ms: Some(interval_ms),
         multiplier: Some(3),
+        keeper: None,
     });
     c.toml()
 }
