@@ -1,19 +1,21 @@
 //! The RFC 5881 single-hop driver: one tokio task owns every session, the
-//! receive socket on port 3784 and one transmit socket per local address.
+//! receive sockets on port 3784 (IPv4, and IPv6 where the host has it) and one
+//! transmit socket per session, so that each session has a source port of its
+//! own (RFC 5881 §4).
 //!
 //! Wakeups are shared: a transmit timer is put off to the next point of a grid of
 //! [`TICK`] (never past what §6.8.7 allows, [`Session::tx_latest`]), and a readable
 //! socket is read at the next grid point, so that one wakeup sends and reads the
 //! packets of many sessions instead of one wakeup per packet.
 //!
-//! Received datagrams must carry TTL 255 (§5, GTSM-style) and are matched to a
+//! Received datagrams must carry TTL (Hop Limit) 255 (§5, GTSM-style) and are matched to a
 //! session by Your Discriminator, or by source address when that is 0 and the
 //! packet says Down or AdminDown (RFC 5880 §6.8.6). Everything else is counted
 //! in [`Counters`] and dropped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -42,8 +44,9 @@ pub const TICK: Duration = Duration::from_millis(4);
 /// One wanted session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Spec {
-    pub peer: Ipv4Addr,
-    pub local: Ipv4Addr,
+    pub peer: IpAddr,
+    /// Our address towards the peer, of the same family.
+    pub local: IpAddr,
     pub interval: Duration,
     pub multiplier: u8,
 }
@@ -165,13 +168,16 @@ pub struct Driver {
 
 impl Driver {
     /// Binds the receive socket on `port` (normally [`PORT`]) and starts the task.
+    /// Without IPv6 on the host, IPv6 sessions stay Down (and say so in the log).
     pub fn start(port: u16) -> io::Result<(Driver, mpsc::UnboundedReceiver<Event>)> {
-        let rx = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-        rx.set_reuse_address(true)?;
-        rx.set_nonblocking(true)?;
-        sys::set_recv_ttl(rx.as_raw_fd())?;
-        rx.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
-        let rx = UdpSocket::from_std(rx.into())?;
+        let rx = rx_socket(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)?;
+        let rx6 = match rx_socket(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "no IPv6 BFD receive socket: IPv6 sessions cannot come up");
+                None
+            }
+        };
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let status: StatusMap = Arc::default();
@@ -179,7 +185,7 @@ impl Driver {
         let task = Task {
             port,
             rx,
-            tx: HashMap::new(),
+            rx6,
             sessions: HashMap::new(),
             by_disc: HashMap::new(),
             status: status.clone(),
@@ -240,6 +246,8 @@ fn seed() -> u64 {
 struct Entry {
     spec: Spec,
     session: Session,
+    /// Bound to `spec.local` and a source port of this session's own.
+    tx: Option<UdpSocket>,
     tx_at: Option<Instant>,
     detect_at: Option<Instant>,
 }
@@ -247,9 +255,9 @@ struct Entry {
 struct Task {
     port: u16,
     rx: UdpSocket,
-    tx: HashMap<Ipv4Addr, UdpSocket>,
-    sessions: HashMap<Ipv4Addr, Entry>,
-    by_disc: HashMap<u32, Ipv4Addr>,
+    rx6: Option<UdpSocket>,
+    sessions: HashMap<IpAddr, Entry>,
+    by_disc: HashMap<u32, IpAddr>,
     status: StatusMap,
     counters: Arc<Counters>,
     events: mpsc::UnboundedSender<Event>,
@@ -284,7 +292,7 @@ impl Task {
                 cmd = cmds.recv() => match cmd {
                     Some(Cmd::Set(specs)) => self.set(specs),
                     Some(Cmd::AdminDown(done)) => {
-                        let peers: Vec<Ipv4Addr> = self.sessions.keys().copied().collect();
+                        let peers: Vec<IpAddr> = self.sessions.keys().copied().collect();
                         for p in peers {
                             self.input(p, Input::AdminDown);
                         }
@@ -292,7 +300,7 @@ impl Task {
                     }
                     None => return,
                 },
-                r = self.rx.readable(), if !rx_pending => {
+                r = readable(&self.rx, self.rx6.as_ref()), if !rx_pending => {
                     if r.is_ok() {
                         if self.tick.is_zero() {
                             self.drain(&mut buf);
@@ -329,8 +337,8 @@ impl Task {
     }
 
     fn set(&mut self, specs: Vec<Spec>) {
-        let wanted: HashMap<Ipv4Addr, Spec> = specs.into_iter().map(|s| (s.peer, s)).collect();
-        let gone: Vec<Ipv4Addr> = self
+        let wanted: HashMap<IpAddr, Spec> = specs.into_iter().map(|s| (s.peer, s)).collect();
+        let gone: Vec<IpAddr> = self
             .sessions
             .keys()
             .filter(|p| !wanted.contains_key(p))
@@ -340,7 +348,7 @@ impl Task {
             if let Some(e) = self.sessions.remove(&p) {
                 self.by_disc.remove(&e.session.local_disc());
             }
-            lock(&self.status).remove(&IpAddr::V4(p));
+            lock(&self.status).remove(&p);
         }
         for (peer, spec) in wanted {
             match self.sessions.get_mut(&peer) {
@@ -369,20 +377,28 @@ impl Task {
         let seed = self.next_random();
         let mut session = Session::new(spec.config(), disc, seed);
         let out = session.start();
+        let tx = match tx_socket(spec.local, &mut self.rng) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(peer = %spec.peer, local = %spec.local, error = %e, "no BFD transmit socket");
+                None
+            }
+        };
         self.by_disc.insert(disc, spec.peer);
         self.sessions.insert(
             spec.peer,
             Entry {
                 spec,
                 session,
+                tx,
                 tx_at: None,
                 detect_at: None,
             },
         );
         lock(&self.status).insert(
-            IpAddr::V4(spec.peer),
+            spec.peer,
             Status {
-                peer: IpAddr::V4(spec.peer),
+                peer: spec.peer,
                 state: State::Down,
                 remote_state: State::Down,
                 diag: Diag::None,
@@ -407,12 +423,22 @@ impl Task {
     }
 
     fn drain(&mut self, buf: &mut [u8]) {
-        let fd = self.rx.as_raw_fd();
+        self.drain_one(false, buf);
+        self.drain_one(true, buf);
+    }
+
+    fn drain_one(&mut self, v6: bool, buf: &mut [u8]) {
         loop {
-            let r = self
-                .rx
-                .try_io(Interest::READABLE, || sys::recv_with_ttl(fd, buf));
-            match r {
+            let sock = if v6 {
+                self.rx6.as_ref()
+            } else {
+                Some(&self.rx)
+            };
+            let Some(sock) = sock else {
+                return;
+            };
+            let fd = sock.as_raw_fd();
+            match sock.try_io(Interest::READABLE, || sys::recv_with_ttl(fd, buf)) {
                 Ok(got) => self.received(got, buf),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -441,7 +467,7 @@ impl Task {
                 return;
             }
         };
-        let source = *got.source.ip();
+        let source = got.source.ip();
         let peer = if p.your_disc != 0 {
             self.by_disc.get(&p.your_disc).copied()
         } else if matches!(p.state, State::Down | State::AdminDown) {
@@ -476,7 +502,7 @@ impl Task {
         }
     }
 
-    fn input(&mut self, peer: Ipv4Addr, input: Input) {
+    fn input(&mut self, peer: IpAddr, input: Input) {
         let Some(e) = self.sessions.get_mut(&peer) else {
             return;
         };
@@ -484,7 +510,7 @@ impl Task {
         self.apply(peer, out);
     }
 
-    fn apply(&mut self, peer: Ipv4Addr, out: Vec<Output>) {
+    fn apply(&mut self, peer: IpAddr, out: Vec<Output>) {
         let Some(e) = self.sessions.get_mut(&peer) else {
             return;
         };
@@ -510,7 +536,7 @@ impl Task {
                     remote_state,
                 } => {
                     changed = Some(Event {
-                        peer: IpAddr::V4(peer),
+                        peer,
                         from,
                         to,
                         diag,
@@ -519,9 +545,8 @@ impl Task {
                 }
             }
         }
-        let local = e.spec.local;
         let s = &e.session;
-        if let Some(st) = lock(&self.status).get_mut(&IpAddr::V4(peer)) {
+        if let Some(st) = lock(&self.status).get_mut(&peer) {
             if changed.is_some() {
                 st.since = SystemTime::now();
             }
@@ -536,35 +561,50 @@ impl Task {
             tracing::info!(peer = %peer, from = %ev.from, to = %ev.to, diag = %ev.diag, remote = %ev.remote_state, "BFD session state change");
             let _ = self.events.send(ev);
         }
+        let to = SocketAddr::new(peer, self.port);
         for p in packets {
-            self.send(local, peer, &p);
-        }
-    }
-
-    fn send(&mut self, local: Ipv4Addr, peer: Ipv4Addr, p: &[u8]) {
-        if !self.tx.contains_key(&local) {
-            match tx_socket(local, &mut self.rng) {
-                Ok(s) => {
-                    self.tx.insert(local, s);
-                }
-                Err(e) => {
-                    tracing::warn!(%local, error = %e, "no BFD transmit socket");
-                    return;
-                }
+            let sent = e.tx.as_ref().map(|sock| sock.try_send_to(&p, to));
+            if let Some(Err(err)) = sent {
+                tracing::debug!(%peer, error = %err, "BFD send failed");
             }
-        }
-        let Some(sock) = self.tx.get(&local) else {
-            return;
-        };
-        let to = SocketAddr::V4(SocketAddrV4::new(peer, self.port));
-        if let Err(e) = sock.try_send_to(p, to) {
-            tracing::debug!(%peer, error = %e, "BFD send failed");
         }
     }
 }
 
-/// A socket bound to `local` and a free port of [`SOURCE_PORTS`], sending with TTL 255.
-fn tx_socket(local: Ipv4Addr, rng: &mut u64) -> io::Result<UdpSocket> {
+/// The receive socket of one family on `port`, with the TTL (Hop Limit) of each
+/// datagram attached.
+fn rx_socket(any: IpAddr, port: u16) -> io::Result<UdpSocket> {
+    let s = Socket::new(
+        Domain::for_address(SocketAddr::new(any, port)),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    if any.is_ipv6() {
+        s.set_only_v6(true)?;
+        sys::set_recv_hoplimit(s.as_raw_fd())?;
+    } else {
+        sys::set_recv_ttl(s.as_raw_fd())?;
+    }
+    s.bind(&SocketAddr::new(any, port).into())?;
+    UdpSocket::from_std(s.into())
+}
+
+/// Either receive socket readable.
+async fn readable(rx: &UdpSocket, rx6: Option<&UdpSocket>) -> io::Result<()> {
+    match rx6 {
+        Some(rx6) => tokio::select! {
+            r = rx.readable() => r,
+            r = rx6.readable() => r,
+        },
+        None => rx.readable().await,
+    }
+}
+
+/// A socket bound to `local` and a free port of [`SOURCE_PORTS`], sending with
+/// TTL (Hop Limit) 255.
+fn tx_socket(local: IpAddr, rng: &mut u64) -> io::Result<UdpSocket> {
     let mut last = io::Error::from(io::ErrorKind::AddrInUse);
     let span = u64::from(SOURCE_PORTS.end() - SOURCE_PORTS.start()) + 1;
     for _ in 0..64 {
@@ -572,10 +612,15 @@ fn tx_socket(local: Ipv4Addr, rng: &mut u64) -> io::Result<UdpSocket> {
         *rng ^= *rng >> 7;
         *rng ^= *rng << 17;
         let port = SOURCE_PORTS.start() + (*rng % span) as u16;
-        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-        s.set_ttl(255)?;
+        let addr = SocketAddr::new(local, port);
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if local.is_ipv6() {
+            s.set_unicast_hops_v6(255)?;
+        } else {
+            s.set_ttl(255)?;
+        }
         s.set_nonblocking(true)?;
-        match s.bind(&SocketAddr::from((local, port)).into()) {
+        match s.bind(&addr.into()) {
             Ok(()) => return UdpSocket::from_std(s.into()),
             Err(e) => last = e,
         }

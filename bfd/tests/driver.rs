@@ -54,8 +54,8 @@ async fn handshake_checks_and_detection_on_loopback() -> Result<(), Box<dyn std:
     let peer = peer_socket(port, 255)?;
     let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     driver.set_sessions(vec![Spec {
-        peer: PEER,
-        local: Ipv4Addr::LOCALHOST,
+        peer: PEER.into(),
+        local: Ipv4Addr::LOCALHOST.into(),
         interval: Duration::from_millis(50),
         multiplier: 3,
     }]);
@@ -120,5 +120,41 @@ async fn handshake_checks_and_detection_on_loopback() -> Result<(), Box<dyn std:
         .ok_or("no event")?;
     assert_eq!(ev.to, State::Down);
     assert!(!ev.path_failed());
+    Ok(())
+}
+
+/// RFC 5881 §4: every session sends from a source port of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_session_has_its_own_source_port() -> Result<(), Box<dyn std::error::Error>> {
+    let port = 43786;
+    let (driver, _events) = Driver::start(port)?;
+    let peers = [Ipv4Addr::new(127, 0, 0, 5), Ipv4Addr::new(127, 0, 0, 6)];
+    let mut sockets = Vec::new();
+    for p in peers {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_reuse_address(true)?;
+        s.bind(&SocketAddr::from((p, port)).into())?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        sockets.push(UdpSocket::from(s));
+    }
+    driver.set_sessions(
+        peers
+            .iter()
+            .map(|p| Spec {
+                peer: (*p).into(),
+                local: Ipv4Addr::LOCALHOST.into(),
+                interval: Duration::from_millis(50),
+                multiplier: 3,
+            })
+            .collect(),
+    );
+    let mut ports = Vec::new();
+    for s in &sockets {
+        let mut buf = [0u8; 64];
+        let (_, from) = tokio::task::block_in_place(|| s.recv_from(&mut buf))?;
+        assert!(bfd::driver::SOURCE_PORTS.contains(&from.port()), "{from}");
+        ports.push(from.port());
+    }
+    assert_ne!(ports[0], ports[1], "two sessions share a source port");
     Ok(())
 }

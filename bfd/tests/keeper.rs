@@ -19,8 +19,8 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>
 
 fn spec() -> Spec {
     Spec {
-        peer: PEER,
-        local: Ipv4Addr::LOCALHOST,
+        peer: PEER.into(),
+        local: Ipv4Addr::LOCALHOST.into(),
         interval: Duration::from_millis(50),
         multiplier: 3,
     }

@@ -254,3 +254,84 @@ fn bird_keeps_routes_over_ipipd_restarts_with_bfd() -> Result<()> {
     }
     Ok(())
 }
+
+const A6: &str = "fd00:29:235::101";
+const B6: &str = "fd00:29:235::140";
+const BLOCK_B6: &str = "fd10::4:0/122";
+
+/// BFD on a BGP session over IPv6 (RFC 5881 over IPv6, Hop Limit 255): BIRD 2
+/// at B6, ipipd peering with it from its `node.address_v6`; the cut link takes
+/// the session and BIRD's IPv6 block down at ipipd within the detection time,
+/// and BIRD's session leaves Up; restored, everything comes back.
+#[test]
+fn bird_bfd_over_ipv6_detects_a_cut_link() -> Result<()> {
+    require_root();
+    let mut lan = Lan::new()?;
+    let na = lan.host(&format!("{A}/24"))?;
+    let nb = lan.host(&format!("{B}/24"))?;
+    for (ns, v6) in [(&na, A6), (&nb, B6)] {
+        ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", "eth0", "nodad"])?;
+    }
+    na.add_standin_tunl0()?;
+    let conf = format!(
+        "{}protocol static blocks6 {{\n  ipv6;\n  route {BLOCK_B6} blackhole;\n}}\n{}\
+         protocol bgp n6 {{\n  local {B6} as 64512;\n  neighbor {A6} as 64512;\n  direct;\n  hold time {HOLD};\n  connect retry time 1;\n  graceful restart on;\n  bfd on;\n  error wait time 1, 5;\n  ipv6 {{ import all; export all; }};\n}}\n",
+        bird::conf_base(B, &[]),
+        bird::conf_bfd("eth0", 300, 3),
+    );
+    let bird = Bird::start(&nb, &conf)?;
+    let mut c = NodeConfig::new(A, BLOCK_A)
+        .address_v6(A6)
+        .pools(&["101.64.0.0/10", "fd10::/48"])
+        .no_mesh()
+        .peer(B6, |p| p)
+        .bfd(300, 3);
+    c.bgp.hold_time = Some(HOLD);
+    let a = Ipipd::start(&na, &c.toml())?;
+    let bird_up = || {
+        bird.birdc(&["show", "bfd", "sessions"])
+            .is_ok_and(|s| s.lines().any(|l| l.contains(A6) && l.contains("Up")))
+    };
+    let s = wait_bfd(&a, B6, "Up").with_context(|| a.log())?;
+    ensure!(s.peer.is_ipv6(), "{s:?}");
+    a.wait_established(B6, T)?;
+    a.wait_route(BLOCK_B6, B6, T)?;
+    wait_until(T, "BIRD's IPv6 BFD session Up", || bird_up().then_some(()))?;
+
+    let cut_at = Instant::now();
+    cut(&lan)?;
+    let (mut down, mut route_gone, mut bird_left) = (None, None, None);
+    while down.is_none() || route_gone.is_none() || bird_left.is_none() {
+        ensure!(
+            cut_at.elapsed() < T,
+            "after the cut: BFD down at ipipd {down:?}, route gone {route_gone:?}, BIRD's session left Up {bird_left:?}"
+        );
+        if down.is_none() && a.bfd_session(B6).is_some_and(|s| s.state == "Down") {
+            down = Some(cut_at.elapsed());
+        }
+        if route_gone.is_none() && a.best(BLOCK_B6).is_none() {
+            route_gone = Some(cut_at.elapsed());
+        }
+        if bird_left.is_none() && !bird_up() {
+            bird_left = Some(cut_at.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ms = |d: Option<Duration>| d.unwrap_or_default().as_secs_f64() * 1000.0;
+    println!(
+        "BIRD over IPv6, link cut: ipipd's BFD Down after {:.0} ms, {BLOCK_B6} gone from ipipd's RIB after {:.0} ms, BIRD's session left Up after {:.0} ms",
+        ms(down),
+        ms(route_gone),
+        ms(bird_left)
+    );
+    let p = a.peer(B6).context("peer listed")?;
+    ensure!(p.state != "Established", "BGP after the cut: {p:?}");
+
+    restore(&lan)?;
+    wait_bfd(&a, B6, "Up")?;
+    a.wait_route(BLOCK_B6, B6, T)?;
+    wait_until(T, "BIRD's IPv6 BFD session Up again", || {
+        bird_up().then_some(())
+    })?;
+    Ok(())
+}

@@ -26,22 +26,29 @@ pub fn socket(cfg: &Config) -> PathBuf {
     cfg.control.state_dir.join("bfd.sock")
 }
 
-/// The sessions the configuration asks for: every IPv4 neighbor with BFD on.
+/// The sessions the configuration asks for: every neighbor with BFD on, from
+/// the node's address of the neighbor's family.
 pub fn specs(cfg: &Config) -> Vec<bfd::Spec> {
     cfg.neighbors()
         .into_iter()
         .filter(|n| n.bfd && !n.shutdown)
-        .filter_map(|n| match n.address {
-            IpAddr::V4(peer) => Some(bfd::Spec {
-                peer,
-                local: cfg.node.address,
+        .filter_map(|n| {
+            let local = match n.address {
+                IpAddr::V4(_) => IpAddr::V4(cfg.node.address),
+                IpAddr::V6(_) => match cfg.node.address_v6 {
+                    Some(a) => IpAddr::V6(a),
+                    None => {
+                        tracing::warn!(peer = %n.address, "BFD with an IPv6 peer needs node.address_v6; this session has none");
+                        return None;
+                    }
+                },
+            };
+            Some(bfd::Spec {
+                peer: n.address,
+                local,
                 interval: Duration::from_millis(cfg.bfd.interval_ms.into()),
                 multiplier: cfg.bfd.multiplier,
-            }),
-            IpAddr::V6(peer) => {
-                tracing::warn!(%peer, "BFD is IPv4-only for now; this session has none");
-                None
-            }
+            })
         })
         .collect()
 }
