@@ -26,7 +26,13 @@ pub struct SessionConfig {
     pub extended_message: bool,
     /// The AS the peer must announce; None accepts any.
     pub peer_as: Option<u32>,
+    /// Octets the read buffer starts with and grows by: [`READ_BUFFER`] for a few
+    /// sessions carrying bulk, a few KiB for a thousand sessions carrying one route each.
+    pub read_buffer: usize,
 }
+
+/// The read buffer of a bulk session.
+pub const READ_BUFFER: usize = 256 * 1024;
 
 impl SessionConfig {
     fn open(&self) -> Open {
@@ -50,6 +56,7 @@ pub struct Session {
     pub writer: mpsc::Sender<Bytes>,
     reader: OwnedReadHalf,
     buf: BytesMut,
+    read_step: usize,
     writer_task: Option<JoinHandle<()>>,
     keepalive_task: Option<JoinHandle<()>>,
 }
@@ -136,7 +143,8 @@ impl Session {
             peer_open: Open::new(0, 0, Ipv4Addr::UNSPECIFIED, Vec::new()),
             writer: tx,
             reader,
-            buf: BytesMut::with_capacity(256 * 1024),
+            buf: BytesMut::with_capacity(cfg.read_buffer.max(4096)),
+            read_step: cfg.read_buffer.max(4096),
             writer_task: Some(writer_task),
             keepalive_task: None,
         };
@@ -200,8 +208,8 @@ impl Session {
                 Ok(None) => {}
                 Err(n) => bail!("framing error: {n}"),
             }
-            if self.buf.capacity() - self.buf.len() < 65536 {
-                self.buf.reserve(256 * 1024);
+            if self.buf.capacity() - self.buf.len() < self.read_step / 4 {
+                self.buf.reserve(self.read_step);
             }
             if self.reader.read_buf(&mut self.buf).await? == 0 {
                 return Ok(None);
@@ -255,6 +263,7 @@ mod tests {
             hold_time: 90,
             extended_message: true,
             peer_as: None,
+            read_buffer: READ_BUFFER,
         }
     }
 
