@@ -64,6 +64,12 @@ pub struct Sample {
     pub sessions_rss_kb: u64,
     /// Both reflectors' CPU time from the first connection to convergence.
     pub cpu_s: f64,
+    /// The load generator's CPU time from the first UPDATE to convergence.
+    pub loadgen_cpu_s: f64,
+    /// UPDATEs the clients received from both reflectors, and the socket reads that
+    /// took them.
+    pub updates: u64,
+    pub reads: u64,
 }
 
 /// Medians of one reflector kind's runs.
@@ -79,6 +85,9 @@ pub struct Row {
     pub peak_rss_kb: Option<u64>,
     pub sessions_rss_kb: Option<u64>,
     pub cpu_s: Option<f64>,
+    pub loadgen_cpu_s: Option<f64>,
+    pub updates: Option<f64>,
+    pub reads: Option<f64>,
     pub failures: Vec<String>,
 }
 
@@ -91,6 +100,12 @@ struct ClientsJson {
     complete_s: Option<f64>,
     incomplete_sessions: Vec<usize>,
     missing: u64,
+    #[serde(default)]
+    loadgen_cpu_s: f64,
+    #[serde(default)]
+    updates: u64,
+    #[serde(default)]
+    reads: u64,
     #[serde(default)]
     errors: Vec<String>,
 }
@@ -351,6 +366,9 @@ pub fn one(kind: Kind, clients: usize, bins: &Binaries, timeout: Duration) -> Re
         sessions_rss_kb,
         peak_rss_kb: peak,
         cpu_s: cpu.as_secs_f64(),
+        loadgen_cpu_s: run.loadgen_cpu_s,
+        updates: run.updates,
+        reads: run.reads,
     })
 }
 
@@ -369,7 +387,7 @@ pub fn run(clients: usize, runs: usize, bins: &Binaries, timeout: Duration) -> R
             match one(*k, clients, bins, timeout) {
                 Ok(x) => {
                     eprintln!(
-                        "  rr-clients {} N={clients} run {run}: converged {:.3} s (first reflector {:.3} s, kernels {:.3} s), sessions up in {:.1} s, peak RSS {:.1} MiB ({:.1} MiB before the first UPDATE), CPU {:.2} s ({:.0} s in all)",
+                        "  rr-clients {} N={clients} run {run}: converged {:.3} s (first reflector {:.3} s, kernels {:.3} s), sessions up in {:.1} s, peak RSS {:.1} MiB ({:.1} MiB before the first UPDATE), CPU {:.2} s (load generator {:.2} s), {} UPDATEs to the clients in {} reads ({:.0} s in all)",
                         k.name(),
                         x.converge_s,
                         x.first_s,
@@ -378,6 +396,9 @@ pub fn run(clients: usize, runs: usize, bins: &Binaries, timeout: Duration) -> R
                         x.peak_rss_kb as f64 / 1024.0,
                         x.sessions_rss_kb as f64 / 1024.0,
                         x.cpu_s,
+                        x.loadgen_cpu_s,
+                        x.updates,
+                        x.reads,
                         started.elapsed().as_secs_f64()
                     );
                     s.push(x);
@@ -407,6 +428,9 @@ pub fn run(clients: usize, runs: usize, bins: &Binaries, timeout: Duration) -> R
             sessions_rss_kb: median(s.iter().map(|x| x.sessions_rss_kb as f64).collect())
                 .map(|v| v as u64),
             cpu_s: median(s.iter().map(|x| x.cpu_s).collect()),
+            loadgen_cpu_s: median(s.iter().map(|x| x.loadgen_cpu_s).collect()),
+            updates: median(s.iter().map(|x| x.updates as f64).collect()),
+            reads: median(s.iter().map(|x| x.reads as f64).collect()),
             failures,
         })
         .collect())
@@ -440,13 +464,15 @@ pub fn markdown(rows: &[Row], out: &mut String) {
          every client holds every other client's block from both reflectors (first reflector: \
          from one; both kernels: until both reflectors' kernels hold every block, counted from \
          their FIB tries). Peak RSS: the larger reflector VmHWM (and the same just before the first UPDATE, \
-         with every session up and no route yet); CPU: both reflectors together. \
+         with every session up and no route yet); CPU: both reflectors together, from the first connection; the load generator's \
+         from the first UPDATE to convergence, on the same two cores; UPDATEs the clients \
+         received from both reflectors, and the socket reads that took them. \
          Medians of the runs, the two daemons in turn.\n"
     );
-    let _ = writeln!(out, "| reflectors | clients | converged (s) | vs BIRD 2 | first reflector (s) | both kernels (s) | sessions up (s) | peak RSS per reflector (MiB) | vs BIRD 2 | CPU, both (s) | runs |");
+    let _ = writeln!(out, "| reflectors | clients | converged (s) | vs BIRD 2 | first reflector (s) | both kernels (s) | sessions up (s) | peak RSS per reflector (MiB) | vs BIRD 2 | of which before the first UPDATE (MiB) | CPU, both (s) | load generator CPU (s) | UPDATEs to the clients | socket reads | runs |");
     let _ = writeln!(
         out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let bird = rows.iter().find(|r| r.target == Kind::Bird);
     let f = |v: Option<f64>, d: usize| v.map_or_else(|| "—".to_string(), |x| format!("{x:.d$}"));
@@ -461,7 +487,7 @@ pub fn markdown(rows: &[Row], out: &mut String) {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {tr} | {} | {} | {} | {} | {mr} | {} | {} | {}{} |",
+            "| {} | {} | {} | {tr} | {} | {} | {} | {} | {mr} | {} | {} | {} | {} | {} | {}{} |",
             r.target.name(),
             r.clients,
             f(r.converge_s, 3),
@@ -471,6 +497,9 @@ pub fn markdown(rows: &[Row], out: &mut String) {
             f(r.peak_rss_kb.map(|k| k as f64 / 1024.0), 1),
             f(r.sessions_rss_kb.map(|k| k as f64 / 1024.0), 1),
             f(r.cpu_s, 2),
+            f(r.loadgen_cpu_s, 2),
+            f(r.updates, 0),
+            f(r.reads, 0),
             r.runs,
             if r.failures.is_empty() {
                 String::new()
@@ -522,6 +551,9 @@ mod tests {
             peak_rss_kb: Some(kb),
             sessions_rss_kb: Some(kb / 2),
             cpu_s: Some(1.0),
+            loadgen_cpu_s: Some(1.0),
+            updates: Some(2e6),
+            reads: Some(1e5),
             failures: Vec::new(),
         }
     }

@@ -12,7 +12,7 @@
 //! (it carries one route per UPDATE), and its view is N bits.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -70,6 +70,13 @@ pub struct ClientsReport {
     pub incomplete_sessions: Vec<usize>,
     /// Blocks missing, summed over every session, at the end.
     pub missing: u64,
+    /// This process's CPU time from the first UPDATE until converged (or the timeout):
+    /// what the clients' side cost, on the same cores as the reflectors.
+    pub loadgen_cpu_s: f64,
+    /// UPDATEs the clients received, over every session, by the end.
+    pub updates: u64,
+    /// Socket reads that took them (one per UPDATE: each arrived on its own).
+    pub reads: u64,
     /// Problems seen on the sessions (NOTIFICATIONs, early ends), the first few.
     pub errors: Vec<String>,
 }
@@ -152,6 +159,8 @@ struct State {
     tally: Mutex<Tally>,
     done: watch::Sender<Vec<Option<Instant>>>,
     missing: Vec<AtomicU32>,
+    updates: AtomicU64,
+    reads: AtomicU64,
 }
 
 impl State {
@@ -179,9 +188,13 @@ async fn client(
     slot: usize,
     state: Arc<State>,
 ) -> Result<()> {
+    let mut reads = 0;
     while let Some(m) = s.next().await? {
+        state.reads.fetch_add(s.reads() - reads, Ordering::Relaxed);
+        reads = s.reads();
         match wire::decode(&m, &s.ctx) {
             Ok(Message::Update(u)) => {
+                state.updates.fetch_add(1, Ordering::Relaxed);
                 let was = view.complete();
                 view.apply(&u);
                 if let Some(a) = state.missing.get(slot) {
@@ -235,6 +248,8 @@ pub async fn run(cfg: &ClientsConfig) -> Result<ClientsReport> {
         missing: (0..n * r)
             .map(|_| AtomicU32::new(u32::try_from(n - 1).unwrap_or(u32::MAX)))
             .collect(),
+        updates: AtomicU64::new(0),
+        reads: AtomicU64::new(0),
     });
 
     // Session `i * r + j` is client i at reflector j.
@@ -292,6 +307,7 @@ pub async fn run(cfg: &ClientsConfig) -> Result<ClientsReport> {
 
     let start = Instant::now();
     let start_wall = SystemTime::now();
+    let cpu0 = crate::bench::cpu_time(std::process::id()).unwrap_or_default();
     let progress = cfg.progress.then(|| {
         let state = state.clone();
         tokio::spawn(async move {
@@ -322,6 +338,10 @@ pub async fn run(cfg: &ClientsConfig) -> Result<ClientsReport> {
     )
     .await
     .is_ok_and(|r| r.is_ok());
+    let loadgen_cpu_s = crate::bench::cpu_time(std::process::id())
+        .unwrap_or_default()
+        .saturating_sub(cpu0)
+        .as_secs_f64();
     if let (true, Some(file)) = (converged, &cfg.hold_until) {
         let limit = cfg.timeout.saturating_sub(start.elapsed());
         let _ = tokio::time::timeout(limit, async {
@@ -376,6 +396,9 @@ pub async fn run(cfg: &ClientsConfig) -> Result<ClientsReport> {
         complete_s,
         incomplete_sessions,
         missing,
+        loadgen_cpu_s,
+        updates: state.updates.load(Ordering::Relaxed),
+        reads: state.reads.load(Ordering::Relaxed),
         errors,
     })
 }

@@ -57,6 +57,7 @@ pub struct Session {
     reader: OwnedReadHalf,
     buf: BytesMut,
     read_step: usize,
+    reads: u64,
     writer_task: Option<JoinHandle<()>>,
     keepalive_task: Option<JoinHandle<()>>,
 }
@@ -145,6 +146,7 @@ impl Session {
             reader,
             buf: BytesMut::with_capacity(cfg.read_buffer.max(4096)),
             read_step: cfg.read_buffer.max(4096),
+            reads: 0,
             writer_task: Some(writer_task),
             keepalive_task: None,
         };
@@ -211,10 +213,16 @@ impl Session {
             if self.buf.capacity() - self.buf.len() < self.read_step / 4 {
                 self.buf.reserve(self.read_step);
             }
+            self.reads += 1;
             if self.reader.read_buf(&mut self.buf).await? == 0 {
                 return Ok(None);
             }
         }
+    }
+
+    /// Reads from the socket so far (how finely the peer's messages arrive).
+    pub fn reads(&self) -> u64 {
+        self.reads
     }
 
     /// The next message decoded with the negotiated context, or None at EOF.
