@@ -255,10 +255,14 @@ async fn main_async(cli: Cli) -> Result<bool> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime");
+    // Thousands of sessions that each take a few octets at a time: one thread, so that
+    // a wake-up is not a hand-over between threads.
+    let mut rt = if matches!(cli.command, Command::Clients { .. }) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let rt = rt.enable_all().build().context("starting the runtime");
     match rt.and_then(|rt| rt.block_on(main_async(cli))) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
