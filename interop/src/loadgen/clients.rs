@@ -446,6 +446,81 @@ mod tests {
         assert_eq!(v.missing(), 1);
     }
 
+    /// A reflector stand-in: accepts `n` sessions, then sends each client's UPDATE to
+    /// every other client, and keeps the sessions open.
+    async fn toy_reflector(l: tokio::net::TcpListener, n: usize) -> Result<()> {
+        let cfg = SessionConfig {
+            local_as: 64512,
+            router_id: Ipv4Addr::new(9, 9, 9, 9),
+            hold_time: 90,
+            extended_message: false,
+            peer_as: None,
+            read_buffer: 4096,
+        };
+        let mut sessions = Vec::new();
+        for _ in 0..n {
+            let (stream, _) = l.accept().await?;
+            sessions.push(Session::establish(stream, &cfg).await?);
+        }
+        let mut updates = Vec::new();
+        for s in &mut sessions {
+            // The client's block comes before its End-of-RIB (23 octets).
+            loop {
+                let m = s.next().await?.context("a client closed")?;
+                if m.get(18) == Some(&2) && m.len() > 23 {
+                    updates.push(m);
+                    break;
+                }
+            }
+        }
+        for (i, s) in sessions.iter().enumerate() {
+            for (j, u) in updates.iter().enumerate() {
+                if i != j {
+                    s.send(u.clone()).await?;
+                }
+            }
+        }
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn clients_converge_through_two_reflectors() {
+        let n = 5;
+        let mut reflectors = Vec::new();
+        let mut toys = Vec::new();
+        for _ in 0..2 {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            reflectors.push(l.local_addr().unwrap_or_else(|e| panic!("{e}")));
+            toys.push(tokio::spawn(toy_reflector(l, n)));
+        }
+        let cfg = ClientsConfig {
+            reflectors,
+            asn: 64512,
+            clients: (0..n as u8)
+                .map(|i| Ipv4Addr::new(127, 0, 0, 11 + i))
+                .collect(),
+            pool: pool(),
+            hold_time: 90,
+            settle: Duration::ZERO,
+            timeout: Duration::from_secs(20),
+            connect_parallel: 2,
+            progress: false,
+            hold_until: None,
+        };
+        let r = run(&cfg).await.unwrap_or_else(|e| panic!("{e:#}"));
+        for t in toys {
+            t.abort();
+        }
+        assert!(r.complete_s.is_some(), "{r:?}");
+        assert!(r.reflector_complete_s.iter().all(Option::is_some), "{r:?}");
+        assert_eq!((r.missing, r.incomplete_sessions), (0, vec![0, 0]));
+        // Each of 2 × 5 sessions hears of the 4 other blocks.
+        assert_eq!(r.updates, 40);
+    }
+
     #[test]
     fn a_reflector_is_done_when_all_its_sessions_are_complete() {
         let mut t = Tally::new(2, 3);
