@@ -11,6 +11,9 @@
 #   ./bench.sh --only rr-fib    # the route reflector with every route written to the kernel,
 #                               # vs BIRD 2 with a kernel protocol (100k and 1M routes)
 #   ./bench.sh --only bfd       # CPU of 100 BFD sessions at 100 ms: ipipd vs BIRD 2
+#   ./bench.sh --only rr-clients  # a route-reflector cluster: 2 reflectors, 1,000 clients with
+#                               # one block each (the load generator's `clients` mode);
+#                               # ipipd vs BIRD 2 as the reflectors (--rr-clients N to resize)
 #
 # A run of some parts (--only) replaces those parts' sections of results.md and keeps
 # the others, each section saying which run measured it.

@@ -2,7 +2,7 @@
 //! route throughput and memory as a route reflector ([`throughput`]), the same with every
 //! learned route written to the kernel ([`rrfib`]), FIB install rate
 //! ([`fibrate`]), block propagation latency ([`converge`]) and full-mesh scale
-//! ([`mesh`]), the etcd datastore at scale ([`datastore`]), the CPU of 100 BFD sessions
+//! ([`mesh`]), a two-reflector cluster of a thousand clients ([`rrclients`]), the etcd datastore at scale ([`datastore`]), the CPU of 100 BFD sessions
 //! ([`bfd`]). Each returns rows for the markdown report ([`report`]); numbers come
 //! from the run, and where the machine is noisy each is the median of several runs.
 
@@ -14,6 +14,7 @@ pub mod datastore;
 pub mod fibrate;
 pub mod mesh;
 pub mod report;
+pub mod rrclients;
 pub mod rrfib;
 pub mod throughput;
 

@@ -22,6 +22,8 @@ pub struct Results {
     pub throughput: Vec<Row>,
     /// The route reflector with every route written to the kernel.
     pub rr_fib: Vec<super::rrfib::Row>,
+    /// Two reflectors and N clients with one block each.
+    pub rr_clients: Vec<super::rrclients::Row>,
     pub install_bench: Option<InstallBench>,
     pub bird_fib: Option<BirdFib>,
     pub latencies: Vec<Latencies>,
@@ -389,6 +391,7 @@ impl Results {
                 m as f64 / bm as f64
             ));
         }
+        lines.extend(super::rrclients::goal(&self.rr_clients));
         if let Some(i) = &self.install_bench {
             lines.push(format!(
                 "- FIB install rate ≥ 0.9 of ip -batch: **{}** ({:.2}).",
@@ -558,6 +561,7 @@ impl Results {
         self.header(&mut out);
         self.throughput_table(&mut out);
         self.rr_fib_table(&mut out);
+        super::rrclients::markdown(&self.rr_clients, &mut out);
         self.fib_table(&mut out);
         self.latency_table(&mut out);
         self.mesh_table(&mut out);

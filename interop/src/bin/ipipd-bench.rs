@@ -10,7 +10,7 @@ use clap::Parser;
 use interop::bench::daemons::Kind;
 use interop::bench::report::Results;
 use interop::bench::throughput::{self, Size};
-use interop::bench::{converge, fibrate, mesh, rrfib, Binaries, Machine, Sysctl};
+use interop::bench::{converge, fibrate, mesh, rrclients, rrfib, Binaries, Machine, Sysctl};
 
 #[derive(Parser)]
 #[command(
@@ -21,11 +21,11 @@ struct Cli {
     /// A few-minute smoke run: small sizes, one run each, short idle window.
     #[arg(long)]
     quick: bool,
-    /// Which parts: throughput, rr-fib, fib, converge, mesh, cni, datastore, bfd.
+    /// Which parts: throughput, rr-fib, rr-clients, fib, converge, mesh, cni, datastore, bfd.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,rr-fib,fib,converge,mesh,cni,datastore,bfd"
+        default_value = "throughput,rr-fib,rr-clients,fib,converge,mesh,cni,datastore,bfd"
     )]
     only: Vec<String>,
     /// Throughput sizes, SENDERSxPREFIXES.
@@ -34,6 +34,9 @@ struct Cli {
     /// Sizes of the route reflector with the FIB on (`rr-fib`), SENDERSxPREFIXES.
     #[arg(long, value_delimiter = ',', default_value = "1x100000,1x1000000")]
     rr_fib_sizes: Vec<String>,
+    /// Route-reflector cluster (`rr-clients`): clients, each peering with both reflectors.
+    #[arg(long, default_value_t = 1000)]
+    rr_clients: usize,
     /// Runs per target and size (medians are reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -115,8 +118,9 @@ struct Cli {
 }
 
 /// Every part, in the order they run.
-const PARTS: [&str; 7] = [
+const PARTS: [&str; 8] = [
     "throughput",
+    "rr-clients",
     "fib",
     "converge",
     "mesh",
@@ -354,6 +358,7 @@ fn main() -> ExitCode {
         cli.ds_idle = 10;
         cli.bfd_window = 10;
         cli.bfd_runs = 1;
+        cli.rr_clients = 100;
     }
     let sizes: Vec<Size> = cli.sizes.iter().filter_map(|s| Size::parse(s)).collect();
     let bins = Binaries {
@@ -386,6 +391,33 @@ fn main() -> ExitCode {
     }
     if part("rr-fib") {
         rr_fib_part(&cli, &bins, &mut r);
+    }
+    if part("rr-clients") {
+        eprintln!(
+            "route-reflector cluster: 2 reflectors, {} clients, {} runs",
+            cli.rr_clients, cli.runs
+        );
+        match rrclients::run(
+            cli.rr_clients,
+            cli.runs,
+            &bins,
+            Duration::from_secs(cli.timeout),
+        ) {
+            Ok(rows) => {
+                for row in rows.iter().filter(|r| !r.failures.is_empty()) {
+                    r.errors.push(format!(
+                        "rr-clients {}: {}",
+                        row.target.name(),
+                        row.failures.join("; ")
+                    ));
+                }
+                if let Some((t, m)) = rrclients::ratios(&rows) {
+                    eprintln!("  rr-clients ipipd / BIRD 2: convergence {t:.2}×, peak RSS {m:.2}×");
+                }
+                r.rr_clients = rows;
+            }
+            Err(e) => r.errors.push(format!("rr-clients: {e:#}")),
+        }
     }
     if part("fib") {
         fib_part(&cli, &bins, &mut r);

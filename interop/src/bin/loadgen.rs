@@ -3,12 +3,16 @@
 //! ```text
 //! loadgen run  --target 10.0.0.1 --senders 10 --prefixes 100000 [--monitor 10.0.0.2] ...
 //! loadgen sink --listen 10.0.0.1 --expect 1000000
+//! loadgen clients --reflector 10.0.0.1 --reflector 10.0.0.2 --clients 1000
 //! ```
 //!
 //! `run` opens one session per sender (source addresses `--sender-base`, +1, ...) and
 //! optionally a monitor session, then every sender announces its own prefixes and the
 //! monitor notes when it holds all of them. `sink` accepts sessions and counts what they
-//! announce, for measuring the load generator itself. Both print one JSON object.
+//! announce, for measuring the load generator itself. `clients` is a route-reflector
+//! cluster: each client (source addresses `--client-base`, +1, ...) announces one block to
+//! every reflector and counts what comes back, until every client holds every other
+//! client's block from every reflector. Each prints one JSON object.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -16,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use interop::loadgen::clients::{self, ClientsConfig};
 use interop::loadgen::{self, Pool, RunConfig};
 use ipnet::Ipv4Net;
 
@@ -81,6 +86,45 @@ enum Command {
         progress: bool,
         /// Once the monitor holds everything, keep the sessions up until this file exists
         /// (or the timeout).
+        #[arg(long)]
+        hold_until: Option<std::path::PathBuf>,
+    },
+    /// Route-reflector clients: one block each, announced to every reflector.
+    Clients {
+        /// A route reflector every client peers with; repeat for each.
+        #[arg(long = "reflector", required = true)]
+        reflectors: Vec<IpAddr>,
+        #[arg(long, default_value_t = 179)]
+        port: u16,
+        /// The cluster's AS (iBGP).
+        #[arg(long, default_value_t = 64512)]
+        asn: u32,
+        #[arg(long, default_value_t = 1000)]
+        clients: u32,
+        /// Source address of the first client; the others follow it.
+        #[arg(long, default_value = "10.0.1.1")]
+        client_base: Ipv4Addr,
+        /// Pool the blocks are numbered in: client i announces block i.
+        #[arg(long, default_value = "101.64.0.0/10")]
+        pool: Ipv4Net,
+        /// Block length.
+        #[arg(long, default_value_t = 26)]
+        len: u8,
+        #[arg(long, default_value_t = 90)]
+        hold_time: u16,
+        /// Milliseconds between the sessions coming up and the first UPDATE.
+        #[arg(long, default_value_t = 1000)]
+        settle_ms: u64,
+        /// Seconds to wait for the sessions, and again for convergence.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Sessions opening at once.
+        #[arg(long, default_value_t = 64)]
+        connect_parallel: usize,
+        /// Print the complete sessions per reflector every 500 ms to stderr.
+        #[arg(long)]
+        progress: bool,
+        /// Once converged, keep the sessions up until this file exists (or the timeout).
         #[arg(long)]
         hold_until: Option<std::path::PathBuf>,
     },
@@ -150,6 +194,41 @@ async fn main_async(cli: Cli) -> Result<bool> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(monitor.is_none() || report.complete_s.is_some())
         }
+        Command::Clients {
+            reflectors,
+            port,
+            asn,
+            clients,
+            client_base,
+            pool,
+            len,
+            hold_time,
+            settle_ms,
+            timeout,
+            connect_parallel,
+            progress,
+            hold_until,
+        } => {
+            let base = u32::from(client_base);
+            let cfg = ClientsConfig {
+                reflectors: reflectors
+                    .iter()
+                    .map(|a| SocketAddr::new(*a, port))
+                    .collect(),
+                asn,
+                clients: (0..clients).map(|i| Ipv4Addr::from(base + i)).collect(),
+                pool: Pool::new(pool, len)?,
+                hold_time,
+                settle: Duration::from_millis(settle_ms),
+                timeout: Duration::from_secs(timeout),
+                connect_parallel,
+                progress,
+                hold_until,
+            };
+            let report = clients::run(&cfg).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(report.complete_s.is_some())
+        }
         Command::Sink {
             listen,
             port,
@@ -176,10 +255,14 @@ async fn main_async(cli: Cli) -> Result<bool> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime");
+    // Thousands of sessions that each take a few octets at a time: one thread, so that
+    // a wake-up is not a hand-over between threads.
+    let mut rt = if matches!(cli.command, Command::Clients { .. }) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let rt = rt.enable_all().build().context("starting the runtime");
     match rt.and_then(|rt| rt.block_on(main_async(cli))) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

@@ -8,6 +8,7 @@
 //! counterpart: it accepts any number of sessions and counts what they announce, which
 //! measures the load generator's own rate with no daemon in between.
 
+pub mod clients;
 pub mod prefixes;
 pub mod session;
 
@@ -123,6 +124,11 @@ fn coalesce(msgs: Vec<Bytes>, size: usize) -> Vec<Bytes> {
 /// Applies one UPDATE to the set; returns the new count.
 fn apply(set: &Shared, u: &wire::Update) -> usize {
     let Ok(mut s) = set.lock() else { return 0 };
+    apply_to(&mut s, u)
+}
+
+/// Applies one UPDATE's withdrawals and announcements to `s`; returns the new count.
+fn apply_to(s: &mut PrefixSet, u: &wire::Update) -> usize {
     let unreach = u
         .attributes
         .mp_unreach
@@ -248,6 +254,7 @@ pub async fn run(cfg: &RunConfig) -> Result<RunReport> {
         hold_time: cfg.hold_time,
         extended_message: cfg.extended_message,
         peer_as: Some(cfg.target_as),
+        read_buffer: session::READ_BUFFER,
     };
     let set: Shared = Arc::new(Mutex::new(PrefixSet::new(cfg.pool, size)));
     let now = Instant::now();
@@ -444,6 +451,7 @@ pub async fn sink(
         hold_time: 90,
         extended_message: true,
         peer_as: None,
+        read_buffer: session::READ_BUFFER,
     };
     let tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
     let (set2, ptx2, sessions2, tasks2) =

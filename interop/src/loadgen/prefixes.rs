@@ -101,6 +101,15 @@ impl PrefixSet {
         self.count
     }
 
+    /// Whether index `i` of the pool is held.
+    pub fn contains_index(&self, i: usize) -> bool {
+        i < self.size
+            && self
+                .bits
+                .get(i / 64)
+                .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
+    }
+
     fn slot(&self, prefix: &IpNet) -> Option<(usize, u64)> {
         let i = self.pool.index(prefix).filter(|i| *i < self.size)?;
         Some((i / 64, 1u64 << (i % 64)))
@@ -186,8 +195,11 @@ mod tests {
         s.insert(&IpNet::V4(p.prefix(1000).unwrap_or_default()));
         s.insert(&"1.2.3.0/24".parse().unwrap_or_default());
         assert_eq!((s.count(), s.foreign), (2, 2));
+        assert!(s.contains_index(3) && s.contains_index(999));
+        assert!(!s.contains_index(4) && !s.contains_index(1000));
         s.remove(&a);
         s.remove(&a);
         assert_eq!(s.count(), 1);
+        assert!(!s.contains_index(3));
     }
 }

@@ -26,7 +26,13 @@ pub struct SessionConfig {
     pub extended_message: bool,
     /// The AS the peer must announce; None accepts any.
     pub peer_as: Option<u32>,
+    /// Octets the read buffer starts with and grows by: [`READ_BUFFER`] for a few
+    /// sessions carrying bulk, a few KiB for a thousand sessions carrying one route each.
+    pub read_buffer: usize,
 }
+
+/// The read buffer of a bulk session.
+pub const READ_BUFFER: usize = 256 * 1024;
 
 impl SessionConfig {
     fn open(&self) -> Open {
@@ -50,6 +56,8 @@ pub struct Session {
     pub writer: mpsc::Sender<Bytes>,
     reader: OwnedReadHalf,
     buf: BytesMut,
+    read_step: usize,
+    reads: u64,
     writer_task: Option<JoinHandle<()>>,
     keepalive_task: Option<JoinHandle<()>>,
 }
@@ -136,7 +144,9 @@ impl Session {
             peer_open: Open::new(0, 0, Ipv4Addr::UNSPECIFIED, Vec::new()),
             writer: tx,
             reader,
-            buf: BytesMut::with_capacity(256 * 1024),
+            buf: BytesMut::with_capacity(cfg.read_buffer.max(4096)),
+            read_step: cfg.read_buffer.max(4096),
+            reads: 0,
             writer_task: Some(writer_task),
             keepalive_task: None,
         };
@@ -200,13 +210,19 @@ impl Session {
                 Ok(None) => {}
                 Err(n) => bail!("framing error: {n}"),
             }
-            if self.buf.capacity() - self.buf.len() < 65536 {
-                self.buf.reserve(256 * 1024);
+            if self.buf.capacity() - self.buf.len() < self.read_step / 4 {
+                self.buf.reserve(self.read_step);
             }
+            self.reads += 1;
             if self.reader.read_buf(&mut self.buf).await? == 0 {
                 return Ok(None);
             }
         }
+    }
+
+    /// Reads from the socket so far (how finely the peer's messages arrive).
+    pub fn reads(&self) -> u64 {
+        self.reads
     }
 
     /// The next message decoded with the negotiated context, or None at EOF.
@@ -255,6 +271,7 @@ mod tests {
             hold_time: 90,
             extended_message: true,
             peer_as: None,
+            read_buffer: READ_BUFFER,
         }
     }
 
