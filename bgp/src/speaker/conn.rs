@@ -1,15 +1,22 @@
 //! TCP plumbing of one BGP connection: connecting with the right socket
 //! options, a reader task that frames messages, a writer task that batches and
 //! puts the session's own messages before UPDATEs.
+//!
+//! Neither side keeps a large buffer per connection: a mesh or a route
+//! reflector has hundreds of mostly idle sessions. The reader starts with
+//! [`READ_MIN`] (BIRD's receive buffer is 4 KiB too) and grows towards
+//! [`READ_MAX`] only while reads keep filling it; the writer hands the queued
+//! messages to the kernel as they are (`writev`), with no copy into a buffer.
 
-use std::io;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
@@ -89,7 +96,8 @@ pub async fn read_loop(mut rd: OwnedReadHalf, id: u64, tx: mpsc::Sender<(u64, Co
         extended_message: true,
         ..Context::default()
     };
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(READ_MIN);
+    let mut want = READ_MIN;
     loop {
         loop {
             match wire::frame(&buf, &ctx) {
@@ -106,16 +114,35 @@ pub async fn read_loop(mut rd: OwnedReadHalf, id: u64, tx: mpsc::Sender<(u64, Co
                 }
             }
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 * 1024);
+        if buf.capacity() - buf.len() < want {
+            buf.reserve(want);
         }
+        let room = buf.capacity() - buf.len();
         match rd.read_buf(&mut buf).await {
             Ok(0) | Err(_) => {
                 let _ = tx.send((id, ConnEvent::Closed)).await;
                 return;
             }
-            Ok(_) => {}
+            Ok(n) => want = next_read_size(want, n, room),
         }
+    }
+}
+
+/// The reader's first and smallest read: one standard message (RFC 4271).
+pub const READ_MIN: usize = 4096;
+/// The largest read, reached while the peer sends faster than it is read.
+pub const READ_MAX: usize = 64 * 1024;
+
+/// The next read's size after one that got `got` octets into `room`: double
+/// when it filled the room (more is waiting), halve when it used under a
+/// quarter of it.
+fn next_read_size(want: usize, got: usize, room: usize) -> usize {
+    if got >= room {
+        (want * 2).min(READ_MAX)
+    } else if got < want / 4 {
+        (want / 2).max(READ_MIN)
+    } else {
+        want
     }
 }
 
@@ -208,44 +235,210 @@ pub fn write_queues(
 /// run dry. Ends (closing the write side) when the session drops its control sender;
 /// UPDATEs still queued then are dropped with the connection.
 pub async fn write_loop(
-    wr: OwnedWriteHalf,
+    mut wr: OwnedWriteHalf,
     mut control: mpsc::UnboundedReceiver<Bytes>,
     mut updates: mpsc::UnboundedReceiver<Bytes>,
     backlog: Arc<Backlog>,
 ) {
-    let mut w = BufWriter::with_capacity(64 * 1024, wr);
+    let mut pending = Pending::default();
     loop {
-        let first = tokio::select! {
+        tokio::select! {
             biased;
             m = control.recv() => match m {
-                Some(m) => (m, false),
+                Some(m) => pending.control(m),
                 None => break,
             },
-            Some(u) = updates.recv() => (u, true),
-        };
-        let mut next = Some(first);
-        while let Some((msg, is_update)) = next {
-            if w.write_all(&msg).await.is_err() {
-                return;
-            }
-            if is_update {
-                backlog.written(msg.len());
-            }
-            next = match control.try_recv() {
-                Ok(m) => Some((m, false)),
-                Err(_) => updates.try_recv().ok().map(|u| (u, true)),
-            };
+            Some(u) = updates.recv() => pending.update(u),
         }
-        if w.flush().await.is_err() {
-            return;
+        while !pending.is_empty() {
+            // The session's own messages go before any UPDATE not yet started;
+            // UPDATEs join while the write stays small.
+            while let Ok(m) = control.try_recv() {
+                pending.control(m);
+            }
+            while pending.room() {
+                match updates.try_recv() {
+                    Ok(u) => pending.update(u),
+                    Err(_) => break,
+                }
+            }
+            let written = {
+                let slices: Vec<IoSlice<'_>> = pending
+                    .queue
+                    .iter()
+                    .map(|m| IoSlice::new(&m.rest))
+                    .collect();
+                wr.write_vectored(&slices).await
+            };
+            match written {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.consume(n, &backlog),
+            }
         }
     }
-    let _ = w.shutdown().await;
+    let _ = wr.shutdown().await;
+}
+
+/// Most messages handed to one `writev` (the kernel takes at most 1024 slices).
+const WRITE_BATCH: usize = 256;
+/// UPDATEs join a write while less than this is pending, so that the session's
+/// own messages never wait behind much more.
+const WRITE_BYTES: usize = 64 * 1024;
+
+/// One message taken from the queues and not yet written whole.
+struct Out {
+    rest: Bytes,
+    /// Its length, to leave the backlog once written whole; 0 for the
+    /// session's own messages, which never entered it.
+    update_len: usize,
+}
+
+/// What the writer holds: the messages of the next `writev`, in order.
+#[derive(Default)]
+struct Pending {
+    queue: VecDeque<Out>,
+    bytes: usize,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn room(&self) -> bool {
+        self.queue.len() < WRITE_BATCH && self.bytes < WRITE_BYTES
+    }
+
+    fn update(&mut self, u: Bytes) {
+        self.bytes += u.len();
+        self.queue.push_back(Out {
+            update_len: u.len(),
+            rest: u,
+        });
+    }
+
+    /// Before the first UPDATE not yet started (after the session's own
+    /// messages already waiting, so they keep their order).
+    fn control(&mut self, m: Bytes) {
+        let at = self
+            .queue
+            .iter()
+            .position(|o| o.update_len > 0 && o.rest.len() == o.update_len)
+            .unwrap_or(self.queue.len());
+        self.bytes += m.len();
+        self.queue.insert(
+            at,
+            Out {
+                rest: m,
+                update_len: 0,
+            },
+        );
+    }
+
+    /// Drops the first `n` octets written; an UPDATE written whole leaves the backlog.
+    fn consume(&mut self, mut n: usize, backlog: &Backlog) {
+        self.bytes = self.bytes.saturating_sub(n);
+        while n > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                return;
+            };
+            if n < front.rest.len() {
+                front.rest.advance(n);
+                return;
+            }
+            n -= front.rest.len();
+            if front.update_len > 0 {
+                backlog.written(front.update_len);
+            }
+            self.queue.pop_front();
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_grow_while_they_fill_and_shrink_when_idle() {
+        assert_eq!(next_read_size(READ_MIN, READ_MIN, READ_MIN), 2 * READ_MIN);
+        let mut want = READ_MIN;
+        for _ in 0..10 {
+            want = next_read_size(want, want, want);
+        }
+        assert_eq!(want, READ_MAX);
+        // A KEEPALIVE at a time: back down to the minimum.
+        for _ in 0..10 {
+            want = next_read_size(want, 19, want);
+        }
+        assert_eq!(want, READ_MIN);
+        assert_eq!(next_read_size(8192, 3000, 8192), 8192);
+    }
+
+    /// The writer's queue: the session's own messages go before UPDATEs not
+    /// yet started but after one being written, keep their order among
+    /// themselves, and an UPDATE leaves the backlog once written whole.
+    #[test]
+    fn pending_puts_control_before_unstarted_updates() {
+        let (wake, _rx) = mpsc::unbounded_channel();
+        let backlog = Backlog::new(IpAddr::from([10, 0, 0, 1]), wake);
+        let (_ctl, sender, _crx, _urx) = write_queues(backlog.clone());
+        let (u1, u2) = (Bytes::from(vec![1u8; 100]), Bytes::from(vec![2u8; 50]));
+        sender.send(u1.clone());
+        sender.send(u2.clone());
+        assert_eq!(backlog.queued(), 150);
+        let mut p = Pending::default();
+        p.update(u1);
+        p.update(u2);
+        p.consume(40, &backlog);
+        p.control(Bytes::from_static(b"keepalive"));
+        p.control(Bytes::from_static(b"notification"));
+        let order: Vec<(u8, usize)> = p.queue.iter().map(|o| (o.rest[0], o.rest.len())).collect();
+        assert_eq!(
+            order,
+            vec![(1, 60), (b'k', 9), (b'n', 12), (2, 50)],
+            "the started UPDATE, then KEEPALIVE, NOTIFICATION, then the rest"
+        );
+        assert_eq!(backlog.queued(), 150, "nothing written whole yet");
+        p.consume(60, &backlog);
+        assert_eq!(backlog.queued(), 50);
+        p.consume(9 + 12 + 50, &backlog);
+        assert!(p.is_empty());
+        assert_eq!(backlog.queued(), 0);
+        assert_eq!(p.bytes, 0);
+    }
+
+    /// End to end over loopback: every message arrives whole and in order,
+    /// and the backlog ends empty.
+    #[tokio::test]
+    async fn write_loop_delivers_every_message_in_order() -> io::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let client = TcpStream::connect(addr).await?;
+        let (mut server, _) = listener.accept().await?;
+        let (_rd, wr) = client.into_split();
+        let (wake, _rx) = mpsc::unbounded_channel();
+        let backlog = Backlog::new(addr.ip(), wake);
+        let (ctl, sender, ctl_rx, upd_rx) = write_queues(backlog.clone());
+        let mut want = Vec::new();
+        for i in 0..2000u32 {
+            let m = Bytes::from(vec![(i % 251) as u8; 100 + (i as usize % 700)]);
+            want.extend_from_slice(&m);
+            sender.send(m);
+        }
+        let task = tokio::spawn(write_loop(wr, ctl_rx, upd_rx, backlog.clone()));
+        let mut got = vec![0u8; want.len()];
+        server.read_exact(&mut got).await?;
+        assert!(got == want, "the bytes differ");
+        // Ending the session's queue ends the writer, which closes its side.
+        drop(ctl);
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).await?;
+        task.await.map_err(io::Error::other)?;
+        assert!(rest.is_empty());
+        assert_eq!(backlog.queued(), 0);
+        Ok(())
+    }
 
     /// GTSM on an outgoing connection checks the SYN-ACK already: a peer
     /// that does not send with TTL 255 is never connected to.
