@@ -69,6 +69,8 @@ tier_lab() {
 tier_runtime() {
     log "real programs around ipipd: podman runs pods through ipipd-cni and builds and runs the image (the DaemonSet pair: daemon and BFD keeper); Prometheus scrapes ipipd"
     cargo build --release -q
+    # The image ships the dist profile (deploy/build-image.sh).
+    cargo build --profile dist -q -p ipipd -p ipipd-cni
     cargo test --release -p interop --test runtime_podman --test runtime_prometheus --test runtime_image --test runtime_pod_bfd -- --test-threads=1
 }
 
@@ -79,8 +81,7 @@ tier_datastore() {
 }
 
 tier_package() {
-    log "Debian package: build with cargo-deb, dpkg -i, check, remove and purge"
-    cargo build --release -q
+    log "Debian package: build with cargo-deb (dist profile), dpkg -i, check, remove and purge"
     tests/package.sh
 }
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The Debian package as a user meets it: built with cargo-deb from the release build,
+# The Debian package as a user meets it: built with cargo-deb from the dist build,
 # installed with dpkg -i on this machine, checked (the binaries run, the packaged example
 # configuration is valid, systemd accepts the unit, the CNI plugin answers VERSION), then
 # removed and purged — leaving none of its files behind.
 #
-#   tests/package.sh        (root; needs `cargo build --release` first; installs cargo-deb)
+#   tests/package.sh        (root; builds the dist profile; installs cargo-deb)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +18,8 @@ if dpkg-query -W -f='${Status}' ipipd 2>/dev/null | grep -q "install ok installe
 fi
 
 rm -rf target/debian
-cargo deb --no-build --strip -q 2>&1 | grep -v '^warning: ' || true
+cargo build --profile dist -q -p ipipd -p ipipd-cni
+cargo deb --profile dist --no-build --strip -q 2>&1 | grep -v '^warning: ' || true
 deb=$(ls target/debian/ipipd_*.deb 2>/dev/null | head -n 1)
 [ -n "$deb" ] || { echo "package: cargo deb made no package" >&2; exit 1; }
 echo "package: built $deb ($(du -h "$deb" | cut -f1))"
