@@ -5,6 +5,9 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use bfd::{Driver, Packet, Spec, State};
+
+mod common;
+use common::packet;
 use socket2::{Domain, Protocol, Socket, Type};
 
 const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -16,23 +19,6 @@ fn peer_socket(port: u16, ttl: u32) -> std::io::Result<UdpSocket> {
     s.bind(&SocketAddr::from((PEER, port)).into())?;
     s.set_read_timeout(Some(Duration::from_secs(3)))?;
     Ok(s.into())
-}
-
-fn packet(state: State, your_disc: u32) -> Packet {
-    Packet {
-        diag: bfd::Diag::None,
-        state,
-        poll: false,
-        final_: false,
-        cpi: false,
-        demand: false,
-        detect_mult: 3,
-        my_disc: 0xabcd,
-        your_disc,
-        desired_min_tx: 50_000,
-        required_min_rx: 50_000,
-        required_min_echo_rx: 0,
-    }
 }
 
 /// Next packet from the driver, skipping none.

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use bfd::keeper::{KeeperClient, Options};
 use bfd::{Packet, Spec, State};
+
+mod common;
+use common::packet;
 use socket2::{Domain, Protocol, Socket, Type};
 
 const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
@@ -63,20 +66,7 @@ impl Peer {
                     }
                 }
                 if last_sent.elapsed() >= Duration::from_millis(30) {
-                    let p = Packet {
-                        diag: bfd::Diag::None,
-                        state,
-                        poll: false,
-                        final_: false,
-                        cpi: false,
-                        demand: false,
-                        detect_mult: 3,
-                        my_disc: 0x5eed,
-                        your_disc: theirs,
-                        desired_min_tx: 50_000,
-                        required_min_rx: 50_000,
-                        required_min_echo_rx: 0,
-                    };
+                    let p = packet(state, theirs);
                     let _ = sock.send_to(&bfd::encode(&p), to);
                     last_sent = Instant::now();
                 }

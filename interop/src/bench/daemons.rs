@@ -15,6 +15,7 @@
 //! the target's work is reading S×P routes, choosing best paths and sending them once.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -211,6 +212,30 @@ pub fn listening(ns: &Netns, port: u16) -> bool {
         .is_ok_and(|o| o.status.success() && !String::from_utf8_lossy(&o.stdout).trim().is_empty())
 }
 
+/// `ipipd run --config CONF` in `ns`, logging at `warn` unless IPIPD_BENCH_LOG says
+/// otherwise (IPIPD_BENCH_LOG=info with IPIPD_KEEP_TEST_DIRS=1 keeps a trace of a run).
+pub fn ipipd_command(ns: &Netns, bin: &Path, conf: &Path) -> Command {
+    let mut c = ns.command(bin);
+    c.arg("run").arg("--config").arg(conf).env(
+        "RUST_LOG",
+        std::env::var("IPIPD_BENCH_LOG").unwrap_or_else(|_| "warn".to_string()),
+    );
+    c
+}
+
+/// BIRD in the foreground in `ns` with `conf`, its control socket and pid file in `dir`.
+pub fn bird_command(ns: &Netns, conf: &Path, dir: &Path) -> Command {
+    let mut c = ns.command("bird");
+    c.arg("-f")
+        .arg("-c")
+        .arg(conf)
+        .arg("-s")
+        .arg(dir.join("bird.ctl"))
+        .arg("-P")
+        .arg(dir.join("bird.pid"));
+    c
+}
+
 /// Writes the config and starts `kind` as the reflector in `ns`; returns once it listens.
 pub fn start_reflector(kind: Kind, ns: &Netns, plan: &Plan, bins: &Binaries) -> Result<Running> {
     let dir = TempDir::new("bench")?;
@@ -223,25 +248,12 @@ pub fn start_reflector(kind: Kind, ns: &Netns, plan: &Plan, bins: &Binaries) -> 
                 (Some((path, _)), Kind::IpipdBaseline) => path,
                 _ => &bins.ipipd,
             };
-            let mut c = ns.command(bin);
-            c.arg("run")
-                .arg("--config")
-                .arg(&conf)
-                .env("RUST_LOG", "warn");
-            c
+            ipipd_command(ns, bin, &conf)
         }
         Kind::Bird => {
             let conf = dir.join("bird.conf");
             std::fs::write(&conf, bird_conf(plan, &dir))?;
-            let mut c = ns.command("bird");
-            c.arg("-f")
-                .arg("-c")
-                .arg(&conf)
-                .arg("-s")
-                .arg(dir.join("bird.ctl"))
-                .arg("-P")
-                .arg(dir.join("bird.pid"));
-            c
+            bird_command(ns, &conf, &dir.path)
         }
         Kind::Gobgp => {
             let conf = dir.join("gobgpd.toml");

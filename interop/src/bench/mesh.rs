@@ -154,29 +154,12 @@ pub fn run(daemon: MeshDaemon, bins: &Binaries, n: usize, idle: Duration) -> Res
                 let conf = dir.join("ipipd.toml");
                 let tuned = daemon == MeshDaemon::IpipdTuned;
                 std::fs::write(&conf, ipipd_conf(i, n, &dir, tuned))?;
-                let mut c = ns.command(&ipipd);
-                c.arg("run")
-                    .arg("--config")
-                    .arg(&conf)
-                    // IPIPD_BENCH_LOG=info (with IPIPD_KEEP_TEST_DIRS=1) keeps a trace of a run.
-                    .env(
-                        "RUST_LOG",
-                        std::env::var("IPIPD_BENCH_LOG").unwrap_or_else(|_| "warn".to_string()),
-                    );
-                c
+                super::daemons::ipipd_command(ns, &ipipd, &conf)
             }
             MeshDaemon::Bird => {
                 let conf = dir.join("bird.conf");
                 std::fs::write(&conf, bird_conf(i, n, &dir))?;
-                let mut c = ns.command("bird");
-                c.arg("-f")
-                    .arg("-c")
-                    .arg(&conf)
-                    .arg("-s")
-                    .arg(dir.join("bird.ctl"))
-                    .arg("-P")
-                    .arg(dir.join("bird.pid"));
-                c
+                super::daemons::bird_command(ns, &conf, &dir.path)
             }
         };
         let proc = Proc::spawn(cmd, &name, &log)?;

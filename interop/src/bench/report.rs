@@ -48,6 +48,15 @@ fn rate(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), |x| format!("{:.0}", x))
 }
 
+/// " (N failed)" after a row's run count, or nothing.
+pub(super) fn failed_note(failures: &[String]) -> String {
+    if failures.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} failed)", failures.len())
+    }
+}
+
 fn mib(kb: Option<u64>) -> String {
     kb.map_or_else(|| "—".to_string(), |k| format!("{:.1}", k as f64 / 1024.0))
 }
@@ -131,11 +140,7 @@ impl Results {
                 mr,
                 opt(r.cpu_s, 2),
                 r.runs,
-                if r.failures.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({} failed)", r.failures.len())
-                }
+                failed_note(&r.failures)
             );
         }
         let _ = writeln!(out);
@@ -188,11 +193,7 @@ impl Results {
                 mr,
                 opt(r.cpu_s, 2),
                 r.runs,
-                if r.failures.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({} failed)", r.failures.len())
-                }
+                failed_note(&r.failures)
             );
         }
         let _ = writeln!(out);

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use super::daemons::{listening, Kind};
+use super::daemons::{bird_command, ipipd_command, listening, Kind};
+use super::report::failed_note;
 use super::rrfib::kernel_prefixes;
 use super::{cpu_time, median, status_kb, Binaries, Sysctl};
 use crate::config::{NodeConfig, Peer};
@@ -162,29 +163,12 @@ fn start(kind: Kind, me: usize, clients: usize, ns: &Netns, bins: &Binaries) -> 
         Kind::Ipipd => {
             let conf = dir.join("ipipd.toml");
             std::fs::write(&conf, ipipd_conf(me, clients, &dir))?;
-            let mut c = ns.command(&bins.ipipd);
-            c.arg("run")
-                .arg("--config")
-                .arg(&conf)
-                // IPIPD_BENCH_LOG=info (with IPIPD_KEEP_TEST_DIRS=1) keeps a trace of a run.
-                .env(
-                    "RUST_LOG",
-                    std::env::var("IPIPD_BENCH_LOG").unwrap_or_else(|_| "warn".to_string()),
-                );
-            c
+            ipipd_command(ns, &bins.ipipd, &conf)
         }
         Kind::Bird => {
             let conf = dir.join("bird.conf");
             std::fs::write(&conf, bird_conf(me, clients, &dir))?;
-            let mut c = ns.command("bird");
-            c.arg("-f")
-                .arg("-c")
-                .arg(&conf)
-                .arg("-s")
-                .arg(dir.join("bird.ctl"))
-                .arg("-P")
-                .arg(dir.join("bird.pid"));
-            c
+            bird_command(ns, &conf, &dir.path)
         }
         other => bail!("{} is not a reflector of this benchmark", other.name()),
     };
@@ -501,11 +485,7 @@ pub fn markdown(rows: &[Row], out: &mut String) {
             f(r.updates, 0),
             f(r.reads, 0),
             r.runs,
-            if r.failures.is_empty() {
-                String::new()
-            } else {
-                format!(" ({} failed)", r.failures.len())
-            }
+            failed_note(&r.failures)
         );
     }
     let _ = writeln!(out);
