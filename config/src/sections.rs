@@ -15,21 +15,41 @@ const MIN_BFD_INTERVAL_MS: u32 = 10;
 /// Desired Min TX is carried in microseconds in 32 bits.
 const MAX_BFD_INTERVAL_MS: u32 = 4_294_967;
 
-pub(crate) fn datastore(raw: &RawDatastore, sink: &mut Sink<'_>) -> Datastore {
-    let kind = match &raw.kind {
-        None => DatastoreKind::File,
-        Some(s) => match s.get_ref().as_str() {
-            "file" => DatastoreKind::File,
-            "etcd" => DatastoreKind::Etcd,
-            other => {
-                sink.at(
-                    Some(&s.span()),
-                    format!("datastore kind must be \"file\" or \"etcd\", got {other:?}"),
-                );
-                DatastoreKind::File
-            }
-        },
+/// A string key that names one of `choices`; `fallback` when it is absent, and
+/// after an error.
+fn one_of<T: Copy>(
+    raw: &Opt<String>,
+    choices: &[(&str, T)],
+    fallback: T,
+    what: &str,
+    sink: &mut Sink<'_>,
+) -> T {
+    let Some(s) = raw else {
+        return fallback;
     };
+    if let Some((_, v)) = choices.iter().find(|(name, _)| *name == s.get_ref()) {
+        return *v;
+    }
+    let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+    sink.at(
+        Some(&s.span()),
+        format!(
+            "{what} must be {}, got {:?}",
+            names.join(" or "),
+            s.get_ref()
+        ),
+    );
+    fallback
+}
+
+pub(crate) fn datastore(raw: &RawDatastore, sink: &mut Sink<'_>) -> Datastore {
+    let kind = one_of(
+        &raw.kind,
+        &[("file", DatastoreKind::File), ("etcd", DatastoreKind::Etcd)],
+        DatastoreKind::File,
+        "datastore kind",
+        sink,
+    );
     let mut endpoints = Vec::new();
     for e in raw.endpoints.iter().flatten() {
         let v = e.get_ref();
@@ -144,20 +164,13 @@ pub(crate) fn bfd(raw: &RawBfd, sink: &mut Sink<'_>) -> Bfd {
             )
         })
         .unwrap_or(DEFAULT_BFD_MULTIPLIER);
-    let keeper = match &raw.keeper {
-        None => Keeper::Spawn,
-        Some(s) => match s.get_ref().as_str() {
-            "spawn" => Keeper::Spawn,
-            "external" => Keeper::External,
-            other => {
-                sink.at(
-                    Some(&s.span()),
-                    format!("bfd keeper must be \"spawn\" or \"external\", got {other:?}"),
-                );
-                Keeper::Spawn
-            }
-        },
-    };
+    let keeper = one_of(
+        &raw.keeper,
+        &[("spawn", Keeper::Spawn), ("external", Keeper::External)],
+        Keeper::Spawn,
+        "bfd keeper",
+        sink,
+    );
     Bfd {
         enabled: get(&raw.enabled).unwrap_or(false),
         interval_ms,

@@ -48,6 +48,19 @@ fn rate(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), |x| format!("{:.0}", x))
 }
 
+/// "a/b×" to two places, or "—" when either is missing or b is not positive.
+pub(super) fn ratio_cell(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "—".into(),
+    }
+}
+
+/// The same for two sizes in KiB.
+pub(super) fn kb_ratio_cell(a: Option<u64>, b: Option<u64>) -> String {
+    ratio_cell(a.map(|v| v as f64), b.map(|v| v as f64))
+}
+
 /// " (N failed)" after a row's run count, or nothing.
 pub(super) fn failed_note(failures: &[String]) -> String {
     if failures.is_empty() {
@@ -120,14 +133,8 @@ impl Results {
         }
         for r in &self.throughput {
             let bird = self.bird_row(r);
-            let tr = match (r.seconds, bird.and_then(|b| b.seconds)) {
-                (Some(a), Some(b)) => format!("{:.2}×", a / b),
-                _ => "—".into(),
-            };
-            let mr = match (r.peak_rss_kb, bird.and_then(|b| b.peak_rss_kb)) {
-                (Some(a), Some(b)) if b > 0 => format!("{:.2}×", a as f64 / b as f64),
-                _ => "—".into(),
-            };
+            let tr = ratio_cell(r.seconds, bird.and_then(|b| b.seconds));
+            let mr = kb_ratio_cell(r.peak_rss_kb, bird.and_then(|b| b.peak_rss_kb));
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {}{} |",
@@ -173,14 +180,8 @@ impl Results {
                 .find(|b| b.target == Kind::Bird && b.size == r.size && b.kernel_s.is_some());
             // The reference row has no kernel time: its monitor time stands alone.
             let kernel_s = r.kernel_s.filter(|_| r.kernel);
-            let tr = match (kernel_s, bird.and_then(|b| b.kernel_s)) {
-                (Some(a), Some(b)) => format!("{:.2}×", a / b),
-                _ => "—".into(),
-            };
-            let mr = match (r.peak_rss_kb, bird.and_then(|b| b.peak_rss_kb)) {
-                (Some(a), Some(b)) if b > 0 => format!("{:.2}×", a as f64 / b as f64),
-                _ => "—".into(),
-            };
+            let tr = ratio_cell(kernel_s, bird.and_then(|b| b.kernel_s));
+            let mr = kb_ratio_cell(r.peak_rss_kb, bird.and_then(|b| b.peak_rss_kb));
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {}{} |",

@@ -29,7 +29,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use super::daemons::{bird_command, ipipd_command, listening, Kind};
-use super::report::failed_note;
+use super::report::{failed_note, kb_ratio_cell, ratio_cell};
 use super::rrfib::kernel_prefixes;
 use super::{cpu_time, median, status_kb, Binaries, Sysctl};
 use crate::config::{NodeConfig, Peer};
@@ -461,14 +461,8 @@ pub fn markdown(rows: &[Row], out: &mut String) {
     let bird = rows.iter().find(|r| r.target == Kind::Bird);
     let f = |v: Option<f64>, d: usize| v.map_or_else(|| "—".to_string(), |x| format!("{x:.d$}"));
     for r in rows {
-        let tr = match (r.converge_s, bird.and_then(|b| b.converge_s)) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
-            _ => "—".into(),
-        };
-        let mr = match (r.peak_rss_kb, bird.and_then(|b| b.peak_rss_kb)) {
-            (Some(a), Some(b)) if b > 0 => format!("{:.2}×", a as f64 / b as f64),
-            _ => "—".into(),
-        };
+        let tr = ratio_cell(r.converge_s, bird.and_then(|b| b.converge_s));
+        let mr = kb_ratio_cell(r.peak_rss_kb, bird.and_then(|b| b.peak_rss_kb));
         let _ = writeln!(
             out,
             "| {} | {} | {} | {tr} | {} | {} | {} | {} | {mr} | {} | {} | {} | {} | {} | {}{} |",
