@@ -1,7 +1,7 @@
 //! The desired route set: a pure function of the inputs, the IPIP mode and the underlay.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -71,19 +71,6 @@ pub fn remote_route(
     Some(Route {
         prefix,
         kind: RouteKind::Via(hops),
-    })
-}
-
-/// The address `tunl0` carries: the first address of the node's first IPv4 block, so that
-/// traffic the node itself sends to remote pods has a source address the pods can answer.
-pub fn tunnel_address(inputs: &Inputs) -> Option<Ipv4Addr> {
-    first_block_address(&inputs.own_blocks)
-}
-
-pub(crate) fn first_block_address(own_blocks: &[IpNet]) -> Option<Ipv4Addr> {
-    own_blocks.iter().find_map(|b| match b {
-        IpNet::V4(v4) => Some(v4.network()),
-        IpNet::V6(_) => None,
     })
 }
 
@@ -348,23 +335,6 @@ mod tests {
         let inputs = remote(&[("10.1.0.5/26", &["172.29.235.130"])]);
         let set = desired(&inputs, Mode::Always, "tunl0", None);
         assert!(set.contains_key(&net("10.1.0.0/26")), "{set:?}");
-    }
-
-    #[test]
-    fn tunnel_address_is_first_address_of_first_ipv4_block() {
-        let inputs = Inputs {
-            own_blocks: vec![
-                net("fd00:1::/122"),
-                net("101.76.9.128/26"),
-                net("101.76.9.192/26"),
-            ],
-            ..Inputs::default()
-        };
-        assert_eq!(
-            tunnel_address(&inputs),
-            Some("101.76.9.128".parse().expect("addr"))
-        );
-        assert_eq!(tunnel_address(&Inputs::default()), None);
     }
 
     #[test]

@@ -18,7 +18,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 
-use crate::desired::first_block_address;
 use crate::fib::{Fib, TunnelSpec};
 use crate::netlink::NetlinkFib;
 use crate::reconcile::Reconciler;
@@ -79,6 +78,7 @@ enum Remote {
 struct Local {
     own_blocks: Vec<IpNet>,
     workloads: Vec<(IpAddr, String)>,
+    tunnel_address: Option<Ipv4Addr>,
 }
 
 /// The FIB installer task. Start it inside a tokio runtime, in the network namespace the
@@ -128,6 +128,7 @@ impl Installer {
             settings,
             manage,
             tunnel_address: None,
+            want_tunnel_address: None,
             tunnel_dirty: false,
             stats: stats.clone(),
         };
@@ -145,14 +146,20 @@ impl Installer {
     /// before. The difference is applied promptly.
     pub fn set_inputs(&self, inputs: Inputs) {
         let _ = self.remote.send(Remote::All(inputs.remote));
-        self.set_local(inputs.own_blocks, inputs.workloads);
+        self.set_local(inputs.own_blocks, inputs.workloads, inputs.tunnel_address);
     }
 
-    /// Own blocks and local workloads; bursts coalesce.
-    pub fn set_local(&self, own_blocks: Vec<IpNet>, workloads: Vec<(IpAddr, String)>) {
+    /// Own blocks, local workloads and the tunnel's address; bursts coalesce.
+    pub fn set_local(
+        &self,
+        own_blocks: Vec<IpNet>,
+        workloads: Vec<(IpAddr, String)>,
+        tunnel_address: Option<Ipv4Addr>,
+    ) {
         self.local.send_replace(Arc::new(Local {
             own_blocks,
             workloads,
+            tunnel_address,
         }));
     }
 
@@ -256,6 +263,8 @@ struct Driver<F> {
     manage: bool,
     /// The tunnel address last put in place.
     tunnel_address: Option<Ipv4Addr>,
+    /// The tunnel address the daemon asks for.
+    want_tunnel_address: Option<Ipv4Addr>,
     /// The device needs another look even if the address did not change.
     tunnel_dirty: bool,
     stats: Arc<ArcSwap<Stats>>,
@@ -364,6 +373,7 @@ impl<F: Fib> Driver<F> {
         let latest = Arc::clone(&local.borrow_and_update());
         self.rec
             .set_local(latest.own_blocks.clone(), &latest.workloads);
+        self.want_tunnel_address = latest.tunnel_address;
         self.tunnel().await;
     }
 
@@ -418,12 +428,12 @@ impl<F: Fib> Driver<F> {
         self.pass().await;
     }
 
-    /// Keep the tunnel device right; its address follows the first own IPv4 block.
+    /// Keep the tunnel device right; its address is the one the daemon allocated.
     async fn tunnel(&mut self) {
         if !self.manage {
             return;
         }
-        let want = first_block_address(self.rec.own_blocks());
+        let want = self.want_tunnel_address;
         if !self.tunnel_dirty && (want.is_none() || want == self.tunnel_address) {
             return;
         }

@@ -32,6 +32,7 @@ fn inputs() -> Inputs {
         vec!["172.29.235.131".parse().expect("addr")],
     );
     i.own_blocks.push(net("101.76.9.128/26"));
+    i.tunnel_address = Some("101.76.9.128".parse().expect("addr"));
     i.workloads
         .push(("101.76.9.136".parse().expect("addr"), "cali1".into()));
     i

@@ -25,7 +25,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
-pub use desired::{desired, tunnel_address};
+pub use desired::desired;
 pub use error::FibError;
 pub use fib::{Fib, FibEvent, Link, Op, TunnelSpec, Underlay};
 pub use installer::{Counts, Installer, Stats};
@@ -56,6 +56,9 @@ pub struct Inputs {
     pub own_blocks: Vec<IpNet>,
     /// Local workloads: pod IP and host-side interface name.
     pub workloads: Vec<(IpAddr, String)>,
+    /// The tunnel device's address: an IPAM allocation of the node's own (never a
+    /// pod's), chosen by the daemon; None leaves the device without one.
+    pub tunnel_address: Option<Ipv4Addr>,
 }
 
 impl std::str::FromStr for Mode {

@@ -99,10 +99,6 @@ impl Reconciler {
         }
     }
 
-    pub fn own_blocks(&self) -> &[IpNet] {
-        &self.own_blocks
-    }
-
     pub fn underlay(&self) -> Option<&Underlay> {
         self.underlay.as_ref()
     }

@@ -86,6 +86,7 @@ fn node_inputs() -> Inputs {
             (ip("101.76.9.136"), "cali1".into()),
             (ip("101.76.9.137"), "cali-later".into()),
         ],
+        tunnel_address: Some("101.76.9.128".parse().expect("addr")),
     }
 }
 
@@ -179,6 +180,7 @@ fn never_mode_lets_the_kernel_pick_the_device() {
             remote: remote(&[("101.88.228.192/26", &["172.29.235.130"])]),
             own_blocks: vec![net("101.76.9.128/26")],
             workloads: vec![],
+            tunnel_address: None,
         });
         eventually_installed(&installer, "2 routes installed", |installed| {
             installed.len() == 2
@@ -447,14 +449,15 @@ fn tunnel_gets_mtu_and_exactly_one_address() {
         .collect();
     assert_eq!(addrs, ["192.168.50.1/24", "101.76.9.128/32"]);
 
-    // The installer: MTU from the underlay (9000 - 20), address from the first IPv4 block,
-    // and it follows a change of blocks.
+    // The installer: MTU from the underlay (9000 - 20), and the address the daemon
+    // allocated for the tunnel, following a change of it.
     ns.run(|| async {
         let installer = Installer::start(settings(Mode::Always))
             .await
             .expect("start");
         installer.set_inputs(Inputs {
             own_blocks: vec![net("fd00:1::/122"), net("101.76.10.0/26")],
+            tunnel_address: Some("101.76.10.0".parse().expect("addr")),
             ..Inputs::default()
         });
         eventually_installed(&installer, "blackholes installed", |installed| {
@@ -525,6 +528,7 @@ fn another_table_and_protocol_are_kept_apart() {
             remote: remote(&[("101.88.228.192/26", &["172.29.235.130"])]),
             own_blocks: vec![net("101.76.9.128/26")],
             workloads: vec![],
+            tunnel_address: None,
         });
         installer.converged();
         eventually_installed(&installer, "2 routes installed", |installed| {

@@ -60,6 +60,14 @@ pub struct Allocation {
     pub pod: Option<PodRef>,
 }
 
+/// The tunnel device's address: allocated under its own handle
+/// (`ipip-tunnel-addr-<node>`, as Calico names it), never a pod's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelAllocation {
+    pub handle: String,
+    pub address: IpAddr,
+}
+
 /// What an ADD asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -138,6 +146,7 @@ fn check_token(what: &'static str, value: &str, max: usize) -> Result<(), IpamEr
 pub struct Ipam {
     blocks: Vec<IpNet>,
     reserved: BTreeSet<IpAddr>,
+    tunnel: Option<TunnelAllocation>,
     families: Vec<Family>,
     by_handle: BTreeMap<String, Allocation>,
     by_address: BTreeMap<IpAddr, String>,
@@ -151,6 +160,7 @@ impl Ipam {
         Ipam {
             blocks: blocks.into_iter().map(|b| b.trunc()).collect(),
             reserved: reserved.into_iter().collect(),
+            tunnel: None,
             families,
             by_handle: BTreeMap::new(),
             by_address: BTreeMap::new(),
@@ -161,6 +171,9 @@ impl Ipam {
     /// held already by an earlier one, or whose handle is repeated, is not taken and is
     /// returned for the caller to report (a record written by ipipd has none). An address
     /// outside today's blocks is kept: the pod still uses it.
+    ///
+    /// The recorded tunnel address is taken back unless a pod holds it (a record edited by
+    /// hand): pods keep what they use, the tunnel can take another address.
     pub fn restore(mut self, record: Record) -> (Ipam, Vec<Allocation>) {
         let mut refused = Vec::new();
         for a in record.allocations {
@@ -168,7 +181,35 @@ impl Ipam {
                 refused.push(*a);
             }
         }
+        self.tunnel = record
+            .tunnel
+            .filter(|t| !self.by_address.contains_key(&t.address));
         (self, refused)
+    }
+
+    /// The tunnel device's address, if one is allocated.
+    pub fn tunnel(&self) -> Option<&TunnelAllocation> {
+        self.tunnel.as_ref()
+    }
+
+    /// Sets (or clears) the tunnel allocation; refused when a pod holds the address.
+    pub fn set_tunnel(&mut self, tunnel: Option<TunnelAllocation>) -> Result<(), IpAddr> {
+        if let Some(t) = &tunnel {
+            if self.by_address.contains_key(&t.address) {
+                return Err(t.address);
+            }
+        }
+        self.tunnel = tunnel;
+        Ok(())
+    }
+
+    /// The address a new tunnel allocation would take: the lowest free IPv4 address of
+    /// the blocks, in order, outside `avoid` (a block about to be released).
+    pub fn pick_tunnel(&self, avoid: Option<&IpNet>) -> Option<IpAddr> {
+        self.blocks
+            .iter()
+            .filter(|b| Family::of_net(b) == Family::V4 && Some(*b) != avoid)
+            .find_map(|b| b.hosts_all().find(|ip| self.is_free(ip)))
     }
 
     pub fn blocks(&self) -> &[IpNet] {
@@ -253,9 +294,10 @@ impl Ipam {
     /// recorded); refused, and handed back, if its handle or an address is held meanwhile.
     pub fn restore_one(&mut self, a: Allocation) -> Result<(), Box<Allocation>> {
         if self.by_handle.contains_key(&a.handle)
-            || a.addresses
-                .iter()
-                .any(|ip| self.by_address.contains_key(ip))
+            || a.addresses.iter().any(|ip| {
+                self.by_address.contains_key(ip)
+                    || self.tunnel.as_ref().is_some_and(|t| t.address == *ip)
+            })
         {
             return Err(Box::new(a));
         }
@@ -283,7 +325,7 @@ impl Ipam {
         self.by_address.len()
     }
 
-    /// Addresses a block can give to pods (all of it but the reserved ones).
+    /// Addresses a block can give to pods (all of it but the reserved ones and the tunnel's).
     pub fn capacity(&self, block: &IpNet) -> u128 {
         let size = match block {
             IpNet::V4(n) => 1u128 << (32 - u32::from(n.prefix_len())),
@@ -292,7 +334,11 @@ impl Ipam {
                 .unwrap_or(u128::MAX),
         };
         let reserved = self.reserved.iter().filter(|r| block.contains(*r)).count() as u128;
-        size.saturating_sub(reserved)
+        let tunnel = self
+            .tunnel
+            .as_ref()
+            .is_some_and(|t| !self.reserved.contains(&t.address) && block.contains(&t.address));
+        size.saturating_sub(reserved + u128::from(tunnel))
     }
 
     /// What the store keeps.
@@ -300,6 +346,7 @@ impl Ipam {
         Record {
             version: crate::RECORD_VERSION,
             allocations: self.by_handle.values().cloned().collect(),
+            tunnel: self.tunnel.clone(),
         }
     }
 
@@ -315,10 +362,13 @@ impl Ipam {
         self.blocks
             .iter()
             .filter(|b| Family::of_net(b) == family)
-            .find_map(|b| {
-                b.hosts_all()
-                    .find(|ip| !self.reserved.contains(ip) && !self.by_address.contains_key(ip))
-            })
+            .find_map(|b| b.hosts_all().find(|ip| self.is_free(ip)))
+    }
+
+    fn is_free(&self, ip: &IpAddr) -> bool {
+        !self.reserved.contains(ip)
+            && !self.by_address.contains_key(ip)
+            && self.tunnel.as_ref().is_none_or(|t| t.address != *ip)
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::Allocation;
+use crate::{Allocation, TunnelAllocation};
 
 /// The record format this build writes and reads.
 pub const RECORD_VERSION: u32 = 1;
@@ -18,6 +18,10 @@ pub const RECORD_VERSION: u32 = 1;
 pub struct Record {
     pub version: u32,
     pub allocations: Vec<Allocation>,
+    /// The tunnel device's address, an allocation of the node's own (absent in records
+    /// of earlier versions, which reserved the first address of the first block).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelAllocation>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +126,7 @@ impl Record {
         Record {
             version: RECORD_VERSION,
             allocations: Vec::new(),
+            tunnel: None,
         }
     }
 }
@@ -152,6 +157,7 @@ mod tests {
                 addresses: vec!["10.0.0.1".parse().unwrap_or(std::net::IpAddr::from([0; 4]))],
                 pod: None,
             }],
+            tunnel: None,
         };
         assert!(store.save(&record).is_ok());
         assert_eq!(store.load().ok(), Some(record));

@@ -26,12 +26,20 @@ pub fn socket(cfg: &Config) -> PathBuf {
     cfg.control.state_dir.join("bfd.sock")
 }
 
-/// The sessions the configuration asks for: every neighbor with BFD on, from
-/// the node's address of the neighbor's family.
-pub fn specs(cfg: &Config) -> Vec<bfd::Spec> {
-    cfg.neighbors()
-        .into_iter()
-        .filter(|n| n.bfd && !n.shutdown)
+/// The sessions to run: one per neighbour that wants BFD, whatever made it a neighbour
+/// (the file, the datastore's registered nodes), from the node's address of the
+/// neighbour's family. A neighbour wants BFD by its `[[peer]] bfd`, else `[bfd] enabled`.
+pub fn specs(cfg: &Config, neighbors: &[bgp::speaker::NeighborConfig]) -> Vec<bfd::Spec> {
+    let configured = cfg.neighbors();
+    neighbors
+        .iter()
+        .filter(|n| !n.shutdown)
+        .filter(|n| {
+            configured
+                .iter()
+                .find(|c| c.address == n.address)
+                .map_or(cfg.bfd.enabled, |c| c.bfd)
+        })
         .filter_map(|n| {
             let local = match n.address {
                 IpAddr::V4(_) => IpAddr::V4(cfg.node.address),
@@ -84,8 +92,12 @@ fn spawn_keeper(socket: &Path, grace: u64, log: PathBuf) -> std::io::Result<()> 
     Ok(())
 }
 
-/// Connects to (or starts) the keeper; its events go to `events`.
-pub fn start(cfg: &Config, events_tx: mpsc::UnboundedSender<bfd::Event>) -> KeeperClient {
+/// Connects to (or starts) the keeper with `specs`; its events go to `events`.
+pub fn start(
+    cfg: &Config,
+    specs: Vec<bfd::Spec>,
+    events_tx: mpsc::UnboundedSender<bfd::Event>,
+) -> KeeperClient {
     let socket = socket(cfg);
     let grace = grace(cfg);
     let log = cfg.control.state_dir.join("bfd-keeper.log");
@@ -104,7 +116,7 @@ pub fn start(cfg: &Config, events_tx: mpsc::UnboundedSender<bfd::Event>) -> Keep
             ))
         }),
     };
-    let (client, mut events) = KeeperClient::start(socket, spawn, specs(cfg));
+    let (client, mut events) = KeeperClient::start(socket, spawn, specs);
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             if events_tx.send(ev).is_err() {

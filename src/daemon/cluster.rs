@@ -1,22 +1,22 @@
 //! `datastore.kind = "etcd"`: the node registers itself, peers with every registered
 //! node, and claims and releases its blocks through the datastore.
 //!
-//! The daemon's configuration stays the one source of truth for the rest of the
-//! daemon: this module keeps `node.blocks` (the confirmed blocks this node owns) and
-//! `cluster.nodes` (the other nodes' addresses) of the running configuration equal to
-//! the datastore, so the speaker, the FIB feeder and IPAM need no other input.
+//! The node-state owner (`super::owner`) applies each read of the datastore and makes
+//! the claims and releases; this module connects, reads and watches, and turns a read
+//! into the sessions and configuration the owner publishes.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use bgp::speaker::{NeighborConfig, NeighborKind};
 use config::Config;
-use datastore::{Datastore, EtcdKv, EtcdSettings, NodeRecord, PoolsRecord, Snapshot};
+
+use super::node::{Event, Inbox};
+use datastore::{Datastore, EtcdKv, EtcdSettings, Kv, NodeRecord, PoolsRecord, Snapshot};
 use ipnet::IpNet;
 
 /// Longest a CNI ADD waits for a block claim.
@@ -27,20 +27,14 @@ const RESYNC: Duration = Duration::from_secs(30);
 /// Pause between attempts while etcd is unreachable.
 const RETRY: Duration = Duration::from_secs(1);
 
-pub struct Cluster {
-    pub ds: Datastore<EtcdKv>,
+pub struct Cluster<K: Kv = EtcdKv> {
+    pub ds: Datastore<K>,
     pub name: String,
     pub pools: PoolsRecord,
     record: NodeRecord,
     /// The last full read.
     pub view: ArcSwap<Snapshot>,
-    /// Held while own blocks change (claims, releases).
-    pub claim_lock: tokio::sync::Mutex<()>,
-    /// When own blocks last changed: older reads may not show it yet.
-    own_changed: Mutex<Instant>,
     reachable: AtomicBool,
-    /// Own blocks without pods, and since when.
-    empty_since: Mutex<BTreeMap<IpNet, Instant>>,
 }
 
 fn settings(cfg: &Config) -> EtcdSettings {
@@ -63,20 +57,30 @@ pub fn pools_record(cfg: &Config) -> PoolsRecord {
     }
 }
 
+pub fn node_record(cfg: &Config) -> NodeRecord {
+    NodeRecord {
+        name: cfg.node.name.clone(),
+        address: cfg.node.address,
+        address_v6: cfg.node.address_v6,
+        asn: cfg.node.asn,
+        port: cfg.bgp.port,
+        rr_cluster_id: cfg.bgp.route_reflector_cluster_id,
+    }
+}
+
 impl Cluster {
-    /// Connects, checks the pools, registers the node and finishes interrupted
-    /// claims; waits (retrying) while etcd is unreachable.
+    /// Connects to etcd; see [`Cluster::join`].
     pub async fn connect(cfg: &Config) -> anyhow::Result<Cluster> {
         let kv = EtcdKv::new(&settings(cfg)).context("setting up the etcd client")?;
-        let ds = Datastore::new(kv, &cfg.datastore.prefix);
-        let record = NodeRecord {
-            name: cfg.node.name.clone(),
-            address: cfg.node.address,
-            address_v6: cfg.node.address_v6,
-            asn: cfg.node.asn,
-            port: cfg.bgp.port,
-            rr_cluster_id: cfg.bgp.route_reflector_cluster_id,
-        };
+        Cluster::join(Datastore::new(kv, &cfg.datastore.prefix), cfg).await
+    }
+}
+
+impl<K: Kv> Cluster<K> {
+    /// Checks the pools, registers the node and finishes interrupted claims; waits
+    /// (retrying) while the store is unreachable.
+    pub async fn join(ds: Datastore<K>, cfg: &Config) -> anyhow::Result<Cluster<K>> {
+        let record = node_record(cfg);
         let pools = pools_record(cfg);
         let mut warned = false;
         let snap = loop {
@@ -108,10 +112,7 @@ impl Cluster {
             pools,
             record,
             view: ArcSwap::from_pointee(snap),
-            claim_lock: tokio::sync::Mutex::new(()),
-            own_changed: Mutex::new(Instant::now()),
             reachable: AtomicBool::new(true),
-            empty_since: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -132,12 +133,11 @@ impl Cluster {
 
     /// The sessions to run: the configuration's (mesh over `cluster.nodes` and explicit
     /// peers) plus, without a mesh, reflector ↔ client sessions between registered nodes.
-    pub fn neighbors(&self, cfg: &Config) -> Vec<NeighborConfig> {
+    pub fn neighbors(&self, cfg: &Config, snap: &Snapshot) -> Vec<NeighborConfig> {
         let mut out = super::settings::neighbors(cfg);
         if cfg.cluster.mesh {
             return out;
         }
-        let snap = self.view.load();
         let me_rr = cfg.bgp.route_reflector_cluster_id.is_some();
         for n in snap.nodes.values().filter(|n| n.name != self.name) {
             let address = IpAddr::V4(n.address);
@@ -165,18 +165,9 @@ impl Cluster {
         out
     }
 
-    pub fn own_changed_now(&self) {
-        *self
-            .own_changed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
-    }
-
-    fn own_changed_at(&self) -> Instant {
-        *self
-            .own_changed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Whether the last request to the store had an answer.
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::SeqCst)
     }
 
     fn set_reachable(&self, ok: bool, error: Option<&datastore::Error>) {
@@ -215,49 +206,11 @@ impl Cluster {
             )),
         }
     }
-
-    /// Own blocks empty for at least the grace period, as of now; `allocated` tells
-    /// how many pod addresses a block holds.
-    pub fn empty_for_long(
-        &self,
-        own: &[IpNet],
-        allocated: impl Fn(&IpNet) -> usize,
-        grace: Duration,
-    ) -> Vec<IpNet> {
-        let now = Instant::now();
-        let mut since = self
-            .empty_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        since.retain(|b, _| own.contains(b));
-        let mut out = Vec::new();
-        for b in own {
-            if allocated(b) > 0 {
-                since.remove(b);
-                continue;
-            }
-            let t = *since.entry(*b).or_insert(now);
-            if now.duration_since(t) >= grace {
-                out.push(*b);
-            }
-        }
-        out
-    }
-}
-
-/// What the sync task hands the daemon after each full read.
-pub trait Apply: Send + Sync + 'static {
-    /// A new view of the cluster; `read_at` is when the read started.
-    fn apply(
-        self: &Arc<Self>,
-        snap: Arc<Snapshot>,
-        read_at: Instant,
-    ) -> impl std::future::Future<Output = ()> + Send;
 }
 
 /// Keeps the view current: full read, then watch from the next revision; a broken
 /// watch, a compaction gap or a quiet [`RESYNC`] period means another full read.
-pub async fn sync<A: Apply>(cluster: Arc<Cluster>, daemon: Arc<A>) {
+pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
     loop {
         let read_at = Instant::now();
         let snap = match cluster.ds.snapshot().await {
@@ -271,7 +224,9 @@ pub async fn sync<A: Apply>(cluster: Arc<Cluster>, daemon: Arc<A>) {
         cluster.set_reachable(true, None);
         let revision = snap.revision;
         cluster.view.store(snap.clone());
-        daemon.apply(snap, read_at).await;
+        if !owner.tell(Event::Snapshot(snap, read_at)) {
+            return;
+        }
         let mut watch = match cluster.ds.watch(revision + 1).await {
             Ok(w) => w,
             Err(e) => {
@@ -304,7 +259,9 @@ pub async fn sync<A: Apply>(cluster: Arc<Cluster>, daemon: Arc<A>) {
                         Ok(s) => {
                             let s = Arc::new(s);
                             cluster.view.store(s.clone());
-                            daemon.apply(s, read_at).await;
+                            if !owner.tell(Event::Snapshot(s, read_at)) {
+                                return;
+                            }
                             last_read = Instant::now();
                         }
                         Err(e) => {
@@ -361,28 +318,7 @@ fn rest_of_burst(watch: &mut datastore::kv::Watch) -> Burst {
     }
 }
 
-impl Cluster {
-    /// Own blocks of `current` that `snap` still shows confirmed as this node's; None
-    /// when the read is older than the last own change (it would miss a fresh claim).
-    pub fn still_owned(
-        &self,
-        current: &[IpNet],
-        snap: &Snapshot,
-        read_at: Instant,
-    ) -> Option<Vec<IpNet>> {
-        if read_at < self.own_changed_at() {
-            return None;
-        }
-        let owned = snap.confirmed_blocks_of(&self.name);
-        Some(
-            current
-                .iter()
-                .filter(|b| owned.contains(b))
-                .copied()
-                .collect(),
-        )
-    }
-
+impl<K: Kv> Cluster<K> {
     pub fn registered(&self, snap: &Snapshot) -> bool {
         snap.nodes.contains_key(&self.record.name)
     }

@@ -1,102 +1,18 @@
-//! The daemon's side of `datastore.kind = "etcd"`: applying each read of the
-//! datastore, claiming a block when a pod needs one, giving back empty blocks,
-//! `show nodes`, `show blocks` and `node remove`.
-
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+//! The daemon's side of `datastore.kind = "etcd"` that reads: `show nodes`,
+//! `show blocks`, and `node remove` (the node-state owner applies the datastore's
+//! reads and makes the claims and releases).
 
 use api::protocol::{BlockJson, NodeJson, Response};
-use datastore::Snapshot;
-use ipnet::IpNet;
 
-use super::cluster::{Apply, Cluster};
+use super::cluster::Cluster;
 use super::Daemon;
 
-/// How often empty blocks are looked for.
-const RELEASE_TICK: Duration = Duration::from_secs(5);
-
-impl Apply for Daemon {
-    async fn apply(self: &Arc<Self>, snap: Arc<Snapshot>, read_at: Instant) {
-        let Some(c) = &self.cluster else { return };
-        for why in &snap.invalid {
-            tracing::warn!(key = %why, "datastore: undecodable key skipped");
-        }
-        let cfg = self.config.load_full();
-        let mut blocks = cfg.node.blocks.clone();
-        if !c.registered(&snap) {
-            if !blocks.is_empty() || !cfg.cluster.nodes.is_empty() {
-                tracing::error!(node = %c.name, "this node was removed from the datastore (`ipipd node remove`): its blocks are withdrawn and its sessions closed; restart ipipd to register it again");
-            }
-            blocks.clear();
-        } else if let Ok(_guard) = c.claim_lock.try_lock() {
-            // Own blocks deleted or taken over behind this node's back stop being
-            // announced at once: two announcers of one block must never be.
-            if let Some(owned) = c.still_owned(&blocks, &snap, read_at) {
-                if owned != blocks {
-                    tracing::error!(before = ?blocks, after = ?owned, "own blocks no longer this node's in the datastore: withdrawn");
-                    blocks = owned;
-                }
-            }
-        }
-        let mut new = c.effective((*cfg).clone(), blocks.clone(), &snap);
-        if !c.registered(&snap) {
-            new.cluster.nodes.clear();
-        }
-        if new == *cfg {
-            // Reflector topologies read the view itself.
-            if !cfg.cluster.mesh {
-                self.speaker.set_neighbors(c.neighbors(&cfg)).await;
-            }
-            return;
-        }
-        let blocks_changed = new.node.blocks != cfg.node.blocks;
-        let neighbors = if c.registered(&snap) {
-            c.neighbors(&new)
-        } else {
-            Vec::new()
-        };
-        self.config.store(Arc::new(new.clone()));
-        self.speaker.set_neighbors(neighbors).await;
-        if blocks_changed {
-            self.speaker.set_own_blocks(new.node.blocks.clone()).await;
-            self.pods.lock().await.reconfigure(&new);
-        }
-        self.inputs_changed.notify_one();
-    }
-}
-
 impl Daemon {
-    /// Replaces own blocks everywhere: configuration, speaker, IPAM, FIB.
-    async fn set_own_blocks(&self, c: &Cluster, blocks: Vec<IpNet>) {
-        c.own_changed_now();
-        let mut new = (*self.config.load_full()).clone();
-        new.node.blocks = blocks;
-        self.config.store(Arc::new(new.clone()));
-        self.speaker.set_own_blocks(new.node.blocks.clone()).await;
-        self.pods.lock().await.reconfigure(&new);
-        self.inputs_changed.notify_one();
-    }
-
-    /// Before a CNI ADD: claims a block for every pool family the node has no free
-    /// address of (unless the handle has its addresses already). Err: why not,
-    /// for the plugin's "try again later".
-    pub(super) async fn ensure_room(&self, c: &Cluster, handle: &str) -> Result<(), String> {
-        let _guard = c.claim_lock.lock().await;
-        let cfg = self.config.load_full();
-        let full = self.pods.lock().await.full_families(&cfg, handle);
-        for family_of in full {
-            let block = c.claim(&family_of).await?;
-            let mut blocks = self.config.load().node.blocks.clone();
-            blocks.push(block);
-            self.set_own_blocks(c, blocks).await;
-        }
-        Ok(())
-    }
-
     /// `show nodes`: every registered node, with the session state to it.
     pub(super) fn show_nodes(&self) -> Response {
         let Some(c) = &self.cluster else {
-            let cfg = self.config.load();
+            let state = self.state.load();
+            let cfg = &state.config;
             let peers = self.speaker.peers();
             let mut nodes = vec![NodeJson {
                 name: cfg.node.name.clone(),
@@ -151,20 +67,20 @@ impl Daemon {
     }
 
     /// `show blocks` from the datastore: every block key, with its owner and state.
-    pub(super) async fn cluster_blocks(&self, c: &Cluster) -> Vec<BlockJson> {
+    pub(super) fn cluster_blocks(&self, c: &Cluster) -> Vec<BlockJson> {
         let snap = c.view.load();
-        let pods = self.pods.lock().await;
+        let state = self.state.load();
         snap.blocks
             .values()
             .map(|b| {
                 let local = b.record.node == c.name;
+                let used = state.block_use.get(&b.net);
                 BlockJson {
                     block: b.net.to_string(),
                     node: Some(b.record.node.clone()),
                     local,
-                    allocated: local.then(|| pods.allocated_in(&b.net) as u64),
-                    capacity: local
-                        .then(|| u64::try_from(pods.capacity(&b.net)).unwrap_or(u64::MAX)),
+                    allocated: local.then(|| used.map_or(0, |u| u.0)),
+                    capacity: local.then(|| used.map_or(0, |u| u.1)),
                     state: b.record.state.name().to_owned(),
                     next_hop: if local {
                         None
@@ -202,53 +118,6 @@ impl Daemon {
             Err(e) => Response::Error {
                 message: e.to_string(),
             },
-        }
-    }
-}
-
-/// Gives back own blocks that held no pod for `datastore.block_release_grace`:
-/// marked `releasing`, withdrawn here, then deleted.
-pub async fn release_empty_blocks(daemon: Arc<Daemon>) {
-    let Some(c) = daemon.cluster.clone() else {
-        return;
-    };
-    loop {
-        tokio::time::sleep(RELEASE_TICK).await;
-        let _guard = c.claim_lock.lock().await;
-        let cfg = daemon.config.load_full();
-        let grace = Duration::from_secs(cfg.datastore.block_release_grace);
-        let candidates = {
-            let pods = daemon.pods.lock().await;
-            c.empty_for_long(&cfg.node.blocks, |b| pods.allocated_in(b), grace)
-        };
-        for block in candidates {
-            let rev = match c.ds.mark_releasing(&c.name, &block).await {
-                Ok(Some(rev)) => rev,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(%block, error = %e, "cannot release an empty block now; trying later");
-                    continue;
-                }
-            };
-            let mut blocks = daemon.config.load().node.blocks.clone();
-            blocks.retain(|b| *b != block);
-            daemon.set_own_blocks(&c, blocks).await;
-            match c.ds.finish_release(&c.name, &block, rev).await {
-                Ok(_) => tracing::info!(%block, "empty block released"),
-                Err(e) => {
-                    tracing::warn!(%block, error = %e, "block withdrawn but still marked releasing in the datastore")
-                }
-            }
-        }
-        // Releases a crash or an outage interrupted: withdrawn here, still in etcd.
-        let snap = c.view.load();
-        let own = daemon.config.load().node.blocks.clone();
-        for b in snap.blocks_of(&c.name) {
-            if b.record.state == datastore::BlockState::Releasing && !own.contains(&b.net) {
-                if let Err(e) = c.ds.finish_release(&c.name, &b.net, b.mod_revision).await {
-                    tracing::warn!(block = %b.net, error = %e, "finishing a release");
-                }
-            }
         }
     }
 }

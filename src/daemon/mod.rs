@@ -5,6 +5,8 @@ pub(crate) mod bfd;
 mod cluster;
 mod datastore_ops;
 mod metrics;
+mod node;
+mod owner;
 mod pods;
 mod reload;
 pub mod settings;
@@ -12,7 +14,6 @@ mod views;
 mod workloads;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,26 +24,29 @@ use arc_swap::ArcSwap;
 use bgp::speaker::Speaker;
 use config::Config;
 use ipnet::IpNet;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::control::protocol::{Request, Response};
+use node::{Event, Inbox, NodeState};
 use workloads::Workloads;
 
-use workloads::check_in_pools;
 pub use workloads::check_interface;
 
 /// The running daemon, shared by the control socket, reload and the FIB feeder.
 pub struct Daemon {
     config_path: PathBuf,
-    config: ArcSwap<Config>,
+    /// The node's state as its owner last published it (read-only here).
+    state: ArcSwap<NodeState>,
+    /// Where events that change the node's state go.
+    owner: Inbox,
     speaker: Speaker,
     /// The kernel installer; None with `kernel.install = false`, and after stop.
     fib: std::sync::Mutex<Option<fib::Installer>>,
-    workloads: Mutex<Workloads>,
-    /// Pods made by the CNI plugin: IPAM and their workload routes.
-    pods: Mutex<pods::Pods>,
-    /// Wakes the FIB feeder when workloads or own blocks change.
+    /// Wakes the FIB feeder when workloads, own blocks or the tunnel address change.
     inputs_changed: Notify,
+    /// Tasks the daemon cannot work without, by name: when one ends, the daemon stops.
+    tasks: std::sync::Mutex<Vec<(&'static str, JoinHandle<()>)>>,
     /// Set once stopping: the kernel is left as it is (routes survive the restart).
     stopping: AtomicBool,
     /// Node identity, socket and state directory from the environment or flags.
@@ -71,23 +75,22 @@ fn restarting(state_dir: &Path, gr_time: u16) -> bool {
 }
 
 fn touch_marker(state_dir: &Path) {
-    let _ = std::fs::write(
-        state_dir.join(RUNNING_MARKER),
-        std::process::id().to_string(),
-    );
+    let path = state_dir.join(RUNNING_MARKER);
+    if let Err(e) = std::fs::write(&path, std::process::id().to_string()) {
+        // Without it the next start is not taken for a restart: peers drop our routes.
+        tracing::error!(path = %path.display(), error = %e, "cannot write the restart marker; the next start will not be a graceful restart");
+    }
 }
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::Result<()> {
     let cfg = Config::load_with(&config_path, &overrides).context("invalid configuration")?;
-    let (cfg, cluster) = if cfg.datastore.kind == config::DatastoreKind::Etcd {
-        let c = cluster::Cluster::connect(&cfg).await?;
+    let cluster = if cfg.datastore.kind == config::DatastoreKind::Etcd {
+        let c = Arc::new(cluster::Cluster::connect(&cfg).await?);
         let snap = c.view.load_full();
-        let own = snap.confirmed_blocks_of(&c.name);
-        let cfg = c.effective(cfg, own, &snap);
-        (cfg, Some(Arc::new(c)))
+        Some((c, snap))
     } else {
-        (cfg, None)
+        None
     };
     std::fs::create_dir_all(&cfg.control.state_dir).with_context(|| {
         format!(
@@ -99,8 +102,12 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
         && restarting(&cfg.control.state_dir, cfg.bgp.graceful_restart_time);
     touch_marker(&cfg.control.state_dir);
     let workloads = Workloads::load(&cfg.control.state_dir)?;
-    let pods = pods::Pods::load(&cfg)?;
     enable_forwarding(&cfg);
+    let sync_with = cluster.as_ref().map(|(c, _)| c.clone());
+    let publisher = Arc::new(Publisher::default());
+    let owner = owner::Owner::new(publisher.clone(), cfg.clone(), cluster, workloads)?;
+    let state = owner.state();
+    let cfg = state.config.clone();
     let fib = if cfg.kernel.install {
         Some(
             fib::Installer::start(settings::fib(&cfg))
@@ -113,41 +120,39 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
         );
         None
     };
-    let neighbors = match &cluster {
-        Some(c) => c.neighbors(&cfg),
-        None => settings::neighbors(&cfg),
-    };
-    let speaker = Speaker::start(settings::speaker(&cfg, restart), neighbors)
+    let speaker = Speaker::start(settings::speaker(&cfg, restart), state.neighbors.clone())
         .await
         .context("starting the BGP speaker")?;
-    tracing::info!(node = %cfg.node.name, address = %cfg.node.address, blocks = ?cfg.node.blocks, restart, "ipipd started");
+    tracing::info!(node = %cfg.node.name, address = %cfg.node.address, blocks = ?cfg.node.blocks, tunnel = ?state.tunnel, restart, "ipipd started");
     let socket = cfg.control.socket.clone();
     let (bfd_events, bfd_events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (inbox, events) = Inbox::new();
     let daemon = Arc::new(Daemon {
         config_path,
-        config: ArcSwap::from_pointee(cfg),
+        state: ArcSwap::new(state.clone()),
+        owner: inbox.clone(),
         speaker,
         fib: std::sync::Mutex::new(fib),
-        workloads: Mutex::new(workloads),
-        pods: Mutex::new(pods),
         inputs_changed: Notify::new(),
+        tasks: std::sync::Mutex::new(Vec::new()),
         stopping: AtomicBool::new(false),
         overrides,
-        cluster: cluster.clone(),
+        cluster: sync_with.clone(),
         bfd: std::sync::Mutex::new(None),
         bfd_events,
     });
-    if let Some(c) = cluster {
-        tokio::spawn(cluster::sync(c, daemon.clone()));
-        tokio::spawn(datastore_ops::release_empty_blocks(daemon.clone()));
+    publisher.attach(&daemon);
+    daemon.set_bfd(&state);
+    daemon.supervised("node-state owner", owner.run(events));
+    if let Some(c) = sync_with {
+        daemon.supervised("datastore sync", cluster::sync(c, inbox));
     }
     tokio::spawn(bfd::couple(daemon.clone(), bfd_events_rx));
-    daemon.start_bfd();
     if daemon.with_fib(|_| ()).is_some() {
         tokio::spawn(feed_fib(daemon.clone()));
     }
     crate::control::server::start(&socket, daemon.clone())?;
-    if let Some(addr) = daemon.config.load().metrics.listen {
+    if let Some(addr) = cfg.metrics.listen {
         metrics::start(addr, daemon.clone()).await?;
     }
     tokio::spawn(reload::watch_file(daemon.clone()));
@@ -159,6 +164,41 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
     daemon.stop().await;
     let _ = std::fs::remove_file(&socket);
     result
+}
+
+/// The owner's outputs: the daemon's published state, the speaker, BFD and the FIB
+/// feeder. Attached once the daemon exists (the owner is made before it).
+#[derive(Default)]
+struct Publisher {
+    daemon: std::sync::OnceLock<std::sync::Weak<Daemon>>,
+}
+
+impl Publisher {
+    fn attach(&self, daemon: &Arc<Daemon>) {
+        let _ = self.daemon.set(Arc::downgrade(daemon));
+    }
+}
+
+impl owner::Outputs for Publisher {
+    async fn publish(&self, old: &NodeState, new: Arc<NodeState>) {
+        let Some(daemon) = self.daemon.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        daemon.state.store(new.clone());
+        if old.neighbors != new.neighbors {
+            daemon.speaker.set_neighbors(new.neighbors.clone()).await;
+        }
+        if old.own_blocks() != new.own_blocks() {
+            daemon
+                .speaker
+                .set_own_blocks(new.own_blocks().to_vec())
+                .await;
+        }
+        if old.bfd != new.bfd {
+            daemon.set_bfd(&new);
+        }
+        daemon.inputs_changed.notify_one();
+    }
 }
 
 /// Pods reach other nodes through this one: forwarding on (IPv4, and IPv6 with IPv6 pools).
@@ -196,7 +236,7 @@ async fn supervise(daemon: Arc<Daemon>) -> anyhow::Error {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         }
         if tokio::time::Instant::now() >= marker_due {
-            touch_marker(&daemon.config.load().control.state_dir);
+            touch_marker(&daemon.state.load().config.control.state_dir);
             marker_due += HEARTBEAT;
         }
         tokio::select! {
@@ -228,9 +268,14 @@ async fn feed_fib(daemon: Arc<Daemon>) {
             return;
         }
         if std::mem::take(&mut local_changed) {
-            let own_blocks = daemon.config.load().node.blocks.clone();
-            let workloads = daemon.all_workloads().await;
-            daemon.with_fib(|f| f.set_local(own_blocks, workloads));
+            let state = daemon.state.load_full();
+            daemon.with_fib(|f| {
+                f.set_local(
+                    state.own_blocks().to_vec(),
+                    state.workloads.clone(),
+                    state.tunnel,
+                )
+            });
         }
         // In chunks: the changes wait compact in the batch and are expanded a chunk at
         // a time, the next while the installer writes the last.
@@ -261,8 +306,30 @@ async fn feed_fib(daemon: Arc<Daemon>) {
 }
 
 impl Daemon {
-    /// Whether the RIB task and the FIB installer (when there is one) still run.
+    /// Runs `task` as one the daemon cannot work without (see [`Daemon::health`]).
+    fn supervised(
+        &self,
+        name: &'static str,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let handle = tokio::spawn(task);
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((name, handle));
+    }
+
+    /// Whether the RIB task, the FIB installer (when there is one), the node-state owner
+    /// and the datastore sync still run.
     fn health(&self) -> anyhow::Result<()> {
+        let tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((name, _)) = tasks.iter().find(|(_, h)| h.is_finished()) {
+            anyhow::bail!("the {name} task has stopped");
+        }
+        drop(tasks);
         if !self.speaker.rib_running() {
             anyhow::bail!("the RIB task has stopped");
         }
@@ -273,7 +340,7 @@ impl Daemon {
     }
 
     async fn stop(&self) {
-        let flush = self.config.load().kernel.flush_on_stop;
+        let flush = self.state.load().config.kernel.flush_on_stop;
         // Freeze the FIB first: sessions closing below must not withdraw kernel routes.
         self.stopping.store(true, Ordering::SeqCst);
         // Without flush, this is a graceful restart: peers keep our routes and
@@ -289,7 +356,14 @@ impl Daemon {
             }
         }
         if flush {
-            let _ = std::fs::remove_file(self.config.load().control.state_dir.join(RUNNING_MARKER));
+            let _ = std::fs::remove_file(
+                self.state
+                    .load()
+                    .config
+                    .control
+                    .state_dir
+                    .join(RUNNING_MARKER),
+            );
         }
         let installer = self.fib.lock().ok().and_then(|mut f| f.take());
         if let Some(f) = installer {
@@ -308,17 +382,15 @@ impl Daemon {
             Request::ShowRoutes => Response::Routes {
                 routes: self.routes().await,
             },
-            Request::WorkloadList => {
-                let mut workloads = self.workloads.lock().await.list();
-                workloads.extend(self.pods.lock().await.list());
-                Response::Workloads { workloads }
-            }
+            Request::WorkloadList => Response::Workloads {
+                workloads: self.state.load().workload_list.clone(),
+            },
             Request::ShowBfd => Response::Bfd {
                 sessions: self.bfd_sessions().into_iter().map(bfd::json).collect(),
             },
             Request::ShowBlocks => Response::Blocks {
                 blocks: match &self.cluster {
-                    Some(c) => self.cluster_blocks(c).await,
+                    Some(c) => self.cluster_blocks(c),
                     None => self.blocks().await,
                 },
             },
@@ -339,79 +411,40 @@ impl Daemon {
                         .zip(pod_name)
                         .map(|(namespace, name)| ipam::PodRef { namespace, name }),
                 };
-                if let Some(c) = &self.cluster {
-                    if let Err(message) = self.ensure_room(c, &request.handle()).await {
-                        return Response::IpamError {
-                            kind: api::protocol::IpamErrorKind::Exhausted,
-                            message,
-                        };
-                    }
-                }
-                let cfg = self.config.load();
-                let r = self.pods.lock().await.assign(&cfg, request);
-                self.inputs_changed.notify_one();
-                r
+                self.ask(|r| Event::Assign(request, r)).await
             }
             Request::IpamGet {
                 container_id,
                 ifname,
             } => {
-                let cfg = self.config.load();
                 let handle = ipam::handle(&container_id, &ifname);
-                self.pods.lock().await.get(&cfg, &handle)
+                self.ask(|r| Event::Get(handle, r)).await
             }
-            Request::IpamGc { keep } => {
-                let r = self.pods.lock().await.collect(&keep);
-                self.inputs_changed.notify_one();
-                r
-            }
+            Request::IpamGc { keep } => self.ask(|r| Event::Gc(keep, r)).await,
             Request::IpamRelease {
                 container_id,
                 ifname,
             } => {
                 let handle = ipam::handle(&container_id, &ifname);
-                let r = self.pods.lock().await.release(&handle);
-                self.inputs_changed.notify_one();
-                r
+                self.ask(|r| Event::Release(handle, r)).await
             }
             Request::WorkloadAdd { ip, interface } => {
-                if let Err(message) = check_interface(&interface) {
-                    return Response::Error { message };
-                }
-                if let Err(message) = check_in_pools(ip, &self.config.load().cluster.pools) {
-                    return Response::Error { message };
-                }
-                let r = self.workloads.lock().await.add(ip, interface.clone());
-                self.inputs_changed.notify_one();
-                match r {
-                    Ok(()) => Response::Ok {
-                        message: format!("workload {ip} on {interface} added"),
-                    },
-                    Err(e) => Response::Error {
-                        message: format!("workload added but not persisted: {e}"),
-                    },
-                }
+                self.ask(|r| Event::WorkloadAdd(ip, interface, r)).await
             }
-            Request::WorkloadDel { ip } => {
-                let r = self.workloads.lock().await.del(ip);
-                self.inputs_changed.notify_one();
-                match r {
-                    Ok(true) => Response::Ok {
-                        message: format!("workload {ip} removed"),
-                    },
-                    Ok(false) => Response::Error {
-                        message: format!("no workload {ip}"),
-                    },
-                    Err(e) => Response::Error {
-                        message: format!("workload removed but not persisted: {e}"),
-                    },
-                }
-            }
+            Request::WorkloadDel { ip } => self.ask(|r| Event::WorkloadDel(ip, r)).await,
             Request::Reload => match self.reload().await {
                 Ok(msg) => Response::Ok { message: msg },
                 Err(message) => Response::Error { message },
             },
         }
+    }
+
+    /// Asks the node-state owner, and waits for its answer.
+    async fn ask(
+        &self,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<Response>) -> Event,
+    ) -> Response {
+        self.owner.ask(make).await.unwrap_or_else(node::gone)
     }
 
     fn bfd_lock(&self) -> std::sync::MutexGuard<'_, Option<::bfd::keeper::KeeperClient>> {
@@ -427,15 +460,19 @@ impl Daemon {
             .unwrap_or_default()
     }
 
-    /// Starts the keeper client once some session wants BFD, or updates its
-    /// sessions; called at start and after each reload.
-    fn start_bfd(&self) {
-        let cfg = self.config.load_full();
-        let specs = bfd::specs(&cfg);
+    /// Starts the keeper client once some session wants BFD, or updates its sessions;
+    /// called at start and whenever the published sessions change.
+    fn set_bfd(&self, state: &NodeState) {
         let mut keeper = self.bfd_lock();
         match keeper.as_ref() {
-            Some(k) => k.set_sessions(specs),
-            None if !specs.is_empty() => *keeper = Some(bfd::start(&cfg, self.bfd_events.clone())),
+            Some(k) => k.set_sessions(state.bfd.clone()),
+            None if !state.bfd.is_empty() => {
+                *keeper = Some(bfd::start(
+                    &state.config,
+                    state.bfd.clone(),
+                    self.bfd_events.clone(),
+                ))
+            }
             None => {}
         }
     }
@@ -453,14 +490,8 @@ impl Daemon {
         self.fib.lock().ok()?.as_ref().map(f)
     }
 
-    /// Workloads added by hand and pods made by the CNI plugin: address → host interface.
-    async fn all_workloads(&self) -> Vec<(IpAddr, String)> {
-        let mut all = self.workloads.lock().await.pairs();
-        all.extend(self.pods.lock().await.workloads());
-        all
-    }
-
-    /// Re-reads the configuration; on error the running one stays.
+    /// Re-reads the configuration; on error the running one stays. The node-state
+    /// owner applies it (or refuses it) in order with every other change.
     pub async fn reload(&self) -> Result<String, String> {
         let new = Config::load_with(&self.config_path, &self.overrides).map_err(|e| {
             let text = e.to_string();
@@ -469,39 +500,10 @@ impl Daemon {
             );
             format!("configuration refused; the running configuration stays:\n{text}")
         })?;
-        let old = self.config.load_full();
-        let new = match &self.cluster {
-            // Blocks and nodes come from the datastore, not from the file.
-            Some(c) => c.effective(new, old.node.blocks.clone(), &c.view.load()),
-            None => new,
-        };
-        let fixed = settings::restart_only_changes(&old, &new);
-        if !fixed.is_empty() {
-            let msg = format!(
-                "configuration refused; the running configuration stays: {} \
-                 change only at restart",
-                fixed.join(", ")
-            );
-            tracing::error!("{msg}");
-            return Err(msg);
-        }
-        // Every restart-only key is as it runs, so sessions built from the new
-        // file have the running port, AS and own addresses.
-        let neighbors = match &self.cluster {
-            Some(c) => c.neighbors(&new),
-            None => settings::neighbors(&new),
-        };
-        self.speaker.set_neighbors(neighbors).await;
-        if old.node.blocks != new.node.blocks {
-            self.speaker.set_own_blocks(new.node.blocks.clone()).await;
-        }
-        self.pods.lock().await.reconfigure(&new);
-        self.config.store(Arc::new(new));
-        self.start_bfd();
-        self.inputs_changed.notify_one();
-        let msg = "configuration reloaded".to_string();
-        tracing::info!("{msg}");
-        Ok(msg)
+        self.owner
+            .ask(|r| Event::Reload(Box::new(new), r))
+            .await
+            .unwrap_or_else(|| Err("ipipd is stopping".into()))
     }
 
     pub fn config_path(&self) -> &Path {

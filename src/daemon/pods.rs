@@ -1,7 +1,7 @@
 //! Pods made by the CNI plugin: the node's IPAM (addresses by handle, recorded in
 //! `state_dir/ipam.json` before any answer) and the workload routes of those pods.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::Context;
 use api::protocol::{AssignedJson, IpamErrorKind, Response, WorkloadJson};
@@ -13,6 +13,8 @@ pub struct Pods {
     ipam: Ipam,
     store: Store,
     node: String,
+    /// An encapsulation device needs an address (ipip.mode is not "never").
+    tunnel_wanted: bool,
 }
 
 /// The families of the pools: pods get one address of each (where the node has a block).
@@ -23,24 +25,17 @@ fn families(cfg: &Config) -> Vec<Family> {
     f
 }
 
-/// The address the node gives its tunnel device, never a pod's.
-fn reserved(cfg: &Config) -> Vec<IpAddr> {
-    let inputs = fib::Inputs {
-        own_blocks: cfg.node.blocks.clone(),
-        ..Default::default()
-    };
-    fib::desired::tunnel_address(&inputs)
-        .map(IpAddr::V4)
-        .into_iter()
-        .collect()
+/// The tunnel allocation's handle, as Calico names it.
+pub fn tunnel_handle(node: &str) -> String {
+    format!("ipip-tunnel-addr-{node}")
 }
 
 impl Pods {
-    /// The allocations recorded by earlier runs, over today's blocks.
-    pub fn load(cfg: &Config) -> anyhow::Result<Pods> {
+    /// The allocations recorded by earlier runs, over today's `blocks`.
+    pub fn load(cfg: &Config, blocks: &[IpNet]) -> anyhow::Result<Pods> {
         let store = Store::in_dir(&cfg.control.state_dir);
         let record = store.load().context("loading the IPAM record")?;
-        let fresh = Ipam::new(cfg.node.blocks.clone(), reserved(cfg), families(cfg));
+        let fresh = Ipam::new(blocks.to_vec(), Vec::new(), families(cfg));
         let (ipam, refused) = fresh.restore(record);
         for a in &refused {
             // Only a record edited by hand can hold these; the first holder keeps the address.
@@ -53,18 +48,80 @@ impl Pods {
                 }
             }
         }
-        Ok(Pods {
+        let mut pods = Pods {
             ipam,
             store,
             node: cfg.node.name.clone(),
-        })
+            tunnel_wanted: cfg.ipip.mode != config::IpipMode::Never,
+        };
+        pods.place_tunnel();
+        Ok(pods)
     }
 
-    /// A reload changed the blocks or pools.
-    pub fn reconfigure(&mut self, cfg: &Config) {
-        self.ipam.set_blocks(cfg.node.blocks.clone(), reserved(cfg));
+    /// Own blocks or pools changed (a claim, a release, a reload, a datastore read).
+    /// Existing allocations stay; the tunnel address stays while its block does.
+    pub fn set_blocks(&mut self, cfg: &Config, blocks: &[IpNet]) -> bool {
+        self.ipam.set_blocks(blocks.to_vec(), Vec::new());
         self.ipam.set_families(families(cfg));
         self.node = cfg.node.name.clone();
+        self.place_tunnel()
+    }
+
+    /// The tunnel device's address.
+    pub fn tunnel(&self) -> Option<Ipv4Addr> {
+        match self.ipam.tunnel()?.address {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    /// Keeps the tunnel address while its block is the node's; otherwise allocates the
+    /// lowest free IPv4 address of the blocks (none without an IPv4 block). True when it
+    /// changed.
+    fn place_tunnel(&mut self) -> bool {
+        let current = self.ipam.tunnel().map(|t| t.address);
+        if !self.tunnel_wanted {
+            return current.is_some() && self.set_tunnel(None);
+        }
+        if current.is_some_and(|a| self.ipam.blocks().iter().any(|b| b.contains(&a))) {
+            return false;
+        }
+        let next = self.ipam.pick_tunnel(None);
+        next != current && self.set_tunnel(next)
+    }
+
+    /// Before `block` is given back: moves the tunnel address into another block. False
+    /// when no other block has room, so `block` has to stay.
+    pub fn move_tunnel_out_of(&mut self, block: &IpNet) -> bool {
+        let Some(current) = self.ipam.tunnel().map(|t| t.address) else {
+            return true;
+        };
+        if !block.contains(&current) {
+            return true;
+        }
+        match self.ipam.pick_tunnel(Some(block)) {
+            Some(next) => self.set_tunnel(Some(next)),
+            None => false,
+        }
+    }
+
+    fn set_tunnel(&mut self, address: Option<IpAddr>) -> bool {
+        let before = self.ipam.tunnel().cloned();
+        let next = address.map(|address| ipam::TunnelAllocation {
+            handle: tunnel_handle(&self.node),
+            address,
+        });
+        if let Err(ip) = self.ipam.set_tunnel(next) {
+            tracing::error!(%ip, "tunnel address held by a pod: not taken");
+            return false;
+        }
+        if let Err(e) = self.store.save(&self.ipam.record()) {
+            // In memory the address stays the tunnel's, so no pod gets it in this run;
+            // the next start picks again from the addresses no pod holds.
+            tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "IPAM record not written after a tunnel address change");
+        }
+        tracing::info!(before = ?before.map(|t| t.address), after = ?address, "tunnel address allocated");
+        true
     }
 
     pub fn assign(&mut self, cfg: &Config, request: ipam::Request) -> Response {
@@ -256,6 +313,11 @@ impl Pods {
                     .copied()
             })
             .collect()
+    }
+
+    /// Whether a new pod would get its addresses from the blocks the node has now.
+    pub fn has_room(&self, cfg: &Config) -> bool {
+        !families(cfg).is_empty() && self.full_families(cfg, "").is_empty()
     }
 
     pub fn allocated_in(&self, block: &IpNet) -> usize {

@@ -92,9 +92,10 @@ fn installed_hop(kind: &fib::RouteKind, gateway: IpAddr) -> Option<fib::NextHop>
 
 impl Daemon {
     pub(super) fn peers(&self) -> Vec<PeerJson> {
-        let config = self.config.load();
+        let state = self.state.load();
         let name = |address: IpAddr| {
-            config
+            state
+                .config
                 .peers
                 .iter()
                 .find(|p| p.address == address)
@@ -153,7 +154,7 @@ impl Daemon {
             });
         }
         let is_installed = |p: &IpNet| installed.contains_key(p);
-        for (ip, interface) in self.all_workloads().await {
+        for (ip, interface) in self.state.load().workloads.iter().cloned() {
             let prefix = IpNet::from(ip);
             out.push(RouteJson {
                 prefix: prefix.to_string(),
@@ -203,7 +204,7 @@ impl Daemon {
         let mut snap = metrics::Snapshot {
             peers,
             rib_prefixes,
-            ipam_allocated: self.pods.lock().await.allocated() as u64,
+            ipam_allocated: self.state.load().allocated,
             fib_errors: self.with_fib(|f| f.stats().errors).unwrap_or(0),
             bfd: self
                 .bfd_sessions()
@@ -223,8 +224,8 @@ impl Daemon {
 
     /// `show blocks`: own blocks with their allocation counts, then learned ones.
     pub(super) async fn blocks(&self) -> Vec<api::protocol::BlockJson> {
-        let cfg = self.config.load();
-        let pods = self.pods.lock().await;
+        let state = self.state.load_full();
+        let cfg = &state.config;
         let mut out: Vec<api::protocol::BlockJson> = cfg
             .node
             .blocks
@@ -233,13 +234,12 @@ impl Daemon {
                 block: b.to_string(),
                 node: Some(cfg.node.name.clone()),
                 local: true,
-                allocated: Some(pods.allocated_in(b) as u64),
-                capacity: Some(u64::try_from(pods.capacity(b)).unwrap_or(u64::MAX)),
+                allocated: Some(state.block_use.get(b).map_or(0, |u| u.0)),
+                capacity: Some(state.block_use.get(b).map_or(0, |u| u.1)),
                 state: "static".into(),
                 next_hop: None,
             })
             .collect();
-        drop(pods);
         let names: BTreeMap<IpAddr, String> = self
             .speaker
             .peers()

@@ -263,3 +263,51 @@ fn a_repeated_add_with_another_host_name_keeps_the_address_and_takes_the_name() 
         Some("calinew")
     );
 }
+
+fn tunnel(address: &str) -> TunnelAllocation {
+    TunnelAllocation {
+        handle: "ipip-tunnel-addr-n1".into(),
+        address: ip(address),
+    }
+}
+
+#[test]
+fn the_tunnel_address_is_no_pods_and_counts_against_capacity_only() {
+    let mut ipam = v4(&["10.0.0.0/30", "10.0.0.4/30"], &[]);
+    assert_eq!(ipam.pick_tunnel(None), Some(ip("10.0.0.0")));
+    assert_eq!(ipam.set_tunnel(Some(tunnel("10.0.0.0"))), Ok(()));
+    assert_eq!(addr(&mut ipam, "a"), ip("10.0.0.1"));
+    assert_eq!(ipam.capacity(&net("10.0.0.0/30")), 3);
+    assert_eq!(ipam.allocated_in(&net("10.0.0.0/30")), 1, "pods only");
+    // Moving out of the first block: the lowest free address of another one.
+    assert_eq!(
+        ipam.pick_tunnel(Some(&net("10.0.0.0/30"))),
+        Some(ip("10.0.0.4"))
+    );
+    // A pod's address is never the tunnel's.
+    assert_eq!(
+        ipam.set_tunnel(Some(tunnel("10.0.0.1"))),
+        Err(ip("10.0.0.1"))
+    );
+    let record = ipam.record();
+    assert_eq!(record.tunnel, Some(tunnel("10.0.0.0")));
+    let (back, refused) = v4(&["10.0.0.0/30", "10.0.0.4/30"], &[]).restore(record);
+    assert!(refused.is_empty());
+    assert_eq!(
+        back.tunnel(),
+        Some(&tunnel("10.0.0.0")),
+        "kept across a restart"
+    );
+}
+
+#[test]
+fn a_recorded_tunnel_address_a_pod_holds_is_dropped_and_the_pod_kept() {
+    let mut ipam = v4(&["10.0.0.0/30"], &[]);
+    let _ = addr(&mut ipam, "a");
+    let mut record = ipam.record();
+    record.tunnel = Some(tunnel("10.0.0.0"));
+    let (back, refused) = v4(&["10.0.0.0/30"], &[]).restore(record);
+    assert!(refused.is_empty());
+    assert_eq!(back.tunnel(), None);
+    assert_eq!(back.allocated(), 1);
+}

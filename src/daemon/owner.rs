@@ -1,0 +1,447 @@
+//! The owner of the node's runtime state: see [`super::node`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api::protocol::{IpamErrorKind, Response};
+use config::Config;
+use datastore::{Kv, Snapshot};
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+
+use super::cluster::Cluster;
+use super::node::{Event, NodeState};
+use super::pods::Pods;
+use super::workloads::{check_in_pools, check_interface, Workloads};
+use super::{bfd, settings};
+
+/// How often empty blocks are looked for.
+const RELEASE_TICK: Duration = Duration::from_secs(5);
+
+/// Where each new state goes.
+pub trait Outputs: Send + Sync + 'static {
+    /// `new` replaces `old`: bring the speaker, BFD and the FIB in line with it. Called
+    /// in order, one at a time, by the owner.
+    fn publish(&self, old: &NodeState, new: Arc<NodeState>) -> impl Future<Output = ()> + Send;
+}
+
+pub struct Owner<K: Kv, O: Outputs> {
+    out: Arc<O>,
+    /// The configuration file as last read and accepted.
+    file: Arc<Config>,
+    cluster: Option<Arc<Cluster<K>>>,
+    pods: Pods,
+    workloads: Workloads,
+    /// Own blocks, in the order they were taken (datastore mode), or the file's.
+    own: Vec<IpNet>,
+    /// The datastore's last applied read.
+    snap: Option<Arc<Snapshot>>,
+    /// When own blocks last changed here: reads started before may not show it.
+    own_changed: Instant,
+    /// Own blocks without pods, and since when.
+    empty_since: BTreeMap<IpNet, Instant>,
+    state: Arc<NodeState>,
+}
+
+impl<K: Kv, O: Outputs> Owner<K, O> {
+    /// The owner at start: `own` are the blocks the node holds (the file's, or the
+    /// datastore's confirmed ones), `snap` the datastore's first read.
+    pub fn new(
+        out: Arc<O>,
+        file: Config,
+        cluster: Option<(Arc<Cluster<K>>, Arc<Snapshot>)>,
+        workloads: Workloads,
+    ) -> anyhow::Result<Owner<K, O>> {
+        let (cluster, snap) = match cluster {
+            Some((c, s)) => (Some(c), Some(s)),
+            None => (None, None),
+        };
+        let own = match (&cluster, &snap) {
+            (Some(c), Some(s)) => s.confirmed_blocks_of(&c.name),
+            _ => file.node.blocks.clone(),
+        };
+        let pods = Pods::load(&file, &own)?;
+        let placeholder = Arc::new(NodeState {
+            config: Arc::new(file.clone()),
+            tunnel: None,
+            neighbors: Vec::new(),
+            bfd: Vec::new(),
+            workloads: Vec::new(),
+            workload_list: Vec::new(),
+            block_use: BTreeMap::new(),
+            allocated: 0,
+            datastore: None,
+        });
+        let mut owner = Owner {
+            out,
+            file: Arc::new(file),
+            cluster,
+            pods,
+            workloads,
+            own,
+            snap,
+            own_changed: Instant::now(),
+            empty_since: BTreeMap::new(),
+            state: placeholder,
+        };
+        owner.state = Arc::new(owner.compute());
+        Ok(owner)
+    }
+
+    /// The state as of now (what the daemon starts with).
+    pub fn state(&self) -> Arc<NodeState> {
+        self.state.clone()
+    }
+
+    /// Applies events until every sender is gone.
+    pub async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Event>) {
+        let mut tick = tokio::time::interval(RELEASE_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = inbox.recv() => match ev {
+                    Some(ev) => self.handle(ev).await,
+                    None => return,
+                },
+                _ = tick.tick(), if self.cluster.is_some() => self.release_empty_blocks().await,
+            }
+        }
+    }
+
+    pub async fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Reload(new, reply) => {
+                let r = self.reload(*new).await;
+                let _ = reply.send(r);
+            }
+            Event::Snapshot(snap, read_at) => self.apply_snapshot(snap, read_at).await,
+            Event::Assign(request, reply) => {
+                let r = self.assign(request).await;
+                let _ = reply.send(r);
+            }
+            Event::Get(handle, reply) => {
+                let _ = reply.send(self.pods.get(&self.state.config, &handle));
+            }
+            Event::Release(handle, reply) => {
+                let r = self.pods.release(&handle);
+                self.publish().await;
+                let _ = reply.send(r);
+            }
+            Event::Gc(keep, reply) => {
+                let r = self.pods.collect(&keep);
+                self.publish().await;
+                let _ = reply.send(r);
+            }
+            Event::WorkloadAdd(ip, interface, reply) => {
+                let r = self.workload_add(ip, interface);
+                self.publish().await;
+                let _ = reply.send(r);
+            }
+            Event::WorkloadDel(ip, reply) => {
+                let r = match self.workloads.del(ip) {
+                    Ok(true) => Response::Ok {
+                        message: format!("workload {ip} removed"),
+                    },
+                    Ok(false) => Response::Error {
+                        message: format!("no workload {ip}"),
+                    },
+                    Err(e) => Response::Error {
+                        message: format!("workload removed but not persisted: {e:#}"),
+                    },
+                };
+                self.publish().await;
+                let _ = reply.send(r);
+            }
+            Event::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            #[cfg(test)]
+            Event::ReleaseTick => self.release_empty_blocks().await,
+        }
+    }
+
+    /// The published state for the owner's present fields.
+    fn compute(&self) -> NodeState {
+        let mut cfg = (*self.file).clone();
+        let registered = match (&self.cluster, &self.snap) {
+            (Some(c), Some(snap)) => {
+                cfg = c.effective(cfg, self.own.clone(), snap);
+                let registered = c.registered(snap);
+                if !registered {
+                    cfg.cluster.nodes.clear();
+                }
+                registered
+            }
+            _ => true,
+        };
+        let neighbors = match (&self.cluster, &self.snap) {
+            (Some(_), _) if !registered => Vec::new(),
+            (Some(c), Some(snap)) => c.neighbors(&cfg, snap),
+            _ => settings::neighbors(&cfg),
+        };
+        let bfd = bfd::specs(&cfg, &neighbors);
+        let mut workloads = self.workloads.pairs();
+        workloads.extend(self.pods.workloads());
+        let mut workload_list = self.workloads.list();
+        workload_list.extend(self.pods.list());
+        let block_use = cfg
+            .node
+            .blocks
+            .iter()
+            .map(|b| {
+                let capacity = u64::try_from(self.pods.capacity(b)).unwrap_or(u64::MAX);
+                (*b, (self.pods.allocated_in(b) as u64, capacity))
+            })
+            .collect();
+        NodeState {
+            config: Arc::new(cfg),
+            tunnel: self.pods.tunnel(),
+            neighbors,
+            bfd,
+            workloads,
+            workload_list,
+            block_use,
+            allocated: self.pods.allocated() as u64,
+            datastore: self.snap.clone(),
+        }
+    }
+
+    /// Publishes the state if it changed; returns once the outputs have it.
+    async fn publish(&mut self) {
+        let new = Arc::new(self.compute());
+        if *new == *self.state {
+            return;
+        }
+        let old = std::mem::replace(&mut self.state, new.clone());
+        self.out.publish(&old, new).await;
+    }
+
+    /// Own blocks changed: IPAM follows (the tunnel address with it), then everyone else.
+    async fn set_own(&mut self, own: Vec<IpNet>) {
+        self.own = own;
+        self.own_changed = Instant::now();
+        self.pods.set_blocks(&self.file, &self.own);
+        self.publish().await;
+    }
+
+    async fn reload(&mut self, new: Config) -> Result<String, String> {
+        let old = self.state.config.clone();
+        let candidate = match (&self.cluster, &self.snap) {
+            // Blocks and nodes come from the datastore, not from the file.
+            (Some(c), Some(snap)) => c.effective(new.clone(), self.own.clone(), snap),
+            _ => new.clone(),
+        };
+        let fixed = settings::restart_only_changes(&old, &candidate);
+        if !fixed.is_empty() {
+            let msg = format!(
+                "configuration refused; the running configuration stays: {} \
+                 change only at restart",
+                fixed.join(", ")
+            );
+            tracing::error!("{msg}");
+            return Err(msg);
+        }
+        self.file = Arc::new(new);
+        if self.cluster.is_none() {
+            self.own = self.file.node.blocks.clone();
+        }
+        self.pods.set_blocks(&self.file, &self.own);
+        self.publish().await;
+        let msg = "configuration reloaded".to_string();
+        tracing::info!("{msg}");
+        Ok(msg)
+    }
+
+    /// A read of the datastore: the registered nodes, and which blocks are this node's.
+    /// A read that started before the last own change may miss it; it does not change
+    /// own blocks. A newer one is the truth: blocks that are no longer confirmed as this
+    /// node's stop being announced at once (two announcers of one block must never be),
+    /// and blocks confirmed as this node's that it does not use (a claim whose answer was
+    /// lost) are taken up.
+    async fn apply_snapshot(&mut self, snap: Arc<Snapshot>, read_at: Instant) {
+        let Some(c) = self.cluster.clone() else {
+            return;
+        };
+        for why in &snap.invalid {
+            tracing::warn!(key = %why, "datastore: undecodable key skipped");
+        }
+        let mut own = self.own.clone();
+        if !c.registered(&snap) {
+            if !own.is_empty() || self.snap.as_ref().is_some_and(|s| c.registered(s)) {
+                tracing::error!(node = %c.name, "this node was removed from the datastore (`ipipd node remove`): its blocks are withdrawn and its sessions closed; restart ipipd to register it again");
+            }
+            own.clear();
+        } else if read_at >= self.own_changed {
+            let confirmed = snap.confirmed_blocks_of(&c.name);
+            let kept: Vec<IpNet> = own
+                .iter()
+                .filter(|b| confirmed.contains(b))
+                .copied()
+                .collect();
+            if kept != own {
+                tracing::error!(before = ?own, after = ?kept, "own blocks no longer this node's in the datastore: withdrawn");
+            }
+            own = kept;
+            for b in confirmed {
+                if !own.contains(&b) {
+                    tracing::warn!(block = %b, "the datastore records a block as this node's that it did not use: taken up");
+                    own.push(b);
+                }
+            }
+        }
+        self.snap = Some(snap);
+        if own != self.own {
+            self.own = own;
+            self.pods.set_blocks(&self.file, &self.own);
+        }
+        self.publish().await;
+    }
+
+    /// CNI ADD: claims a block first when the node has no free address of a family the
+    /// pools have, then assigns — one decision, no other event in between.
+    async fn assign(&mut self, request: ipam::Request) -> Response {
+        if let Some(c) = self.cluster.clone() {
+            if let Err(message) = self.ensure_room(&c, &request.handle()).await {
+                return Response::IpamError {
+                    kind: IpamErrorKind::Exhausted,
+                    message,
+                };
+            }
+        }
+        let r = self.pods.assign(&self.state.config, request);
+        self.publish().await;
+        r
+    }
+
+    async fn ensure_room(&mut self, c: &Cluster<K>, handle: &str) -> Result<(), String> {
+        let full = self.pods.full_families(&self.state.config, handle);
+        for family_of in full {
+            let block = c.claim(&family_of).await?;
+            let mut own = self.own.clone();
+            own.push(block);
+            self.set_own(own).await;
+        }
+        Ok(())
+    }
+
+    fn workload_add(&mut self, ip: IpAddr, interface: String) -> Response {
+        if let Err(message) = check_interface(&interface) {
+            return Response::Error { message };
+        }
+        if let Err(message) = check_in_pools(ip, &self.file.cluster.pools) {
+            return Response::Error { message };
+        }
+        match self.workloads.add(ip, interface.clone()) {
+            Ok(()) => Response::Ok {
+                message: format!("workload {ip} on {interface} added"),
+            },
+            Err(e) => Response::Error {
+                message: format!("workload added but not persisted: {e:#}"),
+            },
+        }
+    }
+
+    /// CNI STATUS: an ADD can be served when the node has a free address of every
+    /// family, or can claim a block (the datastore answers).
+    fn status(&self) -> Response {
+        if self.pods.has_room(&self.state.config) {
+            return Response::Ok {
+                message: "addresses available".into(),
+            };
+        }
+        match &self.cluster {
+            Some(c) if c.reachable() => Response::Ok {
+                message: "blocks full; a new block can be claimed".into(),
+            },
+            Some(_) => Response::IpamError {
+                kind: IpamErrorKind::Exhausted,
+                message: "the node's blocks are full and the datastore is unreachable".into(),
+            },
+            None => Response::IpamError {
+                kind: IpamErrorKind::Exhausted,
+                message: format!(
+                    "every address of the node's blocks ({}) is in use",
+                    list(&self.own)
+                ),
+            },
+        }
+    }
+
+    /// Gives back own blocks that held no pod for `datastore.block_release_grace`: the
+    /// tunnel address moves out first (the block holding it stays when no other block
+    /// can take it, so a node keeps one IPv4 block), then the block is marked
+    /// `releasing`, withdrawn here, and deleted. No ADD can land in between: ADDs are
+    /// events of this same owner.
+    async fn release_empty_blocks(&mut self) {
+        let Some(c) = self.cluster.clone() else {
+            return;
+        };
+        let grace = Duration::from_secs(self.file.datastore.block_release_grace);
+        for block in self.empty_for_long(grace) {
+            if !self.pods.move_tunnel_out_of(&block) {
+                continue;
+            }
+            self.publish().await;
+            let rev = match c.ds.mark_releasing(&c.name, &block).await {
+                Ok(Some(rev)) => rev,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(%block, error = %e, "cannot release an empty block now; trying later");
+                    continue;
+                }
+            };
+            let own = self.own.iter().filter(|b| **b != block).copied().collect();
+            self.set_own(own).await;
+            match c.ds.finish_release(&c.name, &block, rev).await {
+                Ok(_) => tracing::info!(%block, "empty block released"),
+                Err(e) => {
+                    tracing::warn!(%block, error = %e, "block withdrawn but still marked releasing in the datastore")
+                }
+            }
+        }
+        // Releases a crash or an outage interrupted: withdrawn here, still in etcd.
+        let Some(snap) = self.snap.clone() else {
+            return;
+        };
+        for b in snap.blocks_of(&c.name) {
+            if b.record.state == datastore::BlockState::Releasing && !self.own.contains(&b.net) {
+                if let Err(e) = c.ds.finish_release(&c.name, &b.net, b.mod_revision).await {
+                    tracing::warn!(block = %b.net, error = %e, "finishing a release");
+                }
+            }
+        }
+    }
+
+    /// Own blocks empty of pods for at least `grace`, as of now.
+    fn empty_for_long(&mut self, grace: Duration) -> Vec<IpNet> {
+        let now = Instant::now();
+        self.empty_since.retain(|b, _| self.own.contains(b));
+        let mut out = Vec::new();
+        for b in &self.own {
+            if self.pods.allocated_in(b) > 0 {
+                self.empty_since.remove(b);
+                continue;
+            }
+            let t = *self.empty_since.entry(*b).or_insert(now);
+            if now.duration_since(t) >= grace {
+                out.push(*b);
+            }
+        }
+        out
+    }
+}
+
+fn list(blocks: &[IpNet]) -> String {
+    if blocks.is_empty() {
+        return "none".into();
+    }
+    let names: Vec<String> = blocks.iter().map(|b| b.to_string()).collect();
+    names.join(", ")
+}
+
+#[cfg(test)]
+#[path = "owner_tests.rs"]
+mod tests;
