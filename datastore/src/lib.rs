@@ -15,6 +15,8 @@ pub mod model;
 
 #[cfg(test)]
 mod claim_tests;
+#[cfg(test)]
+mod lost_answer_tests;
 
 use std::path::PathBuf;
 
