@@ -200,6 +200,7 @@ impl Driver {
             rng: seed(),
             epoch: Instant::now(),
             tick: TICK,
+            admin_down_waiters: Vec::new(),
         };
         tokio::spawn(task.run(cmd_rx));
         Ok((
@@ -232,8 +233,8 @@ impl Driver {
         self.counters.read()
     }
 
-    /// Signals AdminDown on every session (RFC 5880 §6.8.16) and returns once
-    /// the packets are sent; the sessions stay AdminDown.
+    /// Signals AdminDown on every session (RFC 5880 §6.8.16) and returns once it
+    /// has been sent for a Detection Time; the sessions stay AdminDown, quiet.
     pub async fn admin_down(&self) {
         let (tx, rx) = oneshot::channel();
         if self.cmd.send(Cmd::AdminDown(tx)).is_ok() {
@@ -274,6 +275,8 @@ struct Task {
     /// Where the grid of shared wakeups starts, and its step now ([`TICK`] or less).
     epoch: Instant,
     tick: Duration,
+    /// Answered once no session is signalling AdminDown any more.
+    admin_down_waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl Task {
@@ -305,7 +308,7 @@ impl Task {
                         for p in peers {
                             self.input(p, Input::AdminDown);
                         }
-                        let _ = done.send(());
+                        self.admin_down_waiters.push(done);
                     }
                     None => return,
                 },
@@ -327,6 +330,15 @@ impl Task {
                         self.drain(&mut buf);
                     }
                     self.fire();
+                }
+            }
+            let signalling = self
+                .sessions
+                .values()
+                .any(|e| e.session.signalling_admin_down());
+            if !signalling {
+                for done in self.admin_down_waiters.drain(..) {
+                    let _ = done.send(());
                 }
             }
         }

@@ -94,6 +94,11 @@ fn inode(p: &Path) -> Option<u64> {
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// AdminDown is sent for a Detection Time (RFC 5880 §6.8.16) but the keeper waits
+/// no longer than this for it: multipliers and intervals from the configuration
+/// can make a Detection Time longer than a shutdown may take.
+const ADMIN_DOWN_LIMIT: Duration = Duration::from_secs(10);
+
 /// Errors of `accept` that say the listening socket itself is broken; the others
 /// (EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED, EINTR, EPROTO…) pass, and
 /// ending the keeper for one would read as this node's death to every peer.
@@ -102,6 +107,21 @@ fn accept_error_is_fatal(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP | libc::EFAULT)
     )
+}
+
+/// AdminDown on every session, sent for a Detection Time (at most
+/// [`ADMIN_DOWN_LIMIT`]).
+async fn admin_down(driver: &Driver, reason: &'static str) {
+    tracing::info!(reason, "AdminDown on every session");
+    if tokio::time::timeout(ADMIN_DOWN_LIMIT, driver.admin_down())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            limit_s = ADMIN_DOWN_LIMIT.as_secs(),
+            "AdminDown sent for less than a Detection Time: the limit was reached"
+        );
+    }
 }
 
 /// How a keeper ends.
@@ -166,8 +186,7 @@ pub async fn serve(socket: &Path, opts: Options) -> io::Result<()> {
                 Ok(Some(line)) => match serde_json::from_str::<ToKeeper>(&line) {
                     Ok(ToKeeper::Set { sessions }) => driver.set_sessions(sessions),
                     Ok(ToKeeper::Stop) => {
-                        tracing::info!(reason = "stop", "AdminDown on every session");
-                        driver.admin_down().await;
+                        admin_down(&driver, "stop").await;
                         if let Some((_, w)) = client.as_mut() {
                             let _ = send(w, &FromKeeper::Stopped).await;
                         }
@@ -213,8 +232,7 @@ pub async fn serve(socket: &Path, opts: Options) -> io::Result<()> {
                 }
             }
             _ = term.recv() => {
-                tracing::info!(reason = "SIGTERM", "AdminDown on every session");
-                driver.admin_down().await;
+                admin_down(&driver, "SIGTERM").await;
                 if inode(socket) == ino {
                     let _ = std::fs::remove_file(socket);
                 }
@@ -224,13 +242,11 @@ pub async fn serve(socket: &Path, opts: Options) -> io::Result<()> {
                 let gone = inode(socket) != ino;
                 let expired = alone_since.is_some_and(|t| t.elapsed() >= opts.grace);
                 if gone {
-                    tracing::info!(reason = "socket file gone", "AdminDown on every session");
-                    driver.admin_down().await;
+                    admin_down(&driver, "socket file gone").await;
                     return Ok(());
                 }
                 if expired {
-                    tracing::info!(reason = "no daemon", "AdminDown on every session");
-                    driver.admin_down().await;
+                    admin_down(&driver, "no daemon").await;
                     if opts.resident {
                         driver.set_sessions(Vec::new());
                         alone_since = None;
