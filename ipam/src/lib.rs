@@ -10,7 +10,9 @@
 //! node gives its tunnel device).
 
 mod allocator;
+mod durable;
 mod record;
 
 pub use allocator::{handle, Allocation, Assigned, Family, Ipam, IpamError, PodRef, Request};
+pub use durable::{write_atomic, WriteError};
 pub use record::{Record, Store, StoreError, RECORD_VERSION};

@@ -96,13 +96,11 @@ impl Workloads {
         Ok(had)
     }
 
-    /// Writes atomically: a crash leaves the old or the new file, never half.
+    /// Writes atomically and durably: a crash leaves the old or the new file, never
+    /// half, and once this returns the new one survives a power cut.
     fn save(&self) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(&self.list())?;
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("renaming to {}", self.path.display()))?;
+        ipam::write_atomic(&self.path, text.as_bytes()).context("saving the workloads")?;
         Ok(())
     }
 }
@@ -110,6 +108,26 @@ impl Workloads {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ipipd-workloads-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        d
+    }
+
+    #[test]
+    fn saved_workloads_load_back_and_no_temporary_is_left() {
+        let d = state_dir("rt");
+        let ip: IpAddr = [10, 64, 0, 5].into();
+        let mut w = Workloads::load(&d).unwrap_or_else(|e| panic!("{e:#}"));
+        w.add(ip, "cali0".into())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let again = Workloads::load(&d).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(again.pairs(), vec![(ip, "cali0".to_owned())]);
+        assert!(!d.join("workloads.json.tmp").exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     #[test]
     fn workloads_outside_the_pools_are_refused_naming_the_pools() {
