@@ -4,6 +4,7 @@
 pub(crate) mod bfd;
 mod cluster;
 mod datastore_ops;
+mod marker;
 mod metrics;
 mod pods;
 mod reload;
@@ -16,7 +17,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -26,6 +27,7 @@ use ipnet::IpNet;
 use tokio::sync::{Mutex, Notify};
 
 use crate::control::protocol::{Request, Response};
+use marker::{restarting, touch_marker};
 use workloads::Workloads;
 
 use workloads::check_in_pools;
@@ -58,25 +60,6 @@ pub struct Daemon {
 /// Name of the marker that tells the next start it is a restart (RFC 4724 R bit).
 const RUNNING_MARKER: &str = "running";
 
-fn restarting(state_dir: &Path, gr_time: u16) -> bool {
-    let Ok(meta) = std::fs::metadata(state_dir.join(RUNNING_MARKER)) else {
-        return false;
-    };
-    let age = meta
-        .modified()
-        .ok()
-        .and_then(|m| SystemTime::now().duration_since(m).ok())
-        .unwrap_or(Duration::MAX);
-    age < Duration::from_secs(gr_time.into())
-}
-
-fn touch_marker(state_dir: &Path) {
-    let _ = std::fs::write(
-        state_dir.join(RUNNING_MARKER),
-        std::process::id().to_string(),
-    );
-}
-
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::Result<()> {
     let cfg = Config::load_with(&config_path, &overrides).context("invalid configuration")?;
@@ -97,7 +80,9 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
     })?;
     let restart = cfg.bgp.graceful_restart_time > 0
         && restarting(&cfg.control.state_dir, cfg.bgp.graceful_restart_time);
-    touch_marker(&cfg.control.state_dir);
+    if let Err(e) = touch_marker(&cfg.control.state_dir) {
+        tracing::error!(error = %e, "writing the restart marker: the next start will not be a graceful restart");
+    }
     let workloads = Workloads::load(&cfg.control.state_dir)?;
     let pods = pods::Pods::load(&cfg)?;
     enable_forwarding(&cfg);
@@ -196,7 +181,9 @@ async fn supervise(daemon: Arc<Daemon>) -> anyhow::Error {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         }
         if tokio::time::Instant::now() >= marker_due {
-            touch_marker(&daemon.config.load().control.state_dir);
+            if let Err(e) = touch_marker(&daemon.config.load().control.state_dir) {
+                tracing::error!(error = %e, "refreshing the restart marker: the next start may not be a graceful restart");
+            }
             marker_due += HEARTBEAT;
         }
         tokio::select! {
