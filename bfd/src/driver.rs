@@ -41,6 +41,12 @@ pub const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
 /// 25 ms nothing is put off.
 pub const TICK: Duration = Duration::from_millis(4);
 
+/// A transmit socket that cannot be bound (its local address is not there yet, or
+/// still tentative, as an IPv6 address is during duplicate address detection at
+/// boot) is tried again after this, doubling up to [`TX_BIND_RETRY_MAX`].
+const TX_BIND_RETRY: Duration = Duration::from_millis(100);
+const TX_BIND_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// One wanted session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Spec {
@@ -194,6 +200,7 @@ impl Driver {
             rng: seed(),
             epoch: Instant::now(),
             tick: TICK,
+            admin_down_waiters: Vec::new(),
         };
         tokio::spawn(task.run(cmd_rx));
         Ok((
@@ -226,8 +233,8 @@ impl Driver {
         self.counters.read()
     }
 
-    /// Signals AdminDown on every session (RFC 5880 §6.8.16) and returns once
-    /// the packets are sent; the sessions stay AdminDown.
+    /// Signals AdminDown on every session (RFC 5880 §6.8.16) and returns once it
+    /// has been sent for a Detection Time; the sessions stay AdminDown, quiet.
     pub async fn admin_down(&self) {
         let (tx, rx) = oneshot::channel();
         if self.cmd.send(Cmd::AdminDown(tx)).is_ok() {
@@ -246,8 +253,11 @@ fn seed() -> u64 {
 struct Entry {
     spec: Spec,
     session: Session,
-    /// Bound to `spec.local` and a source port of this session's own.
+    /// Bound to `spec.local` and a source port of this session's own. Without it
+    /// the session hears nothing either, and stays Down.
     tx: Option<UdpSocket>,
+    /// Without `tx`: when to try binding it again, and the wait after that.
+    tx_retry: Option<(Instant, Duration)>,
     tx_at: Option<Instant>,
     detect_at: Option<Instant>,
 }
@@ -265,6 +275,8 @@ struct Task {
     /// Where the grid of shared wakeups starts, and its step now ([`TICK`] or less).
     epoch: Instant,
     tick: Duration,
+    /// Answered once no session is signalling AdminDown any more.
+    admin_down_waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl Task {
@@ -280,7 +292,7 @@ impl Task {
             let timers = self
                 .sessions
                 .values()
-                .flat_map(|e| [e.tx_at, e.detect_at])
+                .flat_map(|e| [e.tx_at, e.detect_at, e.tx_retry.map(|(at, _)| at)])
                 .flatten()
                 .min();
             let read_at = rx_pending.then(|| grid(self.epoch, self.tick, Instant::now()));
@@ -296,7 +308,7 @@ impl Task {
                         for p in peers {
                             self.input(p, Input::AdminDown);
                         }
-                        let _ = done.send(());
+                        self.admin_down_waiters.push(done);
                     }
                     None => return,
                 },
@@ -318,6 +330,15 @@ impl Task {
                         self.drain(&mut buf);
                     }
                     self.fire();
+                }
+            }
+            let signalling = self
+                .sessions
+                .values()
+                .any(|e| e.session.signalling_admin_down());
+            if !signalling {
+                for done in self.admin_down_waiters.drain(..) {
+                    let _ = done.send(());
                 }
             }
         }
@@ -377,11 +398,11 @@ impl Task {
         let seed = self.next_random();
         let mut session = Session::new(spec.config(), disc, seed);
         let out = session.start();
-        let tx = match tx_socket(spec.local, &mut self.rng) {
-            Ok(s) => Some(s),
+        let (tx, tx_retry) = match tx_socket(spec.local, &mut self.rng) {
+            Ok(s) => (Some(s), None),
             Err(e) => {
-                tracing::warn!(peer = %spec.peer, local = %spec.local, error = %e, "no BFD transmit socket");
-                None
+                tracing::warn!(peer = %spec.peer, local = %spec.local, error = %e, "no BFD transmit socket yet: the session stays Down, binding is retried");
+                (None, Some((Instant::now() + TX_BIND_RETRY, TX_BIND_RETRY)))
             }
         };
         self.by_disc.insert(disc, spec.peer);
@@ -391,6 +412,7 @@ impl Task {
                 spec,
                 session,
                 tx,
+                tx_retry,
                 tx_at: None,
                 detect_at: None,
             },
@@ -476,6 +498,10 @@ impl Task {
             None
         };
         match peer {
+            Some(peer) if self.sessions.get(&peer).is_some_and(|e| e.tx.is_none()) => {
+                // It could not answer: coming Up would only make the peer wait.
+                tracing::debug!(%peer, "BFD packet ignored: no transmit socket yet");
+            }
             Some(peer) if peer == source => self.input(peer, Input::Received(p)),
             _ => {
                 self.counters.discriminator.fetch_add(1, Ordering::Relaxed);
@@ -486,6 +512,7 @@ impl Task {
 
     fn fire(&mut self) {
         let now = Instant::now();
+        self.retry_tx_sockets(now);
         let mut due = Vec::new();
         for (peer, e) in &mut self.sessions {
             if e.detect_at.is_some_and(|t| t <= now) {
@@ -499,6 +526,30 @@ impl Task {
         }
         for (peer, t) in due {
             self.input(peer, Input::TimerExpired(t));
+        }
+    }
+
+    /// Binds the transmit sockets whose retry is due; a failure waits twice as long.
+    fn retry_tx_sockets(&mut self, now: Instant) {
+        for (peer, e) in &mut self.sessions {
+            let Some((at, wait)) = e.tx_retry else {
+                continue;
+            };
+            if at > now {
+                continue;
+            }
+            match tx_socket(e.spec.local, &mut self.rng) {
+                Ok(sock) => {
+                    tracing::info!(%peer, local = %e.spec.local, "BFD transmit socket bound");
+                    e.tx = Some(sock);
+                    e.tx_retry = None;
+                }
+                Err(err) => {
+                    let wait = (wait * 2).min(TX_BIND_RETRY_MAX);
+                    tracing::debug!(%peer, local = %e.spec.local, error = %err, retry_ms = wait.as_millis() as u64, "BFD transmit socket still not bound");
+                    e.tx_retry = Some((now + wait, wait));
+                }
+            }
         }
     }
 

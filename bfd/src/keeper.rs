@@ -76,8 +76,52 @@ async fn next_line(c: &mut Option<Client>) -> io::Result<Option<String>> {
     }
 }
 
+/// Sleeps until `at`; never with None.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn inode(p: &Path) -> Option<u64> {
     std::fs::metadata(p).ok().map(|m| m.ino())
+}
+
+/// After a failed accept (out of file descriptors, a connection aborted while
+/// queued) the listener rests this long, doubling up to [`ACCEPT_RETRY_MAX`]:
+/// retrying at once would spin on the same error.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// AdminDown is sent for a Detection Time (RFC 5880 §6.8.16) but the keeper waits
+/// no longer than this for it: multipliers and intervals from the configuration
+/// can make a Detection Time longer than a shutdown may take.
+const ADMIN_DOWN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Errors of `accept` that say the listening socket itself is broken; the others
+/// (EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED, EINTR, EPROTO…) pass, and
+/// ending the keeper for one would read as this node's death to every peer.
+fn accept_error_is_fatal(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP | libc::EFAULT)
+    )
+}
+
+/// AdminDown on every session, sent for a Detection Time (at most
+/// [`ADMIN_DOWN_LIMIT`]).
+async fn admin_down(driver: &Driver, reason: &'static str) {
+    tracing::info!(reason, "AdminDown on every session");
+    if tokio::time::timeout(ADMIN_DOWN_LIMIT, driver.admin_down())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            limit_s = ADMIN_DOWN_LIMIT.as_secs(),
+            "AdminDown sent for less than a Detection Time: the limit was reached"
+        );
+    }
 }
 
 /// How a keeper ends.
@@ -111,27 +155,38 @@ pub async fn serve(socket: &Path, opts: Options) -> io::Result<()> {
     // (Poll/Final): the daemon's copy is refreshed when it differs.
     let mut refresh = tokio::time::interval(Duration::from_millis(200));
     let mut last_sent: Option<FromKeeper> = None;
+    // Set after a failed accept: when to accept again, and the next wait.
+    let mut accept_paused: Option<Instant> = None;
+    let mut accept_retry = ACCEPT_RETRY;
     let snapshot = |d: &Driver| FromKeeper::Sessions {
         sessions: d.sessions(),
         drops: d.drops(),
     };
     loop {
         tokio::select! {
-            acc = listener.accept() => {
-                let (stream, _) = acc?;
-                let (r, mut w) = stream.into_split();
-                if send(&mut w, &snapshot(&driver)).await.is_ok() {
-                    tracing::info!("daemon connected");
-                    client = Some((BufReader::new(r).lines(), w));
-                    alone_since = None;
+            acc = listener.accept(), if accept_paused.is_none() => match acc {
+                Ok((stream, _)) => {
+                    accept_retry = ACCEPT_RETRY;
+                    let (r, mut w) = stream.into_split();
+                    if send(&mut w, &snapshot(&driver)).await.is_ok() {
+                        tracing::info!("daemon connected");
+                        client = Some((BufReader::new(r).lines(), w));
+                        alone_since = None;
+                    }
                 }
-            }
+                Err(e) if accept_error_is_fatal(&e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_ms = accept_retry.as_millis() as u64, "accepting a daemon connection failed; retrying");
+                    accept_paused = Some(Instant::now() + accept_retry);
+                    accept_retry = (accept_retry * 2).min(ACCEPT_RETRY_MAX);
+                }
+            },
+            () = sleep_until_some(accept_paused) => accept_paused = None,
             line = next_line(&mut client) => match line {
                 Ok(Some(line)) => match serde_json::from_str::<ToKeeper>(&line) {
                     Ok(ToKeeper::Set { sessions }) => driver.set_sessions(sessions),
                     Ok(ToKeeper::Stop) => {
-                        tracing::info!(reason = "stop", "AdminDown on every session");
-                        driver.admin_down().await;
+                        admin_down(&driver, "stop").await;
                         if let Some((_, w)) = client.as_mut() {
                             let _ = send(w, &FromKeeper::Stopped).await;
                         }
@@ -177,8 +232,7 @@ pub async fn serve(socket: &Path, opts: Options) -> io::Result<()> {
                 }
             }
             _ = term.recv() => {
-                tracing::info!(reason = "SIGTERM", "AdminDown on every session");
-                driver.admin_down().await;
+                admin_down(&driver, "SIGTERM").await;
                 if inode(socket) == ino {
                     let _ = std::fs::remove_file(socket);
                 }
@@ -188,13 +242,11 @@ pub async fn serve(socket: &Path, opts: Options) -> io::Result<()> {
                 let gone = inode(socket) != ino;
                 let expired = alone_since.is_some_and(|t| t.elapsed() >= opts.grace);
                 if gone {
-                    tracing::info!(reason = "socket file gone", "AdminDown on every session");
-                    driver.admin_down().await;
+                    admin_down(&driver, "socket file gone").await;
                     return Ok(());
                 }
                 if expired {
-                    tracing::info!(reason = "no daemon", "AdminDown on every session");
-                    driver.admin_down().await;
+                    admin_down(&driver, "no daemon").await;
                     if opts.resident {
                         driver.set_sessions(Vec::new());
                         alone_since = None;

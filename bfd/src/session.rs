@@ -29,7 +29,7 @@ pub struct Config {
 pub enum Timer {
     /// Next periodic transmission (§6.8.7).
     Tx,
-    /// Detection time (§6.8.4).
+    /// Detection time (§6.8.4); in AdminDown, the end of sending it (§6.8.16).
     Detect,
 }
 
@@ -93,6 +93,8 @@ pub struct Session {
     remote_detect_mult: u8,
     poll_active: bool,
     tx_armed: bool,
+    /// AdminDown was sent for a Detection Time: nothing goes out until Enable.
+    quiet: bool,
     rng: u64,
 }
 
@@ -118,6 +120,7 @@ impl Session {
             remote_detect_mult: 0,
             poll_active: false,
             tx_armed: false,
+            quiet: false,
             rng: seed | 1,
         }
     }
@@ -151,6 +154,12 @@ impl Session {
 
     pub fn config(&self) -> Config {
         self.cfg
+    }
+
+    /// In AdminDown and still sending it: for a Detection Time after going there
+    /// (§6.8.16), after which the session is quiet until [`Input::Enable`].
+    pub fn signalling_admin_down(&self) -> bool {
+        self.state == State::AdminDown && !self.quiet
     }
 
     pub fn poll_active(&self) -> bool {
@@ -199,12 +208,18 @@ impl Session {
             Input::TimerExpired(Timer::Detect) => self.detection_expired(&mut out),
             Input::AdminDown => {
                 if self.state != State::AdminDown {
-                    out.push(Output::Cancel(Timer::Detect));
+                    let signal_for = self.admin_down_time();
+                    // No parameter change is negotiated any more.
+                    self.poll_active = false;
                     self.transition(State::AdminDown, Diag::AdminDown, &mut out);
+                    // Idle in AdminDown, the detection timer ends the signalling.
+                    out.push(Output::Arm(Timer::Detect, signal_for));
                 }
             }
             Input::Enable => {
                 if self.state == State::AdminDown {
+                    self.quiet = false;
+                    out.push(Output::Cancel(Timer::Detect));
                     self.transition(State::Down, Diag::None, &mut out);
                 }
             }
@@ -268,7 +283,27 @@ impl Session {
         }
     }
 
+    /// How long AdminDown is sent (§6.8.16: at least a Detection Time): the peer's
+    /// detection time of us (our multiplier × the interval it expects packets at),
+    /// or ours of the peer when that is longer.
+    fn admin_down_time(&self) -> Duration {
+        let expected = self
+            .tx_interval()
+            .max(Duration::from_micros(u64::from(self.desired_tx)));
+        let theirs = expected * u32::from(self.cfg.detect_mult);
+        self.detection_time()
+            .map_or(theirs, |ours| ours.max(theirs))
+    }
+
     fn detection_expired(&mut self, out: &mut Vec<Output>) {
+        if self.state == State::AdminDown {
+            self.quiet = true;
+            if self.tx_armed {
+                self.tx_armed = false;
+                out.push(Output::Cancel(Timer::Tx));
+            }
+            return;
+        }
         if matches!(self.state, State::Init | State::Up) {
             self.remote_state = State::Down;
             self.transition(State::Down, Diag::DetectionTimeExpired, out);
@@ -296,6 +331,7 @@ impl Session {
             diag,
             remote_state: self.remote_state,
         });
+        // AdminDown keeps the rate in force (see set_timing).
         self.set_timing();
         // A state change goes out at once rather than at the next tick.
         self.send_now(out, false);
@@ -304,6 +340,14 @@ impl Session {
     /// Applies the configured intervals and the slow rate outside Up (§6.8.3),
     /// starting a Poll Sequence when Up and something changed.
     fn set_timing(&mut self) {
+        // While AdminDown is signalled, the rate stays what the peer's detection time
+        // of us was computed from, although §6.8.3 wants one second outside Up: sent
+        // once a second, AdminDown whose first packet is lost would reach the peer
+        // after it timed us out, a path failure rather than a shutdown. The session
+        // goes quiet after a Detection Time, so the fast rate does not last.
+        if self.signalling_admin_down() {
+            return;
+        }
         let tx = if self.state == State::Up {
             micros(self.cfg.desired_min_tx)
         } else {
@@ -349,8 +393,8 @@ impl Session {
     }
 
     fn send_now(&mut self, out: &mut Vec<Output>, final_: bool) {
-        if self.remote_min_rx == 0 {
-            // §6.8.7: the peer asked for no packets.
+        if self.quiet || self.remote_min_rx == 0 {
+            // §6.8.7: the peer asked for no packets (or AdminDown was signalled).
             if self.tx_armed {
                 self.tx_armed = false;
                 out.push(Output::Cancel(Timer::Tx));

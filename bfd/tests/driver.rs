@@ -144,3 +144,72 @@ async fn each_session_has_its_own_source_port() -> Result<(), Box<dyn std::error
     assert_ne!(ports[0], ports[1], "two sessions share a source port");
     Ok(())
 }
+
+type SendResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A transmit socket that cannot be bound yet (its local address is not there, as a
+/// tentative IPv6 address at boot is not) is bound once it can be: the session stays
+/// Down meanwhile, then comes Up. In a namespace of the test's own, where it can
+/// add the address.
+#[test]
+fn a_transmit_socket_is_bound_once_its_address_is_there() -> SendResult<()> {
+    let ns = netns::Netns::new("bfdtx")?;
+    ns.ip(&["addr", "add", "10.99.0.2/32", "dev", "lo"])?;
+    ns.in_netns(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(bind_when_there(&ns))
+    })?
+}
+
+async fn bind_when_there(ns: &netns::Netns) -> SendResult<()> {
+    let (local, peer) = (Ipv4Addr::new(10, 99, 0, 1), Ipv4Addr::new(10, 99, 0, 2));
+    let port = 43790;
+    let (driver, mut events) = Driver::start(port)?;
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_ttl(255)?;
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddr::from((peer, port)).into())?;
+    let sock = tokio::net::UdpSocket::from_std(s.into())?;
+    let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    driver.set_sessions(vec![Spec {
+        peer: peer.into(),
+        local: local.into(),
+        interval: Duration::from_millis(50),
+        multiplier: 3,
+    }]);
+
+    // No transmit socket: the peer's Down is not answered, and nothing moves.
+    for _ in 0..10 {
+        sock.send_to(&bfd::encode(&packet(State::Down, 0)), to)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        driver.sessions().first().map(|s| s.state),
+        Some(State::Down)
+    );
+    let mut buf = [0u8; 64];
+    assert!(
+        sock.try_recv_from(&mut buf).is_err(),
+        "sent without a socket?"
+    );
+
+    ns.ip(&["addr", "add", "10.99.0.1/32", "dev", "lo"])?;
+    let (n, from) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
+        .await
+        .map_err(|_| "no packet after the address came")??;
+    assert_eq!(from.ip(), std::net::IpAddr::from(local));
+    let ours = bfd::decode(buf.get(..n).ok_or("short")?)?.my_disc;
+    sock.send_to(&bfd::encode(&packet(State::Down, 0)), to)
+        .await?;
+    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv()).await?;
+    assert_eq!(ev.map(|e| e.to), Some(State::Init));
+    sock.send_to(&bfd::encode(&packet(State::Up, ours)), to)
+        .await?;
+    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv()).await?;
+    assert_eq!(ev.map(|e| e.to), Some(State::Up));
+    Ok(())
+}

@@ -1,105 +1,39 @@
 //! The keeper as a container of its own runs it (resident): the daemon's side
 //! connects and never starts one; when the daemon goes, the session stays Up
 //! for the grace time, then goes AdminDown and is dropped, and the keeper waits
-//! for the next daemon, which brings the session up again.
+//! for the next daemon, which brings the session up again. AdminDown goes out for
+//! a Detection Time (RFC 5880 §6.8.16), at the grace expiry as on `stop`.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use bfd::keeper::{KeeperClient, Options};
-use bfd::{Packet, Spec, State};
+use bfd::{Spec, State};
 
 mod common;
-use common::packet;
-use socket2::{Domain, Protocol, Socket, Type};
+use common::keeper::{never_spawn, wait_up, Peer, Result};
 
 const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 const PORT: u16 = 43785;
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
 fn spec() -> Spec {
+    spec_to(PEER)
+}
+
+fn spec_to(peer: Ipv4Addr) -> Spec {
     Spec {
-        peer: PEER.into(),
+        peer: peer.into(),
         local: Ipv4Addr::LOCALHOST.into(),
         interval: Duration::from_millis(50),
         multiplier: 3,
     }
 }
 
-/// A peer on loopback that answers every packet so as to bring the session Up
-/// and keep it there, and notes what it received, with when.
-struct Peer {
-    got: Arc<Mutex<Vec<(Instant, Packet)>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Peer {
-    fn start() -> Result<Peer> {
-        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-        s.set_reuse_address(true)?;
-        s.set_ttl(255)?;
-        s.bind(&SocketAddr::from((PEER, PORT)).into())?;
-        s.set_read_timeout(Some(Duration::from_millis(20)))?;
-        let sock: UdpSocket = s.into();
-        let got: Arc<Mutex<Vec<(Instant, Packet)>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (g, st) = (got.clone(), stop.clone());
-        let to = SocketAddr::from((Ipv4Addr::LOCALHOST, PORT));
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            // What to answer: Down to AdminDown (and before anything), Init to
-            // Down, Up to Init and Up (RFC 5880 §6.8.6 as the peer runs it).
-            let (mut theirs, mut state) = (0, State::Down);
-            let mut last_sent = Instant::now();
-            while !st.load(Ordering::Relaxed) {
-                if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                    if let Some(p) = buf.get(..n).and_then(|b| bfd::decode(b).ok()) {
-                        (theirs, state) = match p.state {
-                            State::AdminDown => (0, State::Down),
-                            State::Down => (p.my_disc, State::Init),
-                            State::Init | State::Up => (p.my_disc, State::Up),
-                        };
-                        g.lock().map(|mut v| v.push((Instant::now(), p))).ok();
-                    }
-                }
-                if last_sent.elapsed() >= Duration::from_millis(30) {
-                    let p = packet(state, theirs);
-                    let _ = sock.send_to(&bfd::encode(&p), to);
-                    last_sent = Instant::now();
-                }
-            }
-        });
-        Ok(Peer { got, stop })
-    }
-
-    fn received(&self) -> Vec<(Instant, Packet)> {
-        self.got.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn never_spawn() -> Box<dyn Fn() -> std::io::Result<()> + Send + Sync> {
-    Box::new(|| Err(std::io::Error::other("external keeper: not started here")))
-}
-
-async fn wait_up(client: &KeeperClient) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if client.sessions().iter().any(|s| s.state == State::Up) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Err(format!("session not Up: {:?}", client.sessions()).into())
-}
+/// The peer's detection time of us (our multiplier 3 × 50 ms), over which AdminDown
+/// must go out (RFC 5880 §6.8.16), and the least spread of the packets that cover it:
+/// three, each 75–100 % of an interval after the one before.
+const DETECTION_TIME: Duration = Duration::from_millis(150);
+const ADMIN_DOWN_SPREAD: Duration = Duration::from_millis(75);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resident_keeper_outlives_its_daemon_and_serves_the_next() -> Result<()> {
@@ -121,7 +55,7 @@ async fn a_resident_keeper_outlives_its_daemon_and_serves_the_next() -> Result<(
             .await
         }
     });
-    let peer = Peer::start()?;
+    let peer = Peer::start(PEER, PORT)?;
 
     let (first, _events) = KeeperClient::start(socket.clone(), never_spawn(), vec![spec()]);
     wait_up(&first).await?;
@@ -154,6 +88,13 @@ async fn a_resident_keeper_outlives_its_daemon_and_serves_the_next() -> Result<(
             .any(|(t, p)| *t >= gone && p.state == State::Up && t.duration_since(gone) < grace),
         "the session was not kept Up while the daemon was away"
     );
+    // AdminDown for a Detection Time before the session is dropped.
+    tokio::time::sleep(DETECTION_TIME * 2).await;
+    let (count, spread) = peer.admin_down_since(gone);
+    assert!(
+        count >= 3 && spread >= ADMIN_DOWN_SPREAD,
+        "AdminDown sent {count} times over {spread:?} at the grace expiry"
+    );
     // Then the session is dropped: nothing more is sent.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let quiet_from = Instant::now();
@@ -179,6 +120,54 @@ async fn a_resident_keeper_outlives_its_daemon_and_serves_the_next() -> Result<(
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!keeper.is_finished(), "a resident keeper exited on stop");
     keeper.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `stop` (the daemon leaving for good): AdminDown at the transmit interval for a
+/// Detection Time, then the keeper is quiet and exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_sends_admin_down_for_a_detection_time_then_exits() -> Result<()> {
+    const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+    const PORT: u16 = 43787;
+    let dir = std::env::temp_dir().join(format!("ipipd-keeper-stop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let socket = dir.join("bfd.sock");
+    let keeper = tokio::spawn({
+        let socket = socket.clone();
+        async move {
+            let opts = Options {
+                grace: Duration::from_secs(60),
+                port: PORT,
+                resident: false,
+            };
+            bfd::keeper::serve(&socket, opts).await
+        }
+    });
+    let peer = Peer::start(PEER, PORT)?;
+    let (client, _events) = KeeperClient::start(socket.clone(), never_spawn(), vec![spec_to(PEER)]);
+    wait_up(&client).await?;
+
+    let stopped = Instant::now();
+    client.stop().await;
+    let exited = tokio::time::timeout(Duration::from_secs(3), keeper).await;
+    assert!(
+        matches!(exited, Ok(Ok(Ok(())))),
+        "the keeper did not exit after stop: {exited:?}"
+    );
+    let quiet_from = Instant::now();
+    let (count, spread) = peer.admin_down_since(stopped);
+    assert!(
+        count >= 3 && spread >= ADMIN_DOWN_SPREAD,
+        "AdminDown sent {count} times over {spread:?} on stop"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let later = peer
+        .received()
+        .into_iter()
+        .filter(|(t, _)| *t > quiet_from)
+        .count();
+    assert_eq!(later, 0, "packets after the keeper exited");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -42,6 +42,55 @@ fn one_of<T: Copy>(
     fallback
 }
 
+/// TLS files next to an `http://` endpoint: a typo in the scheme would mean plaintext
+/// to etcd, the files silently unused. Refused at the endpoint (at the first TLS file
+/// when the endpoint is the default one). `https://` without `ca_file` is fine: the
+/// system's roots are trusted then.
+fn plaintext_next_to_tls(raw: &RawDatastore, sink: &mut Sink<'_>) {
+    let set: Vec<(&str, &Spanned<String>)> = [
+        ("ca_file", &raw.ca_file),
+        ("cert_file", &raw.cert_file),
+        ("key_file", &raw.key_file),
+    ]
+    .into_iter()
+    .filter_map(|(key, v)| v.as_ref().map(|v| (key, v)))
+    .collect();
+    let Some((_, first)) = set.first() else {
+        return;
+    };
+    let keys: Vec<&str> = set.iter().map(|(k, _)| *k).collect();
+    let files = match keys.split_last() {
+        Some((last, [])) => format!("{last} is set"),
+        Some((last, rest)) => format!("{} and {last} are set", rest.join(", ")),
+        None => return,
+    };
+    match &raw.endpoints {
+        Some(list) => {
+            for e in list {
+                if let Some(rest) = e.get_ref().strip_prefix("http://") {
+                    sink.at(
+                        Some(&e.span()),
+                        format!(
+                            "endpoint {:?} is plaintext, but {files}: TLS applies to https:// \
+                             endpoints only; did you mean \"https://{rest}\"?",
+                            e.get_ref()
+                        ),
+                    );
+                }
+            }
+        }
+        None if DEFAULT_ETCD_ENDPOINT.starts_with("http://") => sink.at(
+            Some(&first.span()),
+            format!(
+                "the default endpoint {DEFAULT_ETCD_ENDPOINT:?} is plaintext, but {files}: TLS \
+                 applies to https:// endpoints only; list the https:// endpoints in \
+                 datastore.endpoints"
+            ),
+        ),
+        None => {}
+    }
+}
+
 pub(crate) fn datastore(raw: &RawDatastore, sink: &mut Sink<'_>) -> Datastore {
     let kind = one_of(
         &raw.kind,
@@ -106,6 +155,7 @@ pub(crate) fn datastore(raw: &RawDatastore, sink: &mut Sink<'_>) -> Datastore {
             "cert_file and key_file go together: set both or neither",
         );
     }
+    plaintext_next_to_tls(raw, sink);
     let ms = |s: &Opt<u64>, default: u64, what: &str, sink: &mut Sink<'_>| match s {
         Some(s) if *s.get_ref() == 0 => {
             sink.at(Some(&s.span()), format!("{what} must be at least 1"));

@@ -444,3 +444,45 @@ fn metrics_listen_must_be_an_address_and_port() {
         &["t.toml:4:10: listen: expected ADDRESS:PORT (e.g. \"127.0.0.1:9179\" or \"[::1]:9179\"), found \"localhost\""],
     );
 }
+
+/// TLS files next to an `http://` endpoint: a typo would mean plaintext to etcd, the
+/// files silently unused. The error points at the endpoint.
+#[test]
+fn plaintext_etcd_endpoints_are_refused_next_to_tls_files() {
+    let etcd = "[cluster]\npools = [\"101.64.0.0/10\"]\n[datastore]\nkind = \"etcd\"\n";
+    check(
+        &with_node(&format!(
+            "{etcd}endpoints = [\"https://10.0.0.11:2379\", \"http://10.0.0.12:2379\"]\n\
+             ca_file = \"/etc/ipipd/etcd/ca.crt\"\n"
+        )),
+        &[
+            "t.toml:7:40: endpoint \"http://10.0.0.12:2379\" is plaintext, but ca_file is set: \
+           TLS applies to https:// endpoints only; did you mean \"https://10.0.0.12:2379\"?",
+        ],
+    );
+    check(
+        &with_node(&format!(
+            "{etcd}endpoints = [\"http://10.0.0.11:2379\"]\n\
+             cert_file = \"/etc/ipipd/etcd/client.crt\"\nkey_file = \"/etc/ipipd/etcd/client.key\"\n"
+        )),
+        &["t.toml:7:14: endpoint \"http://10.0.0.11:2379\" is plaintext, but cert_file and \
+           key_file are set: TLS applies to https:// endpoints only; did you mean \
+           \"https://10.0.0.11:2379\"?"],
+    );
+    // No endpoints: the default one is plaintext; the error points at the TLS file.
+    check(
+        &with_node(&format!("{etcd}ca_file = \"/etc/ipipd/etcd/ca.crt\"\n")),
+        &[
+            "t.toml:7:11: the default endpoint \"http://127.0.0.1:2379\" is plaintext, but \
+           ca_file is set: TLS applies to https:// endpoints only; list the https:// \
+           endpoints in datastore.endpoints",
+        ],
+    );
+    // The reverse is fine: https without ca_file trusts the system's roots.
+    let ok = with_node(&format!(
+        "{etcd}endpoints = [\"https://etcd.example:2379\"]\n"
+    ));
+    assert!(Config::parse(&ok, "t.toml").is_ok(), "{ok}");
+    let plain = with_node(&format!("{etcd}endpoints = [\"http://10.0.0.11:2379\"]\n"));
+    assert!(Config::parse(&plain, "t.toml").is_ok(), "{plain}");
+}

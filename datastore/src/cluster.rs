@@ -6,6 +6,14 @@
 //! deletes its affinity and tries the next block. Only confirmed blocks are announced,
 //! and a block key has one owner from creation to deletion, so no two nodes ever
 //! announce the same block.
+//!
+//! A transaction whose answer is lost is settled by reading back ([`settle`]), and a
+//! claim first finishes any pending block the node left (a claim whose outcome could
+//! not be read back): no block etcd records as the node's is left unused.
+//!
+//! The guarantee is per node: claims of one node are serialized by the caller.
+
+mod settle;
 
 use std::collections::BTreeSet;
 
@@ -16,6 +24,7 @@ use crate::model::{
     AffinityRecord, BlockRecord, BlockState, Keys, NodeRecord, PoolsRecord, Snapshot,
 };
 use crate::Error;
+use settle::Settled;
 
 /// How many taken blocks a claim may skip before it gives up (IPv6 pools hold more
 /// blocks than can be walked).
@@ -62,15 +71,20 @@ impl<K: Kv> Datastore<K> {
     /// Records the pools if none are, else checks they are these.
     pub async fn ensure_pools(&self, pools: &PoolsRecord) -> Result<(), Error> {
         let key = self.keys.pools();
-        let r = self
-            .kv
-            .txn(
+        let written = self
+            .txn_settled(
                 vec![Compare::Version(key.clone(), 0)],
                 vec![Op::Put(key.clone(), json(pools))],
-                vec![],
+                &key,
+                |r| r.succeeded,
+                // Present: compared below, whoever wrote it.
+                |read| match read {
+                    None => Settled::NotApplied,
+                    Some(_) => Settled::Known(false),
+                },
             )
             .await?;
-        if r.succeeded {
+        if written {
             return Ok(());
         }
         let theirs = self.snapshot().await?.pools;
@@ -89,14 +103,18 @@ impl<K: Kv> Datastore<K> {
         if !crate::model::valid_name(&node.name) {
             return Err(Error::InvalidName(node.name.clone()));
         }
-        self.kv
-            .txn(
-                vec![],
-                vec![Op::Put(self.keys.node(&node.name), json(node))],
-                vec![],
-            )
-            .await?;
-        Ok(())
+        let key = self.keys.node(&node.name);
+        self.txn_settled(
+            vec![],
+            vec![Op::Put(key.clone(), json(node))],
+            &key,
+            |_| (),
+            |read| match read.and_then(|s| s.nodes.get(&node.name)) {
+                Some(n) if n == node => Settled::Known(()),
+                _ => Settled::NotApplied,
+            },
+        )
+        .await
     }
 
     /// Finishes what a crash interrupted: the node's pending blocks are confirmed
@@ -112,39 +130,61 @@ impl<K: Kv> Datastore<K> {
         for ((n, net), _) in snap.affinities.iter().filter(|((n, _), _)| n == node) {
             let owned = snap.blocks.get(net).is_some_and(|b| b.record.node == *n);
             if !owned {
-                self.kv
-                    .txn(vec![], vec![Op::Delete(self.keys.affinity(n, net))], vec![])
-                    .await?;
+                self.delete_affinity(n, net).await?;
             }
         }
         Ok(())
     }
 
+    /// Confirms a pending block of the node created at `mod_revision`; false: it has
+    /// changed since (removed by `node remove`, finished by another claim).
     async fn confirm(&self, node: &str, net: &IpNet, mod_revision: i64) -> Result<bool, Error> {
         let block = self.keys.block(net);
-        let r = self
-            .kv
-            .txn(
-                vec![Compare::ModRevision(block.clone(), mod_revision)],
-                vec![
-                    Op::Put(
-                        block,
-                        json(&BlockRecord {
-                            node: node.to_owned(),
-                            state: BlockState::Confirmed,
-                        }),
-                    ),
-                    Op::Put(
-                        self.keys.affinity(node, net),
-                        json(&AffinityRecord {
-                            state: BlockState::Confirmed,
-                        }),
-                    ),
-                ],
-                vec![],
-            )
-            .await?;
-        Ok(r.succeeded)
+        self.txn_settled(
+            vec![Compare::ModRevision(block.clone(), mod_revision)],
+            vec![
+                Op::Put(
+                    block.clone(),
+                    json(&BlockRecord {
+                        node: node.to_owned(),
+                        state: BlockState::Confirmed,
+                    }),
+                ),
+                Op::Put(
+                    self.keys.affinity(node, net),
+                    json(&AffinityRecord {
+                        state: BlockState::Confirmed,
+                    }),
+                ),
+            ],
+            &block,
+            |r| r.succeeded,
+            |read| match read.and_then(|s| s.blocks.get(net)) {
+                Some(b) if b.mod_revision == mod_revision => Settled::NotApplied,
+                // The affinity went in the same transaction.
+                Some(b) => {
+                    Settled::Known(b.record.node == node && b.record.state == BlockState::Confirmed)
+                }
+                None => Settled::Known(false),
+            },
+        )
+        .await
+    }
+
+    /// Deletes the node's affinity to a block (absent already is fine).
+    async fn delete_affinity(&self, node: &str, net: &IpNet) -> Result<(), Error> {
+        let key = self.keys.affinity(node, net);
+        self.txn_settled(
+            vec![],
+            vec![Op::Delete(key.clone())],
+            &key,
+            |_| (),
+            |read| match read {
+                None => Settled::Known(()),
+                Some(_) => Settled::NotApplied,
+            },
+        )
+        .await
     }
 
     /// Claims one free block of the family of `family_of` from the pools; returns it
@@ -155,7 +195,18 @@ impl<K: Kv> Datastore<K> {
         pools: &PoolsRecord,
         family_of: &IpNet,
     ) -> Result<IpNet, Error> {
-        let mut taken: BTreeSet<IpNet> = self.snapshot().await?.blocks.into_keys().collect();
+        let snap = self.snapshot().await?;
+        for b in snap.blocks_of(node) {
+            let family = b.net.addr().is_ipv4() == family_of.addr().is_ipv4();
+            if b.record.state == BlockState::Pending
+                && family
+                && self.confirm(node, &b.net, b.mod_revision).await?
+            {
+                tracing::info!(block = %b.net, "finished an earlier claim of this node");
+                return Ok(b.net);
+            }
+        }
+        let mut taken: BTreeSet<IpNet> = snap.blocks.into_keys().collect();
         let mut skipped = 0usize;
         for pool in pools
             .pools
@@ -189,45 +240,65 @@ impl<K: Kv> Datastore<K> {
     async fn try_claim(&self, node: &str, net: &IpNet) -> Result<bool, Error> {
         let affinity = self.keys.affinity(node, net);
         let block = self.keys.block(net);
-        self.kv
-            .txn(
-                vec![Compare::Version(affinity.clone(), 0)],
-                vec![Op::Put(
-                    affinity.clone(),
-                    json(&AffinityRecord {
-                        state: BlockState::Pending,
-                    }),
-                )],
-                vec![],
-            )
-            .await?;
+        let ours = (node.to_owned(), *net);
+        // Written now or there already, the claim goes on (confirm writes it again).
+        self.txn_settled(
+            vec![Compare::Version(affinity.clone(), 0)],
+            vec![Op::Put(
+                affinity.clone(),
+                json(&AffinityRecord {
+                    state: BlockState::Pending,
+                }),
+            )],
+            &affinity,
+            |_| (),
+            |read| {
+                if read.is_some_and(|s| s.affinities.contains_key(&ours)) {
+                    Settled::Known(())
+                } else {
+                    Settled::NotApplied
+                }
+            },
+        )
+        .await?;
         let created = self
-            .kv
-            .txn(
+            .txn_settled(
                 vec![Compare::Version(block.clone(), 0)],
                 vec![Op::Put(
-                    block,
+                    block.clone(),
                     json(&BlockRecord {
                         node: node.to_owned(),
                         state: BlockState::Pending,
                     }),
                 )],
-                vec![],
+                &block,
+                // A one-put transaction's revision is the put's mod_revision.
+                |r| {
+                    if r.succeeded {
+                        Create::Ours(r.revision)
+                    } else {
+                        Create::Taken
+                    }
+                },
+                |read| match read.and_then(|s| s.blocks.get(net)) {
+                    None => Settled::NotApplied,
+                    Some(b) if b.record.node != node => Settled::Known(Create::Taken),
+                    Some(b) if b.record.state == BlockState::Pending => {
+                        Settled::Known(Create::Ours(b.mod_revision))
+                    }
+                    Some(_) => Settled::Known(Create::Finished),
+                },
             )
             .await?;
-        if !created.succeeded {
-            tracing::debug!(block = %net, "block taken by another node; trying the next");
-            self.kv
-                .txn(vec![], vec![Op::Delete(affinity)], vec![])
-                .await?;
-            return Ok(false);
-        }
-        // A one-put transaction's revision is the put's mod_revision.
-        if self.confirm(node, net, created.revision).await? {
-            Ok(true)
-        } else {
-            // Removed meanwhile (`node remove`): not ours.
-            Ok(false)
+        match created {
+            // false: removed meanwhile (`node remove`), not ours.
+            Create::Ours(rev) => self.confirm(node, net, rev).await,
+            Create::Finished => Ok(false),
+            Create::Taken => {
+                tracing::debug!(block = %net, "block taken by another node; trying the next");
+                self.delete_affinity(node, net).await?;
+                Ok(false)
+            }
         }
     }
 
@@ -252,35 +323,50 @@ impl<K: Kv> Datastore<K> {
             return Ok(Some(b.mod_revision));
         }
         let key = self.keys.block(net);
-        let marked = self
-            .kv
-            .txn(
-                vec![Compare::ModRevision(key.clone(), b.mod_revision)],
-                vec![Op::Put(
-                    key,
-                    json(&BlockRecord {
-                        node: node.to_owned(),
-                        state: BlockState::Releasing,
-                    }),
-                )],
-                vec![],
-            )
-            .await?;
-        Ok(marked.succeeded.then_some(marked.revision))
+        let before = b.mod_revision;
+        self.txn_settled(
+            vec![Compare::ModRevision(key.clone(), before)],
+            vec![Op::Put(
+                key.clone(),
+                json(&BlockRecord {
+                    node: node.to_owned(),
+                    state: BlockState::Releasing,
+                }),
+            )],
+            &key,
+            |r| r.succeeded.then_some(r.revision),
+            |read| match read.and_then(|s| s.blocks.get(net)) {
+                Some(b) if b.mod_revision == before => Settled::NotApplied,
+                Some(b) if b.record.node == node && b.record.state == BlockState::Releasing => {
+                    Settled::Known(Some(b.mod_revision))
+                }
+                _ => Settled::Known(None),
+            },
+        )
+        .await
     }
 
     /// Step two: block and affinity deleted, if the block is as step one left it.
+    /// A block gone already counts as released (an earlier call whose answer was
+    /// lost, `node remove`): every deletion of a block deletes its affinity with it.
     pub async fn finish_release(&self, node: &str, net: &IpNet, rev: i64) -> Result<bool, Error> {
         let key = self.keys.block(net);
-        let r = self
-            .kv
-            .txn(
+        let deleted = self
+            .txn_settled(
                 vec![Compare::ModRevision(key.clone(), rev)],
-                vec![Op::Delete(key), Op::Delete(self.keys.affinity(node, net))],
-                vec![],
+                vec![
+                    Op::Delete(key.clone()),
+                    Op::Delete(self.keys.affinity(node, net)),
+                ],
+                &key,
+                |r| r.succeeded,
+                |read| match read.and_then(|s| s.blocks.get(net)) {
+                    Some(b) if b.mod_revision == rev => Settled::NotApplied,
+                    _ => Settled::Known(read.is_none()),
+                },
             )
             .await?;
-        Ok(r.succeeded)
+        Ok(deleted || self.read_key(&key).await?.is_none())
     }
 
     /// Decommissions a node: its registration, blocks and affinities go in one
@@ -303,8 +389,20 @@ impl<K: Kv> Datastore<K> {
                 compare.push(Compare::ModRevision(key.clone(), b.mod_revision));
                 ops.push(Op::Delete(key));
             }
-            let r = self.kv.txn(compare, ops, vec![]).await?;
-            if r.succeeded {
+            let node_key = self.keys.node(name);
+            let removed = self
+                .txn_settled(
+                    compare,
+                    ops,
+                    &node_key,
+                    |r| r.succeeded,
+                    |read| match read {
+                        None => Settled::Known(true),
+                        Some(_) => Settled::NotApplied,
+                    },
+                )
+                .await?;
+            if removed {
                 return Ok(blocks.iter().map(|b| b.net).collect());
             }
         }
@@ -312,6 +410,16 @@ impl<K: Kv> Datastore<K> {
             "node {name}'s blocks kept changing during its removal"
         )))
     }
+}
+
+/// What became of a block create.
+enum Create {
+    /// Created by this claim, at this revision.
+    Ours(i64),
+    /// Another node's.
+    Taken,
+    /// This node's and confirmed already: another claim finished it (and returned it).
+    Finished,
 }
 
 fn describe_pools(p: Option<&PoolsRecord>) -> String {

@@ -65,6 +65,10 @@ pub type Watch = mpsc::Receiver<WatchEvent>;
 /// etcd v3's operations, as far as ipipd uses them.
 pub trait Kv: Send + Sync + 'static {
     fn range(&self, prefix: &str) -> impl Future<Output = Result<Range, Error>> + Send;
+    /// Applies `success` if every comparison holds, else `failure`. An error for which
+    /// [`Error::outcome_unknown`] holds may come after etcd applied the transaction
+    /// (the answer was lost): the caller reads back to know; other errors mean it was
+    /// not applied.
     fn txn(
         &self,
         compare: Vec<Compare>,

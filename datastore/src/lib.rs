@@ -15,6 +15,8 @@ pub mod model;
 
 #[cfg(test)]
 mod claim_tests;
+#[cfg(test)]
+mod lost_answer_tests;
 
 use std::path::PathBuf;
 
@@ -26,8 +28,14 @@ pub use model::{Block, BlockRecord, BlockState, Keys, NodeRecord, PoolsRecord, S
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Nothing reached etcd, or it refused: nothing was applied.
     #[error("etcd is unreachable ({endpoints}): {reason}")]
     Unreachable { endpoints: String, reason: String },
+    /// The request may have reached etcd and been applied, but no answer says so (a
+    /// timeout, a connection lost after sending, or a re-sent transaction whose
+    /// comparisons failed, maybe because the first attempt was applied).
+    #[error("etcd may or may not have applied the transaction ({endpoints}): {reason}")]
+    OutcomeUnknown { endpoints: String, reason: String },
     #[error("undecodable answer from etcd to {path}: {reason}")]
     Decode { path: &'static str, reason: String },
     #[error("reading the {what} {path}")]
@@ -53,4 +61,21 @@ pub enum Error {
     InvalidName(String),
     #[error("datastore conflict: {0}")]
     Conflict(String),
+}
+
+impl Error {
+    /// Whether a transaction that failed with this error may have been applied all the
+    /// same: etcd got it, and what came back was lost or unreadable.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Error::OutcomeUnknown { .. } | Error::Decode { .. })
+    }
+
+    /// This error, once a read has shown the transaction was not applied: etcd was
+    /// out of reach for it.
+    pub fn not_applied(self) -> Error {
+        match self {
+            Error::OutcomeUnknown { endpoints, reason } => Error::Unreachable { endpoints, reason },
+            other => other,
+        }
+    }
 }

@@ -1,13 +1,12 @@
 //! The durable record of allocations: one JSON file in the state directory, replaced
-//! atomically (write to a temporary file, fsync, rename, fsync the directory), so a crash
-//! leaves the old record or the new one, never a mix.
+//! atomically ([`write_atomic`]), so a crash leaves the old record or the new one, never
+//! a mix.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::durable::{write_atomic, WriteError};
 use crate::{Allocation, TunnelAllocation};
 
 /// The record format this build writes and reads.
@@ -40,12 +39,10 @@ pub enum StoreError {
     },
     #[error("{path}: record version {found}, this ipipd reads version {RECORD_VERSION}")]
     Version { path: PathBuf, found: u32 },
-    #[error("writing {path}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("saving the allocation record")]
+    Write(#[source] WriteError),
+    #[error("encoding the allocation record")]
+    Encode(#[source] serde_json::Error),
 }
 
 /// Where the record lives.
@@ -94,30 +91,9 @@ impl Store {
 
     /// Replaces the record on disk; when this returns Ok, the record survives a crash.
     pub fn save(&self, record: &Record) -> Result<(), StoreError> {
-        let tmp = self.path.with_extension("json.tmp");
-        let write = |path: &Path| -> std::io::Result<()> {
-            let mut f = File::create(path)?;
-            serde_json::to_writer_pretty(&mut f, record)?;
-            f.write_all(b"\n")?;
-            f.sync_all()
-        };
-        write(&tmp).map_err(|source| StoreError::Write {
-            path: tmp.clone(),
-            source,
-        })?;
-        std::fs::rename(&tmp, &self.path).map_err(|source| StoreError::Write {
-            path: self.path.clone(),
-            source,
-        })?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|source| StoreError::Write {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-        }
-        Ok(())
+        let mut text = serde_json::to_vec_pretty(record).map_err(StoreError::Encode)?;
+        text.push(b'\n');
+        write_atomic(&self.path, &text).map_err(StoreError::Write)
     }
 }
 

@@ -4,6 +4,7 @@
 pub(crate) mod bfd;
 mod cluster;
 mod datastore_ops;
+mod marker;
 mod metrics;
 mod node;
 mod owner;
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -28,6 +29,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::control::protocol::{Request, Response};
+use marker::{restarting, touch_marker};
 use node::{Event, Inbox, NodeState};
 use workloads::Workloads;
 
@@ -62,26 +64,6 @@ pub struct Daemon {
 /// Name of the marker that tells the next start it is a restart (RFC 4724 R bit).
 const RUNNING_MARKER: &str = "running";
 
-fn restarting(state_dir: &Path, gr_time: u16) -> bool {
-    let Ok(meta) = std::fs::metadata(state_dir.join(RUNNING_MARKER)) else {
-        return false;
-    };
-    let age = meta
-        .modified()
-        .ok()
-        .and_then(|m| SystemTime::now().duration_since(m).ok())
-        .unwrap_or(Duration::MAX);
-    age < Duration::from_secs(gr_time.into())
-}
-
-fn touch_marker(state_dir: &Path) {
-    let path = state_dir.join(RUNNING_MARKER);
-    if let Err(e) = std::fs::write(&path, std::process::id().to_string()) {
-        // Without it the next start is not taken for a restart: peers drop our routes.
-        tracing::error!(path = %path.display(), error = %e, "cannot write the restart marker; the next start will not be a graceful restart");
-    }
-}
-
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::Result<()> {
     let cfg = Config::load_with(&config_path, &overrides).context("invalid configuration")?;
@@ -100,7 +82,9 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
     })?;
     let restart = cfg.bgp.graceful_restart_time > 0
         && restarting(&cfg.control.state_dir, cfg.bgp.graceful_restart_time);
-    touch_marker(&cfg.control.state_dir);
+    if let Err(e) = touch_marker(&cfg.control.state_dir) {
+        tracing::error!(error = %e, "writing the restart marker: the next start will not be a graceful restart");
+    }
     let workloads = Workloads::load(&cfg.control.state_dir)?;
     enable_forwarding(&cfg);
     let sync_with = cluster.as_ref().map(|(c, _)| c.clone());
@@ -236,7 +220,9 @@ async fn supervise(daemon: Arc<Daemon>) -> anyhow::Error {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         }
         if tokio::time::Instant::now() >= marker_due {
-            touch_marker(&daemon.state.load().config.control.state_dir);
+            if let Err(e) = touch_marker(&daemon.state.load().config.control.state_dir) {
+                tracing::error!(error = %e, "refreshing the restart marker: the next start may not be a graceful restart");
+            }
             marker_due += HEARTBEAT;
         }
         tokio::select! {

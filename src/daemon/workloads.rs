@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use ipnet::IpNet;
@@ -53,15 +54,35 @@ pub fn check_in_pools(ip: IpAddr, pools: &[IpNet]) -> Result<(), String> {
     ))
 }
 
+/// Renames `path` to `path.bad-<unix time>` and returns the new name.
+fn move_aside(path: &Path) -> anyhow::Result<PathBuf> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".bad-{now}"));
+    let aside = path.with_file_name(name);
+    std::fs::rename(path, &aside)
+        .with_context(|| format!("moving {} aside to {}", path.display(), aside.display()))?;
+    Ok(aside)
+}
+
 impl Workloads {
+    /// The workloads recorded in `state_dir`. A file that does not parse (torn by a
+    /// disk fault, edited by hand) must not keep the node from starting: it is moved
+    /// aside to `workloads.json.bad-<unix time>` for a look, and the node starts
+    /// without workloads, as on a first start.
     pub fn load(state_dir: &Path) -> anyhow::Result<Workloads> {
         let path = state_dir.join("workloads.json");
-        let map = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let list: Vec<WorkloadJson> = serde_json::from_str(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?;
-                list.into_iter().map(|w| (w.ip, w.interface)).collect()
-            }
+        let map = match std::fs::read(&path) {
+            Ok(text) => match serde_json::from_slice::<Vec<WorkloadJson>>(&text) {
+                Ok(list) => list.into_iter().map(|w| (w.ip, w.interface)).collect(),
+                Err(e) => {
+                    let aside = move_aside(&path)?;
+                    tracing::error!(file = %path.display(), moved_to = %aside.display(), error = %e, "workloads file unreadable: moved aside, starting without workloads");
+                    BTreeMap::new()
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => {
                 return Err(e).with_context(|| format!("reading {}", path.display()));
@@ -96,13 +117,11 @@ impl Workloads {
         Ok(had)
     }
 
-    /// Writes atomically: a crash leaves the old or the new file, never half.
+    /// Writes atomically and durably: a crash leaves the old or the new file, never
+    /// half, and once this returns the new one survives a power cut.
     fn save(&self) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(&self.list())?;
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("renaming to {}", self.path.display()))?;
+        ipam::write_atomic(&self.path, text.as_bytes()).context("saving the workloads")?;
         Ok(())
     }
 }
@@ -110,6 +129,60 @@ impl Workloads {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ipipd-workloads-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        d
+    }
+
+    #[test]
+    fn saved_workloads_load_back_and_no_temporary_is_left() {
+        let d = state_dir("rt");
+        let ip: IpAddr = [10, 64, 0, 5].into();
+        let mut w = Workloads::load(&d).unwrap_or_else(|e| panic!("{e:#}"));
+        w.add(ip, "cali0".into())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let again = Workloads::load(&d).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(again.pairs(), vec![(ip, "cali0".to_owned())]);
+        assert!(!d.join("workloads.json.tmp").exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A torn or garbage file (a disk fault, a hand edit) must not keep the daemon from
+    /// starting: it is kept aside for a look, and the daemon starts without it.
+    #[test]
+    fn a_garbage_workloads_file_is_moved_aside_and_startup_goes_on() {
+        let d = state_dir("bad");
+        let path = d.join("workloads.json");
+        std::fs::write(&path, "[{\"ip\":\"10.64.0.5\",\"interf").unwrap_or_else(|e| panic!("{e}"));
+        let w = Workloads::load(&d).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(w.pairs().is_empty());
+        assert!(!path.exists(), "the bad file is still in place");
+        let aside: Vec<PathBuf> = std::fs::read_dir(&d)
+            .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        let name = aside[0]
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let stamp = name
+            .as_deref()
+            .and_then(|n| n.strip_prefix("workloads.json.bad-"))
+            .and_then(|t| t.parse::<u64>().ok());
+        assert!(stamp.is_some_and(|t| t > 1_600_000_000), "{name:?}");
+        assert_eq!(
+            std::fs::read_to_string(&aside[0]).ok().as_deref(),
+            Some("[{\"ip\":\"10.64.0.5\",\"interf")
+        );
+        // And the next save writes a good file again.
+        let mut w = w;
+        w.add([10, 64, 0, 6].into(), "cali1".into())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(Workloads::load(&d).map(|w| w.pairs().len()).ok(), Some(1));
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     #[test]
     fn workloads_outside_the_pools_are_refused_naming_the_pools() {

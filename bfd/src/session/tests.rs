@@ -186,7 +186,7 @@ fn local_admin_down_signals_it_and_ignores_the_peer() {
         changed(&out),
         Some((State::Up, State::AdminDown, Diag::AdminDown))
     );
-    assert!(out.contains(&Output::Cancel(Timer::Detect)));
+    assert!(out.contains(&Output::Arm(Timer::Detect, Duration::from_millis(900))));
     assert_eq!(sent(&out)[0].state, State::AdminDown);
     assert_eq!(sent(&out)[0].diag, Diag::AdminDown);
     let out = s.handle(Input::Received(peer(State::Down)));
@@ -345,4 +345,50 @@ fn a_peer_asking_for_packets_sooner_gets_the_next_one_sooner() {
             .is_some_and(|d| *d <= Duration::from_millis(300)),
         "transmit timer re-armed within the new interval: {armed:?}"
     );
+}
+
+fn armed(out: &[Output], timer: Timer) -> Option<Duration> {
+    out.iter().find_map(|o| match o {
+        Output::Arm(t, d) if *t == timer => Some(*d),
+        _ => None,
+    })
+}
+
+/// §6.8.16: AdminDown goes out for at least a Detection Time, at the rate the peer's
+/// detection time of us was computed from (one packet a second would leave a peer
+/// that lost the first one to time out: a path failure, not a shutdown); then quiet.
+#[test]
+fn local_admin_down_is_sent_for_a_detection_time_at_the_transmit_interval() {
+    let mut s = up();
+    let interval = s.tx_interval();
+    assert_eq!(interval, Duration::from_millis(300));
+    let out = s.handle(Input::AdminDown);
+    assert_eq!(sent(&out).len(), 1);
+    assert_eq!(sent(&out)[0].desired_min_tx, 300_000, "{out:?}");
+    // The peer's detection time of us: our multiplier × the interval.
+    assert_eq!(armed(&out, Timer::Detect), Some(Duration::from_millis(900)));
+    assert!(s.signalling_admin_down());
+    let mut sent_for = Duration::ZERO;
+    for _ in 0..3 {
+        let next = armed(&out, Timer::Tx).unwrap_or(Duration::MAX);
+        assert!(next <= interval, "next AdminDown in {next:?}");
+        sent_for += next;
+        let again = s.handle(Input::TimerExpired(Timer::Tx));
+        assert_eq!(sent(&again).len(), 1);
+        assert_eq!(sent(&again)[0].state, State::AdminDown);
+        if sent_for >= Duration::from_millis(900) {
+            break;
+        }
+    }
+    // A Detection Time later: quiet, and nothing from the peer wakes it.
+    let out = s.handle(Input::TimerExpired(Timer::Detect));
+    assert!(out.contains(&Output::Cancel(Timer::Tx)), "{out:?}");
+    assert!(sent(&out).is_empty());
+    assert!(!s.signalling_admin_down());
+    assert!(sent(&s.handle(Input::TimerExpired(Timer::Tx))).is_empty());
+    assert!(sent(&s.handle(Input::Received(peer(State::Down)))).is_empty());
+    // Enabled again: Down, at the slow rate.
+    let out = s.handle(Input::Enable);
+    assert_eq!(sent(&out)[0].state, State::Down);
+    assert_eq!(sent(&out)[0].desired_min_tx, 1_000_000);
 }

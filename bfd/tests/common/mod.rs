@@ -19,3 +19,7 @@ pub fn packet(state: State, your_disc: u32) -> Packet {
         required_min_echo_rx: 0,
     }
 }
+
+// Not every test binary uses every helper.
+#[allow(dead_code)]
+pub mod keeper;

@@ -6,6 +6,9 @@
 
 pub mod wire;
 
+#[cfg(test)]
+mod resend_tests;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -118,10 +121,16 @@ impl EtcdKv {
     }
 
     /// POSTs to each endpoint in turn, from the last one that answered.
-    async fn post(&self, path: &'static str, body: serde_json::Value) -> Result<Vec<u8>, Error> {
+    ///
+    /// A request that may have reached etcd before failing (a timeout, a connection
+    /// lost after sending, a 5xx) may have been applied there: the answer says so
+    /// ([`Posted::after_unknown`]), and if no endpoint answers the error is
+    /// [`Error::OutcomeUnknown`] rather than [`Error::Unreachable`].
+    async fn post(&self, path: &'static str, body: serde_json::Value) -> Result<Posted, Error> {
         let n = self.inner.endpoints.len();
         let start = self.inner.current.load(Ordering::Relaxed);
         let mut last = String::new();
+        let mut unknown: Option<String> = None;
         for i in 0..n {
             let idx = (start + i) % n;
             let Some(ep) = self.inner.endpoints.get(idx) else {
@@ -130,14 +139,26 @@ impl EtcdKv {
             match self.post_one(ep, path, &body).await {
                 Ok(bytes) => {
                     self.inner.current.store(idx, Ordering::Relaxed);
-                    return Ok(bytes);
+                    return Ok(Posted {
+                        body: bytes,
+                        after_unknown: unknown,
+                    });
                 }
-                Err(e) => last = format!("{ep}: {e}"),
+                Err(f) => {
+                    last = format!("{ep}: {}", f.reason);
+                    if f.maybe_applied {
+                        unknown = Some(last.clone());
+                    }
+                }
             }
         }
-        Err(Error::Unreachable {
-            endpoints: self.endpoints(),
-            reason: last,
+        let endpoints = self.endpoints();
+        Err(match unknown {
+            Some(reason) => Error::OutcomeUnknown { endpoints, reason },
+            None => Error::Unreachable {
+                endpoints,
+                reason: last,
+            },
         })
     }
 
@@ -146,7 +167,7 @@ impl EtcdKv {
         ep: &str,
         path: &str,
         body: &serde_json::Value,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, Failed> {
         let resp = self
             .inner
             .client
@@ -154,17 +175,44 @@ impl EtcdKv {
             .json(body)
             .send()
             .await
-            .map_err(|e| error_chain(&e))?;
+            // Only a connection never made is sure to have sent nothing.
+            .map_err(|e| Failed::new(error_chain(&e), !e.is_connect()))?;
         let status = resp.status();
-        let bytes = read_body(resp).await?;
+        let bytes = read_body(resp).await.map_err(|r| Failed::new(r, true))?;
         if !status.is_success() {
-            return Err(format!("{status}: {}", wire::error_message(&bytes)));
+            // etcd's own timeouts ("request timed out", leader changes) come back as
+            // 5xx and may still commit; a 4xx is a refusal.
+            return Err(Failed::new(
+                format!("{status}: {}", wire::error_message(&bytes)),
+                status.is_server_error(),
+            ));
         }
         Ok(bytes)
     }
 
     fn decode<T>(path: &'static str, r: Result<T, String>) -> Result<T, Error> {
         r.map_err(|reason| Error::Decode { path, reason })
+    }
+}
+
+/// An answer, and whether an earlier attempt at it may have been applied (its failure).
+struct Posted {
+    body: Vec<u8>,
+    after_unknown: Option<String>,
+}
+
+/// Why one attempt failed, and whether the request may have reached etcd.
+struct Failed {
+    reason: String,
+    maybe_applied: bool,
+}
+
+impl Failed {
+    fn new(reason: String, maybe_applied: bool) -> Failed {
+        Failed {
+            reason,
+            maybe_applied,
+        }
     }
 }
 
@@ -193,8 +241,12 @@ async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
 impl Kv for EtcdKv {
     async fn range(&self, prefix: &str) -> Result<Range, Error> {
         const PATH: &str = "/v3/kv/range";
-        let body = self.post(PATH, wire::range_request(prefix)).await?;
-        Self::decode(PATH, wire::decode_range(&body))
+        // A read changes nothing: whatever became of it, etcd is out of reach.
+        let posted = self
+            .post(PATH, wire::range_request(prefix))
+            .await
+            .map_err(Error::not_applied)?;
+        Self::decode(PATH, wire::decode_range(&posted.body))
     }
 
     async fn txn(
@@ -204,10 +256,24 @@ impl Kv for EtcdKv {
         failure: Vec<Op>,
     ) -> Result<TxnResult, Error> {
         const PATH: &str = "/v3/kv/txn";
-        let body = self
+        let posted = self
             .post(PATH, wire::txn_request(&compare, &success, &failure))
             .await?;
-        Self::decode(PATH, wire::decode_txn(&body))
+        let r = Self::decode(PATH, wire::decode_txn(&posted.body))?;
+        match posted.after_unknown {
+            // The comparisons may have failed because of the earlier attempt itself
+            // (a created key exists, a compared revision moved): no answer either way.
+            Some(earlier) if !r.succeeded => Err(Error::OutcomeUnknown {
+                endpoints: self.endpoints(),
+                reason: format!(
+                    "{earlier}; re-sent, and the comparisons failed at the next endpoint"
+                ),
+            }),
+            // Applied now; an earlier application would have failed these comparisons
+            // (every one ipipd makes is on a key the transaction writes), or, without
+            // comparisons, wrote the same.
+            _ => Ok(r),
+        }
     }
 
     async fn watch(&self, prefix: &str, start_revision: i64) -> Result<Watch, Error> {
