@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test tier of ipipd on a Debian 12 machine, as root, installing the
 # Debian packages it needs first. Usage: ./test.sh [TIER...]
-# Tiers: selftest unit lint lab runtime datastore package fuzz interop dataplane (default: all, in that order).
+# Tiers: selftest unit lint lab runtime datastore soak package fuzz interop dataplane (default: all, in that order).
 # IPIPD_SKIP_TIERS="a b" skips tiers explicitly (they are reported as skipped, and the
 # run still exits non-zero unless IPIPD_ALLOW_SKIP=1: a skipped tier is not a pass).
 #
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-ALL_TIERS=(selftest unit lint lab runtime datastore package fuzz interop dataplane)
+ALL_TIERS=(selftest unit lint lab runtime datastore soak package fuzz interop dataplane)
 PACKAGES=(iproute2 etcd-server etcd-client bird2 gobgpd frr tcpdump qemu-system-x86 busybox-static procps psmisc
           iputils-ping jq podman runc containernetworking-plugins util-linux systemd prometheus curl openssl)
 
@@ -78,6 +78,12 @@ tier_datastore() {
     log "etcd datastore: a real 3-member etcd cluster in namespaces, nodes from one config"
     cargo build --release -q
     cargo test --release -p interop --test datastore_etcd
+}
+
+tier_soak() {
+    log "soak: the shipped ConfigMap on 6 nodes with a real etcd, pods through ipipd-cni, restarts, freezes, reloads, a join and a removal; invariants checked all along (IPIPD_SOAK_S, IPIPD_SOAK_SEED)"
+    cargo build --release -q
+    cargo test --release -p interop --test soak -- --nocapture
 }
 
 tier_package() {

@@ -385,6 +385,42 @@ impl NodeConfig {
     }
 }
 
+/// The `ipipd.toml: |` block of a ConfigMap manifest, de-indented.
+pub fn configmap_toml(yaml: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in yaml.lines() {
+        if line.trim_start().starts_with("ipipd.toml: |") {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if line.starts_with("---") || (!line.is_empty() && !line.starts_with("    ")) {
+                break;
+            }
+            out.push_str(line.strip_prefix("    ").unwrap_or(line));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The configuration file the DaemonSet ships (`deploy/kubernetes/ipipd.yaml`'s
+/// ConfigMap), so that tests run exactly what users deploy.
+pub fn shipped_configmap_toml() -> anyhow::Result<String> {
+    use anyhow::Context;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/ipipd.yaml");
+    let yaml =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = configmap_toml(&yaml);
+    anyhow::ensure!(
+        !text.trim().is_empty(),
+        "no `ipipd.toml: |` in {}",
+        path.display()
+    );
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

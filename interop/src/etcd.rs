@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::config::{Datastore, NodeConfig};
 use crate::harness::{have, wait_until, Lan, Netns, Proc, TempDir};
-use crate::ipipd::{BlockJson, NodeJson, PeerJson};
+use crate::ipipd::{BfdJson, BlockJson, NodeJson, PeerJson, RouteJson, WorkloadJson};
 
 /// Fails (never skips) when etcd is not installed.
 pub fn require_etcd() {
@@ -348,75 +348,41 @@ pub fn cluster_config(endpoints: &[String], pool: &str, tls: Option<&Tls>) -> St
     c.toml()
 }
 
-/// One ipipd started from the shared file, identity from the environment.
-pub struct Node {
+/// What reaches a node from outside its processes: its namespace, identity and control
+/// socket. [`NodeCtl::handle`] copies it for threads that watch or load a node while the
+/// test thread restarts it.
+pub struct NodeCtl {
     pub ns: Netns,
     pub name: String,
     pub address: String,
-    pub dir: TempDir,
     pub socket: PathBuf,
-    config: PathBuf,
-    proc: Option<Proc>,
+    /// The daemon's and the keeper's logs.
+    pub log: PathBuf,
+    pub keeper_log: PathBuf,
 }
 
-impl Node {
-    pub fn start(
-        lan: &mut Lan,
-        config: &std::path::Path,
-        name: &str,
-        address: &str,
-    ) -> Result<Node> {
-        let ns = lan.host(&format!("{address}/24"))?;
-        ns.add_standin_tunl0()?;
-        let dir = TempDir::new("dsnode")?;
-        let mut n = Node {
-            ns,
-            name: name.to_owned(),
-            address: address.to_owned(),
-            socket: dir.join("ipipd.sock"),
-            dir,
-            config: config.to_owned(),
-            proc: None,
-        };
-        n.restart()?;
-        Ok(n)
-    }
-
-    pub fn restart(&mut self) -> Result<()> {
-        let mut cmd = self.ns.command(crate::ipipd::binary());
-        cmd.args(["run", "--config"])
-            .arg(&self.config)
-            .env("IPIPD_NODE_NAME", &self.name)
-            .env("IPIPD_NODE_ADDRESS", &self.address)
-            .env("IPIPD_SOCKET", &self.socket)
-            .env("IPIPD_STATE_DIR", self.dir.join("state"))
-            .env(
-                "RUST_LOG",
-                std::env::var("IPIPD_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            );
-        self.proc = Some(Proc::spawn(cmd, &self.name, &self.dir.join("ipipd.log"))?);
-        let r = wait_until(Duration::from_secs(20), "the control socket", || {
-            self.cli(&["show", "nodes", "--json"])
-                .ok()
-                .filter(|o| o.status.success())
-        });
-        if let Err(e) = r {
-            bail!("{}: {e}; log:\n{}", self.name, self.log());
+impl NodeCtl {
+    /// Another handle on the same node; it does not delete the namespace on drop.
+    pub fn handle(&self) -> NodeCtl {
+        NodeCtl {
+            ns: self.ns.handle(),
+            name: self.name.clone(),
+            address: self.address.clone(),
+            socket: self.socket.clone(),
+            log: self.log.clone(),
+            keeper_log: self.keeper_log.clone(),
         }
-        Ok(())
-    }
-
-    pub fn stop(&mut self, sig: &str) -> Result<()> {
-        crate::harness::stop_slot(&mut self.proc, sig)
-    }
-
-    /// Sends a signal without waiting for an exit (SIGSTOP, SIGCONT).
-    pub fn signal(&self, sig: &str) -> Result<()> {
-        self.proc.as_ref().context("not running")?.signal(sig)
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("ipipd.log")).unwrap_or_default()
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `n` lines of the daemon's log, for failure messages (colours removed).
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = crate::harness::strip_ansi(&self.log());
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     pub fn cli(&self, args: &[&str]) -> Result<std::process::Output> {
@@ -454,6 +420,11 @@ impl Node {
         self.typed(&["show", "peers", "--json"])
     }
 
+    /// `show routes --json`.
+    pub fn routes(&self) -> Result<Vec<RouteJson>> {
+        self.typed(&["show", "routes", "--json"])
+    }
+
     /// `show blocks --json`.
     pub fn blocks(&self) -> Result<Vec<BlockJson>> {
         self.typed(&["show", "blocks", "--json"])
@@ -462,6 +433,16 @@ impl Node {
     /// `show nodes --json`.
     pub fn nodes(&self) -> Result<Vec<NodeJson>> {
         self.typed(&["show", "nodes", "--json"])
+    }
+
+    /// `show bfd --json`.
+    pub fn bfd(&self) -> Result<Vec<BfdJson>> {
+        self.typed(&["show", "bfd", "--json"])
+    }
+
+    /// `workload list --json`: the pod allocations the daemon holds.
+    pub fn workloads(&self) -> Result<Vec<WorkloadJson>> {
+        self.typed(&["workload", "list", "--json"])
     }
 
     /// `show nodes --json`: name → state.
@@ -476,5 +457,134 @@ impl Node {
     /// The CNI configuration for pods of this node.
     pub fn cni_conf(&self) -> String {
         crate::cni::conf(&self.socket, "1.0.0")
+    }
+}
+
+/// One ipipd started from the shared file, identity from the environment; with
+/// `[bfd] keeper = "external"`, its `ipipd bfd-keeper` beside it, as the DaemonSet's
+/// two containers.
+pub struct Node {
+    ctl: NodeCtl,
+    pub dir: TempDir,
+    config: PathBuf,
+    proc: Option<Proc>,
+    keeper: Option<Proc>,
+}
+
+impl std::ops::Deref for Node {
+    type Target = NodeCtl;
+    fn deref(&self) -> &NodeCtl {
+        &self.ctl
+    }
+}
+
+impl Node {
+    /// A node on the LAN running ipipd.
+    pub fn start(
+        lan: &mut Lan,
+        config: &std::path::Path,
+        name: &str,
+        address: &str,
+    ) -> Result<Node> {
+        let mut n = Node::new(lan, config, name, address)?;
+        n.restart()?;
+        Ok(n)
+    }
+
+    /// A node on the LAN with its stand-in tunl0, nothing running yet.
+    pub fn new(lan: &mut Lan, config: &std::path::Path, name: &str, address: &str) -> Result<Node> {
+        let ns = lan.host(&format!("{address}/24"))?;
+        ns.add_standin_tunl0()?;
+        let dir = TempDir::new("dsnode")?;
+        Ok(Node {
+            ctl: NodeCtl {
+                ns,
+                name: name.to_owned(),
+                address: address.to_owned(),
+                socket: dir.join("ipipd.sock"),
+                log: dir.join("ipipd.log"),
+                keeper_log: dir.join("keeper.log"),
+            },
+            dir,
+            config: config.to_owned(),
+            proc: None,
+            keeper: None,
+        })
+    }
+
+    /// `ipipd ARGS --config FILE` in the node's namespace, with the node's identity,
+    /// socket and state directory from the environment, as the DaemonSet passes them.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.ns.command(crate::ipipd::binary());
+        cmd.args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("IPIPD_NODE_NAME", &self.name)
+            .env("IPIPD_NODE_ADDRESS", &self.address)
+            .env("IPIPD_SOCKET", &self.socket)
+            .env("IPIPD_STATE_DIR", self.dir.join("state"))
+            .env(
+                "RUST_LOG",
+                std::env::var("IPIPD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        cmd
+    }
+
+    pub fn restart(&mut self) -> Result<()> {
+        let cmd = self.command(&["run"]);
+        self.proc = Some(Proc::spawn(cmd, &self.ctl.name, &self.ctl.log)?);
+        let r = wait_until(Duration::from_secs(20), "the control socket", || {
+            self.cli(&["show", "nodes", "--json"])
+                .ok()
+                .filter(|o| o.status.success())
+        });
+        if let Err(e) = r {
+            bail!("{}: {e}; log:\n{}", self.name, self.log());
+        }
+        Ok(())
+    }
+
+    /// Starts `ipipd bfd-keeper --config FILE` (for `[bfd] keeper = "external"`): before
+    /// the daemon, as the DaemonSet's native sidecar.
+    pub fn start_keeper(&mut self) -> Result<()> {
+        // Its socket goes into the state directory, which the DaemonSet's hostPath
+        // volume provides before either container starts.
+        std::fs::create_dir_all(self.dir.join("state"))?;
+        let cmd = self.command(&["bfd-keeper"]);
+        let name = format!("{} bfd-keeper", self.ctl.name);
+        self.keeper = Some(Proc::spawn(cmd, &name, &self.ctl.keeper_log)?);
+        Ok(())
+    }
+
+    pub fn stop(&mut self, sig: &str) -> Result<()> {
+        crate::harness::stop_slot(&mut self.proc, sig)
+    }
+
+    pub fn stop_keeper(&mut self, sig: &str) -> Result<()> {
+        crate::harness::stop_slot(&mut self.keeper, sig)
+    }
+
+    /// Sends a signal without waiting for an exit (SIGSTOP, SIGCONT).
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        self.proc.as_ref().context("not running")?.signal(sig)
+    }
+
+    pub fn signal_keeper(&self, sig: &str) -> Result<()> {
+        self.keeper.as_ref().context("no keeper")?.signal(sig)
+    }
+
+    /// Whether the daemon is still running (false when it exited without being told to).
+    pub fn daemon_alive(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(Proc::alive)
+    }
+
+    /// Whether the keeper is still running.
+    pub fn keeper_alive(&mut self) -> bool {
+        self.keeper.as_mut().is_some_and(Proc::alive)
+    }
+
+    /// A handle on the node for other threads.
+    pub fn handle(&self) -> NodeCtl {
+        self.ctl.handle()
     }
 }

@@ -304,3 +304,71 @@ impl<T: Send + 'static> Worker<T> {
             .map_err(|_| anyhow::anyhow!("worker thread panicked"))?
     }
 }
+
+/// One route as `ip -j route show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct KernelRoute {
+    /// The destination as iproute2 writes it: a host route has no `/32`.
+    pub dst: String,
+    /// `blackhole`, `unreachable`, ...; absent for unicast routes.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub dev: Option<String>,
+}
+
+impl KernelRoute {
+    pub fn is_blackhole(&self) -> bool {
+        self.kind.as_deref() == Some("blackhole")
+    }
+}
+
+/// `ip -j route show proto bgp` in `ns`: every route ipipd owns there.
+pub fn bgp_routes_json(ns: &Netns) -> Result<Vec<KernelRoute>> {
+    let text = ns.ip(&["-j", "route", "show", "proto", "bgp"])?;
+    serde_json::from_str(&text).with_context(|| format!("parsing `ip -j route`: {text}"))
+}
+
+/// The IPv4 addresses on `dev` in `ns` (`ip -j -4 addr show dev DEV`), without prefix lengths.
+pub fn ipv4_addresses(ns: &Netns, dev: &str) -> Result<Vec<std::net::Ipv4Addr>> {
+    #[derive(serde::Deserialize)]
+    struct Link {
+        #[serde(default)]
+        addr_info: Vec<Addr>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Addr {
+        local: std::net::Ipv4Addr,
+    }
+    let text = ns.ip(&["-j", "-4", "addr", "show", "dev", dev])?;
+    let links: Vec<Link> =
+        serde_json::from_str(&text).with_context(|| format!("parsing `ip -j addr`: {text}"))?;
+    Ok(links
+        .into_iter()
+        .flat_map(|l| l.addr_info)
+        .map(|a| a.local)
+        .collect())
+}
+
+/// `text` without ANSI escape sequences (the colours of a log written to a file).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte (a letter).
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -14,3 +14,4 @@ pub mod ipipd;
 pub mod loadgen;
 pub mod podman;
 pub mod rawpeer;
+pub mod soak;

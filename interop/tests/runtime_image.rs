@@ -4,9 +4,9 @@
 //! identity from the environment, as the downward API gives it), and the init
 //! container's `install-cni` puts the plugin and the conflist into host directories.
 
-use std::path::PathBuf;
 use std::process::Output;
 
+use interop::config::shipped_configmap_toml;
 use interop::harness::{require_root, TempDir};
 use interop::podman::Store;
 
@@ -29,26 +29,6 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// The `ipipd.toml: |` block of the DaemonSet's ConfigMap, de-indented.
-fn configmap_toml(yaml: &str) -> String {
-    let mut out = String::new();
-    let mut inside = false;
-    for line in yaml.lines() {
-        if line.trim_start().starts_with("ipipd.toml: |") {
-            inside = true;
-            continue;
-        }
-        if inside {
-            if line.starts_with("---") || (!line.is_empty() && !line.starts_with("    ")) {
-                break;
-            }
-            out.push_str(line.strip_prefix("    ").unwrap_or(line));
-            out.push('\n');
-        }
-    }
-    out
-}
-
 #[test]
 fn image_builds_offline_and_runs_the_daemonset_commands() {
     require_root();
@@ -56,7 +36,6 @@ fn image_builds_offline_and_runs_the_daemonset_commands() {
         interop::harness::have("podman"),
         "podman missing (Debian package podman)"
     );
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let tmp = TempDir::new("image").expect("tmp");
     let store = Store::new(&tmp.join("podman"), "image", "", None);
     let _image = store.build_image("ipipd:test").expect("image");
@@ -74,9 +53,8 @@ fn image_builds_offline_and_runs_the_daemonset_commands() {
     );
     assert!(example.status.success(), "{}", text(&example));
 
-    let yaml = std::fs::read_to_string(repo.join("deploy/kubernetes/ipipd.yaml")).expect("yaml");
     let cm = tmp.join("ipipd.toml");
-    std::fs::write(&cm, configmap_toml(&yaml)).expect("configmap toml");
+    std::fs::write(&cm, shipped_configmap_toml().expect("the ConfigMap")).expect("configmap toml");
     let mount = format!("{}:/etc/ipipd/ipipd.toml:ro", cm.display());
     let check = run(
         &store,
