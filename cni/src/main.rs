@@ -6,8 +6,13 @@
 //! netlink work on both sides of the pod's veth. See the README, "Pods: the CNI plugin".
 #![forbid(unsafe_code)]
 
+mod check;
 mod conf;
+mod daemon;
+mod del;
 mod error;
+mod gc;
+mod ns;
 mod pod;
 
 use std::io::Read;
@@ -65,7 +70,7 @@ fn run(stdin: &[u8]) -> Result<Option<serde_json::Value>, CniError> {
     runtime.block_on(async {
         match env.command {
             Command::Add => pod::add(&env, &conf).await.map(Some),
-            Command::Del => pod::del(&env, &conf).await.map(|()| None),
+            Command::Del => del::del(&env, &conf).await.map(|()| None),
             Command::Check => {
                 if !conf.has_check() {
                     return Err(CniError::new(
@@ -73,14 +78,14 @@ fn run(stdin: &[u8]) -> Result<Option<serde_json::Value>, CniError> {
                         "CHECK needs cniVersion 0.4.0 or later",
                     ));
                 }
-                pod::check(&env, &conf).await.map(|()| None)
+                check::check(&env, &conf).await.map(|()| None)
             }
             Command::Gc | Command::Status if !conf.has_gc() => Err(CniError::new(
                 Code::IncompatibleVersion,
                 "GC and STATUS need cniVersion 1.1.0",
             )),
-            Command::Gc => pod::gc(&conf).await.map(|()| None),
-            Command::Status => pod::status(&conf).map(|()| None),
+            Command::Gc => gc::gc(&conf).await.map(|()| None),
+            Command::Status => gc::status(&conf).map(|()| None),
             Command::Version => Ok(None),
         }
     })

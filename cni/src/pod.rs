@@ -1,21 +1,21 @@
-//! ADD, DEL and CHECK: the daemon's answer plus netlink work on both ends of the veth.
+//! ADD: the daemon's answer plus netlink work on both ends of the veth.
 //!
 //! The pod's wiring is Calico's: inside, the interface holds the pod address as /32
 //! (/128), `169.254.1.1 dev eth0 scope link` and `default via 169.254.1.1 dev eth0`; on
 //! the host, the `cali…` end (MAC ee:ee:ee:ee:ee:ee) answers ARP for 169.254.1.1 by proxy
 //! and carries `<pod ip> dev cali… scope link`.
 
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::Path;
 
-use api::protocol::{AssignedJson, IpamErrorKind, Request, Response};
+use api::protocol::{AssignedJson, Request, Response};
 use fib::{Link, LinkRoute, PodNetlink};
 use ipnet::IpNet;
 use sha1::{Digest, Sha1};
 
 use crate::conf::{Env, NetConf};
+use crate::daemon::{call, ipam_error, unexpected};
 use crate::error::{CniError, Code};
+use crate::ns::{inside, sockets, Sockets};
 
 const HOST_MAC: [u8; 6] = [0xee; 6];
 /// The pod's IPv4 gateway: answered by proxy ARP on the host end.
@@ -39,95 +39,6 @@ pub fn host_veth(env: &Env) -> String {
     format!("cali{}", &hex[..11])
 }
 
-fn call(conf: &NetConf, request: &Request) -> Result<Response, CniError> {
-    let socket = conf.socket();
-    match api::call(&socket, request) {
-        Ok(Response::Error { message }) => Err(CniError::new(Code::Refused, message)),
-        Ok(r) => Ok(r),
-        Err(e) => Err(CniError::new(
-            Code::TryAgain,
-            format!("ipipd is not answering: {e}"),
-        )),
-    }
-}
-
-fn ipam_error(kind: IpamErrorKind, message: String) -> CniError {
-    let code = match kind {
-        IpamErrorKind::Exhausted | IpamErrorKind::Storage => Code::TryAgain,
-        IpamErrorKind::Invalid => Code::Refused,
-        IpamErrorKind::Unknown => Code::CheckFailed,
-    };
-    CniError::new(code, message)
-}
-
-fn unexpected(r: Response) -> CniError {
-    CniError::new(
-        Code::Refused,
-        format!("unexpected answer from ipipd: {r:?}"),
-    )
-}
-
-/// Runs `f` with the thread inside `netns`, then brings the thread back to `home`.
-fn inside<T>(netns: &File, home: &File, f: impl FnOnce() -> T) -> Result<T, CniError> {
-    fib::netns::enter_file(netns).map_err(|e| {
-        CniError::new(
-            Code::Kernel,
-            format!("entering the pod's network namespace: {e}"),
-        )
-    })?;
-    let out = f();
-    fib::netns::enter_file(home).map_err(|e| {
-        CniError::new(
-            Code::Kernel,
-            format!("returning to the host's network namespace: {e}"),
-        )
-    })?;
-    Ok(out)
-}
-
-/// Opens a netlink socket inside `netns` (it stays bound to that namespace).
-fn socket_in(netns: &File, home: &File) -> Result<PodNetlink, CniError> {
-    Ok(inside(netns, home, PodNetlink::open)??)
-}
-
-struct Sockets {
-    host: PodNetlink,
-    pod: PodNetlink,
-    netns: File,
-    home: File,
-}
-
-fn open_netns(path: &Path) -> Result<File, CniError> {
-    File::open(path)
-        .map_err(|e| CniError::new(Code::BadEnv, format!("CNI_NETNS {}: {e}", path.display())))
-}
-
-/// The pod's namespace (CNI_NETNS) and sockets on both sides of its veth.
-fn sockets(env: &Env) -> Result<(&Path, Sockets), CniError> {
-    let netns_path = env
-        .netns
-        .as_deref()
-        .ok_or_else(|| CniError::new(Code::BadEnv, "CNI_NETNS is not set"))?;
-    let netns = open_netns(netns_path)?;
-    let home = File::open("/proc/thread-self/ns/net").map_err(|e| {
-        CniError::new(
-            Code::Kernel,
-            format!("opening the host's network namespace: {e}"),
-        )
-    })?;
-    let host = PodNetlink::open()?;
-    let pod = socket_in(&netns, &home)?;
-    Ok((
-        netns_path,
-        Sockets {
-            host,
-            pod,
-            netns,
-            home,
-        },
-    ))
-}
-
 fn sysctl(path: &str, value: &str) -> Result<(), CniError> {
     std::fs::write(path, value)
         .map_err(|e| CniError::new(Code::Kernel, format!("writing {value} to {path}: {e}")))
@@ -138,7 +49,7 @@ fn prefix(ip: IpAddr) -> IpNet {
 }
 
 /// The routes inside the pod, for its families.
-fn pod_routes(addresses: &[IpAddr]) -> Vec<LinkRoute> {
+pub fn pod_routes(addresses: &[IpAddr]) -> Vec<LinkRoute> {
     let mut routes = Vec::new();
     if addresses.iter().any(IpAddr::is_ipv4) {
         routes.push(LinkRoute {
@@ -357,180 +268,6 @@ fn result(
         "routes": routes,
         "dns": {},
     })
-}
-
-pub async fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
-    let host_name = host_veth(env);
-    let mut host = PodNetlink::open()?;
-    // The veth goes first (its peer and the workload route go with it), so the address is
-    // free only once nothing uses it.
-    let removed = host.delete_link(&host_name).await?;
-    if !removed {
-        if let Some(path) = &env.netns {
-            // No host end under the name this pod would have: clear the pod's interface
-            // in case it was made under another name. Nothing to do when the runtime
-            // deleted the namespace first.
-            if let Ok(netns) = File::open(path) {
-                let home = File::open("/proc/thread-self/ns/net").map_err(|e| {
-                    CniError::new(
-                        Code::Kernel,
-                        format!("opening the host's network namespace: {e}"),
-                    )
-                })?;
-                let mut pod = socket_in(&netns, &home)?;
-                pod.delete_link(&env.ifname).await?;
-            }
-        }
-    }
-    match call(
-        conf,
-        &Request::IpamRelease {
-            container_id: env.container_id.clone(),
-            ifname: env.ifname.clone(),
-        },
-    )? {
-        Response::Released { .. } => Ok(()),
-        Response::IpamError { kind, message } => Err(ipam_error(kind, message)),
-        other => Err(unexpected(other)),
-    }
-}
-
-fn check_failed(msg: String) -> CniError {
-    CniError::new(Code::CheckFailed, msg)
-}
-
-/// The addresses a previous result gave the pod.
-fn previous_addresses(conf: &NetConf) -> Result<Vec<IpAddr>, CniError> {
-    let prev = conf.prev_result.as_ref().ok_or_else(|| {
-        CniError::new(
-            crate::error::Code::InvalidConfig,
-            "CHECK needs prevResult in the configuration",
-        )
-    })?;
-    let ips = prev
-        .get("ips")
-        .and_then(|v| v.as_array())
-        .cloned()
-        .unwrap_or_default();
-    ips.iter()
-        .map(|ip| {
-            ip.get("address")
-                .and_then(|a| a.as_str())
-                .and_then(|a| a.parse::<IpNet>().ok())
-                .map(|n| n.addr())
-                .ok_or_else(|| {
-                    CniError::new(
-                        Code::InvalidConfig,
-                        format!("prevResult: bad ips entry {ip}"),
-                    )
-                })
-        })
-        .collect()
-}
-
-pub async fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
-    let wanted = previous_addresses(conf)?;
-    let held = match call(
-        conf,
-        &Request::IpamGet {
-            container_id: env.container_id.clone(),
-            ifname: env.ifname.clone(),
-        },
-    )? {
-        Response::Assigned(a) => a,
-        Response::IpamError { kind, message } => return Err(ipam_error(kind, message)),
-        other => return Err(unexpected(other)),
-    };
-    let mut held_sorted = held.addresses.clone();
-    held_sorted.sort();
-    let mut wanted_sorted = wanted.clone();
-    wanted_sorted.sort();
-    if held_sorted != wanted_sorted {
-        return Err(check_failed(format!(
-            "ipipd holds {:?} for this pod, prevResult says {:?}",
-            held.addresses, wanted
-        )));
-    }
-    let (_, mut s) = sockets(env)?;
-    let host_name = host_veth(env);
-    match s.host.link(&host_name).await? {
-        Some(l) if l.up => {}
-        Some(_) => return Err(check_failed(format!("{host_name} is down"))),
-        None => return Err(check_failed(format!("{host_name} is missing on the host"))),
-    }
-    let pod = match s.pod.link(&env.ifname).await? {
-        Some(l) if l.up => l,
-        Some(_) => return Err(check_failed(format!("{} is down in the pod", env.ifname))),
-        None => {
-            return Err(check_failed(format!(
-                "{} is missing in the pod",
-                env.ifname
-            )))
-        }
-    };
-    let addresses = s.pod.host_addresses(&pod).await?;
-    for ip in &wanted {
-        if !addresses.contains(ip) {
-            return Err(check_failed(format!(
-                "{} lacks {ip} in the pod",
-                env.ifname
-            )));
-        }
-    }
-    let routes = s.pod.routes(&pod).await?;
-    for r in pod_routes(&wanted) {
-        if !routes.contains(&r) {
-            let what = match r.gateway {
-                Some(g) => format!("{} via {g}", r.destination),
-                None => format!("{} scope link", r.destination),
-            };
-            return Err(check_failed(format!(
-                "route {what} dev {} missing in the pod",
-                env.ifname
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// CNI GC: the daemon releases every allocation no valid attachment holds; their host
-/// ends go too (a pod whose runtime died without DEL leaves its veth behind).
-pub async fn gc(conf: &NetConf) -> Result<(), CniError> {
-    let keep: Vec<String> = conf
-        .valid_attachments
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|a| format!("{}.{}", a.container_id, a.ifname))
-        .collect();
-    let released = match call(conf, &Request::IpamGc { keep })? {
-        Response::Collected { released } => released,
-        Response::IpamError { kind, message } => return Err(ipam_error(kind, message)),
-        other => return Err(unexpected(other)),
-    };
-    let mut host = PodNetlink::open()?;
-    let mut seen = std::collections::BTreeSet::new();
-    for w in released {
-        if seen.insert(w.interface.clone()) {
-            host.delete_link(&w.interface).await?;
-        }
-    }
-    Ok(())
-}
-
-/// CNI STATUS: ready when the daemon answers.
-pub fn status(conf: &NetConf) -> Result<(), CniError> {
-    match api::call(&conf.socket(), &Request::ShowBlocks) {
-        Ok(Response::Blocks { .. }) => Ok(()),
-        Ok(other) => Err(CniError::new(
-            Code::Unavailable,
-            format!("ipipd answered oddly: {other:?}"),
-        )),
-        Err(e) => Err(CniError::new(
-            Code::Unavailable,
-            format!("ipipd is not answering: {e}"),
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,48 @@
+//! CNI 1.1's GC and STATUS.
+
+use api::protocol::{Request, Response};
+use fib::PodNetlink;
+
+use crate::conf::NetConf;
+use crate::daemon::{call, ipam_error, unexpected};
+use crate::error::{CniError, Code};
+
+/// CNI GC: the daemon releases every allocation no valid attachment holds; their host
+/// ends go too (a pod whose runtime died without DEL leaves its veth behind).
+pub async fn gc(conf: &NetConf) -> Result<(), CniError> {
+    let keep: Vec<String> = conf
+        .valid_attachments
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| format!("{}.{}", a.container_id, a.ifname))
+        .collect();
+    let released = match call(conf, &Request::IpamGc { keep })? {
+        Response::Collected { released } => released,
+        Response::IpamError { kind, message } => return Err(ipam_error(kind, message)),
+        other => return Err(unexpected(other)),
+    };
+    let mut host = PodNetlink::open()?;
+    let mut seen = std::collections::BTreeSet::new();
+    for w in released {
+        if seen.insert(w.interface.clone()) {
+            host.delete_link(&w.interface).await?;
+        }
+    }
+    Ok(())
+}
+
+/// CNI STATUS: ready when the daemon answers.
+pub fn status(conf: &NetConf) -> Result<(), CniError> {
+    match api::call(&conf.socket(), &Request::ShowBlocks) {
+        Ok(Response::Blocks { .. }) => Ok(()),
+        Ok(other) => Err(CniError::new(
+            Code::Unavailable,
+            format!("ipipd answered oddly: {other:?}"),
+        )),
+        Err(e) => Err(CniError::new(
+            Code::Unavailable,
+            format!("ipipd is not answering: {e}"),
+        )),
+    }
+}
