@@ -4,8 +4,6 @@
 //! Both files are written to a temporary name and renamed into place, so a runtime never
 //! reads half a plugin or half a configuration.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -38,19 +36,6 @@ pub fn conflist(name: &str, socket: &Path, mtu: Option<u32>) -> serde_json::Valu
     })
 }
 
-fn replace(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
-    let tmp = path.with_extension("ipipd-tmp");
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(contents)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the mode of {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-}
-
 pub fn install(i: &Install) -> anyhow::Result<String> {
     let plugin = match &i.plugin {
         Some(p) => p.clone(),
@@ -68,11 +53,11 @@ pub fn install(i: &Install) -> anyhow::Result<String> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let bin = i.bin_dir.join(PLUGIN);
-    replace(&bin, &binary, 0o755)?;
+    api::durable::write(&bin, &binary, 0o755)?;
     let conf = i.conf_dir.join(CONFLIST);
     let mut text = serde_json::to_vec_pretty(&conflist(&i.name, &i.socket, i.mtu))?;
     text.push(b'\n');
-    replace(&conf, &text, 0o644)?;
+    api::durable::write(&conf, &text, 0o644)?;
     Ok(format!(
         "installed {} and {}",
         bin.display(),

@@ -5,6 +5,7 @@
 //! `ipipd-cni` plugin, the fuzz targets and the test harness.
 
 pub mod client;
+pub mod durable;
 pub mod protocol;
 
 pub use client::{call, ClientError};
