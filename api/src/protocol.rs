@@ -62,6 +62,9 @@ pub enum Request {
         container_id: String,
         ifname: String,
     },
+    /// CNI STATUS: `Ok` when an ADD could be served now, `IpamError { kind: Exhausted }`
+    /// when it could not (no free address and none obtainable).
+    IpamStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -341,6 +344,7 @@ mod tests {
                 container_id: "c1".into(),
                 ifname: "eth0".into(),
             },
+            Request::IpamStatus,
         ] {
             let line = serde_json::to_string(&r).unwrap_or_default();
             assert_eq!(parse_request(&line), Ok(r));

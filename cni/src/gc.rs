@@ -32,17 +32,19 @@ pub async fn gc(conf: &NetConf) -> Result<(), CniError> {
     Ok(())
 }
 
-/// CNI STATUS: ready when the daemon answers.
+/// CNI STATUS: whether an ADD could be served now, as the daemon says.
 pub fn status(conf: &NetConf) -> Result<(), CniError> {
-    match api::call(&conf.socket(), &Request::ShowBlocks) {
-        Ok(Response::Blocks { .. }) => Ok(()),
-        Ok(other) => Err(CniError::new(
-            Code::Unavailable,
-            format!("ipipd answered oddly: {other:?}"),
-        )),
-        Err(e) => Err(CniError::new(
-            Code::Unavailable,
-            format!("ipipd is not answering: {e}"),
-        )),
+    let unavailable = |msg: String| CniError::new(Code::Unavailable, msg);
+    match api::call(&conf.socket(), &Request::IpamStatus) {
+        Ok(Response::Ok { .. }) => Ok(()),
+        Ok(Response::IpamError { message, .. }) => Err(unavailable(format!(
+            "ipipd cannot give an address now: {message}"
+        ))),
+        // A daemon that does not know the request cannot say that ADD would work.
+        Ok(Response::Error { message }) => Err(unavailable(format!(
+            "ipipd cannot answer STATUS: {message}"
+        ))),
+        Ok(other) => Err(unavailable(format!("ipipd answered oddly: {other:?}"))),
+        Err(e) => Err(unavailable(format!("ipipd is not answering: {e}"))),
     }
 }

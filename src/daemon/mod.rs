@@ -3,6 +3,7 @@
 
 pub(crate) mod bfd;
 mod cluster;
+mod cni_status;
 mod datastore_ops;
 mod metrics;
 mod pods;
@@ -374,6 +375,7 @@ impl Daemon {
                 self.inputs_changed.notify_one();
                 r
             }
+            Request::IpamStatus => self.ipam_status().await,
             Request::WorkloadAdd { ip, interface } => {
                 if let Err(message) = check_interface(&interface) {
                     return Response::Error { message };

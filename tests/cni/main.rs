@@ -11,6 +11,8 @@ use interop::cni::{self, cali_links, Call};
 use interop::harness::{netns_path, require_root, wait_until, Lan, Netns};
 use interop::ipipd::{Ipipd, NodeConfig, WorkloadJson};
 
+mod conformance;
+
 const A: &str = "172.29.235.101";
 const B: &str = "172.29.235.130";
 const BLOCK_A: &str = "101.76.9.128/26";
