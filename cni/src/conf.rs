@@ -139,7 +139,7 @@ pub struct NetConf {
     pub mtu: Option<u32>,
     #[serde(default)]
     pub prev_result: Option<serde_json::Value>,
-    /// GC: the attachments that are still in use.
+    /// GC: the attachments of this network that are still in use.
     #[serde(default, rename = "cni.dev/valid-attachments")]
     pub valid_attachments: Option<Vec<Attachment>>,
 }

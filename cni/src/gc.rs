@@ -7,17 +7,29 @@ use crate::conf::NetConf;
 use crate::daemon::{call, ipam_error, unexpected};
 use crate::error::{CniError, Code};
 
-/// CNI GC: the daemon releases every allocation no valid attachment holds; their host
-/// ends go too (a pod whose runtime died without DEL leaves its veth behind).
+/// CNI GC: the daemon releases every allocation of this network that no valid attachment
+/// holds; their host ends go too (a pod whose runtime died without DEL leaves its veth
+/// behind).
 pub async fn gc(conf: &NetConf) -> Result<(), CniError> {
-    let keep: Vec<String> = conf
-        .valid_attachments
-        .as_deref()
-        .unwrap_or_default()
+    // Without the list every attachment would look stale: releasing nothing is the only
+    // safe reading.
+    let valid = conf.valid_attachments.as_deref().ok_or_else(|| {
+        CniError::new(
+            Code::InvalidConfig,
+            "GC without cni.dev/valid-attachments: nothing released",
+        )
+    })?;
+    // The runtime lists this network's attachments (the spec's entries name no network);
+    // the daemon keeps to the network named here.
+    let keep: Vec<String> = valid
         .iter()
         .map(|a| format!("{}.{}", a.container_id, a.ifname))
         .collect();
-    let released = match call(conf, &Request::IpamGc { keep })? {
+    let request = Request::IpamGc {
+        keep,
+        network: Some(conf.name.clone()),
+    };
+    let released = match call(conf, &request)? {
         Response::Collected { released } => released,
         Response::IpamError { kind, message } => return Err(ipam_error(kind, message)),
         other => return Err(unexpected(other)),

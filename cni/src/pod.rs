@@ -82,6 +82,7 @@ pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniErro
             interface: host_name.clone(),
             pod_namespace: env.pod.as_ref().map(|p| p.0.clone()),
             pod_name: env.pod.as_ref().map(|p| p.1.clone()),
+            network: Some(conf.name.clone()),
         },
     )? {
         Response::Assigned(a) => a,

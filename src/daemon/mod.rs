@@ -331,6 +331,7 @@ impl Daemon {
                 interface,
                 pod_namespace,
                 pod_name,
+                network,
             } => {
                 let request = ipam::Request {
                     container_id,
@@ -339,6 +340,7 @@ impl Daemon {
                     pod: pod_namespace
                         .zip(pod_name)
                         .map(|(namespace, name)| ipam::PodRef { namespace, name }),
+                    network,
                 };
                 if let Some(c) = &self.cluster {
                     if let Err(message) = self.ensure_room(c, &request.handle()).await {
@@ -361,8 +363,8 @@ impl Daemon {
                 let handle = ipam::handle(&container_id, &ifname);
                 self.pods.lock().await.get(&cfg, &handle)
             }
-            Request::IpamGc { keep } => {
-                let r = self.pods.lock().await.collect(&keep);
+            Request::IpamGc { keep, network } => {
+                let r = self.pods.lock().await.collect(&keep, network.as_deref());
                 self.inputs_changed.notify_one();
                 r
             }

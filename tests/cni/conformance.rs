@@ -11,8 +11,64 @@ use interop::harness::TempDir;
 
 use super::*;
 
+/// `conf` with `key` set.
+fn with(conf: &str, key: &str, value: serde_json::Value) -> String {
+    let mut c: serde_json::Value = serde_json::from_str(conf).unwrap_or_default();
+    c[key] = value;
+    c.to_string()
+}
+
 fn message(out: &interop::cni::Outcome) -> String {
     out.json()["msg"].as_str().unwrap_or_default().to_string()
+}
+
+/// Two networks served by one daemon: GC of one leaves the other's attachments alone, and
+/// a GC without `cni.dev/valid-attachments` releases nothing.
+#[test]
+fn gc_touches_only_its_own_network_and_nothing_without_valid_attachments() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    let a = Ipipd::start(&na, &config(A, "node-a", &[BLOCK_A], &[A])).expect("start");
+    let first = cni::conf(&a.socket, "1.1.0");
+    let second = with(&first, "name", "second".into());
+    let (p1, p2) = (pod(), pod());
+    cni::add(&na, &p1, "p1", &first).expect("ADD on the first network");
+    cni::add(&na, &p2, "p2", &second).expect("ADD on the second network");
+
+    let out = Call::new("GC", "", None, first.clone())
+        .run(&na)
+        .expect("GC");
+    assert_eq!(out.code(), Some(7), "{out:?}");
+    assert!(message(&out).contains("valid-attachments"), "{out:?}");
+    assert_eq!(
+        allocated(&a, BLOCK_A),
+        Some(2),
+        "a GC without the list released"
+    );
+    assert_eq!(cali_links(&na).len(), 2);
+
+    let valid = |id: &str| serde_json::json!([{"containerID": id, "ifname": "eth0"}]);
+    let gc = with(&second, "cni.dev/valid-attachments", valid("p2"));
+    assert!(Call::new("GC", "", None, gc).run(&na).expect("GC").ok());
+    assert_eq!(
+        allocated(&a, BLOCK_A),
+        Some(2),
+        "GC of the second network released the first's"
+    );
+    assert_eq!(cali_links(&na).len(), 2);
+
+    let gc = with(&first, "cni.dev/valid-attachments", serde_json::json!([]));
+    assert!(Call::new("GC", "", None, gc).run(&na).expect("GC").ok());
+    let left: Vec<Option<String>> = a
+        .workloads()
+        .expect("list")
+        .into_iter()
+        .map(|w| w.handle)
+        .collect();
+    assert_eq!(left, vec![Some("p2.eth0".to_string())]);
+    assert_eq!(cali_links(&na).len(), 1);
+    cni::del(&na, Some(&p2), "p2", &second).expect("DEL");
 }
 
 /// A stand-in daemon for one connection: `answer` says what it replies.

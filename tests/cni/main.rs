@@ -417,6 +417,7 @@ fn daemon_killed_between_allocation_and_route() {
         interface: host_veth.into(),
         pod_namespace: None,
         pod_name: None,
+        network: Some("ipipd".into()),
     };
     let line = serde_json::to_string(&request).expect("encode") + "\n";
     s.write_all(line.as_bytes()).expect("send");
