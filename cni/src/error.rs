@@ -60,8 +60,13 @@ impl CniError {
         }
     }
 
+    /// Adds to the details (after those there already are).
     pub fn details(mut self, details: impl Into<String>) -> CniError {
-        self.details = Some(details.into());
+        let details = details.into();
+        self.details = Some(match self.details.take() {
+            Some(before) => format!("{before}; {details}"),
+            None => details,
+        });
         self
     }
 

@@ -74,6 +74,7 @@ pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniErro
     let (netns_path, mut s) = sockets(env)?;
     let host_name = host_veth(env);
     let pod_link = s.pod.link(&env.ifname).await?;
+    let host_link = s.host.link(&host_name).await?;
     let assigned = match call(
         conf,
         &Request::IpamAssign {
@@ -89,11 +90,12 @@ pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniErro
         Response::IpamError { kind, message } => return Err(ipam_error(kind, message)),
         other => return Err(unexpected(other)),
     };
-    let host_link = s.host.link(&host_name).await?;
+    // From here on, every failure goes through `undo`: nothing may return early.
+    //
     // A repeated ADD finds its own veth and only makes sure of its settings; anything
     // else holding the pod's interface name is someone else's.
     let ours = assigned.existing && pod_link.is_some() && host_link.is_some();
-    if pod_link.is_some() && !ours {
+    let (outcome, created) = if pod_link.is_some() && !ours {
         let e = CniError::new(
             Code::InterfaceTaken,
             format!(
@@ -102,22 +104,24 @@ pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniErro
                 netns_path.display()
             ),
         );
-        return Err(undo(conf, env, &assigned, None, &mut s.host, e).await);
-    }
-    match wire(env, conf, &assigned, &mut s, &host_name, ours).await {
+        (Err(e), None)
+    } else {
+        let wired = wire(env, conf, &assigned, &mut s, &host_name, ours).await;
+        (wired, (!ours).then_some(host_name.as_str()))
+    };
+    match outcome {
         Ok(result) => Ok(result),
-        Err(e) => {
-            let created = (!ours).then_some(host_name.as_str());
-            Err(undo(conf, env, &assigned, created, &mut s.host, e).await)
-        }
+        // A pod wired before (a repeated ADD) keeps its addresses; anything else gives
+        // back what the daemon assigned, held before this ADD or not: no pod uses it.
+        Err(e) => Err(undo(conf, env, !ours, created, &mut s.host, e).await),
     }
 }
 
-/// After a failed ADD: remove what this ADD made, release what it allocated.
+/// After a failed ADD: remove what this ADD made, release what it was given.
 async fn undo(
     conf: &NetConf,
     env: &Env,
-    assigned: &AssignedJson,
+    release: bool,
     created: Option<&str>,
     host: &mut PodNetlink,
     error: CniError,
@@ -125,18 +129,22 @@ async fn undo(
     let mut error = error;
     if let Some(name) = created {
         if let Err(e) = host.delete_link(name).await {
-            error = error.details(format!("and removing {name} failed: {e}"));
+            error = error.details(format!("removing {name} failed: {e}"));
         }
     }
-    if !assigned.existing {
-        if let Err(e) = call(
-            conf,
-            &Request::IpamRelease {
-                container_id: env.container_id.clone(),
-                ifname: env.ifname.clone(),
-            },
-        ) {
-            error = error.details(format!("and releasing the address failed: {}", e.msg));
+    if release {
+        let request = Request::IpamRelease {
+            container_id: env.container_id.clone(),
+            ifname: env.ifname.clone(),
+        };
+        match call(conf, &request) {
+            Ok(Response::Released { .. }) => {}
+            Ok(other) => {
+                error = error.details(format!("releasing the address failed: {other:?}"));
+            }
+            Err(e) => {
+                error = error.details(format!("releasing the address failed: {}", e.msg));
+            }
         }
     }
     error

@@ -71,6 +71,43 @@ fn gc_touches_only_its_own_network_and_nothing_without_valid_attachments() {
     cni::del(&na, Some(&p2), "p2", &second).expect("DEL");
 }
 
+/// The daemon holds an allocation for the handle already (an ADD whose answer was lost)
+/// and the next ADD fails after the daemon answered: the address goes back all the same.
+#[test]
+fn an_add_that_fails_after_the_daemon_answered_gives_the_address_back() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    let a = Ipipd::start(&na, &config(A, "node-a", &[BLOCK_A], &[A])).expect("start");
+    let conf = cni::conf(&a.socket, "1.0.0");
+    let request = Request::IpamAssign {
+        container_id: "lost".into(),
+        ifname: "eth0".into(),
+        interface: "cali0123456789a".into(),
+        pod_namespace: None,
+        pod_name: None,
+        network: Some("ipipd".into()),
+    };
+    let answer = api::call(&a.socket, &request).expect("assign");
+    assert!(matches!(answer, Response::Assigned(_)), "{answer:?}");
+    assert_eq!(allocated(&a, BLOCK_A), Some(1));
+    let p = pod();
+    p.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "other",
+    ])
+    .expect("squatter");
+    let out = Call::new("ADD", "lost", Some(&p), conf.clone())
+        .run(&na)
+        .expect("ADD");
+    assert_eq!(out.code(), Some(101), "{out:?}");
+    assert_eq!(
+        allocated(&a, BLOCK_A),
+        Some(0),
+        "the failed ADD kept the address"
+    );
+    assert!(cali_links(&na).is_empty());
+}
+
 /// A stand-in daemon for one connection: `answer` says what it replies.
 fn stand_in(socket: &std::path::Path, answer: fn(Request) -> Response) {
     let listener = UnixListener::bind(socket).expect("bind");
