@@ -14,6 +14,7 @@ mod error;
 mod gc;
 mod ns;
 mod pod;
+mod result;
 
 use std::io::Read;
 use std::process::ExitCode;

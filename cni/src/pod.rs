@@ -16,8 +16,10 @@ use crate::conf::{Env, NetConf};
 use crate::daemon::{call, ipam_error, unexpected};
 use crate::error::{CniError, Code};
 use crate::ns::{inside, sockets, Sockets};
+use crate::result::{self, CniResult, Ours};
 
 const HOST_MAC: [u8; 6] = [0xee; 6];
+const HOST_MAC_TEXT: &str = "ee:ee:ee:ee:ee:ee";
 /// The pod's IPv4 gateway: answered by proxy ARP on the host end.
 const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// The pod's IPv6 gateway: the host end's link-local address (EUI-64 of ee:ee:ee:ee:ee:ee).
@@ -110,7 +112,7 @@ pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniErro
         (wired, (!ours).then_some(host_name.as_str()))
     };
     match outcome {
-        Ok(result) => Ok(result),
+        Ok(mine) => Ok(CniResult::empty(&conf.cni_version).add(&mine).to_json()),
         // A pod wired before (a repeated ADD) keeps its addresses; anything else gives
         // back what the daemon assigned, held before this ADD or not: no pod uses it.
         Err(e) => Err(undo(conf, env, !ours, created, &mut s.host, e).await),
@@ -157,7 +159,7 @@ async fn wire(
     s: &mut Sockets,
     host_name: &str,
     ours: bool,
-) -> Result<serde_json::Value, CniError> {
+) -> Result<Ours, CniError> {
     let mtu = match (conf.mtu, assigned.mtu, &assigned.tunnel) {
         (Some(m), _, _) | (None, Some(m), _) => m,
         (None, None, Some(tunnel)) => match s.host.link(tunnel).await? {
@@ -231,52 +233,29 @@ async fn wire(
             .await?;
     }
     let pod_mac = s.pod.mac(&env.ifname).await?.unwrap_or_default();
-    Ok(result(conf, env, assigned, &host, &pod, &pod_mac))
+    Ok(ours_in_result(env, assigned, &host, &pod, &pod_mac))
 }
 
-fn result(
-    conf: &NetConf,
-    env: &Env,
-    a: &AssignedJson,
-    host: &Link,
-    pod: &Link,
-    pod_mac: &str,
-) -> serde_json::Value {
-    let old = conf.cni_version != "1.0.0";
-    let ips: Vec<serde_json::Value> = a
-        .addresses
-        .iter()
-        .map(|ip| {
-            let mut v = serde_json::json!({
-                "address": prefix(*ip).to_string(),
-                "interface": 1,
-            });
-            if let (true, Some(map)) = (old, v.as_object_mut()) {
-                map.insert(
-                    "version".into(),
-                    if ip.is_ipv4() { "4" } else { "6" }.into(),
-                );
-            }
-            v
-        })
-        .collect();
+/// What this plugin adds to the CNI result.
+fn ours_in_result(env: &Env, a: &AssignedJson, host: &Link, pod: &Link, pod_mac: &str) -> Ours {
     let mut routes = Vec::new();
     if a.addresses.iter().any(IpAddr::is_ipv4) {
-        routes.push(serde_json::json!({"dst": "0.0.0.0/0"}));
+        routes.push(result::route(IpNet::V4(Default::default())));
     }
     if a.addresses.iter().any(IpAddr::is_ipv6) {
-        routes.push(serde_json::json!({"dst": "::/0"}));
+        routes.push(result::route(IpNet::V6(Default::default())));
     }
-    serde_json::json!({
-        "cniVersion": conf.cni_version,
-        "interfaces": [
-            {"name": host.name, "mac": "ee:ee:ee:ee:ee:ee"},
-            {"name": pod.name, "mac": pod_mac, "sandbox": env.netns.as_ref().map(|p| p.display().to_string())},
-        ],
-        "ips": ips,
-        "routes": routes,
-        "dns": {},
-    })
+    Ours {
+        host: result::interface(&host.name, HOST_MAC_TEXT, None),
+        pod: result::interface(&pod.name, pod_mac, sandbox(env)),
+        addresses: a.addresses.clone(),
+        routes,
+    }
+}
+
+/// The pod's namespace as results name it.
+fn sandbox(env: &Env) -> Option<String> {
+    env.netns.as_ref().map(|p| p.display().to_string())
 }
 
 #[cfg(test)]

@@ -108,6 +108,32 @@ fn an_add_that_fails_after_the_daemon_answered_gives_the_address_back() {
     assert!(cali_links(&na).is_empty());
 }
 
+/// `ips[].version` exists in 0.3.x and 0.4.0 results only.
+#[test]
+fn results_have_the_shape_of_their_version() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    let a = Ipipd::start(&na, &config(A, "node-a", &[BLOCK_A], &[A])).expect("start");
+    let p = pod();
+    for version in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"] {
+        let conf = cni::conf(&a.socket, version);
+        let out = Call::new("ADD", "shape", Some(&p), conf.clone())
+            .run(&na)
+            .expect("ADD");
+        assert!(out.ok(), "{version}: {out:?}");
+        let r = out.json();
+        assert_eq!(r["cniVersion"], version);
+        let ip = &r["ips"][0];
+        if version.starts_with("0.") {
+            assert_eq!(ip["version"], "4", "{version}: {r}");
+        } else {
+            assert!(ip.get("version").is_none(), "{version}: {r}");
+        }
+        cni::del(&na, Some(&p), "shape", &conf).expect("DEL");
+    }
+}
+
 /// A stand-in daemon for one connection: `answer` says what it replies.
 fn stand_in(socket: &std::path::Path, answer: fn(Request) -> Response) {
     let listener = UnixListener::bind(socket).expect("bind");

@@ -1,0 +1,263 @@
+//! The CNI success result, typed per version (CNI spec, "Success"): 0.3.x and 0.4.0 give
+//! each address a `version` ("4" or "6"); 1.0.0 dropped it, and 1.1.0 kept 1.0.0's shape.
+//!
+//! Keys this plugin does not know (a newer spec's, or another plugin's in a chain) are
+//! kept as they came: a chained plugin must pass on what it was given.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+type Extra = Map<String, Value>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interface {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// The network namespace of a container-side interface; none for a host interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    pub dst: IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gw: Option<IpAddr>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dns {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// An address of a 0.3.x or 0.4.0 result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IpV0 {
+    pub version: String,
+    pub address: IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    /// Index into `interfaces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<usize>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// An address of a 1.0.0 or 1.1.0 result: no `version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IpV1 {
+    pub address: IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<usize>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// What both address shapes offer.
+pub trait IpConfig: Serialize + DeserializeOwned + Clone {
+    fn new(address: IpNet, interface: usize) -> Self;
+}
+
+impl IpConfig for IpV0 {
+    fn new(address: IpNet, interface: usize) -> IpV0 {
+        IpV0 {
+            version: if address.addr().is_ipv4() { "4" } else { "6" }.into(),
+            address,
+            gateway: None,
+            interface: Some(interface),
+            extra: Extra::new(),
+        }
+    }
+}
+
+impl IpConfig for IpV1 {
+    fn new(address: IpNet, interface: usize) -> IpV1 {
+        IpV1 {
+            address,
+            gateway: None,
+            interface: Some(interface),
+            extra: Extra::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", bound(deserialize = "Ip: Deserialize<'de>"))]
+pub struct Success<Ip> {
+    pub cni_version: String,
+    #[serde(default)]
+    pub interfaces: Vec<Interface>,
+    #[serde(default)]
+    pub ips: Vec<Ip>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub dns: Dns,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// What this plugin adds to a result: the veth's two ends (host first) and the pod's
+/// addresses, on the second.
+#[derive(Debug, Clone)]
+pub struct Ours {
+    pub host: Interface,
+    pub pod: Interface,
+    pub addresses: Vec<IpAddr>,
+    pub routes: Vec<Route>,
+}
+
+impl<Ip: IpConfig> Success<Ip> {
+    fn empty(cni_version: &str) -> Success<Ip> {
+        Success {
+            cni_version: cni_version.into(),
+            interfaces: Vec::new(),
+            ips: Vec::new(),
+            routes: Vec::new(),
+            dns: Dns::default(),
+            extra: Extra::new(),
+        }
+    }
+
+    /// This result with ours appended.
+    fn add(mut self, ours: &Ours) -> Success<Ip> {
+        let pod_index = self.interfaces.len() + 1;
+        self.interfaces.push(ours.host.clone());
+        self.interfaces.push(ours.pod.clone());
+        self.ips.extend(
+            ours.addresses
+                .iter()
+                .map(|ip| Ip::new(IpNet::from(*ip), pod_index)),
+        );
+        self.routes.extend(ours.routes.iter().cloned());
+        self
+    }
+}
+
+/// A result in the shape of its version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CniResult {
+    V0(Success<IpV0>),
+    V1(Success<IpV1>),
+}
+
+/// 0.3.x and 0.4.0 results carry `ips[].version`.
+fn legacy(cni_version: &str) -> bool {
+    cni_version.starts_with("0.")
+}
+
+impl CniResult {
+    /// A result of `cni_version` holding nothing yet.
+    pub fn empty(cni_version: &str) -> CniResult {
+        if legacy(cni_version) {
+            CniResult::V0(Success::empty(cni_version))
+        } else {
+            CniResult::V1(Success::empty(cni_version))
+        }
+    }
+
+    pub fn add(self, ours: &Ours) -> CniResult {
+        match self {
+            CniResult::V0(s) => CniResult::V0(s.add(ours)),
+            CniResult::V1(s) => CniResult::V1(s.add(ours)),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let v = match self {
+            CniResult::V0(s) => serde_json::to_value(s),
+            CniResult::V1(s) => serde_json::to_value(s),
+        };
+        // Plain data with string keys: serializing it cannot fail.
+        v.unwrap_or_default()
+    }
+}
+
+/// A host-side or pod-side interface of ours.
+pub fn interface(name: &str, mac: &str, sandbox: Option<String>) -> Interface {
+    Interface {
+        name: name.into(),
+        mac: Some(mac.into()),
+        sandbox,
+        extra: Extra::new(),
+    }
+}
+
+/// A route of ours: `dst` through the interface's gateway.
+pub fn route(dst: IpNet) -> Route {
+    Route {
+        dst,
+        gw: None,
+        extra: Extra::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ours() -> Ours {
+        Ours {
+            host: interface("calia", "ee:ee:ee:ee:ee:ee", None),
+            pod: interface("eth0", "02:00:00:00:00:01", Some("/run/netns/p".into())),
+            addresses: vec![
+                IpAddr::from([10, 0, 0, 1]),
+                "fd00::1".parse().unwrap_or(IpAddr::from([0u8; 16])),
+            ],
+            routes: vec![route(IpNet::V4(Default::default()))],
+        }
+    }
+
+    #[test]
+    fn addresses_carry_a_version_before_1_0_only() {
+        for (v, with_version) in [
+            ("0.3.1", true),
+            ("0.4.0", true),
+            ("1.0.0", false),
+            ("1.1.0", false),
+        ] {
+            let r = CniResult::empty(v).add(&ours()).to_json();
+            assert_eq!(r["cniVersion"], v);
+            assert_eq!(r["ips"][0]["address"], "10.0.0.1/32");
+            assert_eq!(r["ips"][0]["interface"], 1);
+            assert_eq!(r["ips"][1]["address"], "fd00::1/128");
+            assert_eq!(
+                r["ips"][0].get("version").is_some(),
+                with_version,
+                "{v}: {r}"
+            );
+            if with_version {
+                assert_eq!(r["ips"][0]["version"], "4");
+                assert_eq!(r["ips"][1]["version"], "6");
+            }
+            assert_eq!(r["routes"], serde_json::json!([{"dst": "0.0.0.0/0"}]));
+            assert_eq!(r["dns"], serde_json::json!({}));
+            assert_eq!(
+                r["interfaces"][0],
+                serde_json::json!({"name": "calia", "mac": "ee:ee:ee:ee:ee:ee"})
+            );
+            assert_eq!(r["interfaces"][1]["sandbox"], "/run/netns/p");
+        }
+    }
+}
