@@ -73,6 +73,11 @@ pub fn pod_routes(addresses: &[IpAddr]) -> Vec<LinkRoute> {
 }
 
 pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniError> {
+    // Read before anything is made, so that a bad one leaves nothing behind.
+    let prev = match &conf.prev_result {
+        Some(v) => CniResult::parse(&conf.cni_version, v)?,
+        None => CniResult::empty(&conf.cni_version),
+    };
     let (netns_path, mut s) = sockets(env)?;
     let host_name = host_veth(env);
     let pod_link = s.pod.link(&env.ifname).await?;
@@ -112,7 +117,7 @@ pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniErro
         (wired, (!ours).then_some(host_name.as_str()))
     };
     match outcome {
-        Ok(mine) => Ok(CniResult::empty(&conf.cni_version).add(&mine).to_json()),
+        Ok(mine) => Ok(prev.add(&mine).to_json()),
         // A pod wired before (a repeated ADD) keeps its addresses; anything else gives
         // back what the daemon assigned, held before this ADD or not: no pod uses it.
         Err(e) => Err(undo(conf, env, !ours, created, &mut s.host, e).await),

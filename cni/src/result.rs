@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::error::{CniError, Code};
+
 type Extra = Map<String, Value>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,7 +142,8 @@ impl<Ip: IpConfig> Success<Ip> {
         }
     }
 
-    /// This result with ours appended.
+    /// `prev` (a chain's result so far) with ours appended: the spec asks a chained
+    /// plugin to pass the previous result on, with its own changes.
     fn add(mut self, ours: &Ours) -> Success<Ip> {
         let pod_index = self.interfaces.len() + 1;
         self.interfaces.push(ours.host.clone());
@@ -175,6 +178,28 @@ impl CniResult {
         } else {
             CniResult::V1(Success::empty(cni_version))
         }
+    }
+
+    /// A `prevResult`, which the runtime hands over in the configuration's version.
+    pub fn parse(cni_version: &str, value: &Value) -> Result<CniResult, CniError> {
+        let bad = |e: serde_json::Error| {
+            CniError::new(
+                Code::Decode,
+                format!("prevResult is not a CNI {cni_version} result"),
+            )
+            .details(e.to_string())
+        };
+        let mut r = if legacy(cni_version) {
+            CniResult::V0(serde_json::from_value(value.clone()).map_err(bad)?)
+        } else {
+            CniResult::V1(serde_json::from_value(value.clone()).map_err(bad)?)
+        };
+        // The runtime converted it to our version; say so whatever it wrote.
+        match &mut r {
+            CniResult::V0(s) => s.cni_version = cni_version.into(),
+            CniResult::V1(s) => s.cni_version = cni_version.into(),
+        }
+        Ok(r)
     }
 
     pub fn add(self, ours: &Ours) -> CniResult {
@@ -259,5 +284,44 @@ mod tests {
             );
             assert_eq!(r["interfaces"][1]["sandbox"], "/run/netns/p");
         }
+    }
+
+    #[test]
+    fn a_previous_result_is_kept_and_ours_appended() {
+        let prev = serde_json::json!({
+            "cniVersion": "1.1.0",
+            "interfaces": [{"name": "dummy0", "sandbox": "/run/netns/p", "mtu": 9000}],
+            "ips": [{"address": "192.0.2.5/24", "gateway": "192.0.2.1", "interface": 0}],
+            "routes": [{"dst": "192.0.2.0/24", "gw": "192.0.2.1", "priority": 5}],
+            "dns": {"nameservers": ["192.0.2.53"], "search": ["example.org"]},
+            "frob": {"deep": true},
+        });
+        let r = CniResult::parse("1.1.0", &prev).map_err(|e| e.msg);
+        let r = r.map(|r| r.add(&ours()).to_json());
+        let Ok(r) = r else { panic!("{r:?}") };
+        assert_eq!(r["interfaces"][0], prev["interfaces"][0]);
+        assert_eq!(r["interfaces"][1]["name"], "calia");
+        assert_eq!(r["interfaces"][2]["name"], "eth0");
+        assert_eq!(r["ips"][0], prev["ips"][0]);
+        assert_eq!(r["ips"][1]["address"], "10.0.0.1/32");
+        assert_eq!(
+            r["ips"][1]["interface"], 2,
+            "indexes follow the previous interfaces"
+        );
+        assert_eq!(r["routes"][0], prev["routes"][0]);
+        assert_eq!(r["routes"][1]["dst"], "0.0.0.0/0");
+        assert_eq!(r["dns"], prev["dns"]);
+        assert_eq!(r["frob"], prev["frob"]);
+    }
+
+    #[test]
+    fn a_previous_result_of_the_wrong_shape_is_an_error() {
+        let prev = serde_json::json!({"cniVersion": "0.4.0", "ips": [{"address": "192.0.2.5/24"}]});
+        assert_eq!(
+            CniResult::parse("0.4.0", &prev).err().map(|e| e.code),
+            Some(Code::Decode),
+            "0.4.0 addresses need a version"
+        );
+        assert!(CniResult::parse("1.0.0", &prev).is_ok());
     }
 }

@@ -180,6 +180,41 @@ fn status_fails_when_the_daemon_cannot_give_an_address() {
     assert!(message(&out).contains("no free IPv4 address"), "{out:?}");
 }
 
+/// Chained after another plugin, ADD passes the previous result on with its own interfaces,
+/// addresses and routes appended.
+#[test]
+fn add_chained_after_another_plugin_passes_the_previous_result_on() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    let a = Ipipd::start(&na, &config(A, "node-a", &[BLOCK_A], &[A])).expect("start");
+    let conf = cni::conf(&a.socket, "1.0.0");
+    let p = pod();
+    let prev = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": "dummy0", "sandbox": netns_path(&p.name)}],
+        "ips": [{"address": "192.0.2.5/24", "interface": 0}],
+        "routes": [{"dst": "192.0.2.0/24"}],
+        "dns": {"nameservers": ["192.0.2.53"]},
+    });
+    let chained = with(&conf, "prevResult", prev.clone());
+    let out = Call::new("ADD", "chained", Some(&p), chained)
+        .run(&na)
+        .expect("ADD");
+    assert!(out.ok(), "{out:?}");
+    let r = out.json();
+    assert_eq!(r["interfaces"][0], prev["interfaces"][0], "{r}");
+    assert_eq!(r["interfaces"][2]["name"], "eth0", "{r}");
+    assert_eq!(r["ips"][0], prev["ips"][0], "{r}");
+    assert_eq!(r["ips"][1]["address"], "101.76.9.129/32", "{r}");
+    assert_eq!(r["ips"][1]["interface"], 2, "{r}");
+    assert_eq!(r["routes"][0], prev["routes"][0], "{r}");
+    assert_eq!(r["routes"][1]["dst"], "0.0.0.0/0", "{r}");
+    assert_eq!(r["dns"], prev["dns"], "{r}");
+
+    cni::del(&na, Some(&p), "chained", &conf).expect("DEL");
+}
+
 /// The daemon answers STATUS's request (ready: nothing in it says otherwise yet).
 #[test]
 fn the_daemon_answers_ipam_status() {
