@@ -20,17 +20,20 @@ pub struct Install {
 pub const PLUGIN: &str = "ipipd-cni";
 pub const CONFLIST: &str = "10-ipipd.conflist";
 
-/// The network configuration list a runtime reads.
+/// The network configuration list a runtime reads: CNI 1.1.0, so that runtimes send GC
+/// and STATUS, and the `ips` capability, so that a runtime's requested address reaches
+/// the plugin (which refuses it rather than ignore it).
 pub fn conflist(name: &str, socket: &Path, mtu: Option<u32>) -> serde_json::Value {
     let mut plugin = serde_json::json!({
         "type": PLUGIN,
         "socket": socket,
+        "capabilities": {"ips": true},
     });
     if let (Some(mtu), Some(map)) = (mtu, plugin.as_object_mut()) {
         map.insert("mtu".into(), mtu.into());
     }
     serde_json::json!({
-        "cniVersion": "1.0.0",
+        "cniVersion": "1.1.0",
         "name": name,
         "plugins": [plugin],
     })

@@ -73,6 +73,17 @@ pub fn pod_routes(addresses: &[IpAddr]) -> Vec<LinkRoute> {
 }
 
 pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniError> {
+    if !conf.runtime_config.ips.is_empty() {
+        // Refused before anything is made: a pod must not run with another address than
+        // the one its runtime asked for.
+        return Err(CniError::new(
+            Code::Unsupported,
+            format!(
+                "requested addresses are not supported yet (runtimeConfig.ips: {})",
+                conf.runtime_config.ips.join(", ")
+            ),
+        ));
+    }
     // Read before anything is made, so that a bad one leaves nothing behind.
     let prev = match &conf.prev_result {
         Some(v) => CniResult::parse(&conf.cni_version, v)?,

@@ -22,6 +22,10 @@ fn message(out: &interop::cni::Outcome) -> String {
     out.json()["msg"].as_str().unwrap_or_default().to_string()
 }
 
+fn has_link(ns: &Netns, name: &str) -> bool {
+    ns.ip(&["link", "show", name]).is_ok()
+}
+
 /// Two networks served by one daemon: GC of one leaves the other's attachments alone, and
 /// a GC without `cni.dev/valid-attachments` releases nothing.
 #[test]
@@ -106,6 +110,36 @@ fn an_add_that_fails_after_the_daemon_answered_gives_the_address_back() {
         "the failed ADD kept the address"
     );
     assert!(cali_links(&na).is_empty());
+}
+
+/// The `ips` capability: a requested address cannot be honoured yet, so ADD says so and
+/// makes nothing; an empty request is no request.
+#[test]
+fn a_requested_address_is_refused_and_nothing_is_left_behind() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    let a = Ipipd::start(&na, &config(A, "node-a", &[BLOCK_A], &[A])).expect("start");
+    let conf = cni::conf(&a.socket, "1.1.0");
+    let p = pod();
+    let asked = with(
+        &conf,
+        "runtimeConfig",
+        serde_json::json!({"ips": ["101.76.9.140/32"]}),
+    );
+    let out = Call::new("ADD", "asks", Some(&p), asked)
+        .run(&na)
+        .expect("ADD");
+    assert_eq!(out.code(), Some(104), "{out:?}");
+    assert!(
+        message(&out).contains("requested addresses are not supported yet"),
+        "{out:?}"
+    );
+    assert_eq!(allocated(&a, BLOCK_A), Some(0));
+    assert!(cali_links(&na).is_empty() && !has_link(&p, "eth0"));
+    let none = with(&conf, "runtimeConfig", serde_json::json!({"ips": []}));
+    cni::add(&na, &p, "asks", &none).expect("ADD without a request");
+    cni::del(&na, Some(&p), "asks", &conf).expect("DEL");
 }
 
 /// `ips[].version` exists in 0.3.x and 0.4.0 results only.

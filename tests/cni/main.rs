@@ -475,9 +475,16 @@ fn install_cni_writes_the_plugin_and_a_conflist() {
         &std::fs::read(dir.join("net.d/10-ipipd.conflist")).expect("conflist"),
     )
     .expect("conflist is JSON");
-    assert_eq!(conf["cniVersion"], "1.0.0");
+    assert_eq!(
+        conf["cniVersion"], "1.1.0",
+        "GC and STATUS reach the plugin"
+    );
     assert_eq!(conf["name"], "ipipd");
     assert_eq!(conf["plugins"][0]["type"], "ipipd-cni");
+    assert_eq!(
+        conf["plugins"][0]["capabilities"],
+        serde_json::json!({"ips": true})
+    );
     assert_eq!(conf["plugins"][0]["socket"], "/run/ipipd/test.sock");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dir.join("bin/ipipd-cni")).map(|m| m.permissions().mode());
