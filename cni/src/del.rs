@@ -1,39 +1,18 @@
 //! DEL: the pod's veth, then its addresses.
 
-use std::fs::File;
-
 use api::protocol::{Request, Response};
 use fib::PodNetlink;
 
 use crate::conf::{Env, NetConf};
 use crate::daemon::{call, ipam_error, unexpected};
-use crate::error::{CniError, Code};
-use crate::ns::socket_in;
+use crate::error::CniError;
+use crate::ns::{home, host_end, pod_ns, HostEnd, PodNs};
 use crate::pod::host_veth;
 
 pub async fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
-    let host_name = host_veth(env);
-    let mut host = PodNetlink::open()?;
     // The veth goes first (its peer and the workload route go with it), so the address is
     // free only once nothing uses it.
-    let removed = host.delete_link(&host_name).await?;
-    if !removed {
-        if let Some(path) = &env.netns {
-            // No host end under the name this pod would have: clear the pod's interface
-            // in case it was made under another name. Nothing to do when the runtime
-            // deleted the namespace first.
-            if let Ok(netns) = File::open(path) {
-                let home = File::open("/proc/thread-self/ns/net").map_err(|e| {
-                    CniError::new(
-                        Code::Kernel,
-                        format!("opening the host's network namespace: {e}"),
-                    )
-                })?;
-                let mut pod = socket_in(&netns, &home)?;
-                pod.delete_link(&env.ifname).await?;
-            }
-        }
-    }
+    remove_interface(env).await?;
     match call(
         conf,
         &Request::IpamRelease {
@@ -45,4 +24,39 @@ pub async fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
         Response::IpamError { kind, message } => Err(ipam_error(kind, message)),
         other => Err(unexpected(other)),
     }
+}
+
+/// Removes this attachment's veth: the host end when its peer is the pod's interface,
+/// else the pod's interface (its peer goes with it). A host device of the same name whose
+/// peer is elsewhere belongs to another sandbox and stays; without a namespace there is
+/// nothing of this attachment left (the kernel removes a veth with its namespace).
+async fn remove_interface(env: &Env) -> Result<(), CniError> {
+    let Some(path) = &env.netns else {
+        return Ok(());
+    };
+    let home = home()?;
+    let PodNs::Here { netns, mut pod } = pod_ns(path, &home)? else {
+        return Ok(());
+    };
+    let pod_link = pod.link(&env.ifname).await?;
+    let mut host = PodNetlink::open()?;
+    let host_name = host_veth(env);
+    match host_end(
+        &mut host,
+        &host_name,
+        &netns,
+        pod_link.as_ref().map(|l| l.index),
+    )
+    .await?
+    {
+        HostEnd::Ours(link) => {
+            host.delete_link(&link.name).await?;
+        }
+        HostEnd::Missing | HostEnd::Theirs { .. } => {
+            if pod_link.is_some() {
+                pod.delete_link(&env.ifname).await?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,7 @@
 //! CNI 1.1's GC and STATUS.
 
+use std::collections::BTreeSet;
+
 use api::protocol::{Request, Response};
 use fib::PodNetlink;
 
@@ -9,7 +11,8 @@ use crate::error::{CniError, Code};
 
 /// CNI GC: the daemon releases every allocation of this network that no valid attachment
 /// holds; their host ends go too (a pod whose runtime died without DEL leaves its veth
-/// behind).
+/// behind), unless a live allocation names the same device (a pod recreated under the same
+/// name has the same host end).
 pub async fn gc(conf: &NetConf) -> Result<(), CniError> {
     // Without the list every attachment would look stale: releasing nothing is the only
     // safe reading.
@@ -34,10 +37,17 @@ pub async fn gc(conf: &NetConf) -> Result<(), CniError> {
         Response::IpamError { kind, message } => return Err(ipam_error(kind, message)),
         other => return Err(unexpected(other)),
     };
+    if released.is_empty() {
+        return Ok(());
+    }
+    let in_use: BTreeSet<String> = match call(conf, &Request::WorkloadList)? {
+        Response::Workloads { workloads } => workloads.into_iter().map(|w| w.interface).collect(),
+        other => return Err(unexpected(other)),
+    };
     let mut host = PodNetlink::open()?;
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = BTreeSet::new();
     for w in released {
-        if seen.insert(w.interface.clone()) {
+        if !in_use.contains(&w.interface) && seen.insert(w.interface.clone()) {
             host.delete_link(&w.interface).await?;
         }
     }

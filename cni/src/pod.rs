@@ -15,7 +15,7 @@ use sha1::{Digest, Sha1};
 use crate::conf::{Env, NetConf};
 use crate::daemon::{call, ipam_error, unexpected};
 use crate::error::{CniError, Code};
-use crate::ns::{inside, sockets, Sockets};
+use crate::ns::{host_end, inside, sockets, HostEnd, Sockets};
 use crate::result::{self, CniResult, Ours};
 
 const HOST_MAC: [u8; 6] = [0xee; 6];
@@ -92,7 +92,13 @@ pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniErro
     let (netns_path, mut s) = sockets(env)?;
     let host_name = host_veth(env);
     let pod_link = s.pod.link(&env.ifname).await?;
-    let host_link = s.host.link(&host_name).await?;
+    let found = host_end(
+        &mut s.host,
+        &host_name,
+        &s.netns,
+        pod_link.as_ref().map(|l| l.index),
+    )
+    .await?;
     let assigned = match call(
         conf,
         &Request::IpamAssign {
@@ -112,13 +118,24 @@ pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniErro
     //
     // A repeated ADD finds its own veth and only makes sure of its settings; anything
     // else holding the pod's interface name is someone else's.
-    let ours = assigned.existing && pod_link.is_some() && host_link.is_some();
+    let ours = assigned.existing && matches!(found, HostEnd::Ours(_));
     let (outcome, created) = if pod_link.is_some() && !ours {
         let e = CniError::new(
             Code::InterfaceTaken,
             format!(
                 "interface {} already exists in {}",
                 env.ifname,
+                netns_path.display()
+            ),
+        );
+        (Err(e), None)
+    } else if matches!(found, HostEnd::Theirs { same_sandbox: true }) {
+        // Another interface of this pod has the host end's name (the name comes from the
+        // pod's name alone): replacing it would cut that interface off.
+        let e = CniError::new(
+            Code::InterfaceTaken,
+            format!(
+                "the host end {host_name} belongs to another interface of the pod in {}",
                 netns_path.display()
             ),
         );
@@ -185,7 +202,9 @@ async fn wire(
         (None, None, None) => 1500,
     };
     if !ours {
-        // A host end left by an ADD that died half-way (same pod, same name) goes first.
+        // A host end under this name that is not this pod's: left by an ADD that died
+        // half-way, or the end of an earlier sandbox of a pod of the same name, which
+        // this one replaces (as Calico does).
         s.host.delete_link(host_name).await?;
         s.host
             .create_veth(host_name, HOST_MAC, &env.ifname, &s.netns, mtu)

@@ -11,11 +11,21 @@ use interop::harness::TempDir;
 
 use super::*;
 
+/// The host end of `default/web-0`'s veth: cali + sha1("default.web-0")[..11].
+const WEB_0: &str = "cali0d7763386da";
+const WEB_0_ARGS: &str = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0";
+
 /// `conf` with `key` set.
 fn with(conf: &str, key: &str, value: serde_json::Value) -> String {
     let mut c: serde_json::Value = serde_json::from_str(conf).unwrap_or_default();
     c[key] = value;
     c.to_string()
+}
+
+fn call<'a>(command: &'a str, id: &'a str, pod: &Netns, conf: &str, args: &str) -> Call<'a> {
+    let mut c = Call::new(command, id, Some(pod), conf.to_string());
+    c.args = Some(args.to_string());
+    c
 }
 
 fn message(out: &interop::cni::Outcome) -> String {
@@ -24,6 +34,98 @@ fn message(out: &interop::cni::Outcome) -> String {
 
 fn has_link(ns: &Netns, name: &str) -> bool {
     ns.ip(&["link", "show", name]).is_ok()
+}
+
+/// A StatefulSet pod recreated on the node has the same host veth name in a new sandbox: a
+/// late DEL of the old sandbox, and a DEL of an interface the new one does not have (a
+/// second network's, whose ADD failed), must leave the new sandbox's veth alone.
+#[test]
+fn del_removes_only_the_veth_of_its_own_sandbox() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    let a = Ipipd::start(&na, &config(A, "node-a", &[BLOCK_A], &[A])).expect("start");
+    let conf = cni::conf(&a.socket, "1.0.0");
+    let (old, new) = (pod(), pod());
+    let out = call("ADD", "old", &old, &conf, WEB_0_ARGS)
+        .run(&na)
+        .expect("ADD old");
+    assert!(out.ok(), "{out:?}");
+    let out = call("ADD", "new", &new, &conf, WEB_0_ARGS)
+        .run(&na)
+        .expect("ADD new");
+    assert!(out.ok(), "{out:?}");
+    let ip = out.address().expect("address");
+    assert_eq!(out.json()["interfaces"][0]["name"], WEB_0);
+
+    let out = call("DEL", "old", &old, &conf, WEB_0_ARGS)
+        .run(&na)
+        .expect("DEL old");
+    assert!(out.ok(), "{out:?}");
+    assert!(
+        has_link(&na, WEB_0),
+        "the late DEL took the new sandbox's veth"
+    );
+    assert!(has_link(&new, "eth0"));
+    let mut net1 = call("DEL", "new", &new, &conf, WEB_0_ARGS);
+    net1.ifname = "net1";
+    let out = net1.run(&na).expect("DEL net1");
+    assert!(out.ok(), "{out:?}");
+    assert!(has_link(&na, WEB_0), "DEL of net1 took eth0's veth");
+    assert!(ping(&new, &ip), "the new sandbox still has its address");
+    assert!(na.bgp_routes().contains(&format!("{ip} dev {WEB_0}")));
+    assert_eq!(
+        allocated(&a, BLOCK_A),
+        Some(1),
+        "only the old sandbox's address went"
+    );
+
+    let out = call("DEL", "new", &new, &conf, WEB_0_ARGS)
+        .run(&na)
+        .expect("DEL new");
+    assert!(out.ok(), "{out:?}");
+    assert!(!has_link(&na, WEB_0));
+    assert_eq!(allocated(&a, BLOCK_A), Some(0));
+}
+
+/// GC releases the old sandbox of a recreated pod, whose allocation names the host veth
+/// the new sandbox now has: the address goes, the veth stays.
+#[test]
+fn gc_keeps_a_host_veth_that_a_live_attachment_uses() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    let a = Ipipd::start(&na, &config(A, "node-a", &[BLOCK_A], &[A])).expect("start");
+    let conf = cni::conf(&a.socket, "1.1.0");
+    let (old, new) = (pod(), pod());
+    assert!(call("ADD", "old", &old, &conf, WEB_0_ARGS)
+        .run(&na)
+        .expect("ADD")
+        .ok());
+    let out = call("ADD", "new", &new, &conf, WEB_0_ARGS)
+        .run(&na)
+        .expect("ADD");
+    assert!(out.ok(), "{out:?}");
+    let ip = out.address().expect("address");
+
+    let gc = with(
+        &conf,
+        "cni.dev/valid-attachments",
+        serde_json::json!([{"containerID": "new", "ifname": "eth0"}]),
+    );
+    let out = Call::new("GC", "", None, gc).run(&na).expect("GC");
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(
+        allocated(&a, BLOCK_A),
+        Some(1),
+        "the old sandbox's address is free"
+    );
+    assert!(has_link(&na, WEB_0), "GC took the live sandbox's veth");
+    assert!(ping(&new, &ip));
+    assert!(call("DEL", "new", &new, &conf, WEB_0_ARGS)
+        .run(&na)
+        .expect("DEL")
+        .ok());
 }
 
 /// Two networks served by one daemon: GC of one leaves the other's attachments alone, and
