@@ -1,4 +1,6 @@
-//! DEL: the pod's veth, then its addresses.
+//! DEL: the pod's veth, then its addresses. The spec asks DEL to clean up what it can
+//! and succeed when things are already gone; the address is released whatever became of
+//! the interface.
 
 use api::protocol::{Request, Response};
 use fib::PodNetlink;
@@ -10,19 +12,15 @@ use crate::ns::{home, host_end, pod_ns, HostEnd, PodNs};
 use crate::pod::host_veth;
 
 pub async fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
-    // The veth goes first (its peer and the workload route go with it), so the address is
-    // free only once nothing uses it.
-    remove_interface(env).await?;
-    match call(
-        conf,
-        &Request::IpamRelease {
-            container_id: env.container_id.clone(),
-            ifname: env.ifname.clone(),
-        },
-    )? {
-        Response::Released { .. } => Ok(()),
-        Response::IpamError { kind, message } => Err(ipam_error(kind, message)),
-        other => Err(unexpected(other)),
+    // The veth goes first (its peer and the workload route go with it), so the address
+    // is free only once nothing uses it, unless the veth cannot be removed.
+    let interface = remove_interface(env).await;
+    let release = release(env, conf);
+    match (interface, release) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) => Err(e.details("the address was released")),
+        (Ok(()), Err(e)) => Err(e),
+        (Err(i), Err(r)) => Err(r.details(format!("and the interface: {}", i.msg))),
     }
 }
 
@@ -59,4 +57,17 @@ async fn remove_interface(env: &Env) -> Result<(), CniError> {
         }
     }
     Ok(())
+}
+
+/// Releases the handle.
+fn release(env: &Env, conf: &NetConf) -> Result<(), CniError> {
+    let request = Request::IpamRelease {
+        container_id: env.container_id.clone(),
+        ifname: env.ifname.clone(),
+    };
+    match call(conf, &request)? {
+        Response::Released { .. } => Ok(()),
+        Response::IpamError { kind, message } => Err(ipam_error(kind, message)),
+        other => Err(unexpected(other)),
+    }
 }

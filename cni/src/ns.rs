@@ -81,8 +81,8 @@ pub fn home() -> Result<File, CniError> {
 
 /// The pod's namespace as DEL finds it.
 pub enum PodNs {
-    /// No network namespace at that path any more: the kernel took the pod's veth, both
-    /// ends, with it.
+    /// No network namespace at that path any more (removed, or only its mount point
+    /// left): the kernel took the pod's veth, both ends, with it.
     Gone,
     Here {
         netns: File,
@@ -102,15 +102,20 @@ pub fn pod_ns(path: &Path, home: &File) -> Result<PodNs, CniError> {
             ))
         }
     };
-    fib::netns::enter_file(&netns).map_err(|e| {
-        CniError::new(
-            Code::Kernel,
-            format!(
-                "entering the pod's network namespace {}: {e}",
-                path.display()
-            ),
-        )
-    })?;
+    match fib::netns::enter_file(&netns) {
+        Ok(()) => {}
+        // setns(2) says EINVAL for a file that is not a network namespace.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => return Ok(PodNs::Gone),
+        Err(e) => {
+            return Err(CniError::new(
+                Code::Kernel,
+                format!(
+                    "entering the pod's network namespace {}: {e}",
+                    path.display()
+                ),
+            ))
+        }
+    }
     let pod = PodNetlink::open();
     fib::netns::enter_file(home).map_err(|e| {
         CniError::new(

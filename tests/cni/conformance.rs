@@ -177,6 +177,39 @@ fn gc_touches_only_its_own_network_and_nothing_without_valid_attachments() {
     cni::del(&na, Some(&p2), "p2", &second).expect("DEL");
 }
 
+/// The runtime removed the pod's namespace before DEL and left its mount point behind (a
+/// file that is no namespace): nothing to remove, the address is released, DEL succeeds.
+#[test]
+fn del_releases_the_address_when_the_pod_namespace_is_gone() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    let a = Ipipd::start(&na, &config(A, "node-a", &[BLOCK_A], &[A])).expect("start");
+    let conf = cni::conf(&a.socket, "1.0.0");
+    let p = pod();
+    cni::add(&na, &p, "gone", &conf).expect("ADD");
+    let placeholder = a.dir.join("netns-mount-point");
+    std::fs::write(&placeholder, b"").expect("placeholder");
+    drop(p);
+    // The kernel removes the namespace's devices, the veth with them, a little later.
+    wait_until(T, "the veth gone with its namespace", || {
+        cali_links(&na).is_empty().then_some(())
+    })
+    .expect("veth gone");
+    let mut del = Call::new("DEL", "gone", None, conf.clone());
+    del.netns = Some(placeholder.display().to_string());
+    let out = del.run(&na).expect("DEL");
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(
+        allocated(&a, BLOCK_A),
+        Some(0),
+        "the address stayed allocated"
+    );
+    assert!(cali_links(&na).is_empty());
+    del.netns = Some(a.dir.join("no-such-namespace").display().to_string());
+    assert!(del.run(&na).expect("DEL again").ok());
+}
+
 /// The daemon holds an allocation for the handle already (an ADD whose answer was lost)
 /// and the next ADD fails after the daemon answered: the address goes back all the same.
 #[test]
