@@ -7,6 +7,7 @@
 pub mod client;
 pub mod durable;
 pub mod protocol;
+pub mod spool;
 
 pub use client::{call, ClientError};
 pub use protocol::{Request, Response};

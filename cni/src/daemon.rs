@@ -18,6 +18,15 @@ pub fn call(conf: &NetConf, request: &Request) -> Result<Response, CniError> {
     }
 }
 
+/// The daemon is not there (no socket, nobody listening, gone before answering): what
+/// DEL may spool, as opposed to an answer it cannot use.
+pub fn not_answering(e: &api::ClientError) -> bool {
+    matches!(
+        e,
+        api::ClientError::NoDaemon { .. } | api::ClientError::NoAnswer { .. }
+    )
+}
+
 pub fn ipam_error(kind: IpamErrorKind, message: String) -> CniError {
     let code = match kind {
         IpamErrorKind::Exhausted | IpamErrorKind::Storage => Code::TryAgain,

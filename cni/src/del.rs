@@ -1,15 +1,16 @@
 //! DEL: the pod's veth, then its addresses. The spec asks DEL to clean up what it can
 //! and succeed when things are already gone; the address is released whatever became of
-//! the interface.
+//! the interface, and a release the daemon cannot take now is spooled for it.
 
 use api::protocol::{Request, Response};
 use fib::PodNetlink;
 
 use crate::conf::{Env, NetConf};
-use crate::daemon::{call, ipam_error, unexpected};
-use crate::error::CniError;
+use crate::daemon::{ipam_error, not_answering, unexpected};
+use crate::error::{CniError, Code};
 use crate::ns::{home, host_end, pod_ns, HostEnd, PodNs};
 use crate::pod::host_veth;
+use crate::spool;
 
 pub async fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     // The veth goes first (its peer and the workload route go with it), so the address
@@ -59,15 +60,18 @@ async fn remove_interface(env: &Env) -> Result<(), CniError> {
     Ok(())
 }
 
-/// Releases the handle.
+/// Releases the handle; when the daemon is not answering, records the release for it.
 fn release(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let request = Request::IpamRelease {
         container_id: env.container_id.clone(),
         ifname: env.ifname.clone(),
     };
-    match call(conf, &request)? {
-        Response::Released { .. } => Ok(()),
-        Response::IpamError { kind, message } => Err(ipam_error(kind, message)),
-        other => Err(unexpected(other)),
+    match api::call(&conf.socket(), &request) {
+        Ok(Response::Released { .. }) => Ok(()),
+        Ok(Response::IpamError { kind, message }) => Err(ipam_error(kind, message)),
+        Ok(Response::Error { message }) => Err(CniError::new(Code::Refused, message)),
+        Ok(other) => Err(unexpected(other)),
+        Err(e) if not_answering(&e) => spool::record(conf, env).map(|_| ()),
+        Err(e) => Err(CniError::new(Code::TryAgain, format!("ipipd: {e}"))),
     }
 }

@@ -1,9 +1,11 @@
-//! ipipd-cni: the CNI plugin of ipipd (CNI spec 1.0.0; 0.3.1 and 0.4.0 configurations
-//! accepted).
+//! ipipd-cni: the CNI plugin of ipipd (CNI spec 1.1.0; 0.3.1, 0.4.0 and 1.0.0
+//! configurations accepted).
 //!
 //! It keeps no state of its own: addresses come from the ipipd daemon on the node (its
 //! control socket), which records them durably and routes the pod; the plugin does the
-//! netlink work on both sides of the pod's veth. See the README, "Pods: the CNI plugin".
+//! netlink work on both sides of the pod's veth. The one exception: a DEL while the daemon
+//! is not answering leaves its release on disk for the daemon (`spool`). See the README,
+//! "Pods: the CNI plugin".
 #![forbid(unsafe_code)]
 
 mod check;
@@ -15,6 +17,7 @@ mod gc;
 mod ns;
 mod pod;
 mod result;
+mod spool;
 
 use std::io::Read;
 use std::process::ExitCode;

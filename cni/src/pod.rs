@@ -17,6 +17,7 @@ use crate::daemon::{call, ipam_error, unexpected};
 use crate::error::{CniError, Code};
 use crate::ns::{host_end, inside, sockets, HostEnd, Sockets};
 use crate::result::{self, CniResult, Ours};
+use crate::spool;
 
 const HOST_MAC: [u8; 6] = [0xee; 6];
 const HOST_MAC_TEXT: &str = "ee:ee:ee:ee:ee:ee";
@@ -99,6 +100,8 @@ pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniErro
         pod_link.as_ref().map(|l| l.index),
     )
     .await?;
+    // A DEL spooled while the daemon was away must not release what this ADD gets.
+    spool::forget(conf, env)?;
     let assigned = match call(
         conf,
         &Request::IpamAssign {

@@ -9,6 +9,10 @@ mod metrics;
 mod pods;
 mod reload;
 pub mod settings;
+// Not called yet: the daemon's start and its periodic work are to release what DEL
+// spooled while the daemon was down.
+#[allow(dead_code)]
+mod spool;
 mod views;
 mod workloads;
 

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use api::protocol::{IpamErrorKind, Request, Response};
+use api::spool::PendingRelease;
 use interop::harness::TempDir;
 
 use super::*;
@@ -382,6 +383,49 @@ fn add_chained_after_another_plugin_passes_the_previous_result_on() {
     assert_eq!(r["dns"], prev["dns"], "{r}");
 
     cni::del(&na, Some(&p), "chained", &conf).expect("DEL");
+}
+
+/// DEL while the daemon is down: the veth goes, the release waits in the spool beside the
+/// socket, and DEL succeeds, so a runtime that does not retry loses nothing. An ADD of the
+/// same handle afterwards voids the pending release.
+#[test]
+fn del_while_the_daemon_is_down_is_spooled() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    let mut a = Ipipd::start(&na, &config(A, "node-a", &[BLOCK_A], &[A])).expect("start");
+    let conf = cni::conf(&a.socket, "1.0.0");
+    let p = pod();
+    cni::add(&na, &p, "away", &conf).expect("ADD");
+    a.stop("TERM").expect("stop");
+    let out = Call::new("DEL", "away", Some(&p), conf.clone())
+        .run(&na)
+        .expect("DEL");
+    assert!(out.ok(), "{out:?}");
+    assert!(cali_links(&na).is_empty(), "{:?}", cali_links(&na));
+    assert!(!has_link(&p, "eth0"));
+    let spool = api::spool::dir(&a.socket);
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(&spool)
+        .expect("the spool")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let pending: PendingRelease = serde_json::from_slice(&std::fs::read(&files[0]).expect("read"))
+        .expect("a pending release");
+    assert_eq!(pending.handle, "away.eth0");
+    assert_eq!(pending.network.as_deref(), Some("ipipd"));
+    assert!(files[0]
+        .extension()
+        .is_some_and(|e| e == api::spool::EXTENSION));
+
+    a.restart().expect("restart");
+    cni::add(&na, &p, "away", &conf).expect("ADD again");
+    assert!(
+        !files[0].exists(),
+        "the pending release outlived a new ADD of its handle"
+    );
+    cni::del(&na, Some(&p), "away", &conf).expect("DEL");
+    assert_eq!(allocated(&a, BLOCK_A), Some(0));
 }
 
 /// The daemon answers STATUS's request (ready: nothing in it says otherwise yet).
