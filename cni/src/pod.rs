@@ -20,7 +20,7 @@ use crate::result::{self, CniResult, Ours};
 use crate::spool;
 
 const HOST_MAC: [u8; 6] = [0xee; 6];
-const HOST_MAC_TEXT: &str = "ee:ee:ee:ee:ee:ee";
+pub const HOST_MAC_TEXT: &str = "ee:ee:ee:ee:ee:ee";
 /// The pod's IPv4 gateway: answered by proxy ARP on the host end.
 const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// The pod's IPv6 gateway: the host end's link-local address (EUI-64 of ee:ee:ee:ee:ee:ee).
@@ -188,6 +188,23 @@ async fn undo(
     error
 }
 
+/// The MTU of both ends of the pod's veth: the configuration's, else the daemon's
+/// `ipip.mtu`, else the tunnel device's.
+pub async fn pod_mtu(
+    conf: &NetConf,
+    assigned: &AssignedJson,
+    host: &mut PodNetlink,
+) -> Result<u32, CniError> {
+    Ok(match (conf.mtu, assigned.mtu, &assigned.tunnel) {
+        (Some(m), _, _) | (None, Some(m), _) => m,
+        (None, None, Some(tunnel)) => match host.link(tunnel).await? {
+            Some(l) if l.mtu > 0 => l.mtu,
+            _ => 1480,
+        },
+        (None, None, None) => 1500,
+    })
+}
+
 async fn wire(
     env: &Env,
     conf: &NetConf,
@@ -196,14 +213,7 @@ async fn wire(
     host_name: &str,
     ours: bool,
 ) -> Result<Ours, CniError> {
-    let mtu = match (conf.mtu, assigned.mtu, &assigned.tunnel) {
-        (Some(m), _, _) | (None, Some(m), _) => m,
-        (None, None, Some(tunnel)) => match s.host.link(tunnel).await? {
-            Some(l) if l.mtu > 0 => l.mtu,
-            _ => 1480,
-        },
-        (None, None, None) => 1500,
-    };
+    let mtu = pod_mtu(conf, assigned, &mut s.host).await?;
     if !ours {
         // A host end under this name that is not this pod's: left by an ADD that died
         // half-way, or the end of an earlier sandbox of a pod of the same name, which
@@ -262,16 +272,20 @@ async fn wire(
     // The daemon writes the same routes as soon as it sees the device; writing them here
     // too means the pod is reachable when ADD returns.
     for ip in &assigned.addresses {
-        let route = LinkRoute {
-            destination: prefix(*ip),
-            gateway: None,
-        };
         s.host
-            .add_route(&host, &route, assigned.route_protocol)
+            .add_route(&host, &host_route(*ip), assigned.route_protocol)
             .await?;
     }
     let pod_mac = s.pod.mac(&env.ifname).await?.unwrap_or_default();
     Ok(ours_in_result(env, assigned, &host, &pod, &pod_mac))
+}
+
+/// The host's route to a pod address: `<ip> dev cali… scope link`.
+pub fn host_route(ip: IpAddr) -> LinkRoute {
+    LinkRoute {
+        destination: prefix(ip),
+        gateway: None,
+    }
 }
 
 /// What this plugin adds to the CNI result.
@@ -292,7 +306,7 @@ fn ours_in_result(env: &Env, a: &AssignedJson, host: &Link, pod: &Link, pod_mac:
 }
 
 /// The pod's namespace as results name it.
-fn sandbox(env: &Env) -> Option<String> {
+pub fn sandbox(env: &Env) -> Option<String> {
     env.netns.as_ref().map(|p| p.display().to_string())
 }
 

@@ -79,6 +79,8 @@ pub struct IpV1 {
 /// What both address shapes offer.
 pub trait IpConfig: Serialize + DeserializeOwned + Clone {
     fn new(address: IpNet, interface: usize) -> Self;
+    fn address(&self) -> IpNet;
+    fn interface(&self) -> Option<usize>;
 }
 
 impl IpConfig for IpV0 {
@@ -91,6 +93,12 @@ impl IpConfig for IpV0 {
             extra: Extra::new(),
         }
     }
+    fn address(&self) -> IpNet {
+        self.address
+    }
+    fn interface(&self) -> Option<usize> {
+        self.interface
+    }
 }
 
 impl IpConfig for IpV1 {
@@ -101,6 +109,12 @@ impl IpConfig for IpV1 {
             interface: Some(interface),
             extra: Extra::new(),
         }
+    }
+    fn address(&self) -> IpNet {
+        self.address
+    }
+    fn interface(&self) -> Option<usize> {
+        self.interface
     }
 }
 
@@ -156,6 +170,15 @@ impl<Ip: IpConfig> Success<Ip> {
         self.routes.extend(ours.routes.iter().cloned());
         self
     }
+
+    /// The addresses given to the interface at `index`.
+    fn addresses_of(&self, index: usize) -> Vec<IpNet> {
+        self.ips
+            .iter()
+            .filter(|ip| ip.interface() == Some(index))
+            .map(IpConfig::address)
+            .collect()
+    }
 }
 
 /// A result in the shape of its version.
@@ -206,6 +229,20 @@ impl CniResult {
         match self {
             CniResult::V0(s) => CniResult::V0(s.add(ours)),
             CniResult::V1(s) => CniResult::V1(s.add(ours)),
+        }
+    }
+
+    pub fn interfaces(&self) -> &[Interface] {
+        match self {
+            CniResult::V0(s) => &s.interfaces,
+            CniResult::V1(s) => &s.interfaces,
+        }
+    }
+
+    pub fn addresses_of(&self, index: usize) -> Vec<IpNet> {
+        match self {
+            CniResult::V0(s) => s.addresses_of(index),
+            CniResult::V1(s) => s.addresses_of(index),
         }
     }
 
@@ -312,6 +349,12 @@ mod tests {
         assert_eq!(r["routes"][1]["dst"], "0.0.0.0/0");
         assert_eq!(r["dns"], prev["dns"]);
         assert_eq!(r["frob"], prev["frob"]);
+        let back = CniResult::parse("1.1.0", &r).map(|p| p.addresses_of(2));
+        assert_eq!(
+            back.ok().map(|a| a.len()),
+            Some(2),
+            "the merged result reads back"
+        );
     }
 
     #[test]

@@ -351,7 +351,7 @@ fn status_fails_when_the_daemon_cannot_give_an_address() {
 }
 
 /// Chained after another plugin, ADD passes the previous result on with its own interfaces,
-/// addresses and routes appended.
+/// addresses and routes appended, and CHECK finds its own among the chain's.
 #[test]
 fn add_chained_after_another_plugin_passes_the_previous_result_on() {
     require_root();
@@ -382,7 +382,71 @@ fn add_chained_after_another_plugin_passes_the_previous_result_on() {
     assert_eq!(r["routes"][1]["dst"], "0.0.0.0/0", "{r}");
     assert_eq!(r["dns"], prev["dns"], "{r}");
 
+    let check = with(&conf, "prevResult", r);
+    let out = Call::new("CHECK", "chained", Some(&p), check)
+        .run(&na)
+        .expect("CHECK");
+    assert!(out.ok(), "{out:?}");
     cni::del(&na, Some(&p), "chained", &conf).expect("DEL");
+}
+
+/// CHECK compares both ends of the veth with the kernel (MTU, MAC, peer) and with what
+/// prevResult says, naming the first difference.
+#[test]
+fn check_finds_mtu_and_mac_that_differ() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    let a = Ipipd::start(&na, &config(A, "node-a", &[BLOCK_A], &[A])).expect("start");
+    let conf = cni::conf(&a.socket, "1.0.0");
+    let p = pod();
+    let out = Call::new("ADD", "c", Some(&p), conf.clone())
+        .run(&na)
+        .expect("ADD");
+    assert!(out.ok(), "{out:?}");
+    let r = out.json();
+    let host = r["interfaces"][0]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let check = |prev: &serde_json::Value| {
+        Call::new(
+            "CHECK",
+            "c",
+            Some(&p),
+            with(&conf, "prevResult", prev.clone()),
+        )
+        .run(&na)
+        .expect("CHECK")
+    };
+    let fails_naming = |prev: &serde_json::Value, what: &str| {
+        let out = check(prev);
+        assert_eq!(out.code(), Some(103), "{what}: {out:?}");
+        assert!(message(&out).contains(what), "{what}: {out:?}");
+    };
+    assert!(check(&r).ok());
+
+    p.ip(&["link", "set", "eth0", "mtu", "1400"]).expect("mtu");
+    fails_naming(&r, "mtu of eth0 in the pod is 1400, should be 1480");
+    p.ip(&["link", "set", "eth0", "mtu", "1480"]).expect("mtu");
+    na.ip(&["link", "set", &host, "mtu", "1400"]).expect("mtu");
+    fails_naming(&r, &format!("mtu of {host} on the host is 1400"));
+    na.ip(&["link", "set", &host, "mtu", "1480"]).expect("mtu");
+    assert!(check(&r).ok());
+
+    na.ip(&["link", "set", &host, "address", "ee:ee:ee:ee:ee:ef"])
+        .expect("mac");
+    fails_naming(&r, &format!("mac of {host} is ee:ee:ee:ee:ee:ef"));
+    na.ip(&["link", "set", &host, "address", "ee:ee:ee:ee:ee:ee"])
+        .expect("mac");
+    let mut other_mac = r.clone();
+    other_mac["interfaces"][1]["mac"] = "02:00:00:00:00:99".into();
+    fails_naming(&other_mac, "prevResult says 02:00:00:00:00:99");
+    let mut unlisted = r.clone();
+    unlisted["interfaces"][0]["name"] = "cali00000000000".into();
+    fails_naming(&unlisted, &format!("prevResult does not list {host}"));
+    assert!(check(&r).ok());
+    cni::del(&na, Some(&p), "c", &conf).expect("DEL");
 }
 
 /// DEL while the daemon is down: the veth goes, the release waits in the spool beside the
