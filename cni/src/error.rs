@@ -15,7 +15,8 @@ pub enum Code {
     InvalidConfig,
     /// 11: try again later (the daemon is not answering; no free address).
     TryAgain,
-    /// 50: STATUS: the plugin cannot serve ADD now (the daemon is not answering).
+    /// 50: STATUS: the plugin cannot serve ADD now (the daemon is not answering, or has no
+    /// address to give).
     Unavailable,
     /// 100: the kernel refused to wire the pod.
     Kernel,
