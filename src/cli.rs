@@ -96,6 +96,12 @@ pub enum Command {
         /// Pod MTU written into the configuration (default: the tunnel's, at each ADD).
         #[arg(long)]
         mtu: Option<u32>,
+        /// The cniVersion written. 1.1.0 lets runtimes send GC and STATUS; runtimes
+        /// whose CNI library is older than 1.2 (podman 4, containerd 1.7) refuse it
+        /// and need 1.0.0.
+        #[arg(long, default_value = crate::install_cni::CNI_VERSIONS[0],
+              value_parser = clap::builder::PossibleValuesParser::new(crate::install_cni::CNI_VERSIONS))]
+        cni_version: String,
     },
     /// Hold the BFD sessions in a process of their own, so that a restart of
     /// the daemon does not look like a node death. `ipipd run` starts one
@@ -333,6 +339,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             socket,
             name,
             mtu,
+            cni_version,
         } => {
             let done = crate::install_cni::install(&crate::install_cni::Install {
                 bin_dir,
@@ -341,6 +348,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 socket,
                 name,
                 mtu,
+                cni_version,
             })?;
             println!("{done}");
             Ok(ExitCode::SUCCESS)

@@ -4,8 +4,6 @@
 //! Both files are written to a temporary name and renamed into place, so a runtime never
 //! reads half a plugin or half a configuration.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -17,38 +15,35 @@ pub struct Install {
     pub socket: PathBuf,
     pub name: String,
     pub mtu: Option<u32>,
+    /// The `cniVersion` written: 1.1.0 unless the runtime's CNI library is older.
+    pub cni_version: String,
 }
+
+/// The versions `--cni-version` takes: what ipipd-cni supports.
+pub const CNI_VERSIONS: [&str; 4] = ["1.1.0", "1.0.0", "0.4.0", "0.3.1"];
 
 pub const PLUGIN: &str = "ipipd-cni";
 pub const CONFLIST: &str = "10-ipipd.conflist";
 
-/// The network configuration list a runtime reads.
-pub fn conflist(name: &str, socket: &Path, mtu: Option<u32>) -> serde_json::Value {
+/// The network configuration list a runtime reads: CNI 1.1.0 by default, so that
+/// runtimes send GC and STATUS, and the `ips` capability, so that a runtime's requested
+/// address reaches the plugin (which refuses it rather than ignore it). Runtimes built on
+/// a CNI library older than 1.2 (podman 4, containerd 1.7) refuse 1.1.0 results: they
+/// need `version` 1.0.0.
+pub fn conflist(name: &str, socket: &Path, mtu: Option<u32>, version: &str) -> serde_json::Value {
     let mut plugin = serde_json::json!({
         "type": PLUGIN,
         "socket": socket,
+        "capabilities": {"ips": true},
     });
     if let (Some(mtu), Some(map)) = (mtu, plugin.as_object_mut()) {
         map.insert("mtu".into(), mtu.into());
     }
     serde_json::json!({
-        "cniVersion": "1.0.0",
+        "cniVersion": version,
         "name": name,
         "plugins": [plugin],
     })
-}
-
-fn replace(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
-    let tmp = path.with_extension("ipipd-tmp");
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(contents)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the mode of {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 pub fn install(i: &Install) -> anyhow::Result<String> {
@@ -68,11 +63,11 @@ pub fn install(i: &Install) -> anyhow::Result<String> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let bin = i.bin_dir.join(PLUGIN);
-    replace(&bin, &binary, 0o755)?;
+    api::durable::write(&bin, &binary, 0o755)?;
     let conf = i.conf_dir.join(CONFLIST);
-    let mut text = serde_json::to_vec_pretty(&conflist(&i.name, &i.socket, i.mtu))?;
+    let mut text = serde_json::to_vec_pretty(&conflist(&i.name, &i.socket, i.mtu, &i.cni_version))?;
     text.push(b'\n');
-    replace(&conf, &text, 0o644)?;
+    api::durable::write(&conf, &text, 0o644)?;
     Ok(format!(
         "installed {} and {}",
         bin.display(),

@@ -5,7 +5,9 @@
 //! `ipipd-cni` plugin, the fuzz targets and the test harness.
 
 pub mod client;
+pub mod durable;
 pub mod protocol;
+pub mod spool;
 
 pub use client::{call, ClientError};
 pub use protocol::{Request, Response};

@@ -45,16 +45,23 @@ pub enum Request {
         pod_namespace: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pod_name: Option<String>,
+        /// The CNI network (`name` of its configuration) the allocation belongs to: GC of
+        /// one network must not release another's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
     },
     /// CNI CHECK: what the daemon holds for the handle.
     IpamGet {
         container_id: String,
         ifname: String,
     },
-    /// CNI GC: releases every pod allocation whose handle is not among `keep`
-    /// (`container_id.ifname`); answers with what it released.
+    /// CNI GC: releases every pod allocation of `network` whose handle is not among `keep`
+    /// (`container_id.ifname`); answers with what it released. Allocations recorded without
+    /// a network are only collected by a GC that names none.
     IpamGc {
         keep: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
     },
     /// CNI DEL: releases the handle's addresses and its workload route; succeeds when the
     /// handle holds nothing.
@@ -62,6 +69,9 @@ pub enum Request {
         container_id: String,
         ifname: String,
     },
+    /// CNI STATUS: `Ok` when an ADD could be served now, `IpamError { kind: Exhausted }`
+    /// when it could not (no free address and none obtainable).
+    IpamStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -336,7 +346,13 @@ mod tests {
                 interface: "cali1".into(),
                 pod_namespace: Some("default".into()),
                 pod_name: None,
+                network: Some("ipipd".into()),
             },
+            Request::IpamGc {
+                keep: vec!["c1.eth0".into()],
+                network: None,
+            },
+            Request::IpamStatus,
             Request::IpamRelease {
                 container_id: "c1".into(),
                 ifname: "eth0".into(),
@@ -345,6 +361,23 @@ mod tests {
             let line = serde_json::to_string(&r).unwrap_or_default();
             assert_eq!(parse_request(&line), Ok(r));
         }
+    }
+
+    #[test]
+    fn requests_of_plugins_that_name_no_network_still_parse() {
+        assert_eq!(
+            parse_request(r#"{"request":"ipam-gc","keep":["c1.eth0"]}"#),
+            Ok(Request::IpamGc {
+                keep: vec!["c1.eth0".into()],
+                network: None
+            })
+        );
+        assert!(matches!(
+            parse_request(
+                r#"{"request":"ipam-assign","container_id":"c","ifname":"eth0","interface":"cali1"}"#
+            ),
+            Ok(Request::IpamAssign { network: None, .. })
+        ));
     }
 
     #[test]

@@ -139,9 +139,21 @@ pub struct NetConf {
     pub mtu: Option<u32>,
     #[serde(default)]
     pub prev_result: Option<serde_json::Value>,
-    /// GC: the attachments that are still in use.
+    /// GC: the attachments of this network that are still in use.
     #[serde(default, rename = "cni.dev/valid-attachments")]
     pub valid_attachments: Option<Vec<Attachment>>,
+    /// Capability arguments the runtime passes (only those the plugin entry declares).
+    #[serde(default)]
+    pub runtime_config: RuntimeConfig,
+}
+
+/// `runtimeConfig`: the capabilities install-cni declares.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RuntimeConfig {
+    /// The `ips` capability: addresses the runtime asks for (`podman run --ip`), as
+    /// `address` or `address/prefix`.
+    #[serde(default)]
+    pub ips: Vec<String>,
 }
 
 /// One entry of `cni.dev/valid-attachments`.
@@ -320,5 +332,33 @@ mod tests {
             code(r#"{"cniVersion":"1.0.0","name":"n","type":"t","mtu":10}"#),
             Some(Code::InvalidConfig)
         );
+    }
+
+    #[test]
+    fn capability_arguments_and_gc_attachments() {
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.1.0","name":"n","type":"t",
+                "runtimeConfig":{"ips":["10.0.0.9/32"],"portMappings":[]},
+                "cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}]}"#,
+        );
+        let c = c.map_err(|e| e.msg);
+        assert_eq!(
+            c.as_ref().map(|c| c.runtime_config.ips.clone()),
+            Ok(vec!["10.0.0.9/32".to_string()])
+        );
+        assert_eq!(
+            c.as_ref().map(|c| c
+                .valid_attachments
+                .as_ref()
+                .map(|v| v[0].container_id.clone())),
+            Ok(Some("c1".to_string()))
+        );
+        let plain = NetConf::parse(br#"{"cniVersion":"1.1.0","name":"n","type":"t"}"#);
+        let plain = plain.map_err(|e| e.msg);
+        assert_eq!(
+            plain.as_ref().map(|c| c.runtime_config.ips.is_empty()),
+            Ok(true)
+        );
+        assert!(plain.is_ok_and(|c| c.valid_attachments.is_none()));
     }
 }

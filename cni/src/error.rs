@@ -15,7 +15,8 @@ pub enum Code {
     InvalidConfig,
     /// 11: try again later (the daemon is not answering; no free address).
     TryAgain,
-    /// 50: STATUS: the plugin cannot serve ADD now (the daemon is not answering).
+    /// 50: STATUS: the plugin cannot serve ADD now (the daemon is not answering, or has no
+    /// address to give).
     Unavailable,
     /// 100: the kernel refused to wire the pod.
     Kernel,
@@ -25,6 +26,9 @@ pub enum Code {
     Refused,
     /// 103: CHECK found the pod different from what it should be.
     CheckFailed,
+    /// 104: the runtime asked for something this plugin does not do yet (an address of
+    /// its choice, `runtimeConfig.ips`).
+    Unsupported,
 }
 
 impl Code {
@@ -40,6 +44,7 @@ impl Code {
             Code::InterfaceTaken => 101,
             Code::Refused => 102,
             Code::CheckFailed => 103,
+            Code::Unsupported => 104,
         }
     }
 }
@@ -60,8 +65,13 @@ impl CniError {
         }
     }
 
+    /// Adds to the details (after those there already are).
     pub fn details(mut self, details: impl Into<String>) -> CniError {
-        self.details = Some(details.into());
+        let details = details.into();
+        self.details = Some(match self.details.take() {
+            Some(before) => format!("{before}; {details}"),
+            None => details,
+        });
         self
     }
 

@@ -1,14 +1,23 @@
-//! ipipd-cni: the CNI plugin of ipipd (CNI spec 1.0.0; 0.3.1 and 0.4.0 configurations
-//! accepted).
+//! ipipd-cni: the CNI plugin of ipipd (CNI spec 1.1.0; 0.3.1, 0.4.0 and 1.0.0
+//! configurations accepted).
 //!
 //! It keeps no state of its own: addresses come from the ipipd daemon on the node (its
 //! control socket), which records them durably and routes the pod; the plugin does the
-//! netlink work on both sides of the pod's veth. See the README, "Pods: the CNI plugin".
+//! netlink work on both sides of the pod's veth. The one exception: a DEL while the daemon
+//! is not answering leaves its release on disk for the daemon (`spool`). See the README,
+//! "Pods: the CNI plugin".
 #![forbid(unsafe_code)]
 
+mod check;
 mod conf;
+mod daemon;
+mod del;
 mod error;
+mod gc;
+mod ns;
 mod pod;
+mod result;
+mod spool;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -65,7 +74,7 @@ fn run(stdin: &[u8]) -> Result<Option<serde_json::Value>, CniError> {
     runtime.block_on(async {
         match env.command {
             Command::Add => pod::add(&env, &conf).await.map(Some),
-            Command::Del => pod::del(&env, &conf).await.map(|()| None),
+            Command::Del => del::del(&env, &conf).await.map(|()| None),
             Command::Check => {
                 if !conf.has_check() {
                     return Err(CniError::new(
@@ -73,14 +82,14 @@ fn run(stdin: &[u8]) -> Result<Option<serde_json::Value>, CniError> {
                         "CHECK needs cniVersion 0.4.0 or later",
                     ));
                 }
-                pod::check(&env, &conf).await.map(|()| None)
+                check::check(&env, &conf).await.map(|()| None)
             }
             Command::Gc | Command::Status if !conf.has_gc() => Err(CniError::new(
                 Code::IncompatibleVersion,
                 "GC and STATUS need cniVersion 1.1.0",
             )),
-            Command::Gc => pod::gc(&conf).await.map(|()| None),
-            Command::Status => pod::status(&conf).map(|()| None),
+            Command::Gc => gc::gc(&conf).await.map(|()| None),
+            Command::Status => gc::status(&conf).map(|()| None),
             Command::Version => Ok(None),
         }
     })

@@ -30,7 +30,7 @@ pub use error::FibError;
 pub use fib::{Fib, FibEvent, Link, Op, TunnelSpec, Underlay};
 pub use installer::{Counts, Installer, Stats};
 pub use memory::{MemFib, MemHandle};
-pub use netlink::pod::{LinkRoute, PodNetlink};
+pub use netlink::pod::{LinkRoute, Peer, PodNetlink};
 pub use netlink::{ensure_tunnel, NetlinkFib};
 
 /// The IPIP mode, as in Calico's `ipipMode`.

@@ -47,6 +47,8 @@ impl Podman {
             .arg("--socket")
             .arg(socket)
             .args(["--name", &network])
+            // Debian's podman 4.3 (libcni 1.1) refuses CNI 1.1.0 results.
+            .args(["--cni-version", "1.0.0"])
             .output()
             .expect("install-cni");
         assert!(

@@ -58,6 +58,10 @@ pub struct Allocation {
     pub addresses: Vec<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodRef>,
+    /// The CNI network (its configuration's `name`) the allocation was made for; `None`
+    /// in records written before networks were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 /// The tunnel device's address: allocated under its own handle
@@ -75,6 +79,7 @@ pub struct Request {
     pub ifname: String,
     pub interface: String,
     pub pod: Option<PodRef>,
+    pub network: Option<String>,
 }
 
 impl Request {
@@ -273,6 +278,7 @@ impl Ipam {
             interface: request.interface.clone(),
             addresses,
             pod: request.pod.clone(),
+            network: request.network.clone(),
         };
         self.insert(allocation.clone());
         Ok(Assigned {
@@ -307,6 +313,17 @@ impl Ipam {
 
     pub fn get(&self, handle: &str) -> Option<&Allocation> {
         self.by_handle.get(handle)
+    }
+
+    /// CNI GC: the handles of `network` that `keep` does not hold. Another network's
+    /// allocations are never stale here; those recorded without a network belong to a GC
+    /// that names none.
+    pub fn stale(&self, keep: &[String], network: Option<&str>) -> Vec<String> {
+        self.by_handle
+            .values()
+            .filter(|a| a.network.as_deref() == network && !keep.contains(&a.handle))
+            .map(|a| a.handle.clone())
+            .collect()
     }
 
     pub fn allocations(&self) -> impl Iterator<Item = &Allocation> {

@@ -132,6 +132,7 @@ mod tests {
                 interface: "cali0123456789a".into(),
                 addresses: vec!["10.0.0.1".parse().unwrap_or(std::net::IpAddr::from([0; 4]))],
                 pod: None,
+                network: Some("ipipd".into()),
             }],
             tunnel: None,
         };

@@ -11,6 +11,9 @@ mod owner;
 mod pods;
 mod reload;
 pub mod settings;
+// Not called yet: the daemon's start and its periodic work are to release what DEL
+// spooled while the daemon was down.
+mod spool;
 mod views;
 mod workloads;
 
@@ -388,6 +391,7 @@ impl Daemon {
                 interface,
                 pod_namespace,
                 pod_name,
+                network,
             } => {
                 let request = ipam::Request {
                     container_id,
@@ -396,6 +400,7 @@ impl Daemon {
                     pod: pod_namespace
                         .zip(pod_name)
                         .map(|(namespace, name)| ipam::PodRef { namespace, name }),
+                    network,
                 };
                 self.ask(|r| Event::Assign(request, r)).await
             }
@@ -406,7 +411,7 @@ impl Daemon {
                 let handle = ipam::handle(&container_id, &ifname);
                 self.ask(|r| Event::Get(handle, r)).await
             }
-            Request::IpamGc { keep } => self.ask(|r| Event::Gc(keep, r)).await,
+            Request::IpamGc { keep, network } => self.ask(|r| Event::Gc(keep, network, r)).await,
             Request::IpamRelease {
                 container_id,
                 ifname,
@@ -414,6 +419,7 @@ impl Daemon {
                 let handle = ipam::handle(&container_id, &ifname);
                 self.ask(|r| Event::Release(handle, r)).await
             }
+            Request::IpamStatus => self.ask(Event::Status).await,
             Request::WorkloadAdd { ip, interface } => {
                 self.ask(|r| Event::WorkloadAdd(ip, interface, r)).await
             }

@@ -63,11 +63,11 @@ pub enum Event {
     Assign(ipam::Request, oneshot::Sender<Response>),
     Get(String, oneshot::Sender<Response>),
     Release(String, oneshot::Sender<Response>),
-    Gc(Vec<String>, oneshot::Sender<Response>),
+    /// CNI GC: keep these handles of the network named (if any), release the rest.
+    Gc(Vec<String>, Option<String>, oneshot::Sender<Response>),
     WorkloadAdd(IpAddr, String, oneshot::Sender<Response>),
     WorkloadDel(IpAddr, oneshot::Sender<Response>),
     /// Could an ADD be served now (CNI STATUS)?
-    #[allow(dead_code)]
     Status(oneshot::Sender<Response>),
     /// Look for empty blocks to give back now (the owner's own timer does it too).
     #[cfg(test)]

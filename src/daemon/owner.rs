@@ -106,7 +106,12 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
                     Some(ev) => self.handle(ev).await,
                     None => return,
                 },
-                _ = tick.tick(), if self.cluster.is_some() => self.release_empty_blocks().await,
+                // The first tick is at once: releases spooled while the daemon was down
+                // are applied before any ADD can be.
+                _ = tick.tick() => {
+                    self.release_spooled().await;
+                    self.release_empty_blocks().await;
+                }
             }
         }
     }
@@ -130,8 +135,8 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
                 self.publish().await;
                 let _ = reply.send(r);
             }
-            Event::Gc(keep, reply) => {
-                let r = self.pods.collect(&keep);
+            Event::Gc(keep, network, reply) => {
+                let r = self.pods.collect(&keep, network.as_deref());
                 self.publish().await;
                 let _ = reply.send(r);
             }
@@ -342,6 +347,32 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
                 message: format!("workload added but not persisted: {e:#}"),
             },
         }
+    }
+
+    /// Releases that DEL spooled while this daemon did not answer (`super::spool`). The
+    /// file is checked again here: an ADD of the handle removes it first, and ADDs are
+    /// events of this owner, so a release never hits the fresh allocation.
+    async fn release_spooled(&mut self) {
+        let socket = self.file.control.socket.clone();
+        let pending = super::spool::pending(&socket);
+        if pending.is_empty() {
+            return;
+        }
+        for (handle, path) in pending {
+            if !path.exists() {
+                continue;
+            }
+            match self.pods.release(&handle) {
+                Response::Released { released } => {
+                    tracing::info!(%handle, ?released, "a DEL spooled while ipipd did not answer: released");
+                    super::spool::done(&path);
+                }
+                other => {
+                    tracing::error!(%handle, answer = ?other, "a spooled DEL could not be applied; trying again later")
+                }
+            }
+        }
+        self.publish().await;
     }
 
     /// CNI STATUS: an ADD can be served when the node has a free address of every

@@ -313,6 +313,7 @@ fn run_steps(
                             ifname: "eth0".into(),
                             interface: format!("cali{next_pod}"),
                             pod: None,
+                            network: None,
                         };
                         let r = nodes[n].inbox.ask(|r| Event::Assign(request, r)).await;
                         if let Some(Response::Assigned(a)) = r {

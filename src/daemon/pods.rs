@@ -206,14 +206,10 @@ impl Pods {
         }
     }
 
-    /// CNI GC: releases every allocation whose handle is not in `keep`, recorded at once.
-    pub fn collect(&mut self, keep: &[String]) -> Response {
-        let stale: Vec<String> = self
-            .ipam
-            .allocations()
-            .filter(|a| !keep.contains(&a.handle))
-            .map(|a| a.handle.clone())
-            .collect();
+    /// CNI GC: releases every allocation of `network` whose handle is not in `keep`,
+    /// recorded at once.
+    pub fn collect(&mut self, keep: &[String], network: Option<&str>) -> Response {
+        let stale = self.ipam.stale(keep, network);
         let released: Vec<ipam::Allocation> =
             stale.iter().filter_map(|h| self.ipam.release(h)).collect();
         if released.is_empty() {

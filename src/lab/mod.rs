@@ -349,7 +349,12 @@ pub fn run(
 
 /// The pod's network configuration, as a runtime reads it from a `.conflist`.
 fn netconf(n: &Node) -> String {
-    let list = crate::install_cni::conflist("ipipd", &n.socket, None);
+    let list = crate::install_cni::conflist(
+        "ipipd",
+        &n.socket,
+        None,
+        crate::install_cni::CNI_VERSIONS[0],
+    );
     let mut conf = list["plugins"][0].clone();
     conf["cniVersion"] = list["cniVersion"].clone();
     conf["name"] = list["name"].clone();

@@ -66,6 +66,36 @@ pub(crate) fn parse_link(payload: &[u8]) -> Option<Link> {
     })
 }
 
+/// Where a device's other end is, from an `RTM_NEWLINK` body: `IFLA_LINK` (the peer's
+/// index) and `IFLA_LINK_NETNSID` (the peer's namespace as the reading socket's namespace
+/// numbers it; absent when the peer is in the same namespace).
+pub(crate) fn parse_link_peer(payload: &[u8]) -> Option<super::pod::Peer> {
+    const IFLA_LINK: u16 = 5;
+    const IFLA_LINK_NETNSID: u16 = 37;
+    let mut index = None;
+    let mut netnsid = None;
+    for (kind, value) in attributes(payload.get(16..)?) {
+        match kind {
+            IFLA_LINK => index = u32_at(value, 0),
+            IFLA_LINK_NETNSID => netnsid = u32_at(value, 0).map(|v| v as i32),
+            _ => {}
+        }
+    }
+    Some(super::pod::Peer {
+        index: index?,
+        netnsid,
+    })
+}
+
+/// The id an `RTM_NEWNSID` body gives a namespace (`NETNSA_NSID`), `None` when it has
+/// none (-1: not assigned).
+pub(crate) fn parse_nsid(payload: &[u8]) -> Option<i32> {
+    const NETNSA_NSID: u16 = 1;
+    // struct rtgenmsg, padded to 4 bytes, then the attributes.
+    let (_, value) = attributes(payload.get(4..)?).find(|(kind, _)| *kind == NETNSA_NSID)?;
+    Some(u32_at(value, 0)? as i32).filter(|id| *id >= 0)
+}
+
 /// The hardware address (`IFLA_ADDRESS`) of an `RTM_NEWLINK` body, as `aa:bb:…`.
 pub(crate) fn parse_link_mac(payload: &[u8]) -> Option<String> {
     const IFLA_ADDRESS: u16 = 1;
@@ -525,5 +555,35 @@ mod tests {
             })
         );
         assert_eq!(parse_link(&body[..10]), None);
+    }
+
+    #[test]
+    fn a_veth_peer_and_a_namespace_id_parse_by_hand() {
+        let attr = |body: &mut Vec<u8>, kind: u16, value: i32| {
+            body.extend_from_slice(&8u16.to_ne_bytes());
+            body.extend_from_slice(&kind.to_ne_bytes());
+            body.extend_from_slice(&value.to_ne_bytes());
+        };
+        let mut body = vec![0u8; 16];
+        attr(&mut body, 5, 2); // IFLA_LINK
+        attr(&mut body, 37, 0); // IFLA_LINK_NETNSID
+        assert_eq!(
+            parse_link_peer(&body),
+            Some(super::super::pod::Peer {
+                index: 2,
+                netnsid: Some(0)
+            })
+        );
+        // A device whose peer is in the same namespace, and one without a peer.
+        assert_eq!(parse_link_peer(&body[..24]).map(|p| p.netnsid), Some(None));
+        assert_eq!(parse_link_peer(&body[..16]), None);
+
+        let mut nsid = vec![0u8; 4];
+        attr(&mut nsid, 1, 3); // NETNSA_NSID
+        assert_eq!(parse_nsid(&nsid), Some(3));
+        let mut unassigned = vec![0u8; 4];
+        attr(&mut unassigned, 1, -1);
+        assert_eq!(parse_nsid(&unassigned), None);
+        assert_eq!(parse_nsid(&[]), None);
     }
 }

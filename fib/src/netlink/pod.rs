@@ -15,6 +15,7 @@ use netlink_packet_route::address::{AddressAttribute, AddressFlag, AddressMessag
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlag, LinkInfo, LinkMessage,
 };
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -35,6 +36,16 @@ pub struct LinkRoute {
 
 pub struct PodNetlink {
     socket: NlSocket,
+}
+
+/// The other end of a veth (or the lower device of a tunnel), as its own device sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// Its index, in its own namespace.
+    pub index: u32,
+    /// Its namespace's id in the asking socket's namespace; `None` when it is the same
+    /// namespace.
+    pub netnsid: Option<i32>,
 }
 
 fn kernel(what: String) -> impl FnOnce(std::io::Error) -> FibError {
@@ -83,6 +94,35 @@ impl PodNetlink {
             Ok(payload) => Ok(payload.as_deref().and_then(codec::parse_link_mac)),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(kernel(format!("look up {name}"))(e)),
+        }
+    }
+
+    /// The device called `name` and where its peer is (`None` for a device without one).
+    pub async fn link_peer(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<(Link, Option<Peer>)>, FibError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.socket.get(RouteNetlinkMessage::GetLink(msg)).await {
+            Ok(payload) => Ok(payload
+                .as_deref()
+                .and_then(|p| codec::parse_link(p).map(|link| (link, codec::parse_link_peer(p))))),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(kernel(format!("look up {name}"))(e)),
+        }
+    }
+
+    /// The id this socket's namespace gives the namespace `ns` (what a device's
+    /// [`Peer::netnsid`] holds when its peer is there); `None` when it has none yet: the
+    /// kernel gives one when a device's peer is first reported, so read the device first.
+    pub async fn netns_id(&mut self, ns: &File) -> Result<Option<i32>, FibError> {
+        let mut msg = NsidMessage::default();
+        msg.attributes
+            .push(NsidAttribute::Fd(ns.as_raw_fd() as u32));
+        match self.socket.get(RouteNetlinkMessage::GetNsId(msg)).await {
+            Ok(payload) => Ok(payload.as_deref().and_then(codec::parse_nsid)),
+            Err(e) => Err(kernel("look up a namespace's id".to_string())(e)),
         }
     }
 

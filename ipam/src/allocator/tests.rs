@@ -12,6 +12,7 @@ fn req(id: &str) -> Request {
         ifname: "eth0".into(),
         interface: format!("cali{id}"),
         pod: None,
+        network: None,
     }
 }
 fn v4(blocks: &[&str], reserved: &[&str]) -> Ipam {
@@ -138,6 +139,7 @@ fn bad_tokens_are_refused() {
             ifname: ifname.into(),
             interface: "cali1".into(),
             pod: None,
+            network: None,
         };
         assert!(
             matches!(ipam.assign(&r), Err(IpamError::Invalid { .. })),
@@ -310,4 +312,26 @@ fn a_recorded_tunnel_address_a_pod_holds_is_dropped_and_the_pod_kept() {
     assert!(refused.is_empty());
     assert_eq!(back.tunnel(), None);
     assert_eq!(back.allocated(), 1);
+}
+
+#[test]
+fn stale_handles_are_those_of_the_network_not_kept() {
+    let mut ipam = v4(&["10.0.0.0/26"], &[]);
+    for (id, network) in [
+        ("a", Some("n1")),
+        ("b", Some("n1")),
+        ("c", Some("n2")),
+        ("d", None),
+    ] {
+        let r = Request {
+            network: network.map(str::to_owned),
+            ..req(id)
+        };
+        assert!(ipam.assign(&r).is_ok(), "{id}");
+    }
+    let keep = vec!["a.eth0".to_string()];
+    assert_eq!(ipam.stale(&keep, Some("n1")), vec!["b.eth0".to_string()]);
+    assert_eq!(ipam.stale(&keep, Some("n2")), vec!["c.eth0".to_string()]);
+    assert_eq!(ipam.stale(&keep, None), vec!["d.eth0".to_string()]);
+    assert!(ipam.stale(&[], Some("n3")).is_empty());
 }

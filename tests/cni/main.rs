@@ -11,6 +11,8 @@ use interop::cni::{self, cali_links, Call};
 use interop::harness::{netns_path, require_root, wait_until, Lan, Netns};
 use interop::ipipd::{Ipipd, NodeConfig, WorkloadJson};
 
+mod conformance;
+
 const A: &str = "172.29.235.101";
 const B: &str = "172.29.235.130";
 const BLOCK_A: &str = "101.76.9.128/26";
@@ -415,6 +417,7 @@ fn daemon_killed_between_allocation_and_route() {
         interface: host_veth.into(),
         pod_namespace: None,
         pod_name: None,
+        network: Some("ipipd".into()),
     };
     let line = serde_json::to_string(&request).expect("encode") + "\n";
     s.write_all(line.as_bytes()).expect("send");
@@ -472,9 +475,16 @@ fn install_cni_writes_the_plugin_and_a_conflist() {
         &std::fs::read(dir.join("net.d/10-ipipd.conflist")).expect("conflist"),
     )
     .expect("conflist is JSON");
-    assert_eq!(conf["cniVersion"], "1.0.0");
+    assert_eq!(
+        conf["cniVersion"], "1.1.0",
+        "GC and STATUS reach the plugin"
+    );
     assert_eq!(conf["name"], "ipipd");
     assert_eq!(conf["plugins"][0]["type"], "ipipd-cni");
+    assert_eq!(
+        conf["plugins"][0]["capabilities"],
+        serde_json::json!({"ips": true})
+    );
     assert_eq!(conf["plugins"][0]["socket"], "/run/ipipd/test.sock");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dir.join("bin/ipipd-cni")).map(|m| m.permissions().mode());
