@@ -548,3 +548,44 @@ fn another_table_and_protocol_are_kept_apart() {
         "101.97.0.0/26 via 172.29.235.140 dev tunl0 onlink \n"
     );
 }
+
+/// The kernel flushes every route through a device whose last IPv4 address goes, and
+/// says nothing about it. Moving the tunnel address (a block given back) must never
+/// leave the tunnel without one, or every remote block's route silently leaves.
+#[test]
+fn moving_the_tunnel_address_keeps_the_routes_through_it() {
+    let ns = node("tunmove");
+    ns.run(|| async {
+        let installer = Installer::start(settings(Mode::Always))
+            .await
+            .expect("start");
+        let mut inputs = node_inputs();
+        inputs.workloads.clear();
+        installer.set_inputs(inputs.clone());
+        eventually_installed(&installer, "4 routes installed", |installed| {
+            installed.len() == 4
+        })
+        .await;
+        inputs.tunnel_address = Some("101.76.9.130".parse().expect("addr"));
+        installer.set_inputs(inputs);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        installer.stop(false).await.expect("stop");
+    });
+    let addrs = ns.ip(&["-4", "-o", "addr", "show", "dev", "tunl0"]);
+    let addrs: Vec<&str> = addrs
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
+    assert_eq!(addrs, ["101.76.9.130/32"]);
+    assert_routes(
+        &ns,
+        "-4",
+        "\
+blackhole 101.76.9.128/26 
+101.88.1.0/26 
+\tnexthop via 172.29.235.131 dev tunl0 weight 1 onlink 
+\tnexthop via 172.29.236.9 dev tunl0 weight 1 onlink 
+101.88.228.192/26 via 172.29.235.130 dev tunl0 onlink 
+",
+    );
+}

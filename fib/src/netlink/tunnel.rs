@@ -105,7 +105,11 @@ fn address_message(index: u32, address: Ipv4Addr) -> AddressMessage {
     msg
 }
 
-/// `address`/32 on the device, and no other /32 (an earlier block's address).
+/// `address`/32 on the device, and no other /32 (an earlier tunnel address).
+///
+/// The new address goes on before the old ones go: when a device loses its last IPv4
+/// address the kernel flushes every route through it, without a notification, so the
+/// tunnel must never be without one while routes go through it.
 async fn set_address(
     socket: &mut NlSocket,
     name: &str,
@@ -118,6 +122,16 @@ async fn set_address(
         .filter(|(i, _, _)| *i == index)
         .map(|(_, a, len)| (a, len))
         .collect();
+    if !present.contains(&(address, 32)) {
+        let msg = RouteNetlinkMessage::NewAddress(address_message(index, address));
+        socket
+            .request(msg, NLM_F_CREATE | NLM_F_REPLACE)
+            .await
+            .map_err(|source| FibError::Kernel {
+                what: format!("add {address}/32 to {name}"),
+                source,
+            })?;
+    }
     for (stale, _) in present
         .iter()
         .filter(|(a, len)| *len == 32 && *a != address)
@@ -133,16 +147,6 @@ async fn set_address(
                 })
             }
         }
-    }
-    if !present.contains(&(address, 32)) {
-        let msg = RouteNetlinkMessage::NewAddress(address_message(index, address));
-        socket
-            .request(msg, NLM_F_CREATE | NLM_F_REPLACE)
-            .await
-            .map_err(|source| FibError::Kernel {
-                what: format!("add {address}/32 to {name}"),
-                source,
-            })?;
     }
     Ok(())
 }
