@@ -16,6 +16,7 @@ mod parse;
 mod raw;
 mod reload;
 mod sections;
+pub mod selector;
 mod validate;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ pub use example::EXAMPLE;
 pub use model::*;
 pub use neighbors::{Neighbor, PeerKind};
 pub use reload::NeighborChanges;
+pub use selector::{Selector, SelectorError};
 
 use error::Sink;
 
