@@ -46,7 +46,8 @@ pub enum Command {
         identity: IdentityArgs,
     },
     /// Check a configuration file: exit 0 if valid, else print every error and exit 2.
-    /// Honours IPIPD_NODE_NAME, IPIPD_NODE_ADDRESS, IPIPD_SOCKET and IPIPD_STATE_DIR.
+    /// Honours IPIPD_NODE_NAME, IPIPD_NODE_ADDRESS, IPIPD_NODE_LABELS, IPIPD_SOCKET and
+    /// IPIPD_STATE_DIR.
     CheckConfig {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -146,6 +147,9 @@ pub struct IdentityArgs {
     /// Overrides node.address (env IPIPD_NODE_ADDRESS).
     #[arg(long)]
     pub node_address: Option<String>,
+    /// Replaces node.labels, e.g. rack=r1,zone=a (env IPIPD_NODE_LABELS).
+    #[arg(long)]
+    pub node_labels: Option<String>,
     /// Overrides control.socket (env IPIPD_SOCKET).
     #[arg(long)]
     pub socket: Option<String>,
@@ -159,6 +163,7 @@ impl IdentityArgs {
         config::Overrides::from_env().or(config::Overrides {
             node_name: self.node_name,
             node_address: self.node_address,
+            node_labels: self.node_labels,
             socket: self.socket,
             state_dir: self.state_dir,
         })

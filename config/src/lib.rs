@@ -13,6 +13,7 @@ mod messages;
 mod model;
 mod neighbors;
 mod parse;
+mod pools;
 mod raw;
 mod reload;
 mod sections;
