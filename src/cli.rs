@@ -59,6 +59,11 @@ pub enum Command {
         #[command(subcommand)]
         action: NodeAction,
     },
+    /// The pod address pools.
+    Pool {
+        #[command(subcommand)]
+        action: PoolAction,
+    },
     /// Show the daemon's state.
     Show {
         #[command(subcommand)]
@@ -176,6 +181,18 @@ pub enum NodeAction {
     /// every node drops its session and its routes.
     Remove {
         name: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolAction {
+    /// Each pool with its options, whether it selects this node, and its use: blocks
+    /// here and in the cluster (datastore mode), pod addresses here.
+    List {
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         socket: SocketArg,
     },
@@ -322,6 +339,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { what } => show(what),
+        Command::Pool {
+            action: PoolAction::List { json, socket },
+        } => match call(&socket, Request::PoolList)? {
+            Response::Pools { pools } => print_list(&pools, json, crate::show::pools_table),
+            r => Err(anyhow::anyhow!("unexpected answer from the daemon: {r:?}")),
+        },
         Command::Node {
             action: NodeAction::Remove { name, socket },
         } => {
