@@ -46,7 +46,8 @@ pub enum Command {
         identity: IdentityArgs,
     },
     /// Check a configuration file: exit 0 if valid, else print every error and exit 2.
-    /// Honours IPIPD_NODE_NAME, IPIPD_NODE_ADDRESS, IPIPD_SOCKET and IPIPD_STATE_DIR.
+    /// Honours IPIPD_NODE_NAME, IPIPD_NODE_ADDRESS, IPIPD_NODE_LABELS, IPIPD_SOCKET and
+    /// IPIPD_STATE_DIR.
     CheckConfig {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -57,6 +58,11 @@ pub enum Command {
     Node {
         #[command(subcommand)]
         action: NodeAction,
+    },
+    /// The pod address pools.
+    Pool {
+        #[command(subcommand)]
+        action: PoolAction,
     },
     /// Show the daemon's state.
     Show {
@@ -152,6 +158,9 @@ pub struct IdentityArgs {
     /// Overrides node.address (env IPIPD_NODE_ADDRESS).
     #[arg(long)]
     pub node_address: Option<String>,
+    /// Replaces node.labels, e.g. rack=r1,zone=a (env IPIPD_NODE_LABELS).
+    #[arg(long)]
+    pub node_labels: Option<String>,
     /// Overrides control.socket (env IPIPD_SOCKET).
     #[arg(long)]
     pub socket: Option<String>,
@@ -165,6 +174,7 @@ impl IdentityArgs {
         config::Overrides::from_env().or(config::Overrides {
             node_name: self.node_name,
             node_address: self.node_address,
+            node_labels: self.node_labels,
             socket: self.socket,
             state_dir: self.state_dir,
         })
@@ -177,6 +187,18 @@ pub enum NodeAction {
     /// every node drops its session and its routes.
     Remove {
         name: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolAction {
+    /// Each pool with its options, whether it selects this node, and its use: blocks
+    /// here and in the cluster (datastore mode), pod addresses here.
+    List {
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         socket: SocketArg,
     },
@@ -323,6 +345,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { what } => show(what),
+        Command::Pool {
+            action: PoolAction::List { json, socket },
+        } => match call(&socket, Request::PoolList)? {
+            Response::Pools { pools } => print_list(&pools, json, crate::show::pools_table),
+            r => Err(anyhow::anyhow!("unexpected answer from the daemon: {r:?}")),
+        },
         Command::Node {
             action: NodeAction::Remove { name, socket },
         } => {

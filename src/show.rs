@@ -1,6 +1,8 @@
 //! Text tables for `show peers`, `show routes`, `show blocks` and `workload list`.
 
-use crate::control::protocol::{BfdJson, BlockJson, NodeJson, PeerJson, RouteJson, WorkloadJson};
+use crate::control::protocol::{
+    BfdJson, BlockJson, NodeJson, PeerJson, PoolJson, RouteJson, WorkloadJson,
+};
 
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -138,6 +140,48 @@ pub fn blocks_table(blocks: &[BlockJson]) -> String {
         .collect();
     table(
         &["BLOCK", "NODE", "WHERE", "ALLOCATED", "STATE", "NEXT HOP"],
+        rows,
+    )
+}
+
+pub fn pools_table(pools: &[PoolJson]) -> String {
+    if pools.is_empty() {
+        return "no pools configured\n".into();
+    }
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
+    let rows = pools
+        .iter()
+        .map(|p| {
+            vec![
+                p.cidr.clone(),
+                format!("/{}", p.block_size),
+                yes(p.nat_outgoing),
+                yes(p.disabled),
+                yes(p.selected),
+                p.blocks.to_string(),
+                format!(
+                    "{}/{}",
+                    p.cluster_blocks.map_or("-".into(), |c| c.to_string()),
+                    p.total_blocks
+                ),
+                p.allocated.to_string(),
+                // Last: a selector may hold spaces.
+                p.node_selector.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "CIDR",
+            "BLOCKS OF",
+            "NAT OUTGOING",
+            "DISABLED",
+            "SELECTS THIS NODE",
+            "BLOCKS HERE",
+            "BLOCKS IN CLUSTER",
+            "PODS HERE",
+            "NODE SELECTOR",
+        ],
         rows,
     )
 }

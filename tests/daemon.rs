@@ -5,10 +5,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use interop::config::{NodeConfig, Peer};
+use interop::config::{NodeConfig, Peer, Pool};
 use interop::harness::{require_root, wait_until, Lan, Netns, Proc};
 use interop::ipipd::{
-    binary, is, BfdJson, BlockJson, Ipipd, NodeJson, PeerJson, RouteJson, WorkloadJson,
+    binary, is, BfdJson, BlockJson, Ipipd, NodeJson, PeerJson, PoolJson, RouteJson, WorkloadJson,
 };
 
 const A: &str = "172.29.235.101";
@@ -366,6 +366,107 @@ fn reload_adds_a_peer_without_touching_other_sessions_and_refuses_bad_config() {
         2
     );
     assert!(a.best(BLOCK_B).is_some() && a.best(BLOCK_C).is_some());
+}
+
+/// `pool list`: each pool's options as configured and this node's use; a reload
+/// applies `disabled` and the labels a selector reads, and refuses a new block size.
+#[test]
+fn pool_list_shows_options_and_use_and_follows_reloads() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = node(&mut lan, A);
+    let cfg = |disabled: bool, rack: &str, size: u8| {
+        node_config(A, &[BLOCK_A], &[A])
+            .pool_tables(vec![
+                Pool::new("101.64.0.0/10").nat_outgoing(),
+                Pool::new("10.244.0.0/16")
+                    .block_size(size)
+                    .disabled(disabled)
+                    .node_selector("rack == 'r2'"),
+            ])
+            .labels(&[("rack", rack)])
+            .toml()
+    };
+    let a = Ipipd::start(&na, &cfg(true, "r1", 24)).expect("start");
+    let assigned = api::call(
+        &a.socket,
+        &api::Request::IpamAssign {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+            interface: "cali1".into(),
+            pod_namespace: None,
+            pod_name: None,
+        },
+    )
+    .expect("assign");
+    assert!(
+        matches!(assigned, api::Response::Assigned(_)),
+        "{assigned:?}"
+    );
+
+    let pools = a.pools().expect("pools");
+    let [p, q] = &pools[..] else {
+        panic!("{pools:?}")
+    };
+    assert_eq!(p.cidr, "101.64.0.0/10");
+    assert_eq!(
+        (p.block_size, p.nat_outgoing, p.disabled),
+        (26, true, false)
+    );
+    assert_eq!((p.node_selector.as_str(), p.selected), ("all()", true));
+    assert_eq!((p.blocks, p.allocated, p.cluster_blocks), (1, 1, None));
+    assert_eq!(p.total_blocks, 1 << 16);
+    assert_eq!(q.cidr, "10.244.0.0/16");
+    assert_eq!(
+        (q.block_size, q.nat_outgoing, q.disabled),
+        (24, false, true)
+    );
+    assert_eq!(
+        (q.node_selector.as_str(), q.selected),
+        ("rack == 'r2'", false)
+    );
+    assert_eq!((q.blocks, q.allocated, q.total_blocks), (0, 0, 256));
+    a.same_shape::<Vec<PoolJson>>(&["pool", "list", "--json"])
+        .expect("pool list shape");
+    let raw = a.raw_json(&["pool", "list", "--json"]).expect("raw pools");
+    for key in [
+        "cidr",
+        "block_size",
+        "nat_outgoing",
+        "disabled",
+        "node_selector",
+    ] {
+        assert!(raw[0].get(key).is_some(), "{key} in {raw}");
+    }
+    let t = text(&a.cli(&["pool", "list"]).expect("pool list"));
+    assert!(t.starts_with("CIDR"), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("10.244.0.0/16") && l.trim_end().ends_with("rack == 'r2'")),
+        "{t}"
+    );
+
+    a.write_config(&cfg(false, "r2", 24)).expect("write");
+    let out = a.cli(&["reload"]).expect("reload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pools = a.pools().expect("pools");
+    let q = pools.get(1).expect("second pool");
+    assert!(!q.disabled && q.selected, "{q:?}");
+
+    a.write_config(&cfg(false, "r2", 25)).expect("write");
+    let out = a.cli(&["reload"]).expect("reload");
+    assert!(!out.status.success(), "a new block size was applied");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pool.block_size") && err.contains("restart"),
+        "{err}"
+    );
+    let pools = a.pools().expect("pools");
+    assert_eq!(pools.get(1).map(|q| q.block_size), Some(24));
 }
 
 #[test]

@@ -33,6 +33,8 @@ pub enum Request {
     },
     /// BFD sessions (`show bfd`).
     ShowBfd,
+    /// The pools with their options and use (`pool list`).
+    PoolList,
     /// CNI ADD: the addresses of a pod interface, new or held already by the handle
     /// `container_id.ifname`; recorded durably before the answer. The daemon installs the
     /// workload route `<ip> dev <interface>` as soon as that interface exists.
@@ -100,6 +102,9 @@ pub enum Response {
     },
     Bfd {
         sessions: Vec<BfdJson>,
+    },
+    Pools {
+        pools: Vec<PoolJson>,
     },
     /// A pod interface's addresses (IpamAssign, IpamGet).
     Assigned(AssignedJson),
@@ -185,6 +190,29 @@ pub struct BlockJson {
     pub state: String,
     /// The next hop (the owner's node address) of a learned block.
     pub next_hop: Option<IpAddr>,
+}
+
+/// One element of `pool list --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolJson {
+    pub cidr: String,
+    /// Prefix length of the blocks carved from the pool.
+    pub block_size: u8,
+    pub nat_outgoing: bool,
+    /// No new blocks or addresses from the pool.
+    pub disabled: bool,
+    pub node_selector: String,
+    /// `node_selector` selects this node's labels.
+    pub selected: bool,
+    /// Blocks of the pool this node holds.
+    pub blocks: u64,
+    /// Blocks of the pool held by any node, from the datastore; null with the file
+    /// datastore.
+    pub cluster_blocks: Option<u64>,
+    /// Blocks the pool holds in all (at most 2^64 - 1 is shown).
+    pub total_blocks: u64,
+    /// Pod addresses allocated from the pool on this node.
+    pub allocated: u64,
 }
 
 /// One element of `show peers --json`.
@@ -340,6 +368,7 @@ mod tests {
             Request::Reload,
             Request::ShowBlocks,
             Request::ShowBfd,
+            Request::PoolList,
             Request::IpamAssign {
                 container_id: "c1".into(),
                 ifname: "eth0".into(),

@@ -98,6 +98,28 @@ impl<'a> Sink<'a> {
         line_col(self.text, span.start).0
     }
 
+    /// Where byte `offset` of the string `value`, written at `span`, is in the file: inside
+    /// the quotes when the value is written as it reads (no escapes, one line); else the
+    /// start of the value, as the text and the value no longer line up.
+    pub(crate) fn in_string(
+        &self,
+        span: &Range<usize>,
+        value: &str,
+        offset: usize,
+    ) -> Range<usize> {
+        let written = self.text.get(span.clone()).unwrap_or("");
+        for quote in ["\"", "'"] {
+            let inner = written
+                .strip_prefix(quote)
+                .and_then(|w| w.strip_suffix(quote));
+            if inner == Some(value) && offset <= value.len() {
+                let at = span.start + quote.len() + offset;
+                return at..at;
+            }
+        }
+        span.clone()
+    }
+
     pub(crate) fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }

@@ -9,9 +9,11 @@ address = "172.29.235.101"          # node IP: router id, BGP source address, ne
 # address_v6 = "fd00::101"          # IPv6 next hop for IPv6 blocks
 asn = 64512                         # default 64512
 blocks = ["101.76.9.128/26"]        # this node's pod blocks (IPv4 and/or IPv6)
+# labels = { rack = "r1" }          # read by pools' node_selector; IPIPD_NODE_LABELS="rack=r1,zone=a" overrides
 
 [cluster]
 pools = ["101.64.0.0/10"]           # pod address pools: nothing outside them is announced, accepted or installed
+                                    # (or [[pool]] tables with cidr, block_size, nat_outgoing, disabled, node_selector)
 mesh = true                         # full-mesh iBGP with every address in `nodes`
 nodes = ["172.29.235.101", "172.29.235.130"]   # the node's own address may be listed; it is skipped
 # mesh_password = "secret"          # TCP-MD5 on mesh sessions (at most 80 bytes)

@@ -13,9 +13,11 @@ mod messages;
 mod model;
 mod neighbors;
 mod parse;
+mod pools;
 mod raw;
 mod reload;
 mod sections;
+pub mod selector;
 mod validate;
 
 use std::path::Path;
@@ -25,6 +27,7 @@ pub use example::EXAMPLE;
 pub use model::*;
 pub use neighbors::{Neighbor, PeerKind};
 pub use reload::NeighborChanges;
+pub use selector::{Selector, SelectorError};
 
 use error::Sink;
 

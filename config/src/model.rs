@@ -1,10 +1,13 @@
 //! The resolved configuration: every default applied, every value checked.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+use crate::selector::Selector;
 
 pub const DEFAULT_ASN: u32 = 64512;
 pub const DEFAULT_PORT: u16 = 179;
@@ -30,6 +33,9 @@ pub struct Config {
     pub cluster: Cluster,
     pub bgp: Bgp,
     pub peers: Vec<Peer>,
+    /// The pod address pools, from `[[pool]]` or `cluster.pools`; `cluster.pools` lists
+    /// their CIDRs.
+    pub pools: Vec<Pool>,
     pub ipip: Ipip,
     pub kernel: Kernel,
     pub control: Control,
@@ -46,10 +52,14 @@ pub struct Node {
     pub address_v6: Option<Ipv6Addr>,
     pub asn: u32,
     pub blocks: Vec<IpNet>,
+    /// What pools' `node_selector`s match (`node.labels`, or `IPIPD_NODE_LABELS`).
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cluster {
+    /// The CIDRs of [`Config::pools`]: nothing outside them is announced, accepted or
+    /// installed.
     pub pools: Vec<IpNet>,
     pub mesh: bool,
     pub nodes: Vec<IpAddr>,
@@ -58,6 +68,47 @@ pub struct Cluster {
     pub block_size: u8,
     /// Length of the IPv6 blocks.
     pub block_size_v6: u8,
+}
+
+/// One pod address pool: `[[pool]]`, or an entry of `cluster.pools` with the defaults.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pool {
+    pub cidr: IpNet,
+    /// Length of the blocks a datastore node claims from the pool: `cluster.block_size`
+    /// (`block_size_v6`) unless set, and the pool's own length for a pool shorter than
+    /// that (it is one block).
+    pub block_size: u8,
+    /// Masquerade pod traffic from this pool to destinations outside every pool.
+    pub nat_outgoing: bool,
+    /// No new blocks or addresses from the pool; the ones in use stay.
+    pub disabled: bool,
+    /// Which nodes may take blocks from the pool, by their labels.
+    pub node_selector: Selector,
+}
+
+impl Pool {
+    /// A pool as `cluster.pools` lists it: every option at its default.
+    pub fn with_defaults(cidr: IpNet, block_size: u8) -> Pool {
+        Pool {
+            cidr,
+            block_size: block_size.max(cidr.prefix_len()),
+            nat_outgoing: false,
+            disabled: false,
+            node_selector: Selector::all(),
+        }
+    }
+
+    /// Whether a node with `labels` may take new blocks and addresses from the pool.
+    pub fn open_to(&self, labels: &BTreeMap<String, String>) -> bool {
+        !self.disabled && self.node_selector.matches(labels)
+    }
+}
+
+impl Config {
+    /// The pools this node may take new blocks and addresses from.
+    pub fn open_pools(&self) -> impl Iterator<Item = &Pool> {
+        self.pools.iter().filter(|p| p.open_to(&self.node.labels))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -214,12 +265,14 @@ pub struct Datastore {
 }
 
 /// Values from the environment or the command line that replace the file's, so one
-/// file serves every node (`IPIPD_NODE_NAME`, `IPIPD_NODE_ADDRESS`, `IPIPD_SOCKET`,
-/// `IPIPD_STATE_DIR`).
+/// file serves every node (`IPIPD_NODE_NAME`, `IPIPD_NODE_ADDRESS`, `IPIPD_NODE_LABELS`,
+/// `IPIPD_SOCKET`, `IPIPD_STATE_DIR`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     pub node_name: Option<String>,
     pub node_address: Option<String>,
+    /// `rack=r1,zone=a`: replaces `node.labels` as a whole.
+    pub node_labels: Option<String>,
     pub socket: Option<String>,
     pub state_dir: Option<String>,
 }
@@ -231,6 +284,7 @@ impl Overrides {
         Overrides {
             node_name: var("IPIPD_NODE_NAME"),
             node_address: var("IPIPD_NODE_ADDRESS"),
+            node_labels: var("IPIPD_NODE_LABELS"),
             socket: var("IPIPD_SOCKET"),
             state_dir: var("IPIPD_STATE_DIR"),
         }
@@ -241,6 +295,7 @@ impl Overrides {
         Overrides {
             node_name: other.node_name.or(self.node_name),
             node_address: other.node_address.or(self.node_address),
+            node_labels: other.node_labels.or(self.node_labels),
             socket: other.socket.or(self.socket),
             state_dir: other.state_dir.or(self.state_dir),
         }

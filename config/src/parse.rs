@@ -21,6 +21,8 @@ pub(crate) struct Layout {
     pub node: Option<Range<usize>>,
     /// Each `[[peer]]`, in the order serde saw them.
     pub peers: Vec<Option<Range<usize>>>,
+    /// Each `[[pool]]`, likewise.
+    pub pools: Vec<Option<Range<usize>>>,
     /// Keys taken out because of an error, so that validation does not also call them missing.
     pub removed: Vec<Removed>,
 }
@@ -128,7 +130,7 @@ pub(crate) fn deserialize(text: &str, sink: &mut Sink<'_>) -> Option<(RawConfig,
     }
 }
 
-/// The top-level keys that hold one table each; `peer` holds an array of them.
+/// The top-level keys that hold one table each; `peer` and `pool` hold arrays of them.
 const SECTIONS: [&str; 9] = [
     "node",
     "cluster",
@@ -152,12 +154,13 @@ fn sections(root: &mut Table, sink: &mut Sink<'_>) -> Vec<Removed> {
         };
         let is_table = item.is_table() || item.is_inline_table();
         let what = item_kind(item);
+        let array = key == "peer" || key == "pool";
         let msg = if SECTIONS.contains(&key.as_str()) && !is_table {
             format!("`{key}` must be a table, written [{key}], got {what}")
-        } else if key == "peer" && is_table {
-            "`peer` must be an array of tables: write each peer as [[peer]]".to_owned()
-        } else if key == "peer" && !item.is_array_of_tables() && !item.is_array() {
-            format!("`peer` must be an array of tables, written [[peer]], got {what}")
+        } else if array && is_table {
+            format!("`{key}` must be an array of tables: write each {key} as [[{key}]]")
+        } else if array && !item.is_array_of_tables() && !item.is_array() {
+            format!("`{key}` must be an array of tables, written [[{key}]], got {what}")
         } else {
             continue;
         };
@@ -192,14 +195,15 @@ fn layout(root: &Table) -> Layout {
     let node = root
         .get_key_value("node")
         .and_then(|(k, v)| v.span().or_else(|| k.span()));
-    let peers = match root.get("peer") {
+    let spans = |key: &str| match root.get(key) {
         Some(Item::ArrayOfTables(aot)) => aot.iter().map(Table::span).collect(),
         Some(Item::Value(Value::Array(a))) => a.iter().map(Value::span).collect(),
         _ => Vec::new(),
     };
     Layout {
         node,
-        peers,
+        peers: spans("peer"),
+        pools: spans("pool"),
         removed: Vec::new(),
     }
 }

@@ -2,6 +2,8 @@
 //! that defaults and "missing key" messages are decided in validation, with the key's
 //! position at hand.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -17,6 +19,7 @@ pub(crate) struct RawConfig {
     pub cluster: Option<RawCluster>,
     pub bgp: Option<RawBgp>,
     pub peer: Option<Vec<RawPeer>>,
+    pub pool: Option<Vec<RawPool>>,
     pub ipip: Option<RawIpip>,
     pub kernel: Option<RawKernel>,
     pub control: Option<RawControl>,
@@ -33,6 +36,7 @@ pub(crate) struct RawNode {
     pub address_v6: Opt<String>,
     pub asn: Opt<u32>,
     pub blocks: List,
+    pub labels: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +78,16 @@ pub(crate) struct RawPeer {
     pub name: Opt<String>,
     pub shutdown: Opt<bool>,
     pub bfd: Opt<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPool {
+    pub cidr: Opt<String>,
+    pub block_size: Opt<u8>,
+    pub nat_outgoing: Opt<bool>,
+    pub disabled: Opt<bool>,
+    pub node_selector: Opt<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

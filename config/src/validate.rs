@@ -102,8 +102,19 @@ pub(crate) fn validate(
     if address_override.is_some() {
         address = address_override;
     }
-    let cluster = cluster(&raw_cluster, sink);
-    blocks_in_pools(&node.blocks, cluster.as_ref().ok(), sink);
+    let labels = crate::pools::labels(raw_node.labels.as_ref(), overrides, sink);
+    let mut cluster = cluster(&raw_cluster, sink);
+    let pools = crate::pools::pools(
+        &raw_cluster.pools,
+        raw.pool.unwrap_or_default(),
+        (cluster.block_size, cluster.block_size_v6),
+        layout,
+        sink,
+    );
+    if let Ok(pools) = &pools {
+        cluster.pools = pools.iter().map(|p| p.cidr).collect();
+        blocks_in_pools(&node.blocks, &cluster.pools, sink);
+    }
     let bgp = bgp(&raw.bgp.unwrap_or_default(), sink);
     let peers = peers(raw.peer.unwrap_or_default(), &node, address, layout, sink);
     let ipip = ipip(&raw.ipip.unwrap_or_default(), sink);
@@ -137,10 +148,12 @@ pub(crate) fn validate(
             address_v6: node.address_v6,
             asn: node.asn,
             blocks: node.blocks.into_iter().map(|(n, _)| n).collect(),
+            labels,
         },
-        cluster: cluster.ok()?,
+        cluster,
         bgp,
         peers,
+        pools: pools.ok()?,
         ipip,
         kernel,
         control,
@@ -232,18 +245,9 @@ fn node(
     )
 }
 
-/// `Err(())` when a pool is invalid: block checks against a partial list would mislead.
-fn cluster(raw: &RawCluster, sink: &mut Sink<'_>) -> Result<Cluster, ()> {
-    let mut pools_ok = true;
-    let mut pools = Vec::new();
-    for s in raw.pools.iter().flatten() {
-        match checks::cidr(sink, s, "pool") {
-            Some(n) => pools.push((n, s.span())),
-            None => pools_ok = false,
-        }
-    }
-    checks::overlaps(sink, &pools, "pool");
-
+/// `[cluster]` but its pools, which [`crate::pools::pools`] checks with the `[[pool]]`
+/// tables.
+fn cluster(raw: &RawCluster, sink: &mut Sink<'_>) -> Cluster {
     let mut nodes = Vec::new();
     let mut seen: HashMap<IpAddr, Range<usize>> = HashMap::new();
     for s in raw.nodes.iter().flatten() {
@@ -262,7 +266,7 @@ fn cluster(raw: &RawCluster, sink: &mut Sink<'_>) -> Result<Cluster, ()> {
         nodes.push(a);
     }
     let block_size = match &raw.block_size {
-        Some(s) if !(16..=30).contains(s.get_ref()) => {
+        Some(s) if !crate::pools::BLOCK_SIZES_V4.contains(s.get_ref()) => {
             sink.at(
                 Some(&s.span()),
                 format!(
@@ -276,7 +280,7 @@ fn cluster(raw: &RawCluster, sink: &mut Sink<'_>) -> Result<Cluster, ()> {
         None => DEFAULT_BLOCK_SIZE,
     };
     let block_size_v6 = match &raw.block_size_v6 {
-        Some(s) if !(96..=126).contains(s.get_ref()) => {
+        Some(s) if !crate::pools::BLOCK_SIZES_V6.contains(s.get_ref()) => {
             sink.at(
                 Some(&s.span()),
                 format!("block_size_v6 must be from 96 to 126, got {}", s.get_ref()),
@@ -290,36 +294,25 @@ fn cluster(raw: &RawCluster, sink: &mut Sink<'_>) -> Result<Cluster, ()> {
         .mesh_password
         .as_ref()
         .and_then(|s| checks::password(sink, s, "mesh_password"));
-    let cluster = Cluster {
-        pools: pools.into_iter().map(|(n, _)| n).collect(),
+    Cluster {
+        pools: Vec::new(),
         mesh: get(&raw.mesh).unwrap_or(true),
         nodes,
         mesh_password,
         block_size,
         block_size_v6,
-    };
-    if pools_ok {
-        Ok(cluster)
-    } else {
-        Err(())
     }
 }
 
-fn blocks_in_pools(
-    blocks: &[(IpNet, Range<usize>)],
-    cluster: Option<&Cluster>,
-    sink: &mut Sink<'_>,
-) {
-    let Some(cluster) = cluster else { return };
+fn blocks_in_pools(blocks: &[(IpNet, Range<usize>)], pools: &[IpNet], sink: &mut Sink<'_>) {
     for (block, span) in blocks {
-        if cluster.pools.iter().any(|p| p.contains(block)) {
+        if pools.iter().any(|p| p.contains(block)) {
             continue;
         }
-        let pools = if cluster.pools.is_empty() {
+        let pools = if pools.is_empty() {
             "no pools configured in [cluster]".to_owned()
         } else {
-            cluster
-                .pools
+            pools
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()

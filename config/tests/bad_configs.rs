@@ -60,7 +60,7 @@ fn unknown_keys_suggest_the_closest_valid_key() {
     );
     check(
         "node.address = \"1.2.3.4\"\nnode.bogus = 1\n",
-        &["t.toml:2:6: unknown key `bogus` in [node] (valid keys: `name`, `address`, `address_v6`, `asn`, `blocks`)"],
+        &["t.toml:2:6: unknown key `bogus` in [node] (valid keys: `name`, `address`, `address_v6`, `asn`, `blocks`, `labels`)"],
     );
 }
 
@@ -485,4 +485,100 @@ fn plaintext_etcd_endpoints_are_refused_next_to_tls_files() {
     assert!(Config::parse(&ok, "t.toml").is_ok(), "{ok}");
     let plain = with_node(&format!("{etcd}endpoints = [\"http://10.0.0.11:2379\"]\n"));
     assert!(Config::parse(&plain, "t.toml").is_ok(), "{plain}");
+}
+
+#[test]
+fn pools_as_tables() {
+    check(
+        &with_node("[cluster]\npools = [\"101.64.0.0/10\"]\n[[pool]]\ncidr = \"10.0.0.0/16\"\n"),
+        &[
+            "t.toml:5:1: pools are listed both in cluster.pools and as [[pool]] tables: keep one \
+           (cluster.pools = [...] stands for [[pool]] tables with the defaults)",
+        ],
+    );
+    check(
+        &with_node("[[pool]]\ncidr = \"10.0.0.0/16\"\n[[pool]]\ncidr = \"10.0.128.0/17\"\n"),
+        &["t.toml:6:8: pool 10.0.128.0/17 overlaps pool 10.0.0.0/16 (line 4)"],
+    );
+    check(
+        &with_node(
+            "[[pool]]\ncidr = \"10.0.0.0/16\"\nblock_size = 31\n\
+             [[pool]]\ncidr = \"fd00::/64\"\nblock_size = 26\n\
+             [[pool]]\ncidr = \"10.1.0.0/24\"\nblock_size = 20\n",
+        ),
+        &[
+            "t.toml:5:14: block_size must be from 16 to 30 for an IPv4 pool, got 31",
+            "t.toml:8:14: block_size must be from 96 to 126 for an IPv6 pool, got 26",
+            "t.toml:11:14: block_size 20 is shorter than the pool 10.1.0.0/24 itself: a block \
+             cannot be larger than its pool (use at least 24)",
+        ],
+    );
+    check(
+        &with_node("[[pool]]\nblock_size = 26\nbogus = 1\n"),
+        &[
+            "t.toml:3:1: missing key `cidr` in [[pool]]",
+            "t.toml:5:1: unknown key `bogus` in [[pool]] (valid keys: `cidr`, `block_size`, \
+             `nat_outgoing`, `disabled`, `node_selector`)",
+        ],
+    );
+    check(
+        &with_node("[[pool]]\ncidr = \"10.0.0.0/16\"\nnat_outgoin = true\n"),
+        &["t.toml:5:1: unknown key `nat_outgoin` in [[pool]]; did you mean `nat_outgoing`?"],
+    );
+    check(
+        &with_node("[pool]\ncidr = \"10.0.0.0/16\"\n"),
+        &["t.toml:3:2: `pool` must be an array of tables: write each pool as [[pool]]"],
+    );
+}
+
+/// The column points into the selector's text where it can (no escapes in the string).
+#[test]
+fn invalid_selectors_point_at_their_column() {
+    check(
+        &with_node("[[pool]]\ncidr = \"10.0.0.0/16\"\nnode_selector = \"rack = 'r1'\"\n"),
+        &[
+            "t.toml:5:23: invalid node_selector: expected == or != after the label \"rack\" \
+           (ipipd's selectors know ==, !=, has(), all(), !, &&, || and parentheses)",
+        ],
+    );
+    check(
+        &with_node(
+            "[[pool]]\ncidr = \"10.0.0.0/16\"\nnode_selector = 'has(rack) && zone == \"a'\n",
+        ),
+        &["t.toml:5:39: invalid node_selector: this value has no closing quote"],
+    );
+    // Escapes: the text and the value no longer line up; the value's start is shown.
+    check(
+        &with_node("[[pool]]\ncidr = \"10.0.0.0/16\"\nnode_selector = \"rack == \\\"r1\"\n"),
+        &["t.toml:5:17: invalid node_selector: this value has no closing quote"],
+    );
+    check(
+        &with_node("[[pool]]\ncidr = \"10.0.0.0/16\"\nnode_selector = \"\"\n"),
+        &["t.toml:5:18: invalid node_selector: node_selector is empty; \"all()\" selects every node"],
+    );
+}
+
+#[test]
+fn node_labels() {
+    check(
+        "[node]\naddress = \"172.29.235.101\"\nlabels = { \"a b\" = \"x\", rack = \"r 1\" }\n",
+        &[
+            "t.toml:3:12: label name \"a b\" must be 1 to 317 letters, digits, '-', '_', '.' or '/'",
+            "t.toml:3:32: label rack: value \"r 1\" must be at most 63 letters, digits, '-', '_' \
+             or '.' (as a Kubernetes label value)",
+        ],
+    );
+    let overrides = config::Overrides {
+        node_labels: Some("rack=r1,zone,rack=r2".into()),
+        ..config::Overrides::default()
+    };
+    let e = Config::parse_with(NODE, "t.toml", &overrides).expect_err("invalid");
+    let got: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            "t.toml:1:1: IPIPD_NODE_LABELS / --node-labels: \"zone\" is not KEY=VALUE",
+            "t.toml:1:1: IPIPD_NODE_LABELS / --node-labels: label \"rack\" is set twice",
+        ]
+    );
 }

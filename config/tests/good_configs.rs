@@ -350,3 +350,77 @@ fn bfd_defaults_and_per_peer_override() -> Result<(), config::Errors> {
     assert_eq!(pod.bfd.keeper, config::Keeper::External);
     Ok(())
 }
+
+fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn pools_as_tables_with_their_options() {
+    let c = parse(
+        "[node]\naddress = \"10.0.0.1\"\nlabels = { rack = \"r1\" }\n\
+         [cluster]\nblock_size = 28\nblock_size_v6 = 120\n\
+         [[pool]]\ncidr = \"10.244.0.0/16\"\nblock_size = 24\nnat_outgoing = true\n\
+         node_selector = \"rack == 'r2'\"\n\
+         [[pool]]\ncidr = \"10.245.0.0/16\"\ndisabled = true\n\
+         [[pool]]\ncidr = \"fd00:244::/64\"\n",
+    );
+    let cidrs: Vec<String> = c.pools.iter().map(|p| p.cidr.to_string()).collect();
+    assert_eq!(cidrs, ["10.244.0.0/16", "10.245.0.0/16", "fd00:244::/64"]);
+    assert_eq!(
+        c.cluster.pools,
+        c.pools.iter().map(|p| p.cidr).collect::<Vec<_>>(),
+        "cluster.pools lists the tables' CIDRs"
+    );
+    let sizes: Vec<u8> = c.pools.iter().map(|p| p.block_size).collect();
+    assert_eq!(sizes, [24, 28, 120], "own size, else the family's default");
+    let nat: Vec<bool> = c.pools.iter().map(|p| p.nat_outgoing).collect();
+    assert_eq!(nat, [true, false, false]);
+    let disabled: Vec<bool> = c.pools.iter().map(|p| p.disabled).collect();
+    assert_eq!(disabled, [false, true, false]);
+    assert_eq!(c.pools[0].node_selector.as_str(), "rack == 'r2'");
+    assert_eq!(c.pools[2].node_selector.as_str(), "all()");
+    assert_eq!(c.node.labels, labels(&[("rack", "r1")]));
+    // r1 is not selected by the first pool, the second is disabled.
+    let open: Vec<String> = c.open_pools().map(|p| p.cidr.to_string()).collect();
+    assert_eq!(open, ["fd00:244::/64"]);
+}
+
+#[test]
+fn cluster_pools_stand_for_tables_with_the_defaults() {
+    let c = parse(
+        "[node]\naddress = \"10.0.0.1\"\n[cluster]\n\
+         pools = [\"10.244.0.0/16\", \"10.9.0.0/28\", \"fd00::/64\"]\n",
+    );
+    let sizes: Vec<u8> = c.pools.iter().map(|p| p.block_size).collect();
+    // A pool shorter than a block is one block.
+    assert_eq!(sizes, [26, 28, 122]);
+    assert!(c
+        .pools
+        .iter()
+        .all(|p| !p.nat_outgoing && !p.disabled && p.node_selector.as_str() == "all()"));
+    assert_eq!(c.open_pools().count(), 3);
+    assert!(c.node.labels.is_empty());
+}
+
+/// `IPIPD_NODE_LABELS` replaces the file's labels as a whole.
+#[test]
+fn node_labels_from_the_environment_replace_the_file_s() {
+    let text = "[node]\naddress = \"10.0.0.1\"\nlabels = { rack = \"r1\", os = \"linux\" }\n";
+    let overrides = config::Overrides {
+        node_labels: Some(" rack=r2 , zone=a,".into()),
+        ..config::Overrides::default()
+    };
+    let c = match Config::parse_with(text, "t.toml", &overrides) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.node.labels, labels(&[("rack", "r2"), ("zone", "a")]));
+    assert_eq!(
+        parse(text).node.labels,
+        labels(&[("os", "linux"), ("rack", "r1")])
+    );
+}

@@ -19,6 +19,7 @@ fn section() -> impl Strategy<Value = String> {
         Just("[cluster]\n".to_owned()),
         Just("[bgp]\n".to_owned()),
         Just("[[peer]]\n".to_owned()),
+        Just("[[pool]]\n".to_owned()),
         Just("[ipip]\n".to_owned()),
         Just("[kernel]\n".to_owned()),
         Just("[control]\n".to_owned()),
@@ -47,6 +48,10 @@ fn key_value() -> impl Strategy<Value = String> {
             "rr_client",
             "route_reflector",
             "passwd",
+            "cidr",
+            "block_size",
+            "node_selector",
+            "labels",
             "x.y",
         ]),
         prop::sample::select(vec![
@@ -64,6 +69,8 @@ fn key_value() -> impl Strategy<Value = String> {
             "1979-05-27",
             "1.5",
             "\"fd00::1\"",
+            "\"has(a) && (b == 'c'\"",
+            "{ rack = \"r1\" }",
         ]),
     )
         .prop_map(|(k, v)| format!("{k} = {v}\n"))

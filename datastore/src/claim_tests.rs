@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use proptest::prelude::*;
 
 use crate::kv::{Compare, Kv, Op, Range, TxnResult, Watch};
-use crate::model::{BlockState, NodeRecord, PoolsRecord};
+use crate::model::{BlockState, NodeRecord, PoolLayout, PoolsRecord};
 use crate::{Datastore, Error, MemoryKv};
 
 /// A [`MemoryKv`] that yields to the scheduler a chosen number of times before each
@@ -58,6 +58,7 @@ fn pools(pool: &str, size: u8) -> PoolsRecord {
         pools: vec![pool.parse().unwrap_or_else(|e| panic!("{e}"))],
         block_size_v4: size,
         block_size_v6: 122,
+        block_sizes: BTreeMap::new(),
     }
 }
 
@@ -100,7 +101,7 @@ fn race(nodes: usize, claims: usize, blocks: u32, yields: Vec<u8>) -> (Vec<Vec<I
                 let mut got = Vec::new();
                 for _ in 0..claims {
                     let any: IpNet = "10.0.0.0/8".parse().unwrap_or_else(|e| panic!("{e}"));
-                    match ds.claim(&node(i).name, &p, &any).await {
+                    match ds.claim(&node(i).name, &p.layouts(), &any).await {
                         Ok(b) => got.push(b),
                         Err(Error::NoFreeBlock { .. }) => break,
                         Err(e) => panic!("{e}"),
@@ -182,22 +183,22 @@ fn release_then_claim_again_and_remove_node() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let a = ds
-            .claim("node-0", &p, &any)
+            .claim("node-0", &p.layouts(), &any)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let b = ds
-            .claim("node-1", &p, &any)
+            .claim("node-1", &p.layouts(), &any)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(a, b);
         assert!(matches!(
-            ds.claim("node-1", &p, &any).await,
+            ds.claim("node-1", &p.layouts(), &any).await,
             Err(Error::NoFreeBlock { .. })
         ));
         assert!(ds.release("node-0", &a).await.unwrap_or(false));
         // Not the owner: nothing happens.
         assert!(!ds.release("node-0", &b).await.unwrap_or(true));
-        assert_eq!(ds.claim("node-1", &p, &any).await.ok(), Some(a));
+        assert_eq!(ds.claim("node-1", &p.layouts(), &any).await.ok(), Some(a));
         let gone = ds.remove_node("node-1").await.unwrap_or_default();
         assert_eq!(gone.len(), 2);
         let snap = ds.snapshot().await.unwrap_or_default();
@@ -267,9 +268,97 @@ fn an_outage_is_an_error_not_a_claim() {
         let ds = Datastore::new(kv.clone(), "/t");
         let p = pools("10.64.0.0/27", 28);
         kv.set_down(true);
-        let e = ds.claim("node-0", &p, &p.pools[0]).await;
+        let e = ds.claim("node-0", &p.layouts(), &p.pools[0]).await;
         assert!(matches!(e, Err(Error::Unreachable { .. })), "{e:?}");
         kv.set_down(false);
-        assert!(ds.claim("node-0", &p, &p.pools[0]).await.is_ok());
+        assert!(ds.claim("node-0", &p.layouts(), &p.pools[0]).await.is_ok());
+    });
+}
+
+fn layout(cidr: &str, block_size: u8) -> PoolLayout {
+    PoolLayout {
+        cidr: cidr.parse().unwrap_or_else(|e| panic!("{e}")),
+        block_size,
+    }
+}
+
+#[test]
+fn each_pool_is_cut_in_blocks_of_its_own_size() {
+    runtime().block_on(async {
+        let ds = Datastore::new(MemoryKv::new(), "/t");
+        let small = layout("10.64.0.0/24", 28);
+        let large = layout("10.65.0.0/24", 26);
+        let any = small.cidr;
+        let b = ds.claim("node-0", &[large], &any).await;
+        assert_eq!(b.ok(), "10.65.0.0/26".parse().ok());
+        let b = ds.claim("node-0", &[small, large], &any).await;
+        assert_eq!(b.ok(), "10.64.0.0/28".parse().ok());
+        // Only the pools given are walked: a caller leaves out those a node may not use.
+        let e = ds.claim("node-0", &[], &any).await;
+        assert!(matches!(e, Err(Error::NoFreeBlock { .. })), "{e:?}");
+        let v6 = "fd00::/120".parse().unwrap_or_else(|e| panic!("{e}"));
+        let e = ds.claim("node-0", &[small, large], &v6).await;
+        assert!(matches!(e, Err(Error::NoFreeBlock { .. })), "{e:?}");
+    });
+}
+
+/// Nodes of the previous version wrote (and read) the record without per-pool sizes and
+/// refuse unknown fields: pools at the family sizes are written exactly as they were.
+#[test]
+fn the_pools_record_stays_readable_both_ways() {
+    let old = r#"{"pools":["10.64.0.0/16","10.9.0.0/28"],"block_size_v4":26,"block_size_v6":122}"#;
+    let read: PoolsRecord = serde_json::from_str(old).unwrap_or_else(|e| panic!("{e}"));
+    let ours = PoolsRecord::new(
+        &[layout("10.64.0.0/16", 26), layout("10.9.0.0/28", 28)],
+        26,
+        122,
+    );
+    assert!(read.same_layout(&ours));
+    assert_eq!(serde_json::to_string(&ours).ok().as_deref(), Some(old));
+
+    let sized = PoolsRecord::new(
+        &[layout("10.64.0.0/16", 24), layout("10.9.0.0/28", 28)],
+        26,
+        122,
+    );
+    let text = serde_json::to_string(&sized).unwrap_or_default();
+    assert!(
+        text.contains(r#""block_sizes":{"10.64.0.0/16":24}"#),
+        "{text}"
+    );
+    let back: PoolsRecord = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, sized);
+    assert!(!sized.same_layout(&ours));
+    // The order pools are listed in is no difference.
+    let reordered = PoolsRecord::new(
+        &[layout("10.9.0.0/28", 28), layout("10.64.0.0/16", 24)],
+        26,
+        122,
+    );
+    assert!(reordered.same_layout(&sized));
+}
+
+#[test]
+fn nodes_with_other_block_sizes_are_refused() {
+    runtime().block_on(async {
+        let kv = MemoryKv::new();
+        let ds = Datastore::new(kv.clone(), "/t");
+        let old = br#"{"pools":["10.64.0.0/16"],"block_size_v4":26,"block_size_v6":122}"#;
+        let _ = kv
+            .txn(
+                vec![],
+                vec![Op::Put(ds.keys().pools(), old.to_vec())],
+                vec![],
+            )
+            .await;
+        let same = PoolsRecord::new(&[layout("10.64.0.0/16", 26)], 26, 122);
+        assert!(ds.ensure_pools(&same).await.is_ok());
+        let other = PoolsRecord::new(&[layout("10.64.0.0/16", 24)], 26, 122);
+        let e = ds.ensure_pools(&other).await.err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("10.64.0.0/16 in /24")),
+            "{e:?}"
+        );
     });
 }

@@ -21,7 +21,7 @@ use ipnet::IpNet;
 
 use crate::kv::{Compare, Kv, Op, Watch};
 use crate::model::{
-    AffinityRecord, BlockRecord, BlockState, Keys, NodeRecord, PoolsRecord, Snapshot,
+    AffinityRecord, BlockRecord, BlockState, Keys, NodeRecord, PoolLayout, PoolsRecord, Snapshot,
 };
 use crate::Error;
 use settle::Settled;
@@ -68,7 +68,7 @@ impl<K: Kv> Datastore<K> {
         self.kv.watch(&self.keys.root(), revision).await
     }
 
-    /// Records the pools if none are, else checks they are these.
+    /// Records the pools if none are, else checks they cut the same blocks.
     pub async fn ensure_pools(&self, pools: &PoolsRecord) -> Result<(), Error> {
         let key = self.keys.pools();
         let written = self
@@ -89,7 +89,7 @@ impl<K: Kv> Datastore<K> {
         }
         let theirs = self.snapshot().await?.pools;
         match theirs {
-            Some(t) if t == *pools => Ok(()),
+            Some(t) if t.same_layout(pools) => Ok(()),
             other => Err(Error::PoolsDiffer {
                 ours: describe_pools(Some(pools)),
                 theirs: describe_pools(other.as_ref()),
@@ -187,12 +187,13 @@ impl<K: Kv> Datastore<K> {
         .await
     }
 
-    /// Claims one free block of the family of `family_of` from the pools; returns it
-    /// confirmed. [`Error::NoFreeBlock`] when every block is taken.
+    /// Claims one free block of the family of `family_of` from `pools`, each cut into
+    /// blocks of its own size; returns it confirmed. [`Error::NoFreeBlock`] when every
+    /// block is taken. Which pools a node may use is the caller's decision.
     pub async fn claim(
         &self,
         node: &str,
-        pools: &PoolsRecord,
+        pools: &[PoolLayout],
         family_of: &IpNet,
     ) -> Result<IpNet, Error> {
         let snap = self.snapshot().await?;
@@ -209,12 +210,11 @@ impl<K: Kv> Datastore<K> {
         let mut taken: BTreeSet<IpNet> = snap.blocks.into_keys().collect();
         let mut skipped = 0usize;
         for pool in pools
-            .pools
             .iter()
-            .filter(|p| p.addr().is_ipv4() == family_of.addr().is_ipv4())
+            .filter(|p| p.cidr.addr().is_ipv4() == family_of.addr().is_ipv4())
         {
-            let size = pools.block_size(pool).max(pool.prefix_len());
-            let Ok(subnets) = pool.subnets(size) else {
+            let size = pool.block_size.max(pool.cidr.prefix_len());
+            let Ok(subnets) = pool.cidr.subnets(size) else {
                 continue;
             };
             for net in subnets {
@@ -232,7 +232,7 @@ impl<K: Kv> Datastore<K> {
             }
         }
         Err(Error::NoFreeBlock {
-            pools: describe_pools(Some(pools)),
+            pools: describe_layouts(pools),
         })
     }
 
@@ -427,12 +427,34 @@ fn describe_pools(p: Option<&PoolsRecord>) -> String {
         None => "none".into(),
         Some(p) => {
             let list: Vec<String> = p.pools.iter().map(|n| n.to_string()).collect();
+            let own: Vec<String> = p
+                .block_sizes
+                .iter()
+                .map(|(n, s)| format!("{n} in /{s}"))
+                .collect();
+            let own = if own.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", own.join(", "))
+            };
             format!(
-                "[{}] with /{} (IPv4) and /{} (IPv6) blocks",
+                "[{}] with /{} (IPv4) and /{} (IPv6) blocks{own}",
                 list.join(", "),
                 p.block_size_v4,
                 p.block_size_v6
             )
         }
+    }
+}
+
+fn describe_layouts(pools: &[PoolLayout]) -> String {
+    let list: Vec<String> = pools
+        .iter()
+        .map(|p| format!("{} in /{}", p.cidr, p.block_size))
+        .collect();
+    if list.is_empty() {
+        "(none given)".into()
+    } else {
+        list.join(", ")
     }
 }

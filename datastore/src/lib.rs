@@ -24,7 +24,9 @@ pub use cluster::Datastore;
 pub use etcd::{EtcdKv, EtcdSettings};
 pub use kv::{Kv, WatchEvent};
 pub use memory::MemoryKv;
-pub use model::{Block, BlockRecord, BlockState, Keys, NodeRecord, PoolsRecord, Snapshot};
+pub use model::{
+    Block, BlockRecord, BlockState, Keys, NodeRecord, PoolLayout, PoolsRecord, Snapshot,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -49,7 +51,7 @@ pub enum Error {
     Tls(String),
     #[error("no free block left in the pools {pools}")]
     NoFreeBlock { pools: String },
-    #[error("cluster.pools here are {ours}, but the datastore ({key}) records {theirs}; every node must run with the same pools")]
+    #[error("the pools here are {ours}, but the datastore ({key}) records {theirs}; every node must run with the same pools and block sizes")]
     PoolsDiffer {
         ours: String,
         theirs: String,

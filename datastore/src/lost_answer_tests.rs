@@ -94,6 +94,7 @@ fn pools(pool: &str) -> PoolsRecord {
         pools: vec![net(pool)],
         block_size_v4: 28,
         block_size_v6: 122,
+        block_sizes: BTreeMap::new(),
     }
 }
 
@@ -156,7 +157,7 @@ fn a_claim_whose_answer_is_lost_returns_the_block_it_took() {
         let kv = LosesAnswers::new(fates, Vec::new());
         let ds = Datastore::new(kv.clone(), "/t");
         let p = pools("10.64.0.0/27");
-        let got = runtime().block_on(ds.claim("node-0", &p, &p.pools[0]));
+        let got = runtime().block_on(ds.claim("node-0", &p.layouts(), &p.pools[0]));
         assert_eq!(
             got.as_ref().ok(),
             Some(&net("10.64.0.0/28")),
@@ -174,8 +175,8 @@ fn a_claim_with_every_answer_lost_still_returns_its_block() {
     let ds = Datastore::new(kv.clone(), "/t");
     let p = pools("10.64.0.0/27");
     let rt = runtime();
-    let a = rt.block_on(ds.claim("node-0", &p, &p.pools[0]));
-    let b = rt.block_on(ds.claim("node-1", &p, &p.pools[0]));
+    let a = rt.block_on(ds.claim("node-0", &p.layouts(), &p.pools[0]));
+    let b = rt.block_on(ds.claim("node-1", &p.layouts(), &p.pools[0]));
     assert_eq!(a.ok(), Some(net("10.64.0.0/28")));
     assert_eq!(b.ok(), Some(net("10.64.0.16/28")));
     let owned = BTreeMap::from([
@@ -198,7 +199,7 @@ fn the_next_claim_adopts_a_block_an_earlier_claim_left_pending() {
     let pending = br#"{"node":"node-0","state":"pending"}"#.to_vec();
     rt.block_on(kv.inner.txn(vec![], vec![Op::Put(block, pending)], vec![]))
         .unwrap_or_else(|e| panic!("{e}"));
-    let got = rt.block_on(ds.claim("node-0", &p, &p.pools[0]));
+    let got = rt.block_on(ds.claim("node-0", &p.layouts(), &p.pools[0]));
     assert_eq!(got.ok(), Some(net("10.64.0.16/28")));
     let owned = BTreeMap::from([(net("10.64.0.16/28"), "node-0".to_owned())]);
     assert_owned_exactly(&kv.inner, &owned);
@@ -216,7 +217,7 @@ fn a_release_whose_answers_are_lost_is_done_and_idempotent() {
         let p = pools("10.64.0.0/27");
         let rt = runtime();
         let b = rt
-            .block_on(ds.claim("node-0", &p, &p.pools[0]))
+            .block_on(ds.claim("node-0", &p.layouts(), &p.pools[0]))
             .unwrap_or_else(|e| panic!("{e}"));
         kv.fates
             .lock()
@@ -259,7 +260,7 @@ fn race(nodes: usize, claims: usize, fates: Vec<Fate>, yields: Vec<u8>) {
             tasks.push(tokio::spawn(async move {
                 let mut got = Vec::new();
                 for _ in 0..claims {
-                    match ds.claim(&node(i).name, &p, &p.pools[0]).await {
+                    match ds.claim(&node(i).name, &p.layouts(), &p.pools[0]).await {
                         Ok(b) => got.push(b),
                         Err(Error::NoFreeBlock { .. }) => break,
                         Err(e) => panic!("node-{i}: {e}"),

@@ -68,21 +68,80 @@ pub struct AffinityRecord {
     pub state: BlockState,
 }
 
-/// `<prefix>/config/pools`: the pools every node must agree on.
+/// How a pool is cut into blocks: what a claim walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PoolLayout {
+    pub cidr: IpNet,
+    /// Prefix length of the pool's blocks, at least the pool's own.
+    pub block_size: u8,
+}
+
+/// `<prefix>/config/pools`: the pools every node must agree on. Only what shapes the
+/// blocks is here; options a reload applies (`disabled`, `node_selector`, ...) are
+/// each node's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolsRecord {
     pub pools: Vec<IpNet>,
     pub block_size_v4: u8,
     pub block_size_v6: u8,
+    /// Pools whose blocks are not of their family's size. Absent from the records of
+    /// earlier versions, and written only when not empty: those versions refuse unknown
+    /// fields, and still read the record of pools that all use the family sizes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub block_sizes: BTreeMap<IpNet, u8>,
 }
 
 impl PoolsRecord {
-    pub fn block_size(&self, net: &IpNet) -> u8 {
-        match net {
+    /// The record of `pools`, with `v4` and `v6` as the families' block sizes.
+    pub fn new(pools: &[PoolLayout], v4: u8, v6: u8) -> PoolsRecord {
+        let mut record = PoolsRecord {
+            pools: pools.iter().map(|p| p.cidr).collect(),
+            block_size_v4: v4,
+            block_size_v6: v6,
+            block_sizes: BTreeMap::new(),
+        };
+        for p in pools {
+            if record.block_size(&p.cidr) != p.block_size {
+                record.block_sizes.insert(p.cidr, p.block_size);
+            }
+        }
+        record
+    }
+
+    /// Each pool with its block length; a pool shorter than its family's blocks is one
+    /// block, as it always was.
+    pub fn layouts(&self) -> Vec<PoolLayout> {
+        self.pools
+            .iter()
+            .map(|p| PoolLayout {
+                cidr: *p,
+                block_size: self.block_size(p),
+            })
+            .collect()
+    }
+
+    /// Whether both records cut the same pools into the same blocks, however written:
+    /// what every node must agree on.
+    pub fn same_layout(&self, other: &PoolsRecord) -> bool {
+        let sorted = |r: &PoolsRecord| {
+            let mut l = r.layouts();
+            l.sort();
+            l
+        };
+        sorted(self) == sorted(other)
+    }
+
+    fn block_size(&self, pool: &IpNet) -> u8 {
+        let family = match pool {
             IpNet::V4(_) => self.block_size_v4,
             IpNet::V6(_) => self.block_size_v6,
-        }
+        };
+        self.block_sizes
+            .get(pool)
+            .copied()
+            .unwrap_or(family)
+            .max(pool.prefix_len())
     }
 }
 

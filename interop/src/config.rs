@@ -18,6 +18,9 @@ pub struct NodeConfig {
     pub bgp: Bgp,
     #[serde(rename = "peer", skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<Peer>,
+    /// `[[pool]]` tables (instead of `cluster.pools`).
+    #[serde(rename = "pool", skip_serializing_if = "Vec::is_empty")]
+    pub pool_tables: Vec<Pool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipip: Option<Ipip>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,6 +49,8 @@ pub struct Node {
     pub asn: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocks: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `[cluster]`.
@@ -163,6 +168,50 @@ impl Peer {
 
     pub fn shutdown(mut self) -> Peer {
         self.shutdown = Some(true);
+        self
+    }
+}
+
+/// One `[[pool]]`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Pool {
+    pub cidr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_outgoing: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<String>,
+}
+
+impl Pool {
+    /// A pool at `cidr` with every option at its default.
+    pub fn new(cidr: &str) -> Pool {
+        Pool {
+            cidr: cidr.to_owned(),
+            ..Pool::default()
+        }
+    }
+
+    pub fn block_size(mut self, size: u8) -> Pool {
+        self.block_size = Some(size);
+        self
+    }
+
+    pub fn nat_outgoing(mut self) -> Pool {
+        self.nat_outgoing = Some(true);
+        self
+    }
+
+    pub fn disabled(mut self, disabled: bool) -> Pool {
+        self.disabled = Some(disabled);
+        self
+    }
+
+    pub fn node_selector(mut self, selector: &str) -> Pool {
+        self.node_selector = Some(selector.to_owned());
         self
     }
 }
@@ -309,6 +358,24 @@ impl NodeConfig {
     /// Replaces the pools.
     pub fn pools(mut self, pools: &[&str]) -> NodeConfig {
         self.cluster.pools = Some(owned(pools));
+        self
+    }
+
+    /// Replaces the pools by `[[pool]]` tables.
+    pub fn pool_tables(mut self, pools: Vec<Pool>) -> NodeConfig {
+        self.cluster.pools = None;
+        self.pool_tables = pools;
+        self
+    }
+
+    /// `node.labels`, which the pools' `node_selector`s read.
+    pub fn labels(mut self, labels: &[(&str, &str)]) -> NodeConfig {
+        self.node.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
         self
     }
 

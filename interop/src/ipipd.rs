@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 
-pub use api::protocol::{BfdJson, BlockJson, NodeJson, PeerJson, RouteJson, WorkloadJson};
+pub use api::protocol::{
+    BfdJson, BlockJson, NodeJson, PeerJson, PoolJson, RouteJson, WorkloadJson,
+};
 
 pub use crate::config::NodeConfig;
 use crate::harness::{wait_until, Netns, Proc, TempDir};
@@ -183,6 +185,11 @@ impl<'a> Ipipd<'a> {
     /// `show bfd --json`.
     pub fn bfd(&self) -> Result<Vec<BfdJson>> {
         self.typed(&["show", "bfd", "--json"])
+    }
+
+    /// `pool list --json`.
+    pub fn pools(&self) -> Result<Vec<PoolJson>> {
+        self.typed(&["pool", "list", "--json"])
     }
 
     /// `workload list --json`.

@@ -150,6 +150,9 @@ fn check_token(what: &'static str, value: &str, max: usize) -> Result<(), IpamEr
 #[derive(Debug, Clone, Default)]
 pub struct Ipam {
     blocks: Vec<IpNet>,
+    /// Blocks that keep what they hold but give no new address (their pool is disabled,
+    /// or no longer open to the node).
+    closed: BTreeSet<IpNet>,
     reserved: BTreeSet<IpAddr>,
     tunnel: Option<TunnelAllocation>,
     families: Vec<Family>,
@@ -164,6 +167,7 @@ impl Ipam {
     pub fn new(blocks: Vec<IpNet>, reserved: Vec<IpAddr>, families: Vec<Family>) -> Ipam {
         Ipam {
             blocks: blocks.into_iter().map(|b| b.trunc()).collect(),
+            closed: BTreeSet::new(),
             reserved: reserved.into_iter().collect(),
             tunnel: None,
             families,
@@ -209,10 +213,9 @@ impl Ipam {
     }
 
     /// The address a new tunnel allocation would take: the lowest free IPv4 address of
-    /// the blocks, in order, outside `avoid` (a block about to be released).
+    /// the open blocks, in order, outside `avoid` (a block about to be released).
     pub fn pick_tunnel(&self, avoid: Option<&IpNet>) -> Option<IpAddr> {
-        self.blocks
-            .iter()
+        self.open_blocks()
             .filter(|b| Family::of_net(b) == Family::V4 && Some(*b) != avoid)
             .find_map(|b| b.hosts_all().find(|ip| self.is_free(ip)))
     }
@@ -231,8 +234,19 @@ impl Ipam {
         self.families = families;
     }
 
+    /// Closes these blocks: their allocations and the tunnel address stay, and new ones
+    /// come from the other blocks only. Replaces the earlier set.
+    pub fn set_closed(&mut self, closed: Vec<IpNet>) {
+        self.closed = closed.into_iter().map(|b| b.trunc()).collect();
+    }
+
+    /// The blocks new addresses may come from, in order.
+    pub fn open_blocks(&self) -> impl Iterator<Item = &IpNet> {
+        self.blocks.iter().filter(|b| !self.closed.contains(*b))
+    }
+
     /// The addresses of `request`'s handle: the ones it holds already, or new ones, one
-    /// per family that the pools have and the node has a block for.
+    /// per family that the pools have and the node has an open block for.
     pub fn assign(&mut self, request: &Request) -> Result<Assigned, IpamError> {
         check_token("container id", &request.container_id, MAX_ID_LEN)?;
         check_token("interface name", &request.ifname, 15)?;
@@ -250,7 +264,7 @@ impl Ipam {
             .families
             .iter()
             .copied()
-            .filter(|f| self.blocks.iter().any(|b| Family::of_net(b) == *f))
+            .filter(|f| self.open_blocks().any(|b| Family::of_net(b) == *f))
             .collect();
         if families.is_empty() {
             return Err(match self.families.first() {
@@ -263,8 +277,7 @@ impl Ipam {
             let ip = self.free(family).ok_or_else(|| IpamError::Exhausted {
                 family,
                 blocks: self
-                    .blocks
-                    .iter()
+                    .open_blocks()
                     .filter(|b| Family::of_net(b) == family)
                     .copied()
                     .collect(),
@@ -374,10 +387,9 @@ impl Ipam {
         self.by_handle.insert(a.handle.clone(), a);
     }
 
-    /// The lowest free address of `family`, blocks in order.
+    /// The lowest free address of `family`, open blocks in order.
     fn free(&self, family: Family) -> Option<IpAddr> {
-        self.blocks
-            .iter()
+        self.open_blocks()
             .filter(|b| Family::of_net(b) == family)
             .find_map(|b| b.hosts_all().find(|ip| self.is_free(ip)))
     }

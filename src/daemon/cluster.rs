@@ -16,7 +16,9 @@ use bgp::speaker::{NeighborConfig, NeighborKind};
 use config::Config;
 
 use super::node::{Event, Inbox};
-use datastore::{Datastore, EtcdKv, EtcdSettings, Kv, NodeRecord, PoolsRecord, Snapshot};
+use datastore::{
+    Datastore, EtcdKv, EtcdSettings, Kv, NodeRecord, PoolLayout, PoolsRecord, Snapshot,
+};
 use ipnet::IpNet;
 
 /// Longest a CNI ADD waits for a block claim.
@@ -30,7 +32,6 @@ const RETRY: Duration = Duration::from_secs(1);
 pub struct Cluster<K: Kv = EtcdKv> {
     pub ds: Datastore<K>,
     pub name: String,
-    pub pools: PoolsRecord,
     record: NodeRecord,
     /// The last full read.
     pub view: ArcSwap<Snapshot>,
@@ -49,12 +50,61 @@ fn settings(cfg: &Config) -> EtcdSettings {
     }
 }
 
-pub fn pools_record(cfg: &Config) -> PoolsRecord {
-    PoolsRecord {
-        pools: cfg.cluster.pools.clone(),
-        block_size_v4: cfg.cluster.block_size,
-        block_size_v6: cfg.cluster.block_size_v6,
+fn layout(p: &config::Pool) -> PoolLayout {
+    PoolLayout {
+        cidr: p.cidr,
+        block_size: p.block_size,
     }
+}
+
+/// What every node must agree on: the pools and their block sizes.
+pub fn pools_record(cfg: &Config) -> PoolsRecord {
+    let layouts: Vec<PoolLayout> = cfg.pools.iter().map(layout).collect();
+    PoolsRecord::new(&layouts, cfg.cluster.block_size, cfg.cluster.block_size_v6)
+}
+
+/// Why no pool of the family of `family_of` is open to this node, pool by pool.
+fn none_open(cfg: &Config, family_of: &IpNet) -> String {
+    let family = if family_of.addr().is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    };
+    let why: Vec<String> = cfg
+        .pools
+        .iter()
+        .filter(|p| p.cidr.addr().is_ipv4() == family_of.addr().is_ipv4())
+        .map(|p| {
+            if p.disabled {
+                format!("{} is disabled", p.cidr)
+            } else {
+                format!(
+                    "{}: node_selector {:?} does not select this node",
+                    p.cidr,
+                    p.node_selector.as_str()
+                )
+            }
+        })
+        .collect();
+    let labels: Vec<String> = cfg
+        .node
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!(
+        "no {family} pool is open to this node (labels: {}): {}",
+        if labels.is_empty() {
+            "none".to_owned()
+        } else {
+            labels.join(",")
+        },
+        if why.is_empty() {
+            "there is none".to_owned()
+        } else {
+            why.join("; ")
+        }
+    )
 }
 
 pub fn node_record(cfg: &Config) -> NodeRecord {
@@ -109,7 +159,6 @@ impl<K: Kv> Cluster<K> {
         Ok(Cluster {
             ds,
             name: record.name.clone(),
-            pools,
             record,
             view: ArcSwap::from_pointee(snap),
             reachable: AtomicBool::new(true),
@@ -181,14 +230,22 @@ impl<K: Kv> Cluster<K> {
         }
     }
 
-    /// Claims a block of the family of `family_of`, bounded by [`CLAIM_TIMEOUT`].
-    pub async fn claim(&self, family_of: &IpNet) -> Result<IpNet, String> {
+    /// Claims a block of the family of `family_of` from the pools of `cfg` open to this
+    /// node (not disabled, its labels selected), in each pool's block size; bounded by
+    /// [`CLAIM_TIMEOUT`]. `cfg` is the running configuration: `disabled` and
+    /// `node_selector` follow reloads; CIDRs and sizes are the ones checked at join.
+    pub async fn claim(&self, cfg: &Config, family_of: &IpNet) -> Result<IpNet, String> {
+        let open: Vec<PoolLayout> = cfg
+            .open_pools()
+            .filter(|p| p.cidr.addr().is_ipv4() == family_of.addr().is_ipv4())
+            .map(layout)
+            .collect();
+        if open.is_empty() {
+            return Err(none_open(cfg, family_of));
+        }
         let start = Instant::now();
-        let r = tokio::time::timeout(
-            CLAIM_TIMEOUT,
-            self.ds.claim(&self.name, &self.pools, family_of),
-        )
-        .await;
+        let r =
+            tokio::time::timeout(CLAIM_TIMEOUT, self.ds.claim(&self.name, &open, family_of)).await;
         match r {
             Ok(Ok(b)) => {
                 tracing::info!(block = %b, elapsed_ms = start.elapsed().as_millis() as u64, "block claimed");

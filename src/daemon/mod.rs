@@ -9,6 +9,7 @@ mod metrics;
 mod node;
 mod owner;
 mod pods;
+mod pools;
 mod reload;
 pub mod settings;
 // Not called yet: the daemon's start and its periodic work are to release what DEL
@@ -384,6 +385,7 @@ impl Daemon {
                 },
             },
             Request::ShowNodes => self.show_nodes(),
+            Request::PoolList => self.pool_list(),
             Request::NodeRemove { name } => self.node_remove(&name).await,
             Request::IpamAssign {
                 container_id,

@@ -324,7 +324,7 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
     async fn ensure_room(&mut self, c: &Cluster<K>, handle: &str) -> Result<(), String> {
         let full = self.pods.full_families(&self.state.config, handle);
         for family_of in full {
-            let block = c.claim(&family_of).await?;
+            let block = c.claim(&self.file, &family_of).await?;
             let mut own = self.own.clone();
             own.push(block);
             self.set_own(own).await;

@@ -518,3 +518,6 @@ fn a_node_that_registers_later_gets_a_bfd_session() {
         assert_eq!(neighbors, vec![IpAddr::from([10, 0, 0, 2])]);
     });
 }
+
+#[path = "pool_claim_tests.rs"]
+mod pools;

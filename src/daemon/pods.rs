@@ -17,12 +17,34 @@ pub struct Pods {
     tunnel_wanted: bool,
 }
 
-/// The families of the pools: pods get one address of each (where the node has a block).
+/// The pools new pod addresses come from. With the datastore, those open to this node
+/// (not disabled, its labels selected); with the file datastore all of them: its blocks
+/// are the file's `node.blocks`, to which `disabled` and `node_selector` do not apply.
+fn open_pools(cfg: &Config) -> Vec<IpNet> {
+    match cfg.datastore.kind {
+        config::DatastoreKind::Etcd => cfg.open_pools().map(|p| p.cidr).collect(),
+        config::DatastoreKind::File => cfg.cluster.pools.clone(),
+    }
+}
+
+/// The families of the open pools: pods get one address of each (where the node has a
+/// block).
 fn families(cfg: &Config) -> Vec<Family> {
-    let mut f: Vec<Family> = cfg.cluster.pools.iter().map(Family::of_net).collect();
+    let mut f: Vec<Family> = open_pools(cfg).iter().map(Family::of_net).collect();
     f.sort();
     f.dedup();
     f
+}
+
+/// The blocks outside every open pool: they keep their pods and the tunnel address, and
+/// give no new address (a pool disabled, or no longer selecting the node, by a reload).
+fn closed(cfg: &Config, blocks: &[IpNet]) -> Vec<IpNet> {
+    let open = open_pools(cfg);
+    blocks
+        .iter()
+        .filter(|b| !open.iter().any(|p| p.contains(*b)))
+        .copied()
+        .collect()
 }
 
 /// The tunnel allocation's handle, as Calico names it.
@@ -35,7 +57,8 @@ impl Pods {
     pub fn load(cfg: &Config, blocks: &[IpNet]) -> anyhow::Result<Pods> {
         let store = Store::in_dir(&cfg.control.state_dir);
         let record = store.load().context("loading the IPAM record")?;
-        let fresh = Ipam::new(blocks.to_vec(), Vec::new(), families(cfg));
+        let mut fresh = Ipam::new(blocks.to_vec(), Vec::new(), families(cfg));
+        fresh.set_closed(closed(cfg, blocks));
         let (ipam, refused) = fresh.restore(record);
         for a in &refused {
             // Only a record edited by hand can hold these; the first holder keeps the address.
@@ -62,6 +85,7 @@ impl Pods {
     /// Existing allocations stay; the tunnel address stays while its block does.
     pub fn set_blocks(&mut self, cfg: &Config, blocks: &[IpNet]) -> bool {
         self.ipam.set_blocks(blocks.to_vec(), Vec::new());
+        self.ipam.set_closed(closed(cfg, blocks));
         self.ipam.set_families(families(cfg));
         self.node = cfg.node.name.clone();
         self.place_tunnel()
@@ -280,8 +304,9 @@ impl Pods {
         self.ipam.allocated()
     }
 
-    /// A pool of each family in which the node has no free address left (none when
-    /// `handle` holds its addresses already): where a datastore node claims a block.
+    /// An open pool of each family in which the node has no free address left in its
+    /// open blocks (none when `handle` holds its addresses already): where a datastore
+    /// node claims a block.
     pub fn full_families(&self, cfg: &Config, handle: &str) -> Vec<IpNet> {
         if self.ipam.get(handle).is_some() {
             return Vec::new();
@@ -291,8 +316,7 @@ impl Pods {
             .filter_map(|f| {
                 let free: u128 = self
                     .ipam
-                    .blocks()
-                    .iter()
+                    .open_blocks()
                     .filter(|b| Family::of_net(b) == f)
                     .map(|b| {
                         self.capacity(b)
@@ -302,11 +326,7 @@ impl Pods {
                 if free > 0 {
                     return None;
                 }
-                cfg.cluster
-                    .pools
-                    .iter()
-                    .find(|p| Family::of_net(p) == f)
-                    .copied()
+                open_pools(cfg).into_iter().find(|p| Family::of_net(p) == f)
             })
             .collect()
     }

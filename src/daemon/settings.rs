@@ -75,19 +75,27 @@ pub fn fib(cfg: &Config) -> fib::Settings {
 
 /// The keys a reload cannot apply, by name, that differ between `old` and `new`.
 ///
-/// They shape every session (node address, AS, `[bgp]`), the RIB (pools), the
-/// tunnel and the kernel table, or the daemon's own files: applying them would
-/// mean restarting everything, so a reload that changes one is refused as a
-/// whole. `node.blocks`, `cluster.mesh`, `cluster.nodes`,
-/// `cluster.mesh_password`, `[[peer]]` and `kernel.flush_on_stop` are applied.
+/// They shape every session (node address, AS, `[bgp]`), the RIB (pool CIDRs), the
+/// blocks the cluster agreed on (block sizes), the tunnel and the kernel table, or the
+/// daemon's own files: applying them would mean restarting everything, so a reload
+/// that changes one is refused as a whole. `node.blocks`, `node.labels`,
+/// `cluster.mesh`, `cluster.nodes`, `cluster.mesh_password`, `[[peer]]`, the pools'
+/// `nat_outgoing`, `disabled` and `node_selector`, and `kernel.flush_on_stop` are
+/// applied.
 pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (old, new);
+    let resized = o.pools.iter().any(|p| {
+        n.pools
+            .iter()
+            .any(|q| q.cidr == p.cidr && q.block_size != p.block_size)
+    });
     let keys = [
         ("node.name", o.node.name != n.node.name),
         ("node.address", o.node.address != n.node.address),
         ("node.address_v6", o.node.address_v6 != n.node.address_v6),
         ("node.asn", o.node.asn != n.node.asn),
-        ("cluster.pools", o.cluster.pools != n.cluster.pools),
+        ("pool.cidr", o.cluster.pools != n.cluster.pools),
+        ("pool.block_size", resized),
         (
             "cluster.block_size",
             o.cluster.block_size != n.cluster.block_size,
@@ -172,5 +180,32 @@ mod tests {
              [kernel]\nflush_on_stop = true\n",
         );
         assert!(restart_only_changes(&old, &new).is_empty());
+    }
+
+    const POOLS: &str = "[node]\nname = \"a\"\naddress = \"10.0.0.1\"\n\
+        [[pool]]\ncidr = \"10.244.0.0/16\"\n[[pool]]\ncidr = \"10.245.0.0/16\"\n";
+
+    #[test]
+    fn pool_options_and_labels_are_applied_cidrs_and_sizes_are_not() {
+        let old = parse(POOLS);
+        let options = parse(
+            "[node]\nname = \"a\"\naddress = \"10.0.0.1\"\nlabels = { rack = \"r1\" }\n\
+             [[pool]]\ncidr = \"10.244.0.0/16\"\nnat_outgoing = true\ndisabled = true\n\
+             [[pool]]\ncidr = \"10.245.0.0/16\"\nnode_selector = \"rack == 'r1'\"\n",
+        );
+        assert!(restart_only_changes(&old, &options).is_empty());
+        let sized = parse(&POOLS.replace(
+            "cidr = \"10.245.0.0/16\"\n",
+            "cidr = \"10.245.0.0/16\"\nblock_size = 24\n",
+        ));
+        assert_eq!(restart_only_changes(&old, &sized), ["pool.block_size"]);
+        let moved = parse(&POOLS.replace("10.245.0.0/16", "10.246.0.0/16"));
+        assert_eq!(restart_only_changes(&old, &moved), ["pool.cidr"]);
+        // The shorthand is the same pools with the defaults: nothing changes.
+        let shorthand = parse(
+            "[node]\nname = \"a\"\naddress = \"10.0.0.1\"\n\
+             [cluster]\npools = [\"10.244.0.0/16\", \"10.245.0.0/16\"]\n",
+        );
+        assert!(restart_only_changes(&old, &shorthand).is_empty());
     }
 }

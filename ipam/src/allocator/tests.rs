@@ -335,3 +335,30 @@ fn stale_handles_are_those_of_the_network_not_kept() {
     assert_eq!(ipam.stale(&keep, None), vec!["d.eth0".to_string()]);
     assert!(ipam.stale(&[], Some("n3")).is_empty());
 }
+
+/// A block of a disabled pool: what it holds stays, nothing new comes from it.
+#[test]
+fn a_closed_block_keeps_its_addresses_and_gives_no_new_one() {
+    let mut ipam = v4(&["10.0.0.0/30", "10.0.0.4/30"], &[]);
+    assert_eq!(ipam.set_tunnel(Some(tunnel("10.0.0.0"))), Ok(()));
+    assert_eq!(addr(&mut ipam, "a"), ip("10.0.0.1"));
+    ipam.set_closed(vec![net("10.0.0.0/30")]);
+    assert_eq!(addr(&mut ipam, "b"), ip("10.0.0.4"), "from the open block");
+    assert_eq!(addr(&mut ipam, "a"), ip("10.0.0.1"), "kept");
+    assert_eq!(ipam.tunnel(), Some(&tunnel("10.0.0.0")), "kept");
+    assert_eq!(ipam.pick_tunnel(None), Some(ip("10.0.0.5")));
+    for id in ["c", "d", "e"] {
+        let _ = ipam.assign(&req(id));
+    }
+    let e = ipam.assign(&req("f")).err().map(|e| e.to_string());
+    assert_eq!(
+        e.as_deref(),
+        Some("no free IPv4 address: every address of 10.0.0.4/30 is in use"),
+        "the closed block's free address is not handed out"
+    );
+    // Closing every block of the family: no address of it for new pods.
+    ipam.set_closed(vec![net("10.0.0.0/30"), net("10.0.0.4/30")]);
+    assert!(ipam.assign(&req("g")).is_err());
+    ipam.set_closed(Vec::new());
+    assert_eq!(addr(&mut ipam, "g"), ip("10.0.0.2"));
+}
