@@ -68,6 +68,15 @@ pub enum Command {
         #[command(subcommand)]
         action: WorkloadAction,
     },
+    /// Whether this node is healthy and, if not, why: one line per reason naming the
+    /// peer, block or component; then sessions, blocks, datastore, FIB. Exit 0 healthy,
+    /// 1 not (also when no daemon answers).
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// Ask the daemon to re-read its configuration file.
     Reload {
         #[command(flatten)]
@@ -317,6 +326,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { what } => show(what),
+        Command::Status { json, socket } => crate::status::run(&socket.socket, json),
         Command::Node {
             action: NodeAction::Remove { name, socket },
         } => {

@@ -7,6 +7,7 @@ mod install_cni;
 mod lab;
 mod logging;
 mod show;
+mod status;
 
 use std::process::ExitCode;
 

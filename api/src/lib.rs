@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod protocol;
+pub mod status;
 
 pub use client::{call, ClientError};
 pub use protocol::{Request, Response};

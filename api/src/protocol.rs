@@ -33,6 +33,8 @@ pub enum Request {
     },
     /// BFD sessions (`show bfd`).
     ShowBfd,
+    /// Whether this node is healthy, and if not why (`ipipd status`).
+    Status,
     /// CNI ADD: the addresses of a pod interface, new or held already by the handle
     /// `container_id.ifname`; recorded durably before the answer. The daemon installs the
     /// workload route `<ip> dev <interface>` as soon as that interface exists.
@@ -101,6 +103,8 @@ pub enum Response {
     Collected {
         released: Vec<WorkloadJson>,
     },
+    /// `ipipd status`.
+    Status(crate::status::StatusJson),
     /// An IPAM request refused; `kind` tells a plugin which CNI error code to use.
     IpamError {
         kind: IpamErrorKind,
@@ -330,6 +334,7 @@ mod tests {
             Request::Reload,
             Request::ShowBlocks,
             Request::ShowBfd,
+            Request::Status,
             Request::IpamAssign {
                 container_id: "c1".into(),
                 ifname: "eth0".into(),

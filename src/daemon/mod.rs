@@ -10,6 +10,7 @@ mod owner;
 mod pods;
 mod reload;
 pub mod settings;
+mod status;
 mod views;
 mod workloads;
 
@@ -395,6 +396,7 @@ impl Daemon {
                 },
             },
             Request::ShowNodes => self.show_nodes(),
+            Request::Status => Response::Status(self.status().await),
             Request::NodeRemove { name } => self.node_remove(&name).await,
             Request::IpamAssign {
                 container_id,
