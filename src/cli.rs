@@ -82,7 +82,8 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// Print an example configuration.
+    /// Print a complete, commented configuration: every key with its default and what
+    /// a reload does with it.
     ExampleConfig,
     /// Install the CNI plugin and its network configuration, as a DaemonSet init container
     /// does: copies `ipipd-cni` into BIN_DIR and writes CONF_DIR/10-ipipd.conflist.
@@ -322,7 +323,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::ExampleConfig => {
-            print!("{}", config::EXAMPLE);
+            print!("{}", config::reference::example(false));
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { what } => show(what),

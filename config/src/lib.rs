@@ -8,12 +8,12 @@
 
 mod checks;
 mod error;
-mod example;
 mod messages;
 mod model;
 mod neighbors;
 mod parse;
 mod raw;
+pub mod reference;
 mod reload;
 mod sections;
 mod validate;
@@ -21,7 +21,6 @@ mod validate;
 use std::path::Path;
 
 pub use error::{Error, Errors};
-pub use example::EXAMPLE;
 pub use model::*;
 pub use neighbors::{Neighbor, PeerKind};
 pub use reload::NeighborChanges;
