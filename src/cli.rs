@@ -45,8 +45,10 @@ pub enum Command {
         #[command(flatten)]
         identity: IdentityArgs,
     },
-    /// Check a configuration file: exit 0 if valid, else print every error and exit 2.
-    /// Honours IPIPD_NODE_NAME, IPIPD_NODE_ADDRESS, IPIPD_SOCKET and IPIPD_STATE_DIR.
+    /// Check a configuration file: exit 0 if valid, else every error and exit 2.
+    ///
+    /// Every error at once, as PATH:LINE:COL: message. Honours IPIPD_NODE_NAME,
+    /// IPIPD_NODE_ADDRESS, IPIPD_SOCKET and IPIPD_STATE_DIR.
     CheckConfig {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -68,9 +70,12 @@ pub enum Command {
         #[command(subcommand)]
         action: WorkloadAction,
     },
-    /// Whether this node is healthy and, if not, why: one line per reason naming the
-    /// peer, block or component; then sessions, blocks, datastore, FIB. Exit 0 healthy,
-    /// 1 not (also when no daemon answers).
+    /// Is this node healthy, and if not, why (exit 0 healthy, 1 not).
+    ///
+    /// One line per reason, naming the peer, BFD session or component: a session not
+    /// Established once its first connect window has passed, a BFD session that should
+    /// be Up, kernel writes failing, etcd unreachable. Then sessions, blocks and their
+    /// use, datastore, FIB and tunnel. No daemon answering is exit 1 too.
     Status {
         #[arg(long)]
         json: bool,
@@ -82,11 +87,14 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// Print a complete, commented configuration: every key with its default and what
-    /// a reload does with it.
+    /// Print a complete, commented configuration.
+    ///
+    /// Every key with its meaning, its default and what a reload does with it.
     ExampleConfig,
-    /// Install the CNI plugin and its network configuration, as a DaemonSet init container
-    /// does: copies `ipipd-cni` into BIN_DIR and writes CONF_DIR/10-ipipd.conflist.
+    /// Install the CNI plugin and its network configuration.
+    ///
+    /// As a DaemonSet init container does: copies `ipipd-cni` into BIN_DIR and writes
+    /// CONF_DIR/10-ipipd.conflist.
     InstallCni {
         /// Where the runtime looks for plugins.
         #[arg(long, default_value = "/opt/cni/bin")]
@@ -107,8 +115,9 @@ pub enum Command {
         #[arg(long)]
         mtu: Option<u32>,
     },
-    /// Hold the BFD sessions in a process of their own, so that a restart of
-    /// the daemon does not look like a node death. `ipipd run` starts one
+    /// Hold the BFD sessions in a process of their own.
+    ///
+    /// So that a restart of the daemon does not look like a node death. `ipipd run` starts one
     /// itself (`--socket`, `--grace`); with `[bfd] keeper = "external"` run
     /// `ipipd bfd-keeper --config FILE` beside it, e.g. as a container of its
     /// own in the pod: then it stays when the daemon goes and waits for the
@@ -128,6 +137,13 @@ pub enum Command {
         port: u16,
     },
     /// Start a demo cluster in network namespaces on this machine (root).
+    ///
+    /// Needs only iproute2 (`ip`), and etcd with --datastore etcd: it checks for them
+    /// before it starts, and sends its ICMP echoes itself. Its last line says OK or what
+    /// failed; the exit status too: 2 a missing prerequisite (root, a program, the CNI
+    /// plugin), 3 the kernel refused part of the network, 4 a node's ipipd or its pod did
+    /// not come up, 5 routes did not converge, 6 pods could not reach each other, 7
+    /// deleting the pods failed.
     Lab {
         /// Number of nodes.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=50))]
@@ -177,8 +193,10 @@ impl IdentityArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeAction {
-    /// Decommission a node: its registration goes and its blocks are released;
-    /// every node drops its session and its routes.
+    /// Decommission a node (datastore mode).
+    ///
+    /// Its registration goes and its blocks are released; every node drops its session
+    /// and its routes.
     Remove {
         name: String,
         #[command(flatten)]
