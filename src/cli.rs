@@ -82,6 +82,17 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// A completion script for SHELL on stdout.
+    ///
+    /// bash: put it in /usr/share/bash-completion/completions/ipipd (the Debian package
+    /// does), or `source <(ipipd completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: crate::reference::Shell,
+    },
+    /// Write the man pages (ipipd.1, one per command, ipipd.toml.5) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
     /// Ask the daemon to re-read its configuration file.
     Reload {
         #[command(flatten)]
@@ -346,6 +357,17 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Show { what } => show(what),
         Command::Status { json, socket } => crate::status::run(&socket.socket, json),
+        Command::Completions { shell } => {
+            use std::io::Write;
+            std::io::stdout().write_all(&crate::reference::completions(shell))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            for page in crate::reference::man(&dir)? {
+                println!("{}", dir.join(page).display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Node {
             action: NodeAction::Remove { name, socket },
         } => {

@@ -6,6 +6,7 @@ mod daemon;
 mod install_cni;
 mod lab;
 mod logging;
+mod reference;
 mod show;
 mod status;
 
