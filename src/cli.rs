@@ -245,7 +245,7 @@ pub enum ShowWhat {
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// BFD sessions.
+    /// BFD sessions: state, negotiated interval, multiplier, since.
     Bfd {
         #[arg(long)]
         json: bool,
@@ -256,7 +256,7 @@ pub enum ShowWhat {
 
 #[derive(Debug, Subcommand)]
 pub enum WorkloadAction {
-    /// Install IP/32 dev INTERFACE scope link.
+    /// Install IP/32 dev INTERFACE scope link (persisted; IP must be in cluster.pools).
     Add {
         ip: IpAddr,
         interface: String,
@@ -269,7 +269,7 @@ pub enum WorkloadAction {
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// List workloads.
+    /// List workloads (pods made by ipipd-cni show their IPAM handle).
     List {
         #[arg(long)]
         json: bool,
