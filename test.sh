@@ -62,6 +62,8 @@ tier_lab() {
     log "ipipd lab --once (3 nodes in network namespaces)"
     cargo build --release -q
     ./target/release/ipipd lab --once
+    log "ipipd lab as on a fresh Debian 12: nothing on PATH but ip (no ping), then not even ip"
+    tests/lab_path.sh target/release/ipipd
     log "ipipd lab --once --datastore etcd (one etcd member, one config for every node)"
     ./target/release/ipipd lab --once --datastore etcd
 }

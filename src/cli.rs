@@ -45,9 +45,10 @@ pub enum Command {
         #[command(flatten)]
         identity: IdentityArgs,
     },
-    /// Check a configuration file: exit 0 if valid, else print every error and exit 2.
-    /// Honours IPIPD_NODE_NAME, IPIPD_NODE_ADDRESS, IPIPD_NODE_LABELS, IPIPD_SOCKET and
-    /// IPIPD_STATE_DIR.
+    /// Check a configuration file: exit 0 if valid, else every error and exit 2.
+    ///
+    /// Every error at once, as PATH:LINE:COL: message. Honours IPIPD_NODE_NAME,
+    /// IPIPD_NODE_ADDRESS, IPIPD_NODE_LABELS, IPIPD_SOCKET and IPIPD_STATE_DIR.
     CheckConfig {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -74,15 +75,42 @@ pub enum Command {
         #[command(subcommand)]
         action: WorkloadAction,
     },
+    /// Is this node healthy, and if not, why (exit 0 healthy, 1 not).
+    ///
+    /// One line per reason, naming the peer, BFD session or component: a session not
+    /// Established once its first connect window has passed, a BFD session that should
+    /// be Up, kernel writes failing, etcd unreachable. Then sessions, blocks and their
+    /// use, datastore, FIB and tunnel. No daemon answering is exit 1 too.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// A completion script for SHELL on stdout.
+    ///
+    /// bash: put it in /usr/share/bash-completion/completions/ipipd (the Debian package
+    /// does), or `source <(ipipd completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: crate::reference::Shell,
+    },
+    /// Write the man pages (ipipd.1, one per command, ipipd.toml.5) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
     /// Ask the daemon to re-read its configuration file.
     Reload {
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// Print an example configuration.
+    /// Print a complete, commented configuration.
+    ///
+    /// Every key with its meaning, its default and what a reload does with it.
     ExampleConfig,
-    /// Install the CNI plugin and its network configuration, as a DaemonSet init container
-    /// does: copies `ipipd-cni` into BIN_DIR and writes CONF_DIR/10-ipipd.conflist.
+    /// Install the CNI plugin and its network configuration.
+    ///
+    /// As a DaemonSet init container does: copies `ipipd-cni` into BIN_DIR and writes
+    /// CONF_DIR/10-ipipd.conflist.
     InstallCni {
         /// Where the runtime looks for plugins.
         #[arg(long, default_value = "/opt/cni/bin")]
@@ -109,8 +137,9 @@ pub enum Command {
               value_parser = clap::builder::PossibleValuesParser::new(crate::install_cni::CNI_VERSIONS))]
         cni_version: String,
     },
-    /// Hold the BFD sessions in a process of their own, so that a restart of
-    /// the daemon does not look like a node death. `ipipd run` starts one
+    /// Hold the BFD sessions in a process of their own.
+    ///
+    /// So that a restart of the daemon does not look like a node death. `ipipd run` starts one
     /// itself (`--socket`, `--grace`); with `[bfd] keeper = "external"` run
     /// `ipipd bfd-keeper --config FILE` beside it, e.g. as a container of its
     /// own in the pod: then it stays when the daemon goes and waits for the
@@ -130,6 +159,13 @@ pub enum Command {
         port: u16,
     },
     /// Start a demo cluster in network namespaces on this machine (root).
+    ///
+    /// Needs only iproute2 (`ip`), and etcd with --datastore etcd: it checks for them
+    /// before it starts, and sends its ICMP echoes itself. Its last line says OK or what
+    /// failed; the exit status too: 2 a missing prerequisite (root, a program, the CNI
+    /// plugin), 3 the kernel refused part of the network, 4 a node's ipipd or its pod did
+    /// not come up, 5 routes did not converge, 6 pods could not reach each other, 7
+    /// deleting the pods failed.
     Lab {
         /// Number of nodes.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=50))]
@@ -183,8 +219,10 @@ impl IdentityArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeAction {
-    /// Decommission a node: its registration goes and its blocks are released;
-    /// every node drops its session and its routes.
+    /// Decommission a node (datastore mode).
+    ///
+    /// Its registration goes and its blocks are released; every node drops its session
+    /// and its routes.
     Remove {
         name: String,
         #[command(flatten)]
@@ -234,7 +272,7 @@ pub enum ShowWhat {
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// BFD sessions.
+    /// BFD sessions: state, negotiated interval, multiplier, since.
     Bfd {
         #[arg(long)]
         json: bool,
@@ -245,7 +283,7 @@ pub enum ShowWhat {
 
 #[derive(Debug, Subcommand)]
 pub enum WorkloadAction {
-    /// Install IP/32 dev INTERFACE scope link.
+    /// Install IP/32 dev INTERFACE scope link (persisted; IP must be in cluster.pools).
     Add {
         ip: IpAddr,
         interface: String,
@@ -258,7 +296,7 @@ pub enum WorkloadAction {
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// List workloads.
+    /// List workloads (pods made by ipipd-cni show their IPAM handle).
     List {
         #[arg(long)]
         json: bool,
@@ -341,7 +379,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::ExampleConfig => {
-            print!("{}", config::EXAMPLE);
+            print!("{}", config::reference::example(false));
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { what } => show(what),
@@ -351,6 +389,18 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Response::Pools { pools } => print_list(&pools, json, crate::show::pools_table),
             r => Err(anyhow::anyhow!("unexpected answer from the daemon: {r:?}")),
         },
+        Command::Status { json, socket } => crate::status::run(&socket.socket, json),
+        Command::Completions { shell } => {
+            use std::io::Write;
+            std::io::stdout().write_all(&crate::reference::completions(shell))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            for page in crate::reference::man(&dir)? {
+                println!("{}", dir.join(page).display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Node {
             action: NodeAction::Remove { name, socket },
         } => {

@@ -6,7 +6,9 @@ mod daemon;
 mod install_cni;
 mod lab;
 mod logging;
+mod reference;
 mod show;
+mod status;
 
 use std::process::ExitCode;
 

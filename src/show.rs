@@ -4,7 +4,7 @@ use crate::control::protocol::{
     BfdJson, BlockJson, NodeJson, PeerJson, PoolJson, RouteJson, WorkloadJson,
 };
 
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {

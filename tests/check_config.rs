@@ -171,3 +171,37 @@ fn deploy_examples_are_valid() {
     }
     assert!(checked >= 4);
 }
+
+/// The DaemonSet's probes are commands that exist, readiness being `ipipd status`.
+#[test]
+fn daemonset_probes_are_ipipd_commands() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let yaml = std::fs::read_to_string(root.join("kubernetes/ipipd.yaml")).expect("yaml");
+    let probe = |kind: &str| -> Vec<String> {
+        let at = yaml
+            .find(&format!("{kind}:"))
+            .unwrap_or_else(|| panic!("no {kind} in the DaemonSet"));
+        let line = yaml[at..]
+            .lines()
+            .find(|l| l.trim_start().starts_with("command:"))
+            .unwrap_or_else(|| panic!("{kind} has no command"));
+        let list = line.split_once('[').and_then(|(_, r)| r.split_once(']'));
+        list.map(|(l, _)| {
+            l.split(',')
+                .map(|w| w.trim().trim_matches('"').to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    assert_eq!(probe("readinessProbe"), ["/usr/bin/ipipd", "status"]);
+    assert_eq!(probe("livenessProbe"), ["/usr/bin/ipipd", "show", "peers"]);
+    // Both run against the default socket, as the probes do.
+    for args in [vec!["status"], vec!["show", "peers"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipipd"))
+            .args(&args)
+            .args(["--socket", "/nonexistent/ipipd.sock"])
+            .output()
+            .expect("run ipipd");
+        assert_eq!(out.status.code(), Some(1), "{args:?} with no daemon");
+    }
+}

@@ -396,6 +396,7 @@ fn pool_list_shows_options_and_use_and_follows_reloads() {
             interface: "cali1".into(),
             pod_namespace: None,
             pod_name: None,
+            network: None,
         },
     )
     .expect("assign");

@@ -8,6 +8,7 @@ pub mod client;
 pub mod durable;
 pub mod protocol;
 pub mod spool;
+pub mod status;
 
 pub use client::{call, ClientError};
 pub use protocol::{Request, Response};

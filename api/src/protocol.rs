@@ -35,6 +35,8 @@ pub enum Request {
     ShowBfd,
     /// The pools with their options and use (`pool list`).
     PoolList,
+    /// Whether this node is healthy, and if not why (`ipipd status`).
+    Status,
     /// CNI ADD: the addresses of a pod interface, new or held already by the handle
     /// `container_id.ifname`; recorded durably before the answer. The daemon installs the
     /// workload route `<ip> dev <interface>` as soon as that interface exists.
@@ -116,6 +118,8 @@ pub enum Response {
     Collected {
         released: Vec<WorkloadJson>,
     },
+    /// `ipipd status`.
+    Status(crate::status::StatusJson),
     /// An IPAM request refused; `kind` tells a plugin which CNI error code to use.
     IpamError {
         kind: IpamErrorKind,
@@ -369,6 +373,7 @@ mod tests {
             Request::ShowBlocks,
             Request::ShowBfd,
             Request::PoolList,
+            Request::Status,
             Request::IpamAssign {
                 container_id: "c1".into(),
                 ifname: "eth0".into(),

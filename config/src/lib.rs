@@ -8,13 +8,13 @@
 
 mod checks;
 mod error;
-mod example;
 mod messages;
 mod model;
 mod neighbors;
 mod parse;
 mod pools;
 mod raw;
+pub mod reference;
 mod reload;
 mod sections;
 pub mod selector;
@@ -23,7 +23,6 @@ mod validate;
 use std::path::Path;
 
 pub use error::{Error, Errors};
-pub use example::EXAMPLE;
 pub use model::*;
 pub use neighbors::{Neighbor, PeerKind};
 pub use reload::NeighborChanges;

@@ -298,7 +298,7 @@ impl Drop for TempDir {
 fn load_reads_a_file_and_names_it_in_errors() {
     let dir = TempDir::new("load");
     let good = dir.0.join("good.toml");
-    std::fs::write(&good, config::EXAMPLE).expect("write");
+    std::fs::write(&good, config::reference::example(false)).expect("write");
     let c = Config::load(&good).expect("example loads");
     assert_eq!(c.node.asn, 64512);
 

@@ -54,6 +54,21 @@ pub fn ip(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Sends SIGTERM (`kill = false`) or SIGKILL to the process `pid`; an error when it is
+/// gone or not ours to signal.
+pub fn signal(pid: u32, kill: bool) -> std::io::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let sig = if kill {
+        rustix::process::Signal::KILL
+    } else {
+        rustix::process::Signal::TERM
+    };
+    rustix::process::kill_process(pid, sig).map_err(std::io::Error::from)
+}
+
 /// A name unique to this process and call, short enough for interface names.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -275,7 +290,10 @@ impl Drop for Netns {
             .output()
         {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
+                // Gone already is fine: the namespace is deleted either way.
+                if let Ok(pid) = pid.parse() {
+                    let _ = signal(pid, true);
+                }
             }
         }
         let _ = ip(&["netns", "del", &self.name]);

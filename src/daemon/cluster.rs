@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -36,6 +36,8 @@ pub struct Cluster<K: Kv = EtcdKv> {
     /// The last full read.
     pub view: ArcSwap<Snapshot>,
     reachable: AtomicBool,
+    /// When the last full read succeeded (`ipipd status`).
+    last_sync: std::sync::Mutex<SystemTime>,
 }
 
 fn settings(cfg: &Config) -> EtcdSettings {
@@ -162,6 +164,7 @@ impl<K: Kv> Cluster<K> {
             record,
             view: ArcSwap::from_pointee(snap),
             reachable: AtomicBool::new(true),
+            last_sync: std::sync::Mutex::new(SystemTime::now()),
         })
     }
 
@@ -217,6 +220,23 @@ impl<K: Kv> Cluster<K> {
     /// Whether the last request to the store had an answer.
     pub fn reachable(&self) -> bool {
         self.reachable.load(Ordering::SeqCst)
+    }
+
+    /// When the last full read succeeded.
+    pub fn last_sync(&self) -> SystemTime {
+        *self
+            .last_sync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes a full read as the current view.
+    fn synced(&self, snap: Arc<Snapshot>) {
+        self.view.store(snap);
+        *self
+            .last_sync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = SystemTime::now();
     }
 
     fn set_reachable(&self, ok: bool, error: Option<&datastore::Error>) {
@@ -280,7 +300,7 @@ pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
         };
         cluster.set_reachable(true, None);
         let revision = snap.revision;
-        cluster.view.store(snap.clone());
+        cluster.synced(snap.clone());
         if !owner.tell(Event::Snapshot(snap, read_at)) {
             return;
         }
@@ -315,7 +335,7 @@ pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
                     match cluster.ds.snapshot().await {
                         Ok(s) => {
                             let s = Arc::new(s);
-                            cluster.view.store(s.clone());
+                            cluster.synced(s.clone());
                             if !owner.tell(Event::Snapshot(s, read_at)) {
                                 return;
                             }

@@ -12,9 +12,9 @@ mod pods;
 mod pools;
 mod reload;
 pub mod settings;
-// Not called yet: the daemon's start and its periodic work are to release what DEL
-// spooled while the daemon was down.
+// What DEL spooled while the daemon was down (the node-state owner applies it).
 mod spool;
+mod status;
 mod views;
 mod workloads;
 
@@ -386,6 +386,7 @@ impl Daemon {
             },
             Request::ShowNodes => self.show_nodes(),
             Request::PoolList => self.pool_list(),
+            Request::Status => Response::Status(self.status().await),
             Request::NodeRemove { name } => self.node_remove(&name).await,
             Request::IpamAssign {
                 container_id,

@@ -137,6 +137,8 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             o.control.state_dir != n.control.state_dir,
         ),
         ("metrics.listen", o.metrics.listen != n.metrics.listen),
+        // The keeper is started (or connected to) once, at start.
+        ("bfd.keeper", o.bfd.keeper != n.bfd.keeper),
     ];
     keys.into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -168,6 +170,145 @@ mod tests {
             restart_only_changes(&old, &new),
             ["node.address", "node.asn", "bgp.port"]
         );
+    }
+
+    /// A value other than the default for every key, valid next to [`RELOAD_BASE`].
+    fn changed_value(full_name: &str) -> &'static str {
+        match full_name {
+            "node.name" => "\"b\"",
+            "node.address" => "\"10.0.0.3\"",
+            "node.address_v6" => "\"fd00::1\"",
+            "node.asn" => "65000",
+            "node.blocks" => "[\"10.244.0.0/26\"]",
+            "cluster.pools" => "[\"10.244.0.0/16\", \"10.245.0.0/16\"]",
+            "cluster.mesh" => "false",
+            "cluster.nodes" => "[\"10.0.0.2\"]",
+            "node.labels" => "{ rack = \"r9\" }",
+            "cluster.mesh_password" => "\"secret\"",
+            "cluster.block_size" => "27",
+            "cluster.block_size_v6" => "120",
+            "bgp.port" => "1179",
+            "bgp.hold_time" => "30",
+            "bgp.keepalive_time" => "5",
+            "bgp.graceful_restart_time" => "60",
+            "bgp.route_reflector_cluster_id" => "\"1.1.1.1\"",
+            "bgp.max_paths" => "2",
+            "bgp.connect_retry_time" => "7",
+            "bgp.listen" => "false",
+            "[[peer]] address" => "\"10.0.0.8\"",
+            "[[peer]] asn" => "65001",
+            "[[peer]] name" => "\"tor\"",
+            "[[peer]] port" => "1179",
+            "[[peer]] passive" => "true",
+            "[[peer]] password" => "\"secret\"",
+            "[[peer]] rr_client" => "true",
+            "[[peer]] route_reflector" => "true",
+            "[[peer]] ttl_security" => "true",
+            "[[peer]] max_prefixes" => "10",
+            "[[peer]] shutdown" => "true",
+            "[[peer]] bfd" => "true",
+            "ipip.mode" => "\"never\"",
+            "ipip.device" => "\"tunl1\"",
+            "ipip.mtu" => "1400",
+            "kernel.protocol" => "187",
+            "kernel.table" => "100",
+            "kernel.install" => "false",
+            "kernel.flush_on_stop" => "true",
+            "datastore.kind" => "\"etcd\"",
+            "datastore.endpoints" => "[\"https://10.0.0.5:2379\"]",
+            "datastore.prefix" => "\"/other\"",
+            "datastore.ca_file" => "\"/etc/ca.crt\"",
+            "datastore.cert_file" => "\"/etc/c.crt\"",
+            "datastore.key_file" => "\"/etc/c.key\"",
+            "datastore.dial_timeout_ms" => "100",
+            "datastore.request_timeout_ms" => "100",
+            "datastore.block_release_grace" => "10",
+            "bfd.enabled" => "true",
+            "bfd.interval_ms" => "100",
+            "bfd.multiplier" => "5",
+            "bfd.keeper" => "\"external\"",
+            "control.socket" => "\"/run/other.sock\"",
+            "control.state_dir" => "\"/var/lib/other\"",
+            "metrics.listen" => "\"127.0.0.1:9179\"",
+            other => panic!("no changed value for {other}: add one to this test"),
+        }
+    }
+
+    /// Every table, so that a changed key can go into its own.
+    const RELOAD_BASE: &[(&str, &str)] = &[
+        ("[node]", "name = \"a\"\naddress = \"10.0.0.1\""),
+        ("[cluster]", "pools = [\"10.244.0.0/16\"]"),
+        ("[bgp]", ""),
+        ("[[peer]]", "address = \"10.0.0.9\""),
+        ("[ipip]", ""),
+        ("[kernel]", ""),
+        // TLS files go in pairs, and with https.
+        (
+            "[datastore]",
+            "endpoints = [\"https://10.0.0.4:2379\"]\ncert_file = \"/etc/c0.crt\"\nkey_file = \"/etc/c0.key\"",
+        ),
+        ("[bfd]", ""),
+        ("[control]", ""),
+        ("[metrics]", ""),
+    ];
+
+    /// The base with `key = value` set in `header`'s table (replacing the base's).
+    fn with_key(header: &str, key: &str, value: &str) -> String {
+        let mut out = String::new();
+        for (h, body) in RELOAD_BASE {
+            out.push_str(h);
+            out.push('\n');
+            for line in body.lines() {
+                if *h != header || !line.starts_with(&format!("{key} =")) {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            if *h == header {
+                out.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        out
+    }
+
+    /// The reference (README, example-config, man page) says of each key what a reload
+    /// does with it; this is what the daemon does.
+    #[test]
+    fn the_reference_says_which_keys_need_a_restart() {
+        let base = parse(&with_key("[metrics]", "# nothing", ""));
+        for (table, key) in config::reference::keys() {
+            // `[[pool]]` stands instead of `cluster.pools`, so it cannot go into this
+            // base; tests/daemon.rs (`pool list`) reloads its options and block size.
+            if table.name == "pool" {
+                continue;
+            }
+            let name = table.full_name(key);
+            let text = with_key(&table.header(), key.name, changed_value(&name));
+            let changed = match Config::parse(&text, "t.toml") {
+                Ok(c) => c,
+                Err(e) => panic!("{name}: {e}\n{text}"),
+            };
+            assert_ne!(base, changed, "{name}: the changed value is the default");
+            let mut restart = restart_only_changes(&base, &changed);
+            if name.starts_with("cluster.block_size") {
+                // The pools' block size follows it: named too.
+                restart.retain(|k| *k != "pool.block_size");
+            }
+            let named = if name.starts_with("datastore.") {
+                restart.contains(&"datastore")
+            } else if name == "cluster.pools" {
+                // Refused naming the pool's CIDR, the key both spellings share.
+                restart.contains(&"pool.cidr")
+            } else {
+                restart.contains(&name.as_str())
+            };
+            let want = key.reload == config::reference::Reload::Restart;
+            assert_eq!(named, want, "{name}: restart keys {restart:?}");
+            assert!(
+                restart.len() <= 1,
+                "{name} changed more than itself: {restart:?}"
+            );
+        }
     }
 
     #[test]

@@ -278,6 +278,7 @@ mod tests {
             state: bgp::fsm::State::Established,
             admin_down: false,
             since: SystemTime::UNIX_EPOCH,
+            configured: SystemTime::UNIX_EPOCH,
             info: String::new(),
             router_id: None,
             hostname: None,

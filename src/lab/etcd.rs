@@ -14,17 +14,6 @@ use super::netns::{ip, Guard};
 /// etcd's address on the underlay bridge (nodes are .101 and up).
 pub const ADDRESS: Ipv4Addr = Ipv4Addr::new(172, 29, 235, 2);
 
-/// Fails with the Debian package to install when `etcd` is not on the PATH.
-pub fn require() -> anyhow::Result<()> {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("etcd").is_file()))
-        .unwrap_or(false);
-    if !found {
-        bail!("--datastore etcd needs etcd, which is not installed: apt-get install etcd-server");
-    }
-    Ok(())
-}
-
 pub fn endpoint() -> String {
     format!("http://{ADDRESS}:2379")
 }

@@ -11,7 +11,9 @@
 //! runs from one configuration file (identity from the environment), and each node
 //! claims its block in etcd when its pod starts.
 
+mod echo;
 mod etcd;
+mod failure;
 mod netns;
 
 use std::net::Ipv4Addr;
@@ -20,11 +22,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use failure::{fail, require_file, require_program, Failure, Stage, Step};
 use ipnet::Ipv4Net;
 
 use crate::control::client;
 use crate::control::protocol::{Request, Response};
-use netns::{exec, ip, sysctl, Guard};
+use netns::{ip, sysctl, Guard};
 
 /// The pool every lab node's blocks come from.
 const POOL: &str = "101.64.0.0/10";
@@ -85,32 +88,100 @@ fn kernel_has_ipip(probe_ns: &str) -> bool {
         || ip(&["-n", probe_ns, "link", "add", "tunl0", "type", "ipip"]).is_ok()
 }
 
+/// Runs the lab; its last line and exit status name what failed (see [`Stage`]).
 pub fn run(
     nodes: usize,
     once: bool,
     binary: Option<PathBuf>,
     datastore: LabDatastore,
 ) -> anyhow::Result<ExitCode> {
+    match lab(nodes, once, binary, datastore) {
+        Ok(summary) => {
+            println!("\nipipd lab: OK, {summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(f) => {
+            eprintln!("\nipipd lab: FAILED, {f}");
+            Ok(ExitCode::from(f.stage.code()))
+        }
+    }
+}
+
+/// Everything the lab needs from outside, checked before anything is made.
+fn preflight(binary: &std::path::Path, datastore: LabDatastore) -> Result<PathBuf, Failure> {
     if !is_root() {
-        bail!("ipipd lab needs root (it creates network namespaces)");
+        return Err(fail(
+            Stage::Prerequisite,
+            "ipipd lab needs root (it creates network namespaces): run it with sudo or as root",
+        ));
     }
+    require_program(
+        "ip",
+        "iproute2",
+        "namespaces, links, addresses and routes are made with it",
+    )?;
     if datastore == LabDatastore::Etcd {
-        etcd::require()?;
+        require_program(
+            "etcd",
+            "etcd-server",
+            "--datastore etcd runs a one-member etcd",
+        )?;
     }
+    require_file(
+        binary,
+        "the ipipd binary",
+        "cargo build --release builds it",
+    )?;
+    let plugin = binary.with_file_name(crate::install_cni::PLUGIN);
+    require_file(
+        &plugin,
+        "the CNI plugin",
+        "`cargo build --release` builds it next to ipipd",
+    )?;
+    Ok(plugin)
+}
+
+const NETNS_TODO: &str = "the lab needs network namespaces, veth and bridge support in the \
+    kernel and root outside any container that forbids them";
+
+fn lab(
+    nodes: usize,
+    once: bool,
+    binary: Option<PathBuf>,
+    datastore: LabDatastore,
+) -> Result<String, Failure> {
     let binary = match binary {
         Some(b) => b,
-        None => std::env::current_exe().context("finding the ipipd binary")?,
+        None => std::env::current_exe().step(
+            Stage::Prerequisite,
+            "finding the ipipd binary",
+            "pass --binary PATH",
+        )?,
     };
+    let plugin = preflight(&binary, datastore)?;
     let tag = format!("ipl{}", std::process::id());
     let mut guard = Guard::default();
     let dir = PathBuf::from(format!("/run/ipipd-lab-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).step(
+        Stage::Prerequisite,
+        &format!("creating {}", dir.display()),
+        "/run must be writable",
+    )?;
     guard.dir = Some(dir.clone());
 
     let underlay = format!("{tag}u");
-    guard.add_ns(&underlay)?;
-    ip(&["-n", &underlay, "link", "add", "br0", "type", "bridge"])?;
-    ip(&["-n", &underlay, "link", "set", "br0", "up"])?;
+    guard.add_ns(&underlay).step(
+        Stage::Network,
+        "creating the underlay namespace",
+        NETNS_TODO,
+    )?;
+    ip(&["-n", &underlay, "link", "add", "br0", "type", "bridge"])
+        .and_then(|_| ip(&["-n", &underlay, "link", "set", "br0", "up"]))
+        .step(
+            Stage::Network,
+            "creating the underlay bridge",
+            "the kernel needs bridge support (modprobe bridge)",
+        )?;
 
     let mut plan: Vec<Node> = Vec::new();
     for i in 0..nodes {
@@ -130,26 +201,8 @@ pub fn run(
     }
     let mut real_ipip = true;
     for n in &plan {
-        guard.add_ns(&n.ns)?;
-        let port = format!("u{}", n.index);
-        ip(&[
-            "link", "add", &port, "netns", &underlay, "type", "veth", "peer", "name", "eth0",
-            "netns", &n.ns,
-        ])?;
-        ip(&["-n", &underlay, "link", "set", &port, "master", "br0", "up"])?;
-        ip(&[
-            "-n",
-            &n.ns,
-            "addr",
-            "add",
-            &format!("{}/24", n.address),
-            "dev",
-            "eth0",
-        ])?;
-        ip(&["-n", &n.ns, "link", "set", "eth0", "up"])?;
-        // Real nodes have a default route; proxy ARP for 169.254.1.1 needs one.
-        ip(&["-n", &n.ns, "route", "add", "default", "dev", "eth0"])?;
-        sysctl(&n.ns, "net.ipv4.ip_forward", "1")?;
+        let what = format!("wiring node{} ({}) to the underlay", n.index, n.address);
+        wire_node(&mut guard, n, &underlay).step(Stage::Network, &what, NETNS_TODO)?;
         if n.index == 1 {
             real_ipip = kernel_has_ipip(&n.ns);
         }
@@ -161,11 +214,19 @@ pub fn run(
             ip(&[
                 "link", "add", &port, "netns", &underlay, "type", "veth", "peer", "name", "tunl0",
                 "netns", &n.ns,
-            ])?;
-            ip(&["-n", &underlay, "link", "set", &port, "master", "br0", "up"])?;
+            ])
+            .and_then(|_| ip(&["-n", &underlay, "link", "set", &port, "master", "br0", "up"]))
+            .step(
+                Stage::Network,
+                &format!("making node{}'s stand-in tunl0", n.index),
+                "the kernel needs veth support (modprobe veth)",
+            )?;
         }
-        guard.add_ns(&n.pod_ns)?;
-        ip(&["-n", &n.pod_ns, "link", "set", "lo", "up"])?;
+        guard.add_ns(&n.pod_ns).step(
+            Stage::Network,
+            &format!("creating node{}'s pod namespace", n.index),
+            NETNS_TODO,
+        )?;
     }
     if !real_ipip {
         println!("note: this kernel has no IPIP support (no `ipip` module), so each node uses a stand-in");
@@ -175,63 +236,7 @@ pub fn run(
         );
         println!("      (interop/vm) shows real IPIP.");
     }
-    let mut pids = Vec::new();
-    match datastore {
-        LabDatastore::File => {
-            let nodes_list: Vec<String> =
-                plan.iter().map(|n| format!("\"{}\"", n.address)).collect();
-            for n in &plan {
-                let cfg = format!(
-                    "[node]\nname = \"node{i}\"\naddress = \"{addr}\"\nblocks = [\"{block}\"]\n\n[cluster]\npools = [\"{POOL}\"]\nmesh = true\nnodes = [{nodes}]\n\n[bgp]\nhold_time = 9\ngraceful_restart_time = 30\nconnect_retry_time = 1\n\n[control]\nsocket = \"{sock}\"\nstate_dir = \"{state}\"\n",
-                    i = n.index,
-                    addr = n.address,
-                    block = n.block,
-                    nodes = nodes_list.join(", "),
-                    sock = n.socket.display(),
-                    state = dir.join(format!("state{}", n.index)).display(),
-                );
-                let path = dir.join(format!("node{}.toml", n.index));
-                std::fs::write(&path, cfg)?;
-                let log = dir.join(format!("node{}.log", n.index));
-                let path_s = path.display().to_string();
-                let bin = binary.display().to_string();
-                pids.push(guard.spawn(&n.ns, &[&bin, "run", "--config", &path_s], &log)?);
-            }
-        }
-        LabDatastore::Etcd => {
-            let pid = etcd::start(&mut guard, &underlay, &dir)?;
-            println!(
-                "etcd (pid {pid}) at {}, data in {}",
-                etcd::endpoint(),
-                dir.join("etcd").display()
-            );
-            let path = dir.join("ipipd.toml");
-            std::fs::write(&path, etcd::config(POOL))?;
-            let path_s = path.display().to_string();
-            let bin = binary.display().to_string();
-            for n in &plan {
-                let log = dir.join(format!("node{}.log", n.index));
-                let env = [
-                    ("IPIPD_NODE_NAME", format!("node{}", n.index)),
-                    ("IPIPD_NODE_ADDRESS", n.address.to_string()),
-                    ("IPIPD_SOCKET", n.socket.display().to_string()),
-                    (
-                        "IPIPD_STATE_DIR",
-                        dir.join(format!("state{}", n.index)).display().to_string(),
-                    ),
-                ];
-                pids.push(guard.spawn_env(
-                    &n.ns,
-                    &[&bin, "run", "--config", &path_s],
-                    &env,
-                    &log,
-                )?);
-            }
-            println!(
-                "every node runs from {path_s}; identity from IPIPD_NODE_NAME/IPIPD_NODE_ADDRESS"
-            );
-        }
-    }
+    let pids = start_nodes(&mut guard, &plan, &dir, &binary, &underlay, datastore)?;
     println!(
         "started {} nodes (ipipd pids {:?}); files in {}",
         plan.len(),
@@ -239,16 +244,13 @@ pub fn run(
         dir.display()
     );
 
-    let plugin = binary.with_file_name(crate::install_cni::PLUGIN);
-    if !plugin.exists() {
-        bail!(
-            "the CNI plugin {} is missing: `cargo build --release` builds it next to ipipd",
-            plugin.display()
-        );
-    }
     for n in plan.iter_mut() {
         wait_for_socket(n, &dir)?;
-        let (pod_ip, veth) = cni_add(&plugin, n)?;
+        let (pod_ip, veth) = cni_add(&plugin, n).step(
+            Stage::Node,
+            &format!("making node{}'s pod with {}", n.index, plugin.display()),
+            "the node's log follows above if it said why",
+        )?;
         println!(
             "node{}: pod {} on {} made by {}",
             n.index,
@@ -268,64 +270,57 @@ pub fn run(
     }
     let converged = wait_converged(&plan, Duration::from_secs(60));
     for n in &plan {
-        println!(
-            "\n=== node{} ({}, block {}, pod {} on {}) ===",
-            n.index, n.address, n.block, n.pod_ip, n.veth
-        );
-        if let Ok(Response::Peers { peers }) = client::call(&n.socket, &Request::ShowPeers) {
-            print!("{}", crate::show::peers_table(&peers));
-        }
-        println!();
-        if let Ok(Response::Routes { routes }) = client::call(&n.socket, &Request::ShowRoutes) {
-            print!("{}", crate::show::routes_table(&routes));
-        }
-        println!("\n$ ip route show proto bgp");
-        print!(
-            "{}",
-            ip(&["-n", &n.ns, "route", "show", "proto", "bgp"]).unwrap_or_default()
-        );
+        print_node(n);
     }
-    let mut ok = converged.is_ok();
-    match &converged {
-        Ok(t) => println!(
-            "\nconverged: every node has every block in its kernel after {:.1} s",
-            t.as_secs_f64()
-        ),
-        Err(e) => println!("\nNOT converged: {e}"),
-    }
-    ok &= ping_all(&plan);
-    if !ok {
-        for n in &plan {
-            let log = std::fs::read_to_string(dir.join(format!("node{}.log", n.index)))
-                .unwrap_or_default();
-            println!("\n--- node{} log (last lines) ---", n.index);
-            for l in log
-                .lines()
-                .rev()
-                .take(15)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
-                println!("{l}");
-            }
+    let outcome = match converged {
+        Ok(t) => {
+            println!(
+                "\nconverged: every node has every block in its kernel after {:.1} s",
+                t.as_secs_f64()
+            );
+            echo_all(&plan).map(|echoes| {
+                format!(
+                    "{} nodes converged in {:.1} s; pod on node1 reached every other pod ({echoes})",
+                    plan.len(),
+                    t.as_secs_f64()
+                )
+            })
         }
+        Err(missing) => Err(fail(
+            Stage::Converge,
+            format!(
+                "{missing}; the node logs follow above. Sessions not Established (`show peers` \
+                 above) point at the underlay, routes missing from `ip route` at the kernel"
+            ),
+        )),
+    };
+    if outcome.is_err() {
+        print_logs(&plan, &dir);
     }
     if once {
+        let mut teardown = Ok(());
         for n in &plan {
             if let Err(e) = cni_del(&plugin, n) {
                 println!("node{}: {e:#}", n.index);
-                ok = false;
+                teardown = Err(fail(
+                    Stage::Teardown,
+                    format!("deleting node{}'s pod: {e:#}", n.index),
+                ));
             }
         }
         drop(guard);
-        return Ok(if ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
+        let summary = outcome?;
+        teardown?;
+        return Ok(summary);
     }
     println!("\nthe lab is running; try for example:");
+    println!(
+        "  {} status --socket {}",
+        binary.display(),
+        plan.first()
+            .map(|n| n.socket.display().to_string())
+            .unwrap_or_default()
+    );
     println!(
         "  {} show routes --socket {}",
         binary.display(),
@@ -333,18 +328,162 @@ pub fn run(
             .map(|n| n.socket.display().to_string())
             .unwrap_or_default()
     );
-    println!(
-        "  ip netns exec {} ping {}",
-        plan.first().map(|n| n.pod_ns.as_str()).unwrap_or(""),
-        plan.get(1)
-            .map(|n| n.pod_ip.to_string())
-            .unwrap_or_default()
-    );
     println!("press Ctrl-C to tear it down");
     wait_for_interrupt();
     println!("tearing down");
     drop(guard);
-    Ok(ExitCode::SUCCESS)
+    outcome
+}
+
+/// A node's namespace on the underlay bridge, with its address, a default route and
+/// forwarding, and its pod's namespace.
+fn wire_node(guard: &mut Guard, n: &Node, underlay: &str) -> anyhow::Result<()> {
+    guard.add_ns(&n.ns)?;
+    let port = format!("u{}", n.index);
+    ip(&[
+        "link", "add", &port, "netns", underlay, "type", "veth", "peer", "name", "eth0", "netns",
+        &n.ns,
+    ])?;
+    ip(&["-n", underlay, "link", "set", &port, "master", "br0", "up"])?;
+    ip(&[
+        "-n",
+        &n.ns,
+        "addr",
+        "add",
+        &format!("{}/24", n.address),
+        "dev",
+        "eth0",
+    ])?;
+    ip(&["-n", &n.ns, "link", "set", "eth0", "up"])?;
+    // Real nodes have a default route; proxy ARP for 169.254.1.1 needs one.
+    ip(&["-n", &n.ns, "route", "add", "default", "dev", "eth0"])?;
+    sysctl(&n.ns, "net.ipv4.ip_forward", "1")?;
+    Ok(())
+}
+
+/// Starts one ipipd per node; returns their pids.
+fn start_nodes(
+    guard: &mut Guard,
+    plan: &[Node],
+    dir: &std::path::Path,
+    binary: &std::path::Path,
+    underlay: &str,
+    datastore: LabDatastore,
+) -> Result<Vec<u32>, Failure> {
+    let mut pids = Vec::new();
+    let bin = binary.display().to_string();
+    match datastore {
+        LabDatastore::File => {
+            let nodes_list: Vec<String> =
+                plan.iter().map(|n| format!("\"{}\"", n.address)).collect();
+            for n in plan {
+                let cfg = format!(
+                    "[node]\nname = \"node{i}\"\naddress = \"{addr}\"\nblocks = [\"{block}\"]\n\n[cluster]\npools = [\"{POOL}\"]\nmesh = true\nnodes = [{nodes}]\n\n[bgp]\nhold_time = 9\ngraceful_restart_time = 30\nconnect_retry_time = 1\n\n[control]\nsocket = \"{sock}\"\nstate_dir = \"{state}\"\n",
+                    i = n.index,
+                    addr = n.address,
+                    block = n.block,
+                    nodes = nodes_list.join(", "),
+                    sock = n.socket.display(),
+                    state = dir.join(format!("state{}", n.index)).display(),
+                );
+                let path = dir.join(format!("node{}.toml", n.index));
+                std::fs::write(&path, cfg).step(
+                    Stage::Node,
+                    &format!("writing {}", path.display()),
+                    "",
+                )?;
+                let log = dir.join(format!("node{}.log", n.index));
+                let path_s = path.display().to_string();
+                pids.push(
+                    guard
+                        .spawn(&n.ns, &[&bin, "run", "--config", &path_s], &log)
+                        .step(
+                            Stage::Node,
+                            &format!("starting node{}'s ipipd", n.index),
+                            "",
+                        )?,
+                );
+            }
+        }
+        LabDatastore::Etcd => {
+            let pid = etcd::start(guard, underlay, dir).step(
+                Stage::Node,
+                "starting etcd",
+                "its log is above; a stale etcd data directory or a port in use are the usual causes",
+            )?;
+            println!(
+                "etcd (pid {pid}) at {}, data in {}",
+                etcd::endpoint(),
+                dir.join("etcd").display()
+            );
+            let path = dir.join("ipipd.toml");
+            std::fs::write(&path, etcd::config(POOL)).step(
+                Stage::Node,
+                &format!("writing {}", path.display()),
+                "",
+            )?;
+            let path_s = path.display().to_string();
+            for n in plan {
+                let log = dir.join(format!("node{}.log", n.index));
+                let env = [
+                    ("IPIPD_NODE_NAME", format!("node{}", n.index)),
+                    ("IPIPD_NODE_ADDRESS", n.address.to_string()),
+                    ("IPIPD_SOCKET", n.socket.display().to_string()),
+                    (
+                        "IPIPD_STATE_DIR",
+                        dir.join(format!("state{}", n.index)).display().to_string(),
+                    ),
+                ];
+                pids.push(
+                    guard
+                        .spawn_env(&n.ns, &[&bin, "run", "--config", &path_s], &env, &log)
+                        .step(
+                            Stage::Node,
+                            &format!("starting node{}'s ipipd", n.index),
+                            "",
+                        )?,
+                );
+            }
+            println!(
+                "every node runs from {path_s}; identity from IPIPD_NODE_NAME/IPIPD_NODE_ADDRESS"
+            );
+        }
+    }
+    Ok(pids)
+}
+
+/// A node's sessions, routes and kernel table.
+fn print_node(n: &Node) {
+    println!(
+        "\n=== node{} ({}, block {}, pod {} on {}) ===",
+        n.index, n.address, n.block, n.pod_ip, n.veth
+    );
+    if let Ok(Response::Peers { peers }) = client::call(&n.socket, &Request::ShowPeers) {
+        print!("{}", crate::show::peers_table(&peers));
+    }
+    println!();
+    if let Ok(Response::Routes { routes }) = client::call(&n.socket, &Request::ShowRoutes) {
+        print!("{}", crate::show::routes_table(&routes));
+    }
+    println!("\n$ ip route show proto bgp");
+    match ip(&["-n", &n.ns, "route", "show", "proto", "bgp"]) {
+        Ok(routes) => print!("{routes}"),
+        Err(e) => println!("(cannot read the routes: {e})"),
+    }
+}
+
+/// The last lines of every node's log.
+fn print_logs(plan: &[Node], dir: &std::path::Path) {
+    for n in plan {
+        let path = dir.join(format!("node{}.log", n.index));
+        let log = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| format!("(cannot read {}: {e})", path.display()));
+        println!("\n--- node{} log (last lines) ---", n.index);
+        let lines: Vec<&str> = log.lines().collect();
+        for l in lines.iter().skip(lines.len().saturating_sub(15)) {
+            println!("{l}");
+        }
+    }
 }
 
 /// The pod's network configuration, as a runtime reads it from a `.conflist`.
@@ -417,7 +556,7 @@ fn cni_del(plugin: &std::path::Path, n: &Node) -> anyhow::Result<()> {
     cni(plugin, n, "DEL").map(|_| ())
 }
 
-fn wait_for_socket(n: &Node, dir: &std::path::Path) -> anyhow::Result<()> {
+fn wait_for_socket(n: &Node, dir: &std::path::Path) -> Result<(), Failure> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
         if client::call(&n.socket, &Request::ShowPeers).is_ok() {
@@ -425,8 +564,18 @@ fn wait_for_socket(n: &Node, dir: &std::path::Path) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let log = std::fs::read_to_string(dir.join(format!("node{}.log", n.index))).unwrap_or_default();
-    bail!("node{}'s ipipd did not come up; its log:\n{log}", n.index)
+    let path = dir.join(format!("node{}.log", n.index));
+    let log = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| format!("(cannot read {}: {e})", path.display()));
+    println!("\n--- node{} log ---\n{log}", n.index);
+    Err(fail(
+        Stage::Node,
+        format!(
+            "node{}'s ipipd did not answer on {} within 20 s; its log is above",
+            n.index,
+            n.socket.display()
+        ),
+    ))
 }
 
 /// Waits until every node has every other block and every workload installed.
@@ -462,39 +611,51 @@ fn wait_converged(plan: &[Node], limit: Duration) -> Result<Duration, String> {
     ))
 }
 
-fn ping_all(plan: &[Node]) -> bool {
-    let mut ok = true;
-    let Some(a) = plan.first() else { return false };
+/// ICMP echo from the first node's pod to every other pod, from inside the pod's
+/// namespace (no `ping` needed). Fails naming each pair that got no reply.
+fn echo_all(plan: &[Node]) -> Result<String, Failure> {
+    let Some(a) = plan.first() else {
+        return Err(fail(Stage::Reach, "the lab has no nodes"));
+    };
+    let mut failed = Vec::new();
+    let mut replies = 0u32;
     for b in plan.iter().skip(1) {
-        let out = exec(
-            &a.pod_ns,
-            &[
-                "ping",
-                "-c",
-                "3",
-                "-i",
-                "0.2",
-                "-W",
-                "2",
-                &b.pod_ip.to_string(),
-            ],
+        let to = b.pod_ip;
+        let what = format!(
+            "pod on node{} ({}) -> pod on node{} ({to})",
+            a.index, a.pod_ip, b.index
         );
-        let text = out
-            .as_ref()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let good = out.map(|o| o.status.success()).unwrap_or(false);
-        println!(
-            "\n$ ip netns exec {} ping {} (pod on node{} → pod on node{})\n{}",
-            a.pod_ns,
-            b.pod_ip,
-            a.index,
-            b.index,
-            text.trim_end()
-        );
-        ok &= good;
+        let result = ::netns::in_netns_path(&::netns::path(&a.pod_ns), move || {
+            echo::echo(to, 3, Duration::from_millis(200), Duration::from_secs(2))
+        });
+        match result {
+            Ok(Ok(e)) => {
+                println!(
+                    "\n$ ICMP echo {what}, in netns {}\n{}",
+                    a.pod_ns,
+                    e.summary()
+                );
+                replies += u32::from(e.received);
+                if e.received == 0 {
+                    failed.push(format!("{what}: {}", e.summary()));
+                }
+            }
+            Ok(Err(e)) => failed.push(format!("{what}: cannot send echoes: {e}")),
+            Err(e) => failed.push(format!("{what}: cannot enter the pod's namespace: {e}")),
+        }
     }
-    ok
+    if failed.is_empty() {
+        Ok(format!("{replies} echo replies"))
+    } else {
+        Err(fail(
+            Stage::Reach,
+            format!(
+                "{}. The routes above are in every kernel, so look at the path: the stand-in \
+                 tunl0 ports on the underlay bridge, forwarding, proxy ARP on the cali veths",
+                failed.join("; ")
+            ),
+        ))
+    }
 }
 
 fn wait_for_interrupt() {

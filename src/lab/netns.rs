@@ -2,17 +2,12 @@
 //! files — removed again on drop, also when the lab fails half-way.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use anyhow::Context;
 use netns::Netns;
 
 pub use netns::ip;
-
-/// Runs a command inside the namespace `ns`.
-pub fn exec(ns: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
-    Ok(Netns::existing(ns).run(args)?)
-}
 
 pub fn sysctl(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
     Ok(Netns::existing(ns).sysctl(key, value)?)
@@ -65,11 +60,9 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         for c in &mut self.children {
-            // SIGTERM first (a clean stop), then make sure.
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
+            // SIGTERM first (a clean stop), then make sure; one that exited already
+            // cannot be signalled, which is fine.
+            let _ = ::netns::signal(c.id(), false);
         }
         for c in &mut self.children {
             for _ in 0..30 {

@@ -100,6 +100,10 @@ pub struct PeerStatus {
     pub admin_down: bool,
     /// Time of the last state change.
     pub since: SystemTime,
+    /// When the peer was configured (daemon start, a reload, a node that registered):
+    /// a session not up yet is judged against it, not against `since`, which moves
+    /// with every connect attempt.
+    pub configured: SystemTime,
     /// Last error or a note on the session.
     pub info: String,
     pub router_id: Option<Ipv4Addr>,

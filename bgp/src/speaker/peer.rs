@@ -114,6 +114,7 @@ pub fn spawn(
             state: State::Idle,
             admin_down: config.shutdown,
             since: SystemTime::now(),
+            configured: SystemTime::now(),
             info,
             router_id: None,
             hostname: None,

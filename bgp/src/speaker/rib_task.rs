@@ -510,6 +510,7 @@ mod tests {
             state: State::Idle,
             admin_down,
             since: SystemTime::now(),
+            configured: SystemTime::now(),
             info: info.into(),
             router_id: None,
             hostname: None,
