@@ -1,6 +1,7 @@
 //! Replacing a file so that a crash leaves the old contents or the new, never a mix, and
 //! the new contents survive a crash once the call returns: write a temporary file beside
-//! it, fsync it, rename it over, fsync the directory.
+//! it, fsync it, rename it over, fsync the directory. The one helper for every file
+//! ipipd keeps (the IPAM record, workloads, the CNI spool, install-cni's files).
 
 use std::ffi::OsString;
 use std::fs::{File, Permissions};
@@ -75,5 +76,20 @@ mod tests {
         let missing = write(&dir.join("no/such/dir"), b"", 0o644);
         assert!(missing.is_err_and(|e| e.to_string().starts_with("creating ")));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failure_names_its_step_and_path_and_keeps_the_old_content() {
+        let d = std::env::temp_dir().join(format!("api-durable-fail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        let path = d.join("state.json");
+        assert!(write(&path, b"old", 0o644).is_ok());
+        // The temporary file's place is taken by a directory: it cannot be created.
+        let _ = std::fs::create_dir(temporary(&path));
+        let e = write(&path, b"new", 0o644).err().map(|e| e.to_string());
+        assert_eq!(e, Some(format!("creating {}", temporary(&path).display())));
+        assert_eq!(std::fs::read(&path).ok(), Some(b"old".to_vec()));
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

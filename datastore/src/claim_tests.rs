@@ -3,55 +3,13 @@
 //! returns a block another claim returned, and nothing is left pending.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use ipnet::IpNet;
 use proptest::prelude::*;
 
-use crate::kv::{Compare, Kv, Op, Range, TxnResult, Watch};
+use crate::kv::{Kv, Op, Range};
 use crate::model::{BlockState, NodeRecord, PoolLayout, PoolsRecord};
-use crate::{Datastore, Error, MemoryKv};
-
-/// A [`MemoryKv`] that yields to the scheduler a chosen number of times before each
-/// call, so concurrent claims interleave at every store operation.
-#[derive(Clone)]
-struct Interleaved {
-    inner: MemoryKv,
-    yields: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Interleaved {
-    async fn pause(&self) {
-        let n = self
-            .yields
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-            .unwrap_or(0);
-        for _ in 0..n {
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
-impl Kv for Interleaved {
-    async fn range(&self, prefix: &str) -> Result<Range, Error> {
-        self.pause().await;
-        self.inner.range(prefix).await
-    }
-    async fn txn(
-        &self,
-        compare: Vec<Compare>,
-        success: Vec<Op>,
-        failure: Vec<Op>,
-    ) -> Result<TxnResult, Error> {
-        self.pause().await;
-        self.inner.txn(compare, success, failure).await
-    }
-    async fn watch(&self, prefix: &str, start: i64) -> Result<Watch, Error> {
-        self.inner.watch(prefix, start).await
-    }
-}
+use crate::{Datastore, Error, Interleaved, MemoryKv};
 
 fn pools(pool: &str, size: u8) -> PoolsRecord {
     PoolsRecord {
@@ -82,10 +40,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// `nodes` nodes each claim `claims` times from a pool of `blocks` blocks; steps interleave.
 fn race(nodes: usize, claims: usize, blocks: u32, yields: Vec<u8>) -> (Vec<Vec<IpNet>>, MemoryKv) {
     let inner = MemoryKv::new();
-    let kv = Interleaved {
-        inner: inner.clone(),
-        yields: Arc::new(Mutex::new(yields)),
-    };
+    let kv = Interleaved::new(inner.clone(), yields);
     // blocks of /28 in a pool just big enough.
     let pool_len = 28 - blocks.next_power_of_two().trailing_zeros() as u8;
     let p = pools(&format!("10.64.0.0/{pool_len}"), 28);

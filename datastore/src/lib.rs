@@ -9,6 +9,7 @@
 
 mod cluster;
 pub mod etcd;
+pub mod interleaved;
 pub mod kv;
 pub mod memory;
 pub mod model;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 
 pub use cluster::Datastore;
 pub use etcd::{EtcdKv, EtcdSettings};
+pub use interleaved::Interleaved;
 pub use kv::{Kv, WatchEvent};
 pub use memory::MemoryKv;
 pub use model::{

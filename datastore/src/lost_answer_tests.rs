@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 use crate::kv::{Compare, Kv, Op, Range, TxnResult, Watch};
 use crate::model::{BlockState, Keys, NodeRecord, PoolsRecord, Snapshot};
-use crate::{Datastore, Error, MemoryKv};
+use crate::{Datastore, Error, Interleaved, MemoryKv};
 
 /// What happens to one transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,35 +28,23 @@ enum Fate {
 struct LosesAnswers {
     inner: MemoryKv,
     fates: Arc<Mutex<VecDeque<Fate>>>,
-    yields: Arc<Mutex<Vec<u8>>>,
+    paced: Interleaved,
 }
 
 impl LosesAnswers {
     fn new(fates: Vec<Fate>, yields: Vec<u8>) -> LosesAnswers {
+        let inner = MemoryKv::new();
         LosesAnswers {
-            inner: MemoryKv::new(),
+            paced: Interleaved::new(inner.clone(), yields),
+            inner,
             fates: Arc::new(Mutex::new(fates.into())),
-            yields: Arc::new(Mutex::new(yields)),
-        }
-    }
-
-    async fn pause(&self) {
-        let n = self
-            .yields
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-            .unwrap_or(0);
-        for _ in 0..n {
-            tokio::task::yield_now().await;
         }
     }
 }
 
 impl Kv for LosesAnswers {
     async fn range(&self, prefix: &str) -> Result<Range, Error> {
-        self.pause().await;
-        self.inner.range(prefix).await
+        self.paced.range(prefix).await
     }
     async fn txn(
         &self,
@@ -64,7 +52,7 @@ impl Kv for LosesAnswers {
         success: Vec<Op>,
         failure: Vec<Op>,
     ) -> Result<TxnResult, Error> {
-        self.pause().await;
+        self.paced.pause().await;
         let fate = self
             .fates
             .lock()

@@ -10,11 +10,9 @@
 //! allocation of its own ([`TunnelAllocation`]) that stays put while its block stays.
 
 mod allocator;
-mod durable;
 mod record;
 
 pub use allocator::{
     handle, Allocation, Assigned, Family, Ipam, IpamError, PodRef, Request, TunnelAllocation,
 };
-pub use durable::{write_atomic, WriteError};
 pub use record::{Record, Store, StoreError, RECORD_VERSION};

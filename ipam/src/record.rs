@@ -1,13 +1,13 @@
 //! The durable record of allocations: one JSON file in the state directory, replaced
-//! atomically ([`write_atomic`]), so a crash leaves the old record or the new one, never
+//! atomically (`api::durable::write`), so a crash leaves the old record or the new one, never
 //! a mix.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::durable::{write_atomic, WriteError};
 use crate::{Allocation, TunnelAllocation};
+use api::durable::{write, WriteError};
 
 /// The record format this build writes and reads.
 pub const RECORD_VERSION: u32 = 1;
@@ -93,7 +93,7 @@ impl Store {
     pub fn save(&self, record: &Record) -> Result<(), StoreError> {
         let mut text = serde_json::to_vec_pretty(record).map_err(StoreError::Encode)?;
         text.push(b'\n');
-        write_atomic(&self.path, &text).map_err(StoreError::Write)
+        write(&self.path, &text, 0o644).map_err(StoreError::Write)
     }
 }
 

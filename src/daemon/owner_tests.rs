@@ -17,8 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use datastore::kv::{Compare, Op, Range, TxnResult, Watch};
-use datastore::{Datastore, Error, Kv, MemoryKv};
+use datastore::{Datastore, Interleaved, MemoryKv};
 use ipnet::IpNet;
 use proptest::prelude::*;
 
@@ -27,48 +26,6 @@ use crate::daemon::cluster::Cluster;
 use crate::daemon::node::{Event, Inbox, NodeState};
 use crate::daemon::workloads::Workloads;
 use api::protocol::Response;
-
-/// A [`MemoryKv`] that yields a chosen number of times before each operation.
-#[derive(Clone)]
-struct Interleaved {
-    inner: MemoryKv,
-    yields: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Interleaved {
-    async fn pause(&self) {
-        let n = self
-            .yields
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-            .unwrap_or(1);
-        for _ in 0..n {
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
-impl Kv for Interleaved {
-    async fn range(&self, prefix: &str) -> Result<Range, Error> {
-        self.pause().await;
-        self.inner.range(prefix).await
-    }
-
-    async fn txn(
-        &self,
-        compare: Vec<Compare>,
-        success: Vec<Op>,
-        failure: Vec<Op>,
-    ) -> Result<TxnResult, Error> {
-        self.pause().await;
-        self.inner.txn(compare, success, failure).await
-    }
-
-    async fn watch(&self, prefix: &str, start: i64) -> Result<Watch, Error> {
-        self.inner.watch(prefix, start).await
-    }
-}
 
 /// The outputs of one node: what it published last.
 struct Published(ArcSwap<Option<Arc<NodeState>>>);
@@ -256,6 +213,16 @@ async fn settle(n: u8) {
     }
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// The nodes' state directories, removed when dropped.
 struct Dirs(Vec<PathBuf>);
 
@@ -278,19 +245,10 @@ fn run_steps(
     steps: Vec<Step>,
     yields: Vec<u8>,
 ) -> Result<Vec<Arc<NodeState>>, String> {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => panic!("{e}"),
-    };
+    let rt = runtime();
     rt.block_on(async {
         let mem = MemoryKv::new();
-        let kv = Interleaved {
-            inner: mem.clone(),
-            yields: Arc::new(Mutex::new(yields)),
-        };
+        let kv = Interleaved::new(mem.clone(), yields);
         let mut nodes = Vec::new();
         for (i, d) in dirs.0.iter().enumerate() {
             nodes.push(start_node(&kv, i, d).await);
@@ -478,18 +436,9 @@ fn restart_tunnel(state: &NodeState) -> Option<std::net::Ipv4Addr> {
 #[test]
 fn a_node_that_registers_later_gets_a_bfd_session() {
     let dirs = Dirs::new();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => panic!("{e}"),
-    };
+    let rt = runtime();
     rt.block_on(async {
-        let kv = Interleaved {
-            inner: MemoryKv::new(),
-            yields: Arc::new(Mutex::new(Vec::new())),
-        };
+        let kv = Interleaved::new(MemoryKv::new(), Vec::new());
         let with_bfd = |i: usize| {
             let mut c = config(i, &dirs.0[i]);
             c.bfd.enabled = true;

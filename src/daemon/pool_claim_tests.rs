@@ -18,21 +18,8 @@ fn with_pools(dir: &std::path::Path, labels: &str, pools: &str) -> config::Confi
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => panic!("{e}"),
-    }
-}
-
 fn store() -> Interleaved {
-    Interleaved {
-        inner: MemoryKv::new(),
-        yields: Arc::new(Mutex::new(Vec::new())),
-    }
+    Interleaved::new(MemoryKv::new(), Vec::new())
 }
 
 fn net(s: &str) -> IpNet {

@@ -121,7 +121,7 @@ impl Workloads {
     /// half, and once this returns the new one survives a power cut.
     fn save(&self) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(&self.list())?;
-        ipam::write_atomic(&self.path, text.as_bytes()).context("saving the workloads")?;
+        api::durable::write(&self.path, text.as_bytes(), 0o644).context("saving the workloads")?;
         Ok(())
     }
 }
