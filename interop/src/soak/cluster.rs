@@ -155,10 +155,19 @@ impl Shared {
     /// Records a violation and stops everything; with IPIPD_SOAK_KEEP_GOING=1 the run
     /// goes on, counting violations by kind and keeping the first of each.
     pub fn fail(&self, kind: &str, what: String) {
+        self.fail_with(kind, || what);
+    }
+
+    /// As [`Shared::fail`], the evidence gathered only when it is kept (the first of its
+    /// kind): gathering it reads every node it names again.
+    pub fn fail_with(&self, kind: &str, what: impl FnOnce() -> String) {
+        let known = lock(&self.violations).iter().any(|x| x.kind == kind);
+        let what = (!known).then(what);
         let mut v = lock(&self.violations);
-        match v.iter_mut().find(|x| x.kind == kind) {
-            Some(x) => x.count += 1,
-            None => {
+        match (v.iter_mut().find(|x| x.kind == kind), what) {
+            (Some(x), _) => x.count += 1,
+            (None, what) => {
+                let what = what.unwrap_or_default();
                 self.event(&format!("VIOLATION ({kind}): {what}"));
                 v.push(Violation {
                     kind: kind.to_owned(),
@@ -167,6 +176,7 @@ impl Shared {
                 });
             }
         }
+        drop(v);
         if !self.keep_going {
             self.stop.store(true, Relaxed);
         }
