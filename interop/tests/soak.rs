@@ -445,6 +445,7 @@ impl Chaos<'_> {
             std::thread::sleep(Duration::from_secs(1));
         }
         self.nodes[v] = None;
+        self.sh.counts.gone_with_node.fetch_add(gone.len(), Relaxed);
         drop(gone);
         {
             let mut s = lock(&self.sh.state);

@@ -57,6 +57,8 @@ pub struct State {
 pub struct Counts {
     pub made: AtomicUsize,
     pub deleted: AtomicUsize,
+    /// Pods that went with a powered-off node.
+    pub gone_with_node: AtomicUsize,
     pub add_failed: AtomicUsize,
     pub del_failed: AtomicUsize,
     pub restarts_term: AtomicUsize,
@@ -269,10 +271,11 @@ pub fn summary(sh: &Shared, seed: u64) -> String {
     let c = &sh.counts;
     let g = |a: &AtomicUsize| a.load(Relaxed);
     let mut s = format!(
-        "soak summary (seed {seed}, {:.0} s):\n  pods made {}, pods deleted {}, ADDs refused {}, DELs retried {}\n  restarts: SIGTERM {}, SIGKILL {}; joins {}; removals {}; reloads {}; etcd member restarts {}\n  quiet checkpoints passed {}; checker rounds {}; session dips that cleared within {:?}: {}\n",
+        "soak summary (seed {seed}, {:.0} s):\n  pods made {}, pods deleted {}, gone with a removed node {}, ADDs refused {}, DELs retried {}\n  restarts: SIGTERM {}, SIGKILL {}; joins {}; removals {}; reloads {}; etcd member restarts {}\n  quiet checkpoints passed {}; checker rounds {}; session dips that cleared within {:?}: {}\n",
         sh.start.elapsed().as_secs_f64(),
         g(&c.made),
         g(&c.deleted),
+        g(&c.gone_with_node),
         g(&c.add_failed),
         g(&c.del_failed),
         g(&c.restarts_term),
