@@ -30,8 +30,9 @@ use interop::config::shipped_configmap_toml;
 use interop::etcd::{require_etcd, EtcdCluster, Node, NodeCtl};
 use interop::harness::{bgp_routes_json, require_root, strip_ansi, Lan, TempDir};
 use interop::soak::{
-    checker, clean, converged, describe, lock, names, node_address, node_name, pod_worker, summary,
-    EtcdView, NodeObs, Shared, Status, StopOnDrop, BLOCK_LEN, FIRST_NODES, NODES, PREFIX,
+    checker, clean, converged, describe, lock, mesh_gaps, names, node_address, node_name,
+    pod_worker, summary, EtcdView, NodeObs, Shared, Status, StopOnDrop, BLOCK_LEN, FIRST_NODES,
+    NODES, PREFIX,
 };
 
 const ETCD: [&str; 3] = ["172.29.244.11", "172.29.244.12", "172.29.244.13"];
@@ -42,6 +43,9 @@ const SETTLE_LONG: Duration = Duration::from_secs(20);
 /// BFD detection is 0.9 s with the shipped 300 ms × 3; the hold time is 90 s. Anything
 /// well under 10 s proves that BFD, not the hold timer, took the node out.
 const BFD_BOUND: Duration = Duration::from_secs(10);
+/// How long the nodes may take to peer with every node at the start and with a newcomer
+/// (connect retries are 5 s).
+const MESH_LIMIT: Duration = Duration::from_secs(30);
 /// How long after the last settle window a quiet cluster may take to reach its steady
 /// state: a second or two of work, generous for a loaded two-core machine.
 const QUIET_LIMIT: Duration = Duration::from_secs(15);
@@ -441,6 +445,7 @@ impl Chaos<'_> {
             std::thread::sleep(Duration::from_secs(1));
         }
         self.nodes[v] = None;
+        self.sh.counts.gone_with_node.fetch_add(gone.len(), Relaxed);
         drop(gone);
         {
             let mut s = lock(&self.sh.state);
@@ -474,6 +479,49 @@ impl Chaos<'_> {
                 bail!("{what}: the pod workers of {busy:?} still busy after {limit:?} (DELs failing?)");
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// After the start and a join, before any other fault (a reload would make a node
+    /// that missed a newcomer catch up): every running pair Established with BFD Up.
+    fn wait_mesh(&mut self, label: &str) -> Result<()> {
+        let t = Instant::now();
+        while !self.sh.stopped() {
+            let ctls: Vec<NodeCtl> = self
+                .sh
+                .running()
+                .iter()
+                .filter_map(|i| self.nodes[*i].as_ref().map(|n| n.handle()))
+                .collect();
+            let read: Result<Vec<NodeObs>> = ctls.iter().map(NodeObs::read).collect();
+            let gaps = match &read {
+                Ok(nodes) => mesh_gaps(nodes),
+                Err(e) => vec![format!("reading: {e:#}")],
+            };
+            if gaps.is_empty() {
+                self.sh.event(&format!(
+                    "{label}: BGP Established and BFD Up between all {} nodes after {:.1} s",
+                    ctls.len(),
+                    t.elapsed().as_secs_f64()
+                ));
+                break;
+            }
+            if t.elapsed() > MESH_LIMIT {
+                let mut e = format!(
+                    "{label}: not a full mesh with BFD Up after {MESH_LIMIT:?}:\n{}\n",
+                    gaps.join("\n")
+                );
+                let first = |name: &str| gaps.iter().any(|g| g.starts_with(&format!("{name} ")));
+                for (o, c) in read.iter().flatten().zip(&ctls) {
+                    if first(&o.name) {
+                        e.push_str(&describe(o, Some(c)));
+                    }
+                }
+                self.sh.fail("mesh", e);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
         Ok(())
     }
@@ -607,9 +655,10 @@ impl Chaos<'_> {
             (at(0.70), Event::Remove),
             (at(0.82), Event::Freeze),
         ]);
+        self.wait_mesh(&format!("{FIRST_NODES} nodes started"))?;
         self.chaos_start = Instant::now();
         let mut next_restart = Duration::from_secs(self.rng.u64(10..20));
-        let mut next_reload = Duration::from_millis(self.rng.u64(2000..5000));
+        let mut next_reload = Duration::from_millis(self.rng.u64(1000..3000));
         let mut reloads = 0;
         while self.elapsed() < duration && !self.sh.stopped() {
             self.check_alive()?;
@@ -622,6 +671,7 @@ impl Chaos<'_> {
                             self.start(i, SETTLE_LONG)?;
                             self.sh.counts.joins.fetch_add(1, Relaxed);
                             self.sh.event(&format!("{} joined", node_name(i)));
+                            self.wait_mesh(&format!("{} joined", node_name(i)))?;
                         }
                         Event::Quiet => {
                             let label = format!("at {:.0} s", now.as_secs_f64());
@@ -638,7 +688,7 @@ impl Chaos<'_> {
             } else if now >= next_reload {
                 reloads += 1;
                 self.reload(reloads)?;
-                next_reload = self.elapsed() + Duration::from_millis(self.rng.u64(2000..5000));
+                next_reload = self.elapsed() + Duration::from_millis(self.rng.u64(1000..3000));
             }
             std::thread::sleep(Duration::from_millis(100));
         }

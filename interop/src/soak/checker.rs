@@ -37,7 +37,8 @@ pub fn evidence(
 
 pub fn checker(sh: &Shared) {
     let _stop = StopOnDrop(sh, false);
-    let mut seen: BTreeMap<String, (Instant, Finding)> = BTreeMap::new();
+    // Finding key → (first seen, reported as a violation, the finding).
+    let mut seen: BTreeMap<String, (Instant, bool, Finding)> = BTreeMap::new();
     let mut cursor = 0usize;
     while !sh.stopped() {
         let t = Instant::now();
@@ -112,26 +113,27 @@ pub fn checker(sh: &Shared) {
             .collect();
         let mut next = BTreeMap::new();
         for f in findings {
-            let first = seen.get(&f.key).map_or(now, |(t, _)| *t);
+            let (first, mut reported) = seen.get(&f.key).map_or((now, false), |(t, r, _)| (*t, *r));
             if now.duration_since(first) >= f.hold {
                 let kind = f.key.split(' ').next().unwrap_or_default();
-                sh.fail(
-                    kind,
+                sh.fail_with(kind, || {
                     format!(
                         "{} (seen for {:.1} s)\n{}",
                         f.key,
                         now.duration_since(first).as_secs_f64(),
                         evidence(&f, &obs, &ctls, etcd.as_ref())
-                    ),
-                );
+                    )
+                });
                 if sh.stopped() {
                     return;
                 }
+                reported = true;
             }
-            next.insert(f.key.clone(), (first, f));
+            next.insert(f.key.clone(), (first, reported, f));
         }
-        for (key, (first, f)) in &seen {
-            if key.starts_with("session ") && !next.contains_key(key) {
+        // Session problems that healed before they were violations: flaps, counted.
+        for (key, (first, reported, f)) in &seen {
+            if !reported && !next.contains_key(key) && key.starts_with("session ") {
                 sh.counts.session_dips.fetch_add(1, Relaxed);
                 let mut d = lock(&sh.dips);
                 if d.len() < 5 {

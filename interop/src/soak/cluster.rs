@@ -57,6 +57,8 @@ pub struct State {
 pub struct Counts {
     pub made: AtomicUsize,
     pub deleted: AtomicUsize,
+    /// Pods that went with a powered-off node.
+    pub gone_with_node: AtomicUsize,
     pub add_failed: AtomicUsize,
     pub del_failed: AtomicUsize,
     pub restarts_term: AtomicUsize,
@@ -155,10 +157,19 @@ impl Shared {
     /// Records a violation and stops everything; with IPIPD_SOAK_KEEP_GOING=1 the run
     /// goes on, counting violations by kind and keeping the first of each.
     pub fn fail(&self, kind: &str, what: String) {
+        self.fail_with(kind, || what);
+    }
+
+    /// As [`Shared::fail`], the evidence gathered only when it is kept (the first of its
+    /// kind): gathering it reads every node it names again.
+    pub fn fail_with(&self, kind: &str, what: impl FnOnce() -> String) {
+        let known = lock(&self.violations).iter().any(|x| x.kind == kind);
+        let what = (!known).then(what);
         let mut v = lock(&self.violations);
-        match v.iter_mut().find(|x| x.kind == kind) {
-            Some(x) => x.count += 1,
-            None => {
+        match (v.iter_mut().find(|x| x.kind == kind), what) {
+            (Some(x), _) => x.count += 1,
+            (None, what) => {
+                let what = what.unwrap_or_default();
                 self.event(&format!("VIOLATION ({kind}): {what}"));
                 v.push(Violation {
                     kind: kind.to_owned(),
@@ -167,6 +178,7 @@ impl Shared {
                 });
             }
         }
+        drop(v);
         if !self.keep_going {
             self.stop.store(true, Relaxed);
         }
@@ -259,10 +271,11 @@ pub fn summary(sh: &Shared, seed: u64) -> String {
     let c = &sh.counts;
     let g = |a: &AtomicUsize| a.load(Relaxed);
     let mut s = format!(
-        "soak summary (seed {seed}, {:.0} s):\n  pods made {}, pods deleted {}, ADDs refused {}, DELs retried {}\n  restarts: SIGTERM {}, SIGKILL {}; joins {}; removals {}; reloads {}; etcd member restarts {}\n  quiet checkpoints passed {}; checker rounds {}; session dips that cleared within {:?}: {}\n",
+        "soak summary (seed {seed}, {:.0} s):\n  pods made {}, pods deleted {}, gone with a removed node {}, ADDs refused {}, DELs retried {}\n  restarts: SIGTERM {}, SIGKILL {}; joins {}; removals {}; reloads {}; etcd member restarts {}\n  quiet checkpoints passed {}; checker rounds {}; session dips that cleared within {:?}: {}\n",
         sh.start.elapsed().as_secs_f64(),
         g(&c.made),
         g(&c.deleted),
+        g(&c.gone_with_node),
         g(&c.add_failed),
         g(&c.del_failed),
         g(&c.restarts_term),

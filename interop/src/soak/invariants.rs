@@ -170,7 +170,7 @@ fn etcd_owners(r: &Round<'_>, etcd: &EtcdView, f: &mut Vec<Finding>) {
 }
 
 /// Kernels: a block blackholed on one node only; in a steady state, blackholed only at
-/// its etcd owner and routed everywhere else to that owner.
+/// its etcd owner, routed everywhere else to that owner, and nowhere missing.
 fn kernels(r: &Round<'_>, f: &mut Vec<Finding>) {
     let mut blackholed: BTreeMap<Ipv4Net, Vec<&str>> = BTreeMap::new();
     for n in r.nodes {
@@ -217,6 +217,51 @@ fn kernels(r: &Round<'_>, f: &mut Vec<Finding>) {
                     text: format!("{} blackholes {b}, etcd's owner is {owner:?}", n.name),
                     hold: ROUTE_HOLD,
                 });
+            }
+        }
+    }
+    if let Some(etcd) = r.etcd {
+        steady_routes(r, etcd, f);
+    }
+}
+
+/// Between settled nodes, all along: each holds etcd's confirmed blocks of its own as
+/// blackholes and every other's as a route via that node.
+fn steady_routes(r: &Round<'_>, etcd: &EtcdView, f: &mut Vec<Finding>) {
+    let settled: Vec<&NodeObs> = r
+        .nodes
+        .iter()
+        .filter(|n| r.settled.contains(&n.name))
+        .collect();
+    for n in &settled {
+        let have = n.blackholes(r.block_len);
+        for b in etcd.confirmed_of(&n.name).difference(&have) {
+            f.push(Finding {
+                key: format!("own-block-missing {} {b}", n.name),
+                text: format!(
+                    "etcd: {b} is {}'s, but its kernel has no blackhole for it; its `show blocks` own: {:?}",
+                    n.name,
+                    n.own_blocks()
+                ),
+                hold: ROUTE_HOLD,
+            });
+        }
+        let routed = n.tunnel_routes(r.block_len);
+        for m in settled.iter().filter(|m| m.name != n.name) {
+            let via = m.address.to_string();
+            for b in etcd.confirmed_of(&m.name) {
+                if routed.get(&b) != Some(&via) {
+                    f.push(Finding {
+                        key: format!("route-missing {} {b}", n.name),
+                        text: format!(
+                            "etcd: {b} is {}'s, {}'s kernel routes it via {:?} (want {via})",
+                            m.name,
+                            n.name,
+                            routed.get(&b)
+                        ),
+                        hold: ROUTE_HOLD,
+                    });
+                }
             }
         }
     }
@@ -385,18 +430,30 @@ pub fn converged(
                 );
             }
         }
-        for m in nodes.iter().filter(|m| m.name != n.name) {
-            let (bgp, bfd) = (n.peer_state(m.address), n.bfd_state(m.address));
-            if bgp != "Established" || bfd != "Up" {
-                let _ = writeln!(d, "{} → {}: BGP {bgp}, BFD {bfd}", n.name, m.name);
-            }
-        }
+    }
+    for gap in mesh_gaps(nodes) {
+        let _ = writeln!(d, "{gap}");
     }
     if d.is_empty() {
         Ok(())
     } else {
         Err(d)
     }
+}
+
+/// Every ordered pair of `nodes` whose session is not Established with BFD Up, as
+/// `a → b: BGP state, BFD state`.
+pub fn mesh_gaps(nodes: &[NodeObs]) -> Vec<String> {
+    let mut gaps = Vec::new();
+    for n in nodes {
+        for m in nodes.iter().filter(|m| m.name != n.name) {
+            let (bgp, bfd) = (n.peer_state(m.address), n.bfd_state(m.address));
+            if bgp != "Established" || bfd != "Up" {
+                gaps.push(format!("{} → {}: BGP {bgp}, BFD {bfd}", n.name, m.name));
+            }
+        }
+    }
+    gaps
 }
 
 /// After every pod was deleted: no allocation, no `cali` veth, no workload route.

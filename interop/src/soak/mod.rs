@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub use checker::checker;
 pub use cluster::{lock, summary, Pod, Shared, Status, StopOnDrop};
-pub use invariants::{check_round, clean, converged, Finding, Round, SESSION_HOLD};
+pub use invariants::{check_round, clean, converged, mesh_gaps, Finding, Round, SESSION_HOLD};
 pub use observe::{describe, names, EtcdView, NodeObs, PodRef};
 pub use pods::pod_worker;
 

@@ -251,7 +251,8 @@ pub fn describe(o: &NodeObs, ctl: Option<&NodeCtl>) -> String {
         .map(|w| format!("{} {}", w.ip, w.handle.as_deref().unwrap_or("-")))
         .collect();
     let _ = writeln!(s, "  workloads: {}", w.join(", "));
-    for r in &o.routes {
+    let workload = o.workload_routes();
+    for r in o.routes.iter().filter(|r| !workload.contains(r)) {
         let _ = writeln!(
             s,
             "  route {} {} via {} dev {}",
@@ -261,6 +262,8 @@ pub fn describe(o: &NodeObs, ctl: Option<&NodeCtl>) -> String {
             r.dev.as_deref().unwrap_or("-")
         );
     }
+    let hosts: Vec<&str> = workload.iter().map(|r| r.dst.as_str()).collect();
+    let _ = writeln!(s, "  workload routes: {}", hosts.join(", "));
     if let Some(c) = ctl {
         // What the daemon believes about its BGP routes, and the tunnel device itself.
         if let Ok(rib) = c.routes() {

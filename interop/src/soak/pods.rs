@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::cluster::{lock, Pod, Shared, Status, StopOnDrop};
 use super::observe::{describe, names, EtcdView, NodeObs, PodRef};
@@ -142,7 +142,8 @@ pub fn del_one(sh: &Shared, ctl: &NodeCtl, id: &str, ns: &Netns) -> bool {
 
 /// Adds and deletes pods on one node for the whole run: towards a target count picked
 /// at random (a quarter of the time zero, so the node drains and gives blocks back), a
-/// few operations at once.
+/// few operations at once, now and then holding still long enough for blocks to be
+/// released.
 pub fn pod_worker(sh: &Shared, slot: usize, seed: u64) {
     let _stop = StopOnDrop(sh, false);
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -241,6 +242,15 @@ pub fn pod_worker(sh: &Shared, slot: usize, seed: u64) {
             } else {
                 rng.usize(1..=MAX_PODS)
             };
+            // Half the time the node stays as it is for a while: blocks it no longer
+            // needs outlive the release grace and go back while the next ADDs arrive.
+            if rng.bool() && !draining {
+                let dwell = Instant::now() + Duration::from_millis(rng.u64(5_000..16_000));
+                let busy = || sh.stopped() || sh.paused.load(Relaxed) || sh.draining.load(Relaxed);
+                while Instant::now() < dwell && !busy() {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
         }
         if !draining {
             std::thread::sleep(Duration::from_millis(rng.u64(100..500)));
