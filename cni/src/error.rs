@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-/// Codes from the CNI specification, and ipipd's own (100 and up, listed in the README).
+/// Codes from the CNI specification, and ipipd's own (100 and up, listed in docs/cni.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     /// 1: the configuration's cniVersion is not one this plugin speaks.

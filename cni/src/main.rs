@@ -4,8 +4,8 @@
 //! It keeps no state of its own: addresses come from the ipipd daemon on the node (its
 //! control socket), which records them durably and routes the pod; the plugin does the
 //! netlink work on both sides of the pod's veth. The one exception: a DEL while the daemon
-//! is not answering leaves its release on disk for the daemon (`spool`). See the README,
-//! "Pods: the CNI plugin".
+//! is not answering leaves its release on disk for the daemon (`spool`). See
+//! docs/cni.md.
 #![forbid(unsafe_code)]
 
 mod check;
