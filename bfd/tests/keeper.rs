@@ -11,7 +11,7 @@ use bfd::keeper::{KeeperClient, Options};
 use bfd::{Spec, State};
 
 mod common;
-use common::keeper::{never_spawn, wait_up, Peer, Result};
+use common::keeper::{never_spawn, serve_keeper, wait_up, Peer, Result};
 
 const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 const PORT: u16 = 43785;
@@ -37,24 +37,15 @@ const ADMIN_DOWN_SPREAD: Duration = Duration::from_millis(75);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resident_keeper_outlives_its_daemon_and_serves_the_next() -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("ipipd-keeper-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let socket = dir.join("bfd.sock");
     let grace = Duration::from_secs(1);
-    let keeper = tokio::spawn({
-        let socket = socket.clone();
-        async move {
-            bfd::keeper::serve(
-                &socket,
-                Options {
-                    grace,
-                    port: PORT,
-                    resident: true,
-                },
-            )
-            .await
-        }
-    });
+    let (socket, keeper) = serve_keeper(
+        "ipipd-keeper-test",
+        Options {
+            grace,
+            port: PORT,
+            resident: true,
+        },
+    )?;
     let peer = Peer::start(PEER, PORT)?;
 
     let (first, _events) = KeeperClient::start(socket.clone(), never_spawn(), vec![spec()]);
@@ -120,7 +111,9 @@ async fn a_resident_keeper_outlives_its_daemon_and_serves_the_next() -> Result<(
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!keeper.is_finished(), "a resident keeper exited on stop");
     keeper.abort();
-    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(dir) = socket.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }
 
@@ -130,20 +123,14 @@ async fn a_resident_keeper_outlives_its_daemon_and_serves_the_next() -> Result<(
 async fn stop_sends_admin_down_for_a_detection_time_then_exits() -> Result<()> {
     const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
     const PORT: u16 = 43787;
-    let dir = std::env::temp_dir().join(format!("ipipd-keeper-stop-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let socket = dir.join("bfd.sock");
-    let keeper = tokio::spawn({
-        let socket = socket.clone();
-        async move {
-            let opts = Options {
-                grace: Duration::from_secs(60),
-                port: PORT,
-                resident: false,
-            };
-            bfd::keeper::serve(&socket, opts).await
-        }
-    });
+    let (socket, keeper) = serve_keeper(
+        "ipipd-keeper-stop",
+        Options {
+            grace: Duration::from_secs(60),
+            port: PORT,
+            resident: false,
+        },
+    )?;
     let peer = Peer::start(PEER, PORT)?;
     let (client, _events) = KeeperClient::start(socket.clone(), never_spawn(), vec![spec_to(PEER)]);
     wait_up(&client).await?;
@@ -168,6 +155,8 @@ async fn stop_sends_admin_down_for_a_detection_time_then_exits() -> Result<()> {
         .filter(|(t, _)| *t > quiet_from)
         .count();
     assert_eq!(later, 0, "packets after the keeper exited");
-    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(dir) = socket.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use bfd::keeper::Options;
 use socket2::{Domain, SockAddr, Socket, Type};
 
+mod common;
+use common::keeper::serve_keeper;
+
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn nofile() -> std::io::Result<libc::rlimit> {
@@ -35,20 +38,14 @@ fn set_nofile(l: &libc::rlimit) -> std::io::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_accept_does_not_end_the_keeper() -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("ipipd-keeper-accept-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let socket = dir.join("bfd.sock");
-    let keeper = tokio::spawn({
-        let socket = socket.clone();
-        async move {
-            let opts = Options {
-                grace: Duration::from_secs(60),
-                port: 43789,
-                resident: false,
-            };
-            bfd::keeper::serve(&socket, opts).await
-        }
-    });
+    let (socket, keeper) = serve_keeper(
+        "ipipd-keeper-accept",
+        Options {
+            grace: Duration::from_secs(60),
+            port: 43789,
+            resident: false,
+        },
+    )?;
     let deadline = Instant::now() + Duration::from_secs(3);
     while std::os::unix::net::UnixStream::connect(&socket).is_err() {
         if Instant::now() > deadline {
@@ -85,6 +82,8 @@ async fn a_failed_accept_does_not_end_the_keeper() -> Result<()> {
     tokio::task::block_in_place(|| BufReader::new(stream).read_line(&mut line))?;
     assert!(line.contains(r#""op":"sessions""#), "{line:?}");
     keeper.abort();
-    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(dir) = socket.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }

@@ -10,27 +10,21 @@ use bfd::keeper::{KeeperClient, Options};
 use bfd::Spec;
 
 mod common;
-use common::keeper::{never_spawn, wait_up, Peer, Result};
+use common::keeper::{never_spawn, serve_keeper, wait_up, Peer, Result};
 
 const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
 const PORT: u16 = 43788;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_sends_admin_down_for_a_detection_time_then_exits() -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("ipipd-keeper-term-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let socket = dir.join("bfd.sock");
-    let keeper = tokio::spawn({
-        let socket = socket.clone();
-        async move {
-            let opts = Options {
-                grace: Duration::from_secs(60),
-                port: PORT,
-                resident: true,
-            };
-            bfd::keeper::serve(&socket, opts).await
-        }
-    });
+    let (socket, keeper) = serve_keeper(
+        "ipipd-keeper-term",
+        Options {
+            grace: Duration::from_secs(60),
+            port: PORT,
+            resident: true,
+        },
+    )?;
     let peer = Peer::start(PEER, PORT)?;
     let spec = Spec {
         peer: PEER.into(),
@@ -57,6 +51,8 @@ async fn sigterm_sends_admin_down_for_a_detection_time_then_exits() -> Result<()
         count >= 3 && spread >= Duration::from_millis(75),
         "AdminDown sent {count} times over {spread:?} on SIGTERM"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(dir) = socket.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }

@@ -8,34 +8,9 @@ use ipnet::IpNet;
 use proptest::prelude::*;
 
 use crate::kv::{Kv, Op, Range};
-use crate::model::{BlockState, NodeRecord, PoolLayout, PoolsRecord};
+use crate::model::{BlockState, PoolLayout, PoolsRecord};
+use crate::test_support::{node, pools, runtime};
 use crate::{Datastore, Error, Interleaved, MemoryKv};
-
-fn pools(pool: &str, size: u8) -> PoolsRecord {
-    PoolsRecord {
-        pools: vec![pool.parse().unwrap_or_else(|e| panic!("{e}"))],
-        block_size_v4: size,
-        block_size_v6: 122,
-        block_sizes: BTreeMap::new(),
-    }
-}
-
-fn node(i: usize) -> NodeRecord {
-    NodeRecord {
-        name: format!("node-{i}"),
-        address: std::net::Ipv4Addr::new(10, 0, 0, i as u8 + 1),
-        address_v6: None,
-        asn: 64512,
-        port: 179,
-        rr_cluster_id: None,
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// `nodes` nodes each claim `claims` times from a pool of `blocks` blocks; steps interleave.
 fn race(nodes: usize, claims: usize, blocks: u32, yields: Vec<u8>) -> (Vec<Vec<IpNet>>, MemoryKv) {

@@ -18,6 +18,8 @@ pub mod model;
 mod claim_tests;
 #[cfg(test)]
 mod lost_answer_tests;
+#[cfg(test)]
+mod test_support;
 
 use std::path::PathBuf;
 

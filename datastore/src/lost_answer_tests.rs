@@ -10,7 +10,8 @@ use ipnet::IpNet;
 use proptest::prelude::*;
 
 use crate::kv::{Compare, Kv, Op, Range, TxnResult, Watch};
-use crate::model::{BlockState, Keys, NodeRecord, PoolsRecord, Snapshot};
+use crate::model::{BlockState, Keys, PoolsRecord, Snapshot};
+use crate::test_support::{self, node, runtime};
 use crate::{Datastore, Error, Interleaved, MemoryKv};
 
 /// What happens to one transaction.
@@ -77,30 +78,9 @@ fn net(s: &str) -> IpNet {
     s.parse().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The pool these tests claim from, in /28s.
 fn pools(pool: &str) -> PoolsRecord {
-    PoolsRecord {
-        pools: vec![net(pool)],
-        block_size_v4: 28,
-        block_size_v6: 122,
-        block_sizes: BTreeMap::new(),
-    }
-}
-
-fn node(i: usize) -> NodeRecord {
-    NodeRecord {
-        name: format!("node-{i}"),
-        address: std::net::Ipv4Addr::new(10, 0, 0, i as u8 + 1),
-        address_v6: None,
-        asn: 64512,
-        port: 179,
-        rr_cluster_id: None,
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
+    test_support::pools(pool, 28)
 }
 
 fn snapshot(kv: &MemoryKv) -> Snapshot {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bfd::keeper::KeeperClient;
+use bfd::keeper::{KeeperClient, Options};
 use bfd::{Packet, State};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -86,6 +86,25 @@ impl Drop for Peer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A keeper of this process serving `opts` on `<temp>/<tag>-<pid>/bfd.sock`: that
+/// socket, and the keeper's task.
+pub fn serve_keeper(
+    tag: &str,
+    opts: Options,
+) -> Result<(
+    std::path::PathBuf,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
+    let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let socket = dir.join("bfd.sock");
+    let task = tokio::spawn({
+        let socket = socket.clone();
+        async move { bfd::keeper::serve(&socket, opts).await }
+    });
+    Ok((socket, task))
 }
 
 /// For a keeper run on its own: the daemon's side never starts one.
