@@ -18,6 +18,10 @@ pub const DEFAULT_BFD_MULTIPLIER: u8 = 3;
 pub const DEFAULT_MAX_PATHS: usize = 4;
 pub const DEFAULT_CONNECT_RETRY_TIME: u16 = 5;
 pub const DEFAULT_DEVICE: &str = "tunl0";
+/// Calico's VXLAN device name, VNI and UDP port (the IANA VXLAN port).
+pub const DEFAULT_VXLAN_DEVICE: &str = "vxlan.calico";
+pub const DEFAULT_VXLAN_VNI: u32 = 4096;
+pub const DEFAULT_VXLAN_PORT: u16 = 4789;
 /// "bgp" in iproute2's rt_protos, the number BIRD and calico use too.
 pub const DEFAULT_PROTOCOL: u8 = 186;
 /// RT_TABLE_MAIN.
@@ -37,6 +41,7 @@ pub struct Config {
     /// their CIDRs.
     pub pools: Vec<Pool>,
     pub ipip: Ipip,
+    pub vxlan: Vxlan,
     pub kernel: Kernel,
     pub control: Control,
     pub metrics: Metrics,
@@ -158,12 +163,52 @@ pub enum IpipMode {
     Never,
 }
 
+impl std::fmt::Display for IpipMode {
+    /// The spelling of the configuration file.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IpipMode::Always => "always",
+            IpipMode::CrossSubnet => "cross-subnet",
+            IpipMode::Never => "never",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ipip {
     pub mode: IpipMode,
     pub device: String,
     /// `None`: the MTU of the interface holding `node.address`, minus the 20-byte outer header.
     pub mtu: Option<u32>,
+}
+
+/// VXLAN encapsulation, Calico's `vxlanMode`: the same modes as IPIP, through a VXLAN
+/// device. At most one of `[ipip]` and `[vxlan]` has a mode other than `never`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Vxlan {
+    pub mode: IpipMode,
+    pub device: String,
+    /// VXLAN network identifier (24 bits).
+    pub vni: u32,
+    /// UDP destination port.
+    pub port: u16,
+    /// `None`: the MTU of the interface holding `node.address`, minus the 50 bytes of
+    /// outer IPv4, UDP, VXLAN and Ethernet headers.
+    pub mtu: Option<u32>,
+}
+
+impl Config {
+    /// The encapsulation device in use (`[vxlan]` when its mode is not `never`, else
+    /// `[ipip]`'s unless that is `never` too), with its configured MTU.
+    pub fn tunnel_device(&self) -> Option<(&str, Option<u32>)> {
+        if self.vxlan.mode != IpipMode::Never {
+            Some((&self.vxlan.device, self.vxlan.mtu))
+        } else if self.ipip.mode != IpipMode::Never {
+            Some((&self.ipip.device, self.ipip.mtu))
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

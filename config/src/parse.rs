@@ -131,11 +131,12 @@ pub(crate) fn deserialize(text: &str, sink: &mut Sink<'_>) -> Option<(RawConfig,
 }
 
 /// The top-level keys that hold one table each; `peer` and `pool` hold arrays of them.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "node",
     "cluster",
     "bgp",
     "ipip",
+    "vxlan",
     "kernel",
     "control",
     "metrics",

@@ -21,6 +21,7 @@ pub(crate) struct RawConfig {
     pub peer: Option<Vec<RawPeer>>,
     pub pool: Option<Vec<RawPool>>,
     pub ipip: Option<RawIpip>,
+    pub vxlan: Option<RawVxlan>,
     pub kernel: Option<RawKernel>,
     pub control: Option<RawControl>,
     pub metrics: Option<RawMetrics>,
@@ -95,6 +96,16 @@ pub(crate) struct RawPool {
 pub(crate) struct RawIpip {
     pub mode: Opt<IpipMode>,
     pub device: Opt<String>,
+    pub mtu: Opt<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVxlan {
+    pub mode: Opt<IpipMode>,
+    pub device: Opt<String>,
+    pub vni: Opt<u32>,
+    pub port: Opt<u16>,
     pub mtu: Opt<u32>,
 }
 

@@ -53,6 +53,7 @@ fn every_key_the_parser_knows_is_documented_and_no_other() {
         ("bgp", parser_keys::<RawBgp>()),
         ("peer", parser_keys::<RawPeer>()),
         ("ipip", parser_keys::<RawIpip>()),
+        ("vxlan", parser_keys::<RawVxlan>()),
         ("kernel", parser_keys::<RawKernel>()),
         ("control", parser_keys::<RawControl>()),
         ("metrics", parser_keys::<RawMetrics>()),

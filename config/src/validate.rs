@@ -25,6 +25,8 @@ const MAX_RESTART_TIME: u16 = 4095;
 const PORT_RANGE: &str = "port must be from 1 to 65535";
 /// Linux IFNAMSIZ minus the terminating NUL.
 const MAX_IFNAME: usize = 15;
+/// VXLAN network identifiers are 24 bits.
+const MAX_VNI: u32 = (1 << 24) - 1;
 
 pub(crate) fn get<T: Clone>(v: &Opt<T>) -> Option<T> {
     v.as_ref().map(|s| s.get_ref().clone())
@@ -117,7 +119,9 @@ pub(crate) fn validate(
     }
     let bgp = bgp(&raw.bgp.unwrap_or_default(), sink);
     let peers = peers(raw.peer.unwrap_or_default(), &node, address, layout, sink);
-    let ipip = ipip(&raw.ipip.unwrap_or_default(), sink);
+    let raw_vxlan = raw.vxlan.unwrap_or_default();
+    let vxlan = vxlan(&raw_vxlan, sink);
+    let ipip = ipip(&raw.ipip.unwrap_or_default(), vxlan.mode, sink);
     let kernel = kernel(&raw.kernel.unwrap_or_default(), sink);
     let mut control = control(&raw.control.unwrap_or_default(), sink);
     if let Some(s) = &overrides.socket {
@@ -155,6 +159,7 @@ pub(crate) fn validate(
         peers,
         pools: pools.ok()?,
         ipip,
+        vxlan,
         kernel,
         control,
         metrics,
@@ -515,33 +520,32 @@ fn peer(p: RawPeer, address: IpAddr, node: &NodeParts, sink: &mut Sink<'_>) -> P
     }
 }
 
-fn ipip(raw: &RawIpip, sink: &mut Sink<'_>) -> Ipip {
-    let device = match &raw.device {
-        Some(s) => {
-            let d = s.get_ref();
-            let bad = if d.is_empty() {
-                Some("must not be empty".to_owned())
-            } else if d.len() > MAX_IFNAME {
-                Some(format!(
-                    "is {} bytes; Linux interface names are at most {MAX_IFNAME}",
-                    d.len()
-                ))
-            } else if d == "."
-                || d == ".."
-                || d.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
-            {
-                Some("is not a valid interface name (no '/', ':' or spaces)".to_owned())
-            } else {
-                None
-            };
-            if let Some(why) = bad {
-                sink.at(Some(&s.span()), format!("device {d:?} {why}"));
-            }
-            d.clone()
-        }
-        None => DEFAULT_DEVICE.to_owned(),
+fn device_name(raw: &Opt<String>, default: &str, sink: &mut Sink<'_>) -> String {
+    let Some(s) = raw else {
+        return default.to_owned();
     };
-    let mtu = raw.mtu.as_ref().and_then(|s| {
+    let d = s.get_ref();
+    let bad = if d.is_empty() {
+        Some("must not be empty".to_owned())
+    } else if d.len() > MAX_IFNAME {
+        Some(format!(
+            "is {} bytes; Linux interface names are at most {MAX_IFNAME}",
+            d.len()
+        ))
+    } else if d == "." || d == ".." || d.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        Some("is not a valid interface name (no '/', ':' or spaces)".to_owned())
+    } else {
+        None
+    };
+    if let Some(why) = bad {
+        sink.at(Some(&s.span()), format!("device {d:?} {why}"));
+    }
+    d.clone()
+}
+
+fn tunnel_mtu(raw: &Opt<u32>, sink: &mut Sink<'_>) -> Option<u32> {
+    raw.as_ref().and_then(|s| {
         let m = *s.get_ref();
         if (MIN_MTU..=MAX_MTU).contains(&m) {
             Some(m)
@@ -552,10 +556,56 @@ fn ipip(raw: &RawIpip, sink: &mut Sink<'_>) -> Ipip {
             );
             None
         }
-    });
-    Ipip {
-        mode: get(&raw.mode).unwrap_or_default(),
+    })
+}
+
+/// `[ipip]`; its mode defaults to `never` when VXLAN is on, and may not be on beside it.
+fn ipip(raw: &RawIpip, vxlan: IpipMode, sink: &mut Sink<'_>) -> Ipip {
+    let device = device_name(&raw.device, DEFAULT_DEVICE, sink);
+    let mtu = tunnel_mtu(&raw.mtu, sink);
+    let mode = match &raw.mode {
+        Some(m) if vxlan != IpipMode::Never && *m.get_ref() != IpipMode::Never => {
+            sink.at(
+                Some(&m.span()),
+                format!(
+                    "ipip.mode = \"{}\" beside vxlan.mode = \"{}\": a node encapsulates one way; set one of them to \"never\" (ipip.mode defaults to \"never\" when vxlan.mode is set)",
+                    m.get_ref(),
+                    vxlan
+                ),
+            );
+            IpipMode::Never
+        }
+        Some(m) => *m.get_ref(),
+        None if vxlan != IpipMode::Never => IpipMode::Never,
+        None => IpipMode::default(),
+    };
+    Ipip { mode, device, mtu }
+}
+
+fn vxlan(raw: &RawVxlan, sink: &mut Sink<'_>) -> Vxlan {
+    let device = device_name(&raw.device, DEFAULT_VXLAN_DEVICE, sink);
+    let mtu = tunnel_mtu(&raw.mtu, sink);
+    let vni = match &raw.vni {
+        Some(s) if !(1..=MAX_VNI).contains(s.get_ref()) => {
+            sink.at(
+                Some(&s.span()),
+                format!("vni must be from 1 to {MAX_VNI} (24 bits), got {}", s.get_ref()),
+            );
+            DEFAULT_VXLAN_VNI
+        }
+        Some(s) => *s.get_ref(),
+        None => DEFAULT_VXLAN_VNI,
+    };
+    let port = raw
+        .port
+        .as_ref()
+        .and_then(|s| at_least(sink, s, 1, PORT_RANGE))
+        .unwrap_or(DEFAULT_VXLAN_PORT);
+    Vxlan {
+        mode: get(&raw.mode).unwrap_or(IpipMode::Never),
         device,
+        vni,
+        port,
         mtu,
     }
 }

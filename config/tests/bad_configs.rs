@@ -302,6 +302,25 @@ fn mesh() {
 }
 
 #[test]
+fn vxlan_and_ipip_are_not_both_on() {
+    check(
+        &with_node("[ipip]\nmode = \"always\"\n[vxlan]\nmode = \"cross-subnet\"\n"),
+        &["t.toml:4:8: ipip.mode = \"always\" beside vxlan.mode = \"cross-subnet\": a node \
+           encapsulates one way; set one of them to \"never\" (ipip.mode defaults to \"never\" \
+           when vxlan.mode is set)"],
+    );
+    check(
+        &with_node("[vxlan]\nvni = 16777216\nport = 0\ndevice = \"\"\nmtu = 70000\n"),
+        &[
+            "t.toml:4:7: vni must be from 1 to 16777215 (24 bits), got 16777216",
+            "t.toml:5:8: port must be from 1 to 65535, got 0",
+            "t.toml:6:10: device \"\" must not be empty",
+            "t.toml:7:7: mtu must be from 576 to 65515, got 70000",
+        ],
+    );
+}
+
+#[test]
 fn ipip_kernel_control() {
     check(
         &with_node("[ipip]\ndevice = \"a-very-long-device-name\"\nmtu = 70000\n"),
