@@ -181,6 +181,10 @@ pub enum Command {
         /// pods start).
         #[arg(long, value_enum, default_value_t = crate::lab::LabDatastore::File)]
         datastore: crate::lab::LabDatastore,
+        /// How pods' packets cross the underlay: `ipip` (a stand-in tunl0 on kernels
+        /// without ipip) or `vxlan` (real VXLAN devices, `[vxlan] mode = "always"`).
+        #[arg(long, value_enum, default_value_t = crate::lab::LabEncapsulation::Ipip)]
+        encapsulation: crate::lab::LabEncapsulation,
     },
 }
 
@@ -442,7 +446,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             once,
             binary,
             datastore,
-        } => crate::lab::run(nodes.into(), once, binary, datastore),
+            encapsulation,
+        } => crate::lab::run(nodes.into(), once, binary, datastore, encapsulation),
     }
 }
 

@@ -589,7 +589,10 @@ fn vxlan(raw: &RawVxlan, sink: &mut Sink<'_>) -> Vxlan {
         Some(s) if !(1..=MAX_VNI).contains(s.get_ref()) => {
             sink.at(
                 Some(&s.span()),
-                format!("vni must be from 1 to {MAX_VNI} (24 bits), got {}", s.get_ref()),
+                format!(
+                    "vni must be from 1 to {MAX_VNI} (24 bits), got {}",
+                    s.get_ref()
+                ),
             );
             DEFAULT_VXLAN_VNI
         }

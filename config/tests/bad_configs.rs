@@ -305,9 +305,11 @@ fn mesh() {
 fn vxlan_and_ipip_are_not_both_on() {
     check(
         &with_node("[ipip]\nmode = \"always\"\n[vxlan]\nmode = \"cross-subnet\"\n"),
-        &["t.toml:4:8: ipip.mode = \"always\" beside vxlan.mode = \"cross-subnet\": a node \
+        &[
+            "t.toml:4:8: ipip.mode = \"always\" beside vxlan.mode = \"cross-subnet\": a node \
            encapsulates one way; set one of them to \"never\" (ipip.mode defaults to \"never\" \
-           when vxlan.mode is set)"],
+           when vxlan.mode is set)",
+        ],
     );
     check(
         &with_node("[vxlan]\nvni = 16777216\nport = 0\ndevice = \"\"\nmtu = 70000\n"),

@@ -433,17 +433,26 @@ fn vxlan_turns_ipip_off_by_default() {
     );
     assert_eq!(c.vxlan.mode, IpipMode::CrossSubnet);
     assert_eq!(c.ipip.mode, IpipMode::Never);
-    assert_eq!((c.vxlan.device.as_str(), c.vxlan.vni, c.vxlan.port), ("vx0", 7, 8472));
+    assert_eq!(
+        (c.vxlan.device.as_str(), c.vxlan.vni, c.vxlan.port),
+        ("vx0", 7, 8472)
+    );
     assert_eq!(c.tunnel_device(), Some(("vx0", Some(1400))));
     // Saying `never` for IPIP beside VXLAN is fine.
     let c = parse(
         "[node]\naddress = \"172.29.235.101\"\n[ipip]\nmode = \"never\"\n[vxlan]\nmode = \"always\"\n",
     );
-    assert_eq!((c.ipip.mode, c.vxlan.mode), (IpipMode::Never, IpipMode::Always));
+    assert_eq!(
+        (c.ipip.mode, c.vxlan.mode),
+        (IpipMode::Never, IpipMode::Always)
+    );
     assert_eq!(c.vxlan.device, "vxlan.calico");
     assert_eq!((c.vxlan.vni, c.vxlan.port, c.vxlan.mtu), (4096, 4789, None));
     // Without [vxlan], IPIP as before.
     let c = parse("[node]\naddress = \"172.29.235.101\"\n");
-    assert_eq!((c.ipip.mode, c.vxlan.mode), (IpipMode::Always, IpipMode::Never));
+    assert_eq!(
+        (c.ipip.mode, c.vxlan.mode),
+        (IpipMode::Always, IpipMode::Never)
+    );
     assert_eq!(c.tunnel_device(), Some(("tunl0", None)));
 }

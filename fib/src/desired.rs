@@ -1,7 +1,7 @@
 //! The desired route set: a pure function of the inputs, the IPIP mode and the underlay.
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -20,7 +20,8 @@ pub fn desired(
 ) -> BTreeMap<IpNet, Route> {
     let mut out = BTreeMap::new();
     for (prefix, gateways) in &inputs.remote {
-        if let Some(route) = remote_route(*prefix, gateways, mode, tunnel, underlay) {
+        let vteps = inputs.vteps.as_ref();
+        if let Some(route) = remote_route(*prefix, gateways, mode, tunnel, underlay, vteps) {
             out.insert(route.prefix, route);
         }
     }
@@ -49,19 +50,35 @@ pub fn desired(
     out
 }
 
+/// The mode for one IPv4 gateway: with a set of known tunnel endpoints (VXLAN), a
+/// gateway outside it is routed without encapsulation, as with `never`.
+pub(crate) fn mode_for(mode: Mode, gateway: Ipv4Addr, vteps: Option<&BTreeSet<Ipv4Addr>>) -> Mode {
+    match vteps {
+        Some(known) if !known.contains(&gateway) => Mode::Never,
+        _ => mode,
+    }
+}
+
 /// The route for one remote prefix and its best next hops, or `None` when no next hop can
-/// serve it.
+/// serve it. `vteps`: the gateways that can be tunnelled to (`None`: every one).
 pub fn remote_route(
     prefix: IpNet,
     gateways: &[IpAddr],
     mode: Mode,
     tunnel: &str,
     underlay: Option<&(IpNet, String)>,
+    vteps: Option<&BTreeSet<Ipv4Addr>>,
 ) -> Option<Route> {
     let prefix = prefix.trunc();
     let mut hops: Vec<NextHop> = gateways
         .iter()
-        .filter_map(|gw| next_hop(prefix, *gw, mode, tunnel, underlay))
+        .filter_map(|gw| {
+            let mode = match gw {
+                IpAddr::V4(v4) => mode_for(mode, *v4, vteps),
+                IpAddr::V6(_) => mode,
+            };
+            next_hop(prefix, *gw, mode, tunnel, underlay)
+        })
         .collect();
     hops.sort();
     hops.dedup_by(|a, b| a.gateway == b.gateway);
@@ -321,6 +338,33 @@ mod tests {
         // A link-local gateway needs an interface; without one the route cannot be built.
         let set = desired(&inputs, Mode::Always, "tunl0", None);
         assert_eq!(kind_of(&set, "fd00:3::/122"), None);
+    }
+
+    #[test]
+    fn vxlan_tunnels_only_to_known_endpoints() {
+        let mut inputs = remote(&[
+            ("10.1.0.0/26", &["172.29.236.5"]),
+            ("10.2.0.0/26", &["172.29.236.9"]),
+        ]);
+        inputs.vteps = Some([ip4("172.29.236.5")].into_iter().collect());
+        let set = desired(&inputs, Mode::Always, "vxlan.calico", Some(&underlay()));
+        assert_eq!(
+            kind_of(&set, "10.1.0.0/26"),
+            Some(RouteKind::Via(vec![NextHop {
+                gateway: ip("172.29.236.5"),
+                device: Some("vxlan.calico".into()),
+                onlink: true,
+            }]))
+        );
+        assert_eq!(
+            kind_of(&set, "10.2.0.0/26"),
+            Some(RouteKind::Via(vec![plain("172.29.236.9")])),
+            "a next hop with no VTEP known goes unencapsulated"
+        );
+    }
+
+    fn ip4(s: &str) -> Ipv4Addr {
+        s.parse().expect("test address")
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::IpNet;
 
+use crate::vtep::{VtepOp, VtepTable};
 use crate::{FibError, Route, RouteKind};
 
 /// One change to write.
@@ -51,6 +52,20 @@ pub struct TunnelSpec {
     pub mtu: Option<u32>,
     /// The one /32 the device should carry; `None`: leave addresses alone.
     pub address: Option<Ipv4Addr>,
+    /// `Some`: a VXLAN device with these parameters; `None`: an IPIP one.
+    pub vxlan: Option<VxlanDevice>,
+}
+
+/// What a VXLAN device is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VxlanDevice {
+    pub vni: u32,
+    /// UDP destination port.
+    pub port: u16,
+    /// The node's own address: the outer source.
+    pub local: Ipv4Addr,
+    /// The device's MAC (this node's VTEP MAC).
+    pub mac: [u8; 6],
 }
 
 /// Something that changed in the kernel without us asking.
@@ -70,6 +85,8 @@ pub enum FibEvent {
     LinkSet(Link),
     /// A device disappeared (the kernel drops its IPv4 routes without telling anyone).
     LinkGone { name: String },
+    /// A neighbour or FDB entry on this device changed or went.
+    NeighChanged { device: String },
     /// Notifications were lost: read everything again.
     Lost,
 }
@@ -108,4 +125,15 @@ pub trait Fib: Send {
         &mut self,
         spec: &TunnelSpec,
     ) -> impl Future<Output = Result<(), FibError>> + Send;
+
+    /// The neighbour (IPv4) and FDB entries of a device.
+    fn vteps(&mut self, device: &str) -> impl Future<Output = Result<VtepTable, FibError>> + Send;
+
+    /// Apply neighbour and FDB writes on a device, in order; one result per op. Deleting
+    /// an absent entry is a success.
+    fn apply_vteps(
+        &mut self,
+        device: &str,
+        ops: &[VtepOp],
+    ) -> impl Future<Output = Vec<Result<(), FibError>>> + Send;
 }

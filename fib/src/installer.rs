@@ -6,7 +6,7 @@
 //! until the batch is taken, so changes that come while the kernel is being written
 //! coalesce on the sender's side instead of queueing here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 
-use crate::fib::{Fib, TunnelSpec};
+use crate::fib::{Fib, TunnelSpec, VxlanDevice};
 use crate::netlink::NetlinkFib;
 use crate::reconcile::Reconciler;
 use crate::{FibError, Inputs, Mode, RemoteChange, Route, Settings};
@@ -33,6 +33,8 @@ const DEBOUNCE: Duration = Duration::from_millis(75);
 const RESYNC_EVERY: Duration = Duration::from_secs(60);
 /// The outer IPv4 header IPIP adds.
 const IPIP_OVERHEAD: u32 = 20;
+/// What VXLAN adds: outer IPv4 (20), UDP (8), VXLAN (8) and inner Ethernet (14) headers.
+const VXLAN_OVERHEAD: u32 = 50;
 
 /// Routes of ours in the kernel by kind, as the installer last saw them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,11 +76,13 @@ enum Remote {
 }
 
 /// Own blocks and local workloads: few, so always sent whole.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Local {
     own_blocks: Vec<IpNet>,
     workloads: Vec<(IpAddr, String)>,
     tunnel_address: Option<Ipv4Addr>,
+    /// VXLAN: the other nodes, whose tunnel endpoints are known.
+    vteps: Option<BTreeSet<Ipv4Addr>>,
 }
 
 /// The FIB installer task. Start it inside a tokio runtime, in the network namespace the
@@ -106,6 +110,10 @@ impl Installer {
         settings: Settings,
     ) -> Result<Installer, FibError> {
         let mut rec = Reconciler::new(settings.mode, &settings.tunnel);
+        if settings.vxlan.is_some() {
+            // Until the daemon says which nodes there are, no next hop is known to be one.
+            rec.set_vteps(Some(BTreeSet::new()));
+        }
         let underlay = fib.underlay(settings.node_address).await?;
         let manage = settings.manage_tunnel && settings.mode != Mode::Never;
         if manage {
@@ -130,6 +138,10 @@ impl Installer {
             tunnel_address: None,
             want_tunnel_address: None,
             tunnel_dirty: false,
+            converged: false,
+            vteps_dirty: true,
+            vteps_changed: true,
+            warned: HashSet::new(),
             stats: stats.clone(),
         };
         let task = tokio::spawn(driver.run(remote_rx, local_rx, cmd_rx));
@@ -146,7 +158,12 @@ impl Installer {
     /// before. The difference is applied promptly.
     pub fn set_inputs(&self, inputs: Inputs) {
         let _ = self.remote.send(Remote::All(inputs.remote));
-        self.set_local(inputs.own_blocks, inputs.workloads, inputs.tunnel_address);
+        self.local.send_replace(Arc::new(Local {
+            own_blocks: inputs.own_blocks,
+            workloads: inputs.workloads,
+            tunnel_address: inputs.tunnel_address,
+            vteps: inputs.vteps,
+        }));
     }
 
     /// Own blocks, local workloads and the tunnel's address; bursts coalesce.
@@ -156,11 +173,29 @@ impl Installer {
         workloads: Vec<(IpAddr, String)>,
         tunnel_address: Option<Ipv4Addr>,
     ) {
-        self.local.send_replace(Arc::new(Local {
-            own_blocks,
-            workloads,
-            tunnel_address,
-        }));
+        self.local.send_modify(|l| {
+            *l = Arc::new(Local {
+                own_blocks,
+                workloads,
+                tunnel_address,
+                vteps: l.vteps.clone(),
+            })
+        });
+    }
+
+    /// VXLAN: the other nodes' addresses, whose tunnel endpoints are known (each gets a
+    /// neighbour and an FDB entry; next hops outside them are not encapsulated). Ignored
+    /// with IPIP.
+    pub fn set_vteps(&self, vteps: BTreeSet<Ipv4Addr>) {
+        self.local.send_if_modified(|l| {
+            if l.vteps.as_ref() == Some(&vteps) {
+                return false;
+            }
+            let mut next = Local::clone(l);
+            next.vteps = Some(vteps);
+            *l = Arc::new(next);
+            true
+        });
     }
 
     /// A batch of changes to remote routes (`None`: the prefix has no route any more).
@@ -247,12 +282,22 @@ fn tunnel_spec(
     underlay_mtu: Option<u32>,
     address: Option<Ipv4Addr>,
 ) -> TunnelSpec {
+    let overhead = match settings.vxlan {
+        Some(_) => VXLAN_OVERHEAD,
+        None => IPIP_OVERHEAD,
+    };
     TunnelSpec {
         name: settings.tunnel.clone(),
         mtu: settings
             .tunnel_mtu
-            .or_else(|| underlay_mtu.map(|m| m.saturating_sub(IPIP_OVERHEAD))),
+            .or_else(|| underlay_mtu.map(|m| m.saturating_sub(overhead))),
         address,
+        vxlan: settings.vxlan.map(|v| VxlanDevice {
+            vni: v.vni,
+            port: v.port,
+            local: settings.node_address,
+            mac: crate::vtep::vtep_mac(settings.node_address),
+        }),
     }
 }
 
@@ -267,6 +312,14 @@ struct Driver<F> {
     want_tunnel_address: Option<Ipv4Addr>,
     /// The device needs another look even if the address did not change.
     tunnel_dirty: bool,
+    /// Initial convergence reached: stale neighbour and FDB entries may go.
+    converged: bool,
+    /// VXLAN: compare the neighbour and FDB entries with the kernel's at the next pass.
+    vteps_dirty: bool,
+    /// The wanted entries changed since the last comparison (writes then are no repairs).
+    vteps_changed: bool,
+    /// Next hops with no known VTEP already logged.
+    warned: HashSet<Ipv4Addr>,
     stats: Arc<ArcSwap<Stats>>,
 }
 
@@ -299,6 +352,8 @@ impl<F: Fib> Driver<F> {
                             self.take_local(&mut local).await;
                         }
                         self.rec.converge();
+                        self.converged = true;
+                        self.vteps_dirty = true;
                         self.pass().await;
                     }
                     Some(Command::Installed(reply)) => {
@@ -348,8 +403,9 @@ impl<F: Fib> Driver<F> {
                 event = self.fib.next_event() => {
                     let reaction = self.rec.event(event);
                     self.tunnel_dirty |= reaction.tunnel;
+                    self.vteps_dirty |= reaction.vteps || reaction.tunnel;
                     resync_due |= reaction.resync;
-                    if reaction.resync || reaction.reconcile || reaction.tunnel {
+                    if reaction.resync || reaction.reconcile || reaction.tunnel || reaction.vteps {
                         due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
                     }
                 }
@@ -362,10 +418,30 @@ impl<F: Fib> Driver<F> {
             Remote::Changes(changes, taken) => {
                 for (prefix, gateways) in &changes {
                     self.rec.remote_changed(*prefix, gateways.as_deref());
+                    self.warn_unknown(gateways.as_deref().unwrap_or_default());
                 }
                 let _ = taken.send(());
             }
-            Remote::All(all) => self.rec.set_remote(&all),
+            Remote::All(all) => {
+                self.rec.set_remote(&all);
+                for gateways in all.values() {
+                    self.warn_unknown(gateways);
+                }
+            }
+        }
+    }
+
+    /// VXLAN: say once per next hop that it is no known node, so its routes are not
+    /// encapsulated (a BIRD, GoBGP or FRR peer's own next hop).
+    fn warn_unknown(&mut self, gateways: &[IpAddr]) {
+        let Some(known) = self.rec.vteps() else {
+            return;
+        };
+        for gw in gateways {
+            let IpAddr::V4(v4) = gw else { continue };
+            if !known.contains(v4) && self.warned.insert(*v4) {
+                tracing::warn!(next_hop = %v4, device = %self.settings.tunnel, "no VXLAN endpoint is known for this next hop (it is no node of the cluster): its routes are installed without encapsulation");
+            }
         }
     }
 
@@ -374,11 +450,31 @@ impl<F: Fib> Driver<F> {
         self.rec
             .set_local(latest.own_blocks.clone(), &latest.workloads);
         self.want_tunnel_address = latest.tunnel_address;
+        if self.settings.vxlan.is_some() {
+            let own = self.settings.node_address;
+            let vteps: BTreeSet<Ipv4Addr> = latest
+                .vteps
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|a| *a != own)
+                .collect();
+            if self.rec.vteps() != Some(&vteps) {
+                // Next hops that become known are logged again if they go.
+                self.warned.retain(|a| !vteps.contains(a));
+                self.rec.set_vteps(Some(vteps));
+                self.vteps_dirty = true;
+                self.vteps_changed = true;
+            }
+        }
         self.tunnel().await;
     }
 
     /// Write what the queue holds, a chunk at a time.
     async fn pass(&mut self) {
+        if std::mem::take(&mut self.vteps_dirty) {
+            self.vteps().await;
+        }
         let mut rereads = 0;
         loop {
             let ops = self.rec.plan(CHUNK);
@@ -420,10 +516,51 @@ impl<F: Fib> Driver<F> {
         read
     }
 
+    /// VXLAN: make the device's neighbour and FDB entries one pair per known node, keeping
+    /// what is in place (a restart loses nothing) and putting back what someone deleted.
+    async fn vteps(&mut self) {
+        if !self.manage || self.settings.vxlan.is_none() {
+            return;
+        }
+        let want = self.rec.vteps().cloned().unwrap_or_default();
+        let device = self.settings.tunnel.clone();
+        let have = match self.fib.vteps(&device).await {
+            Ok(have) => have,
+            Err(e) => {
+                self.rec.stats.errors += 1;
+                self.vteps_dirty = true;
+                tracing::warn!(%device, error = %e, "reading neighbour and FDB entries failed");
+                return;
+            }
+        };
+        let ops = crate::vtep::plan(&want, &have, self.converged);
+        if ops.is_empty() {
+            self.vteps_changed = false;
+            return;
+        }
+        let results = self.fib.apply_vteps(&device, &ops).await;
+        let repair = !std::mem::take(&mut self.vteps_changed);
+        for (op, result) in ops.iter().zip(results) {
+            match result {
+                Ok(()) if op.is_write() && repair => {
+                    self.rec.stats.drift_repairs += 1;
+                    tracing::info!(%device, ?op, "put back a neighbour or FDB entry someone removed or changed");
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    self.rec.stats.errors += 1;
+                    self.vteps_dirty = true;
+                    tracing::warn!(%device, ?op, error = %e, "neighbour or FDB write failed");
+                }
+            }
+        }
+    }
+
     /// The full comparison: read everything back, fix the tunnel, write the difference.
     async fn resync(&mut self) {
         self.resync_only().await;
         self.tunnel_dirty = true;
+        self.vteps_dirty = true;
         self.tunnel().await;
         self.pass().await;
     }
@@ -443,6 +580,8 @@ impl<F: Fib> Driver<F> {
             Ok(()) => {
                 self.tunnel_address = want;
                 self.tunnel_dirty = false;
+                // The device may be new: its entries need a look.
+                self.vteps_dirty = true;
                 // Ensuring may have brought the device up: re-read so routes through it go in.
                 match self.fib.links().await {
                     Ok(links) => self.rec.set_links(links),

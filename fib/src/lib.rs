@@ -5,7 +5,8 @@
 //! ([`RemoteChange`]: best next hops per prefix, as they change), own blocks and local
 //! workloads; the [`Installer`] task turns each change into the route [`desired`] defines,
 //! writes the difference to the kernel, puts back what others change, and keeps the
-//! `tunl0` device in shape. The reconciler is written against the [`Fib`]
+//! tunnel device in shape: `tunl0` (IPIP), or a VXLAN device with its neighbour and FDB
+//! entries ([`vtep`]). The reconciler is written against the [`Fib`]
 //! trait so that the same code runs over the kernel ([`NetlinkFib`]) and over memory
 //! ([`MemFib`]) in tests.
 
@@ -19,15 +20,16 @@ pub mod netns;
 mod reconcile;
 mod state;
 mod sys;
+pub mod vtep;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
 pub use desired::desired;
 pub use error::FibError;
-pub use fib::{Fib, FibEvent, Link, Op, TunnelSpec, Underlay};
+pub use fib::{Fib, FibEvent, Link, Op, TunnelSpec, Underlay, VxlanDevice};
 pub use installer::{Counts, Installer, Stats};
 pub use memory::{MemFib, MemHandle};
 pub use netlink::pod::{LinkRoute, Peer, PodNetlink};
@@ -59,6 +61,10 @@ pub struct Inputs {
     /// The tunnel device's address: an IPAM allocation of the node's own (never a
     /// pod's), chosen by the daemon; None leaves the device without one.
     pub tunnel_address: Option<Ipv4Addr>,
+    /// VXLAN: the nodes whose tunnel endpoints are known (other nodes of the cluster);
+    /// a next hop outside them is routed without encapsulation. `None`: every next hop
+    /// can be tunnelled to (IPIP).
+    pub vteps: Option<BTreeSet<Ipv4Addr>>,
 }
 
 impl std::str::FromStr for Mode {
@@ -103,6 +109,16 @@ pub struct Settings {
     pub table: u32,
     /// Create and configure the tunnel device (off only for setups that bring their own).
     pub manage_tunnel: bool,
+    /// `Some`: the tunnel is a VXLAN device (with neighbour and FDB entries per remote
+    /// node); `None`: IPIP.
+    pub vxlan: Option<Vxlan>,
+}
+
+/// The VXLAN parameters every node shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vxlan {
+    pub vni: u32,
+    pub port: u16,
 }
 
 impl Settings {
@@ -121,6 +137,7 @@ impl Settings {
             protocol: Self::DEFAULT_PROTOCOL,
             table: Self::DEFAULT_TABLE,
             manage_tunnel: true,
+            vxlan: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use tokio::sync::mpsc;
 
 use crate::fib::{Fib, FibEvent, Link, Op, TunnelSpec, Underlay};
+use crate::vtep::{FdbEntry, NeighEntry, VtepOp, VtepTable};
 use crate::{FibError, Route, RouteKind};
 
 #[derive(Debug, Default)]
@@ -22,6 +23,10 @@ struct State {
     /// Every op the installer applied, in order.
     log: Vec<Op>,
     no_tunnel_support: bool,
+    /// The tunnel device's neighbour and FDB entries.
+    vteps: VtepTable,
+    /// Every neighbour or FDB op applied, in order.
+    vtep_log: Vec<VtepOp>,
 }
 
 /// The in-memory FIB the installer drives.
@@ -159,9 +164,74 @@ impl Fib for MemFib {
         st.tunnel = Some(kept);
         Ok(())
     }
+
+    async fn vteps(&mut self, _device: &str) -> Result<VtepTable, FibError> {
+        Ok(lock(&self.state).vteps.clone())
+    }
+
+    async fn apply_vteps(&mut self, _device: &str, ops: &[VtepOp]) -> Vec<Result<(), FibError>> {
+        let mut st = lock(&self.state);
+        ops.iter()
+            .map(|op| {
+                st.vtep_log.push(*op);
+                let t = &mut st.vteps;
+                match *op {
+                    VtepOp::SetNeigh { ip, mac } => {
+                        t.neigh.retain(|n| n.ip != ip);
+                        t.neigh.push(NeighEntry {
+                            ip,
+                            mac: Some(mac),
+                            permanent: true,
+                        });
+                    }
+                    VtepOp::DelNeigh { ip } => t.neigh.retain(|n| n.ip != ip),
+                    VtepOp::SetFdb { mac, dst } => {
+                        t.fdb.retain(|f| f.mac != mac);
+                        t.fdb.push(FdbEntry {
+                            mac,
+                            dst: Some(dst),
+                            permanent: true,
+                        });
+                    }
+                    VtepOp::DelFdb { mac, dst } => {
+                        t.fdb.retain(|f| !(f.mac == mac && f.dst == Some(dst)))
+                    }
+                }
+                Ok(())
+            })
+            .collect()
+    }
 }
 
 impl MemHandle {
+    /// The tunnel device's neighbour and FDB entries now.
+    pub fn vteps(&self) -> VtepTable {
+        lock(&self.state).vteps.clone()
+    }
+
+    /// The neighbour and FDB ops applied so far.
+    pub fn vtep_log(&self) -> Vec<VtepOp> {
+        lock(&self.state).vtep_log.clone()
+    }
+
+    /// Someone deletes the neighbour entry of `ip` on the tunnel device.
+    pub fn delete_neigh(&self, ip: Ipv4Addr) {
+        let device = {
+            let mut st = lock(&self.state);
+            st.vteps.neigh.retain(|n| n.ip != ip);
+            st.tunnel
+                .as_ref()
+                .map(|t| t.name.clone())
+                .unwrap_or_default()
+        };
+        self.send(FibEvent::NeighChanged { device });
+    }
+
+    /// Entries found in place at start (a previous run's).
+    pub fn preload_vteps(&self, table: VtepTable) {
+        lock(&self.state).vteps = table;
+    }
+
     /// Our routes in this FIB now.
     pub fn routes(&self) -> BTreeMap<IpNet, RouteKind> {
         lock(&self.state).routes.clone()

@@ -9,11 +9,11 @@
 //! desired route is computed from it when needed, never stored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
-use crate::desired::{host_prefix, remote_route};
+use crate::desired::{host_prefix, mode_for, remote_route};
 use crate::fib::{FibEvent, Link, Op, Underlay};
 use crate::installer::{Counts, Stats};
 use crate::state::{
@@ -30,11 +30,15 @@ pub(crate) struct Reaction {
     pub resync: bool,
     /// Make the tunnel device right again.
     pub tunnel: bool,
+    /// Compare the tunnel device's neighbour and FDB entries with what they should be.
+    pub vteps: bool,
 }
 
 pub(crate) struct Reconciler {
     mode: Mode,
     tunnel: String,
+    /// The gateways that can be tunnelled to (VXLAN); `None`: every one (IPIP).
+    vteps: Option<BTreeSet<Ipv4Addr>>,
     underlay: Option<Underlay>,
     /// The underlay as [`remote_route`] takes it.
     underlay_pair: Option<(IpNet, String)>,
@@ -79,6 +83,7 @@ impl Reconciler {
         Reconciler {
             mode,
             tunnel: tunnel.to_string(),
+            vteps: None,
             underlay: None,
             underlay_pair: None,
             own_blocks: Vec::new(),
@@ -208,6 +213,19 @@ impl Reconciler {
         }
     }
 
+    /// The gateways that can be tunnelled to (`None`: every one); a change looks at every
+    /// route again.
+    pub fn set_vteps(&mut self, vteps: Option<BTreeSet<Ipv4Addr>>) {
+        if self.vteps != vteps {
+            self.vteps = vteps;
+            self.sweep = true;
+        }
+    }
+
+    pub fn vteps(&self) -> Option<&BTreeSet<Ipv4Addr>> {
+        self.vteps.as_ref()
+    }
+
     pub fn set_underlay(&mut self, underlay: Option<Underlay>) {
         if self.underlay != underlay {
             self.underlay_pair = underlay.as_ref().map(|u| (u.subnet, u.device.clone()));
@@ -260,6 +278,7 @@ impl Reconciler {
                 self.mode,
                 &self.tunnel,
                 underlay,
+                self.vteps.as_ref(),
             ),
             Want::Side => remote_route(
                 *prefix,
@@ -267,6 +286,7 @@ impl Reconciler {
                 self.mode,
                 &self.tunnel,
                 underlay,
+                self.vteps.as_ref(),
             ),
         }
     }
@@ -292,7 +312,8 @@ impl Reconciler {
             .underlay_pair
             .as_ref()
             .is_some_and(|(subnet, _)| subnet.contains(&IpAddr::V4(want_gw)));
-        let (want_dev, want_onlink) = match (self.mode, direct) {
+        let mode = mode_for(self.mode, want_gw, self.vteps.as_ref());
+        let (want_dev, want_onlink) = match (mode, direct) {
             (Mode::Never, _) => (Some(0), false),
             (Mode::CrossSubnet, true) => (self.underlay_dev, false),
             (Mode::Always | Mode::CrossSubnet, _) => (self.tunnel_dev, true),
@@ -566,6 +587,7 @@ impl Reconciler {
                 self.link_changed(&name);
                 reaction.reconcile = true;
             }
+            FibEvent::NeighChanged { device } => reaction.vteps = device == self.tunnel,
             FibEvent::Lost => reaction.resync = true,
         }
         reaction

@@ -260,6 +260,7 @@ async fn feed_fib(daemon: Arc<Daemon>) {
         if std::mem::take(&mut local_changed) {
             let state = daemon.state.load_full();
             daemon.with_fib(|f| {
+                f.set_vteps(settings::vteps(&state.config));
                 f.set_local(
                     state.own_blocks().to_vec(),
                     state.workloads.clone(),

@@ -75,7 +75,7 @@ impl Pods {
             ipam,
             store,
             node: cfg.node.name.clone(),
-            tunnel_wanted: cfg.ipip.mode != config::IpipMode::Never,
+            tunnel_wanted: cfg.tunnel_device().is_some(),
         };
         pods.place_tunnel();
         Ok(pods)
@@ -274,8 +274,8 @@ impl Pods {
             interface: a.interface.clone(),
             addresses: a.addresses.clone(),
             existing,
-            tunnel: (cfg.ipip.mode != config::IpipMode::Never).then(|| cfg.ipip.device.clone()),
-            mtu: cfg.ipip.mtu,
+            tunnel: cfg.tunnel_device().map(|(d, _)| d.to_owned()),
+            mtu: cfg.tunnel_device().and_then(|(_, m)| m),
             route_protocol: cfg.kernel.protocol,
         }
     }

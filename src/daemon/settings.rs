@@ -61,16 +61,41 @@ pub fn fib_mode(mode: IpipMode) -> fib::Mode {
     }
 }
 
+/// The installer's settings: VXLAN when `vxlan.mode` is not `never`, else IPIP.
 pub fn fib(cfg: &Config) -> fib::Settings {
+    let vxlan = cfg.vxlan.mode != IpipMode::Never;
+    let (mode, tunnel, tunnel_mtu) = if vxlan {
+        (cfg.vxlan.mode, &cfg.vxlan.device, cfg.vxlan.mtu)
+    } else {
+        (cfg.ipip.mode, &cfg.ipip.device, cfg.ipip.mtu)
+    };
     fib::Settings {
-        mode: fib_mode(cfg.ipip.mode),
-        tunnel: cfg.ipip.device.clone(),
-        tunnel_mtu: cfg.ipip.mtu,
+        mode: fib_mode(mode),
+        tunnel: tunnel.clone(),
+        tunnel_mtu,
         node_address: cfg.node.address,
         protocol: cfg.kernel.protocol,
         table: cfg.kernel.table,
         manage_tunnel: true,
+        vxlan: vxlan.then_some(fib::Vxlan {
+            vni: cfg.vxlan.vni,
+            port: cfg.vxlan.port,
+        }),
     }
+}
+
+/// VXLAN: the nodes whose tunnel endpoints are known, the other nodes of the cluster
+/// (`cluster.nodes`, or the registered nodes in datastore mode). Their VTEP MACs are
+/// derived from their addresses ([`fib::vtep::vtep_mac`]).
+pub fn vteps(cfg: &Config) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
+    cfg.cluster
+        .nodes
+        .iter()
+        .filter_map(|a| match a {
+            std::net::IpAddr::V4(v4) if *v4 != cfg.node.address => Some(*v4),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The keys a reload cannot apply, by name, that differ between `old` and `new`.
@@ -128,6 +153,12 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("ipip.mode", o.ipip.mode != n.ipip.mode),
         ("ipip.device", o.ipip.device != n.ipip.device),
         ("ipip.mtu", o.ipip.mtu != n.ipip.mtu),
+        // The device is made at start, in one kind; neighbour and FDB entries follow it.
+        ("vxlan.mode", o.vxlan.mode != n.vxlan.mode),
+        ("vxlan.device", o.vxlan.device != n.vxlan.device),
+        ("vxlan.vni", o.vxlan.vni != n.vxlan.vni),
+        ("vxlan.port", o.vxlan.port != n.vxlan.port),
+        ("vxlan.mtu", o.vxlan.mtu != n.vxlan.mtu),
         ("kernel.protocol", o.kernel.protocol != n.kernel.protocol),
         ("kernel.table", o.kernel.table != n.kernel.table),
         ("kernel.install", o.kernel.install != n.kernel.install),
@@ -210,6 +241,11 @@ mod tests {
             "ipip.mode" => "\"never\"",
             "ipip.device" => "\"tunl1\"",
             "ipip.mtu" => "1400",
+            "vxlan.mode" => "\"always\"",
+            "vxlan.device" => "\"vxlan.other\"",
+            "vxlan.vni" => "4097",
+            "vxlan.port" => "8472",
+            "vxlan.mtu" => "1400",
             "kernel.protocol" => "187",
             "kernel.table" => "100",
             "kernel.install" => "false",
@@ -241,6 +277,7 @@ mod tests {
         ("[bgp]", ""),
         ("[[peer]]", "address = \"10.0.0.9\""),
         ("[ipip]", ""),
+        ("[vxlan]", ""),
         ("[kernel]", ""),
         // TLS files go in pairs, and with https.
         (

@@ -71,6 +71,18 @@ pub enum LabDatastore {
     Etcd,
 }
 
+/// How the lab's pods' packets cross the underlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LabEncapsulation {
+    /// IPIP through tunl0 (a stand-in where the kernel has no ipip).
+    Ipip,
+    /// VXLAN through vxlan.calico: real encapsulation on any kernel with vxlan.
+    Vxlan,
+}
+
+/// The lab's VXLAN device, as `[vxlan]` defaults name it.
+const VXLAN_DEVICE: &str = "vxlan.calico";
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -94,8 +106,9 @@ pub fn run(
     once: bool,
     binary: Option<PathBuf>,
     datastore: LabDatastore,
+    encapsulation: LabEncapsulation,
 ) -> anyhow::Result<ExitCode> {
-    match lab(nodes, once, binary, datastore) {
+    match lab(nodes, once, binary, datastore, encapsulation) {
         Ok(summary) => {
             println!("\nipipd lab: OK, {summary}");
             Ok(ExitCode::SUCCESS)
@@ -149,7 +162,9 @@ fn lab(
     once: bool,
     binary: Option<PathBuf>,
     datastore: LabDatastore,
+    encapsulation: LabEncapsulation,
 ) -> Result<String, Failure> {
+    let vxlan = encapsulation == LabEncapsulation::Vxlan;
     let binary = match binary {
         Some(b) => b,
         None => std::env::current_exe().step(
@@ -203,7 +218,7 @@ fn lab(
     for n in &plan {
         let what = format!("wiring node{} ({}) to the underlay", n.index, n.address);
         wire_node(&mut guard, n, &underlay).step(Stage::Network, &what, NETNS_TODO)?;
-        if n.index == 1 {
+        if n.index == 1 && !vxlan {
             real_ipip = kernel_has_ipip(&n.ns);
         }
         if !real_ipip {
@@ -236,7 +251,14 @@ fn lab(
         );
         println!("      (interop/vm) shows real IPIP.");
     }
-    let pids = start_nodes(&mut guard, &plan, &dir, &binary, &underlay, datastore)?;
+    let extra = if vxlan {
+        "\n[vxlan]\nmode = \"always\"\n"
+    } else {
+        ""
+    };
+    let pids = start_nodes(
+        &mut guard, &plan, &dir, &binary, &underlay, datastore, extra,
+    )?;
     println!(
         "started {} nodes (ipipd pids {:?}); files in {}",
         plan.len(),
@@ -278,12 +300,17 @@ fn lab(
                 "\nconverged: every node has every block in its kernel after {:.1} s",
                 t.as_secs_f64()
             );
-            echo_all(&plan).map(|echoes| {
-                format!(
-                    "{} nodes converged in {:.1} s; pod on node1 reached every other pod ({echoes})",
+            let before = vxlan.then(|| vxlan_tx(&plan)).flatten();
+            echo_all(&plan).and_then(|echoes| {
+                let how = match before {
+                    Some(before) => through_vxlan(&plan, before, &echoes)?,
+                    None => String::new(),
+                };
+                Ok(format!(
+                    "{} nodes converged in {:.1} s; pod on node1 reached every other pod ({echoes}){how}",
                     plan.len(),
                     t.as_secs_f64()
-                )
+                ))
             })
         }
         Err(missing) => Err(fail(
@@ -369,6 +396,7 @@ fn start_nodes(
     binary: &std::path::Path,
     underlay: &str,
     datastore: LabDatastore,
+    extra: &str,
 ) -> Result<Vec<u32>, Failure> {
     let mut pids = Vec::new();
     let bin = binary.display().to_string();
@@ -385,7 +413,7 @@ fn start_nodes(
                     nodes = nodes_list.join(", "),
                     sock = n.socket.display(),
                     state = dir.join(format!("state{}", n.index)).display(),
-                );
+                ) + extra;
                 let path = dir.join(format!("node{}.toml", n.index));
                 std::fs::write(&path, cfg).step(
                     Stage::Node,
@@ -417,7 +445,7 @@ fn start_nodes(
                 dir.join("etcd").display()
             );
             let path = dir.join("ipipd.toml");
-            std::fs::write(&path, etcd::config(POOL)).step(
+            std::fs::write(&path, etcd::config(POOL) + extra).step(
                 Stage::Node,
                 &format!("writing {}", path.display()),
                 "",
@@ -450,6 +478,49 @@ fn start_nodes(
         }
     }
     Ok(pids)
+}
+
+/// Packets node1's VXLAN device has sent.
+fn vxlan_tx(plan: &[Node]) -> Option<u64> {
+    let n = plan.first()?;
+    let out = ip(&["-n", &n.ns, "-s", "-j", "link", "show", "dev", VXLAN_DEVICE]).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    v[0]["stats64"]["tx"]["packets"].as_u64()
+}
+
+/// The echoes went through node1's VXLAN device: it sent at least one packet per reply,
+/// and the device is what `ip -d link` calls vxlan. Says so, with the device's details.
+fn through_vxlan(plan: &[Node], before: u64, echoes: &str) -> Result<String, Failure> {
+    let Some(n) = plan.first() else {
+        return Err(fail(Stage::Reach, "the lab has no nodes"));
+    };
+    let after = vxlan_tx(plan).unwrap_or(before);
+    let details = ip(&["-n", &n.ns, "-d", "link", "show", "dev", VXLAN_DEVICE]).unwrap_or_default();
+    let neigh = ip(&["-n", &n.ns, "neigh", "show", "dev", VXLAN_DEVICE]).unwrap_or_default();
+    println!("\n$ ip -d link show dev {VXLAN_DEVICE} (node1)\n{details}");
+    println!("$ ip neigh show dev {VXLAN_DEVICE} (node1)\n{neigh}");
+    let replies: u64 = echoes
+        .split_whitespace()
+        .next()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    let sent = after.saturating_sub(before);
+    if !details.contains("vxlan id") || sent < replies {
+        return Err(fail(
+            Stage::Reach,
+            format!(
+                "the echoes were answered, but node1's {VXLAN_DEVICE} sent {sent} packets for \
+                 {replies} replies: the pods' packets did not all go through VXLAN"
+            ),
+        ));
+    }
+    println!(
+        "encapsulated: node1's {VXLAN_DEVICE} sent {sent} packets during the echoes (UDP to the \
+         other nodes' addresses), for {replies} replies"
+    );
+    Ok(format!(
+        ", through real VXLAN ({VXLAN_DEVICE} on node1 sent {sent} packets)"
+    ))
 }
 
 /// A node's sessions, routes and kernel table.

@@ -32,7 +32,7 @@ const IFA_LOCAL: u16 = 2;
 const RT_TABLE_UNSPEC: u8 = 0;
 
 /// The attributes of a netlink message body: (type, value).
-fn attributes(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attributes(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         let len = u16::from_ne_bytes(b.get(0..2)?.try_into().ok()?) as usize;
         let kind = u16::from_ne_bytes(b.get(2..4)?.try_into().ok()?) & 0x3fff;
@@ -94,6 +94,72 @@ pub(crate) fn parse_nsid(payload: &[u8]) -> Option<i32> {
     // struct rtgenmsg, padded to 4 bytes, then the attributes.
     let (_, value) = attributes(payload.get(4..)?).find(|(kind, _)| *kind == NETNSA_NSID)?;
     Some(u32_at(value, 0)? as i32).filter(|id| *id >= 0)
+}
+
+/// A VXLAN device's parameters as the kernel reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct VxlanFound {
+    pub vni: Option<u32>,
+    pub port: Option<u16>,
+    pub local: Option<Ipv4Addr>,
+    pub mac: Option<[u8; 6]>,
+}
+
+impl VxlanFound {
+    /// Whether the device carries the tunnel asked for (the MAC can be changed in place).
+    pub fn same_tunnel(&self, want: &crate::fib::VxlanDevice) -> bool {
+        self.vni == Some(want.vni) && self.port == Some(want.port) && self.local == Some(want.local)
+    }
+}
+
+/// The VXLAN parameters of an `RTM_NEWLINK` body, or `None` when the device is no VXLAN
+/// device.
+pub(crate) fn parse_vxlan(payload: &[u8]) -> Option<VxlanFound> {
+    const IFLA_ADDRESS: u16 = 1;
+    const IFLA_LINKINFO: u16 = 18;
+    const IFLA_INFO_KIND: u16 = 1;
+    const IFLA_INFO_DATA: u16 = 2;
+    const IFLA_VXLAN_ID: u16 = 1;
+    const IFLA_VXLAN_LOCAL: u16 = 4;
+    const IFLA_VXLAN_PORT: u16 = 15;
+    let mut mac = None;
+    let mut info = None;
+    for (kind, value) in attributes(payload.get(16..)?) {
+        match kind {
+            IFLA_ADDRESS => mac = <[u8; 6]>::try_from(value).ok(),
+            IFLA_LINKINFO => info = Some(value),
+            _ => {}
+        }
+    }
+    let mut is_vxlan = false;
+    let mut found = VxlanFound {
+        vni: None,
+        port: None,
+        local: None,
+        mac,
+    };
+    for (kind, value) in attributes(info?) {
+        match kind {
+            IFLA_INFO_KIND => is_vxlan = value.split(|b| *b == 0).next() == Some(b"vxlan"),
+            IFLA_INFO_DATA => {
+                for (k, v) in attributes(value) {
+                    match k {
+                        IFLA_VXLAN_ID => found.vni = u32_at(v, 0),
+                        IFLA_VXLAN_LOCAL => {
+                            found.local = <[u8; 4]>::try_from(v).ok().map(Ipv4Addr::from)
+                        }
+                        // Network byte order on the wire.
+                        IFLA_VXLAN_PORT => {
+                            found.port = <[u8; 2]>::try_from(v).ok().map(u16::from_be_bytes)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    is_vxlan.then_some(found)
 }
 
 /// The hardware address (`IFLA_ADDRESS`) of an `RTM_NEWLINK` body, as `aa:bb:…`.

@@ -1,6 +1,7 @@
 //! The kernel FIB over rtnetlink: one socket for requests and dumps, one for notifications.
 
 mod codec;
+mod neigh;
 pub mod pod;
 mod socket;
 mod tunnel;
@@ -16,6 +17,7 @@ use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::fib::{Fib, FibEvent, Link, Op, TunnelSpec, Underlay};
+use crate::vtep::{VtepOp, VtepTable};
 use crate::{FibError, RouteKind};
 use codec::{RTM_DELLINK, RTM_DELROUTE, RTM_NEWLINK, RTM_NEWROUTE};
 use socket::{encode, error_code, frames, request_ack, Frame, NlSocket, NLMSG_ERROR};
@@ -31,6 +33,8 @@ const REQUEST_RCVBUF: usize = 4 << 20;
 /// Large enough to ride out a burst of foreign changes; an overrun costs one full resync.
 const MONITOR_RCVBUF: usize = 16 << 20;
 const RTNLGRP_LINK: u32 = 1;
+/// Neighbour and FDB entries: the VXLAN device's are repaired when someone deletes them.
+const RTNLGRP_NEIGH: u32 = 3;
 const RTNLGRP_IPV4_ROUTE: u32 = 7;
 const RTNLGRP_IPV6_ROUTE: u32 = 11;
 
@@ -51,7 +55,12 @@ impl NetlinkFib {
     /// notification socket is joined first, so nothing that happens after a dump is missed.
     pub fn open(protocol: u8, table: u32) -> Result<NetlinkFib, FibError> {
         let mon = NlSocket::open(
-            &[RTNLGRP_LINK, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE],
+            &[
+                RTNLGRP_LINK,
+                RTNLGRP_NEIGH,
+                RTNLGRP_IPV4_ROUTE,
+                RTNLGRP_IPV6_ROUTE,
+            ],
             MONITOR_RCVBUF,
         )?;
         let req = NlSocket::open(&[], REQUEST_RCVBUF)?;
@@ -149,6 +158,19 @@ impl MonitorState<'_> {
                     }
                     self.indexes.insert(link.name.clone(), link.index);
                     self.events.push_back(FibEvent::LinkSet(link));
+                }
+            }
+            neigh::RTM_NEWNEIGH | neigh::RTM_DELNEIGH if f.pid != self.own => {
+                let Some(device) = neigh::notified_index(f.payload)
+                    .and_then(|i| self.names.get(&i))
+                    .cloned()
+                else {
+                    return;
+                };
+                let event = FibEvent::NeighChanged { device };
+                // ARP on busy devices is chatty: one pending event per device is enough.
+                if self.events.back() != Some(&event) {
+                    self.events.push_back(event);
                 }
             }
             RTM_DELLINK => {
@@ -308,6 +330,34 @@ impl Fib for NetlinkFib {
         tunnel::ensure(&mut self.req, spec).await?;
         self.dump_links().await?;
         Ok(())
+    }
+
+    async fn vteps(&mut self, device: &str) -> Result<VtepTable, FibError> {
+        let index = self.index_of(device).await?;
+        neigh::read(&mut self.req, index).await
+    }
+
+    async fn apply_vteps(&mut self, device: &str, ops: &[VtepOp]) -> Vec<Result<(), FibError>> {
+        match self.index_of(device).await {
+            Ok(index) => neigh::apply(&mut self.req, index, ops).await,
+            Err(_) => ops
+                .iter()
+                .map(|_| Err(FibError::NoSuchDevice(device.to_string())))
+                .collect(),
+        }
+    }
+}
+
+impl NetlinkFib {
+    async fn index_of(&mut self, device: &str) -> Result<u32, FibError> {
+        if let Some(i) = self.indexes.get(device) {
+            return Ok(*i);
+        }
+        self.dump_links().await?;
+        self.indexes
+            .get(device)
+            .copied()
+            .ok_or_else(|| FibError::NoSuchDevice(device.to_string()))
     }
 }
 

@@ -4,12 +4,14 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlag, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlag, LinkInfo, LinkMessage,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::codec;
 use super::socket::NlSocket;
-use crate::fib::{Link, TunnelSpec};
+use crate::fib::{Link, TunnelSpec, VxlanDevice};
 use crate::FibError;
 
 /// Make the tunnel device right, on a socket of its own, in the calling thread's network
@@ -24,13 +26,16 @@ pub async fn ensure_tunnel(spec: &TunnelSpec) -> Result<(), FibError> {
     ensure(&mut socket, spec).await
 }
 
-async fn find(socket: &mut NlSocket, name: &str) -> Result<Option<Link>, FibError> {
+/// The device called `name`, with its `RTM_NEWLINK` body.
+async fn find(socket: &mut NlSocket, name: &str) -> Result<Option<(Link, Vec<u8>)>, FibError> {
     let mut found = None;
     socket
         .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()), |f| {
-            if let Some(link) = f.and_then(|f| codec::parse_link(f.payload)) {
-                if link.name == name {
-                    found = Some(link);
+            if let Some(f) = f {
+                if let Some(link) = codec::parse_link(f.payload) {
+                    if link.name == name {
+                        found = Some((link, f.payload.to_vec()));
+                    }
                 }
             }
         })
@@ -39,22 +44,43 @@ async fn find(socket: &mut NlSocket, name: &str) -> Result<Option<Link>, FibErro
 }
 
 pub(crate) async fn ensure(socket: &mut NlSocket, spec: &TunnelSpec) -> Result<(), FibError> {
-    let link = match find(socket, &spec.name).await? {
-        Some(link) => link,
+    let mut found = find(socket, &spec.name).await?;
+    if let (Some(want), Some((link, body))) = (&spec.vxlan, &found) {
+        let have = codec::parse_vxlan(body);
+        if !have.is_some_and(|h| h.same_tunnel(want)) {
+            // Another kind of device, or a VXLAN one with another VNI, port or local
+            // address: it cannot carry this node's tunnel, and changing those needs a new
+            // device.
+            tracing::warn!(device = %spec.name, found = ?have, want = ?want, "replacing a device that is not the VXLAN tunnel asked for");
+            delete(socket, link.index, &spec.name).await?;
+            found = None;
+        }
+    }
+    let (link, body) = match found {
+        Some(found) => found,
         None => {
-            create(socket, &spec.name).await?;
+            match &spec.vxlan {
+                Some(v) => create_vxlan(socket, &spec.name, v, spec.mtu).await?,
+                None => create(socket, &spec.name).await?,
+            }
             find(socket, &spec.name)
                 .await?
                 .ok_or_else(|| FibError::NoSuchDevice(spec.name.clone()))?
         }
     };
     let mtu = spec.mtu.filter(|m| *m != link.mtu);
-    if !link.up || mtu.is_some() {
+    let mac = spec
+        .vxlan
+        .map(|v| v.mac)
+        .filter(|m| codec::parse_vxlan(&body).and_then(|h| h.mac) != Some(*m));
+    if !link.up || mtu.is_some() || mac.is_some() {
         let mut msg = LinkMessage::default();
         msg.header.index = link.index;
         msg.header.flags = vec![LinkFlag::Up];
         msg.header.change_mask = vec![LinkFlag::Up];
         msg.attributes.extend(mtu.map(LinkAttribute::Mtu));
+        msg.attributes
+            .extend(mac.map(|m| LinkAttribute::Address(m.to_vec())));
         socket
             .request(RouteNetlinkMessage::SetLink(msg), 0)
             .await
@@ -88,6 +114,55 @@ async fn create(socket: &mut NlSocket, name: &str) -> Result<(), FibError> {
         }),
         Err(source) => Err(FibError::Kernel {
             what: format!("create {name} (ipip)"),
+            source,
+        }),
+    }
+}
+
+/// A VXLAN device as Calico makes it: `id <vni> dstport <port> local <node> nolearning`,
+/// with the node's VTEP MAC.
+async fn create_vxlan(
+    socket: &mut NlSocket,
+    name: &str,
+    v: &VxlanDevice,
+    mtu: Option<u32>,
+) -> Result<(), FibError> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes.push(LinkAttribute::Address(v.mac.to_vec()));
+    msg.attributes.extend(mtu.map(LinkAttribute::Mtu));
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Vxlan),
+        LinkInfo::Data(InfoData::Vxlan(vec![
+            InfoVxlan::Id(v.vni),
+            InfoVxlan::Local(v.local.octets().to_vec()),
+            InfoVxlan::Port(v.port),
+            InfoVxlan::Learning(false),
+        ])),
+    ]));
+    match socket
+        .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Err(FibError::TunnelUnsupported {
+            device: name.to_string(),
+        }),
+        Err(source) => Err(FibError::Kernel {
+            what: format!("create {name} (vxlan id {} dstport {})", v.vni, v.port),
+            source,
+        }),
+    }
+}
+
+async fn delete(socket: &mut NlSocket, index: u32, name: &str) -> Result<(), FibError> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    match socket.request(RouteNetlinkMessage::DelLink(msg), 0).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+        Err(source) => Err(FibError::Kernel {
+            what: format!("delete {name}"),
             source,
         }),
     }
