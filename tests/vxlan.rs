@@ -1,0 +1,304 @@
+//! VXLAN mode on the host kernel: real ipipd daemons in network namespaces, pods made by
+//! the CNI plugin, real VXLAN encapsulation on the underlay. What a user would check:
+//! pods ping, the underlay carries UDP 4789 and no IP protocol 4, the pod MTU fits,
+//! cross-subnet only encapsulates across subnets, restarts lose no packet, and the
+//! neighbour and FDB entries come back when deleted.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use interop::config::NodeConfig;
+use interop::harness::{require_root, wait_until, Lan, Netns};
+use interop::ipipd::Ipipd;
+
+const A: &str = "172.29.235.101";
+const B: &str = "172.29.235.130";
+/// On the same bridge, in another subnet.
+const C: &str = "172.29.236.140";
+const BLOCK_A: &str = "101.76.9.128/26";
+const BLOCK_B: &str = "101.88.228.192/26";
+const BLOCK_C: &str = "101.99.1.0/26";
+const DEV: &str = "vxlan.calico";
+const T: Duration = Duration::from_secs(20);
+
+fn config(address: &str, block: &str, mode: &str) -> String {
+    let mut c = NodeConfig::bare(address, &[block])
+        .pools(&["101.64.0.0/10"])
+        .timers(9, 30, Some(1));
+    c.cluster.nodes = Some(vec![A.into(), B.into(), C.into()]);
+    format!("{}\n[vxlan]\nmode = \"{mode}\"\n", c.toml())
+}
+
+struct Node<'a> {
+    ns: &'a Netns,
+    d: Ipipd<'a>,
+    pod: Netns,
+    pod_ip: String,
+}
+
+fn start<'a>(ns: &'a Netns, address: &str, block: &str, mode: &str) -> Node<'a> {
+    let d = Ipipd::start(ns, &config(address, block, mode)).expect("start ipipd");
+    let pod = Netns::new("pod").expect("pod namespace");
+    let conf = interop::cni::conf(&d.socket, "1.0.0");
+    let pod_ip = interop::cni::add(ns, &pod, &format!("pod-{address}"), &conf).expect("CNI ADD");
+    Node { ns, d, pod, pod_ip }
+}
+
+/// `ping` from a pod; (sent, received) and the output.
+fn ping(pod: &Netns, to: &str, args: &[&str]) -> (u32, u32, String) {
+    let mut v = vec!["ping", "-n"];
+    v.extend_from_slice(args);
+    v.push(to);
+    let out = pod.run(&v).expect("running ping");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = text
+        .lines()
+        .find(|l| l.contains("transmitted"))
+        .unwrap_or_default();
+    let count = |word: &str| -> u32 {
+        summary
+            .split(',')
+            .find(|p| p.contains(word))
+            .and_then(|p| p.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (count("transmitted"), count("received"), text)
+}
+
+/// What crossed an interface, seen by an `AF_PACKET` socket in the namespace.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Inner (source, destination) of UDP 4789 frames.
+    vxlan: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
+    /// (source, destination) of plain ICMP frames.
+    icmp: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
+    /// Frames of IP protocol 4 (IPIP).
+    ipip: usize,
+}
+
+fn addr(b: &[u8], at: usize) -> Option<Ipv4Addr> {
+    let o: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+    Some(Ipv4Addr::from(o))
+}
+
+impl Seen {
+    fn frame(&mut self, f: &[u8]) -> Option<()> {
+        if f.get(12..14)? != [0x08, 0x00] {
+            return None;
+        }
+        let ip = f.get(14..)?;
+        let ihl = usize::from(ip.first()? & 0x0f) * 4;
+        let (src, dst) = (addr(ip, 12)?, addr(ip, 16)?);
+        match *ip.get(9)? {
+            1 => {
+                self.icmp.insert((src, dst));
+            }
+            4 => self.ipip += 1,
+            17 if ip.get(ihl + 2..ihl + 4)? == 4789u16.to_be_bytes() => {
+                // UDP (8), VXLAN (8), inner Ethernet (14), then the inner IPv4 header.
+                let inner = ip.get(ihl + 30..)?;
+                self.vxlan.insert((addr(inner, 12)?, addr(inner, 16)?));
+            }
+            _ => {}
+        }
+        Some(())
+    }
+}
+
+/// Captures every frame in `ns` (the underlay's namespace: its bridge and the nodes'
+/// ports, nothing else) while `during` runs.
+fn capture<T: Send>(ns: &Netns, during: impl FnOnce() -> T + Send) -> (Seen, T) {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = ns
+        .in_netns(|| {
+            // ETH_P_ALL, in network byte order.
+            let all = Protocol::from(i32::from(0x0003u16.to_be()));
+            let s = Socket::new(Domain::PACKET, Type::RAW, Some(all))?;
+            s.set_read_timeout(Some(Duration::from_millis(100)))?;
+            Ok::<_, std::io::Error>(s)
+        })
+        .expect("entering the node")
+        .expect("AF_PACKET socket");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut seen = Seen::default();
+            let mut buf = vec![0u8; 65536];
+            let mut sock = &socket;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                if let Ok(n) = sock.read(&mut buf) {
+                    seen.frame(buf.get(..n).unwrap_or_default());
+                }
+            }
+            seen
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let out = during();
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        (reader.join().expect("capture thread"), out)
+    })
+}
+
+fn ip4(s: &str) -> Ipv4Addr {
+    s.parse().expect("address")
+}
+
+/// The device as `ip -d -j link` shows it.
+fn device(ns: &Netns) -> serde_json::Value {
+    let out = ns.ip(&["-d", "-j", "link", "show", "dev", DEV]).expect("device");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j");
+    v[0].clone()
+}
+
+fn neigh_permanent(ns: &Netns, ip: &str) -> bool {
+    ns.ip(&["neigh", "show", "dev", DEV])
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with(&format!("{ip} ")) && l.contains("PERMANENT"))
+}
+
+fn fdb_has(ns: &Netns, ip: &str) -> bool {
+    let out = ns
+        .command("bridge")
+        .args(["fdb", "show", "dev", DEV])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines().any(|l| l.contains(&format!("dst {ip} ")) && l.contains("permanent"))
+}
+
+#[test]
+fn three_nodes_over_vxlan_ping_fit_the_mtu_survive_restarts_and_repair_entries() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let (na, nb, nc) = (
+        lan.host(&format!("{A}/24")).expect("a"),
+        lan.host(&format!("{B}/24")).expect("b"),
+        lan.host(&format!("{C}/24")).expect("c"),
+    );
+    let mut a = start(&na, A, BLOCK_A, "always");
+    let mut b = start(&nb, B, BLOCK_B, "always");
+    let c = start(&nc, C, BLOCK_C, "always");
+    for (n, peer, block) in [(&a, B, BLOCK_B), (&a, C, BLOCK_C), (&b, A, BLOCK_A)] {
+        n.ns.wait_bgp_route_line(&format!("{block} via {peer} dev {DEV} onlink"), T)
+            .expect("route through the VXLAN device");
+    }
+    c.ns.wait_bgp_route_line(&format!("{BLOCK_A} via {A} dev {DEV} onlink"), T)
+        .expect("c's route");
+
+    // The device: VXLAN with the configured identity, the derived MAC, MTU 1500 - 50,
+    // a /32 tunnel address from the node's block.
+    let dev = device(a.ns);
+    let data = &dev["linkinfo"]["info_data"];
+    assert_eq!(dev["linkinfo"]["info_kind"], "vxlan", "{dev}");
+    assert_eq!((data["id"].as_u64(), data["port"].as_u64()), (Some(4096), Some(4789)));
+    assert_eq!(data["local"], A);
+    assert_eq!(data["learning"], false);
+    assert_eq!(dev["address"], "66:78:ac:1d:eb:65");
+    assert_eq!(dev["mtu"], 1450);
+    let tunnel = interop::harness::ipv4_addresses(a.ns, DEV).expect("addresses");
+    assert!(
+        tunnel.len() == 1 && tunnel.iter().all(|t| t.to_string().starts_with("101.76.9.")),
+        "one tunnel address from a's block: {tunnel:?}"
+    );
+    assert!(neigh_permanent(a.ns, B) && neigh_permanent(a.ns, C));
+    assert!(fdb_has(a.ns, B) && fdb_has(a.ns, C));
+
+    // Pods ping across nodes; the underlay carries their packets in UDP 4789, none bare,
+    // and no IPIP.
+    let (seen, pings) = capture(&lan.underlay, || {
+        [&b.pod_ip, &c.pod_ip].map(|to| ping(&a.pod, to, &["-c", "3", "-W", "2"]))
+    });
+    for (sent, received, text) in &pings {
+        assert!(*sent == 3 && *received == 3, "{text}");
+    }
+    for to in [&b.pod_ip, &c.pod_ip] {
+        let pair = (ip4(&a.pod_ip), ip4(to));
+        assert!(seen.vxlan.contains(&pair), "{pair:?} not in VXLAN: {seen:?}");
+        assert!(!seen.icmp.contains(&pair), "{pair:?} seen bare: {seen:?}");
+    }
+    assert_eq!(seen.ipip, 0, "IP protocol 4 on the underlay");
+
+    // The pod's MTU is the device's: a full-size packet with DF passes, one byte more
+    // does not leave the pod.
+    let (_, received, text) = ping(&a.pod, &b.pod_ip, &["-c", "2", "-W", "2", "-M", "do", "-s", "1422"]);
+    assert_eq!(received, 2, "{text}");
+    let (_, received, text) = ping(&a.pod, &b.pod_ip, &["-c", "1", "-W", "2", "-M", "do", "-s", "1423"]);
+    assert_eq!(received, 0, "{text}");
+    assert!(
+        text.contains("message too long") && text.contains("mtu=1450"),
+        "{text}"
+    );
+
+    // Entries deleted by hand come back at once (not at the minute's resync).
+    let mac_b = "66:78:ac:1d:eb:82";
+    na.ip(&["neigh", "del", B, "dev", DEV]).expect("neigh del");
+    let out = na
+        .command("bridge")
+        .args(["fdb", "del", mac_b, "dev", DEV, "dst", B, "self"])
+        .output()
+        .expect("bridge fdb del");
+    assert!(out.status.success(), "{out:?}");
+    wait_until(Duration::from_secs(5), "the entries put back", || {
+        (neigh_permanent(a.ns, B) && fdb_has(a.ns, B)).then_some(())
+    })
+    .expect("repaired");
+
+    // Restarts under ping lose nothing: SIGTERM on a, SIGKILL on b, while a pings b.
+    let mac_before = device(a.ns)["address"].clone();
+    let (sent, received, text) = std::thread::scope(|s| {
+        let pinger = s.spawn(|| ping(&a.pod, &b.pod_ip, &["-c", "300", "-i", "0.02", "-W", "1"]));
+        std::thread::sleep(Duration::from_millis(500));
+        a.d.stop("TERM").expect("stop a");
+        a.d.restart().expect("restart a");
+        b.d.stop("KILL").expect("kill b");
+        b.d.restart().expect("restart b");
+        pinger.join().expect("ping thread")
+    });
+    assert_eq!(sent, 300, "{text}");
+    assert_eq!(received, sent, "packets lost over the restarts: {text}");
+    assert_eq!(device(a.ns)["address"], mac_before, "the MAC is stable");
+    assert!(a.d.log().contains("ipipd started"));
+}
+
+#[test]
+fn cross_subnet_encapsulates_only_to_the_other_subnet() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let (na, nb, nc) = (
+        lan.host(&format!("{A}/24")).expect("a"),
+        lan.host(&format!("{B}/24")).expect("b"),
+        lan.host(&format!("{C}/24")).expect("c"),
+    );
+    let a = start(&na, A, BLOCK_A, "cross-subnet");
+    let b = start(&nb, B, BLOCK_B, "cross-subnet");
+    let c = start(&nc, C, BLOCK_C, "cross-subnet");
+    na.wait_bgp_route_line(&format!("{BLOCK_B} via {B} dev eth0"), T)
+        .expect("same subnet: direct");
+    na.wait_bgp_route_line(&format!("{BLOCK_C} via {C} dev {DEV} onlink"), T)
+        .expect("other subnet: VXLAN");
+    nb.wait_bgp_route_line(&format!("{BLOCK_A} via {A} dev eth0"), T)
+        .expect("b to a direct");
+    nc.wait_bgp_route_line(&format!("{BLOCK_A} via {A} dev {DEV} onlink"), T)
+        .expect("c to a through VXLAN");
+    let (seen, pings) = capture(&lan.underlay, || {
+        [&b.pod_ip, &c.pod_ip].map(|to| ping(&a.pod, to, &["-c", "3", "-W", "2"]))
+    });
+    for (sent, received, text) in &pings {
+        assert!(*sent == 3 && *received == 3, "{text}");
+    }
+    let to_b = (ip4(&a.pod_ip), ip4(&b.pod_ip));
+    let to_c = (ip4(&a.pod_ip), ip4(&c.pod_ip));
+    assert!(seen.icmp.contains(&to_b) && !seen.vxlan.contains(&to_b), "{seen:?}");
+    assert!(seen.vxlan.contains(&to_c) && !seen.icmp.contains(&to_c), "{seen:?}");
+    assert_eq!(seen.ipip, 0);
+}
