@@ -66,6 +66,8 @@ tier_lab() {
     tests/lab_path.sh target/release/ipipd
     log "ipipd lab --once --datastore etcd (one etcd member, one config for every node)"
     ./target/release/ipipd lab --once --datastore etcd
+    log "ipipd lab --once --encapsulation vxlan (pods ping through real VXLAN devices)"
+    ./target/release/ipipd lab --once --encapsulation vxlan
 }
 
 tier_runtime() {

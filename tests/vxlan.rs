@@ -154,7 +154,9 @@ fn ip4(s: &str) -> Ipv4Addr {
 
 /// The device as `ip -d -j link` shows it.
 fn device(ns: &Netns) -> serde_json::Value {
-    let out = ns.ip(&["-d", "-j", "link", "show", "dev", DEV]).expect("device");
+    let out = ns
+        .ip(&["-d", "-j", "link", "show", "dev", DEV])
+        .expect("device");
     let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j");
     v[0].clone()
 }
@@ -173,7 +175,8 @@ fn fdb_has(ns: &Netns, ip: &str) -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    out.lines().any(|l| l.contains(&format!("dst {ip} ")) && l.contains("permanent"))
+    out.lines()
+        .any(|l| l.contains(&format!("dst {ip} ")) && l.contains("permanent"))
 }
 
 #[test]
@@ -200,14 +203,20 @@ fn three_nodes_over_vxlan_ping_fit_the_mtu_survive_restarts_and_repair_entries()
     let dev = device(a.ns);
     let data = &dev["linkinfo"]["info_data"];
     assert_eq!(dev["linkinfo"]["info_kind"], "vxlan", "{dev}");
-    assert_eq!((data["id"].as_u64(), data["port"].as_u64()), (Some(4096), Some(4789)));
+    assert_eq!(
+        (data["id"].as_u64(), data["port"].as_u64()),
+        (Some(4096), Some(4789))
+    );
     assert_eq!(data["local"], A);
     assert_eq!(data["learning"], false);
     assert_eq!(dev["address"], "66:78:ac:1d:eb:65");
     assert_eq!(dev["mtu"], 1450);
     let tunnel = interop::harness::ipv4_addresses(a.ns, DEV).expect("addresses");
     assert!(
-        tunnel.len() == 1 && tunnel.iter().all(|t| t.to_string().starts_with("101.76.9.")),
+        tunnel.len() == 1
+            && tunnel
+                .iter()
+                .all(|t| t.to_string().starts_with("101.76.9.")),
         "one tunnel address from a's block: {tunnel:?}"
     );
     assert!(neigh_permanent(a.ns, B) && neigh_permanent(a.ns, C));
@@ -223,16 +232,27 @@ fn three_nodes_over_vxlan_ping_fit_the_mtu_survive_restarts_and_repair_entries()
     }
     for to in [&b.pod_ip, &c.pod_ip] {
         let pair = (ip4(&a.pod_ip), ip4(to));
-        assert!(seen.vxlan.contains(&pair), "{pair:?} not in VXLAN: {seen:?}");
+        assert!(
+            seen.vxlan.contains(&pair),
+            "{pair:?} not in VXLAN: {seen:?}"
+        );
         assert!(!seen.icmp.contains(&pair), "{pair:?} seen bare: {seen:?}");
     }
     assert_eq!(seen.ipip, 0, "IP protocol 4 on the underlay");
 
     // The pod's MTU is the device's: a full-size packet with DF passes, one byte more
     // does not leave the pod.
-    let (_, received, text) = ping(&a.pod, &b.pod_ip, &["-c", "2", "-W", "2", "-M", "do", "-s", "1422"]);
+    let (_, received, text) = ping(
+        &a.pod,
+        &b.pod_ip,
+        &["-c", "2", "-W", "2", "-M", "do", "-s", "1422"],
+    );
     assert_eq!(received, 2, "{text}");
-    let (_, received, text) = ping(&a.pod, &b.pod_ip, &["-c", "1", "-W", "2", "-M", "do", "-s", "1423"]);
+    let (_, received, text) = ping(
+        &a.pod,
+        &b.pod_ip,
+        &["-c", "1", "-W", "2", "-M", "do", "-s", "1423"],
+    );
     assert_eq!(received, 0, "{text}");
     assert!(
         text.contains("message too long") && text.contains("mtu=1450"),
@@ -298,7 +318,13 @@ fn cross_subnet_encapsulates_only_to_the_other_subnet() {
     }
     let to_b = (ip4(&a.pod_ip), ip4(&b.pod_ip));
     let to_c = (ip4(&a.pod_ip), ip4(&c.pod_ip));
-    assert!(seen.icmp.contains(&to_b) && !seen.vxlan.contains(&to_b), "{seen:?}");
-    assert!(seen.vxlan.contains(&to_c) && !seen.icmp.contains(&to_c), "{seen:?}");
+    assert!(
+        seen.icmp.contains(&to_b) && !seen.vxlan.contains(&to_b),
+        "{seen:?}"
+    );
+    assert!(
+        seen.vxlan.contains(&to_c) && !seen.icmp.contains(&to_c),
+        "{seen:?}"
+    );
     assert_eq!(seen.ipip, 0);
 }

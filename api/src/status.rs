@@ -79,7 +79,7 @@ pub struct FibHealthJson {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncapsulationJson {
-    /// `ipip`.
+    /// `ipip` or `vxlan`.
     pub kind: String,
     /// `always`, `cross-subnet` or `never`.
     pub mode: String,

@@ -15,6 +15,8 @@ pub struct Pods {
     node: String,
     /// An encapsulation device needs an address (ipip.mode is not "never").
     tunnel_wanted: bool,
+    /// The tunnel is a VXLAN device (its allocation's handle says so).
+    tunnel_vxlan: bool,
 }
 
 /// The pools new pod addresses come from. With the datastore, those open to this node
@@ -48,8 +50,12 @@ fn closed(cfg: &Config, blocks: &[IpNet]) -> Vec<IpNet> {
 }
 
 /// The tunnel allocation's handle, as Calico names it.
-pub fn tunnel_handle(node: &str) -> String {
-    format!("ipip-tunnel-addr-{node}")
+pub fn tunnel_handle(node: &str, vxlan: bool) -> String {
+    if vxlan {
+        format!("vxlan-tunnel-addr-{node}")
+    } else {
+        format!("ipip-tunnel-addr-{node}")
+    }
 }
 
 impl Pods {
@@ -76,6 +82,7 @@ impl Pods {
             store,
             node: cfg.node.name.clone(),
             tunnel_wanted: cfg.tunnel_device().is_some(),
+            tunnel_vxlan: cfg.vxlan.mode != config::IpipMode::Never,
         };
         pods.place_tunnel();
         Ok(pods)
@@ -132,7 +139,7 @@ impl Pods {
     fn set_tunnel(&mut self, address: Option<IpAddr>) -> bool {
         let before = self.ipam.tunnel().cloned();
         let next = address.map(|address| ipam::TunnelAllocation {
-            handle: tunnel_handle(&self.node),
+            handle: tunnel_handle(&self.node, self.tunnel_vxlan),
             address,
         });
         if let Err(ip) = self.ipam.set_tunnel(next) {

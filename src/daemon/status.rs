@@ -294,14 +294,20 @@ impl Daemon {
             allocated: state.allocated,
             datastore,
             fib,
-            encapsulation: EncapsulationJson {
-                kind: "ipip".into(),
-                mode: serde_json::to_value(cfg.ipip.mode)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                device: cfg.ipip.device.clone(),
-                address: state.tunnel,
+            encapsulation: if cfg.vxlan.mode != config::IpipMode::Never {
+                EncapsulationJson {
+                    kind: "vxlan".into(),
+                    mode: cfg.vxlan.mode.to_string(),
+                    device: cfg.vxlan.device.clone(),
+                    address: state.tunnel,
+                }
+            } else {
+                EncapsulationJson {
+                    kind: "ipip".into(),
+                    mode: cfg.ipip.mode.to_string(),
+                    device: cfg.ipip.device.clone(),
+                    address: state.tunnel,
+                }
             },
             task_failure: self.health().err().map(|e| e.to_string()),
         };
