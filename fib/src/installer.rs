@@ -617,3 +617,7 @@ impl<F: Fib> Driver<F> {
 #[cfg(test)]
 #[path = "installer_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "installer_vxlan_tests.rs"]
+mod vxlan_tests;

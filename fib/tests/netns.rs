@@ -87,6 +87,7 @@ fn node_inputs() -> Inputs {
             (ip("101.76.9.137"), "cali-later".into()),
         ],
         tunnel_address: Some("101.76.9.128".parse().expect("addr")),
+        vteps: None,
     }
 }
 
@@ -181,6 +182,7 @@ fn never_mode_lets_the_kernel_pick_the_device() {
             own_blocks: vec![net("101.76.9.128/26")],
             workloads: vec![],
             tunnel_address: None,
+            vteps: None,
         });
         eventually_installed(&installer, "2 routes installed", |installed| {
             installed.len() == 2
@@ -433,6 +435,7 @@ fn tunnel_gets_mtu_and_exactly_one_address() {
             name: "tunl0".into(),
             mtu: Some(1440),
             address: Some("101.76.9.128".parse().expect("addr")),
+            vxlan: None,
         })
         .await
         .expect("ensure_tunnel accepts an existing tunl0");
@@ -529,6 +532,7 @@ fn another_table_and_protocol_are_kept_apart() {
             own_blocks: vec![net("101.76.9.128/26")],
             workloads: vec![],
             tunnel_address: None,
+            vteps: None,
         });
         installer.converged();
         eventually_installed(&installer, "2 routes installed", |installed| {
