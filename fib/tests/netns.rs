@@ -593,3 +593,70 @@ blackhole 101.76.9.128/26
 ",
     );
 }
+
+fn vxlan_spec(vni: u32) -> TunnelSpec {
+    TunnelSpec {
+        name: "vxlan.calico".into(),
+        mtu: Some(1450),
+        address: Some("101.76.9.128".parse().expect("addr")),
+        vxlan: Some(fib::VxlanDevice {
+            vni,
+            port: 4789,
+            local: "172.29.235.101".parse().expect("addr"),
+            mac: fib::vtep::vtep_mac("172.29.235.101".parse().expect("addr")),
+        }),
+    }
+}
+
+#[test]
+fn vxlan_device_is_made_kept_and_replaced_when_its_identity_changes() {
+    let ns = Netns::new("vxlan");
+    ns.underlay(1500);
+    ns.run(|| async {
+        fib::ensure_tunnel(&vxlan_spec(4096))
+            .await
+            .expect("makes the VXLAN device");
+    });
+    let detail = |ns: &Netns| ns.ip(&["-d", "link", "show", "vxlan.calico"]);
+    let made = detail(&ns);
+    for part in [
+        "vxlan id 4096 local 172.29.235.101",
+        "dstport 4789 nolearning",
+        " mtu 1450 ",
+        "link/ether 66:78:ac:1d:eb:65",
+        ",UP,",
+    ] {
+        assert!(made.contains(part), "{part:?} not in {made}");
+    }
+    let index = made.split(':').next().map(str::to_owned);
+    assert!(ns
+        .ip(&["-4", "-o", "addr", "show", "dev", "vxlan.calico"])
+        .contains("101.76.9.128/32"));
+
+    // A MAC changed by hand is put back in place; the device is kept (same index).
+    ns.ip(&[
+        "link",
+        "set",
+        "vxlan.calico",
+        "address",
+        "02:00:00:00:00:01",
+    ]);
+    ns.run(|| async {
+        fib::ensure_tunnel(&vxlan_spec(4096)).await.expect("again");
+    });
+    let kept = detail(&ns);
+    assert!(kept.contains("link/ether 66:78:ac:1d:eb:65"), "{kept}");
+    assert_eq!(kept.split(':').next().map(str::to_owned), index, "kept");
+
+    // Another VNI cannot be set in place: the device is made again.
+    ns.run(|| async {
+        fib::ensure_tunnel(&vxlan_spec(4097)).await.expect("remade");
+    });
+    let remade = detail(&ns);
+    assert!(remade.contains("vxlan id 4097 "), "{remade}");
+    assert_ne!(
+        remade.split(':').next().map(str::to_owned),
+        index,
+        "a new device"
+    );
+}
