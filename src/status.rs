@@ -114,11 +114,15 @@ pub fn text(s: &StatusJson) -> String {
         None => "fib: kernel.install = false, routes are not written\n".into(),
     });
     let e = &s.encapsulation;
+    let device = match (&e.state, e.mtu) {
+        (Some(state), Some(mtu)) => format!("{} ({state}, mtu {mtu})", e.device),
+        (Some(state), None) => format!("{} ({state})", e.device),
+        _ => e.device.clone(),
+    };
     out.push_str(&format!(
-        "encapsulation: {} {}, device {}, address {}\n",
+        "encapsulation: {} {}, device {device}, address {}\n",
         e.kind,
         e.mode,
-        e.device,
         e.address
             .map_or_else(|| "none yet".into(), |a| a.to_string())
     ));

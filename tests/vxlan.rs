@@ -219,6 +219,19 @@ fn three_nodes_over_vxlan_ping_fit_the_mtu_survive_restarts_and_repair_entries()
                 .all(|t| t.to_string().starts_with("101.76.9.")),
         "one tunnel address from a's block: {tunnel:?}"
     );
+    let status: serde_json::Value = a.d.raw_json(&["status", "--json"]).expect("status");
+    let e = &status["encapsulation"];
+    assert_eq!(
+        (&e["kind"], &e["mode"], &e["device"], &e["state"], &e["mtu"]),
+        (
+            &"vxlan".into(),
+            &"always".into(),
+            &DEV.into(),
+            &"up".into(),
+            &1450.into()
+        ),
+        "{status}"
+    );
     assert!(neigh_permanent(a.ns, B) && neigh_permanent(a.ns, C));
     assert!(fdb_has(a.ns, B) && fdb_has(a.ns, C));
 

@@ -86,4 +86,11 @@ pub struct EncapsulationJson {
     pub device: String,
     /// The tunnel device's address (an IPAM allocation); null until the node has a block.
     pub address: Option<Ipv4Addr>,
+    /// The device in the kernel: `up`, `down` or `missing`; null when it was not looked
+    /// at (mode `never`, or an older daemon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The device's MTU (what pods get), when it is there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }

@@ -6,7 +6,7 @@
 //! a pure function, so each rule has a test of its own below.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime};
 
 use api::status::{
@@ -224,6 +224,39 @@ pub fn assess(f: &Facts, now: SystemTime) -> StatusJson {
     }
 }
 
+/// The encapsulation in use, and its device as the kernel has it.
+async fn encapsulation(cfg: &config::Config, address: Option<Ipv4Addr>) -> EncapsulationJson {
+    let vxlan = cfg.vxlan.mode != config::IpipMode::Never;
+    let (kind, mode, device) = if vxlan {
+        ("vxlan", cfg.vxlan.mode, &cfg.vxlan.device)
+    } else {
+        ("ipip", cfg.ipip.mode, &cfg.ipip.device)
+    };
+    let link = if mode == config::IpipMode::Never {
+        None
+    } else {
+        match fib::PodNetlink::open() {
+            Ok(mut nl) => nl.link(device).await.ok(),
+            Err(_) => None,
+        }
+    };
+    EncapsulationJson {
+        kind: kind.into(),
+        mode: mode.to_string(),
+        device: device.clone(),
+        address,
+        state: link.as_ref().map(|l| {
+            match l {
+                Some(l) if l.up => "up",
+                Some(_) => "down",
+                None => "missing",
+            }
+            .to_owned()
+        }),
+        mtu: link.flatten().map(|l| l.mtu),
+    }
+}
+
 impl Daemon {
     /// `ipipd status`.
     pub(super) async fn status(&self) -> StatusJson {
@@ -294,21 +327,7 @@ impl Daemon {
             allocated: state.allocated,
             datastore,
             fib,
-            encapsulation: if cfg.vxlan.mode != config::IpipMode::Never {
-                EncapsulationJson {
-                    kind: "vxlan".into(),
-                    mode: cfg.vxlan.mode.to_string(),
-                    device: cfg.vxlan.device.clone(),
-                    address: state.tunnel,
-                }
-            } else {
-                EncapsulationJson {
-                    kind: "ipip".into(),
-                    mode: cfg.ipip.mode.to_string(),
-                    device: cfg.ipip.device.clone(),
-                    address: state.tunnel,
-                }
-            },
+            encapsulation: encapsulation(cfg, state.tunnel).await,
             task_failure: self.health().err().map(|e| e.to_string()),
         };
         assess(&facts, SystemTime::now())

@@ -57,6 +57,8 @@ fn facts(peers: Vec<PeerFacts>) -> Facts {
             mode: "always".into(),
             device: "tunl0".into(),
             address: None,
+            state: None,
+            mtu: None,
         },
         task_failure: None,
     }
