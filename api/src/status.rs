@@ -86,11 +86,30 @@ pub struct EncapsulationJson {
     pub device: String,
     /// The tunnel device's address (an IPAM allocation); null until the node has a block.
     pub address: Option<Ipv4Addr>,
-    /// The device in the kernel: `up`, `down` or `missing`; null when it was not looked
-    /// at (mode `never`, or an older daemon).
+    /// The device in the kernel; null when it was not looked at (mode `never`, or an
+    /// older daemon).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<DeviceState>,
     /// The device's MTU (what pods get), when it is there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+}
+
+/// A network device as the kernel has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceState {
+    Up,
+    Down,
+    Missing,
+}
+
+impl std::fmt::Display for DeviceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeviceState::Up => "up",
+            DeviceState::Down => "down",
+            DeviceState::Missing => "missing",
+        })
+    }
 }

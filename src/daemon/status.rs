@@ -10,7 +10,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime};
 
 use api::status::{
-    BlockUseJson, DatastoreHealthJson, EncapsulationJson, FibHealthJson, PeerHealthJson, StatusJson,
+    BlockUseJson, DatastoreHealthJson, DeviceState, EncapsulationJson, FibHealthJson,
+    PeerHealthJson, StatusJson,
 };
 
 use super::views::rfc3339;
@@ -245,13 +246,10 @@ async fn encapsulation(cfg: &config::Config, address: Option<Ipv4Addr>) -> Encap
         mode: mode.to_string(),
         device: device.clone(),
         address,
-        state: link.as_ref().map(|l| {
-            match l {
-                Some(l) if l.up => "up",
-                Some(_) => "down",
-                None => "missing",
-            }
-            .to_owned()
+        state: link.as_ref().map(|l| match l {
+            Some(l) if l.up => DeviceState::Up,
+            Some(_) => DeviceState::Down,
+            None => DeviceState::Missing,
         }),
         mtu: link.flatten().map(|l| l.mtu),
     }
