@@ -1,0 +1,247 @@
+//! Talking nf_tables to the kernel: a netfilter netlink socket, batches sent whole,
+//! ipipd's table read back.
+//!
+//! The kernel runs a batch inside the `sendmsg` that carries it and a dump fills the
+//! socket inside `recvmsg`, so every answer is queued by the time we read: reads never
+//! wait (`MSG_DONTWAIT`), and nothing here blocks a task.
+
+use std::io;
+
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
+
+use crate::desired::{Desired, Element, Family, Table, ALL_SET, NAT_SET};
+use crate::messages::{
+    comment, query, Batch, Labels, Query, NFTA_DATA_VALUE, NFTA_LIST_ELEM, NFTA_RULE_USERDATA,
+    NFTA_SET_ELEM_FLAGS, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFT_SET_ELEM_INTERVAL_END,
+};
+use crate::wire::{be32, frames, Attrs, Frame, NLMSG_DONE, NLMSG_ERROR};
+use crate::NatError;
+
+const RECV_BUF: usize = 64 * 1024;
+
+/// What the kernel has of one family's table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    pub table: bool,
+    /// The user data of each rule of the chain (empty when the chain is gone).
+    pub rules: Vec<Vec<u8>>,
+    /// The sets' elements, sorted; `None` for a set that is not there.
+    pub nat: Option<Vec<Element>>,
+    pub all: Option<Vec<Element>>,
+}
+
+impl Found {
+    /// Whether this is exactly `want` (`None`: no table at all).
+    pub fn is(&self, want: Option<&Table>) -> bool {
+        let Some(want) = want else {
+            return !self.table;
+        };
+        let sorted = |mut v: Vec<Element>| {
+            v.sort();
+            Some(v)
+        };
+        self.table
+            && self.rules == [comment()]
+            && self.nat == sorted(want.nat_elements())
+            && self.all == sorted(want.all_elements())
+    }
+}
+
+/// A socket to nf_tables.
+pub struct Nft {
+    socket: Socket,
+    seq: u32,
+    rbuf: Vec<u8>,
+}
+
+impl Nft {
+    pub fn open() -> Result<Nft, NatError> {
+        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(NatError::socket("open"))?;
+        socket.bind_auto().map_err(NatError::socket("bind"))?;
+        // Error answers without the request echoed inside.
+        socket
+            .set_cap_ack(true)
+            .map_err(NatError::socket("NETLINK_CAP_ACK"))?;
+        Ok(Nft {
+            socket,
+            // Distinct per socket, so answers to an earlier socket's requests never match.
+            seq: std::process::id().wrapping_mul(1 << 12),
+            rbuf: Vec::with_capacity(RECV_BUF),
+        })
+    }
+
+    fn next_seq(&mut self, n: u32) -> u32 {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(n);
+        seq
+    }
+
+    /// Makes the kernel's tables what `desired` says, in one batch: every family with a
+    /// table gets it replaced whole; `remove` lists families whose table must go.
+    pub fn apply(&mut self, desired: &Desired, remove: &[Family]) -> Result<(), NatError> {
+        let mut batch = Batch::new(self.next_seq(0));
+        for t in &desired.tables {
+            batch.replace(t);
+        }
+        for f in remove {
+            if desired.table(*f).is_none() {
+                batch.remove(*f);
+            }
+        }
+        if batch.labels.is_empty() {
+            return Ok(());
+        }
+        let (bytes, labels, last) = batch.finish();
+        self.next_seq(labels.len() as u32 + 2);
+        self.drain();
+        self.send(&bytes)?;
+        self.acks(&labels, last)
+    }
+
+    /// What the kernel has of `family`'s table.
+    pub fn read(&mut self, family: Family) -> Result<Found, NatError> {
+        let table = !self.dump(&Query::Table, family)?.is_empty();
+        if !table {
+            return Ok(Found::default());
+        }
+        let rules = self
+            .dump(&Query::Rules, family)?
+            .iter()
+            .map(|m| Attrs(m).get(NFTA_RULE_USERDATA).unwrap_or(&[]).to_vec())
+            .collect();
+        let mut elements = |set| -> Result<Option<Vec<Element>>, NatError> {
+            match self.dump(&Query::Elements(set), family) {
+                Ok(msgs) => {
+                    let mut v: Vec<Element> = msgs.iter().flat_map(|m| parse_elements(m)).collect();
+                    v.sort();
+                    Ok(Some(v))
+                }
+                Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        let nat = elements(NAT_SET)?;
+        let all = elements(ALL_SET)?;
+        Ok(Found {
+            table,
+            rules,
+            nat,
+            all,
+        })
+    }
+
+    /// The payloads of the kernel's answer to one query; a table that is not there
+    /// answers nothing.
+    fn dump(&mut self, q: &Query<'_>, family: Family) -> Result<Vec<Vec<u8>>, NatError> {
+        let seq = self.next_seq(1);
+        self.drain();
+        self.send(&query(q, family, seq))?;
+        let mut out = Vec::new();
+        loop {
+            let data = self.recv()?;
+            for f in frames(data) {
+                if f.seq != seq {
+                    continue;
+                }
+                match f.kind {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR => {
+                        return match f.errno() {
+                            0 => Ok(out),
+                            libc::ENOENT if !matches!(q, Query::Elements(_)) => Ok(Vec::new()),
+                            errno => Err(NatError::Kernel {
+                                what: match q {
+                                    Query::Table => "list the table".into(),
+                                    Query::Rules => "list the rules".into(),
+                                    Query::Elements(s) => format!("list set {s}"),
+                                },
+                                source: io::Error::from_raw_os_error(errno),
+                            }),
+                        }
+                    }
+                    _ => out.push(f.attributes().0.to_vec()),
+                }
+            }
+        }
+    }
+
+    fn acks(&mut self, labels: &Labels, last: u32) -> Result<(), NatError> {
+        loop {
+            let data = self.recv()?;
+            for f in frames(data) {
+                if f.kind != NLMSG_ERROR {
+                    continue;
+                }
+                match f.errno() {
+                    0 if f.seq == last => return Ok(()),
+                    0 => {}
+                    errno => return Err(refused(&f, labels, errno)),
+                }
+            }
+        }
+    }
+
+    fn send(&self, bytes: &[u8]) -> Result<(), NatError> {
+        self.socket
+            .send(bytes, 0)
+            .map_err(NatError::socket("send"))?;
+        Ok(())
+    }
+
+    /// The next datagram, which must already be there.
+    fn recv(&mut self) -> Result<&[u8], NatError> {
+        self.rbuf.clear();
+        let n = loop {
+            match self.socket.recv(&mut self.rbuf, libc::MSG_DONTWAIT) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(NatError::Socket {
+                        context: "the kernel did not answer",
+                        source: e,
+                    })
+                }
+                Err(e) => return Err(NatError::socket("recv")(e)),
+            }
+        };
+        Ok(self.rbuf.get(..n).unwrap_or(&[]))
+    }
+
+    /// Drops answers left from a request that failed half-way.
+    fn drain(&mut self) {
+        while self.recv().is_ok() {}
+    }
+}
+
+fn refused(f: &Frame<'_>, labels: &Labels, errno: i32) -> NatError {
+    let what = labels.iter().find(|(s, _)| *s == f.seq).map_or_else(
+        || "start the nftables batch".to_string(),
+        |(_, l)| l.clone(),
+    );
+    NatError::Kernel {
+        what,
+        source: io::Error::from_raw_os_error(errno),
+    }
+}
+
+/// The elements in the attributes of one `NFT_MSG_NEWSETELEM`.
+fn parse_elements(attrs: &[u8]) -> Vec<Element> {
+    let attrs = Attrs(attrs);
+    let Some(list) = attrs.get(NFTA_SET_ELEM_LIST_ELEMENTS) else {
+        return Vec::new();
+    };
+    Attrs(list)
+        .filter(|(k, _)| *k == NFTA_LIST_ELEM)
+        .filter_map(|(_, elem)| {
+            let key = Attrs(Attrs(elem).get(NFTA_SET_ELEM_KEY)?).get(NFTA_DATA_VALUE)?;
+            let flags = Attrs(elem)
+                .get(NFTA_SET_ELEM_FLAGS)
+                .and_then(be32)
+                .unwrap_or(0);
+            Some(Element {
+                key: key.to_vec(),
+                end: flags & NFT_SET_ELEM_INTERVAL_END != 0,
+            })
+        })
+        .collect()
+}
