@@ -1,5 +1,6 @@
 //! The task that keeps ipipd's table as desired: applies each new desired state, and
-//! every `interval` reads the kernel back and repairs what another actor changed.
+//! reads the kernel back and repairs what another actor changed whenever the ruleset
+//! changes (its change notifications) and every `interval` besides.
 //!
 //! The table is never removed on exit: a restarted ipipd finds it, and either adopts it
 //! as it is or replaces it in one batch, so masquerading has no gap.
@@ -12,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::desired::{Desired, Family};
+use crate::monitor;
 use crate::nft::Nft;
 use crate::NatError;
 
@@ -43,8 +45,15 @@ impl Drop for Keeper {
     }
 }
 
+/// How long after a change notification the table is read: a burst of changes (one
+/// batch of someone else's is several notifications) is looked at once, and a fight
+/// with another actor rewriting the ruleset cannot spin faster than this.
+const SETTLE: Duration = Duration::from_millis(50);
+
 struct Worker {
     nft: Option<Nft>,
+    /// Woken after each change of the ruleset; None without notifications.
+    monitor: Option<std::sync::Arc<tokio::sync::Notify>>,
     status: watch::Sender<Status>,
 }
 
@@ -53,8 +62,15 @@ impl Keeper {
     /// says which), then keeps it so, looking every `interval`.
     pub async fn start(desired: Desired, interval: Duration) -> Keeper {
         let (status_tx, status) = watch::channel(Status::default());
+        // Joined before the first look, so no change after it goes unnoticed.
+        let monitor = monitor::start()
+            .inspect_err(|e| {
+                tracing::warn!(error = %error_text(e), ?interval, "no nftables change notifications: ipipd's table is checked periodically only");
+            })
+            .ok();
         let mut worker = Worker {
             nft: None,
+            monitor,
             status: status_tx,
         };
         worker.reconcile(&desired, false);
@@ -100,6 +116,10 @@ impl Worker {
                     false
                 }
                 _ = tick.tick() => true,
+                () = changed(self.monitor.as_deref()) => {
+                    tokio::time::sleep(SETTLE).await;
+                    true
+                }
             };
             let want = desired.borrow_and_update().clone();
             self.reconcile(&want, repair);
@@ -143,16 +163,27 @@ impl Worker {
 
     /// The families whose table is there afterwards, and whether anything was written.
     fn try_reconcile(&mut self, want: &Desired) -> Result<(Vec<Family>, bool), NatError> {
-        let nft = match &mut self.nft {
-            Some(n) => n,
-            None => self.nft.insert(Nft::open()?),
+        let nft = match self.nft.take() {
+            Some(n) => self.nft.insert(n),
+            None => match Nft::open() {
+                Ok(n) => self.nft.insert(n),
+                // Without nf_tables there is no table to remove.
+                Err(e) if want.tables.is_empty() && unsupported(&e) => return Ok((vec![], false)),
+                Err(e) => return Err(e),
+            },
         };
         let mut stale = Desired::default();
         let mut remove = Vec::new();
         let mut present = Vec::new();
         for family in Family::ALL {
-            let found = nft.read(family)?;
             let table = want.table(family);
+            let found = match nft.read(family) {
+                Ok(found) => found,
+                // A kernel without nf_tables (or without its ip6 family) has no table
+                // of that family: nothing to do unless one is wanted.
+                Err(e) if table.is_none() && unsupported(&e) => continue,
+                Err(e) => return Err(e),
+            };
             if !found.is(table) {
                 match table {
                     Some(t) => stale.tables.push(t.clone()),
@@ -168,6 +199,26 @@ impl Worker {
             nft.apply(&stale, &remove)?;
         }
         Ok((present, wrote))
+    }
+}
+
+/// Whether `e` says the kernel has no nf_tables (or not for this family).
+fn unsupported(e: &NatError) -> bool {
+    let errno = match e {
+        NatError::Kernel { source, .. } | NatError::Socket { source, .. } => source.raw_os_error(),
+        _ => None,
+    };
+    matches!(
+        errno,
+        Some(libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT | libc::EOPNOTSUPP | libc::EINVAL)
+    )
+}
+
+/// The next ruleset change; never, without notifications.
+async fn changed(monitor: Option<&tokio::sync::Notify>) {
+    match monitor {
+        Some(m) => m.notified().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod desired;
 mod error;
 mod keeper;
 mod messages;
+mod monitor;
 mod nft;
 mod wire;
 

@@ -82,9 +82,10 @@ pub fn fib(cfg: &Config) -> fib::Settings {
 /// `cluster.mesh`, `cluster.nodes`, `cluster.mesh_password`, `[[peer]]`, the pools'
 /// `nat_outgoing`, `disabled` and `node_selector`, and `kernel.flush_on_stop` are
 /// applied.
-/// How often the NAT keeper reads ipipd's nftables table back to repair what another
-/// actor changed: a few small dumps, cheap enough to do often.
-pub const NAT_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// How often the NAT keeper reads ipipd's nftables table back besides when the
+/// ruleset's change notifications say something changed (the FIB's full resync runs
+/// as seldom).
+pub const NAT_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Outbound NAT's desired table: every pool counts as inside (disabled ones and those
 /// without NAT too), the pools with `nat_outgoing` are masqueraded when they leave.
