@@ -172,8 +172,7 @@ impl Worker {
                 Err(e) => return Err(e),
             },
         };
-        let mut stale = Desired::default();
-        let mut remove = Vec::new();
+        let mut changes = Vec::new();
         let mut present = Vec::new();
         for family in Family::ALL {
             let table = want.table(family);
@@ -184,19 +183,14 @@ impl Worker {
                 Err(e) if table.is_none() && unsupported(&e) => continue,
                 Err(e) => return Err(e),
             };
-            if !found.is(table) {
-                match table {
-                    Some(t) => stale.tables.push(t.clone()),
-                    None => remove.push(family),
-                }
-            }
+            changes.extend(found.change(family, table));
             if table.is_some() {
                 present.push(family);
             }
         }
-        let wrote = !stale.tables.is_empty() || !remove.is_empty();
+        let wrote = !changes.is_empty();
         if wrote {
-            nft.apply(&stale, &remove)?;
+            nft.write(&changes)?;
         }
         Ok((present, wrote))
     }

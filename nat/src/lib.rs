@@ -21,4 +21,4 @@ mod wire;
 pub use desired::{desired, Desired, Element, Family, Table};
 pub use error::NatError;
 pub use keeper::{Keeper, Status};
-pub use nft::{Found, Nft};
+pub use nft::{Change, Found, Nft};

@@ -185,6 +185,21 @@ impl Batch {
         self.rule(family);
     }
 
+    /// Replaces the elements of one of the table's sets: a flush (a delete naming no
+    /// element) and the new elements, which the batch applies together.
+    pub fn refill(&mut self, family: Family, name: &str, elements: &[Element]) {
+        self.msg(
+            Msg::DelSetElem,
+            0,
+            family,
+            format!("flush set {family} {TABLE} {name}"),
+        );
+        self.buf.str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
+        self.buf.str(NFTA_SET_ELEM_LIST_SET, name);
+        self.buf.end();
+        self.elements(family, name, None, elements);
+    }
+
     fn set(&mut self, family: Family, name: &str, id: u32, elements: &[Element]) {
         self.msg(
             Msg::NewSet,
@@ -199,10 +214,14 @@ impl Batch {
         self.buf.be32(NFTA_SET_KEY_LEN, family.addr_len() as u32);
         self.buf.be32(NFTA_SET_ID, id);
         self.buf.end();
+        self.elements(family, name, Some(id), elements);
+    }
+
+    /// Adds elements to a set; `id` names a set made in the same batch.
+    fn elements(&mut self, family: Family, name: &str, id: Option<u32>, elements: &[Element]) {
         if elements.is_empty() {
             return;
         }
-
         self.msg(
             Msg::NewSetElem,
             NLM_F_CREATE,
@@ -211,7 +230,9 @@ impl Batch {
         );
         self.buf.str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
         self.buf.str(NFTA_SET_ELEM_LIST_SET, name);
-        self.buf.be32(NFTA_SET_ELEM_LIST_SET_ID, id);
+        if let Some(id) = id {
+            self.buf.be32(NFTA_SET_ELEM_LIST_SET_ID, id);
+        }
         self.buf.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
         for e in elements {
             self.buf.nest(NFTA_LIST_ELEM);

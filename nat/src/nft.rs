@@ -30,7 +30,42 @@ pub struct Found {
     pub all: Option<Vec<Element>>,
 }
 
+/// One change to the kernel's tables; [`Nft::write`] sends a list of them as one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Build the family's table whole, replacing whatever is there.
+    Replace(Table),
+    /// The table and its rule are right: give the sets that differ their elements.
+    Refill { table: Table, nat: bool, all: bool },
+    /// Remove the family's table if there is one.
+    Remove(Family),
+}
+
 impl Found {
+    /// What makes this `want` (`None`: no table), or nothing when it already is.
+    pub fn change(&self, family: Family, want: Option<&Table>) -> Option<Change> {
+        if self.is(want) {
+            return None;
+        }
+        let Some(want) = want else {
+            return Some(Change::Remove(family));
+        };
+        let sorted = |mut v: Vec<Element>| {
+            v.sort();
+            v
+        };
+        match (&self.nat, &self.all) {
+            (Some(nat), Some(all)) if self.table && self.rules == [comment()] => {
+                Some(Change::Refill {
+                    table: want.clone(),
+                    nat: *nat != sorted(want.nat_elements()),
+                    all: *all != sorted(want.all_elements()),
+                })
+            }
+            _ => Some(Change::Replace(want.clone())),
+        }
+    }
+
     /// Whether this is exactly `want` (`None`: no table at all).
     pub fn is(&self, want: Option<&Table>) -> bool {
         let Some(want) = want else {
@@ -79,13 +114,35 @@ impl Nft {
     /// Makes the kernel's tables what `desired` says, in one batch: every family with a
     /// table gets it replaced whole; `remove` lists families whose table must go.
     pub fn apply(&mut self, desired: &Desired, remove: &[Family]) -> Result<(), NatError> {
+        let changes: Vec<Change> = desired
+            .tables
+            .iter()
+            .map(|t| Change::Replace(t.clone()))
+            .chain(
+                remove
+                    .iter()
+                    .filter(|f| desired.table(**f).is_none())
+                    .map(|f| Change::Remove(*f)),
+            )
+            .collect();
+        self.write(&changes)
+    }
+
+    /// Sends `changes` as one batch: the kernel applies all of them or none.
+    pub fn write(&mut self, changes: &[Change]) -> Result<(), NatError> {
         let mut batch = Batch::new(self.next_seq(0));
-        for t in &desired.tables {
-            batch.replace(t);
-        }
-        for f in remove {
-            if desired.table(*f).is_none() {
-                batch.remove(*f);
+        for c in changes {
+            match c {
+                Change::Replace(t) => batch.replace(t),
+                Change::Remove(f) => batch.remove(*f),
+                Change::Refill { table, nat, all } => {
+                    if *nat {
+                        batch.refill(table.family, NAT_SET, &table.nat_elements());
+                    }
+                    if *all {
+                        batch.refill(table.family, ALL_SET, &table.all_elements());
+                    }
+                }
             }
         }
         if batch.labels.is_empty() {

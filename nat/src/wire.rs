@@ -47,6 +47,7 @@ pub(crate) enum Msg {
     GetRule = 7,
     NewSet = 9,
     NewSetElem = 12,
+    DelSetElem = 14,
     GetSetElem = 13,
 }
 

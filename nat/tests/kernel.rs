@@ -170,6 +170,32 @@ fn the_keeper_puts_back_what_is_deleted() {
             tokio::time::sleep(Duration::from_millis(500)).await;
             assert!(keeper.status().repairs > deleted, "{:?}", keeper.status());
 
+            // A new pool is a set update: the table, its rule and their handles stay.
+            let handles = |ns: &Netns| {
+                nft(ns, &["-a", "list", "table", "ip", "ipipd"])
+                    .lines()
+                    .filter_map(|l| l.split("# handle ").nth(1).map(str::to_owned))
+                    .collect::<Vec<_>>()
+            };
+            let before = handles(&ns);
+            let mut more = pools();
+            more = desired(
+                more.tables
+                    .iter()
+                    .flat_map(|t| t.all.iter().map(|n| (*n, t.nat.contains(n))))
+                    .chain([(net("10.250.0.0/16"), true)]),
+            );
+            keeper.set(more);
+            check(&ns, "new pool in the sets", |t| {
+                t.contains("elements = { 10.244.0.0/16, 10.250.0.0/16 }")
+            })
+            .await;
+            assert_eq!(
+                handles(&ns),
+                before,
+                "the table was rebuilt for a set change"
+            );
+
             keeper.set(desired([(net("10.244.0.0/16"), false)]));
             check(&ns, "both tables gone", |t| !t.contains("ipipd")).await;
         })
