@@ -4,7 +4,7 @@
 //! iproute2 and `nft` (Debian's nftables) to read the ruleset as a user would.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -203,70 +203,121 @@ fn the_keeper_puts_back_what_is_deleted() {
     .expect("in netns");
 }
 
-/// pod (10.244.0.5) ── node (forwarding, ipipd's table) ── outside (192.0.2.2, no route
-/// back to the pods): a TCP connection works only if the node masquerades it.
-#[test]
-fn a_pod_reaches_the_outside_with_the_node_address() {
+/// Connects from `pod` to a listener on `ip` in `outside`: the source address the
+/// listener saw.
+fn seen_from(pod: &Netns, outside: &Netns, ip: IpAddr) -> Result<String, String> {
+    let listener = outside
+        .in_netns(move || TcpListener::bind((ip, 0)))
+        .expect("in netns")
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = std::thread::spawn(move || -> Option<SocketAddr> {
+        let (mut s, peer) = listener.accept().ok()?;
+        let _ = s.write_all(b"ok");
+        Some(peer)
+    });
+    let client = pod
+        .in_netns(move || {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                .map_err(|e| e.to_string())?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
+            Ok::<String, String>(buf)
+        })
+        .expect("in netns");
+    match client {
+        Ok(_) => server
+            .join()
+            .ok()
+            .flatten()
+            .map(|p| p.ip().to_string())
+            .ok_or_else(|| "no peer".into()),
+        Err(e) => {
+            // Unblock the accept so the thread ends.
+            let _ = outside.in_netns(move || TcpStream::connect(addr));
+            let _ = server.join();
+            Err(e)
+        }
+    }
+}
+
+/// pod ── node ── outside, `[(pod, node side), (outside, node side)]` addresses;
+/// forwarding on in the node.
+fn three(addrs: [(&str, &str); 2], pod_gateway: &str, v6: bool) -> (Netns, Netns, Netns) {
     let node = Netns::new("natn").expect("netns");
     let pod = Netns::new("natp").expect("netns");
     let outside = Netns::new("nato").expect("netns");
-    node.sysctl("net.ipv4.ip_forward", "1").expect("forwarding");
-    for (peer, here, there, ours) in [
-        (&pod, "podveth", "10.244.0.5/24", "10.244.0.1/24"),
-        (&outside, "outveth", "192.0.2.2/24", "192.0.2.1/24"),
-    ] {
+    if v6 {
+        node.sysctl("net.ipv6.conf.all.forwarding", "1")
+            .expect("forwarding");
+    } else {
+        node.sysctl("net.ipv4.ip_forward", "1").expect("forwarding");
+    }
+    for ((peer, here), (there, ours)) in [(&pod, "podveth"), (&outside, "outveth")]
+        .into_iter()
+        .zip(addrs)
+    {
         node.ip(&[
             "link", "add", here, "type", "veth", "peer", "name", "eth0", "netns", &peer.name,
         ])
         .expect("veth");
-        node.ip(&["addr", "add", ours, "dev", here]).expect("addr");
+        // No duplicate address detection: IPv6 addresses are usable at once.
+        node.ip(&["addr", "add", ours, "dev", here, "nodad"])
+            .expect("addr");
         node.ip(&["link", "set", here, "up"]).expect("up");
-        peer.ip(&["addr", "add", there, "dev", "eth0"])
+        peer.ip(&["addr", "add", there, "dev", "eth0", "nodad"])
             .expect("addr");
         peer.ip(&["link", "set", "eth0", "up"]).expect("up");
     }
-    pod.ip(&["route", "add", "default", "via", "10.244.0.1"])
+    pod.ip(&["route", "add", "default", "via", pod_gateway])
         .expect("route");
+    (node, pod, outside)
+}
 
-    let connect = || -> Result<String, String> {
-        let listener = outside
-            .in_netns(|| TcpListener::bind("192.0.2.2:0"))
-            .expect("in netns")
-            .map_err(|e| e.to_string())?;
-        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let server = std::thread::spawn(move || -> Option<SocketAddr> {
-            listener.set_nonblocking(false).ok()?;
-            let (mut s, peer) = listener.accept().ok()?;
-            let _ = s.write_all(b"ok");
-            Some(peer)
-        });
-        let client = pod
-            .in_netns(move || {
-                let addr = SocketAddr::from((Ipv4Addr::new(192, 0, 2, 2), port));
-                let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-                    .map_err(|e| e.to_string())?;
-                let mut buf = String::new();
-                s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
-                Ok::<String, String>(buf)
-            })
-            .expect("in netns");
-        match client {
-            Ok(_) => server
-                .join()
-                .ok()
-                .flatten()
-                .map(|p| p.ip().to_string())
-                .ok_or_else(|| "no peer".into()),
-            Err(e) => {
-                // Unblock the accept so the thread ends.
-                let _ = outside.in_netns(move || {
-                    TcpStream::connect(SocketAddr::from((Ipv4Addr::new(192, 0, 2, 2), port)))
-                });
-                let _ = server.join();
-                Err(e)
-            }
-        }
-    };
+/// IPv6: the `ip6` table masquerades too (its own address offsets).
+#[test]
+fn an_ipv6_pod_reaches_the_outside_with_the_node_address() {
+    let (node, pod, outside) = three(
+        [
+            ("fd10::5/64", "fd10::1/64"),
+            ("2001:db8:1::2/64", "2001:db8:1::1/64"),
+        ],
+        "fd10::1",
+        true,
+    );
+    let outside_ip: IpAddr = "2001:db8:1::2".parse().expect("ip");
+    assert!(
+        seen_from(&pod, &outside, outside_ip).is_err(),
+        "answered without NAT: the setup does not test NAT"
+    );
+    node.in_netns(|| {
+        let mut nft = Nft::open().expect("socket");
+        let d = desired([(net("10.244.0.0/16"), false), (net("fd10::/48"), true)]);
+        nft.apply(&d, &[]).expect("apply");
+    })
+    .expect("in netns");
+    assert_eq!(
+        seen_from(&pod, &outside, outside_ip).as_deref(),
+        Ok("2001:db8:1::1"),
+        "the outside sees the node"
+    );
+}
+
+/// pod (10.244.0.5) ── node (forwarding, ipipd's table) ── outside (192.0.2.2, no route
+/// back to the pods): a TCP connection works only if the node masquerades it.
+#[test]
+fn a_pod_reaches_the_outside_with_the_node_address() {
+    let (node, pod, outside) = three(
+        [
+            ("10.244.0.5/24", "10.244.0.1/24"),
+            ("192.0.2.2/24", "192.0.2.1/24"),
+        ],
+        "10.244.0.1",
+        false,
+    );
+
+    let outside_ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+    let connect = || seen_from(&pod, &outside, outside_ip);
 
     // Without ipipd's table the outside cannot answer: the check below can fail.
     assert!(
