@@ -302,3 +302,47 @@ fn parse_elements(attrs: &[u8]) -> Vec<Element> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::desired;
+    use crate::wire::Msg;
+    use proptest::prelude::*;
+
+    /// The elements of the set messages in a batch, as the kernel would read them.
+    fn elements_in(bytes: &[u8]) -> Vec<Element> {
+        frames(bytes)
+            .filter(|f| f.kind == Msg::NewSetElem.kind())
+            .flat_map(|f| parse_elements(f.attributes().0))
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn elements_written_read_back_equal(
+            pools in proptest::collection::vec((any::<u32>(), 8u8..=32, any::<bool>()), 1..12),
+        ) {
+            let nets = pools.iter().map(|(a, len, nat)| {
+                let net = ipnet::Ipv4Net::new((*a).into(), *len).map(|n| n.trunc());
+                (ipnet::IpNet::V4(net.unwrap_or_default()), *nat)
+            });
+            let d = desired(nets);
+            let Some(t) = d.table(Family::V4) else { return Ok(()) };
+            let mut batch = Batch::new(1);
+            batch.refill(Family::V4, NAT_SET, &t.nat_elements());
+            let (bytes, _, _) = batch.finish();
+            prop_assert_eq!(elements_in(&bytes), t.nat_elements());
+        }
+
+        #[test]
+        fn any_answer_parses_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            for f in frames(&bytes) {
+                let _ = f.errno();
+                let _ = parse_elements(f.attributes().0);
+                let _ = Attrs(f.payload).get(NFTA_RULE_USERDATA);
+            }
+            let _ = parse_elements(&bytes);
+        }
+    }
+}
