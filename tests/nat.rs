@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::status::StatusJson;
-use interop::config::{NodeConfig, Pool};
+use interop::config::{Ipip, NodeConfig, Pool};
 use interop::harness::{require_root, wait_until, Lan, Netns};
 use interop::ipipd::Ipipd;
 
@@ -39,7 +39,7 @@ fn config(nat: bool) -> String {
 
 /// The namespaces of the picture above; removed on drop.
 struct World {
-    _lan: Lan,
+    lan: Lan,
     node: Netns,
     _router: Netns,
     outside: Netns,
@@ -75,46 +75,51 @@ fn world() -> World {
     outside
         .ip(&["route", "add", "default", "via", "198.51.100.1"])
         .expect("route");
-    let mut pods = Vec::new();
-    for (i, addr) in [POD, POD2].into_iter().enumerate() {
-        // As the CNI plugin wires a pod: a /32, the default route through 169.254.1.1,
-        // proxy ARP on the host end.
-        let pod = Netns::new("pod").expect("pod");
-        let host_end = format!("calinat{i}");
-        veth(&node, &host_end, &pod, "eth0");
-        node.sysctl(&format!("net.ipv4.conf.{host_end}.proxy_arp"), "1")
-            .expect("proxy_arp");
-        pod.ip(&["addr", "add", &format!("{addr}/32"), "dev", "eth0"])
-            .expect("addr");
-        pod.ip(&[
-            "route",
-            "add",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ])
-        .expect("route");
-        pod.ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-        ])
-        .expect("route");
-        pods.push(pod);
-    }
+    let pods = [POD, POD2]
+        .into_iter()
+        .enumerate()
+        .map(|(i, addr)| pod_on(&node, i, addr))
+        .collect();
     World {
-        _lan: lan,
+        lan,
         node,
         _router: router,
         outside,
         pods,
     }
+}
+
+/// A pod as the CNI plugin wires one: a /32, the default route through 169.254.1.1,
+/// proxy ARP on the host end `calinat<i>`.
+fn pod_on(node: &Netns, i: usize, addr: &str) -> Netns {
+    let pod = Netns::new("pod").expect("pod");
+    let host_end = format!("calinat{i}");
+    veth(node, &host_end, &pod, "eth0");
+    node.sysctl(&format!("net.ipv4.conf.{host_end}.proxy_arp"), "1")
+        .expect("proxy_arp");
+    pod.ip(&["addr", "add", &format!("{addr}/32"), "dev", "eth0"])
+        .expect("addr");
+    pod.ip(&[
+        "route",
+        "add",
+        "169.254.1.1",
+        "dev",
+        "eth0",
+        "scope",
+        "link",
+    ])
+    .expect("route");
+    pod.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "169.254.1.1",
+        "dev",
+        "eth0",
+    ])
+    .expect("route");
+    pod
 }
 
 fn add_pods(d: &Ipipd) {
@@ -382,4 +387,54 @@ fn nothing_to_the_outside_is_lost_while_ipipd_restarts() {
     assert!(status(&d)
         .nat
         .is_some_and(|n| n.tables == ["ip"] && n.last_error.is_none()));
+}
+
+/// Across nodes, pod to pod keeps the pod's address: node B's pod sees node A's pod,
+/// not node A. With `ipip.mode = "never"` the packets cross the LAN as they are (this
+/// kernel has no ipip driver), so the address B's pod sees is the one A's pod sent.
+#[test]
+fn pod_to_pod_across_nodes_keeps_the_pod_address() {
+    require_root();
+    const B: &str = "172.29.235.130";
+    const POD_B: &str = "101.88.228.200";
+    let mut w = world();
+    let node_b = w.lan.host(&format!("{B}/24")).expect("node b");
+    node_b.add_standin_tunl0().expect("tunl0");
+    let pod_b = pod_on(&node_b, 0, POD_B);
+    let config = |address: &str, block: &str| {
+        let mut c = NodeConfig::bare(address, &[block])
+            .pool_tables(vec![Pool::new("101.64.0.0/10").nat_outgoing()])
+            .timers(9, 30, Some(1));
+        c.cluster.nodes = Some(vec![A.to_owned(), B.to_owned()]);
+        c.ipip = Some(Ipip {
+            mode: Some("never".into()),
+            ..Ipip::default()
+        });
+        c.toml()
+    };
+    let a = Ipipd::start(&w.node, &config(A, "101.76.9.128/26")).expect("start a");
+    let b = Ipipd::start(&node_b, &config(B, "101.88.228.192/26")).expect("start b");
+    add_pods(&a);
+    let out = b
+        .cli(&["workload", "add", POD_B, "calinat0"])
+        .expect("workload add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.wait_route("101.88.228.192/26", B, T)
+        .expect("b's block at a");
+    b.wait_route("101.76.9.128/26", A, T)
+        .expect("a's block at b");
+
+    let listener = Listener::start(&pod_b, POD_B.parse().expect("ip"));
+    assert_eq!(
+        seen_from(&w.pods[0], listener.addr).as_deref(),
+        Ok(POD),
+        "the pod on b sees the pod on a"
+    );
+    // And the same pod still leaves the pools as its node.
+    let outside = Listener::start(&w.outside, OUTSIDE);
+    assert_eq!(seen_from(&w.pods[0], outside.addr).as_deref(), Ok(A));
 }
