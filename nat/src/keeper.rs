@@ -49,6 +49,9 @@ impl Drop for Keeper {
 /// batch of someone else's is several notifications) is looked at once, and a fight
 /// with another actor rewriting the ruleset cannot spin faster than this.
 const SETTLE: Duration = Duration::from_millis(50);
+/// After a failure the keeper tries again this soon, then twice as late each time up
+/// to the periodic interval: a transient error does not wait for the next look.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 struct Worker {
     nft: Option<Nft>,
@@ -95,19 +98,18 @@ impl Keeper {
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
     }
-
-    /// Waits until the status satisfies `f` (for tests and the daemon's start).
-    pub async fn wait_for(&self, f: impl FnMut(&Status) -> bool) {
-        let mut rx = self.status.clone();
-        let _ = rx.wait_for(f).await;
-    }
 }
 
 impl Worker {
     async fn run(mut self, mut desired: watch::Receiver<Desired>, interval: Duration) {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut retry = FIRST_RETRY;
         loop {
+            let failing = self.status.borrow().last_error.is_some();
+            if !failing {
+                retry = FIRST_RETRY;
+            }
             let repair = tokio::select! {
                 r = desired.changed() => {
                     if r.is_err() {
@@ -119,6 +121,10 @@ impl Worker {
                 () = changed(self.monitor.as_deref()) => {
                     tokio::time::sleep(SETTLE).await;
                     true
+                }
+                () = tokio::time::sleep(retry), if failing => {
+                    retry = (retry * 2).min(interval);
+                    false
                 }
             };
             let want = desired.borrow_and_update().clone();
