@@ -282,6 +282,12 @@ fn pods_reach_the_outside_as_the_node_and_the_table_follows_the_config() {
     let pod2 = Listener::start(&w.pods[1], POD2.parse().expect("ip"));
     assert_eq!(seen_from(pod, pod2.addr).as_deref(), Ok(POD), "pod → pod");
 
+    let text = d.cli(&["status"]).expect("status");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("\nnat: masquerading 101.64.0.0/10 leaving the pools; table ipipd in ip\n"),
+        "{text}"
+    );
     let s = status(&d);
     assert!(s.healthy, "{:?}", s.reasons);
     let nat = s.nat.expect("status has nat");

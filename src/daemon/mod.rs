@@ -113,12 +113,9 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
     };
     // Before the control socket serves a CNI ADD: a pod's first packet to the outside
     // finds the table in place.
+    // A failure is logged by the keeper, retried, and shown by `ipipd status`.
     let nat = if cfg.kernel.install {
-        let keeper = nat::Keeper::start(settings::nat(&cfg), settings::NAT_CHECK_EVERY).await;
-        if let Some(e) = keeper.status().last_error {
-            tracing::error!(error = %e, "outbound NAT is not in place; retrying every {:?}", settings::NAT_CHECK_EVERY);
-        }
-        Some(keeper)
+        Some(nat::Keeper::start(settings::nat(&cfg), settings::NAT_CHECK_EVERY).await)
     } else {
         None
     };
