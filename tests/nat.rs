@@ -444,3 +444,62 @@ fn pod_to_pod_across_nodes_keeps_the_pod_address() {
     let outside = Listener::start(&w.outside, OUTSIDE);
     assert_eq!(seen_from(&w.pods[0], outside.addr).as_deref(), Ok(A));
 }
+
+/// A table `ipipd` ipipd may not change (another program holds it with nftables'
+/// `owner` flag): `ipipd status` is unhealthy and names NAT and the refusal; once the
+/// holder exits, its table goes with it and ipipd's is written at once.
+#[test]
+fn a_table_ipipd_cannot_write_is_an_unhealthy_reason_until_it_can() {
+    require_root();
+    let w = world();
+    let mut holder = w
+        .node
+        .command("nft")
+        .arg("-i")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nft -i");
+    holder
+        .stdin
+        .as_mut()
+        .expect("stdin")
+        .write_all(b"add table ip ipipd { flags owner; }\n")
+        .expect("write to nft");
+    wait_until(T, "the held table", || {
+        nft_tables(&w.node).contains("table ip ipipd").then_some(())
+    })
+    .expect("held");
+
+    let d = Ipipd::start(&w.node, &config(true)).expect("start");
+    let out = d.cli(&["status"]).expect("status");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let s = status(&d);
+    assert!(
+        s.reasons.iter().any(|r| r.starts_with("nat: ")
+            && r.contains("table ip ipipd")
+            && r.contains("Operation not permitted")),
+        "{:?}",
+        s.reasons
+    );
+    assert!(s.nat.is_some_and(|n| n.last_error.is_some()));
+
+    // The holder exits: its table goes, and ipipd writes its own.
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    let s = wait_until(T, "healthy with the table", || {
+        let s = status(&d);
+        (s.healthy && s.nat.as_ref()?.tables == ["ip"]).then_some(s)
+    })
+    .expect("recovered");
+    assert_eq!(s.nat.and_then(|n| n.last_error), None);
+    add_pods(&d);
+    let outside = Listener::start(&w.outside, OUTSIDE);
+    assert_eq!(seen_from(&w.pods[0], outside.addr).as_deref(), Ok(A));
+}
