@@ -99,8 +99,9 @@ impl Nft {
             .map_err(NatError::socket("NETLINK_CAP_ACK"))?;
         Ok(Nft {
             socket,
-            // Distinct per socket, so answers to an earlier socket's requests never match.
-            seq: std::process::id().wrapping_mul(1 << 12),
+            // Answers come only to the socket that asked: sequence numbers need to be
+            // distinct within one socket, which they are until they wrap.
+            seq: 1,
             rbuf: Vec::with_capacity(RECV_BUF),
         })
     }
