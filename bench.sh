@@ -11,6 +11,8 @@
 #   ./bench.sh --only rr-fib    # the route reflector with every route written to the kernel,
 #                               # vs BIRD 2 with a kernel protocol (100k and 1M routes)
 #   ./bench.sh --only bfd       # CPU of 100 BFD sessions at 100 ms: ipipd vs BIRD 2
+#   ./bench.sh --only nat       # new pod → outside connections per second through ipipd's
+#                               # NAT vs one hand-written masquerade rule
 #   ./bench.sh --only rr-clients  # a route-reflector cluster: 2 reflectors, 1,000 clients with
 #                               # one block each (the load generator's `clients` mode);
 #                               # ipipd vs BIRD 2 as the reflectors (--rr-clients N to resize)
@@ -29,6 +31,7 @@ command -v gobgpd >/dev/null 2>&1 || missing+=(gobgpd)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"

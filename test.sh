@@ -15,7 +15,8 @@ cd "$(dirname "$0")"
 
 ALL_TIERS=(selftest unit lint lab runtime datastore soak package fuzz interop dataplane)
 PACKAGES=(iproute2 etcd-server etcd-client bird2 gobgpd frr tcpdump qemu-system-x86 busybox-static procps psmisc
-          iputils-ping jq podman runc containernetworking-plugins util-linux systemd prometheus curl openssl)
+          iputils-ping jq podman runc containernetworking-plugins util-linux systemd prometheus curl openssl
+          nftables)
 
 log() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 

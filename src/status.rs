@@ -12,7 +12,7 @@ use crate::show::table;
 /// Asks the daemon; prints the answer (text or JSON); exit 0 healthy, 1 not.
 pub fn run(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let status = match client::call(socket, &Request::Status) {
-        Ok(Response::Status(s)) => s,
+        Ok(Response::Status(s)) => *s,
         Ok(Response::Error { message }) => anyhow::bail!(message),
         Ok(other) => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
         // No daemon is the plainest "not healthy" there is; with --json a probe or a
@@ -126,6 +126,29 @@ pub fn text(s: &StatusJson) -> String {
         e.address
             .map_or_else(|| "none yet".into(), |a| a.to_string())
     ));
+    out.push_str(&match &s.nat {
+        Some(n) if n.pools.is_empty() && n.tables.is_empty() => {
+            "nat: no pool has nat_outgoing, no table\n".to_string()
+        }
+        Some(n) => format!(
+            "nat: masquerading {} leaving the pools; table ipipd in {}{}{}\n",
+            n.pools.join(", "),
+            if n.tables.is_empty() {
+                "no family".to_string()
+            } else {
+                n.tables.join(", ")
+            },
+            if n.repairs > 0 {
+                format!(", put back {} times", n.repairs)
+            } else {
+                String::new()
+            },
+            n.last_error
+                .as_ref()
+                .map_or_else(String::new, |e| format!("; FAILING: {e}")),
+        ),
+        None => "nat: kernel.install = false, no table is written\n".into(),
+    });
     out
 }
 

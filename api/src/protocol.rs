@@ -119,7 +119,8 @@ pub enum Response {
         released: Vec<WorkloadJson>,
     },
     /// `ipipd status`.
-    Status(crate::status::StatusJson),
+    /// Boxed: by far the largest answer, and a rare one.
+    Status(Box<crate::status::StatusJson>),
     /// An IPAM request refused; `kind` tells a plugin which CNI error code to use.
     IpamError {
         kind: IpamErrorKind,

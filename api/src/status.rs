@@ -26,6 +26,24 @@ pub struct StatusJson {
     /// Null with `kernel.install = false`.
     pub fib: Option<FibHealthJson>,
     pub encapsulation: EncapsulationJson,
+    /// Outbound NAT (ipipd's nftables table); null with `kernel.install = false`.
+    #[serde(default)]
+    pub nat: Option<NatHealthJson>,
+}
+
+/// Outbound NAT: ipipd's nftables table `ipipd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatHealthJson {
+    /// The families (`ip`, `ip6`) whose table is in the kernel.
+    pub tables: Vec<String>,
+    /// The pools whose traffic to destinations outside every pool is masqueraded.
+    pub pools: Vec<String>,
+    /// The kernel held the table as wanted at the last look (done every few seconds).
+    pub in_sync: bool,
+    /// Times the table was put back after something else changed or deleted it.
+    pub repairs: u64,
+    /// Why the last attempt to read or write the table failed; null after a success.
+    pub last_error: Option<String>,
 }
 
 /// One BGP session and its BFD session.

@@ -167,7 +167,7 @@ pub const TABLES: &[Table] = &[
             opt("block_size", Derived("`cluster.block_size` (IPv6: `block_size_v6`)"), "26", Restart,
                 "Length of the blocks a node claims from this pool."),
             opt("nat_outgoing", Value("false"), "true", Applied,
-                "Masquerade pod traffic from this pool to destinations outside every pool (the option is carried and shown; the masquerading itself is not built yet)."),
+                "Masquerade pod traffic from this pool to destinations outside every pool, in an nftables table `ipipd` of its own (see Outbound NAT)."),
             opt("disabled", Value("false"), "false", Applied,
                 "No new blocks or addresses from this pool; the ones in use stay."),
             opt("node_selector", Value("\"all()\""), "\"all()\"", Applied,

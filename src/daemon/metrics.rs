@@ -30,6 +30,9 @@ pub struct Snapshot {
     pub ipam_allocated: u64,
     /// BFD sessions: peer address and whether the session is Up.
     pub bfd: Vec<(String, bool)>,
+    /// Outbound NAT: the table as wanted at the last look, and the repairs so far; None
+    /// with `kernel.install = false`.
+    pub nat: Option<(bool, u64)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -165,6 +168,20 @@ pub fn render(s: &Snapshot) -> Result<String, prometheus::Error> {
     for (peer, is_up) in &s.bfd {
         bfd.with_label_values(&[peer]).set(i64::from(*is_up));
     }
+    if let Some((ok, repairs)) = s.nat {
+        gauge(
+            &r,
+            "ipipd_nat_table_ok",
+            "ipipd's nftables table as wanted at the last look (1) or not (0)",
+            u64::from(ok),
+        )?;
+        let c = IntCounter::new(
+            "ipipd_nat_repairs_total",
+            "Times ipipd's nftables table was put back after something else changed it",
+        )?;
+        c.inc_by(repairs);
+        add(&r, &c);
+    }
     let info = gauge_vec(
         &r,
         "ipipd_build_info",
@@ -264,6 +281,7 @@ mod tests {
             fib_errors: 0,
             ipam_allocated: 6,
             bfd: vec![],
+            nat: Some((true, 2)),
         };
         let text = render(&s).unwrap_or_default();
         for line in [
@@ -278,6 +296,8 @@ mod tests {
             "ipipd_fib_routes{kind=\"workload\"} 6",
             "ipipd_fib_errors_total 0",
             "ipipd_ipam_addresses_allocated 6",
+            "ipipd_nat_table_ok 1",
+            "ipipd_nat_repairs_total 2",
             "# TYPE ipipd_bgp_updates_received_total counter",
         ] {
             assert!(

@@ -49,6 +49,9 @@ pub struct Daemon {
     speaker: Speaker,
     /// The kernel installer; None with `kernel.install = false`, and after stop.
     fib: std::sync::Mutex<Option<fib::Installer>>,
+    /// Outbound NAT's nftables table; None with `kernel.install = false`. Left in the
+    /// kernel on stop, so masquerading has no gap over a restart.
+    nat: Option<nat::Keeper>,
     /// Wakes the FIB feeder when workloads, own blocks or the tunnel address change.
     inputs_changed: Notify,
     /// Tasks the daemon cannot work without, by name: when one ends, the daemon stops.
@@ -108,6 +111,14 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
         );
         None
     };
+    // Before the control socket serves a CNI ADD: a pod's first packet to the outside
+    // finds the table in place.
+    // A failure is logged by the keeper, retried, and shown by `ipipd status`.
+    let nat = if cfg.kernel.install {
+        Some(nat::Keeper::start(settings::nat(&cfg), settings::NAT_CHECK_EVERY).await)
+    } else {
+        None
+    };
     let speaker = Speaker::start(settings::speaker(&cfg, restart), state.neighbors.clone())
         .await
         .context("starting the BGP speaker")?;
@@ -121,6 +132,7 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
         owner: inbox.clone(),
         speaker,
         fib: std::sync::Mutex::new(fib),
+        nat,
         inputs_changed: Notify::new(),
         tasks: std::sync::Mutex::new(Vec::new()),
         stopping: AtomicBool::new(false),
@@ -184,6 +196,11 @@ impl owner::Outputs for Publisher {
         }
         if old.bfd != new.bfd {
             daemon.set_bfd(&new);
+        }
+        if old.config.pools != new.config.pools {
+            if let Some(n) = &daemon.nat {
+                n.set(settings::nat(&new.config));
+            }
         }
         daemon.inputs_changed.notify_one();
     }
@@ -387,7 +404,7 @@ impl Daemon {
             },
             Request::ShowNodes => self.show_nodes(),
             Request::PoolList => self.pool_list(),
-            Request::Status => Response::Status(self.status().await),
+            Request::Status => Response::Status(Box::new(self.status().await)),
             Request::NodeRemove { name } => self.node_remove(&name).await,
             Request::IpamAssign {
                 container_id,

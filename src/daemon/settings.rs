@@ -107,6 +107,17 @@ pub fn vteps(cfg: &Config) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
 /// `cluster.mesh`, `cluster.nodes`, `cluster.mesh_password`, `[[peer]]`, the pools'
 /// `nat_outgoing`, `disabled` and `node_selector`, and `kernel.flush_on_stop` are
 /// applied.
+/// How often the NAT keeper reads ipipd's nftables table back besides when the
+/// ruleset's change notifications say something changed (the FIB's full resync runs
+/// as seldom).
+pub const NAT_CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// Outbound NAT's desired table: every pool counts as inside (disabled ones and those
+/// without NAT too), the pools with `nat_outgoing` are masqueraded when they leave.
+pub fn nat(cfg: &Config) -> nat::Desired {
+    nat::desired(cfg.pools.iter().map(|p| (p.cidr, p.nat_outgoing)))
+}
+
 pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (old, new);
     let resized = o.pools.iter().any(|p| {

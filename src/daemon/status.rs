@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime};
 
 use api::status::{
-    BlockUseJson, DatastoreHealthJson, DeviceState, EncapsulationJson, FibHealthJson,
+    BlockUseJson, DatastoreHealthJson, DeviceState, EncapsulationJson, FibHealthJson, NatHealthJson,
     PeerHealthJson, StatusJson,
 };
 
@@ -74,6 +74,8 @@ pub struct Facts {
     /// None with `kernel.install = false`.
     pub fib: Option<FibFacts>,
     pub encapsulation: EncapsulationJson,
+    /// The NAT keeper's view; None with `kernel.install = false`.
+    pub nat: Option<nat::Status>,
     /// A task the daemon cannot work without has stopped.
     pub task_failure: Option<String>,
 }
@@ -210,6 +212,18 @@ pub fn assess(f: &Facts, now: SystemTime) -> StatusJson {
             }
         }
     };
+    let nat = f.nat.as_ref().map(|n| {
+        if let Some(e) = &n.last_error {
+            reasons.push(format!("nat: nftables table ipipd not as wanted: {e}"));
+        }
+        NatHealthJson {
+            tables: n.tables.iter().map(|t| t.name().to_owned()).collect(),
+            pools: n.nat_pools.iter().map(ToString::to_string).collect(),
+            in_sync: n.in_sync,
+            repairs: n.repairs,
+            last_error: n.last_error.clone(),
+        }
+    });
     StatusJson {
         healthy: reasons.is_empty(),
         reasons,
@@ -222,6 +236,7 @@ pub fn assess(f: &Facts, now: SystemTime) -> StatusJson {
         datastore,
         fib,
         encapsulation: f.encapsulation.clone(),
+        nat,
     }
 }
 
@@ -326,6 +341,7 @@ impl Daemon {
             datastore,
             fib,
             encapsulation: encapsulation(cfg, state.tunnel).await,
+            nat: self.nat.as_ref().map(nat::Keeper::status),
             task_failure: self.health().err().map(|e| e.to_string()),
         };
         assess(&facts, SystemTime::now())

@@ -52,6 +52,7 @@ fn facts(peers: Vec<PeerFacts>) -> Facts {
             missing_before: BTreeSet::new(),
             missing_after: BTreeSet::new(),
         }),
+        nat: None,
         encapsulation: EncapsulationJson {
             kind: "ipip".into(),
             mode: "always".into(),
@@ -244,4 +245,38 @@ fn the_window_is_two_connect_retries_and_at_least_ten_seconds() {
     assert_eq!(connect_window(&slow), Duration::from_secs(60));
     let fast = parse(&format!("{base}[bgp]\nconnect_retry_time = 1\n"));
     assert_eq!(connect_window(&fast), Duration::from_secs(10));
+}
+
+#[test]
+fn failed_nat_programming_is_a_fault_naming_it() {
+    let mut f = facts(vec![]);
+    f.nat = Some(nat::Status {
+        tables: vec![],
+        nat_pools: vec!["101.64.0.0/10".parse().expect("pool")],
+        in_sync: false,
+        last_error: Some("kernel refused to add table ip ipipd: Operation not permitted".into()),
+        repairs: 0,
+    });
+    let s = assess(&f, at(60));
+    assert!(!s.healthy);
+    assert_eq!(
+        s.reasons,
+        [
+            "nat: nftables table ipipd not as wanted: kernel refused to add table ip ipipd: \
+          Operation not permitted"
+        ]
+    );
+    let nat = s.nat.expect("nat");
+    assert_eq!(nat.pools, ["101.64.0.0/10"]);
+
+    f.nat = Some(nat::Status {
+        tables: vec![nat::Family::V4],
+        nat_pools: vec!["101.64.0.0/10".parse().expect("pool")],
+        in_sync: true,
+        last_error: None,
+        repairs: 2,
+    });
+    let s = assess(&f, at(60));
+    assert!(s.healthy, "{:?}", s.reasons);
+    assert_eq!(s.nat.expect("nat").tables, ["ip"]);
 }

@@ -211,6 +211,10 @@ impl Daemon {
                 .into_iter()
                 .map(|b| (b.peer.to_string(), b.state == ::bfd::State::Up))
                 .collect(),
+            nat: self.nat.as_ref().map(|n| {
+                let s = n.status();
+                (s.in_sync, s.repairs)
+            }),
             ..Default::default()
         };
         if let Some(counts) = self.with_fib(|f| f.counts()) {

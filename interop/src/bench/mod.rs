@@ -13,6 +13,7 @@ pub mod daemons;
 pub mod datastore;
 pub mod fibrate;
 pub mod mesh;
+pub mod nat;
 pub mod report;
 pub mod rrclients;
 pub mod rrfib;

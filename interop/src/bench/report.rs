@@ -35,6 +35,8 @@ pub struct Results {
     pub datastore: Option<crate::bench::datastore::Row>,
     /// CPU of BFD sessions: ipipd and BIRD 2.
     pub bfd: Vec<crate::bench::bfd::Row>,
+    /// New pod → outside connections per second: ipipd's NAT and one masquerade rule.
+    pub nat: Vec<crate::bench::nat::Row>,
     /// Parts that failed, with why.
     pub errors: Vec<String>,
     pub duration_s: f64,
@@ -440,6 +442,42 @@ impl Results {
         let _ = writeln!(out, "## Goals\n\n{}\n", lines.join("\n"));
     }
 
+    fn nat_table(&self, out: &mut String) {
+        use crate::bench::nat::{IPIPD, REFERENCE};
+        if self.nat.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "## Outbound NAT: new connections per second\n\nA pod opens TCP connections to a host outside the pools one after the other (connect, the server closes, close), masqueraded by ipipd's nftables table (two interval sets, one rule) or, with ipipd's table removed by a reload, by one hand-written rule `ip saddr 101.64.0.0/10 ip daddr != 101.64.0.0/10 masquerade`; the targets alternate run by run. Medians over the runs; the ratio is ipipd's rate over the reference's (1.0× or more: as fast).\n\n| target | connections per run | runs | median (conn/s) | min | max | ratio |\n|---|---:|---:|---:|---:|---:|---:|"
+        );
+        let reference = self
+            .nat
+            .iter()
+            .find(|r| r.target == REFERENCE)
+            .and_then(|r| r.median());
+        for r in &self.nat {
+            let min = r.rates.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = r.rates.iter().copied().fold(0.0, f64::max);
+            let ratio = match (r.median(), reference) {
+                (Some(a), Some(b)) if r.target == IPIPD && b > 0.0 => format!("{:.2}×", a / b),
+                _ => "—".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.0} | {:.0} | {} |",
+                r.target,
+                r.connections,
+                r.rates.len(),
+                opt(r.median(), 0),
+                min,
+                max,
+                ratio
+            );
+        }
+        let _ = writeln!(out);
+    }
+
     fn cni_table(&self, out: &mut String) {
         if self.cni.is_empty() {
             return;
@@ -568,6 +606,7 @@ impl Results {
         self.latency_table(&mut out);
         self.mesh_table(&mut out);
         self.cni_table(&mut out);
+        self.nat_table(&mut out);
         self.datastore_table(&mut out);
         self.bfd_table(&mut out);
         self.goals(&mut out);

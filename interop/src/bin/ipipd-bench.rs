@@ -21,11 +21,11 @@ struct Cli {
     /// A few-minute smoke run: small sizes, one run each, short idle window.
     #[arg(long)]
     quick: bool,
-    /// Which parts: throughput, rr-fib, rr-clients, fib, converge, mesh, cni, datastore, bfd.
+    /// Which parts: throughput, rr-fib, rr-clients, fib, converge, mesh, cni, nat, datastore, bfd.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,rr-fib,rr-clients,fib,converge,mesh,cni,datastore,bfd"
+        default_value = "throughput,rr-fib,rr-clients,fib,converge,mesh,cni,nat,datastore,bfd"
     )]
     only: Vec<String>,
     /// Throughput sizes, SENDERSxPREFIXES.
@@ -76,6 +76,12 @@ struct Cli {
     /// CNI latency: rounds per plugin and shape.
     #[arg(long, default_value_t = 3)]
     cni_runs: usize,
+    /// Outbound NAT: connections per run.
+    #[arg(long, default_value_t = 5000)]
+    nat_connections: usize,
+    /// Outbound NAT: runs per target (alternating).
+    #[arg(long, default_value_t = 7)]
+    nat_runs: usize,
     /// etcd datastore: nodes in the cluster.
     #[arg(long, default_value_t = 50)]
     ds_nodes: usize,
@@ -118,13 +124,14 @@ struct Cli {
 }
 
 /// Every part, in the order they run.
-const PARTS: [&str; 8] = [
+const PARTS: [&str; 9] = [
     "throughput",
     "rr-clients",
     "fib",
     "converge",
     "mesh",
     "cni",
+    "nat",
     "datastore",
     "bfd",
 ];
@@ -353,6 +360,8 @@ fn main() -> ExitCode {
         cli.cni_sequential = 20;
         cli.cni_parallel = 10;
         cli.cni_runs = 1;
+        cli.nat_connections = 500;
+        cli.nat_runs = 3;
         cli.ds_nodes = 10;
         cli.ds_joins = 2;
         cli.ds_idle = 10;
@@ -441,6 +450,16 @@ fn main() -> ExitCode {
         ) {
             Ok(rows) => r.cni = rows,
             Err(e) => r.errors.push(format!("cni: {e:#}")),
+        }
+    }
+    if part("nat") {
+        eprintln!(
+            "outbound NAT: {} connections a run, {} runs a target",
+            cli.nat_connections, cli.nat_runs
+        );
+        match interop::bench::nat::run(&cli.ipipd, cli.nat_connections, cli.nat_runs) {
+            Ok(rows) => r.nat = rows,
+            Err(e) => r.errors.push(format!("nat: {e:#}")),
         }
     }
     if part("datastore") {
