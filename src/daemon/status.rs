@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime};
 
 use api::status::{
-    BlockUseJson, DatastoreHealthJson, DeviceState, EncapsulationJson, FibHealthJson, NatHealthJson,
-    PeerHealthJson, StatusJson,
+    BlockUseJson, DatastoreHealthJson, DeviceState, EncapsulationJson, FibHealthJson,
+    NatHealthJson, PeerHealthJson, StatusJson,
 };
 
 use super::views::rfc3339;
