@@ -13,6 +13,7 @@
 //!
 //! The guarantee is per node: claims of one node are serialized by the caller.
 
+mod allocations;
 mod settle;
 
 use std::collections::BTreeSet;
@@ -236,6 +237,20 @@ impl<K: Kv> Datastore<K> {
         })
     }
 
+    /// Claims the one block `net` (the block holding a requested address); false:
+    /// another node has it.
+    pub async fn claim_block(&self, node: &str, net: &IpNet) -> Result<bool, Error> {
+        let snap = self.snapshot().await?;
+        match snap.blocks.get(net) {
+            Some(b) if b.record.node == node && b.record.state == BlockState::Confirmed => Ok(true),
+            Some(b) if b.record.node == node && b.record.state == BlockState::Pending => {
+                self.confirm(node, net, b.mod_revision).await
+            }
+            Some(_) => Ok(false),
+            None => self.try_claim(node, net).await,
+        }
+    }
+
     /// One attempt of the protocol on one block; false: another node has it.
     async fn try_claim(&self, node: &str, net: &IpNet) -> Result<bool, Error> {
         let affinity = self.keys.affinity(node, net);
@@ -319,6 +334,15 @@ impl<K: Kv> Datastore<K> {
         let Some(b) = snap.blocks.get(net).filter(|b| b.record.node == node) else {
             return Ok(None);
         };
+        // A block whose record still holds an address (a pod the node has forgotten, a
+        // leak `ipam check` reports) stays: its address must not go to another node.
+        if snap
+            .allocations
+            .get(net)
+            .is_some_and(|(a, _)| !a.is_empty())
+        {
+            return Ok(None);
+        }
         if b.record.state == BlockState::Releasing {
             return Ok(Some(b.mod_revision));
         }
@@ -357,6 +381,7 @@ impl<K: Kv> Datastore<K> {
                 vec![
                     Op::Delete(key.clone()),
                     Op::Delete(self.keys.affinity(node, net)),
+                    Op::Delete(self.keys.allocation(net)),
                 ],
                 &key,
                 |r| r.succeeded,

@@ -7,6 +7,7 @@
 //! needs none of this: blocks and nodes come from the configuration file.)
 #![forbid(unsafe_code)]
 
+pub mod allocation;
 mod cluster;
 pub mod etcd;
 pub mod interleaved;
@@ -23,13 +24,15 @@ mod test_support;
 
 use std::path::PathBuf;
 
+pub use allocation::{AllocError, AllocationBlock, Attribute, Held};
 pub use cluster::Datastore;
 pub use etcd::{EtcdKv, EtcdSettings};
 pub use interleaved::Interleaved;
 pub use kv::{Kv, WatchEvent};
 pub use memory::MemoryKv;
 pub use model::{
-    Block, BlockRecord, BlockState, Keys, NodeRecord, PoolLayout, PoolsRecord, Snapshot,
+    Block, BlockRecord, BlockState, CheckRecord, Keys, Leak, LiveRecord, NodeRecord, PoolLayout,
+    PoolsRecord, Snapshot,
 };
 
 #[derive(Debug, thiserror::Error)]

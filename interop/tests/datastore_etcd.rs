@@ -683,3 +683,6 @@ fn nodes_reach_etcd_over_tls_with_client_certificates() -> Result<()> {
     c.wait_kernels(&blocks)?;
     Ok(())
 }
+
+#[path = "datastore_etcd/ipam.rs"]
+mod ipam;
