@@ -16,6 +16,8 @@ pub mod memory;
 pub mod model;
 
 #[cfg(test)]
+mod allocation_tests;
+#[cfg(test)]
 mod claim_tests;
 #[cfg(test)]
 mod lost_answer_tests;
