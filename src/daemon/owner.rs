@@ -376,18 +376,24 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
     /// CNI STATUS: an ADD can be served when the node has a free address of every
     /// family, or can claim a block (the datastore answers).
     fn status(&self) -> Response {
+        if let Some(c) = self.cluster.as_ref().filter(|c| !c.reachable()) {
+            // Every allocation is recorded there before ADD answers.
+            return Response::IpamError {
+                kind: IpamErrorKind::Exhausted,
+                message: format!(
+                    "the datastore is unreachable: node {} cannot record an allocation",
+                    c.name
+                ),
+            };
+        }
         if self.pods.has_room(&self.state.config) {
             return Response::Ok {
                 message: "addresses available".into(),
             };
         }
         match &self.cluster {
-            Some(c) if c.reachable() => Response::Ok {
+            Some(_) => Response::Ok {
                 message: "blocks full; a new block can be claimed".into(),
-            },
-            Some(_) => Response::IpamError {
-                kind: IpamErrorKind::Exhausted,
-                message: "the node's blocks are full and the datastore is unreachable".into(),
             },
             None => Response::IpamError {
                 kind: IpamErrorKind::Exhausted,

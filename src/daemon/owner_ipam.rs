@@ -109,7 +109,10 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
                 match c.ds.allocate(&block, attr, |ip| pods.is_held(ip)).await {
                     Ok(Some(h)) => return Ok(h),
                     Ok(None) => {}
-                    Err(e) => return Err(unrecorded(&e)),
+                    Err(e) => {
+                        c.note_error(&e);
+                        return Err(unrecorded(&e));
+                    }
                 }
             }
             let Some(pool) = self
@@ -194,7 +197,10 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
                 Err(in_use(ip, &format!("{handle} on node {node}")))
             }
             Ok(Err(e)) => Err(refused(IpamErrorKind::Invalid, e.to_string())),
-            Err(e) => Err(unrecorded(&e)),
+            Err(e) => {
+                c.note_error(&e);
+                Err(unrecorded(&e))
+            }
         }
     }
 
@@ -253,10 +259,11 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
                     tracing::warn!(%handle, error = %e, "the datastore gives this address to another holder now; only the local allocation goes")
                 }
                 Err(e) => {
+                    c.note_error(&e);
                     return refused(
                         IpamErrorKind::Storage,
                         format!("cannot release {ip} in the datastore ({e}); the addresses stay allocated until a DEL succeeds"),
-                    )
+                    );
                 }
             }
         }
