@@ -40,7 +40,12 @@ pub fn run(action: IpamAction) -> anyhow::Result<ExitCode> {
                     from_report.display()
                 )
             })?;
-            match client::call(&socket.socket, &Request::IpamReleaseReport { report })? {
+            match client::call(
+                &socket.socket,
+                &Request::IpamReleaseReport {
+                    report: Box::new(report),
+                },
+            )? {
                 Response::Ok { message } => {
                     println!("{message}");
                     Ok(ExitCode::SUCCESS)

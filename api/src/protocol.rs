@@ -41,7 +41,7 @@ pub enum Request {
     /// Datastore mode: frees what `report` found leaked, if a later check agrees
     /// (`ipam release --from-report`).
     IpamReleaseReport {
-        report: crate::ipam_report::IpamReport,
+        report: Box<crate::ipam_report::IpamReport>,
     },
     /// Whether this node is healthy, and if not why (`ipipd status`).
     Status,
@@ -119,8 +119,8 @@ pub enum Response {
     Pools {
         pools: Vec<PoolJson>,
     },
-    /// `ipam check`.
-    IpamReport(crate::ipam_report::IpamReport),
+    /// `ipam check` (boxed: it is much larger than every other answer).
+    IpamReport(Box<crate::ipam_report::IpamReport>),
     /// A pod interface's addresses (IpamAssign, IpamGet).
     Assigned(AssignedJson),
     /// IpamRelease: the addresses released (empty when the handle held none).

@@ -164,7 +164,7 @@ pub async fn run_check<K: Kv>(c: &Cluster<K>) -> Response {
     if let Err(e) = c.ds.put_check(&record).await {
         return error(format!("recording the check in the datastore: {e}"));
     }
-    Response::IpamReport(report)
+    Response::IpamReport(Box::new(report))
 }
 
 /// What a release decided before touching anything.

@@ -84,13 +84,10 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
                 }
             }
         }
-        let answer = match self.pods.assign_given(&self.state.config, &request, &got) {
-            Ok(answer) => answer,
-            Err(answer) => {
-                self.give_back(c, &got, &handle).await;
-                answer
-            }
-        };
+        let answer = self.pods.assign_given(&self.state.config, &request, &got);
+        if !matches!(answer, Response::Assigned(_)) {
+            self.give_back(c, &got, &handle).await;
+        }
         self.publish().await;
         answer
     }

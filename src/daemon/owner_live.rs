@@ -154,9 +154,7 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
             }
         }
         held.sort_by_key(|h| !h.address.is_ipv4());
-        match self.pods.assign_given(&self.state.config, &request, &held) {
-            Ok(r) | Err(r) => r,
-        }
+        self.pods.assign_given(&self.state.config, &request, &held)
     }
 }
 

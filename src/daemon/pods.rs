@@ -196,38 +196,38 @@ impl Pods {
     }
 
     /// Datastore mode: records `request` with the addresses the datastore gave it (each
-    /// with its sequence), durably; on an error nothing is recorded here and the caller
-    /// gives the addresses back.
+    /// with its sequence), durably. Any answer but `Assigned`: nothing is recorded here
+    /// and the caller gives the addresses back.
     pub fn assign_given(
         &mut self,
         cfg: &Config,
         request: &ipam::Request,
         held: &[datastore::Held],
-    ) -> Result<Response, Response> {
+    ) -> Response {
         let addresses = held.iter().map(|h| h.address).collect();
         let sequences = held.iter().map(|h| h.sequence).collect();
         let a = match self.ipam.assign_given(request, addresses, sequences) {
             Ok(a) => a,
             Err(e) => {
-                return Err(Response::IpamError {
+                return Response::IpamError {
                     kind: IpamErrorKind::Invalid,
                     message: e.to_string(),
-                })
+                }
             }
         };
         if let Err(e) = self.store.save(&self.ipam.record()) {
             self.ipam.release(&a.handle);
             tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "IPAM record not written; allocation undone");
-            return Err(Response::IpamError {
+            return Response::IpamError {
                 kind: IpamErrorKind::Storage,
                 message: format!(
                     "cannot record the allocation in {}; nothing was allocated",
                     self.store.path().display()
                 ),
-            });
+            };
         }
         tracing::info!(handle = %a.handle, addresses = ?a.addresses, interface = %a.interface, "pod addresses recorded in the datastore and locally");
-        Ok(Response::Assigned(self.json(cfg, &a, false)))
+        Response::Assigned(self.json(cfg, &a, false))
     }
 
     /// The handle's allocation, if it holds one.
