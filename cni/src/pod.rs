@@ -73,7 +73,8 @@ pub fn pod_routes(addresses: &[IpAddr]) -> Vec<LinkRoute> {
     routes
 }
 
-/// `runtimeConfig.ips` (the `ips` capability): each `address` or `address/prefix`.
+/// `runtimeConfig.ips` (the `ips` capability), else CNI_ARGS `IP`: each `address` or
+/// `address/prefix`.
 fn requested_ips(ips: &[String]) -> Result<Vec<IpAddr>, CniError> {
     ips.iter()
         .map(|s| {
@@ -91,7 +92,11 @@ fn requested_ips(ips: &[String]) -> Result<Vec<IpAddr>, CniError> {
 pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniError> {
     // Checked before anything is made: a pod must not run with another address than
     // the one its runtime asked for.
-    let requested = requested_ips(&conf.runtime_config.ips)?;
+    let requested = if conf.runtime_config.ips.is_empty() {
+        requested_ips(&env.requested)?
+    } else {
+        requested_ips(&conf.runtime_config.ips)?
+    };
     // Read before anything is made, so that a bad one leaves nothing behind.
     let prev = match &conf.prev_result {
         Some(v) => CniResult::parse(&conf.cni_version, v)?,
@@ -329,6 +334,7 @@ mod tests {
             netns: None,
             ifname: ifname.into(),
             pod: pod.map(|(a, b)| (a.into(), b.into())),
+            requested: Vec::new(),
         }
     }
 
