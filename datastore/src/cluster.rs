@@ -408,6 +408,9 @@ impl<K: Kv> Datastore<K> {
             let mut ops = vec![
                 Op::Delete(self.keys.node(name)),
                 Op::DeletePrefix(self.keys.affinities(name)),
+                // Its report of live pods goes too; its allocations stay for `ipam
+                // check` to report and `ipam release` to free.
+                Op::Delete(self.keys.live(name)),
             ];
             for b in &blocks {
                 let key = self.keys.block(&b.net);
