@@ -228,9 +228,17 @@ impl Ipam {
     /// The address a new tunnel allocation would take: the lowest free IPv4 address of
     /// the open blocks, in order, outside `avoid` (a block about to be released).
     pub fn pick_tunnel(&self, avoid: Option<&IpNet>) -> Option<IpAddr> {
+        self.pick_tunnel_except(avoid, None)
+    }
+
+    /// [`Ipam::pick_tunnel`], also passing over `not` (an address a pod asked for).
+    pub fn pick_tunnel_except(&self, avoid: Option<&IpNet>, not: Option<IpAddr>) -> Option<IpAddr> {
         self.open_blocks()
             .filter(|b| Family::of_net(b) == Family::V4 && Some(*b) != avoid)
-            .find_map(|b| b.hosts_all().find(|ip| self.is_free(ip)))
+            .find_map(|b| {
+                b.hosts_all()
+                    .find(|ip| self.is_free(ip) && Some(*ip) != not)
+            })
     }
 
     pub fn blocks(&self) -> &[IpNet] {

@@ -167,7 +167,10 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
                     if !own.contains(&net) {
                         own.push(net);
                     }
+                    // The node's first block gets the tunnel address: not this one.
+                    self.pods.set_requested(Some(ip));
                     self.set_own(own).await;
+                    self.pods.set_requested(None);
                     block = Some(net);
                 }
                 Ok(false) => {

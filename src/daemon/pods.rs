@@ -15,6 +15,8 @@ pub struct Pods {
     node: String,
     /// An encapsulation device needs an address (ipip.mode is not "never").
     tunnel_wanted: bool,
+    /// An address a pod asked for, which a new tunnel address must not take.
+    requested: Option<IpAddr>,
 }
 
 /// The pools new pod addresses come from. With the datastore, those open to this node
@@ -76,6 +78,7 @@ impl Pods {
             store,
             node: cfg.node.name.clone(),
             tunnel_wanted: cfg.ipip.mode != config::IpipMode::Never,
+            requested: None,
         };
         pods.place_tunnel();
         Ok(pods)
@@ -110,7 +113,7 @@ impl Pods {
         if current.is_some_and(|a| self.ipam.blocks().iter().any(|b| b.contains(&a))) {
             return false;
         }
-        let next = self.ipam.pick_tunnel(None);
+        let next = self.ipam.pick_tunnel_except(None, self.requested);
         next != current && self.set_tunnel(next)
     }
 
@@ -238,6 +241,12 @@ impl Pods {
     /// Whether `ip` is taken here (a pod's, the tunnel's).
     pub fn is_held(&self, ip: &IpAddr) -> bool {
         self.ipam.is_held(ip)
+    }
+
+    /// While a requested address is being taken: a tunnel address placed meanwhile (in
+    /// the block claimed for it) takes another.
+    pub fn set_requested(&mut self, ip: Option<IpAddr>) {
+        self.requested = ip;
     }
 
     /// Who holds `ip` here, for a message.
