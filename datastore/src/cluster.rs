@@ -35,6 +35,10 @@ const MAX_CANDIDATES: usize = 1 << 20;
 pub struct Datastore<K: Kv> {
     kv: K,
     keys: Keys,
+    /// Block records as this client last wrote them, with their mod_revision: the next
+    /// change tries its compare-and-swap on them without reading first (one round trip
+    /// instead of two); a stale one fails the comparison and is read again.
+    written: std::sync::Mutex<std::collections::BTreeMap<IpNet, (crate::AllocationBlock, i64)>>,
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -47,6 +51,7 @@ impl<K: Kv> Datastore<K> {
         Datastore {
             kv,
             keys: Keys::new(prefix),
+            written: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 

@@ -41,9 +41,30 @@ impl<K: Kv> Datastore<K> {
         }
     }
 
+    fn remembered(&self, block: &IpNet) -> Option<(AllocationBlock, i64)> {
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(block)
+            .cloned()
+    }
+
+    fn remember(&self, block: &IpNet, written: Option<(AllocationBlock, i64)>) {
+        let mut m = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match written {
+            Some(w) => m.insert(*block, w),
+            None => m.remove(block),
+        };
+    }
+
     /// Applies `change` to the block's record and writes it by compare-and-swap,
-    /// reading again after a conflict. `applied` tells, from the record read back after
-    /// a lost answer, whether the write went in.
+    /// reading again after a conflict. The first attempt may start from the record as
+    /// this client last wrote it: only a write is tried on it (the swap checks it is
+    /// current); a decision not to write is taken on a fresh read. `applied` tells,
+    /// from the record read back after a lost answer, whether the write went in.
     async fn change_block<T: Clone>(
         &self,
         block: &IpNet,
@@ -51,8 +72,18 @@ impl<K: Kv> Datastore<K> {
         applied: impl Fn(&AllocationBlock, &T) -> bool,
     ) -> Result<Result<T, AllocError>, Error> {
         let key = self.keys.allocation(block);
+        let mut remembered = self.remembered(block);
         for _ in 0..ATTEMPTS {
-            let (mut record, rev) = self.allocations(block).await?;
+            let (mut record, rev) = match remembered.take() {
+                Some(r) => {
+                    let mut probe = r.0.clone();
+                    match change(&mut probe) {
+                        Ok(Step::Write(_)) => r,
+                        _ => self.allocations(block).await?,
+                    }
+                }
+                None => self.allocations(block).await?,
+            };
             let out = match change(&mut record) {
                 Err(e) => return Ok(Err(e)),
                 Ok(Step::Done(t)) => return Ok(Ok(t)),
@@ -63,22 +94,33 @@ impl<K: Kv> Datastore<K> {
             } else {
                 Compare::ModRevision(key.clone(), rev)
             };
+            let value = json(&record);
+            // Some(revision of the write; 0: unknown), None: not written.
             let written = self
                 .txn_settled(
                     vec![compare],
-                    vec![Op::Put(key.clone(), json(&record))],
+                    vec![Op::Put(key.clone(), value)],
                     &key,
-                    |r| r.succeeded,
+                    |r| r.succeeded.then_some(r.revision),
                     |read| match read.and_then(|s| s.allocations.get(block)) {
                         Some((_, now)) if *now == rev => Settled::NotApplied,
                         None if rev == 0 => Settled::NotApplied,
-                        Some((b, _)) => Settled::Known(applied(b, &out)),
-                        None => Settled::Known(false),
+                        Some((b, _)) => Settled::Known(applied(b, &out).then_some(0)),
+                        None => Settled::Known(None),
                     },
                 )
-                .await?;
-            if written {
-                return Ok(Ok(out));
+                .await;
+            match written {
+                // A one-put transaction's revision is the put's mod_revision.
+                Ok(Some(new_rev)) => {
+                    self.remember(block, (new_rev > 0).then_some((record, new_rev)));
+                    return Ok(Ok(out));
+                }
+                Ok(None) => self.remember(block, None),
+                Err(e) => {
+                    self.remember(block, None);
+                    return Err(e);
+                }
             }
         }
         Err(Error::Conflict(format!(
