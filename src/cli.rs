@@ -60,6 +60,11 @@ pub enum Command {
         #[command(subcommand)]
         action: NodeAction,
     },
+    /// The cluster's pod addresses (datastore mode).
+    Ipam {
+        #[command(subcommand)]
+        action: IpamAction,
+    },
     /// The pod address pools.
     Pool {
         #[command(subcommand)]
@@ -235,6 +240,28 @@ pub enum NodeAction {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum IpamAction {
+    /// The cluster's allocations against every node's live pods: leaked, missing,
+    /// duplicates, orphan blocks (exit 0 when all are empty, 1 otherwise).
+    ///
+    /// Each check is recorded in the datastore: a release needs a later one.
+    Check {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Frees the leaked allocations of a saved `ipam check --json` report that a later
+    /// check found leaked too (run the check again first); refused otherwise.
+    Release {
+        #[arg(long, value_name = "FILE")]
+        from_report: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PoolAction {
     /// Each pool with its options, whether it selects this node, and its use: blocks
     /// here and in the cluster (datastore mode), pod addresses here.
@@ -394,6 +421,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             r => Err(anyhow::anyhow!("unexpected answer from the daemon: {r:?}")),
         },
         Command::Status { json, socket } => crate::status::run(&socket.socket, json),
+        Command::Ipam { action } => crate::ipam_cli::run(action),
         Command::Completions { shell } => {
             use std::io::Write;
             std::io::stdout().write_all(&crate::reference::completions(shell))?;

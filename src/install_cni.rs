@@ -27,7 +27,7 @@ pub const CONFLIST: &str = "10-ipipd.conflist";
 
 /// The network configuration list a runtime reads: CNI 1.1.0 by default, so that
 /// runtimes send GC and STATUS, and the `ips` capability, so that a runtime's requested
-/// address reaches the plugin (which refuses it rather than ignore it). Runtimes built on
+/// address reaches the plugin. Runtimes built on
 /// a CNI library older than 1.2 (podman 4, containerd 1.7) refuse 1.1.0 results: they
 /// need `version` 1.0.0.
 pub fn conflist(name: &str, socket: &Path, mtu: Option<u32>, version: &str) -> serde_json::Value {

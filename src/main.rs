@@ -4,6 +4,7 @@ mod cli;
 mod control;
 mod daemon;
 mod install_cni;
+mod ipam_cli;
 mod lab;
 mod logging;
 mod reference;

@@ -397,6 +397,7 @@ fn pool_list_shows_options_and_use_and_follows_reloads() {
             pod_namespace: None,
             pod_name: None,
             network: None,
+            ips: Vec::new(),
         },
     )
     .expect("assign");

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod durable;
+pub mod ipam_report;
 pub mod protocol;
 pub mod spool;
 pub mod status;

@@ -35,6 +35,14 @@ pub enum Request {
     ShowBfd,
     /// The pools with their options and use (`pool list`).
     PoolList,
+    /// Datastore mode: the cluster's allocations against every node's live pods
+    /// (`ipam check`); the check is recorded as the last one.
+    IpamCheck,
+    /// Datastore mode: frees what `report` found leaked, if a later check agrees
+    /// (`ipam release --from-report`).
+    IpamReleaseReport {
+        report: Box<crate::ipam_report::IpamReport>,
+    },
     /// Whether this node is healthy, and if not why (`ipipd status`).
     Status,
     /// CNI ADD: the addresses of a pod interface, new or held already by the handle
@@ -53,6 +61,9 @@ pub enum Request {
         /// one network must not release another's.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         network: Option<String>,
+        /// Addresses the runtime asks for (the CNI `ips` capability); empty: any.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ips: Vec<IpAddr>,
     },
     /// CNI CHECK: what the daemon holds for the handle.
     IpamGet {
@@ -108,6 +119,8 @@ pub enum Response {
     Pools {
         pools: Vec<PoolJson>,
     },
+    /// `ipam check` (boxed: it is much larger than every other answer).
+    IpamReport(Box<crate::ipam_report::IpamReport>),
     /// A pod interface's addresses (IpamAssign, IpamGet).
     Assigned(AssignedJson),
     /// IpamRelease: the addresses released (empty when the handle held none).
@@ -382,6 +395,7 @@ mod tests {
                 pod_namespace: Some("default".into()),
                 pod_name: None,
                 network: Some("ipipd".into()),
+                ips: Vec::new(),
             },
             Request::IpamGc {
                 keep: vec!["c1.eth0".into()],

@@ -33,6 +33,9 @@ pub struct Env {
     pub ifname: String,
     /// K8S_POD_NAMESPACE and K8S_POD_NAME from CNI_ARGS, when both are there.
     pub pod: Option<(String, String)>,
+    /// `IP` from CNI_ARGS (comma-separated): the older way of asking for an address,
+    /// which podman 4 uses for `--ip` beside the `ips` capability.
+    pub requested: Vec<String>,
 }
 
 fn var(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
@@ -68,6 +71,7 @@ impl Env {
                 netns: None,
                 ifname: String::new(),
                 pod: None,
+                requested: Vec::new(),
             });
         }
         let container_id = required("CNI_CONTAINERID")?;
@@ -104,12 +108,22 @@ impl Env {
             .get("K8S_POD_NAMESPACE")
             .zip(args.get("K8S_POD_NAME"))
             .map(|(ns, name)| (ns.clone(), name.clone()));
+        let requested = args
+            .get("IP")
+            .map(|ips| {
+                ips.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Env {
             command,
             container_id,
             netns,
             ifname,
             pod,
+            requested,
         })
     }
 }
@@ -248,13 +262,17 @@ mod tests {
             ("CNI_IFNAME", "eth0"),
             (
                 "CNI_ARGS",
-                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;IP=10.1.0.9,fd00::9",
             ),
         ]);
         let ok = ok.map_err(|e| e.msg);
         assert_eq!(
             ok.as_ref().map(|e| e.pod.clone()),
             Ok(Some(("default".to_string(), "web-0".to_string())))
+        );
+        assert_eq!(
+            ok.as_ref().map(|e| e.requested.clone()),
+            Ok(vec!["10.1.0.9".to_string(), "fd00::9".to_string()])
         );
         for (bad, code) in [
             (vec![], Code::BadEnv),

@@ -26,9 +26,6 @@ pub enum Code {
     Refused,
     /// 103: CHECK found the pod different from what it should be.
     CheckFailed,
-    /// 104: the runtime asked for something this plugin does not do yet (an address of
-    /// its choice, `runtimeConfig.ips`).
-    Unsupported,
 }
 
 impl Code {
@@ -44,7 +41,6 @@ impl Code {
             Code::InterfaceTaken => 101,
             Code::Refused => 102,
             Code::CheckFailed => 103,
-            Code::Unsupported => 104,
         }
     }
 }

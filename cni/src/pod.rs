@@ -73,18 +73,30 @@ pub fn pod_routes(addresses: &[IpAddr]) -> Vec<LinkRoute> {
     routes
 }
 
+/// `runtimeConfig.ips` (the `ips` capability), else CNI_ARGS `IP`: each `address` or
+/// `address/prefix`.
+fn requested_ips(ips: &[String]) -> Result<Vec<IpAddr>, CniError> {
+    ips.iter()
+        .map(|s| {
+            let addr = s.split_once('/').map_or(s.as_str(), |(a, _)| a);
+            addr.parse::<IpAddr>().map_err(|_| {
+                CniError::new(
+                    Code::InvalidConfig,
+                    format!("runtimeConfig.ips: {s:?} is not an address"),
+                )
+            })
+        })
+        .collect()
+}
+
 pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniError> {
-    if !conf.runtime_config.ips.is_empty() {
-        // Refused before anything is made: a pod must not run with another address than
-        // the one its runtime asked for.
-        return Err(CniError::new(
-            Code::Unsupported,
-            format!(
-                "requested addresses are not supported yet (runtimeConfig.ips: {})",
-                conf.runtime_config.ips.join(", ")
-            ),
-        ));
-    }
+    // Checked before anything is made: a pod must not run with another address than
+    // the one its runtime asked for.
+    let requested = if conf.runtime_config.ips.is_empty() {
+        requested_ips(&env.requested)?
+    } else {
+        requested_ips(&conf.runtime_config.ips)?
+    };
     // Read before anything is made, so that a bad one leaves nothing behind.
     let prev = match &conf.prev_result {
         Some(v) => CniResult::parse(&conf.cni_version, v)?,
@@ -111,6 +123,7 @@ pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniErro
             pod_namespace: env.pod.as_ref().map(|p| p.0.clone()),
             pod_name: env.pod.as_ref().map(|p| p.1.clone()),
             network: Some(conf.name.clone()),
+            ips: requested,
         },
     )? {
         Response::Assigned(a) => a,
@@ -321,6 +334,7 @@ mod tests {
             netns: None,
             ifname: ifname.into(),
             pod: pod.map(|(a, b)| (a.into(), b.into())),
+            requested: Vec::new(),
         }
     }
 

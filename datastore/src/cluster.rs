@@ -13,6 +13,7 @@
 //!
 //! The guarantee is per node: claims of one node are serialized by the caller.
 
+mod allocations;
 mod settle;
 
 use std::collections::BTreeSet;
@@ -34,6 +35,10 @@ const MAX_CANDIDATES: usize = 1 << 20;
 pub struct Datastore<K: Kv> {
     kv: K,
     keys: Keys,
+    /// Block records as this client last wrote them, with their mod_revision: the next
+    /// change tries its compare-and-swap on them without reading first (one round trip
+    /// instead of two); a stale one fails the comparison and is read again.
+    written: std::sync::Mutex<std::collections::BTreeMap<IpNet, (crate::AllocationBlock, i64)>>,
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -46,6 +51,7 @@ impl<K: Kv> Datastore<K> {
         Datastore {
             kv,
             keys: Keys::new(prefix),
+            written: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -236,6 +242,20 @@ impl<K: Kv> Datastore<K> {
         })
     }
 
+    /// Claims the one block `net` (the block holding a requested address); false:
+    /// another node has it.
+    pub async fn claim_block(&self, node: &str, net: &IpNet) -> Result<bool, Error> {
+        let snap = self.snapshot().await?;
+        match snap.blocks.get(net) {
+            Some(b) if b.record.node == node && b.record.state == BlockState::Confirmed => Ok(true),
+            Some(b) if b.record.node == node && b.record.state == BlockState::Pending => {
+                self.confirm(node, net, b.mod_revision).await
+            }
+            Some(_) => Ok(false),
+            None => self.try_claim(node, net).await,
+        }
+    }
+
     /// One attempt of the protocol on one block; false: another node has it.
     async fn try_claim(&self, node: &str, net: &IpNet) -> Result<bool, Error> {
         let affinity = self.keys.affinity(node, net);
@@ -319,6 +339,15 @@ impl<K: Kv> Datastore<K> {
         let Some(b) = snap.blocks.get(net).filter(|b| b.record.node == node) else {
             return Ok(None);
         };
+        // A block whose record still holds an address (a pod the node has forgotten, a
+        // leak `ipam check` reports) stays: its address must not go to another node.
+        if snap
+            .allocations
+            .get(net)
+            .is_some_and(|(a, _)| !a.is_empty())
+        {
+            return Ok(None);
+        }
         if b.record.state == BlockState::Releasing {
             return Ok(Some(b.mod_revision));
         }
@@ -357,6 +386,7 @@ impl<K: Kv> Datastore<K> {
                 vec![
                     Op::Delete(key.clone()),
                     Op::Delete(self.keys.affinity(node, net)),
+                    Op::Delete(self.keys.allocation(net)),
                 ],
                 &key,
                 |r| r.succeeded,
@@ -383,6 +413,9 @@ impl<K: Kv> Datastore<K> {
             let mut ops = vec![
                 Op::Delete(self.keys.node(name)),
                 Op::DeletePrefix(self.keys.affinities(name)),
+                // Its report of live pods goes too; its allocations stay for `ipam
+                // check` to report and `ipam release` to free.
+                Op::Delete(self.keys.live(name)),
             ];
             for b in &blocks {
                 let key = self.keys.block(&b.net);

@@ -7,6 +7,7 @@
 //! needs none of this: blocks and nodes come from the configuration file.)
 #![forbid(unsafe_code)]
 
+pub mod allocation;
 mod cluster;
 pub mod etcd;
 pub mod interleaved;
@@ -14,6 +15,8 @@ pub mod kv;
 pub mod memory;
 pub mod model;
 
+#[cfg(test)]
+mod allocation_tests;
 #[cfg(test)]
 mod claim_tests;
 #[cfg(test)]
@@ -23,13 +26,15 @@ mod test_support;
 
 use std::path::PathBuf;
 
+pub use allocation::{AllocError, AllocationBlock, Attribute, Held};
 pub use cluster::Datastore;
 pub use etcd::{EtcdKv, EtcdSettings};
 pub use interleaved::Interleaved;
 pub use kv::{Kv, WatchEvent};
 pub use memory::MemoryKv;
 pub use model::{
-    Block, BlockRecord, BlockState, Keys, NodeRecord, PoolLayout, PoolsRecord, Snapshot,
+    Block, BlockRecord, BlockState, CheckRecord, Keys, Leak, LiveRecord, NodeRecord, PoolLayout,
+    PoolsRecord, Snapshot,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use crate::allocation::AllocationBlock;
 use crate::kv::{KeyValue, Range};
 
 /// `<prefix>/nodes/<name>`: a registered node.
@@ -145,6 +146,38 @@ impl PoolsRecord {
     }
 }
 
+/// `<prefix>/live/<node>`: the handles a node reports live (their host interface
+/// exists), with their addresses, as of `at`: what `ipam check` compares the
+/// allocations against.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveRecord {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub handles: BTreeMap<String, Vec<IpAddr>>,
+}
+
+/// One allocation `ipam check` found leaked: what `ipam release` frees.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Leak {
+    pub address: IpAddr,
+    pub handle: String,
+    pub node: String,
+    /// The allocation's sequence in its block: a release of an address taken again
+    /// since is refused.
+    pub sequence: u64,
+}
+
+/// `<prefix>/checks/last`: the last `ipam check`, which a release's report must be
+/// older than and agree with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRecord {
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    pub leaked: Vec<Leak>,
+}
+
 /// A block as read, with the revision a change must compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
@@ -221,6 +254,24 @@ impl Keys {
     pub fn pools(&self) -> String {
         format!("{}/config/pools", self.prefix)
     }
+    pub fn allocations(&self) -> String {
+        format!("{}/ipam/", self.prefix)
+    }
+    /// The allocations of one block ([`AllocationBlock`]).
+    pub fn allocation(&self, net: &IpNet) -> String {
+        format!("{}/ipam/{}", self.prefix, block_id(net))
+    }
+    pub fn live_all(&self) -> String {
+        format!("{}/live/", self.prefix)
+    }
+    /// The handles a node reports live ([`LiveRecord`]).
+    pub fn live(&self, node: &str) -> String {
+        format!("{}/live/{node}", self.prefix)
+    }
+    /// The last `ipam check` ([`CheckRecord`]).
+    pub fn last_check(&self) -> String {
+        format!("{}/checks/last", self.prefix)
+    }
 }
 
 /// Everything under the prefix at one revision, decoded.
@@ -233,6 +284,11 @@ pub struct Snapshot {
     /// (node, block) → affinity state.
     pub affinities: BTreeMap<(String, IpNet), BlockState>,
     pub pools: Option<PoolsRecord>,
+    /// Each block's allocations, with the record's mod_revision.
+    pub allocations: BTreeMap<IpNet, (AllocationBlock, i64)>,
+    /// What each node reports live.
+    pub live: BTreeMap<String, LiveRecord>,
+    pub last_check: Option<CheckRecord>,
     /// Keys that did not decode, with why: skipped.
     pub invalid: Vec<String>,
 }
@@ -250,6 +306,7 @@ impl Snapshot {
             format!("{}/affinity/", keys.prefix),
             keys.pools(),
         );
+        let (allocs, live, check) = (keys.allocations(), keys.live_all(), keys.last_check());
         for kv in &range.kvs {
             let r = if let Some(name) = kv.key.strip_prefix(&nodes) {
                 decode_node(name, kv).map(|n| {
@@ -263,6 +320,18 @@ impl Snapshot {
                 decode_affinity(rest, kv).map(|(node, net, state)| {
                     s.affinities.insert((node, net), state);
                 })
+            } else if let Some(id) = kv.key.strip_prefix(&allocs) {
+                decode_allocations(id, kv).map(|a| {
+                    s.allocations.insert(a.cidr, (a, kv.mod_revision));
+                })
+            } else if let Some(name) = kv.key.strip_prefix(&live) {
+                decode_live(name, kv).map(|l| {
+                    s.live.insert(name.to_owned(), l);
+                })
+            } else if kv.key == check {
+                serde_json::from_slice::<CheckRecord>(&kv.value)
+                    .map_err(|e| e.to_string())
+                    .map(|c| s.last_check = Some(c))
             } else if kv.key == pools {
                 serde_json::from_slice::<PoolsRecord>(&kv.value)
                     .map_err(|e| e.to_string())
@@ -321,6 +390,23 @@ fn decode_block(id: &str, kv: &KeyValue) -> Result<Block, String> {
         record,
         mod_revision: kv.mod_revision,
     })
+}
+
+fn decode_allocations(id: &str, kv: &KeyValue) -> Result<AllocationBlock, String> {
+    let net = parse_block_id(id).ok_or("not a block id (a.b.c.d-len)")?;
+    let a: AllocationBlock = serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+    if a.cidr != net {
+        return Err(format!("record is of block {}", a.cidr));
+    }
+    a.validate()?;
+    Ok(a)
+}
+
+fn decode_live(name: &str, kv: &KeyValue) -> Result<LiveRecord, String> {
+    if !valid_name(name) {
+        return Err("not a node name".into());
+    }
+    serde_json::from_slice(&kv.value).map_err(|e| e.to_string())
 }
 
 fn decode_affinity(rest: &str, kv: &KeyValue) -> Result<(String, IpNet, BlockState), String> {

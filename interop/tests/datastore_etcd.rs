@@ -292,26 +292,35 @@ fn etcd_outages_change_nothing_running() -> Result<()> {
     ensure!(c.etcd_blocks()?.values().filter(|o| *o == "node-1").count() == 2);
     c.etcd.restart(0)?;
 
-    // Every member down for 30 s: sessions and routes stay; a claim fails with 11.
+    // Every member down for 30 s: sessions and routes stay. Every allocation is
+    // recorded in etcd before ADD answers, so an ADD fails with 11 (try again later),
+    // even on a node whose block has room, and records nothing.
     for i in 0..3 {
         c.etcd.kill(i)?;
     }
     let routes_mid: Vec<String> = c.nodes.iter().map(|n| n.ns.bgp_routes()).collect();
+    let workloads_mid = c.nodes[0].workloads()?.len();
     let start = std::time::Instant::now();
-    let mut claim_failed = false;
+    let mut add_failed = false;
     while start.elapsed() < Duration::from_secs(30) {
-        if !claim_failed {
-            // node-0's block has room; fill it until a claim is needed.
+        if !add_failed {
             let out = c.pod(0, &format!("down{}", c.pods.len()))?;
-            if !out.ok() {
-                ensure!(out.code() == Some(11), "{}", out.stdout);
-                claim_failed = true;
-            }
+            ensure!(
+                !out.ok(),
+                "an ADD answered while etcd was down: {}",
+                out.stdout
+            );
+            ensure!(out.code() == Some(11), "{}", out.stdout);
+            add_failed = true;
+            ensure!(
+                c.nodes[0].workloads()?.len() == workloads_mid,
+                "the refused ADD left an allocation"
+            );
             continue;
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    ensure!(claim_failed, "no claim was needed while etcd was down");
+    ensure!(add_failed, "no ADD was tried while etcd was down");
     c.wait_full_mesh()?;
     for (node, before) in c.nodes.iter().zip(&routes_mid) {
         let now = node.ns.bgp_routes();
@@ -325,15 +334,15 @@ fn etcd_outages_change_nothing_running() -> Result<()> {
             ensure!(now.contains(line), "{} lost {line}", node.name);
         }
     }
-    // Recovery: etcd back, the refused pod's retry claims a block.
+    // Recovery: etcd back, the refused pod's retry gets an address.
     for i in 0..3 {
         c.etcd.restart(i)?;
     }
-    wait_until(T, "a claim after etcd came back", || {
+    wait_until(T, "an ADD after etcd came back", || {
         let out = c.pod(0, &format!("back{}", c.pods.len())).ok()?;
         out.ok().then_some(())
     })?;
-    ensure!(c.etcd_blocks()?.values().filter(|o| *o == "node-0").count() == 2);
+    ensure!(c.nodes[0].workloads()?.len() == workloads_mid + 1);
     Ok(())
 }
 
@@ -683,3 +692,6 @@ fn nodes_reach_etcd_over_tls_with_client_certificates() -> Result<()> {
     c.wait_kernels(&blocks)?;
     Ok(())
 }
+
+#[path = "datastore_etcd/ipam.rs"]
+mod ipam;

@@ -1,8 +1,8 @@
 //! A real container runtime brings pods up: Debian's podman 4.3 with its CNI network
 //! backend runs busybox containers (rootfs from busybox-static, no registry) on the
 //! `ipipd` network of two nodes, each a network namespace with its ipipd. The containers
-//! get addresses from their node's block, ping each other on one node and across nodes,
-//! and `podman rm` gives the addresses back.
+//! get addresses from their node's block (or the one `--ip` asks for), ping each other
+//! on one node and across nodes, and `podman rm` gives the addresses back.
 //!
 //! podman runs with `nsenter --net` (not `ip netns exec`, whose private /sys hides the
 //! cgroup mounts runc needs), storage under a temp dir, runc and cgroupfs, as
@@ -73,18 +73,24 @@ impl Podman {
     }
 
     fn start(&self, name: &str, rootfs: &Path) {
-        let network = format!("--network={}", self.network);
-        let root = rootfs.display().to_string();
-        let options = self.store.run_options();
-        let mut args = vec!["run", "-d", "--name", name, &network];
-        args.extend(options.iter().map(String::as_str));
-        args.extend(["--rootfs", &root, "/bin/sleep", "300"]);
-        let out = self.run(&args);
+        let out = self.try_start(name, rootfs, &[]);
         assert!(
             out.status.success(),
             "podman run {name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `podman run` with `extra` options (`--ip ADDRESS`); its outcome.
+    fn try_start(&self, name: &str, rootfs: &Path, extra: &[&str]) -> std::process::Output {
+        let network = format!("--network={}", self.network);
+        let root = rootfs.display().to_string();
+        let options = self.store.run_options();
+        let mut args = vec!["run", "-d", "--name", name, &network];
+        args.extend(options.iter().map(String::as_str));
+        args.extend(extra);
+        args.extend(["--rootfs", &root, "/bin/sleep", "300"]);
+        self.run(&args)
     }
 
     /// The container's IPv4 address on eth0, as the container sees it.
@@ -205,7 +211,29 @@ fn podman_containers_get_block_addresses_ping_and_give_them_back() {
         "{list:?}"
     );
 
-    for (p, names) in [(&pa, vec!["web-1", "web-2"]), (&pb, vec!["db-1"])] {
+    // `podman run --ip`: the requested address is the container's; asked for again,
+    // it is refused with a message naming the holder, and nothing is left behind.
+    let out = pa.try_start("fixed", &rootfs, &["--ip", "101.76.9.150"]);
+    assert!(
+        out.status.success(),
+        "podman run --ip: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pa.address("fixed"), "101.76.9.150");
+    let links = cni::cali_links(&na);
+    let out = pa.try_start("twin", &rootfs, &["--ip", "101.76.9.150"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the same --ip twice was accepted");
+    assert!(err.contains("101.76.9.150 is in use by"), "{err}");
+    assert_eq!(
+        allocated(&a, BLOCK_A),
+        Some(3),
+        "the refused run kept an address"
+    );
+    assert_eq!(cni::cali_links(&na), links, "the refused run left a veth");
+    let _ = pa.run(&["rm", "-f", "-t", "0", "twin"]);
+
+    for (p, names) in [(&pa, vec!["web-1", "web-2", "fixed"]), (&pb, vec!["db-1"])] {
         for n in names {
             let out = p.run(&["rm", "-f", "-t", "0", n]);
             assert!(

@@ -62,6 +62,10 @@ pub struct Allocation {
     /// in records written before networks were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// With the datastore: each address's sequence in its block record, which its
+    /// release names (a release of an address taken again since is refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sequences: Vec<u64>,
 }
 
 /// The tunnel device's address: allocated under its own handle
@@ -80,12 +84,21 @@ pub struct Request {
     pub interface: String,
     pub pod: Option<PodRef>,
     pub network: Option<String>,
+    /// Addresses the runtime asks for (the CNI `ips` capability); empty: any.
+    pub requested: Vec<IpAddr>,
 }
 
 impl Request {
     /// The handle of the allocation this request makes: Calico's `<container id>.<ifname>`.
     pub fn handle(&self) -> String {
         handle(&self.container_id, &self.ifname)
+    }
+
+    /// Whether the names in it can be recorded (what `assign` checks first).
+    pub fn validate(&self) -> Result<(), IpamError> {
+        check_token("container id", &self.container_id, MAX_ID_LEN)?;
+        check_token("interface name", &self.ifname, 15)?;
+        check_token("host interface name", &self.interface, 15)
     }
 }
 
@@ -215,9 +228,17 @@ impl Ipam {
     /// The address a new tunnel allocation would take: the lowest free IPv4 address of
     /// the open blocks, in order, outside `avoid` (a block about to be released).
     pub fn pick_tunnel(&self, avoid: Option<&IpNet>) -> Option<IpAddr> {
+        self.pick_tunnel_except(avoid, None)
+    }
+
+    /// [`Ipam::pick_tunnel`], also passing over `not` (an address a pod asked for).
+    pub fn pick_tunnel_except(&self, avoid: Option<&IpNet>, not: Option<IpAddr>) -> Option<IpAddr> {
         self.open_blocks()
             .filter(|b| Family::of_net(b) == Family::V4 && Some(*b) != avoid)
-            .find_map(|b| b.hosts_all().find(|ip| self.is_free(ip)))
+            .find_map(|b| {
+                b.hosts_all()
+                    .find(|ip| self.is_free(ip) && Some(*ip) != not)
+            })
     }
 
     pub fn blocks(&self) -> &[IpNet] {
@@ -292,12 +313,47 @@ impl Ipam {
             addresses,
             pod: request.pod.clone(),
             network: request.network.clone(),
+            sequences: Vec::new(),
         };
         self.insert(allocation.clone());
         Ok(Assigned {
             allocation,
             existing: false,
         })
+    }
+
+    /// Records `request`'s handle with addresses chosen elsewhere (the datastore, or the
+    /// runtime's request), each with its sequence. Refused when the handle holds
+    /// addresses already or one of them is held here.
+    pub fn assign_given(
+        &mut self,
+        request: &Request,
+        addresses: Vec<IpAddr>,
+        sequences: Vec<u64>,
+    ) -> Result<Allocation, IpamError> {
+        request.validate()?;
+        let allocation = Allocation {
+            handle: request.handle(),
+            container_id: request.container_id.clone(),
+            ifname: request.ifname.clone(),
+            interface: request.interface.clone(),
+            addresses,
+            pod: request.pod.clone(),
+            network: request.network.clone(),
+            sequences,
+        };
+        self.restore_one(allocation.clone())
+            .map_err(|a| IpamError::Invalid {
+                what: "allocation",
+                value: a.handle,
+                why: "handle or address held already",
+            })?;
+        Ok(allocation)
+    }
+
+    /// Whether `ip` is held here (by a pod, the tunnel, or reserved).
+    pub fn is_held(&self, ip: &IpAddr) -> bool {
+        !self.is_free(ip)
     }
 
     /// Releases a handle's addresses; `None` when it held none (releasing is idempotent).

@@ -126,6 +126,7 @@ mod tests {
         let record = Record {
             version: RECORD_VERSION,
             allocations: vec![Allocation {
+                sequences: Vec::new(),
                 handle: "c1.eth0".into(),
                 container_id: "c1".into(),
                 ifname: "eth0".into(),

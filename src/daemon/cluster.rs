@@ -239,6 +239,17 @@ impl<K: Kv> Cluster<K> {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = SystemTime::now();
     }
 
+    /// A request to the store failed: if etcd was out of reach, say so (`status`, CNI
+    /// STATUS) until the next full read succeeds.
+    pub fn note_error(&self, e: &datastore::Error) {
+        if matches!(
+            e,
+            datastore::Error::Unreachable { .. } | datastore::Error::OutcomeUnknown { .. }
+        ) {
+            self.set_reachable(false, Some(e));
+        }
+    }
+
     fn set_reachable(&self, ok: bool, error: Option<&datastore::Error>) {
         let was = self.reachable.swap(ok, Ordering::SeqCst);
         match (was, ok, error) {

@@ -4,6 +4,7 @@
 pub(crate) mod bfd;
 mod cluster;
 mod datastore_ops;
+mod ipam_check;
 mod marker;
 mod metrics;
 mod node;
@@ -68,6 +69,9 @@ pub struct Daemon {
     bfd_events: tokio::sync::mpsc::UnboundedSender<::bfd::Event>,
 }
 
+/// The answer to `ipam check` and `ipam release` without a datastore.
+const NEEDS_DATASTORE: &str = "ipam check and ipam release need datastore.kind = \"etcd\": with the file datastore every allocation is in this node's own record";
+
 /// Name of the marker that tells the next start it is a restart (RFC 4724 R bit).
 const RUNNING_MARKER: &str = "running";
 
@@ -96,7 +100,10 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
     enable_forwarding(&cfg);
     let sync_with = cluster.as_ref().map(|(c, _)| c.clone());
     let publisher = Arc::new(Publisher::default());
-    let owner = owner::Owner::new(publisher.clone(), cfg.clone(), cluster, workloads)?;
+    let mut owner = owner::Owner::new(publisher.clone(), cfg.clone(), cluster, workloads)?;
+    // Before anything reads the state: the allocations etcd records as this node's are
+    // taken up, so a lost `state_dir` neither hands out nor routes away a live address.
+    owner.rebuild_from_datastore().await;
     let state = owner.state();
     let cfg = state.config.clone();
     let fib = if cfg.kernel.install {
@@ -404,6 +411,18 @@ impl Daemon {
             },
             Request::ShowNodes => self.show_nodes(),
             Request::PoolList => self.pool_list(),
+            Request::IpamCheck => match &self.cluster {
+                Some(c) => ipam_check::run_check(c.as_ref()).await,
+                None => Response::Error {
+                    message: NEEDS_DATASTORE.into(),
+                },
+            },
+            Request::IpamReleaseReport { report } => match &self.cluster {
+                Some(c) => ipam_check::run_release(c.as_ref(), &report).await,
+                None => Response::Error {
+                    message: NEEDS_DATASTORE.into(),
+                },
+            },
             Request::Status => Response::Status(Box::new(self.status().await)),
             Request::NodeRemove { name } => self.node_remove(&name).await,
             Request::IpamAssign {
@@ -413,8 +432,10 @@ impl Daemon {
                 pod_namespace,
                 pod_name,
                 network,
+                ips,
             } => {
                 let request = ipam::Request {
+                    requested: ips,
                     container_id,
                     ifname,
                     interface,

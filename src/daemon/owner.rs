@@ -43,6 +43,10 @@ pub struct Owner<K: Kv, O: Outputs> {
     own_changed: Instant,
     /// Own blocks without pods, and since when.
     empty_since: BTreeMap<IpNet, Instant>,
+    /// The tunnel address as recorded in the datastore.
+    tunnel_held: Option<datastore::Held>,
+    /// The live handles last written to the datastore.
+    live_sent: Option<std::collections::BTreeMap<String, Vec<IpAddr>>>,
     state: Arc<NodeState>,
 }
 
@@ -85,6 +89,8 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
             snap,
             own_changed: Instant::now(),
             empty_since: BTreeMap::new(),
+            tunnel_held: None,
+            live_sent: None,
             state: placeholder,
         };
         owner.state = Arc::new(owner.compute());
@@ -111,6 +117,8 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
                 _ = tick.tick() => {
                     self.release_spooled().await;
                     self.release_empty_blocks().await;
+                    self.sync_tunnel().await;
+                    self.publish_live().await;
                 }
             }
         }
@@ -131,12 +139,12 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
                 let _ = reply.send(self.pods.get(&self.state.config, &handle));
             }
             Event::Release(handle, reply) => {
-                let r = self.pods.release(&handle);
+                let r = self.release_handle(&handle).await;
                 self.publish().await;
                 let _ = reply.send(r);
             }
             Event::Gc(keep, network, reply) => {
-                let r = self.pods.collect(&keep, network.as_deref());
+                let r = self.collect(&keep, network.as_deref()).await;
                 self.publish().await;
                 let _ = reply.send(r);
             }
@@ -216,6 +224,7 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
 
     /// Publishes the state if it changed; returns once the outputs have it.
     async fn publish(&mut self) {
+        self.sync_tunnel().await;
         let new = Arc::new(self.compute());
         if *new == *self.state {
             return;
@@ -309,27 +318,16 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
     /// pools have, then assigns — one decision, no other event in between.
     async fn assign(&mut self, request: ipam::Request) -> Response {
         if let Some(c) = self.cluster.clone() {
-            if let Err(message) = self.ensure_room(&c, &request.handle()).await {
-                return Response::IpamError {
-                    kind: IpamErrorKind::Exhausted,
-                    message,
-                };
-            }
+            return self.assign_in_datastore(&c, request).await;
+        }
+        if !request.requested.is_empty() {
+            let r = self.assign_requested_file(request);
+            self.publish().await;
+            return r;
         }
         let r = self.pods.assign(&self.state.config, request);
         self.publish().await;
         r
-    }
-
-    async fn ensure_room(&mut self, c: &Cluster<K>, handle: &str) -> Result<(), String> {
-        let full = self.pods.full_families(&self.state.config, handle);
-        for family_of in full {
-            let block = c.claim(&self.file, &family_of).await?;
-            let mut own = self.own.clone();
-            own.push(block);
-            self.set_own(own).await;
-        }
-        Ok(())
     }
 
     fn workload_add(&mut self, ip: IpAddr, interface: String) -> Response {
@@ -362,7 +360,7 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
             if !path.exists() {
                 continue;
             }
-            match self.pods.release(&handle) {
+            match self.release_handle(&handle).await {
                 Response::Released { released } => {
                     tracing::info!(%handle, ?released, "a DEL spooled while ipipd did not answer: released");
                     super::spool::done(&path);
@@ -378,18 +376,24 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
     /// CNI STATUS: an ADD can be served when the node has a free address of every
     /// family, or can claim a block (the datastore answers).
     fn status(&self) -> Response {
+        if let Some(c) = self.cluster.as_ref().filter(|c| !c.reachable()) {
+            // Every allocation is recorded there before ADD answers.
+            return Response::IpamError {
+                kind: IpamErrorKind::Exhausted,
+                message: format!(
+                    "the datastore is unreachable: node {} cannot record an allocation",
+                    c.name
+                ),
+            };
+        }
         if self.pods.has_room(&self.state.config) {
             return Response::Ok {
                 message: "addresses available".into(),
             };
         }
         match &self.cluster {
-            Some(c) if c.reachable() => Response::Ok {
+            Some(_) => Response::Ok {
                 message: "blocks full; a new block can be claimed".into(),
-            },
-            Some(_) => Response::IpamError {
-                kind: IpamErrorKind::Exhausted,
-                message: "the node's blocks are full and the datastore is unreachable".into(),
             },
             None => Response::IpamError {
                 kind: IpamErrorKind::Exhausted,
@@ -472,6 +476,11 @@ fn list(blocks: &[IpNet]) -> String {
     let names: Vec<String> = blocks.iter().map(|b| b.to_string()).collect();
     names.join(", ")
 }
+
+#[path = "owner_ipam.rs"]
+mod ipam_ds;
+#[path = "owner_live.rs"]
+mod live;
 
 #[cfg(test)]
 #[path = "owner_tests.rs"]

@@ -267,6 +267,7 @@ fn run_steps(
                     let (nodes, live) = (nodes.clone(), live.clone());
                     tasks.push(tokio::spawn(async move {
                         let request = ipam::Request {
+                            requested: Vec::new(),
                             container_id: id.clone(),
                             ifname: "eth0".into(),
                             interface: format!("cali{next_pod}"),
@@ -470,3 +471,6 @@ fn a_node_that_registers_later_gets_a_bfd_session() {
 
 #[path = "pool_claim_tests.rs"]
 mod pools;
+
+#[path = "owner_wipe_tests.rs"]
+mod wipe;

@@ -17,6 +17,8 @@ pub struct Pods {
     tunnel_wanted: bool,
     /// The tunnel is a VXLAN device (its allocation's handle says so).
     tunnel_vxlan: bool,
+    /// An address a pod asked for, which a new tunnel address must not take.
+    requested: Option<IpAddr>,
 }
 
 /// The pools new pod addresses come from. With the datastore, those open to this node
@@ -58,7 +60,17 @@ pub fn tunnel_handle(node: &str, vxlan: bool) -> String {
     }
 }
 
+/// Whether `handle` is `node`'s tunnel allocation, of either encapsulation.
+pub fn is_tunnel_handle(handle: &str, node: &str) -> bool {
+    handle == tunnel_handle(node, false) || handle == tunnel_handle(node, true)
+}
+
 impl Pods {
+    /// This node's tunnel allocation's handle, for the device in use.
+    pub fn tunnel_handle(&self) -> String {
+        tunnel_handle(&self.node, self.tunnel_vxlan)
+    }
+
     /// The allocations recorded by earlier runs, over today's `blocks`.
     pub fn load(cfg: &Config, blocks: &[IpNet]) -> anyhow::Result<Pods> {
         let store = Store::in_dir(&cfg.control.state_dir);
@@ -83,6 +95,7 @@ impl Pods {
             node: cfg.node.name.clone(),
             tunnel_wanted: cfg.tunnel_device().is_some(),
             tunnel_vxlan: cfg.vxlan.mode != config::IpipMode::Never,
+            requested: None,
         };
         pods.place_tunnel();
         Ok(pods)
@@ -117,7 +130,7 @@ impl Pods {
         if current.is_some_and(|a| self.ipam.blocks().iter().any(|b| b.contains(&a))) {
             return false;
         }
-        let next = self.ipam.pick_tunnel(None);
+        let next = self.ipam.pick_tunnel_except(None, self.requested);
         next != current && self.set_tunnel(next)
     }
 
@@ -139,7 +152,7 @@ impl Pods {
     fn set_tunnel(&mut self, address: Option<IpAddr>) -> bool {
         let before = self.ipam.tunnel().cloned();
         let next = address.map(|address| ipam::TunnelAllocation {
-            handle: tunnel_handle(&self.node, self.tunnel_vxlan),
+            handle: self.tunnel_handle(),
             address,
         });
         if let Err(ip) = self.ipam.set_tunnel(next) {
@@ -200,6 +213,148 @@ impl Pods {
             tracing::info!(handle = %assigned.allocation.handle, addresses = ?assigned.allocation.addresses, interface = %assigned.allocation.interface, existing = assigned.existing, "pod addresses recorded");
         }
         Response::Assigned(self.json(cfg, &assigned.allocation, assigned.existing))
+    }
+
+    /// Datastore mode: records `request` with the addresses the datastore gave it (each
+    /// with its sequence), durably. Any answer but `Assigned`: nothing is recorded here
+    /// and the caller gives the addresses back.
+    pub fn assign_given(
+        &mut self,
+        cfg: &Config,
+        request: &ipam::Request,
+        held: &[datastore::Held],
+    ) -> Response {
+        let addresses = held.iter().map(|h| h.address).collect();
+        let sequences = held.iter().map(|h| h.sequence).collect();
+        let a = match self.ipam.assign_given(request, addresses, sequences) {
+            Ok(a) => a,
+            Err(e) => {
+                return Response::IpamError {
+                    kind: IpamErrorKind::Invalid,
+                    message: e.to_string(),
+                }
+            }
+        };
+        if let Err(e) = self.store.save(&self.ipam.record()) {
+            self.ipam.release(&a.handle);
+            tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "IPAM record not written; allocation undone");
+            return Response::IpamError {
+                kind: IpamErrorKind::Storage,
+                message: format!(
+                    "cannot record the allocation in {}; nothing was allocated",
+                    self.store.path().display()
+                ),
+            };
+        }
+        tracing::info!(handle = %a.handle, addresses = ?a.addresses, interface = %a.interface, "pod addresses recorded in the datastore and locally");
+        Response::Assigned(self.json(cfg, &a, false))
+    }
+
+    /// The handle's allocation, if it holds one.
+    pub fn allocation(&self, handle: &str) -> Option<&ipam::Allocation> {
+        self.ipam.get(handle)
+    }
+
+    /// Whether `ip` is taken here (a pod's, the tunnel's).
+    pub fn is_held(&self, ip: &IpAddr) -> bool {
+        self.ipam.is_held(ip)
+    }
+
+    /// While a requested address is being taken: a tunnel address placed meanwhile (in
+    /// the block claimed for it) takes another.
+    pub fn set_requested(&mut self, ip: Option<IpAddr>) {
+        self.requested = ip;
+    }
+
+    /// Who holds `ip` here, for a message.
+    pub fn holder(&self, ip: &IpAddr) -> String {
+        self.ipam
+            .allocations()
+            .find(|a| a.addresses.contains(ip))
+            .map_or("this node's tunnel device".to_owned(), |a| {
+                format!("{} on this node", a.handle)
+            })
+    }
+
+    /// The open blocks of a family, in the order addresses come from them.
+    pub fn open_blocks_of(&self, family: Family) -> Vec<IpNet> {
+        self.ipam
+            .open_blocks()
+            .filter(|b| Family::of_net(b) == family)
+            .copied()
+            .collect()
+    }
+
+    /// The families a pod gets an address of.
+    pub fn families(cfg: &Config) -> Vec<Family> {
+        families(cfg)
+    }
+
+    /// Datastore mode, at start: takes up an allocation the datastore records as this
+    /// node's that the local record lacks (it was lost). False: it clashes here.
+    pub fn adopt(&mut self, a: ipam::Allocation) -> bool {
+        let handle = a.handle.clone();
+        match self.ipam.restore_one(a) {
+            Ok(()) => {
+                tracing::warn!(%handle, "allocation taken up from the datastore (the local record lacked it)");
+                true
+            }
+            Err(a) => {
+                tracing::error!(handle = %a.handle, addresses = ?a.addresses, "allocation in the datastore clashes with the local record");
+                false
+            }
+        }
+    }
+
+    /// Puts `a` in place of the handle's allocation (its sequences learnt).
+    pub fn replace(&mut self, a: ipam::Allocation) {
+        let old = self.ipam.release(&a.handle);
+        if let Err(a) = self.ipam.restore_one(a) {
+            tracing::error!(handle = %a.handle, "allocation clashes with another here; the earlier one stays");
+            if let Some(old) = old {
+                let _ = self.ipam.restore_one(old);
+            }
+        }
+    }
+
+    /// Drops a local allocation the datastore gives to another holder.
+    pub fn forget(&mut self, handle: &str) {
+        if let Some(a) = self.ipam.release(handle) {
+            tracing::error!(%handle, addresses = ?a.addresses, "local allocation dropped: the datastore gives its address to another holder");
+        }
+    }
+
+    /// At start with the datastore: the tunnel address is the one etcd records for it,
+    /// or none until the pods are known.
+    pub fn reset_tunnel(&mut self, recorded: Option<IpAddr>) {
+        if self.ipam.tunnel().map(|t| t.address) != recorded {
+            self.set_tunnel(recorded);
+        }
+    }
+
+    /// The handles of `network` that `keep` lacks (CNI GC).
+    pub fn stale(&self, keep: &[String], network: Option<&str>) -> Vec<String> {
+        self.ipam.stale(keep, network)
+    }
+
+    /// Sets the tunnel address to one the datastore records (None: leave it).
+    pub fn take_tunnel(&mut self, address: IpAddr) -> bool {
+        if self.ipam.tunnel().map(|t| t.address) == Some(address) {
+            return false;
+        }
+        self.set_tunnel(Some(address))
+    }
+
+    /// Writes the local record (after adopting or forgetting).
+    pub fn save(&self) -> anyhow::Result<()> {
+        self.store
+            .save(&self.ipam.record())
+            .context("writing the IPAM record")
+    }
+
+    /// Every allocation here.
+    pub fn allocations(&self) -> impl Iterator<Item = &ipam::Allocation> {
+        self.ipam.allocations()
     }
 
     pub fn get(&self, cfg: &Config, handle: &str) -> Response {

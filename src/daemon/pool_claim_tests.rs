@@ -84,6 +84,7 @@ fn blocks_come_only_from_open_pools_in_their_own_size() {
 
 async fn add(n: &Node, id: &str) -> Vec<IpAddr> {
     let request = ipam::Request {
+        requested: Vec::new(),
         container_id: id.into(),
         ifname: "eth0".into(),
         interface: format!("cali{id}"),

@@ -14,8 +14,10 @@ use api::status::{
     NatHealthJson, PeerHealthJson, StatusJson,
 };
 
+use super::node::Event;
 use super::views::rfc3339;
 use super::Daemon;
+use api::protocol::Response;
 
 /// The shortest first connect window: a session's first connect is immediate and a
 /// refused one is retried within about a second, but a cluster that starts at once
@@ -78,6 +80,8 @@ pub struct Facts {
     pub nat: Option<nat::Status>,
     /// A task the daemon cannot work without has stopped.
     pub task_failure: Option<String>,
+    /// Why a new pod would get no address (the owner's CNI STATUS answer), if it would not.
+    pub no_address: Option<String>,
 }
 
 fn peer_label(p: &PeerFacts) -> String {
@@ -105,6 +109,9 @@ pub fn assess(f: &Facts, now: SystemTime) -> StatusJson {
     let mut reasons = Vec::new();
     if let Some(why) = &f.task_failure {
         reasons.push(format!("daemon: {why}"));
+    }
+    if let Some(why) = &f.no_address {
+        reasons.push(format!("ipam: a new pod gets no address: {why}"));
     }
     let mut peers = Vec::new();
     for p in &f.peers {
@@ -343,6 +350,10 @@ impl Daemon {
             encapsulation: encapsulation(cfg, state.tunnel).await,
             nat: self.nat.as_ref().map(nat::Keeper::status),
             task_failure: self.health().err().map(|e| e.to_string()),
+            no_address: match self.ask(Event::Status).await {
+                Response::IpamError { message, .. } | Response::Error { message } => Some(message),
+                _ => None,
+            },
         };
         assess(&facts, SystemTime::now())
     }

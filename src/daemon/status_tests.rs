@@ -62,6 +62,7 @@ fn facts(peers: Vec<PeerFacts>) -> Facts {
             mtu: None,
         },
         task_failure: None,
+        no_address: None,
     }
 }
 
@@ -230,6 +231,18 @@ fn a_stopped_task_is_a_fault() {
     assert_eq!(
         assess(&f, at(0)).reasons,
         ["daemon: the RIB task has stopped"]
+    );
+}
+
+#[test]
+fn a_node_that_cannot_give_an_address_says_why() {
+    let mut f = facts(vec![peer(130, State::Established, 1)]);
+    f.no_address = Some("every address of the node's blocks (10.244.0.0/26) is in use".into());
+    let s = assess(&f, at(60));
+    assert!(!s.healthy);
+    assert_eq!(
+        s.reasons,
+        ["ipam: a new pod gets no address: every address of the node's blocks (10.244.0.0/26) is in use"]
     );
 }
 

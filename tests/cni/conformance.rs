@@ -227,6 +227,7 @@ fn an_add_that_fails_after_the_daemon_answered_gives_the_address_back() {
         pod_namespace: None,
         pod_name: None,
         network: Some("ipipd".into()),
+        ips: Vec::new(),
     };
     let answer = api::call(&a.socket, &request).expect("assign");
     assert!(matches!(answer, Response::Assigned(_)), "{answer:?}");
@@ -248,34 +249,44 @@ fn an_add_that_fails_after_the_daemon_answered_gives_the_address_back() {
     assert!(cali_links(&na).is_empty());
 }
 
-/// The `ips` capability: a requested address cannot be honoured yet, so ADD says so and
-/// makes nothing; an empty request is no request.
+/// The `ips` capability (`podman run --ip`): the requested address is the pod's; the
+/// same address asked for again is refused with a message naming its holder, and
+/// nothing of the second pod is left behind; an empty request is no request.
 #[test]
-fn a_requested_address_is_refused_and_nothing_is_left_behind() {
+fn a_requested_address_is_given_once_and_a_refusal_leaves_nothing_behind() {
     require_root();
     let mut lan = Lan::new().expect("lan");
     let na = node(&mut lan, A);
     let a = Ipipd::start(&na, &config(A, "node-a", &[BLOCK_A], &[A])).expect("start");
     let conf = cni::conf(&a.socket, "1.1.0");
-    let p = pod();
     let asked = with(
         &conf,
         "runtimeConfig",
         serde_json::json!({"ips": ["101.76.9.140/32"]}),
     );
-    let out = Call::new("ADD", "asks", Some(&p), asked)
+    let first = pod();
+    let out = Call::new("ADD", "asks", Some(&first), asked.clone())
         .run(&na)
         .expect("ADD");
-    assert_eq!(out.code(), Some(104), "{out:?}");
+    assert!(out.ok(), "{out:?}");
+    let r = out.json();
+    assert_eq!(r["ips"][0]["address"], "101.76.9.140/32", "{r}");
+    let second = pod();
+    let out = Call::new("ADD", "again", Some(&second), asked)
+        .run(&na)
+        .expect("ADD");
+    assert_eq!(out.code(), Some(102), "{out:?}");
     assert!(
-        message(&out).contains("requested addresses are not supported yet"),
+        message(&out).contains("101.76.9.140 is in use by asks.eth0"),
         "{out:?}"
     );
-    assert_eq!(allocated(&a, BLOCK_A), Some(0));
-    assert!(cali_links(&na).is_empty() && !has_link(&p, "eth0"));
+    assert_eq!(allocated(&a, BLOCK_A), Some(1));
+    assert_eq!(cali_links(&na).len(), 1, "the refused pod left a veth");
+    assert!(!has_link(&second, "eth0"));
     let none = with(&conf, "runtimeConfig", serde_json::json!({"ips": []}));
-    cni::add(&na, &p, "asks", &none).expect("ADD without a request");
-    cni::del(&na, Some(&p), "asks", &conf).expect("DEL");
+    cni::add(&na, &second, "again", &none).expect("ADD without a request");
+    cni::del(&na, Some(&second), "again", &conf).expect("DEL");
+    cni::del(&na, Some(&first), "asks", &conf).expect("DEL");
 }
 
 /// `ips[].version` exists in 0.3.x and 0.4.0 results only.

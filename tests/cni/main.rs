@@ -418,6 +418,7 @@ fn daemon_killed_between_allocation_and_route() {
         pod_namespace: None,
         pod_name: None,
         network: Some("ipipd".into()),
+        ips: Vec::new(),
     };
     let line = serde_json::to_string(&request).expect("encode") + "\n";
     s.write_all(line.as_bytes()).expect("send");

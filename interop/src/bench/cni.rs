@@ -6,6 +6,11 @@
 //!
 //! Sequential: N pods one after the other (ADD, then DEL each). Parallel: P pods at once.
 //! Every call's wall time is a sample; p50 and p99 per target and shape.
+//!
+//! `ipipd-cni (etcd)` is the same plugin against a daemon with `datastore.kind = "etcd"`
+//! (a 3-member etcd in namespaces): every ADD and DEL also writes the allocation there
+//! by compare-and-swap. Against `ipipd-cni` (the node-local record) it is the cost of
+//! durability in the cluster.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,13 +21,19 @@ use anyhow::{bail, Context, Result};
 
 use crate::bench::percentile;
 use crate::config::NodeConfig;
-use crate::harness::{netns_path, Netns, TempDir};
+use crate::etcd::{cluster_config, EtcdCluster};
+use crate::harness::{netns_path, Lan, Netns, TempDir};
 use crate::ipipd::Ipipd;
+
+/// The etcd members of the `ipipd-cni (etcd)` target.
+const ETCD: [&str; 3] = ["172.29.242.11", "172.29.242.12", "172.29.242.13"];
 
 /// A plugin under test: what to run and its configuration.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub name: &'static str,
+    /// The network namespace the plugin runs in (the node's).
+    pub node: String,
     pub plugin: PathBuf,
     pub conf: String,
     pub cni_path: String,
@@ -39,9 +50,9 @@ pub struct Row {
     pub samples: usize,
 }
 
-fn call(t: &Target, node: &Netns, command: &str, id: &str, pod: &Netns) -> Result<Duration> {
+fn call(t: &Target, command: &str, id: &str, pod: &Netns) -> Result<Duration> {
     // The plugin process starts inside the node, as it does under a kubelet.
-    crate::rawpeer::netns::in_netns(&node.name, || {
+    crate::rawpeer::netns::in_netns(&t.node, || {
         let started = Instant::now();
         let mut child = Command::new(&t.plugin)
             .env_clear()
@@ -92,7 +103,6 @@ fn row(target: &'static str, shape: String, adds: &[Duration], dels: &[Duration]
 /// One round: `pods` ADDs then DELs, `parallel` at a time.
 fn round(
     t: &Target,
-    node: &Netns,
     pods: &[Netns],
     parallel: usize,
     tag: &str,
@@ -108,7 +118,7 @@ fn round(
                     .enumerate()
                     .map(|(i, pod)| {
                         let id = format!("{tag}-{c}-{i}");
-                        s.spawn(move || call(t, node, command, &id, pod))
+                        s.spawn(move || call(t, command, &id, pod))
                     })
                     .collect();
                 handles
@@ -167,20 +177,41 @@ pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) ->
     let daemon = std::env::var_os("IPIPD_BIN");
     std::env::set_var("IPIPD_BIN", ipipd_bin);
     let d = Ipipd::start(&node, &config);
+    // The etcd-backed node: a 3-member etcd and the node on one bridge.
+    let mut lan = Lan::new()?;
+    let with_etcd = EtcdCluster::start(&mut lan, &ETCD).and_then(|etcd| {
+        let path = tmp.join("etcd-node.toml");
+        std::fs::write(
+            &path,
+            cluster_config(&etcd.endpoints(), "101.72.0.0/16", None),
+        )?;
+        let n = crate::etcd::Node::start(&mut lan, &path, "bench-etcd", "172.29.242.101")?;
+        Ok((etcd, n))
+    });
     match daemon {
         Some(v) => std::env::set_var("IPIPD_BIN", v),
         None => std::env::remove_var("IPIPD_BIN"),
     }
     let d = d?;
+    let (_etcd, etcd_node) = with_etcd?;
     let targets = [
         Target {
             name: "ipipd-cni",
-            plugin,
+            node: node.name.clone(),
+            plugin: plugin.clone(),
             conf: crate::cni::conf(&d.socket, "1.0.0"),
             cni_path: "/usr/lib/cni".into(),
         },
         Target {
+            name: "ipipd-cni (etcd)",
+            node: etcd_node.ns.name.clone(),
+            plugin,
+            conf: etcd_node.cni_conf(),
+            cni_path: "/usr/lib/cni".into(),
+        },
+        Target {
             name: "ptp + host-local",
+            node: node.name.clone(),
             plugin: reference.to_path_buf(),
             conf: serde_json::json!({
                 "cniVersion": "1.0.0",
@@ -210,7 +241,7 @@ pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) ->
             vec![Default::default(); targets.len()];
         for r in 0..runs {
             for (t, (adds, dels)) in targets.iter().zip(samples.iter_mut()) {
-                round(t, &node, &pods[..n], at_once, &format!("r{r}"), adds, dels)?;
+                round(t, &pods[..n], at_once, &format!("r{r}"), adds, dels)?;
             }
         }
         for (t, (adds, dels)) in targets.iter().zip(samples) {

@@ -484,13 +484,13 @@ impl Results {
         }
         let _ = writeln!(
             out,
-            "## CNI ADD and DEL latency\n\nipipd-cni (asking its daemon) and the reference `ptp` + `host-local` plugins, each call a new process started in the node's namespace with the configuration on stdin, as a runtime does; medians of every call over all runs. The ratio is ipipd-cni's p99 over the reference's.\n\n| pods | plugin | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | calls | ADD p99 ratio | DEL p99 ratio |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
+            "## CNI ADD and DEL latency\n\nipipd-cni (asking its daemon; `(etcd)`: a daemon that records every allocation in a 3-member etcd) and the reference `ptp` + `host-local` plugins, each call a new process started in the node's namespace with the configuration on stdin, as a runtime does; medians of every call over all runs. The ratio is ipipd-cni's p99 over the reference's.\n\n| pods | plugin | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | calls | ADD p99 ratio | DEL p99 ratio |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in &self.cni {
             let base = self
                 .cni
                 .iter()
-                .find(|b| b.shape == r.shape && b.target != "ipipd-cni");
+                .find(|b| b.shape == r.shape && b.target == "ptp + host-local");
             let ratio = |a: f64, b: Option<f64>| match b {
                 Some(b) if b > 0.0 => format!("{:.2}×", a / b),
                 _ => "—".into(),

@@ -8,6 +8,7 @@ fn ip(s: &str) -> IpAddr {
 }
 fn req(id: &str) -> Request {
     Request {
+        requested: Vec::new(),
         container_id: id.into(),
         ifname: "eth0".into(),
         interface: format!("cali{id}"),
@@ -135,6 +136,7 @@ fn bad_tokens_are_refused() {
         ("a", "sixteen-chars-xx"),
     ] {
         let r = Request {
+            requested: Vec::new(),
             container_id: id.into(),
             ifname: ifname.into(),
             interface: "cali1".into(),
@@ -324,6 +326,7 @@ fn stale_handles_are_those_of_the_network_not_kept() {
         ("d", None),
     ] {
         let r = Request {
+            requested: Vec::new(),
             network: network.map(str::to_owned),
             ..req(id)
         };
