@@ -321,6 +321,27 @@ fn etcd_outages_change_nothing_running() -> Result<()> {
         std::thread::sleep(Duration::from_secs(1));
     }
     ensure!(add_failed, "no ADD was tried while etcd was down");
+    // `ipipd status` names the datastore, and what it means for new pods.
+    let out = c.nodes[0].cli(&["status", "--json"])?;
+    ensure!(
+        out.status.code() == Some(1),
+        "status with etcd down exited {:?}",
+        out.status
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let reasons: Vec<&str> = status["reasons"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r.as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("datastore: etcd unreachable"))
+            && reasons
+                .iter()
+                .any(|r| r.starts_with("ipam: a new pod gets no address")),
+        "status with etcd down: {reasons:?}"
+    );
     c.wait_full_mesh()?;
     for (node, before) in c.nodes.iter().zip(&routes_mid) {
         let now = node.ns.bgp_routes();
@@ -343,6 +364,10 @@ fn etcd_outages_change_nothing_running() -> Result<()> {
         out.ok().then_some(())
     })?;
     ensure!(c.nodes[0].workloads()?.len() == workloads_mid + 1);
+    wait_until(T, "a healthy `ipipd status` after etcd came back", || {
+        let out = c.nodes[0].cli(&["status"]).ok()?;
+        out.status.success().then_some(())
+    })?;
     Ok(())
 }
 
