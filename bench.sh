@@ -13,6 +13,8 @@
 #   ./bench.sh --only bfd       # CPU of 100 BFD sessions at 100 ms: ipipd vs BIRD 2
 #   ./bench.sh --only nat       # new pod → outside connections per second through ipipd's
 #                               # NAT vs one hand-written masquerade rule
+#   ./bench.sh --only vxlan     # pod-to-pod TCP throughput and CPU per GB (iperf3) through
+#                               # VXLAN vs no encapsulation, two nodes in namespaces
 #   ./bench.sh --only rr-clients  # a route-reflector cluster: 2 reflectors, 1,000 clients with
 #                               # one block each (the load generator's `clients` mode);
 #                               # ipipd vs BIRD 2 as the reflectors (--rr-clients N to resize)
@@ -32,6 +34,7 @@ command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"

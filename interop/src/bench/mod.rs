@@ -3,7 +3,7 @@
 //! learned route written to the kernel ([`rrfib`]), FIB install rate
 //! ([`fibrate`]), block propagation latency ([`converge`]) and full-mesh scale
 //! ([`mesh`]), a two-reflector cluster of a thousand clients ([`rrclients`]), the etcd datastore at scale ([`datastore`]), the CPU of 100 BFD sessions
-//! ([`bfd`]). Each returns rows for the markdown report ([`report`]); numbers come
+//! ([`bfd`]), pod-to-pod throughput through VXLAN and with no encapsulation ([`vxlan`]). Each returns rows for the markdown report ([`report`]); numbers come
 //! from the run, and where the machine is noisy each is the median of several runs.
 
 pub mod bfd;
@@ -18,6 +18,7 @@ pub mod report;
 pub mod rrclients;
 pub mod rrfib;
 pub mod throughput;
+pub mod vxlan;
 
 use std::path::PathBuf;
 use std::time::Duration;

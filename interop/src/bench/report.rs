@@ -37,6 +37,8 @@ pub struct Results {
     pub bfd: Vec<crate::bench::bfd::Row>,
     /// New pod → outside connections per second: ipipd's NAT and one masquerade rule.
     pub nat: Vec<crate::bench::nat::Row>,
+    /// Pod-to-pod TCP throughput and CPU per GB: VXLAN and no encapsulation.
+    pub vxlan: Vec<crate::bench::vxlan::Row>,
     /// Parts that failed, with why.
     pub errors: Vec<String>,
     pub duration_s: f64,
@@ -607,6 +609,7 @@ impl Results {
         self.mesh_table(&mut out);
         self.cni_table(&mut out);
         self.nat_table(&mut out);
+        super::vxlan::markdown(&self.vxlan, &mut out);
         self.datastore_table(&mut out);
         self.bfd_table(&mut out);
         self.goals(&mut out);

@@ -21,11 +21,11 @@ struct Cli {
     /// A few-minute smoke run: small sizes, one run each, short idle window.
     #[arg(long)]
     quick: bool,
-    /// Which parts: throughput, rr-fib, rr-clients, fib, converge, mesh, cni, nat, datastore, bfd.
+    /// Which parts: throughput, rr-fib, rr-clients, fib, converge, mesh, cni, nat, vxlan, datastore, bfd.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,rr-fib,rr-clients,fib,converge,mesh,cni,nat,datastore,bfd"
+        default_value = "throughput,rr-fib,rr-clients,fib,converge,mesh,cni,nat,vxlan,datastore,bfd"
     )]
     only: Vec<String>,
     /// Throughput sizes, SENDERSxPREFIXES.
@@ -82,6 +82,12 @@ struct Cli {
     /// Outbound NAT: runs per target (alternating).
     #[arg(long, default_value_t = 7)]
     nat_runs: usize,
+    /// Pod-to-pod throughput (`vxlan`): seconds of iperf3 per run.
+    #[arg(long, default_value_t = 5)]
+    tput_seconds: u64,
+    /// Pod-to-pod throughput: runs per set-up (alternating).
+    #[arg(long, default_value_t = 7)]
+    tput_runs: usize,
     /// etcd datastore: nodes in the cluster.
     #[arg(long, default_value_t = 50)]
     ds_nodes: usize,
@@ -124,7 +130,7 @@ struct Cli {
 }
 
 /// Every part, in the order they run.
-const PARTS: [&str; 9] = [
+const PARTS: [&str; 10] = [
     "throughput",
     "rr-clients",
     "fib",
@@ -132,6 +138,7 @@ const PARTS: [&str; 9] = [
     "mesh",
     "cni",
     "nat",
+    "vxlan",
     "datastore",
     "bfd",
 ];
@@ -362,6 +369,8 @@ fn main() -> ExitCode {
         cli.cni_runs = 1;
         cli.nat_connections = 500;
         cli.nat_runs = 3;
+        cli.tput_seconds = 2;
+        cli.tput_runs = 3;
         cli.ds_nodes = 10;
         cli.ds_joins = 2;
         cli.ds_idle = 10;
@@ -460,6 +469,16 @@ fn main() -> ExitCode {
         match interop::bench::nat::run(&cli.ipipd, cli.nat_connections, cli.nat_runs) {
             Ok(rows) => r.nat = rows,
             Err(e) => r.errors.push(format!("nat: {e:#}")),
+        }
+    }
+    if part("vxlan") {
+        eprintln!(
+            "pod-to-pod throughput, VXLAN and no encapsulation: {} s a run, {} runs a set-up",
+            cli.tput_seconds, cli.tput_runs
+        );
+        match interop::bench::vxlan::run(&cli.ipipd, cli.tput_seconds, cli.tput_runs) {
+            Ok(rows) => r.vxlan = rows,
+            Err(e) => r.errors.push(format!("vxlan: {e:#}")),
         }
     }
     if part("datastore") {
