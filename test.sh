@@ -108,7 +108,7 @@ tier_interop() {
 }
 
 tier_dataplane() {
-    log "dataplane: the seed scenario in a VM with real IPIP"
+    log "dataplane: the seed scenario in a VM with real IPIP and VXLAN"
     cargo build --release -q
     interop/vm/all.sh
 }

@@ -11,7 +11,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 if [[ $# -eq 0 ]]; then
     # ipip-smoke needs no ipipd; the others drive it.
-    set -- ipip-smoke seed restarts cross-subnet route-reflector bird-reflector node-dies \
+    set -- ipip-smoke seed vxlan restarts cross-subnet route-reflector bird-reflector node-dies \
         node-dies-bfd restarts-bfd
 fi
 
