@@ -97,28 +97,7 @@ fn pod_on(node: &Netns, i: usize, addr: &str) -> Netns {
     veth(node, &host_end, &pod, "eth0");
     node.sysctl(&format!("net.ipv4.conf.{host_end}.proxy_arp"), "1")
         .expect("proxy_arp");
-    pod.ip(&["addr", "add", &format!("{addr}/32"), "dev", "eth0"])
-        .expect("addr");
-    pod.ip(&[
-        "route",
-        "add",
-        "169.254.1.1",
-        "dev",
-        "eth0",
-        "scope",
-        "link",
-    ])
-    .expect("route");
-    pod.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "169.254.1.1",
-        "dev",
-        "eth0",
-    ])
-    .expect("route");
+    pod.wire_pod(addr).expect("pod addresses and routes");
     pod
 }
 

@@ -227,6 +227,31 @@ impl Netns {
         self.veth("tunl0", "tunl0-peer")
     }
 
+    /// A pod's side as the CNI plugin wires it: `addr`/32 on `eth0`, the gateway
+    /// 169.254.1.1 on the link and the default route through it.
+    pub fn wire_pod(&self, addr: &str) -> Result<()> {
+        self.ip(&["addr", "add", &format!("{addr}/32"), "dev", "eth0"])?;
+        self.ip(&[
+            "route",
+            "add",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ])?;
+        self.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+        ])?;
+        Ok(())
+    }
+
     /// `ip route show proto bgp` in this namespace (empty on error).
     pub fn bgp_routes(&self) -> String {
         self.ip(&["route", "show", "proto", "bgp"])

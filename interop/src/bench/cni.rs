@@ -159,17 +159,7 @@ pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) ->
     node.ip(&["link", "set", "eth0", "up"])?;
     node.ip(&["link", "set", "eth0p", "up"])?;
     node.ip(&["route", "add", "default", "dev", "eth0"])?;
-    node.ip(&[
-        "link",
-        "add",
-        "tunl0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "tunl0-peer",
-    ])?;
-    node.ip(&["link", "set", "tunl0-peer", "up"])?;
+    node.add_standin_tunl0()?;
     let config = NodeConfig::bare("172.29.250.1", &["101.70.0.0/26", "101.70.0.64/26"])
         .name("bench")
         .pools(&["101.64.0.0/10"])

@@ -95,17 +95,7 @@ pub fn run(ipipd_bin: &Path, connections: usize, runs: usize) -> Result<Vec<Row>
     let node = Netns::new("natb")?;
     let pod = Netns::new("natbp")?;
     let outside = Netns::new("natbo")?;
-    node.ip(&[
-        "link",
-        "add",
-        "tunl0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "tunl0-peer",
-    ])?;
-    node.ip(&["link", "set", "tunl0-peer", "up"])?;
+    node.add_standin_tunl0()?;
     for (peer, here) in [(&pod, "calinatb0"), (&outside, "out0")] {
         node.ip(&[
             "link", "add", here, "type", "veth", "peer", "name", "eth0", "netns", &peer.name,
@@ -119,25 +109,7 @@ pub fn run(ipipd_bin: &Path, connections: usize, runs: usize) -> Result<Vec<Row>
     node.ip(&["route", "add", "default", "dev", "out0"])?;
     node.sysctl("net.ipv4.conf.calinatb0.proxy_arp", "1")?;
     outside.ip(&["addr", "add", &format!("{OUTSIDE}/24"), "dev", "eth0"])?;
-    pod.ip(&["addr", "add", &format!("{POD}/32"), "dev", "eth0"])?;
-    pod.ip(&[
-        "route",
-        "add",
-        "169.254.1.1",
-        "dev",
-        "eth0",
-        "scope",
-        "link",
-    ])?;
-    pod.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "169.254.1.1",
-        "dev",
-        "eth0",
-    ])?;
+    pod.wire_pod(POD)?;
 
     let daemon = std::env::var_os("IPIPD_BIN");
     std::env::set_var("IPIPD_BIN", ipipd_bin);

@@ -128,25 +128,7 @@ impl World {
             node.ip(&["link", "set", host_end, "mtu", &m, "up"])?;
             node.sysctl(&format!("net.ipv4.conf.{host_end}.proxy_arp"), "1")?;
             pod.ip(&["link", "set", "eth0", "mtu", &m, "up"])?;
-            pod.ip(&["addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
-            pod.ip(&[
-                "route",
-                "add",
-                "169.254.1.1",
-                "dev",
-                "eth0",
-                "scope",
-                "link",
-            ])?;
-            pod.ip(&[
-                "route",
-                "add",
-                "default",
-                "via",
-                "169.254.1.1",
-                "dev",
-                "eth0",
-            ])?;
+            pod.wire_pod(ip)?;
             pods.push(pod);
         }
         Ok(World {
