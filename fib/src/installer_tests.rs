@@ -66,7 +66,7 @@ async fn eventually_installed(
     }
 }
 
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+pub(super) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while !check() {
         assert!(

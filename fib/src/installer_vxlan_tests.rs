@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::tests::eventually;
 use super::*;
 use crate::vtep::{vtep_mac, FdbEntry, NeighEntry, VtepOp, VtepTable};
 use crate::{MemFib, MemHandle, NextHop, RouteKind, Underlay, Vxlan};
@@ -69,17 +70,6 @@ fn entries(nodes: &[&str]) -> VtepTable {
                 permanent: true,
             })
             .collect(),
-    }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
