@@ -27,12 +27,17 @@ struct Cluster {
 }
 
 fn start(n: usize, pool: &str) -> Result<Cluster> {
+    start_with(n, |endpoints| cluster_config(endpoints, pool, None))
+}
+
+/// `n` nodes from one file that `config` writes, given etcd's endpoints.
+fn start_with(n: usize, config: impl Fn(&[String]) -> String) -> Result<Cluster> {
     require_root();
     let mut lan = Lan::new()?;
     let etcd = EtcdCluster::start(&mut lan, &ETCD)?;
     let dir = TempDir::new("dscfg")?;
     let path = dir.join("ipipd.toml");
-    std::fs::write(&path, cluster_config(&etcd.endpoints(), pool, None))?;
+    std::fs::write(&path, config(&etcd.endpoints()))?;
     let mut nodes = Vec::new();
     for i in 0..n {
         nodes.push(Node::start(
@@ -720,3 +725,5 @@ fn nodes_reach_etcd_over_tls_with_client_certificates() -> Result<()> {
 
 #[path = "datastore_etcd/ipam.rs"]
 mod ipam;
+#[path = "datastore_etcd/borrow.rs"]
+mod borrow;

@@ -26,7 +26,7 @@ pub(super) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn refused(kind: IpamErrorKind, message: String) -> Response {
+pub(super) fn refused(kind: IpamErrorKind, message: String) -> Response {
     Response::IpamError { kind, message }
 }
 
@@ -101,6 +101,13 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
         attr: &Attribute,
     ) -> Result<Held, Response> {
         for _ in 0..=MAX_CLAIMS {
+            if self.at_block_limit() {
+                return self.borrow_or(c, family, attr, format!(
+                    "no free {family} address in the node's {} blocks, and ipam.max_blocks_per_node = {} allows no more",
+                    self.own.len(),
+                    self.file.ipam.max_blocks_per_node
+                )).await;
+            }
             for block in self.pods.open_blocks_of(family) {
                 let pods = &self.pods;
                 match c.ds.allocate(&block, attr, |ip| pods.is_held(ip)).await {
@@ -120,10 +127,10 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
             else {
                 break;
             };
-            let block = c
-                .claim(&self.file, &pool)
-                .await
-                .map_err(|m| refused(IpamErrorKind::Exhausted, m))?;
+            let block = match c.claim(&self.file, &pool).await {
+                Ok(b) => b,
+                Err(m) => return self.borrow_or(c, family, attr, m).await,
+            };
             let mut own = self.own.clone();
             if !own.contains(&block) {
                 own.push(block);
@@ -220,12 +227,16 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
         }
     }
 
-    /// The block (own, or with an allocation record) that holds `ip`.
+    /// The block (own, with an allocation record, or another node's: a borrowed
+    /// address in a record the last read did not have yet) that holds `ip`.
     pub(super) fn block_of(&self, ip: &IpAddr) -> Option<IpNet> {
-        let recorded = self
-            .snap
-            .as_ref()
-            .and_then(|s| s.allocations.keys().find(|b| b.contains(ip)).copied());
+        let recorded = self.snap.as_ref().and_then(|s| {
+            s.allocations
+                .keys()
+                .chain(s.blocks.keys())
+                .find(|b| b.contains(ip))
+                .copied()
+        });
         self.own
             .iter()
             .find(|b| b.contains(ip))
@@ -525,7 +536,7 @@ pub(super) fn in_use(ip: IpAddr, by: &str) -> Response {
     )
 }
 
-fn unrecorded(e: &datastore::Error) -> Response {
+pub(super) fn unrecorded(e: &datastore::Error) -> Response {
     refused(
         IpamErrorKind::Storage,
         format!("cannot record the allocation in the datastore ({e}); nothing was allocated"),
