@@ -145,7 +145,9 @@ pub(crate) fn validate(
         let r = raw.ipam.unwrap_or_default();
         let d = IpamSettings::default();
         IpamSettings {
-            strict_affinity: r.strict_affinity.map_or(d.strict_affinity, |v| v.into_inner()),
+            strict_affinity: r
+                .strict_affinity
+                .map_or(d.strict_affinity, |v| v.into_inner()),
             max_blocks_per_node: r
                 .max_blocks_per_node
                 .map_or(d.max_blocks_per_node, |v| v.into_inner()),

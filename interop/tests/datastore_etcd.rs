@@ -723,7 +723,7 @@ fn nodes_reach_etcd_over_tls_with_client_certificates() -> Result<()> {
     Ok(())
 }
 
-#[path = "datastore_etcd/ipam.rs"]
-mod ipam;
 #[path = "datastore_etcd/borrow.rs"]
 mod borrow;
+#[path = "datastore_etcd/ipam.rs"]
+mod ipam;

@@ -479,12 +479,12 @@ fn list(blocks: &[IpNet]) -> String {
     names.join(", ")
 }
 
+#[path = "owner_borrow.rs"]
+mod borrow;
 #[path = "owner_ipam.rs"]
 mod ipam_ds;
 #[path = "owner_live.rs"]
 mod live;
-#[path = "owner_borrow.rs"]
-mod borrow;
 
 #[cfg(test)]
 #[path = "owner_tests.rs"]

@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 
 use api::protocol::{IpamErrorKind, Response};
-use datastore::{Attribute, BlockState, Held, Kv};
+use datastore::{Attribute, BlockState, Held, Kv, Snapshot};
 use ipam::Family;
 use ipnet::IpNet;
 
@@ -43,9 +43,22 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
                 format!("{why}; ipam.strict_affinity = true: no address is borrowed from another node's block"),
             ));
         }
-        for (block, owner) in self.lenders(family, &c.name) {
+        // A fresh read: the last one applied may predate the other nodes' claims and
+        // pods (borrowing is rare; one more read of the store is cheap next to a failure).
+        let snap = match c.ds.snapshot().await {
+            Ok(s) => s,
+            Err(e) => {
+                c.note_error(&e);
+                return Err(unrecorded(&e));
+            }
+        };
+        for (block, owner) in self.lenders(&snap, family, &c.name) {
             let pods = &self.pods;
-            match c.ds.borrow(&block, &owner, attr, |ip| pods.is_held(ip)).await {
+            match c
+                .ds
+                .borrow(&block, &owner, attr, |ip| pods.is_held(ip))
+                .await
+            {
                 Ok(Some(h)) => {
                     tracing::info!(address = %h.address, %block, %owner, handle = %attr.handle, "address borrowed from another node's block");
                     return Ok(h);
@@ -64,11 +77,8 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
     }
 
     /// Other nodes' confirmed blocks in pools open to this node that have a free
-    /// address, as of the last read, the freest first.
-    fn lenders(&self, family: Family, me: &str) -> Vec<(IpNet, String)> {
-        let Some(snap) = &self.snap else {
-            return Vec::new();
-        };
+    /// address, as of `snap`, the freest first.
+    fn lenders(&self, snap: &Snapshot, family: Family, me: &str) -> Vec<(IpNet, String)> {
         let open: Vec<IpNet> = self.file.open_pools().map(|p| p.cidr).collect();
         let mut found: Vec<(usize, IpNet, String)> = snap
             .blocks

@@ -101,13 +101,6 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
         attr: &Attribute,
     ) -> Result<Held, Response> {
         for _ in 0..=MAX_CLAIMS {
-            if self.at_block_limit() {
-                return self.borrow_or(c, family, attr, format!(
-                    "no free {family} address in the node's {} blocks, and ipam.max_blocks_per_node = {} allows no more",
-                    self.own.len(),
-                    self.file.ipam.max_blocks_per_node
-                )).await;
-            }
             for block in self.pods.open_blocks_of(family) {
                 let pods = &self.pods;
                 match c.ds.allocate(&block, attr, |ip| pods.is_held(ip)).await {
@@ -127,6 +120,14 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
             else {
                 break;
             };
+            if self.at_block_limit() {
+                let why = format!(
+                    "no free {family} address in the node's {} blocks, and ipam.max_blocks_per_node = {} allows no more",
+                    self.own.len(),
+                    self.file.ipam.max_blocks_per_node
+                );
+                return self.borrow_or(c, family, attr, why).await;
+            }
             let block = match c.claim(&self.file, &pool).await {
                 Ok(b) => b,
                 Err(m) => return self.borrow_or(c, family, attr, m).await,

@@ -163,13 +163,14 @@ fn check(nodes: &[Node], kv: &MemoryKv) -> Result<(), String> {
                 }
                 let recorded = store.iter().any(|(k, v)| {
                     k.starts_with(&format!("{PREFIX}/ipam/"))
-                        && serde_json::from_str::<datastore::AllocationBlock>(v).is_ok_and(|r| {
-                            r.holder(&ip).is_some_and(|a| &a.node == name)
-                        })
+                        && serde_json::from_str::<datastore::AllocationBlock>(v)
+                            .is_ok_and(|r| r.holder(&ip).is_some_and(|a| &a.node == name))
                 });
                 let block_kept = store.iter().any(|(k, v)| {
                     k.starts_with(&format!("{PREFIX}/blocks/"))
-                        && k.rsplit('/').next().and_then(datastore::model::parse_block_id)
+                        && k.rsplit('/')
+                            .next()
+                            .and_then(datastore::model::parse_block_id)
                             .is_some_and(|b| b.contains(&ip))
                         && !v.is_empty()
                 });
@@ -514,8 +515,18 @@ fn a_node_at_its_block_limit_borrows_and_the_lending_block_is_kept_until_freed()
         vec![Step::Settle(50)],
         // n1's pod in its second block goes: only n0's borrowed address is left there.
         vec![Step::DelPod(1, 4)],
-        vec![Step::Settle(50), Step::Read(1), Step::Settle(50), Step::Release(1)],
-        vec![Step::Settle(50), Step::Read(0), Step::Read(1), Step::Settle(50)],
+        vec![
+            Step::Settle(50),
+            Step::Read(1),
+            Step::Settle(50),
+            Step::Release(1),
+        ],
+        vec![
+            Step::Settle(50),
+            Step::Read(0),
+            Step::Read(1),
+            Step::Settle(50),
+        ],
     ]
     .concat();
     let dirs = Dirs::new();
@@ -525,7 +536,12 @@ fn a_node_at_its_block_limit_borrows_and_the_lending_block_is_kept_until_freed()
     };
     let (n0, n1) = (&states[0], &states[1]);
     assert_eq!(n0.own_blocks().len(), 2, "{:?}", n0.own_blocks());
-    assert_eq!(n0.borrowed.len(), 1, "n0's eighth pod borrows: {:?}", n0.workload_list);
+    assert_eq!(
+        n0.borrowed.len(),
+        1,
+        "n0's eighth pod borrows: {:?}",
+        n0.workload_list
+    );
     let lent = n0.borrowed[0];
     assert!(
         n1.own_blocks().iter().any(|b| b.contains(&lent)),
@@ -543,8 +559,18 @@ fn a_node_at_its_block_limit_borrows_and_the_lending_block_is_kept_until_freed()
     let phase2 = [
         phase1,
         vec![Step::DelPod(0, 12)],
-        vec![Step::Settle(50), Step::Read(1), Step::Settle(50), Step::Release(1)],
-        vec![Step::Settle(50), Step::Read(0), Step::Read(1), Step::Settle(50)],
+        vec![
+            Step::Settle(50),
+            Step::Read(1),
+            Step::Settle(50),
+            Step::Release(1),
+        ],
+        vec![
+            Step::Settle(50),
+            Step::Read(0),
+            Step::Read(1),
+            Step::Settle(50),
+        ],
     ]
     .concat();
     let states = match run_steps(config_limited, &dirs, phase2, Vec::new()) {

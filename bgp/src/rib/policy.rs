@@ -56,9 +56,7 @@ impl PolicyConfig {
     fn overlaps_own(&self, prefix: &IpNet) -> bool {
         let host = |n: &IpNet| n.prefix_len() == n.max_prefix_len();
         self.own_blocks.iter().any(|b| {
-            b == prefix
-                || (b.contains(prefix) && !host(prefix))
-                || (prefix.contains(b) && !host(b))
+            b == prefix || (b.contains(prefix) && !host(prefix)) || (prefix.contains(b) && !host(b))
         })
     }
 

@@ -33,9 +33,9 @@ impl<K: Kv> Datastore<K> {
                 .read_key(&block_key)
                 .await?
                 .and_then(|s| s.blocks.get(block).cloned());
-            let Some(b) = found.filter(|b| {
-                b.record.node == owner && b.record.state == BlockState::Confirmed
-            }) else {
+            let Some(b) =
+                found.filter(|b| b.record.node == owner && b.record.state == BlockState::Confirmed)
+            else {
                 return Ok(None);
             };
             let (mut record, rev) = self.allocations(block).await?;

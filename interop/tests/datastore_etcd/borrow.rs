@@ -61,7 +61,9 @@ fn wait_routed_to_borrower(c: &Cluster, ip: &str, block: &str, owner: usize) -> 
     })?;
     for i in 1..c.nodes.len() {
         wait_host_route(c, i, ip, |l| {
-            l.starts_with(&format!("{ip} via ")) && l.contains(&format!("dev {DEV}")) && l.contains("onlink")
+            l.starts_with(&format!("{ip} via "))
+                && l.contains(&format!("dev {DEV}"))
+                && l.contains("onlink")
         })?;
     }
     let o = c.nodes.get(owner).context("owner")?;
@@ -71,7 +73,8 @@ fn wait_routed_to_borrower(c: &Cluster, ip: &str, block: &str, owner: usize) -> 
 
 fn address(out: &interop::cni::Outcome, what: &str) -> Result<String> {
     ensure!(out.ok(), "{what}: {} {}", out.stdout, out.stderr);
-    out.address().with_context(|| format!("{what}: no address in {}", out.stdout))
+    out.address()
+        .with_context(|| format!("{what}: no address in {}", out.stdout))
 }
 
 #[test]
@@ -112,9 +115,9 @@ fn a_full_pool_lends_addresses_announced_as_host_routes() -> Result<()> {
         .context("owner")?;
     let shown = c.nodes[0].blocks()?;
     ensure!(
-        shown
-            .iter()
-            .any(|b| b.block == format!("{ip}/32") && b.borrowed && b.node.as_deref() == Some(owner.as_str())),
+        shown.iter().any(|b| b.block == format!("{ip}/32")
+            && b.borrowed
+            && b.node.as_deref() == Some(owner.as_str())),
         "show blocks on node-0 lists no borrowed {ip}/32: {shown:?}"
     );
     wait_routed_to_borrower(&c, &ip, block, owner_i)?;
