@@ -210,7 +210,10 @@ fn eight_nodes_race_for_four_blocks() -> Result<()> {
         }
     }
     c.pods.extend(pods);
-    ensure!(ok == 4, "{ok} pods got an address, 4 blocks exist");
+    // Four win a block each. A loser borrows from a winner's block once that block is
+    // confirmed (ipam.strict_affinity = false); one that finds every block still pending
+    // gets code 11.
+    ensure!(ok >= 4, "{ok} pods got an address, 4 blocks exist");
     let blocks = c.etcd_blocks()?;
     ensure!(blocks.len() == 4, "{blocks:?}");
     let owners: BTreeSet<&String> = blocks.values().collect();
@@ -222,7 +225,7 @@ fn eight_nodes_race_for_four_blocks() -> Result<()> {
                 .blocks()
                 .ok()?
                 .into_iter()
-                .filter(|b| b.state == "confirmed")
+                .filter(|b| b.state == "confirmed" && !b.borrowed)
                 .map(|b| (b.block, b.node.unwrap_or_default()))
                 .collect();
             (view == blocks).then_some(())
