@@ -208,6 +208,10 @@ pub struct BlockJson {
     pub state: String,
     /// The next hop (the owner's node address) of a learned block.
     pub next_hop: Option<IpAddr>,
+    /// A `/32` (`/128`) row: an address this node's pod borrowed from another node's
+    /// block (`node` names that block's owner).
+    #[serde(default)]
+    pub borrowed: bool,
 }
 
 /// One element of `pool list --json`.

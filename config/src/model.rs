@@ -47,6 +47,7 @@ pub struct Config {
     pub metrics: Metrics,
     pub datastore: Datastore,
     pub bfd: Bfd,
+    pub ipam: IpamSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -219,6 +220,24 @@ pub struct Kernel {
     /// false: compute routes but never write the FIB (benchmarks).
     pub install: bool,
     pub flush_on_stop: bool,
+}
+
+/// `[ipam]`: how a node gets addresses once its blocks are full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IpamSettings {
+    /// A node uses only its own blocks: no address borrowed from another node's block.
+    pub strict_affinity: bool,
+    /// Most blocks a node claims (Calico's `maxBlocksPerHost`); 0: no limit.
+    pub max_blocks_per_node: u32,
+}
+
+impl Default for IpamSettings {
+    fn default() -> IpamSettings {
+        IpamSettings {
+            strict_affinity: false,
+            max_blocks_per_node: 20,
+        }
+    }
 }
 
 /// Prometheus metrics: off unless `listen` is set.

@@ -131,7 +131,7 @@ pub(crate) fn deserialize(text: &str, sink: &mut Sink<'_>) -> Option<(RawConfig,
 }
 
 /// The top-level keys that hold one table each; `peer` and `pool` hold arrays of them.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "node",
     "cluster",
     "bgp",
@@ -142,6 +142,7 @@ const SECTIONS: [&str; 10] = [
     "metrics",
     "datastore",
     "bfd",
+    "ipam",
 ];
 
 /// Checks the shape of the top level before serde, which would read `[[node]]` as a

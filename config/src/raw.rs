@@ -27,6 +27,7 @@ pub(crate) struct RawConfig {
     pub metrics: Option<RawMetrics>,
     pub datastore: Option<RawDatastore>,
     pub bfd: Option<RawBfd>,
+    pub ipam: Option<RawIpam>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +124,13 @@ pub(crate) struct RawKernel {
 pub(crate) struct RawControl {
     pub socket: Opt<String>,
     pub state_dir: Opt<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIpam {
+    pub strict_affinity: Opt<bool>,
+    pub max_blocks_per_node: Opt<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

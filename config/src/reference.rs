@@ -305,6 +305,18 @@ pub const TABLES: &[Table] = &[
         ],
     },
     Table {
+        name: "ipam",
+        array: false,
+        commented: false,
+        about: "How a node gets addresses once its blocks are full (datastore mode).",
+        keys: &[
+            set("strict_affinity", Value("false"), "false", Applied,
+                "A node uses only its own blocks. `false` (as Calico): a node whose blocks are full and that can claim no block borrows a free address from another node's block and announces its /32."),
+            set("max_blocks_per_node", Value("20"), "20", Applied,
+                "Most blocks a node claims (Calico's `maxBlocksPerHost`); 0: no limit."),
+        ],
+    },
+    Table {
         name: "bfd",
         array: false,
         commented: false,
@@ -329,7 +341,7 @@ pub const TABLES: &[Table] = &[
             opt("socket", Value("\"/run/ipipd/ipipd.sock\""), "\"/run/ipipd/ipipd.sock\"", Restart,
                 "Control socket (mode 0660). IPIPD_SOCKET or --socket overrides it."),
             opt("state_dir", Value("\"/var/lib/ipipd\""), "\"/var/lib/ipipd\"", Restart,
-                "Persisted workloads, the IPAM record (`ipam.json`) and restart state. IPIPD_STATE_DIR or --state-dir overrides it."),
+                "Persisted workloads, the IPAM record (`state_dir/ipam.json`) and restart state. IPIPD_STATE_DIR or --state-dir overrides it."),
         ],
     },
     Table {

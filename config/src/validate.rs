@@ -141,6 +141,18 @@ pub(crate) fn validate(
     }
     let metrics = metrics(&raw.metrics.unwrap_or_default(), sink);
     let bfd = bfd(&raw.bfd.unwrap_or_default(), sink);
+    let ipam = {
+        let r = raw.ipam.unwrap_or_default();
+        let d = IpamSettings::default();
+        IpamSettings {
+            strict_affinity: r
+                .strict_affinity
+                .map_or(d.strict_affinity, |v| v.into_inner()),
+            max_blocks_per_node: r
+                .max_blocks_per_node
+                .map_or(d.max_blocks_per_node, |v| v.into_inner()),
+        }
+    };
 
     if sink.has_errors() {
         return None;
@@ -165,6 +177,7 @@ pub(crate) fn validate(
         metrics,
         datastore,
         bfd,
+        ipam,
     })
 }
 

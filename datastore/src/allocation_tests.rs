@@ -87,3 +87,50 @@ fn the_store_refuses_a_stale_release() {
         assert!(matches!(ds.free(&block(), &new, "p1").await, Ok(Ok(true))));
     });
 }
+
+/// A borrowed address keeps its block: the owner's release stops short of deleting a
+/// record that lends an address, and a block its owner is releasing lends nothing.
+#[test]
+fn a_lent_address_keeps_its_block_and_a_releasing_block_lends_nothing() {
+    runtime().block_on(async {
+        let ds = Datastore::new(MemoryKv::new(), "/t");
+        let b = block();
+        assert_eq!(ds.claim_block("node-0", &b).await.ok(), Some(true));
+        let mut borrower = attr("p1");
+        borrower.node = "node-1".into();
+        let lent = ds
+            .borrow(&b, "node-0", &borrower, |_| false)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("a confirmed block with room lends"));
+        assert_eq!(
+            ds.borrow(&b, "node-1", &borrower, |_| false).await.ok(),
+            Some(None),
+            "only the block's owner's block lends"
+        );
+        // The owner's release: step one refuses, and step two refuses too when it
+        // was reached before the address was lent.
+        assert_eq!(ds.mark_releasing("node-0", &b).await.ok(), Some(None));
+        let snap = ds.snapshot().await.unwrap_or_else(|e| panic!("{e}"));
+        let rev = snap.blocks[&b].mod_revision;
+        assert_eq!(ds.finish_release("node-0", &b, rev).await.ok(), Some(false));
+        let (record, _) = ds.allocations(&b).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            record.holder(&lent.address).map(|a| a.node.as_str()),
+            Some("node-1")
+        );
+        // Freed: the block is empty, releasing, and lends nothing any more.
+        assert_eq!(ds.free(&b, &lent, "p1").await.ok(), Some(Ok(true)));
+        let rev = ds
+            .mark_releasing("node-0", &b)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("an empty block can be released"));
+        assert_eq!(
+            ds.borrow(&b, "node-0", &borrower, |_| false).await.ok(),
+            Some(None),
+            "a releasing block lends nothing"
+        );
+        assert_eq!(ds.finish_release("node-0", &b, rev).await.ok(), Some(true));
+    });
+}

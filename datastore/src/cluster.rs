@@ -14,6 +14,7 @@
 //! The guarantee is per node: claims of one node are serialized by the caller.
 
 mod allocations;
+mod borrow;
 mod settle;
 
 use std::collections::BTreeSet;
@@ -378,11 +379,23 @@ impl<K: Kv> Datastore<K> {
     /// Step two: block and affinity deleted, if the block is as step one left it.
     /// A block gone already counts as released (an earlier call whose answer was
     /// lost, `node remove`): every deletion of a block deletes its affinity with it.
+    /// A record that holds an address (one borrowed by another node after step one
+    /// read it) keeps the block: the release waits, it never takes a live pod's address.
     pub async fn finish_release(&self, node: &str, net: &IpNet, rev: i64) -> Result<bool, Error> {
         let key = self.keys.block(net);
+        let (record, alloc_rev) = self.allocations(net).await?;
+        if !record.is_empty() {
+            return Ok(false);
+        }
+        let alloc_key = self.keys.allocation(net);
+        let unchanged = if alloc_rev == 0 {
+            Compare::Version(alloc_key, 0)
+        } else {
+            Compare::ModRevision(alloc_key, alloc_rev)
+        };
         let deleted = self
             .txn_settled(
-                vec![Compare::ModRevision(key.clone(), rev)],
+                vec![Compare::ModRevision(key.clone(), rev), unchanged],
                 vec![
                     Op::Delete(key.clone()),
                     Op::Delete(self.keys.affinity(node, net)),

@@ -329,8 +329,18 @@ impl EtcdCluster {
 /// The one configuration file every node of a test cluster runs from: no node name,
 /// address or blocks (they come from the environment and the datastore).
 pub fn cluster_config(endpoints: &[String], pool: &str, tls: Option<&Tls>) -> String {
+    cluster_config_sized(endpoints, pool, 26, tls)
+}
+
+/// [`cluster_config`] with blocks of `block_size`.
+pub fn cluster_config_sized(
+    endpoints: &[String],
+    pool: &str,
+    block_size: u8,
+    tls: Option<&Tls>,
+) -> String {
     let mut c = NodeConfig::default().asn(64512).pools(&[pool]);
-    c.cluster.block_size = Some(26);
+    c.cluster.block_size = Some(block_size);
     c.bgp.connect_retry_time = Some(1);
     c.datastore = Some(Datastore {
         kind: Some("etcd".to_owned()),

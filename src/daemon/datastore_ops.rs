@@ -70,7 +70,21 @@ impl Daemon {
     pub(super) fn cluster_blocks(&self, c: &Cluster) -> Vec<BlockJson> {
         let snap = c.view.load();
         let state = self.state.load();
-        snap.blocks
+        let borrowed = state.borrowed.iter().filter_map(|ip| {
+            let b = snap.blocks.values().find(|b| b.net.contains(ip))?;
+            Some(BlockJson {
+                block: ipnet::IpNet::from(*ip).to_string(),
+                node: Some(b.record.node.clone()),
+                local: true,
+                allocated: Some(1),
+                capacity: Some(1),
+                state: b.record.state.name().to_owned(),
+                next_hop: None,
+                borrowed: true,
+            })
+        });
+        let blocks: Vec<BlockJson> = snap
+            .blocks
             .values()
             .map(|b| {
                 let local = b.record.node == c.name;
@@ -89,9 +103,11 @@ impl Daemon {
                             .get(&b.record.node)
                             .map(|n| std::net::IpAddr::V4(n.address))
                     },
+                    borrowed: false,
                 }
             })
-            .collect()
+            .collect();
+        blocks.into_iter().chain(borrowed).collect()
     }
 
     pub(super) async fn node_remove(&self, name: &str) -> Response {

@@ -126,7 +126,10 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
     } else {
         None
     };
-    let speaker = Speaker::start(settings::speaker(&cfg, restart), state.neighbors.clone())
+    let mut speaker_settings = settings::speaker(&cfg, restart);
+    // Borrowed addresses taken up from the datastore are announced from the start.
+    speaker_settings.own_blocks = state.announced();
+    let speaker = Speaker::start(speaker_settings, state.neighbors.clone())
         .await
         .context("starting the BGP speaker")?;
     tracing::info!(node = %cfg.node.name, address = %cfg.node.address, blocks = ?cfg.node.blocks, tunnel = ?state.tunnel, restart, "ipipd started");
@@ -195,11 +198,8 @@ impl owner::Outputs for Publisher {
         if old.neighbors != new.neighbors {
             daemon.speaker.set_neighbors(new.neighbors.clone()).await;
         }
-        if old.own_blocks() != new.own_blocks() {
-            daemon
-                .speaker
-                .set_own_blocks(new.own_blocks().to_vec())
-                .await;
+        if old.announced() != new.announced() {
+            daemon.speaker.set_own_blocks(new.announced()).await;
         }
         if old.bfd != new.bfd {
             daemon.set_bfd(&new);

@@ -44,6 +44,9 @@ pub struct NodeState {
     pub block_use: BTreeMap<IpNet, (u64, u64)>,
     /// Pod addresses in use.
     pub allocated: u64,
+    /// Addresses of this node's pods in other nodes' blocks (borrowed): each is
+    /// announced as a /32 next to the own blocks.
+    pub borrowed: Vec<IpAddr>,
     /// The datastore's last read that was applied, with when it started (datastore mode).
     pub datastore: Option<Arc<Snapshot>>,
 }
@@ -51,6 +54,15 @@ pub struct NodeState {
 impl NodeState {
     pub fn own_blocks(&self) -> &[IpNet] {
         &self.config.node.blocks
+    }
+
+    /// What the speaker originates: own blocks, and a host route per borrowed address
+    /// (never blackholed: the FIB gets the own blocks only, and routes a borrowed
+    /// address to its pod like any other).
+    pub fn announced(&self) -> Vec<IpNet> {
+        let mut out = self.own_blocks().to_vec();
+        out.extend(self.borrowed.iter().map(|ip| IpNet::from(*ip)));
+        out
     }
 }
 

@@ -77,6 +77,7 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
             workload_list: Vec::new(),
             block_use: BTreeMap::new(),
             allocated: 0,
+            borrowed: Vec::new(),
             datastore: None,
         });
         let mut owner = Owner {
@@ -218,6 +219,7 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
             workload_list,
             block_use,
             allocated: self.pods.allocated() as u64,
+            borrowed: self.borrowed(),
             datastore: self.snap.clone(),
         }
     }
@@ -456,7 +458,7 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
         self.empty_since.retain(|b, _| self.own.contains(b));
         let mut out = Vec::new();
         for b in &self.own {
-            if self.pods.allocated_in(b) > 0 {
+            if self.pods.allocated_in(b) > 0 || self.lent(b) {
                 self.empty_since.remove(b);
                 continue;
             }
@@ -477,6 +479,8 @@ fn list(blocks: &[IpNet]) -> String {
     names.join(", ")
 }
 
+#[path = "owner_borrow.rs"]
+mod borrow;
 #[path = "owner_ipam.rs"]
 mod ipam_ds;
 #[path = "owner_live.rs"]

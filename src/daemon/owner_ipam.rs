@@ -26,7 +26,7 @@ pub(super) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn refused(kind: IpamErrorKind, message: String) -> Response {
+pub(super) fn refused(kind: IpamErrorKind, message: String) -> Response {
     Response::IpamError { kind, message }
 }
 
@@ -120,10 +120,18 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
             else {
                 break;
             };
-            let block = c
-                .claim(&self.file, &pool)
-                .await
-                .map_err(|m| refused(IpamErrorKind::Exhausted, m))?;
+            if self.at_block_limit() {
+                let why = format!(
+                    "no free {family} address in the node's {} blocks, and ipam.max_blocks_per_node = {} allows no more",
+                    self.own.len(),
+                    self.file.ipam.max_blocks_per_node
+                );
+                return self.borrow_or(c, family, attr, why).await;
+            }
+            let block = match c.claim(&self.file, &pool).await {
+                Ok(b) => b,
+                Err(m) => return self.borrow_or(c, family, attr, m).await,
+            };
             let mut own = self.own.clone();
             if !own.contains(&block) {
                 own.push(block);
@@ -220,12 +228,16 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
         }
     }
 
-    /// The block (own, or with an allocation record) that holds `ip`.
+    /// The block (own, with an allocation record, or another node's: a borrowed
+    /// address in a record the last read did not have yet) that holds `ip`.
     pub(super) fn block_of(&self, ip: &IpAddr) -> Option<IpNet> {
-        let recorded = self
-            .snap
-            .as_ref()
-            .and_then(|s| s.allocations.keys().find(|b| b.contains(ip)).copied());
+        let recorded = self.snap.as_ref().and_then(|s| {
+            s.allocations
+                .keys()
+                .chain(s.blocks.keys())
+                .find(|b| b.contains(ip))
+                .copied()
+        });
         self.own
             .iter()
             .find(|b| b.contains(ip))
@@ -525,7 +537,7 @@ pub(super) fn in_use(ip: IpAddr, by: &str) -> Response {
     )
 }
 
-fn unrecorded(e: &datastore::Error) -> Response {
+pub(super) fn unrecorded(e: &datastore::Error) -> Response {
     refused(
         IpamErrorKind::Storage,
         format!("cannot record the allocation in the datastore ({e}); nothing was allocated"),

@@ -41,10 +41,19 @@ impl Outputs for Published {
 const PREFIX: &str = "/t";
 
 fn config(i: usize, dir: &std::path::Path) -> config::Config {
+    config_with(i, dir, "")
+}
+
+/// With at most two blocks a node: nodes borrow once they hold two full blocks.
+fn config_limited(i: usize, dir: &std::path::Path) -> config::Config {
+    config_with(i, dir, "[ipam]\nmax_blocks_per_node = 2\n")
+}
+
+fn config_with(i: usize, dir: &std::path::Path, extra: &str) -> config::Config {
     let text = format!(
         "[node]\nname = \"n{i}\"\naddress = \"10.0.0.{}\"\n\
          [cluster]\npools = [\"10.9.0.0/27\"]\nblock_size = 30\n\
-         [datastore]\nkind = \"etcd\"\nblock_release_grace = 0\n\
+         [datastore]\nkind = \"etcd\"\nblock_release_grace = 0\n{extra}\
          [control]\nstate_dir = \"{}\"\nsocket = \"{}/s.sock\"\n",
         i + 1,
         dir.display(),
@@ -86,10 +95,6 @@ fn fastrand_u64() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::SeqCst)
-}
-
-async fn start_node(kv: &Interleaved, i: usize, dir: &std::path::Path) -> Node {
-    start_node_with(kv, config(i, dir)).await
 }
 
 async fn start_node_with(kv: &Interleaved, file: config::Config) -> Node {
@@ -148,10 +153,32 @@ fn check(nodes: &[Node], kv: &MemoryKv) -> Result<(), String> {
                 return Err(format!("{ip} held by {other} and {name}/{handle}"));
             }
             if !s.own_blocks().iter().any(|b| b.contains(&ip)) {
-                return Err(format!(
-                    "{name}: pod {handle} has {ip}, outside its blocks {:?}",
-                    s.own_blocks()
-                ));
+                // Borrowed: announced as a /32, and recorded as this node's in the
+                // record of a block that still exists (not released under the pod).
+                if !s.borrowed.contains(&ip) {
+                    return Err(format!(
+                        "{name}: pod {handle} has {ip}, outside its blocks {:?} and not announced as borrowed",
+                        s.own_blocks()
+                    ));
+                }
+                let recorded = store.iter().any(|(k, v)| {
+                    k.starts_with(&format!("{PREFIX}/ipam/"))
+                        && serde_json::from_str::<datastore::AllocationBlock>(v)
+                            .is_ok_and(|r| r.holder(&ip).is_some_and(|a| &a.node == name))
+                });
+                let block_kept = store.iter().any(|(k, v)| {
+                    k.starts_with(&format!("{PREFIX}/blocks/"))
+                        && k.rsplit('/')
+                            .next()
+                            .and_then(datastore::model::parse_block_id)
+                            .is_some_and(|b| b.contains(&ip))
+                        && !v.is_empty()
+                });
+                if !recorded || !block_kept {
+                    return Err(format!(
+                        "{name}: borrowed {ip} of pod {handle}: recorded as its {recorded}, block still there {block_kept}"
+                    ));
+                }
             }
         }
         for b in s.own_blocks() {
@@ -241,6 +268,7 @@ impl Drop for Dirs {
 }
 
 fn run_steps(
+    cfg: fn(usize, &std::path::Path) -> config::Config,
     dirs: &Dirs,
     steps: Vec<Step>,
     yields: Vec<u8>,
@@ -251,7 +279,7 @@ fn run_steps(
         let kv = Interleaved::new(mem.clone(), yields);
         let mut nodes = Vec::new();
         for (i, d) in dirs.0.iter().enumerate() {
-            nodes.push(start_node(&kv, i, d).await);
+            nodes.push(start_node_with(&kv, cfg(i, d)).await);
         }
         let nodes = Arc::new(nodes);
         // Live pods per node: handle, as the driver made them.
@@ -374,7 +402,7 @@ proptest! {
         steps in proptest::collection::vec(step(), 10..70),
         yields in proptest::collection::vec(0u8..4, 0..400),
     ) {
-        if let Err(why) = run_steps(&Dirs::new(), steps, yields) {
+        if let Err(why) = run_steps(config_limited, &Dirs::new(), steps, yields) {
             return Err(TestCaseError::fail(why));
         }
     }
@@ -396,7 +424,7 @@ fn the_tunnel_address_moves_out_before_its_block_goes_and_never_is_a_pods() {
     ]
     .concat();
     let dirs = Dirs::new();
-    let states = match run_steps(&dirs, steps, Vec::new()) {
+    let states = match run_steps(config, &dirs, steps, Vec::new()) {
         Ok(s) => s,
         Err(why) => panic!("{why}"),
     };
@@ -474,3 +502,85 @@ mod pools;
 
 #[path = "owner_wipe_tests.rs"]
 mod wipe;
+
+/// Borrowing, as a sequence: node n1 holds two blocks, n0 fills its two (its limit)
+/// and borrows from n1's block with room; that block, emptied of n1's own pods, lends
+/// an address and is kept; once the borrowed pod is deleted it is given back.
+#[test]
+fn a_node_at_its_block_limit_borrows_and_the_lending_block_is_kept_until_freed() {
+    let phase1 = [
+        vec![Step::Add(1); 4],
+        vec![Step::Settle(50)],
+        vec![Step::Add(0); 8],
+        vec![Step::Settle(50)],
+        // n1's pod in its second block goes: only n0's borrowed address is left there.
+        vec![Step::DelPod(1, 4)],
+        vec![
+            Step::Settle(50),
+            Step::Read(1),
+            Step::Settle(50),
+            Step::Release(1),
+        ],
+        vec![
+            Step::Settle(50),
+            Step::Read(0),
+            Step::Read(1),
+            Step::Settle(50),
+        ],
+    ]
+    .concat();
+    let dirs = Dirs::new();
+    let states = match run_steps(config_limited, &dirs, phase1.clone(), Vec::new()) {
+        Ok(s) => s,
+        Err(why) => panic!("{why}"),
+    };
+    let (n0, n1) = (&states[0], &states[1]);
+    assert_eq!(n0.own_blocks().len(), 2, "{:?}", n0.own_blocks());
+    assert_eq!(
+        n0.borrowed.len(),
+        1,
+        "n0's eighth pod borrows: {:?}",
+        n0.workload_list
+    );
+    let lent = n0.borrowed[0];
+    assert!(
+        n1.own_blocks().iter().any(|b| b.contains(&lent)),
+        "the block lending {lent} is kept by n1: {:?}",
+        n1.own_blocks()
+    );
+    assert!(
+        n0.announced().contains(&IpNet::from(lent)),
+        "n0 announces {lent}/32: {:?}",
+        n0.announced()
+    );
+
+    // The borrowed pod (the 12th ADD) goes: the block is empty and given back.
+    let dirs = Dirs::new();
+    let phase2 = [
+        phase1,
+        vec![Step::DelPod(0, 12)],
+        vec![
+            Step::Settle(50),
+            Step::Read(1),
+            Step::Settle(50),
+            Step::Release(1),
+        ],
+        vec![
+            Step::Settle(50),
+            Step::Read(0),
+            Step::Read(1),
+            Step::Settle(50),
+        ],
+    ]
+    .concat();
+    let states = match run_steps(config_limited, &dirs, phase2, Vec::new()) {
+        Ok(s) => s,
+        Err(why) => panic!("{why}"),
+    };
+    assert!(states[0].borrowed.is_empty(), "{:?}", states[0].borrowed);
+    assert!(
+        !states[1].own_blocks().iter().any(|b| b.contains(&lent)),
+        "the emptied block is given back: {:?}",
+        states[1].own_blocks()
+    );
+}

@@ -101,6 +101,7 @@ mod tests {
             ],
             block_use: BTreeMap::new(),
             allocated: 2,
+            borrowed: Vec::new(),
             datastore: snapshot.map(Arc::new),
         }
     }

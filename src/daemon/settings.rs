@@ -277,6 +277,8 @@ mod tests {
             "control.socket" => "\"/run/other.sock\"",
             "control.state_dir" => "\"/var/lib/other\"",
             "metrics.listen" => "\"127.0.0.1:9179\"",
+            "ipam.strict_affinity" => "true",
+            "ipam.max_blocks_per_node" => "3",
             other => panic!("no changed value for {other}: add one to this test"),
         }
     }
@@ -298,6 +300,7 @@ mod tests {
         ("[bfd]", ""),
         ("[control]", ""),
         ("[metrics]", ""),
+        ("[ipam]", ""),
     ];
 
     /// The base with `key = value` set in `header`'s table (replacing the base's).

@@ -242,6 +242,7 @@ impl Daemon {
                 capacity: Some(state.block_use.get(b).map_or(0, |u| u.1)),
                 state: "static".into(),
                 next_hop: None,
+                borrowed: false,
             })
             .collect();
         let names: BTreeMap<IpAddr, String> = self
@@ -263,6 +264,7 @@ impl Daemon {
                 // With the file datastore every block comes from a node's config file.
                 state: "static".into(),
                 next_hop: r.next_hop,
+                borrowed: false,
             });
         }
         out

@@ -48,10 +48,16 @@ impl PolicyConfig {
         self.pools.iter().any(|pool| pool.contains(prefix))
     }
 
+    /// A host route inside an own block is another node's pod on an address it
+    /// borrowed from that block (the more specific route wins past the block's
+    /// blackhole); an own host route (one this node borrowed) inside a learned block
+    /// is the same case seen from the borrower. Only the same prefix, or a block
+    /// over a block, is a capture.
     fn overlaps_own(&self, prefix: &IpNet) -> bool {
-        self.own_blocks
-            .iter()
-            .any(|b| b.contains(prefix) || prefix.contains(b))
+        let host = |n: &IpNet| n.prefix_len() == n.max_prefix_len();
+        self.own_blocks.iter().any(|b| {
+            b == prefix || (b.contains(prefix) && !host(prefix)) || (prefix.contains(b) && !host(b))
+        })
     }
 
     pub fn is_self(&self, addr: IpAddr) -> bool {

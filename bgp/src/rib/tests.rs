@@ -153,6 +153,46 @@ fn routes_outside_pools_or_overlapping_own_blocks_are_refused() {
 }
 
 #[test]
+fn a_borrowed_host_route_passes_the_owners_block_and_the_borrowers_host_route_passes_the_block() {
+    // Owner's view: its block 101.76.9.128/26; another node's pod borrowed .130.
+    let mut rib = Rib::new(policy(None), 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(
+            &["101.76.9.130/32", "101.76.9.128/26", "101.76.9.192/26"],
+            "10.0.0.2",
+            attrs(100),
+        ),
+    );
+    rib.flush();
+    let view = rib.fib_view();
+    assert_eq!(
+        view.get(&net("101.76.9.130/32")),
+        Some(&vec![ip("10.0.0.2")]),
+        "the borrowed /32 inside the own block is installed: {view:?}"
+    );
+    assert!(
+        !view.contains_key(&net("101.76.9.128/26")),
+        "the own block itself is still refused: {view:?}"
+    );
+    // Borrower's view: it announces a /32 of its own inside another node's block,
+    // and that block, learned, is accepted; the same /32 learned is not.
+    let mut pol = policy(None);
+    pol.own_blocks.push(net("101.88.0.7/32"));
+    let mut rib = Rib::new(pol, 4);
+    rib.peer_up(peer("10.0.0.2", [10, 0, 0, 2], false));
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26", "101.88.0.7/32"], "10.0.0.2", attrs(100)),
+    );
+    rib.flush();
+    let view = rib.fib_view();
+    assert!(view.contains_key(&net("101.88.0.0/26")), "{view:?}");
+    assert!(!view.contains_key(&net("101.88.0.7/32")), "{view:?}");
+}
+
+#[test]
 fn higher_local_pref_wins_then_lower_router_id() {
     let mut rib = Rib::new(policy(None), 1);
     rib.peer_up(peer("10.0.0.2", [10, 0, 0, 9], false));

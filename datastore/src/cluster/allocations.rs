@@ -13,7 +13,7 @@ use crate::model::{CheckRecord, Leak, LiveRecord};
 use crate::Error;
 
 /// How often one change is tried against concurrent writers before giving up.
-const ATTEMPTS: usize = 32;
+pub(super) const ATTEMPTS: usize = 32;
 
 /// What one change of a record decided.
 enum Step<T> {
@@ -49,7 +49,7 @@ impl<K: Kv> Datastore<K> {
             .cloned()
     }
 
-    fn remember(&self, block: &IpNet, written: Option<(AllocationBlock, i64)>) {
+    pub(super) fn remember(&self, block: &IpNet, written: Option<(AllocationBlock, i64)>) {
         let mut m = self
             .written
             .lock()
@@ -252,7 +252,7 @@ impl<K: Kv> Datastore<K> {
     }
 }
 
-fn held_by(b: &AllocationBlock, h: Option<&Held>, handle: &str) -> bool {
+pub(super) fn held_by(b: &AllocationBlock, h: Option<&Held>, handle: &str) -> bool {
     h.is_some_and(|h| {
         b.holder(&h.address).is_some_and(|a| a.handle == handle)
             && b.held()

@@ -66,11 +66,12 @@ impl NodeObs {
             .collect()
     }
 
-    /// Own confirmed blocks as `show blocks` lists them.
+    /// Own confirmed blocks as `show blocks` lists them (not the /32 rows of
+    /// borrowed addresses).
     pub fn own_blocks(&self) -> BTreeSet<Ipv4Net> {
         self.blocks
             .iter()
-            .filter(|b| b.local && b.state == "confirmed")
+            .filter(|b| b.local && b.state == "confirmed" && !b.borrowed)
             .filter_map(|b| b.block.parse().ok())
             .collect()
     }
