@@ -503,6 +503,20 @@ mod pools;
 #[path = "owner_wipe_tests.rs"]
 mod wipe;
 
+/// n1 reads the store and releases its empty blocks; then both nodes read it.
+fn n1_releases_and_both_read() -> Vec<Step> {
+    vec![
+        Step::Settle(50),
+        Step::Read(1),
+        Step::Settle(50),
+        Step::Release(1),
+        Step::Settle(50),
+        Step::Read(0),
+        Step::Read(1),
+        Step::Settle(50),
+    ]
+}
+
 /// Borrowing, as a sequence: node n1 holds two blocks, n0 fills its two (its limit)
 /// and borrows from n1's block with room; that block, emptied of n1's own pods, lends
 /// an address and is kept; once the borrowed pod is deleted it is given back.
@@ -515,18 +529,7 @@ fn a_node_at_its_block_limit_borrows_and_the_lending_block_is_kept_until_freed()
         vec![Step::Settle(50)],
         // n1's pod in its second block goes: only n0's borrowed address is left there.
         vec![Step::DelPod(1, 4)],
-        vec![
-            Step::Settle(50),
-            Step::Read(1),
-            Step::Settle(50),
-            Step::Release(1),
-        ],
-        vec![
-            Step::Settle(50),
-            Step::Read(0),
-            Step::Read(1),
-            Step::Settle(50),
-        ],
+        n1_releases_and_both_read(),
     ]
     .concat();
     let dirs = Dirs::new();
@@ -559,18 +562,7 @@ fn a_node_at_its_block_limit_borrows_and_the_lending_block_is_kept_until_freed()
     let phase2 = [
         phase1,
         vec![Step::DelPod(0, 12)],
-        vec![
-            Step::Settle(50),
-            Step::Read(1),
-            Step::Settle(50),
-            Step::Release(1),
-        ],
-        vec![
-            Step::Settle(50),
-            Step::Read(0),
-            Step::Read(1),
-            Step::Settle(50),
-        ],
+        n1_releases_and_both_read(),
     ]
     .concat();
     let states = match run_steps(config_limited, &dirs, phase2, Vec::new()) {
