@@ -576,3 +576,49 @@ fn a_node_at_its_block_limit_borrows_and_the_lending_block_is_kept_until_freed()
         states[1].own_blocks()
     );
 }
+
+/// A record that cannot be written undoes the allocation: the ADD answers a storage
+/// error, nothing stays allocated, and once the record can be written the same request
+/// is served.
+#[test]
+fn an_unwritable_record_undoes_the_allocation() {
+    use api::protocol::{IpamErrorKind, Response};
+    let dirs = Dirs::new();
+    let dir = &dirs.0[0];
+    let cfg = config(0, dir);
+    let block = IpNet::V4("10.9.0.0/30".parse().unwrap_or_default());
+    let mut pods = match crate::daemon::pods::Pods::load(&cfg, &[block]) {
+        Ok(p) => p,
+        Err(e) => panic!("{e:#}"),
+    };
+    let request = ipam::Request {
+        requested: Vec::new(),
+        container_id: "c0".into(),
+        ifname: "eth0".into(),
+        interface: "calic0".into(),
+        pod: None,
+        network: None,
+    };
+    // The state directory replaced by a file: no new copy of the record can be made.
+    let _ = std::fs::remove_dir_all(dir);
+    if let Err(e) = std::fs::write(dir, b"not a directory") {
+        panic!("{e}");
+    }
+    match pods.assign(&cfg, request.clone()) {
+        Response::IpamError {
+            kind: IpamErrorKind::Storage,
+            message,
+        } => assert!(message.contains("nothing was allocated"), "{message}"),
+        other => panic!("an ADD with an unwritable record answered {other:?}"),
+    }
+    assert!(pods.allocation(&request.handle()).is_none());
+    let _ = std::fs::remove_file(dir);
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        panic!("{e}");
+    }
+    match pods.assign(&cfg, request.clone()) {
+        Response::Assigned(_) => {}
+        other => panic!("the ADD after the record is writable answered {other:?}"),
+    }
+    assert!(pods.allocation(&request.handle()).is_some());
+}

@@ -195,20 +195,8 @@ impl Pods {
         };
         let changed = before.as_ref() != Some(&assigned.allocation);
         if changed {
-            if let Err(e) = self.store.save(&self.ipam.record()) {
-                // Back to what the record on disk says.
-                self.ipam.release(&assigned.allocation.handle);
-                if let Some(before) = before {
-                    let _ = self.ipam.restore_one(before);
-                }
-                tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "IPAM record not written; allocation undone");
-                return Response::IpamError {
-                    kind: IpamErrorKind::Storage,
-                    message: format!(
-                        "cannot record the allocation in {}; nothing was allocated",
-                        self.store.path().display()
-                    ),
-                };
+            if let Err(refused) = self.save_or_undo(&assigned.allocation.handle, before) {
+                return refused;
             }
             tracing::info!(handle = %assigned.allocation.handle, addresses = ?assigned.allocation.addresses, interface = %assigned.allocation.interface, existing = assigned.existing, "pod addresses recorded");
         }
@@ -235,19 +223,35 @@ impl Pods {
                 }
             }
         };
-        if let Err(e) = self.store.save(&self.ipam.record()) {
-            self.ipam.release(&a.handle);
-            tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "IPAM record not written; allocation undone");
-            return Response::IpamError {
-                kind: IpamErrorKind::Storage,
-                message: format!(
-                    "cannot record the allocation in {}; nothing was allocated",
-                    self.store.path().display()
-                ),
-            };
+        if let Err(refused) = self.save_or_undo(&a.handle, None) {
+            return refused;
         }
         tracing::info!(handle = %a.handle, addresses = ?a.addresses, interface = %a.interface, "pod addresses recorded in the datastore and locally");
         Response::Assigned(self.json(cfg, &a, false))
+    }
+
+    /// Writes the record. When it cannot be written, `handle`'s allocation goes back to
+    /// `before` (none: released), as the record on disk has it, and the answer says why.
+    fn save_or_undo(
+        &mut self,
+        handle: &str,
+        before: Option<ipam::Allocation>,
+    ) -> Result<(), Response> {
+        let Err(e) = self.store.save(&self.ipam.record()) else {
+            return Ok(());
+        };
+        self.ipam.release(handle);
+        if let Some(before) = before {
+            let _ = self.ipam.restore_one(before);
+        }
+        tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "IPAM record not written; allocation undone");
+        Err(Response::IpamError {
+            kind: IpamErrorKind::Storage,
+            message: format!(
+                "cannot record the allocation in {}; nothing was allocated",
+                self.store.path().display()
+            ),
+        })
     }
 
     /// The handle's allocation, if it holds one.
