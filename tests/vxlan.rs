@@ -179,15 +179,20 @@ fn fdb_has(ns: &Netns, ip: &str) -> bool {
         .any(|l| l.contains(&format!("dst {ip} ")) && l.contains("permanent"))
 }
 
+/// The namespaces of nodes A, B and C on the LAN, each with its /24.
+fn three_hosts(lan: &mut Lan) -> (Netns, Netns, Netns) {
+    (
+        lan.host(&format!("{A}/24")).expect("a"),
+        lan.host(&format!("{B}/24")).expect("b"),
+        lan.host(&format!("{C}/24")).expect("c"),
+    )
+}
+
 #[test]
 fn three_nodes_over_vxlan_ping_fit_the_mtu_survive_restarts_and_repair_entries() {
     require_root();
     let mut lan = Lan::new().expect("lan");
-    let (na, nb, nc) = (
-        lan.host(&format!("{A}/24")).expect("a"),
-        lan.host(&format!("{B}/24")).expect("b"),
-        lan.host(&format!("{C}/24")).expect("c"),
-    );
+    let (na, nb, nc) = three_hosts(&mut lan);
     let mut a = start(&na, A, BLOCK_A, "always");
     let mut b = start(&nb, B, BLOCK_B, "always");
     let c = start(&nc, C, BLOCK_C, "always");
@@ -307,11 +312,7 @@ fn three_nodes_over_vxlan_ping_fit_the_mtu_survive_restarts_and_repair_entries()
 fn cross_subnet_encapsulates_only_to_the_other_subnet() {
     require_root();
     let mut lan = Lan::new().expect("lan");
-    let (na, nb, nc) = (
-        lan.host(&format!("{A}/24")).expect("a"),
-        lan.host(&format!("{B}/24")).expect("b"),
-        lan.host(&format!("{C}/24")).expect("c"),
-    );
+    let (na, nb, nc) = three_hosts(&mut lan);
     let a = start(&na, A, BLOCK_A, "cross-subnet");
     let b = start(&nb, B, BLOCK_B, "cross-subnet");
     let c = start(&nc, C, BLOCK_C, "cross-subnet");
