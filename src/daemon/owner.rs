@@ -376,7 +376,8 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
     }
 
     /// CNI STATUS: an ADD can be served when the node has a free address of every
-    /// family, or can claim a block (the datastore answers).
+    /// family, or, with the datastore answering, can claim a block or borrow an address
+    /// for each family it lacks one of (as ADD would, judged on the last read).
     fn status(&self) -> Response {
         if let Some(c) = self.cluster.as_ref().filter(|c| !c.reachable()) {
             // Every allocation is recorded there before ADD answers.
@@ -394,8 +395,14 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
             };
         }
         match &self.cluster {
-            Some(_) => Response::Ok {
-                message: "blocks full; a new block can be claimed".into(),
+            Some(c) => match self.unservable(&c.name) {
+                Some(message) => Response::IpamError {
+                    kind: IpamErrorKind::Exhausted,
+                    message,
+                },
+                None => Response::Ok {
+                    message: "blocks full; a block can be claimed or an address borrowed".into(),
+                },
             },
             None => Response::IpamError {
                 kind: IpamErrorKind::Exhausted,

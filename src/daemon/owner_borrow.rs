@@ -18,6 +18,7 @@ use ipam::Family;
 use ipnet::IpNet;
 
 use super::super::cluster::Cluster;
+use super::super::pods::Pods;
 use super::ipam_ds::{refused, unrecorded};
 use super::{Outputs, Owner};
 
@@ -26,6 +27,44 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
     pub(super) fn at_block_limit(&self) -> bool {
         let max = self.file.ipam.max_blocks_per_node;
         max != 0 && self.own.len() >= max as usize
+    }
+
+    /// Datastore mode, for CNI STATUS: why a new pod would get no address although
+    /// etcd answers, judged as ADD would on the last read: for each family the node's
+    /// open blocks have no free address of, no block to claim (`max_blocks_per_node`
+    /// reached, or every block of the open pools taken) and none to borrow from
+    /// (`strict_affinity`, or no other node's block with a free address).
+    pub(super) fn unservable(&self, me: &str) -> Option<String> {
+        let cfg = &self.file;
+        if Pods::families(cfg).is_empty() {
+            return Some("no pool is open to this node".into());
+        }
+        let snap = self.snap.as_ref()?;
+        for pool in self.pods.full_families(cfg, "") {
+            let family = Family::of_net(&pool);
+            let no_block = if self.at_block_limit() {
+                format!(
+                    "no free {family} address in the node's {} blocks, and ipam.max_blocks_per_node = {} allows no more",
+                    self.own.len(),
+                    cfg.ipam.max_blocks_per_node
+                )
+            } else if !free_block(cfg, snap, family) {
+                format!("no free {family} address in the node's blocks, and every block of the open {family} pools is taken")
+            } else {
+                continue;
+            };
+            if cfg.ipam.strict_affinity {
+                return Some(format!(
+                    "{no_block}; ipam.strict_affinity = true: no address is borrowed from another node's block"
+                ));
+            }
+            if self.lenders(snap, family, me).is_empty() {
+                return Some(format!(
+                    "{no_block}; no other node's block has a free {family} address to borrow"
+                ));
+            }
+        }
+        None
     }
 
     /// The node can claim no block (`why`): an address borrowed from another node's
@@ -123,4 +162,17 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
             .get(block)
             .is_some_and(|(r, _)| r.held().any(|(_, a)| a.node != c.name))
     }
+}
+
+/// Whether an open pool of `family` has a block no node holds, as of `snap` (blocks of a
+/// pool all have its block size: sizes are restart keys the cluster agrees on).
+fn free_block(cfg: &config::Config, snap: &Snapshot, family: Family) -> bool {
+    cfg.open_pools()
+        .filter(|p| Family::of_net(&p.cidr) == family)
+        .any(|p| {
+            let bits = u32::from(p.block_size.saturating_sub(p.cidr.prefix_len()));
+            let total = 1u128.checked_shl(bits).unwrap_or(u128::MAX);
+            let taken = snap.blocks.keys().filter(|b| p.cidr.contains(*b)).count();
+            (taken as u128) < total
+        })
 }

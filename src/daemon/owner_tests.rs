@@ -503,6 +503,9 @@ mod pools;
 #[path = "owner_wipe_tests.rs"]
 mod wipe;
 
+#[path = "owner_status_tests.rs"]
+mod status;
+
 /// n1 reads the store and releases its empty blocks; then both nodes read it.
 fn n1_releases_and_both_read() -> Vec<Step> {
     vec![
