@@ -9,6 +9,7 @@
 //!                                                   outside 198.51.100.2
 //! ```
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::status::StatusJson;
+use interop::capture::capture;
 use interop::config::{Ipip, NodeConfig, Pool};
 use interop::harness::{require_root, wait_until, Lan, Netns};
 use interop::ipipd::Ipipd;
@@ -375,8 +377,10 @@ fn nothing_to_the_outside_is_lost_while_ipipd_restarts() {
 }
 
 /// Across nodes, pod to pod keeps the pod's address: node B's pod sees node A's pod,
-/// not node A. With `ipip.mode = "never"` the packets cross the LAN as they are (this
-/// kernel has no ipip driver), so the address B's pod sees is the one A's pod sent.
+/// not node A, and so does a capture on the LAN between them, while the same pod's
+/// connection to the outside crosses the LAN from node A's address. With
+/// `ipip.mode = "never"` the packets cross the LAN as they are (this kernel has no
+/// ipip driver), so the addresses on the wire are the ones the pods' packets carry.
 #[test]
 fn pod_to_pod_across_nodes_keeps_the_pod_address() {
     require_root();
@@ -414,14 +418,40 @@ fn pod_to_pod_across_nodes_keeps_the_pod_address() {
         .expect("a's block at b");
 
     let listener = Listener::start(&pod_b, POD_B.parse().expect("ip"));
-    assert_eq!(
-        seen_from(&w.pods[0], listener.addr).as_deref(),
-        Ok(POD),
-        "the pod on b sees the pod on a"
-    );
-    // And the same pod still leaves the pools as its node.
     let outside = Listener::start(&w.outside, OUTSIDE);
-    assert_eq!(seen_from(&w.pods[0], outside.addr).as_deref(), Ok(A));
+    // On the wire between the nodes (the LAN's bridge and its ports), as well as at
+    // the listeners: a capture of both connections.
+    let (seen, (to_pod, to_outside)) = capture(&w.lan.underlay, || {
+        (
+            seen_from(&w.pods[0], listener.addr),
+            seen_from(&w.pods[0], outside.addr),
+        )
+    })
+    .expect("capture on the LAN");
+    let (pod, pod_b, node_a) = (ip4(POD), ip4(POD_B), ip4(A));
+    assert_eq!(
+        seen.tcp_sources_to(pod_b),
+        BTreeSet::from([pod]),
+        "TCP to b's pod on the wire comes from a's pod, never from node a: {seen:?}"
+    );
+    assert!(
+        seen.tcp.contains(&(pod_b, pod)),
+        "b's pod answers a's pod on the wire: {seen:?}"
+    );
+    // Towards the outside the LAN carries the node's address (the router has no
+    // route back to the pods), never the pod's.
+    assert_eq!(
+        seen.tcp_sources_to(OUTSIDE),
+        BTreeSet::from([node_a]),
+        "TCP to the outside on the wire: {seen:?}"
+    );
+    assert_eq!(to_pod.as_deref(), Ok(POD), "the pod on b sees the pod on a");
+    // And the same pod still leaves the pools as its node.
+    assert_eq!(to_outside.as_deref(), Ok(A));
+}
+
+fn ip4(s: &str) -> Ipv4Addr {
+    s.parse().expect("address")
 }
 
 /// A table `ipipd` ipipd may not change (another program holds it with nftables'

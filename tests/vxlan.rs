@@ -4,11 +4,10 @@
 //! cross-subnet only encapsulates across subnets, restarts lose no packet, and the
 //! neighbour and FDB entries come back when deleted.
 
-use std::collections::BTreeSet;
-use std::io::Read;
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use interop::capture::capture;
 use interop::config::NodeConfig;
 use interop::harness::{require_root, wait_until, Lan, Netns};
 use interop::ipipd::Ipipd;
@@ -70,82 +69,6 @@ fn ping(pod: &Netns, to: &str, args: &[&str]) -> (u32, u32, String) {
             .unwrap_or(0)
     };
     (count("transmitted"), count("received"), text)
-}
-
-/// What crossed an interface, seen by an `AF_PACKET` socket in the namespace.
-#[derive(Debug, Default)]
-struct Seen {
-    /// Inner (source, destination) of UDP 4789 frames.
-    vxlan: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
-    /// (source, destination) of plain ICMP frames.
-    icmp: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
-    /// Frames of IP protocol 4 (IPIP).
-    ipip: usize,
-}
-
-fn addr(b: &[u8], at: usize) -> Option<Ipv4Addr> {
-    let o: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-    Some(Ipv4Addr::from(o))
-}
-
-impl Seen {
-    fn frame(&mut self, f: &[u8]) -> Option<()> {
-        if f.get(12..14)? != [0x08, 0x00] {
-            return None;
-        }
-        let ip = f.get(14..)?;
-        let ihl = usize::from(ip.first()? & 0x0f) * 4;
-        let (src, dst) = (addr(ip, 12)?, addr(ip, 16)?);
-        match *ip.get(9)? {
-            1 => {
-                self.icmp.insert((src, dst));
-            }
-            4 => self.ipip += 1,
-            17 if ip.get(ihl + 2..ihl + 4)? == 4789u16.to_be_bytes() => {
-                // UDP (8), VXLAN (8), inner Ethernet (14), then the inner IPv4 header.
-                let inner = ip.get(ihl + 30..)?;
-                self.vxlan.insert((addr(inner, 12)?, addr(inner, 16)?));
-            }
-            _ => {}
-        }
-        Some(())
-    }
-}
-
-/// Captures every frame in `ns` (the underlay's namespace: its bridge and the nodes'
-/// ports, nothing else) while `during` runs.
-fn capture<T: Send>(ns: &Netns, during: impl FnOnce() -> T + Send) -> (Seen, T) {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = ns
-        .in_netns(|| {
-            // ETH_P_ALL, in network byte order.
-            let all = Protocol::from(i32::from(0x0003u16.to_be()));
-            let s = Socket::new(Domain::PACKET, Type::RAW, Some(all))?;
-            s.set_read_timeout(Some(Duration::from_millis(100)))?;
-            Ok::<_, std::io::Error>(s)
-        })
-        .expect("entering the node")
-        .expect("AF_PACKET socket");
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        let reader = s.spawn(|| {
-            let mut seen = Seen::default();
-            let mut buf = vec![0u8; 65536];
-            let mut sock = &socket;
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
-                if let Ok(n) = sock.read(&mut buf) {
-                    seen.frame(buf.get(..n).unwrap_or_default());
-                }
-            }
-            seen
-        });
-        std::thread::sleep(Duration::from_millis(200));
-        let out = during();
-        std::thread::sleep(Duration::from_millis(200));
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        (reader.join().expect("capture thread"), out)
-    })
 }
 
 fn ip4(s: &str) -> Ipv4Addr {
@@ -244,7 +167,8 @@ fn three_nodes_over_vxlan_ping_fit_the_mtu_survive_restarts_and_repair_entries()
     // and no IPIP.
     let (seen, pings) = capture(&lan.underlay, || {
         [&b.pod_ip, &c.pod_ip].map(|to| ping(&a.pod, to, &["-c", "3", "-W", "2"]))
-    });
+    })
+    .expect("capture on the underlay");
     for (sent, received, text) in &pings {
         assert!(*sent == 3 && *received == 3, "{text}");
     }
@@ -326,7 +250,8 @@ fn cross_subnet_encapsulates_only_to_the_other_subnet() {
         .expect("c to a through VXLAN");
     let (seen, pings) = capture(&lan.underlay, || {
         [&b.pod_ip, &c.pod_ip].map(|to| ping(&a.pod, to, &["-c", "3", "-W", "2"]))
-    });
+    })
+    .expect("capture on the underlay");
     for (sent, received, text) in &pings {
         assert!(*sent == 3 && *received == 3, "{text}");
     }

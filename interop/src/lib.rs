@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bird;
+pub mod capture;
 pub mod cni;
 pub mod config;
 pub mod etcd;
