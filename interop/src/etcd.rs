@@ -13,7 +13,7 @@ use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::config::{Datastore, NodeConfig};
+use crate::config::{Datastore, NodeConfig, Pool};
 use crate::harness::{have, wait_until, Lan, Netns, Proc, TempDir};
 use crate::ipipd::{BfdJson, BlockJson, NodeJson, PeerJson, RouteJson, WorkloadJson};
 
@@ -339,8 +339,21 @@ pub fn cluster_config_sized(
     block_size: u8,
     tls: Option<&Tls>,
 ) -> String {
-    let mut c = NodeConfig::default().asn(64512).pools(&[pool]);
+    let mut c = cluster_node_config(endpoints, tls).pools(&[pool]);
     c.cluster.block_size = Some(block_size);
+    c.toml()
+}
+
+/// [`cluster_config`] with `[[pool]]` tables.
+pub fn cluster_config_pools(endpoints: &[String], pools: Vec<Pool>) -> String {
+    cluster_node_config(endpoints, None)
+        .pool_tables(pools)
+        .toml()
+}
+
+/// What every node of a test cluster shares, but the pools.
+fn cluster_node_config(endpoints: &[String], tls: Option<&Tls>) -> NodeConfig {
+    let mut c = NodeConfig::default().asn(64512);
     c.bgp.connect_retry_time = Some(1);
     c.datastore = Some(Datastore {
         kind: Some("etcd".to_owned()),
@@ -355,7 +368,7 @@ pub fn cluster_config_sized(
         d.cert_file = Some(tls.client_cert.display().to_string());
         d.key_file = Some(tls.client_key.display().to_string());
     }
-    c.toml()
+    c
 }
 
 /// What reaches a node from outside its processes: its namespace, identity and control
@@ -477,6 +490,8 @@ pub struct Node {
     ctl: NodeCtl,
     pub dir: TempDir,
     config: PathBuf,
+    /// More of the node's environment (`IPIPD_NODE_LABELS`), for its next start.
+    env: Vec<(String, String)>,
     proc: Option<Proc>,
     keeper: Option<Proc>,
 }
@@ -517,6 +532,7 @@ impl Node {
             },
             dir,
             config: config.to_owned(),
+            env: Vec::new(),
             proc: None,
             keeper: None,
         })
@@ -536,8 +552,14 @@ impl Node {
             .env(
                 "RUST_LOG",
                 std::env::var("IPIPD_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            );
+            )
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
+    }
+
+    /// Sets `key` in the node's environment from its next start on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     pub fn restart(&mut self) -> Result<()> {

@@ -492,6 +492,34 @@ fn a_frozen_watcher_catches_up_across_a_compaction() -> Result<()> {
     Ok(())
 }
 
+/// A pod on node `i` through the real CNI plugin with `conf`; the test keeps its
+/// namespace (to reach the pod, or drop it without DEL).
+fn pod_on(c: &Cluster, i: usize, id: &str, conf: &str) -> Result<(Netns, interop::cni::Outcome)> {
+    let pod = Netns::new("pod")?;
+    let node = c.nodes.get(i).context("no such node")?;
+    let out = Call::new("ADD", id, Some(&pod), conf.to_owned()).run(&node.ns)?;
+    Ok((pod, out))
+}
+
+/// The address an ADD gave, or why it gave none.
+fn address(out: &interop::cni::Outcome, what: &str) -> Result<String> {
+    ensure!(out.ok(), "{what}: {} {}", out.stdout, out.stderr);
+    out.address()
+        .with_context(|| format!("{what}: no address in {}", out.stdout))
+}
+
+/// Two echoes from `pod` to `to`, both answered.
+fn ping(pod: &Netns, to: &str) -> Result<()> {
+    let out = pod.run(&["ping", "-n", "-c", "2", "-W", "2", to])?;
+    ensure!(
+        out.status.success(),
+        "ping {to}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 /// The underlay bridge's port that `ns`'s eth0 is plugged into.
 fn bridge_port(lan: &Lan, ns: &Netns) -> Result<String> {
     // `2: eth0@if7: ...`: the other end's index, in the underlay.
@@ -730,3 +758,5 @@ fn nodes_reach_etcd_over_tls_with_client_certificates() -> Result<()> {
 mod borrow;
 #[path = "datastore_etcd/ipam.rs"]
 mod ipam;
+#[path = "datastore_etcd/pools.rs"]
+mod pools;

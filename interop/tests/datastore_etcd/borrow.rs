@@ -23,17 +23,6 @@ fn config(endpoints: &[String], strict: bool) -> String {
     )
 }
 
-fn ping(pod: &Netns, to: &str) -> Result<()> {
-    let out = pod.run(&["ping", "-n", "-c", "2", "-W", "2", to])?;
-    ensure!(
-        out.status.success(),
-        "ping {to}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
 /// The `proto bgp` kernel route lines for exactly `ip` (a /32 prints bare).
 fn host_routes(ns: &Netns, ip: &str) -> Vec<String> {
     ns.bgp_routes()
@@ -71,12 +60,6 @@ fn wait_routed_to_borrower(c: &Cluster, ip: &str, block: &str, owner: usize) -> 
     Ok(())
 }
 
-fn address(out: &interop::cni::Outcome, what: &str) -> Result<String> {
-    ensure!(out.ok(), "{what}: {} {}", out.stdout, out.stderr);
-    out.address()
-        .with_context(|| format!("{what}: no address in {}", out.stdout))
-}
-
 #[test]
 fn a_full_pool_lends_addresses_announced_as_host_routes() -> Result<()> {
     let mut c = start_with(3, |e| config(e, false))?;
@@ -85,14 +68,14 @@ fn a_full_pool_lends_addresses_announced_as_host_routes() -> Result<()> {
     let mut pods = Vec::new();
     for i in [1, 2] {
         let conf = c.nodes[i].cni_conf();
-        let (p, out) = ipam_pod(&c, i, &format!("first{i}"), &conf)?;
+        let (p, out) = pod_on(&c, i, &format!("first{i}"), &conf)?;
         address(&out, "first pod")?;
         pods.push(p);
     }
     // node-0 fills the other two blocks: 7 pods beside its tunnel address, then 8.
     let conf0 = c.nodes[0].cni_conf();
     for k in 0..15 {
-        let (p, out) = ipam_pod(&c, 0, &format!("fill{k}"), &conf0)?;
+        let (p, out) = pod_on(&c, 0, &format!("fill{k}"), &conf0)?;
         address(&out, &format!("fill{k}"))?;
         pods.push(p);
     }
@@ -100,7 +83,7 @@ fn a_full_pool_lends_addresses_announced_as_host_routes() -> Result<()> {
     ensure!(blocks.len() == 4, "the pool's four blocks: {blocks:?}");
 
     // The pool is full of blocks: the next pod on node-0 borrows.
-    let (borrowed_pod, out) = ipam_pod(&c, 0, "over", &conf0)?;
+    let (borrowed_pod, out) = pod_on(&c, 0, "over", &conf0)?;
     let ip = address(&out, "the overflow pod")?;
     let ipv4: std::net::Ipv4Addr = ip.parse()?;
     let (block, owner) = blocks
@@ -139,7 +122,7 @@ fn a_full_pool_lends_addresses_announced_as_host_routes() -> Result<()> {
     std::fs::write(c._dir.join("ipipd.toml"), config(&c.etcd.endpoints(), true))?;
     let out = c.nodes[0].cli(&["reload"])?;
     ensure!(out.status.success(), "reload: {out:?}");
-    let (_strict_pod, out) = ipam_pod(&c, 0, "strict", &conf0)?;
+    let (_strict_pod, out) = pod_on(&c, 0, "strict", &conf0)?;
     ensure!(
         out.code() == Some(11),
         "strict_affinity = true: {} {}",
@@ -166,12 +149,4 @@ fn a_full_pool_lends_addresses_announced_as_host_routes() -> Result<()> {
         "the borrowed address is still recorded: {held:?}"
     );
     Ok(())
-}
-
-/// A pod on node `i` whose namespace the test keeps.
-fn ipam_pod(c: &Cluster, i: usize, id: &str, conf: &str) -> Result<(Netns, interop::cni::Outcome)> {
-    let pod = Netns::new("pod")?;
-    let node = c.nodes.get(i).context("no such node")?;
-    let out = Call::new("ADD", id, Some(&pod), conf.to_owned()).run(&node.ns)?;
-    Ok((pod, out))
 }

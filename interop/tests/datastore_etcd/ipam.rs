@@ -70,14 +70,6 @@ fn release(node: &Node, report: &std::path::Path) -> Result<std::process::Output
     ])
 }
 
-/// A pod on node `i` that the test keeps by name (to drop its namespace later).
-fn pod_on(c: &Cluster, i: usize, id: &str, conf: &str) -> Result<(Netns, interop::cni::Outcome)> {
-    let pod = Netns::new("pod")?;
-    let node = c.nodes.get(i).context("no such node")?;
-    let out = Call::new("ADD", id, Some(&pod), conf.to_owned()).run(&node.ns)?;
-    Ok((pod, out))
-}
-
 #[test]
 fn allocations_live_in_etcd_wipes_requests_and_leaks() -> Result<()> {
     let mut c = start(2, "10.249.0.0/16")?;
