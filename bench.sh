@@ -7,6 +7,8 @@
 #   ./bench.sh --quick          # a few minutes: small sizes, one run each
 #   ./bench.sh --only throughput --sizes 10x10000,10x100000,20x100000 --runs 5
 #   ./bench.sh --baseline REV   # also an ipipd built from git revision REV: before/after rows
+#   ./bench.sh --profile dist   # the daemon (and the baseline) built as shipped: the dist
+#                               # profile (LTO, one codegen unit, stripped) instead of release
 #   ./bench.sh --only datastore # the etcd datastore: claim and join latency at 50 nodes, idle load
 #   ./bench.sh --only rr-fib    # the route reflector with every route written to the kernel,
 #                               # vs BIRD 2 with a kernel protocol (100k and 1M routes)
@@ -47,8 +49,11 @@ target=$(cd "$target" && pwd)
 shown="./bench.sh${*:+ $*}"
 args=()
 baseline=()
+profile=release
 while [ $# -gt 0 ]; do
     case "$1" in
+        --profile) profile="${2:?--profile needs a cargo profile}"; shift 2 ;;
+        --profile=*) profile="${1#*=}"; shift ;;
         --baseline) rev="${2:?--baseline needs a git revision}"; shift 2 ;;
         --baseline=*) rev="${1#*=}"; shift ;;
         *) args+=("$1"); shift ;;
@@ -60,17 +65,20 @@ if [ -n "${rev:-}" ]; then
     rm -rf "$src"
     mkdir -p "$src"
     git archive "$rev" | tar -x -C "$src"
-    (cd "$src" && CARGO_TARGET_DIR="$target/baseline" cargo build --release --bin ipipd)
-    baseline=(--ipipd-baseline "$target/baseline/release/ipipd"
+    (cd "$src" && CARGO_TARGET_DIR="$target/baseline" cargo build --profile "$profile" --bin ipipd --bin ipipd-cni)
+    baseline=(--ipipd-baseline "$target/baseline/$profile/ipipd"
         --baseline-label "$(git rev-parse --short "$rev")")
 fi
 
 cargo build --release
+# The daemon and plugin under test (the cni part takes the plugin beside the daemon);
+# with --profile release this is the build above.
+cargo build --profile "$profile" --bin ipipd --bin ipipd-cni
 cargo build --release -p interop --bin loadgen --bin ipipd-bench
 cargo build --release -p fib --example install_bench
 
 exec "$target/release/ipipd-bench" \
-    --ipipd "$target/release/ipipd" \
+    --ipipd "$target/$profile/ipipd" \
     --loadgen "$target/release/loadgen" \
     --install-bench "$target/release/examples/install_bench" \
     --out interop/bench/results.md \

@@ -668,7 +668,7 @@ fn tx_socket(local: IpAddr, rng: &mut u64) -> io::Result<UdpSocket> {
         if local.is_ipv6() {
             s.set_unicast_hops_v6(255)?;
         } else {
-            s.set_ttl(255)?;
+            s.set_ttl_v4(255)?;
         }
         s.set_nonblocking(true)?;
         match s.bind(&addr.into()) {

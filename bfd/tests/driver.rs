@@ -15,7 +15,7 @@ const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 fn peer_socket(port: u16, ttl: u32) -> std::io::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
-    s.set_ttl(ttl)?;
+    s.set_ttl_v4(ttl)?;
     s.bind(&SocketAddr::from((PEER, port)).into())?;
     s.set_read_timeout(Some(Duration::from_secs(3)))?;
     Ok(s.into())
@@ -169,7 +169,7 @@ async fn bind_when_there(ns: &netns::Netns) -> SendResult<()> {
     let (driver, mut events) = Driver::start(port)?;
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
-    s.set_ttl(255)?;
+    s.set_ttl_v4(255)?;
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::from((peer, port)).into())?;
     let sock = tokio::net::UdpSocket::from_std(s.into())?;

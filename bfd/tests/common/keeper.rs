@@ -26,7 +26,7 @@ impl Peer {
     pub fn start(addr: Ipv4Addr, port: u16) -> Result<Peer> {
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         s.set_reuse_address(true)?;
-        s.set_ttl(255)?;
+        s.set_ttl_v4(255)?;
         s.bind(&SocketAddr::from((addr, port)).into())?;
         s.set_read_timeout(Some(Duration::from_millis(20)))?;
         let sock: UdpSocket = s.into();

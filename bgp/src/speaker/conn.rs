@@ -74,7 +74,7 @@ pub async fn connect(
     if opts.ttl_security {
         let s = socket2::SockRef::from(&socket);
         match peer {
-            SocketAddr::V4(_) => s.set_ttl(255)?,
+            SocketAddr::V4(_) => s.set_ttl_v4(255)?,
             SocketAddr::V6(_) => s.set_unicast_hops_v6(255)?,
         }
         // Before connecting, so that the SYN-ACK and a peer's OPEN sent right

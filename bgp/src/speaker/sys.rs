@@ -185,7 +185,7 @@ mod tests {
         let addr = listener.local_addr()?;
         for ttl in [64, 255] {
             let client = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-            client.set_ttl(ttl)?;
+            client.set_ttl_v4(ttl)?;
             client.connect(&addr.into())?;
             let (accepted, _) = listener.accept()?;
             assert_eq!(syn_ttl(&accepted)?, Some(ttl as u8));

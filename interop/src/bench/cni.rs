@@ -31,7 +31,7 @@ const ETCD: [&str; 3] = ["172.29.242.11", "172.29.242.12", "172.29.242.13"];
 /// A plugin under test: what to run and its configuration.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub name: &'static str,
+    pub name: String,
     /// The network namespace the plugin runs in (the node's).
     pub node: String,
     pub plugin: PathBuf,
@@ -41,20 +41,46 @@ pub struct Target {
 
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub target: &'static str,
+    pub target: String,
     pub shape: String,
     pub add_p50_ms: f64,
     pub add_p99_ms: f64,
     pub del_p50_ms: f64,
     pub del_p99_ms: f64,
     pub samples: usize,
+    /// Median peak RSS of one ADD process (KiB), from extra calls run under GNU time;
+    /// `None` without /usr/bin/time.
+    pub add_peak_rss_kib: Option<f64>,
 }
 
+/// GNU time, which reports a finished process's peak RSS (its `wait4` `ru_maxrss`).
+const GNU_TIME: &str = "/usr/bin/time";
+
 fn call(t: &Target, command: &str, id: &str, pod: &Netns) -> Result<Duration> {
+    call_measured(t, command, id, pod, None)
+}
+
+/// One plugin call; with `rss`, run under GNU time, which writes the call's peak RSS (KiB)
+/// to that file.
+fn call_measured(
+    t: &Target,
+    command: &str,
+    id: &str,
+    pod: &Netns,
+    rss: Option<&Path>,
+) -> Result<Duration> {
     // The plugin process starts inside the node, as it does under a kubelet.
     crate::rawpeer::netns::in_netns(&t.node, || {
         let started = Instant::now();
-        let mut child = Command::new(&t.plugin)
+        let mut cmd = match rss {
+            Some(file) => {
+                let mut c = Command::new(GNU_TIME);
+                c.arg("-f").arg("%M").arg("-o").arg(file).arg(&t.plugin);
+                c
+            }
+            None => Command::new(&t.plugin),
+        };
+        let mut child = cmd
             .env_clear()
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", id)
@@ -87,7 +113,7 @@ fn ms(d: &[Duration]) -> Vec<f64> {
     d.iter().map(|d| d.as_secs_f64() * 1000.0).collect()
 }
 
-fn row(target: &'static str, shape: String, adds: &[Duration], dels: &[Duration]) -> Row {
+fn row(target: String, shape: String, adds: &[Duration], dels: &[Duration]) -> Row {
     let p = |v: &[Duration], q: f64| percentile(ms(v), q / 100.0).unwrap_or(f64::NAN);
     Row {
         target,
@@ -97,7 +123,34 @@ fn row(target: &'static str, shape: String, adds: &[Duration], dels: &[Duration]
         del_p50_ms: p(dels, 50.0),
         del_p99_ms: p(dels, 99.0),
         samples: adds.len(),
+        add_peak_rss_kib: None,
     }
+}
+
+/// Calls measured for peak RSS per target (outside the latency samples: GNU time's own
+/// fork and exec would add to their wall time).
+const RSS_CALLS: usize = 5;
+
+/// The median peak RSS (KiB) of `RSS_CALLS` ADDs, each undone by a DEL.
+fn add_peak_rss(t: &Target, pods: &[Netns], dir: &Path) -> Result<Option<f64>> {
+    if !Path::new(GNU_TIME).exists() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut kib = Vec::new();
+    for (i, pod) in pods.iter().take(RSS_CALLS).enumerate() {
+        let file = dir.join(format!("rss-{i}"));
+        let id = format!("rss-{i}");
+        call_measured(t, "ADD", &id, pod, Some(&file))?;
+        call(t, "DEL", &id, pod)?;
+        let text = std::fs::read_to_string(&file)?;
+        let v: f64 = text
+            .trim()
+            .parse()
+            .with_context(|| format!("GNU time wrote {text:?}"))?;
+        kib.push(v);
+    }
+    Ok(crate::bench::median(kib))
 }
 
 /// One round: `pods` ADDs then DELs, `parallel` at a time.
@@ -144,7 +197,15 @@ fn round(
 
 /// Sequential (`sequential` pods, one at a time) and parallel (`parallel` at once) ADD/DEL
 /// latency for ipipd-cni and ptp + host-local, `runs` rounds each, targets interleaved.
-pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) -> Result<Vec<Row>> {
+/// With `baseline` (another build's `ipipd`), its `ipipd-cni` beside it is one more target,
+/// asking the same daemon.
+pub fn run(
+    ipipd_bin: &Path,
+    baseline: Option<(&Path, &str)>,
+    sequential: usize,
+    parallel: usize,
+    runs: usize,
+) -> Result<Vec<Row>> {
     let reference = Path::new("/usr/lib/cni/ptp");
     if !reference.exists() {
         bail!("the reference plugins are missing (Debian package containernetworking-plugins)");
@@ -184,23 +245,23 @@ pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) ->
     }
     let d = d?;
     let (_etcd, etcd_node) = with_etcd?;
-    let targets = [
+    let mut targets = vec![
         Target {
-            name: "ipipd-cni",
+            name: "ipipd-cni".into(),
             node: node.name.clone(),
             plugin: plugin.clone(),
             conf: crate::cni::conf(&d.socket, "1.0.0"),
             cni_path: "/usr/lib/cni".into(),
         },
         Target {
-            name: "ipipd-cni (etcd)",
+            name: "ipipd-cni (etcd)".into(),
             node: etcd_node.ns.name.clone(),
             plugin,
             conf: etcd_node.cni_conf(),
             cni_path: "/usr/lib/cni".into(),
         },
         Target {
-            name: "ptp + host-local",
+            name: "ptp + host-local".into(),
             node: node.name.clone(),
             plugin: reference.to_path_buf(),
             conf: serde_json::json!({
@@ -219,6 +280,18 @@ pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) ->
             cni_path: "/usr/lib/cni".into(),
         },
     ];
+    if let Some((bin, label)) = baseline {
+        targets.insert(
+            1,
+            Target {
+                name: format!("ipipd-cni {label}"),
+                node: node.name.clone(),
+                plugin: bin.with_file_name("ipipd-cni"),
+                conf: crate::cni::conf(&d.socket, "1.0.0"),
+                cni_path: "/usr/lib/cni".into(),
+            },
+        );
+    }
     let pods: Vec<Netns> = (0..sequential.max(parallel))
         .map(|_| Netns::new("cbp"))
         .collect::<Result<_, _>>()?;
@@ -235,7 +308,13 @@ pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) ->
             }
         }
         for (t, (adds, dels)) in targets.iter().zip(samples) {
-            rows.push(row(t.name, shape.clone(), &adds, &dels));
+            rows.push(row(t.name.clone(), shape.clone(), &adds, &dels));
+        }
+    }
+    for t in &targets {
+        let rss = add_peak_rss(t, &pods, &tmp.join("rss"))?;
+        for r in rows.iter_mut().filter(|r| r.target == t.name) {
+            r.add_peak_rss_kib = rss;
         }
     }
     Ok(rows)

@@ -486,7 +486,7 @@ impl Results {
         }
         let _ = writeln!(
             out,
-            "## CNI ADD and DEL latency\n\nipipd-cni (asking its daemon; `(etcd)`: a daemon that records every allocation in a 3-member etcd) and the reference `ptp` + `host-local` plugins, each call a new process started in the node's namespace with the configuration on stdin, as a runtime does; medians of every call over all runs. The ratio is ipipd-cni's p99 over the reference's.\n\n| pods | plugin | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | calls | ADD p99 ratio | DEL p99 ratio |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
+            "## CNI ADD and DEL latency\n\nipipd-cni (asking its daemon; `(etcd)`: a daemon that records every allocation in a 3-member etcd) and the reference `ptp` + `host-local` plugins, each call a new process started in the node's namespace with the configuration on stdin, as a runtime does; medians of every call over all runs. The ratio is ipipd-cni's p99 over the reference's. Peak RSS: the median over 5 more ADDs of each plugin run under GNU time (its process's `ru_maxrss`), outside the latency samples.\n\n| pods | plugin | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | calls | ADD p99 ratio | DEL p99 ratio | ADD peak RSS (KiB) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in &self.cni {
             let base = self
@@ -499,7 +499,7 @@ impl Results {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
                 r.shape,
                 r.target,
                 r.add_p50_ms,
@@ -509,6 +509,8 @@ impl Results {
                 r.samples,
                 ratio(r.add_p99_ms, base.map(|b| b.add_p99_ms)),
                 ratio(r.del_p99_ms, base.map(|b| b.del_p99_ms)),
+                r.add_peak_rss_kib
+                    .map_or_else(|| "—".to_string(), |k| format!("{k:.0}")),
             );
         }
         let _ = writeln!(out);

@@ -50,13 +50,13 @@ impl Dial {
                 Some(Protocol::TCP),
             )?;
             if let Some(ttl) = d.ttl {
-                s.set_ttl(ttl)?;
+                s.set_ttl_v4(ttl)?;
             }
             s.bind(&SocketAddr::new(d.local, 0).into())
                 .with_context(|| format!("binding {}", d.local))?;
             s.connect_timeout(&d.remote.into(), d.timeout)
                 .with_context(|| format!("connecting {} -> {}", d.local, d.remote))?;
-            s.set_nodelay(true)?;
+            s.set_tcp_nodelay(true)?;
             Ok(TcpStream::from(s))
         })
     }
@@ -70,7 +70,7 @@ pub fn listen(ns: &str, addr: SocketAddr, ttl: Option<u32>) -> Result<TcpListene
         let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         s.set_reuse_address(true)?;
         if let Some(ttl) = ttl {
-            s.set_ttl(ttl)?;
+            s.set_ttl_v4(ttl)?;
         }
         s.bind(&addr.into())
             .with_context(|| format!("binding {addr}"))?;
