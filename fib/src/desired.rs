@@ -66,8 +66,9 @@ pub type V6Tunnel<'a> = (&'a str, &'a BTreeSet<Ipv6Addr>);
 
 /// The route for one remote prefix and its best next hops, or `None` when no next hop can
 /// serve it. `vteps`: the gateways that can be tunnelled to (`None`: every one). `v6`:
-/// IPv6 gateways in its set go through its device (unless the mode is `never`); every
-/// other IPv6 gateway is routed natively.
+/// IPv6 gateways in its set go through its device (unless the mode is `never`), via the
+/// link-local address of their VTEP ([`crate::vtep::Vtep::v6`]); every other IPv6
+/// gateway is routed natively.
 pub fn remote_route(
     prefix: IpNet,
     gateways: &[IpAddr],
@@ -90,9 +91,9 @@ pub fn remote_route(
                     if mode != Mode::Never && known.contains(a) =>
                 {
                     Some(NextHop {
-                        gateway: *gw,
+                        gateway: crate::vtep::Vtep::v6(*a).next_hop,
                         device: Some(device.to_string()),
-                        onlink: true,
+                        onlink: false,
                     })
                 }
                 _ => next_hop(prefix, *gw, mode, tunnel, underlay),
@@ -429,9 +430,9 @@ mod tests {
         assert_eq!(
             kind_of(&set, "fd10::2:0/122"),
             Some(RouteKind::Via(vec![NextHop {
-                gateway: ip("fd00:29::130"),
+                gateway: ip("fe80::6476:ff:fe00:130"),
                 device: Some("vxlan-v6.calico".into()),
-                onlink: true,
+                onlink: false,
             }]))
         );
         assert_eq!(

@@ -21,6 +21,7 @@ use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 use crate::fib::{Fib, TunnelSpec, VxlanDevice};
 use crate::netlink::NetlinkFib;
 use crate::reconcile::Reconciler;
+use crate::vtep::Vtep;
 use crate::{FibError, Inputs, Mode, RemoteChange, Route, Settings};
 
 /// Routes per write to the kernel: bounds the ops held at once (the netlink side sends
@@ -592,21 +593,18 @@ impl<F: Fib> Driver<F> {
         if !self.manage || self.settings.vxlan.is_none() {
             return;
         }
-        let want: BTreeMap<IpAddr, [u8; 6]> = self
+        let want: Vec<Vtep> = self
             .rec
             .vteps()
             .into_iter()
             .flatten()
-            .map(|a| (IpAddr::V4(*a), crate::vtep::vtep_mac(*a)))
+            .map(|a| Vtep::v4(*a))
             .collect();
         let device = self.settings.tunnel.clone();
         let mut changed = self.vteps_changed;
         self.device_vteps(device, want, false, &mut changed).await;
         if let Some((device, known)) = self.rec.tunnel_v6().cloned() {
-            let want = known
-                .iter()
-                .map(|a| (IpAddr::V6(*a), crate::vtep::vtep_mac_v6(*a)))
-                .collect();
+            let want = known.iter().map(|a| Vtep::v6(*a)).collect();
             self.device_vteps(device, want, true, &mut changed).await;
         }
         self.vteps_changed = false;
@@ -616,7 +614,7 @@ impl<F: Fib> Driver<F> {
     async fn device_vteps(
         &mut self,
         device: String,
-        want: BTreeMap<IpAddr, [u8; 6]>,
+        want: Vec<Vtep>,
         v6: bool,
         changed: &mut bool,
     ) {

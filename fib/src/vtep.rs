@@ -17,7 +17,6 @@
 //! only when `remove_stale` (after initial convergence, so a restart deletes nothing that
 //! is about to be wanted again).
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The VTEP MAC of the node with this address.
@@ -124,40 +123,103 @@ impl VtepOp {
     }
 }
 
-/// The writes that make `have` hold exactly an entry pair per VTEP in `want` (remote
-/// address → its VTEP MAC): FDB entries before neighbour entries when adding (a resolved
-/// neighbour is usable at once), and neighbour entries before FDB entries when removing.
-pub fn plan(want: &BTreeMap<IpAddr, [u8; 6]>, have: &VtepTable, remove_stale: bool) -> Vec<VtepOp> {
+/// One remote VTEP as the device needs it: the next hop its routes use (the neighbour
+/// entry's address), its MAC, and the underlay address its frames go to (the FDB entry's
+/// remote). For IPv4 the next hop is the remote node's address; for IPv6 it is the
+/// link-local address of the remote VTEP MAC ([`link_local`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Vtep {
+    pub next_hop: IpAddr,
+    pub mac: [u8; 6],
+    pub remote: IpAddr,
+}
+
+impl Vtep {
+    /// The IPv4 VTEP of the node with this address.
+    pub fn v4(node: Ipv4Addr) -> Vtep {
+        Vtep {
+            next_hop: IpAddr::V4(node),
+            mac: vtep_mac(node),
+            remote: IpAddr::V4(node),
+        }
+    }
+
+    /// The IPv6 VTEP of the node with this IPv6 address.
+    pub fn v6(node: Ipv6Addr) -> Vtep {
+        let mac = vtep_mac_v6(node);
+        Vtep {
+            next_hop: IpAddr::V6(link_local(mac)),
+            mac,
+            remote: IpAddr::V6(node),
+        }
+    }
+}
+
+/// The EUI-64 link-local address of a MAC (`fe80::`, the MAC with `ff:fe` in the middle
+/// and the universal/local bit flipped): the address the kernel gives the remote VXLAN
+/// device itself. IPv6 routes through the IPv6 device use it as their next hop: the
+/// kernel refuses an `onlink` IPv6 gateway that a route on another device (the
+/// underlay's subnet) covers, and a link-local gateway is on the device by definition.
+pub fn link_local(mac: [u8; 6]) -> Ipv6Addr {
+    let [a, b, c, d, e, f] = mac;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        a ^ 2,
+        b,
+        c,
+        0xff,
+        0xfe,
+        d,
+        e,
+        f,
+    ])
+}
+
+/// The writes that make `have` hold exactly an entry pair per VTEP in `want`: FDB entries
+/// before neighbour entries when adding (a resolved neighbour is usable at once), and
+/// neighbour entries before FDB entries when removing.
+pub fn plan(want: &[Vtep], have: &VtepTable, remove_stale: bool) -> Vec<VtepOp> {
     let mut ops = Vec::new();
-    for (ip, mac) in want {
-        let mac = *mac;
+    for v in want {
         let present = have
             .fdb
             .iter()
-            .any(|f| f.mac == mac && f.dst == Some(*ip) && f.permanent);
+            .any(|f| f.mac == v.mac && f.dst == Some(v.remote) && f.permanent);
         if !present {
-            ops.push(VtepOp::SetFdb { mac, dst: *ip });
+            ops.push(VtepOp::SetFdb {
+                mac: v.mac,
+                dst: v.remote,
+            });
         }
     }
-    for (ip, mac) in want {
-        let mac = *mac;
+    for v in want {
         let present = have
             .neigh
             .iter()
-            .any(|n| n.ip == *ip && n.mac == Some(mac) && n.permanent);
+            .any(|n| n.ip == v.next_hop && n.mac == Some(v.mac) && n.permanent);
         if !present {
-            ops.push(VtepOp::SetNeigh { ip: *ip, mac });
+            ops.push(VtepOp::SetNeigh {
+                ip: v.next_hop,
+                mac: v.mac,
+            });
         }
     }
     if remove_stale {
         for n in have.neigh.iter().filter(|n| n.permanent) {
-            if !want.contains_key(&n.ip) {
+            if !want.iter().any(|v| v.next_hop == n.ip) {
                 ops.push(VtepOp::DelNeigh { ip: n.ip });
             }
         }
         for f in have.fdb.iter().filter(|f| f.permanent) {
             let Some(dst) = f.dst else { continue };
-            if want.get(&dst) != Some(&f.mac) {
+            if !want.iter().any(|v| v.remote == dst && v.mac == f.mac) {
                 ops.push(VtepOp::DelFdb { mac: f.mac, dst });
             }
         }
@@ -177,8 +239,13 @@ mod tests {
         derived_mac(a)
     }
 
-    fn set(list: &[&str]) -> BTreeMap<IpAddr, [u8; 6]> {
-        list.iter().map(|s| (ip(s), mac_of(ip(s)))).collect()
+    fn set(list: &[&str]) -> Vec<Vtep> {
+        list.iter()
+            .map(|s| match ip(s) {
+                IpAddr::V4(a) => Vtep::v4(a),
+                IpAddr::V6(a) => Vtep::v6(a),
+            })
+            .collect()
     }
 
     /// What the kernel has after `ops` are applied to nothing.
@@ -210,6 +277,10 @@ mod tests {
         let v6 = mac_of(ip("fd00:29::1:82"));
         assert_eq!(format_mac(&v6), "66:76:00:01:00:82");
         assert_eq!(v6[0] & 3, 2, "local unicast");
+        assert_eq!(
+            link_local(v6),
+            "fe80::6476:ff:fe01:82".parse::<Ipv6Addr>().expect("v6")
+        );
         assert_eq!(mac[0] & 1, 0, "unicast");
         assert_eq!(mac[0] & 2, 2, "locally administered");
     }
@@ -294,6 +365,6 @@ mod tests {
                 permanent: true,
             }],
         };
-        assert!(plan(&BTreeMap::new(), &have, true).is_empty());
+        assert!(plan(&[], &have, true).is_empty());
     }
 }
