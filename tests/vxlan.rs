@@ -454,7 +454,10 @@ fn ipv6_pods_cross_nodes_through_vxlan_over_the_ipv6_underlay() {
     }
     let a = Ipipd::start(&na, &config_v6(A, A6, &[BLOCK_A, BLOCK_A6])).expect("a");
     let b = Ipipd::start(&nb, &config_v6(B, B6, &[BLOCK_B, BLOCK_B6])).expect("b");
-    let (pa, pb) = (Netns::new("pod").expect("pod"), Netns::new("pod").expect("pod"));
+    let (pa, pb) = (
+        Netns::new("pod").expect("pod"),
+        Netns::new("pod").expect("pod"),
+    );
     let (_, a6) = dual_stack_pod(&na, &pa, &a, "pod-a6");
     let (b4, b6) = dual_stack_pod(&nb, &pb, &b, "pod-b6");
     for (ns, d, block, peer) in [
@@ -494,7 +497,9 @@ fn ipv6_pods_cross_nodes_through_vxlan_over_the_ipv6_underlay() {
         "{status}"
     );
     // The pod's one MTU is the smaller device's.
-    let link = pa.ip(&["-j", "link", "show", "dev", "eth0"]).expect("pod link");
+    let link = pa
+        .ip(&["-j", "link", "show", "dev", "eth0"])
+        .expect("pod link");
     assert!(link.contains("\"mtu\":1430"), "{link}");
 
     // IPv6 pods ping each other; the underlay carries them in UDP 4789 over IPv6, none
@@ -509,7 +514,10 @@ fn ipv6_pods_cross_nodes_through_vxlan_over_the_ipv6_underlay() {
     assert!(sent == 3 && received == 3, "{text}");
     assert_eq!(received4, 2, "{text4}");
     let pair = (ip6(&a6), ip6(&b6));
-    assert!(seen.vxlan6.contains(&pair), "{pair:?} not in VXLAN over IPv6: {seen:?}");
+    assert!(
+        seen.vxlan6.contains(&pair),
+        "{pair:?} not in VXLAN over IPv6: {seen:?}"
+    );
     assert!(!seen.icmp6.contains(&pair), "{pair:?} seen bare: {seen:?}");
     assert_eq!(seen.ipip, 0);
 
@@ -518,7 +526,16 @@ fn ipv6_pods_cross_nodes_through_vxlan_over_the_ipv6_underlay() {
         .expect("neigh del");
     let out = na
         .command("bridge")
-        .args(["fdb", "del", "66:76:00:00:01:30", "dev", DEV6, "dst", B6, "self"])
+        .args([
+            "fdb",
+            "del",
+            "66:76:00:00:01:30",
+            "dev",
+            DEV6,
+            "dst",
+            B6,
+            "self",
+        ])
         .output()
         .expect("bridge fdb del");
     assert!(out.status.success(), "{out:?}");

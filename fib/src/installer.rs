@@ -689,7 +689,10 @@ impl<F: Fib> Driver<F> {
                 tracing::warn!(device = %spec.name, error = %e, "tunnel device setup failed");
             }
         }
-        if let Some(spec) = dirty_v6.then(|| tunnel_spec_v6(&self.settings, mtu)).flatten() {
+        if let Some(spec) = dirty_v6
+            .then(|| tunnel_spec_v6(&self.settings, mtu))
+            .flatten()
+        {
             match self.fib.ensure_tunnel(&spec).await {
                 Ok(()) => match self.fib.links().await {
                     Ok(links) => self.rec.set_links(links),

@@ -75,7 +75,11 @@ pub(crate) fn notified_index(payload: &[u8]) -> Option<u32> {
 /// The neighbour and FDB entries of the device with this index.
 pub(crate) async fn read(socket: &mut NlSocket, index: u32) -> Result<VtepTable, FibError> {
     let mut table = VtepTable::default();
-    for family in [AddressFamily::Inet, AddressFamily::Inet6, AddressFamily::Bridge] {
+    for family in [
+        AddressFamily::Inet,
+        AddressFamily::Inet6,
+        AddressFamily::Bridge,
+    ] {
         let mut msg = NeighbourMessage::default();
         msg.header.family = family;
         let mut found = Vec::new();
