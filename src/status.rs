@@ -126,6 +126,13 @@ pub fn text(s: &StatusJson) -> String {
         e.address
             .map_or_else(|| "none yet".into(), |a| a.to_string())
     ));
+    if let Some(v6) = &e.v6 {
+        let mtu = v6.mtu.map_or_else(String::new, |m| format!(", mtu {m}"));
+        out.push_str(&format!(
+            "encapsulation (IPv6): vxlan {}, device {} ({}{mtu})\n",
+            e.mode, v6.device, v6.state
+        ));
+    }
     out.push_str(&match &s.nat {
         Some(n) if n.pools.is_empty() && n.tables.is_empty() => {
             "nat: no pool has nat_outgoing, no table\n".to_string()

@@ -2,9 +2,10 @@
 //! the CNI plugin, real VXLAN encapsulation on the underlay. What a user would check:
 //! pods ping, the underlay carries UDP 4789 and no IP protocol 4, the pod MTU fits,
 //! cross-subnet only encapsulates across subnets, restarts lose no packet, and the
-//! neighbour and FDB entries come back when deleted.
+//! neighbour and FDB entries come back when deleted; with IPv6 node addresses, dual-stack
+//! pods reach each other over IPv6 through `vxlan-v6.calico` on the IPv6 underlay.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use interop::capture::capture;
@@ -266,4 +267,178 @@ fn cross_subnet_encapsulates_only_to_the_other_subnet() {
         "{seen:?}"
     );
     assert_eq!(seen.ipip, 0);
+}
+
+const DEV6: &str = "vxlan-v6.calico";
+const A6: &str = "fd00:29::101";
+const B6: &str = "fd00:29::130";
+const BLOCK_A6: &str = "fd10::1:0/122";
+const BLOCK_B6: &str = "fd10::2:0/122";
+/// The next hops of the IPv6 routes: the link-local addresses of the nodes' IPv6 VTEP
+/// MACs (66:76:00:00:01:01 and 66:76:00:00:01:30).
+const A6_NEXT_HOP: &str = "fe80::6476:ff:fe00:101";
+const B6_NEXT_HOP: &str = "fe80::6476:ff:fe00:130";
+
+fn ip6(s: &str) -> Ipv6Addr {
+    s.parse().expect("address")
+}
+
+/// A dual-stack node: IPv4 and IPv6 underlay addresses, a block of each family, the
+/// other node's IPv6 address in `cluster.nodes` (how the file says where it is).
+fn config_v6(address: &str, v6: &str, blocks: &[&str]) -> String {
+    let mut c = NodeConfig::bare(address, blocks)
+        .address_v6(v6)
+        .pools(&["101.64.0.0/10", "fd10::/48"])
+        .timers(9, 30, Some(1));
+    c.cluster.nodes = Some(vec![A.into(), B.into(), A6.into(), B6.into()]);
+    format!("{}\n[vxlan]\nmode = \"always\"\n", c.toml())
+}
+
+/// A pod made by the CNI plugin: its (IPv4, IPv6) addresses.
+fn dual_stack_pod(ns: &Netns, pod: &Netns, d: &Ipipd, id: &str) -> (String, String) {
+    let conf = interop::cni::conf(&d.socket, "1.0.0");
+    let out = interop::cni::Call::new("ADD", id, Some(pod), conf)
+        .run(ns)
+        .expect("CNI ADD");
+    assert!(out.ok(), "{out:?}");
+    let ips = out.json()["ips"].clone();
+    let of = |v6: bool| -> String {
+        ips.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["address"].as_str()?.split('/').next())
+            .find(|a| a.contains(':') == v6)
+            .unwrap_or_else(|| panic!("no IPv6={v6} address: {ips}"))
+            .to_owned()
+    };
+    (of(false), of(true))
+}
+
+fn v6_routes(ns: &Netns) -> String {
+    ns.ip(&["-6", "route", "show", "proto", "bgp"])
+        .unwrap_or_default()
+}
+
+fn neigh6_permanent(ns: &Netns, ip: &str) -> bool {
+    ns.ip(&["-6", "neigh", "show", "dev", DEV6])
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with(&format!("{ip} ")) && l.contains("PERMANENT"))
+}
+
+fn fdb6_has(ns: &Netns, ip: &str) -> bool {
+    let out = ns
+        .command("bridge")
+        .args(["fdb", "show", "dev", DEV6])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .any(|l| l.contains(&format!("dst {ip} ")) && l.contains("permanent"))
+}
+
+#[test]
+fn ipv6_pods_cross_nodes_through_vxlan_over_the_ipv6_underlay() {
+    require_root();
+    let mut lan = Lan::new().expect("lan");
+    let na = lan.host(&format!("{A}/24")).expect("a");
+    let nb = lan.host(&format!("{B}/24")).expect("b");
+    for (ns, v6) in [(&na, A6), (&nb, B6)] {
+        ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", "eth0", "nodad"])
+            .expect("IPv6 underlay address");
+    }
+    let a = Ipipd::start(&na, &config_v6(A, A6, &[BLOCK_A, BLOCK_A6])).expect("a");
+    let b = Ipipd::start(&nb, &config_v6(B, B6, &[BLOCK_B, BLOCK_B6])).expect("b");
+    let (pa, pb) = (
+        Netns::new("pod").expect("pod"),
+        Netns::new("pod").expect("pod"),
+    );
+    let (_, a6) = dual_stack_pod(&na, &pa, &a, "pod-a6");
+    let (b4, b6) = dual_stack_pod(&nb, &pb, &b, "pod-b6");
+    for (ns, d, block, peer) in [
+        (&na, &a, BLOCK_B6, B6_NEXT_HOP),
+        (&nb, &b, BLOCK_A6, A6_NEXT_HOP),
+    ] {
+        let want = format!("{block} via {peer} dev {DEV6}");
+        wait_until(T, "the IPv6 block through vxlan-v6.calico", || {
+            v6_routes(ns).contains(&want).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", v6_routes(ns), d.log()));
+    }
+
+    // The device: the IPv4 device's VNI and port, over the IPv6 address, its own MAC
+    // (66:76 and the address's last four octets), MTU 1500 - 70.
+    let dev: serde_json::Value = serde_json::from_str(
+        &na.ip(&["-d", "-j", "link", "show", "dev", DEV6])
+            .expect("the IPv6 device"),
+    )
+    .expect("ip -j");
+    let dev = &dev[0];
+    let data = &dev["linkinfo"]["info_data"];
+    assert_eq!(
+        (data["id"].as_u64(), data["port"].as_u64()),
+        (Some(4096), Some(4789)),
+        "{dev}"
+    );
+    assert!(data["local"] == A6 || data["local6"] == A6, "{dev}");
+    assert_eq!(dev["address"], "66:76:00:00:01:01");
+    assert_eq!(dev["mtu"], 1430);
+    assert!(neigh6_permanent(&na, B6_NEXT_HOP) && fdb6_has(&na, B6));
+    let status: serde_json::Value = a.raw_json(&["status", "--json"]).expect("status");
+    let v6 = &status["encapsulation"]["v6"];
+    assert_eq!(
+        (&v6["device"], &v6["state"], &v6["mtu"]),
+        (&DEV6.into(), &"up".into(), &1430.into()),
+        "{status}"
+    );
+    // The pod's one MTU is the smaller device's.
+    let link = pa
+        .ip(&["-j", "link", "show", "dev", "eth0"])
+        .expect("pod link");
+    assert!(link.contains("\"mtu\":1430"), "{link}");
+
+    // IPv6 pods ping each other; the underlay carries them in UDP 4789 over IPv6, none
+    // bare. IPv4 still works beside.
+    let (seen, pings) = capture(&lan.underlay, || {
+        (
+            ping(&pa, &b6, &["-6", "-c", "3", "-W", "2"]),
+            ping(&pa, &b4, &["-c", "2", "-W", "2"]),
+        )
+    })
+    .expect("capture on the underlay");
+    let ((sent, received, text), (_, received4, text4)) = pings;
+    assert!(sent == 3 && received == 3, "{text}");
+    assert_eq!(received4, 2, "{text4}");
+    let pair = (ip6(&a6), ip6(&b6));
+    assert!(
+        seen.vxlan6.contains(&pair),
+        "{pair:?} not in VXLAN over IPv6: {seen:?}"
+    );
+    assert!(!seen.icmp6.contains(&pair), "{pair:?} seen bare: {seen:?}");
+    assert_eq!(seen.ipip, 0);
+
+    // The IPv6 neighbour and FDB entries deleted by hand come back.
+    na.ip(&["-6", "neigh", "del", B6_NEXT_HOP, "dev", DEV6])
+        .expect("neigh del");
+    let out = na
+        .command("bridge")
+        .args([
+            "fdb",
+            "del",
+            "66:76:00:00:01:30",
+            "dev",
+            DEV6,
+            "dst",
+            B6,
+            "self",
+        ])
+        .output()
+        .expect("bridge fdb del");
+    assert!(out.status.success(), "{out:?}");
+    wait_until(Duration::from_secs(5), "the IPv6 entries put back", || {
+        (neigh6_permanent(&na, B6_NEXT_HOP) && fdb6_has(&na, B6)).then_some(())
+    })
+    .expect("repaired");
+    let (_, received, text) = ping(&pa, &b6, &["-6", "-c", "1", "-W", "2"]);
+    assert_eq!(received, 1, "{text}");
 }

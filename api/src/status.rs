@@ -111,6 +111,18 @@ pub struct EncapsulationJson {
     /// The device's MTU (what pods get), when it is there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// VXLAN over IPv6: the second device (`vxlan-v6.calico`), when the node has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v6: Option<DeviceJson>,
+}
+
+/// A tunnel device as the kernel has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceJson {
+    pub device: String,
+    pub state: DeviceState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 /// A network device as the kernel has it.

@@ -210,7 +210,24 @@ impl Config {
             None
         }
     }
+
+    /// VXLAN over IPv6 (Calico's `vxlan-v6.calico`): with `vxlan.mode` not `never`,
+    /// `node.address_v6` set and an IPv6 pool, IPv6 blocks go through a second device,
+    /// with the IPv4 device's VNI and port. Its MTU: `vxlan.mtu` minus the 20 bytes the
+    /// larger outer header takes, or (`None`) the underlay's minus 70.
+    pub fn vxlan_v6_device(&self) -> Option<(&'static str, Option<u32>)> {
+        let on = self.vxlan.mode != IpipMode::Never
+            && self.node.address_v6.is_some()
+            && self.pools.iter().any(|p| p.cidr.addr().is_ipv6());
+        on.then_some((
+            VXLAN_V6_DEVICE,
+            self.vxlan.mtu.map(|m| m.saturating_sub(20)),
+        ))
+    }
 }
+
+/// The IPv6 VXLAN device's name, as Calico names it.
+pub const VXLAN_V6_DEVICE: &str = "vxlan-v6.calico";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Kernel {

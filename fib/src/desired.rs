@@ -1,7 +1,7 @@
 //! The desired route set: a pure function of the inputs, the IPIP mode and the underlay.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -19,9 +19,10 @@ pub fn desired(
     underlay: Option<&(IpNet, String)>,
 ) -> BTreeMap<IpNet, Route> {
     let mut out = BTreeMap::new();
+    let v6 = inputs.vxlan_v6.as_ref().map(|(d, v)| (d.as_str(), v));
     for (prefix, gateways) in &inputs.remote {
         let vteps = inputs.vteps.as_ref();
-        if let Some(route) = remote_route(*prefix, gateways, mode, tunnel, underlay, vteps) {
+        if let Some(route) = remote_route(*prefix, gateways, mode, tunnel, underlay, vteps, v6) {
             out.insert(route.prefix, route);
         }
     }
@@ -59,8 +60,15 @@ pub(crate) fn mode_for(mode: Mode, gateway: Ipv4Addr, vteps: Option<&BTreeSet<Ip
     }
 }
 
+/// VXLAN over IPv6: the IPv6 device and the IPv6 next hops it can reach (the known
+/// nodes' IPv6 addresses).
+pub type V6Tunnel<'a> = (&'a str, &'a BTreeSet<Ipv6Addr>);
+
 /// The route for one remote prefix and its best next hops, or `None` when no next hop can
-/// serve it. `vteps`: the gateways that can be tunnelled to (`None`: every one).
+/// serve it. `vteps`: the gateways that can be tunnelled to (`None`: every one). `v6`:
+/// IPv6 gateways in its set go through its device (unless the mode is `never`), via the
+/// link-local address of their VTEP ([`crate::vtep::Vtep::v6`]); every other IPv6
+/// gateway is routed natively.
 pub fn remote_route(
     prefix: IpNet,
     gateways: &[IpAddr],
@@ -68,6 +76,7 @@ pub fn remote_route(
     tunnel: &str,
     underlay: Option<&(IpNet, String)>,
     vteps: Option<&BTreeSet<Ipv4Addr>>,
+    v6: Option<V6Tunnel<'_>>,
 ) -> Option<Route> {
     let prefix = prefix.trunc();
     let mut hops: Vec<NextHop> = gateways
@@ -77,7 +86,18 @@ pub fn remote_route(
                 IpAddr::V4(v4) => mode_for(mode, *v4, vteps),
                 IpAddr::V6(_) => mode,
             };
-            next_hop(prefix, *gw, mode, tunnel, underlay)
+            match (prefix, gw, v6) {
+                (IpNet::V6(_), IpAddr::V6(a), Some((device, known)))
+                    if mode != Mode::Never && known.contains(a) =>
+                {
+                    Some(NextHop {
+                        gateway: crate::vtep::Vtep::v6(*a).next_hop,
+                        device: Some(device.to_string()),
+                        onlink: false,
+                    })
+                }
+                _ => next_hop(prefix, *gw, mode, tunnel, underlay),
+            }
         })
         .collect();
     hops.sort();
@@ -121,7 +141,8 @@ fn next_hop(
                 },
             })
         }
-        // IPv6 never goes through the IPv4-in-IPv4 tunnel: it is routed natively.
+        // IPv6 never goes through the IPv4 tunnel: it is routed natively (or through the
+        // IPv6 VXLAN device, decided by the caller).
         (IpNet::V6(_), IpAddr::V6(v6)) => {
             if v6.segments()[0] & 0xffc0 == 0xfe80 {
                 let (_, ifname) = underlay?;
@@ -395,5 +416,34 @@ mod tests {
         assert!(two.matches(&RouteKind::Via(vec![tun("10.0.0.2"), tun("10.0.0.1")])));
         assert!(!two.matches(&RouteKind::Via(vec![tun("10.0.0.2")])));
         assert!(!RouteKind::Blackhole.matches(&RouteKind::Link { device: "x".into() }));
+    }
+
+    #[test]
+    fn ipv6_goes_through_the_v6_device_only_to_known_nodes() {
+        let mut inputs = remote(&[
+            ("fd10::2:0/122", &["fd00:29::130"]),
+            ("fd10::3:0/122", &["fd00:29::99"]),
+        ]);
+        let known: BTreeSet<Ipv6Addr> = ["fd00:29::130".parse().expect("v6")].into();
+        inputs.vxlan_v6 = Some(("vxlan-v6.calico".into(), known));
+        let set = desired(&inputs, Mode::Always, "vxlan.calico", Some(&underlay()));
+        assert_eq!(
+            kind_of(&set, "fd10::2:0/122"),
+            Some(RouteKind::Via(vec![NextHop {
+                gateway: ip("fe80::6476:ff:fe00:130"),
+                device: Some("vxlan-v6.calico".into()),
+                onlink: false,
+            }]))
+        );
+        assert_eq!(
+            kind_of(&set, "fd10::3:0/122"),
+            Some(RouteKind::Via(vec![plain("fd00:29::99")])),
+            "a next hop of no known node is routed natively"
+        );
+        let set = desired(&inputs, Mode::Never, "vxlan.calico", Some(&underlay()));
+        assert_eq!(
+            kind_of(&set, "fd10::2:0/122"),
+            Some(RouteKind::Via(vec![plain("fd00:29::130")]))
+        );
     }
 }

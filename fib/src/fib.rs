@@ -62,8 +62,8 @@ pub struct VxlanDevice {
     pub vni: u32,
     /// UDP destination port.
     pub port: u16,
-    /// The node's own address: the outer source.
-    pub local: Ipv4Addr,
+    /// The node's own address (IPv4, or IPv6 for the IPv6 device): the outer source.
+    pub local: std::net::IpAddr,
     /// The device's MAC (this node's VTEP MAC).
     pub mac: [u8; 6],
 }
@@ -126,7 +126,7 @@ pub trait Fib: Send {
         spec: &TunnelSpec,
     ) -> impl Future<Output = Result<(), FibError>> + Send;
 
-    /// The neighbour (IPv4) and FDB entries of a device.
+    /// The neighbour (IPv4 and IPv6) and FDB entries of a device.
     fn vteps(&mut self, device: &str) -> impl Future<Output = Result<VtepTable, FibError>> + Send;
 
     /// Apply neighbour and FDB writes on a device, in order; one result per op. Deleting

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 use crate::fib::{Fib, TunnelSpec, VxlanDevice};
 use crate::netlink::NetlinkFib;
 use crate::reconcile::Reconciler;
+use crate::vtep::Vtep;
 use crate::{FibError, Inputs, Mode, RemoteChange, Route, Settings};
 
 /// Routes per write to the kernel: bounds the ops held at once (the netlink side sends
@@ -35,6 +36,8 @@ const RESYNC_EVERY: Duration = Duration::from_secs(60);
 const IPIP_OVERHEAD: u32 = 20;
 /// What VXLAN adds: outer IPv4 (20), UDP (8), VXLAN (8) and inner Ethernet (14) headers.
 const VXLAN_OVERHEAD: u32 = 50;
+/// The same over IPv6: the outer header is 40 bytes.
+const VXLAN_V6_OVERHEAD: u32 = 70;
 
 /// Routes of ours in the kernel by kind, as the installer last saw them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,6 +86,8 @@ struct Local {
     tunnel_address: Option<Ipv4Addr>,
     /// VXLAN: the other nodes, whose tunnel endpoints are known.
     vteps: Option<BTreeSet<Ipv4Addr>>,
+    /// VXLAN over IPv6: the other nodes' IPv6 addresses.
+    vteps_v6: Option<BTreeSet<Ipv6Addr>>,
 }
 
 /// The FIB installer task. Start it inside a tokio runtime, in the network namespace the
@@ -114,11 +119,18 @@ impl Installer {
             // Until the daemon says which nodes there are, no next hop is known to be one.
             rec.set_vteps(Some(BTreeSet::new()));
         }
+        let v6 = settings.vxlan.and(settings.vxlan_v6.as_ref());
+        if let Some(v6) = v6.filter(|_| settings.mode != Mode::Never) {
+            rec.set_tunnel_v6(Some((v6.device.clone(), BTreeSet::new())));
+        }
         let underlay = fib.underlay(settings.node_address).await?;
         let manage = settings.manage_tunnel && settings.mode != Mode::Never;
         if manage {
             let spec = tunnel_spec(&settings, underlay.as_ref().map(|u| u.mtu), None);
             fib.ensure_tunnel(&spec).await?;
+            if let Some(spec) = tunnel_spec_v6(&settings, underlay.as_ref().map(|u| u.mtu)) {
+                fib.ensure_tunnel(&spec).await?;
+            }
         }
         rec.set_links(fib.links().await?);
         rec.set_underlay(underlay);
@@ -163,6 +175,7 @@ impl Installer {
             workloads: inputs.workloads,
             tunnel_address: inputs.tunnel_address,
             vteps: inputs.vteps,
+            vteps_v6: inputs.vxlan_v6.map(|(_, v)| v),
         }));
     }
 
@@ -179,6 +192,7 @@ impl Installer {
                 workloads,
                 tunnel_address,
                 vteps: l.vteps.clone(),
+                vteps_v6: l.vteps_v6.clone(),
             })
         });
     }
@@ -193,6 +207,21 @@ impl Installer {
             }
             let mut next = Local::clone(l);
             next.vteps = Some(vteps);
+            *l = Arc::new(next);
+            true
+        });
+    }
+
+    /// VXLAN over IPv6: the other nodes' IPv6 addresses (each gets a neighbour and an FDB
+    /// entry on the IPv6 device; IPv6 next hops outside them are routed natively).
+    /// Ignored without the IPv6 device.
+    pub fn set_vteps_v6(&self, vteps: BTreeSet<Ipv6Addr>) {
+        self.local.send_if_modified(|l| {
+            if l.vteps_v6.as_ref() == Some(&vteps) {
+                return false;
+            }
+            let mut next = Local::clone(l);
+            next.vteps_v6 = Some(vteps);
             *l = Arc::new(next);
             true
         });
@@ -295,10 +324,28 @@ fn tunnel_spec(
         vxlan: settings.vxlan.map(|v| VxlanDevice {
             vni: v.vni,
             port: v.port,
-            local: settings.node_address,
+            local: IpAddr::V4(settings.node_address),
             mac: crate::vtep::vtep_mac(settings.node_address),
         }),
     }
+}
+
+/// The IPv6 VXLAN device as it should be, when there is one.
+fn tunnel_spec_v6(settings: &Settings, underlay_mtu: Option<u32>) -> Option<TunnelSpec> {
+    let (vxlan, v6) = (settings.vxlan?, settings.vxlan_v6.as_ref()?);
+    Some(TunnelSpec {
+        name: v6.device.clone(),
+        mtu: v6
+            .mtu
+            .or_else(|| underlay_mtu.map(|m| m.saturating_sub(VXLAN_V6_OVERHEAD))),
+        address: None,
+        vxlan: Some(VxlanDevice {
+            vni: vxlan.vni,
+            port: vxlan.port,
+            local: IpAddr::V6(v6.local),
+            mac: crate::vtep::vtep_mac_v6(v6.local),
+        }),
+    })
 }
 
 struct Driver<F> {
@@ -319,7 +366,7 @@ struct Driver<F> {
     /// The wanted entries changed since the last comparison (writes then are no repairs).
     vteps_changed: bool,
     /// Next hops with no known VTEP already logged.
-    warned: HashSet<Ipv4Addr>,
+    warned: HashSet<IpAddr>,
     stats: Arc<ArcSwap<Stats>>,
 }
 
@@ -434,13 +481,19 @@ impl<F: Fib> Driver<F> {
     /// VXLAN: say once per next hop that it is no known node, so its routes are not
     /// encapsulated (a BIRD, GoBGP or FRR peer's own next hop).
     fn warn_unknown(&mut self, gateways: &[IpAddr]) {
-        let Some(known) = self.rec.vteps() else {
-            return;
-        };
         for gw in gateways {
-            let IpAddr::V4(v4) = gw else { continue };
-            if !known.contains(v4) && self.warned.insert(*v4) {
-                tracing::warn!(next_hop = %v4, device = %self.settings.tunnel, "no VXLAN endpoint is known for this next hop (it is no node of the cluster): its routes are installed without encapsulation");
+            let (known, device) = match gw {
+                IpAddr::V4(v4) => match self.rec.vteps() {
+                    Some(known) => (known.contains(v4), self.settings.tunnel.as_str()),
+                    None => continue,
+                },
+                IpAddr::V6(v6) => match self.rec.tunnel_v6() {
+                    Some((device, known)) => (known.contains(v6), device.as_str()),
+                    None => continue,
+                },
+            };
+            if !known && self.warned.insert(*gw) {
+                tracing::warn!(next_hop = %gw, %device, "no VXLAN endpoint is known for this next hop (it is no node of the cluster): its routes are installed without encapsulation");
             }
         }
     }
@@ -461,8 +514,26 @@ impl<F: Fib> Driver<F> {
                 .collect();
             if self.rec.vteps() != Some(&vteps) {
                 // Next hops that become known are logged again if they go.
-                self.warned.retain(|a| !vteps.contains(a));
+                self.warned
+                    .retain(|a| !matches!(a, IpAddr::V4(v4) if vteps.contains(v4)));
                 self.rec.set_vteps(Some(vteps));
+                self.vteps_dirty = true;
+                self.vteps_changed = true;
+            }
+        }
+        if let Some((device, before)) = self.rec.tunnel_v6().cloned() {
+            let own = self.settings.vxlan_v6.as_ref().map(|v| v.local);
+            let vteps: BTreeSet<Ipv6Addr> = latest
+                .vteps_v6
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|a| Some(*a) != own)
+                .collect();
+            if before != vteps {
+                self.warned
+                    .retain(|a| !matches!(a, IpAddr::V6(v6) if vteps.contains(v6)));
+                self.rec.set_tunnel_v6(Some((device, vteps)));
                 self.vteps_dirty = true;
                 self.vteps_changed = true;
             }
@@ -522,8 +593,31 @@ impl<F: Fib> Driver<F> {
         if !self.manage || self.settings.vxlan.is_none() {
             return;
         }
-        let want = self.rec.vteps().cloned().unwrap_or_default();
+        let want: Vec<Vtep> = self
+            .rec
+            .vteps()
+            .into_iter()
+            .flatten()
+            .map(|a| Vtep::v4(*a))
+            .collect();
         let device = self.settings.tunnel.clone();
+        let mut changed = self.vteps_changed;
+        self.device_vteps(device, want, false, &mut changed).await;
+        if let Some((device, known)) = self.rec.tunnel_v6().cloned() {
+            let want = known.iter().map(|a| Vtep::v6(*a)).collect();
+            self.device_vteps(device, want, true, &mut changed).await;
+        }
+        self.vteps_changed = false;
+    }
+
+    /// One device's entries (of its family only: `v6`).
+    async fn device_vteps(
+        &mut self,
+        device: String,
+        want: Vec<Vtep>,
+        v6: bool,
+        changed: &mut bool,
+    ) {
         let have = match self.fib.vteps(&device).await {
             Ok(have) => have,
             Err(e) => {
@@ -533,13 +627,13 @@ impl<F: Fib> Driver<F> {
                 return;
             }
         };
+        let have = have.of_family(v6);
         let ops = crate::vtep::plan(&want, &have, self.converged);
         if ops.is_empty() {
-            self.vteps_changed = false;
             return;
         }
         let results = self.fib.apply_vteps(&device, &ops).await;
-        let repair = !std::mem::take(&mut self.vteps_changed);
+        let repair = !*changed;
         for (op, result) in ops.iter().zip(results) {
             match result {
                 Ok(()) if op.is_write() && repair => {
@@ -550,6 +644,7 @@ impl<F: Fib> Driver<F> {
                 Err(e) => {
                     self.rec.stats.errors += 1;
                     self.vteps_dirty = true;
+                    *changed = true;
                     tracing::warn!(%device, ?op, error = %e, "neighbour or FDB write failed");
                 }
             }
@@ -575,6 +670,7 @@ impl<F: Fib> Driver<F> {
             return;
         }
         let mtu = self.rec.underlay().map(|u| u.mtu);
+        let dirty_v6 = self.tunnel_dirty;
         let spec = tunnel_spec(&self.settings, mtu, want);
         match self.fib.ensure_tunnel(&spec).await {
             Ok(()) => {
@@ -591,6 +687,22 @@ impl<F: Fib> Driver<F> {
             Err(e) => {
                 self.rec.stats.errors += 1;
                 tracing::warn!(device = %spec.name, error = %e, "tunnel device setup failed");
+            }
+        }
+        if let Some(spec) = dirty_v6
+            .then(|| tunnel_spec_v6(&self.settings, mtu))
+            .flatten()
+        {
+            match self.fib.ensure_tunnel(&spec).await {
+                Ok(()) => match self.fib.links().await {
+                    Ok(links) => self.rec.set_links(links),
+                    Err(e) => tracing::warn!(error = %e, "reading links failed"),
+                },
+                Err(e) => {
+                    self.rec.stats.errors += 1;
+                    self.tunnel_dirty = true;
+                    tracing::warn!(device = %spec.name, error = %e, "tunnel device setup failed");
+                }
             }
         }
     }

@@ -57,7 +57,7 @@ fn entries(nodes: &[&str]) -> VtepTable {
         neigh: nodes
             .iter()
             .map(|n| NeighEntry {
-                ip: ip(n),
+                ip: ip(n).into(),
                 mac: Some(vtep_mac(ip(n))),
                 permanent: true,
             })
@@ -66,7 +66,7 @@ fn entries(nodes: &[&str]) -> VtepTable {
             .iter()
             .map(|n| FdbEntry {
                 mac: vtep_mac(ip(n)),
-                dst: Some(ip(n)),
+                dst: Some(ip(n).into()),
                 permanent: true,
             })
             .collect(),
@@ -85,7 +85,7 @@ async fn the_device_is_vxlan_with_the_derived_mac_and_mtu_minus_50() {
         Some(crate::VxlanDevice {
             vni: 4096,
             port: 4789,
-            local: ip(NODE),
+            local: ip(NODE).into(),
             mac: vtep_mac(ip(NODE)),
         })
     );
@@ -156,7 +156,7 @@ async fn a_neighbour_entry_deleted_by_hand_is_put_back_and_counted() {
     handle.delete_neigh(ip(B));
     eventually("put back", || handle.vteps().neigh == entries(&[B]).neigh).await;
     assert!(handle.vtep_log().contains(&VtepOp::SetNeigh {
-        ip: ip(B),
+        ip: ip(B).into(),
         mac: vtep_mac(ip(B))
     }));
     eventually("counted as a repair", || {

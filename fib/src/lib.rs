@@ -23,7 +23,7 @@ mod sys;
 pub mod vtep;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -65,6 +65,10 @@ pub struct Inputs {
     /// a next hop outside them is routed without encapsulation. `None`: every next hop
     /// can be tunnelled to (IPIP).
     pub vteps: Option<BTreeSet<Ipv4Addr>>,
+    /// VXLAN over IPv6: the IPv6 device and the IPv6 addresses of the nodes whose
+    /// endpoints are known; an IPv6 next hop outside them is routed natively. `None`: no
+    /// IPv6 device (IPv6 is routed natively).
+    pub vxlan_v6: Option<(String, BTreeSet<Ipv6Addr>)>,
 }
 
 impl std::str::FromStr for Mode {
@@ -112,9 +116,21 @@ pub struct Settings {
     /// `Some`: the tunnel is a VXLAN device (with neighbour and FDB entries per remote
     /// node); `None`: IPIP.
     pub vxlan: Option<Vxlan>,
+    /// `Some` (with `vxlan`): IPv6 blocks of known nodes go through a second VXLAN
+    /// device over the IPv6 underlay.
+    pub vxlan_v6: Option<VxlanV6>,
 }
 
-/// The VXLAN parameters every node shares.
+/// The IPv6 VXLAN device (Calico's `vxlan-v6.calico`): same VNI and port as the IPv4 one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanV6 {
+    pub device: String,
+    /// The node's IPv6 address: the outer source.
+    pub local: Ipv6Addr,
+    /// `None`: the underlay interface's MTU minus 70 (outer IPv6 40, UDP 8, VXLAN 8,
+    /// inner Ethernet 14).
+    pub mtu: Option<u32>,
+}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Vxlan {
     pub vni: u32,
@@ -138,6 +154,7 @@ impl Settings {
             table: Self::DEFAULT_TABLE,
             manage_tunnel: true,
             vxlan: None,
+            vxlan_v6: None,
         }
     }
 }

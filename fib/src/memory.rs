@@ -218,7 +218,7 @@ impl MemHandle {
     pub fn delete_neigh(&self, ip: Ipv4Addr) {
         let device = {
             let mut st = lock(&self.state);
-            st.vteps.neigh.retain(|n| n.ip != ip);
+            st.vteps.neigh.retain(|n| n.ip != std::net::IpAddr::V4(ip));
             st.tunnel
                 .as_ref()
                 .map(|t| t.name.clone())

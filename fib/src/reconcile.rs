@@ -9,7 +9,7 @@
 //! desired route is computed from it when needed, never stored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -39,6 +39,8 @@ pub(crate) struct Reconciler {
     tunnel: String,
     /// The gateways that can be tunnelled to (VXLAN); `None`: every one (IPIP).
     vteps: Option<BTreeSet<Ipv4Addr>>,
+    /// VXLAN over IPv6: the IPv6 device and the IPv6 gateways that can be tunnelled to.
+    tunnel_v6: Option<(String, BTreeSet<Ipv6Addr>)>,
     underlay: Option<Underlay>,
     /// The underlay as [`remote_route`] takes it.
     underlay_pair: Option<(IpNet, String)>,
@@ -84,6 +86,7 @@ impl Reconciler {
             mode,
             tunnel: tunnel.to_string(),
             vteps: None,
+            tunnel_v6: None,
             underlay: None,
             underlay_pair: None,
             own_blocks: Vec::new(),
@@ -226,6 +229,24 @@ impl Reconciler {
         self.vteps.as_ref()
     }
 
+    /// VXLAN over IPv6: the device and the IPv6 gateways that can be tunnelled to; a
+    /// change looks at every prefix again.
+    pub fn set_tunnel_v6(&mut self, v6: Option<(String, BTreeSet<Ipv6Addr>)>) {
+        if self.tunnel_v6 != v6 {
+            self.tunnel_v6 = v6;
+            self.sweep = true;
+        }
+    }
+
+    pub fn tunnel_v6(&self) -> Option<&(String, BTreeSet<Ipv6Addr>)> {
+        self.tunnel_v6.as_ref()
+    }
+
+    /// Whether this device is one of the tunnel devices (IPv4, or the IPv6 VXLAN one).
+    fn is_tunnel(&self, name: &str) -> bool {
+        name == self.tunnel || self.tunnel_v6.as_ref().is_some_and(|(d, _)| d == name)
+    }
+
     pub fn set_underlay(&mut self, underlay: Option<Underlay>) {
         if self.underlay != underlay {
             self.underlay_pair = underlay.as_ref().map(|u| (u.subnet, u.device.clone()));
@@ -279,6 +300,7 @@ impl Reconciler {
                 &self.tunnel,
                 underlay,
                 self.vteps.as_ref(),
+                None,
             ),
             Want::Side => remote_route(
                 *prefix,
@@ -287,6 +309,7 @@ impl Reconciler {
                 &self.tunnel,
                 underlay,
                 self.vteps.as_ref(),
+                self.tunnel_v6.as_ref().map(|(d, v)| (d.as_str(), v)),
             ),
         }
     }
@@ -574,7 +597,7 @@ impl Reconciler {
                 if was != Some(link.up) {
                     if !link.up {
                         reaction.resync = self.forget_routes_through(&link.name);
-                        reaction.tunnel = link.name == self.tunnel;
+                        reaction.tunnel = self.is_tunnel(&link.name);
                     }
                     self.link_changed(&link.name);
                     reaction.reconcile = true;
@@ -583,11 +606,11 @@ impl Reconciler {
             FibEvent::LinkGone { name } => {
                 self.links.remove(&name);
                 reaction.resync = self.forget_routes_through(&name);
-                reaction.tunnel = name == self.tunnel;
+                reaction.tunnel = self.is_tunnel(&name);
                 self.link_changed(&name);
                 reaction.reconcile = true;
             }
-            FibEvent::NeighChanged { device } => reaction.vteps = device == self.tunnel,
+            FibEvent::NeighChanged { device } => reaction.vteps = self.is_tunnel(&device),
             FibEvent::Lost => reaction.resync = true,
         }
         reaction
@@ -597,7 +620,7 @@ impl Reconciler {
     /// device, the workloads on any other.
     fn link_changed(&mut self, name: &str) {
         let underlay = self.underlay.as_ref().is_some_and(|u| u.device == name);
-        if name == self.tunnel || underlay {
+        if self.is_tunnel(name) || underlay {
             self.sweep = true;
             return;
         }

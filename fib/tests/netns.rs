@@ -88,6 +88,7 @@ fn node_inputs() -> Inputs {
         ],
         tunnel_address: Some("101.76.9.128".parse().expect("addr")),
         vteps: None,
+        vxlan_v6: None,
     }
 }
 
@@ -183,6 +184,7 @@ fn never_mode_lets_the_kernel_pick_the_device() {
             workloads: vec![],
             tunnel_address: None,
             vteps: None,
+            vxlan_v6: None,
         });
         eventually_installed(&installer, "2 routes installed", |installed| {
             installed.len() == 2
@@ -533,6 +535,7 @@ fn another_table_and_protocol_are_kept_apart() {
             workloads: vec![],
             tunnel_address: None,
             vteps: None,
+            vxlan_v6: None,
         });
         installer.converged();
         eventually_installed(&installer, "2 routes installed", |installed| {

@@ -1,12 +1,13 @@
 //! What crosses a network namespace's interfaces, seen by an `AF_PACKET` socket in it
 //! (no tcpdump): the IPv4 source and destination of plain ICMP and TCP frames, the
-//! inner addresses of VXLAN (UDP 4789) frames, and how many frames were IPIP. Tests
+//! inner addresses of VXLAN (UDP 4789) frames over IPv4 and IPv6, bare ICMPv6, and how
+//! many frames were IPIP. Tests
 //! capture in the underlay's namespace (its bridge and the hosts' ports, nothing
 //! else) to check what the path between nodes carries.
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,15 @@ pub struct Seen {
     pub tcp: BTreeSet<Pair>,
     /// Frames of IP protocol 4 (IPIP).
     pub ipip: usize,
+    /// Inner IPv6 (source, destination) of UDP 4789 over IPv6.
+    pub vxlan6: BTreeSet<(Ipv6Addr, Ipv6Addr)>,
+    /// (source, destination) of bare ICMPv6 frames.
+    pub icmp6: BTreeSet<(Ipv6Addr, Ipv6Addr)>,
+}
+
+fn addr6(b: &[u8], at: usize) -> Option<Ipv6Addr> {
+    let o: [u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
+    Some(Ipv6Addr::from(o))
 }
 
 fn addr(b: &[u8], at: usize) -> Option<Ipv4Addr> {
@@ -38,8 +48,29 @@ fn addr(b: &[u8], at: usize) -> Option<Ipv4Addr> {
 }
 
 impl Seen {
-    /// Takes one Ethernet frame; anything but IPv4 is ignored.
+    /// An IPv6 packet (no extension headers: neither the kernel's VXLAN nor ping adds
+    /// any).
+    fn frame6(&mut self, ip: &[u8]) -> Option<()> {
+        let (src, dst) = (addr6(ip, 8)?, addr6(ip, 24)?);
+        match *ip.get(6)? {
+            58 => {
+                self.icmp6.insert((src, dst));
+            }
+            17 if ip.get(42..44)? == 4789u16.to_be_bytes() => {
+                // UDP (8), VXLAN (8), inner Ethernet (14), then the inner IPv6 header.
+                let inner = ip.get(70..)?;
+                self.vxlan6.insert((addr6(inner, 8)?, addr6(inner, 24)?));
+            }
+            _ => {}
+        }
+        Some(())
+    }
+
+    /// Takes one Ethernet frame; anything but IPv4 and IPv6 is ignored.
     pub fn frame(&mut self, f: &[u8]) -> Option<()> {
+        if f.get(12..14)? == [0x86, 0xdd] {
+            return self.frame6(f.get(14..)?);
+        }
         if f.get(12..14)? != [0x08, 0x00] {
             return None;
         }

@@ -285,6 +285,10 @@ async fn feed_fib(daemon: Arc<Daemon>) {
             let state = daemon.state.load_full();
             daemon.with_fib(|f| {
                 f.set_vteps(settings::vteps(&state.config));
+                f.set_vteps_v6(settings::vteps_v6(
+                    &state.config,
+                    state.datastore.as_deref(),
+                ));
                 f.set_local(
                     state.own_blocks().to_vec(),
                     state.workloads.clone(),

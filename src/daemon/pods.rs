@@ -435,13 +435,20 @@ impl Pods {
     }
 
     fn json(&self, cfg: &Config, a: &ipam::Allocation, existing: bool) -> AssignedJson {
+        // One MTU per pod interface: with an IPv6 address and the IPv6 VXLAN device,
+        // that device's (the smaller: its outer header is 20 bytes larger).
+        let v6 = a.addresses.iter().any(|ip| ip.is_ipv6());
+        let device = cfg
+            .vxlan_v6_device()
+            .filter(|_| v6)
+            .or_else(|| cfg.tunnel_device());
         AssignedJson {
             handle: a.handle.clone(),
             interface: a.interface.clone(),
             addresses: a.addresses.clone(),
             existing,
-            tunnel: cfg.tunnel_device().map(|(d, _)| d.to_owned()),
-            mtu: cfg.tunnel_device().and_then(|(_, m)| m),
+            tunnel: device.map(|(d, _)| d.to_owned()),
+            mtu: device.and_then(|(_, m)| m),
             route_protocol: cfg.kernel.protocol,
         }
     }

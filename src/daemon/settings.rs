@@ -81,7 +81,47 @@ pub fn fib(cfg: &Config) -> fib::Settings {
             vni: cfg.vxlan.vni,
             port: cfg.vxlan.port,
         }),
+        vxlan_v6: cfg
+            .vxlan_v6_device()
+            .zip(cfg.node.address_v6)
+            .map(|((device, mtu), local)| fib::VxlanV6 {
+                device: device.to_owned(),
+                local,
+                mtu,
+            }),
     }
+}
+
+/// VXLAN over IPv6: the IPv6 addresses of the nodes whose tunnel endpoints are known.
+/// In datastore mode, the `address_v6` of every registered node among the known ones
+/// ([`vteps`]); with the file, the IPv6 addresses listed in `cluster.nodes` (the file
+/// has no other word of another node's IPv6 address). Their MACs are derived from them
+/// ([`fib::vtep::vtep_mac_v6`]).
+pub fn vteps_v6(
+    cfg: &Config,
+    snap: Option<&datastore::Snapshot>,
+) -> std::collections::BTreeSet<std::net::Ipv6Addr> {
+    let own = cfg.node.address_v6;
+    let all: Vec<std::net::Ipv6Addr> = match snap {
+        Some(snap) => {
+            let known = vteps(cfg);
+            snap.nodes
+                .values()
+                .filter(|n| known.contains(&n.address))
+                .filter_map(|n| n.address_v6)
+                .collect()
+        }
+        None => cfg
+            .cluster
+            .nodes
+            .iter()
+            .filter_map(|a| match a {
+                std::net::IpAddr::V6(v6) => Some(*v6),
+                std::net::IpAddr::V4(_) => None,
+            })
+            .collect(),
+    };
+    all.into_iter().filter(|a| Some(*a) != own).collect()
 }
 
 /// VXLAN: the nodes whose tunnel endpoints are known, the other nodes of the cluster

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime};
 
 use api::status::{
-    BlockUseJson, DatastoreHealthJson, DeviceState, EncapsulationJson, FibHealthJson,
+    BlockUseJson, DatastoreHealthJson, DeviceJson, DeviceState, EncapsulationJson, FibHealthJson,
     NatHealthJson, PeerHealthJson, StatusJson,
 };
 
@@ -263,6 +263,21 @@ async fn encapsulation(cfg: &config::Config, address: Option<Ipv4Addr>) -> Encap
             Err(_) => None,
         }
     };
+    let v6 = match cfg.vxlan_v6_device() {
+        Some((name, _)) => match fib::PodNetlink::open() {
+            Ok(mut nl) => nl.link(name).await.ok().map(|l| DeviceJson {
+                device: name.to_owned(),
+                state: match &l {
+                    Some(l) if l.up => DeviceState::Up,
+                    Some(_) => DeviceState::Down,
+                    None => DeviceState::Missing,
+                },
+                mtu: l.map(|l| l.mtu),
+            }),
+            Err(_) => None,
+        },
+        None => None,
+    };
     EncapsulationJson {
         kind: kind.into(),
         mode: mode.to_string(),
@@ -274,6 +289,7 @@ async fn encapsulation(cfg: &config::Config, address: Option<Ipv4Addr>) -> Encap
             None => DeviceState::Missing,
         }),
         mtu: link.flatten().map(|l| l.mtu),
+        v6,
     }
 }
 

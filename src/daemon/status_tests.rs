@@ -60,6 +60,7 @@ fn facts(peers: Vec<PeerFacts>) -> Facts {
             address: None,
             state: None,
             mtu: None,
+            v6: None,
         },
         task_failure: None,
         no_address: None,

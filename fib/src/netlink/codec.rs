@@ -101,7 +101,7 @@ pub(crate) fn parse_nsid(payload: &[u8]) -> Option<i32> {
 pub(crate) struct VxlanFound {
     pub vni: Option<u32>,
     pub port: Option<u16>,
-    pub local: Option<Ipv4Addr>,
+    pub local: Option<IpAddr>,
     pub mac: Option<[u8; 6]>,
 }
 
@@ -122,6 +122,7 @@ pub(crate) fn parse_vxlan(payload: &[u8]) -> Option<VxlanFound> {
     const IFLA_VXLAN_ID: u16 = 1;
     const IFLA_VXLAN_LOCAL: u16 = 4;
     const IFLA_VXLAN_PORT: u16 = 15;
+    const IFLA_VXLAN_LOCAL6: u16 = 17;
     let mut mac = None;
     let mut info = None;
     for (kind, value) in attributes(payload.get(16..)?) {
@@ -146,7 +147,14 @@ pub(crate) fn parse_vxlan(payload: &[u8]) -> Option<VxlanFound> {
                     match k {
                         IFLA_VXLAN_ID => found.vni = u32_at(v, 0),
                         IFLA_VXLAN_LOCAL => {
-                            found.local = <[u8; 4]>::try_from(v).ok().map(Ipv4Addr::from)
+                            found.local = <[u8; 4]>::try_from(v)
+                                .ok()
+                                .map(|o| Ipv4Addr::from(o).into())
+                        }
+                        IFLA_VXLAN_LOCAL6 => {
+                            found.local = <[u8; 16]>::try_from(v)
+                                .ok()
+                                .map(|o| Ipv6Addr::from(o).into())
                         }
                         // Network byte order on the wire.
                         IFLA_VXLAN_PORT => {

@@ -1,10 +1,10 @@
-//! The VXLAN device's neighbour (IPv4) and FDB (`AF_BRIDGE`) entries over rtnetlink.
+//! The VXLAN devices' neighbour (IPv4 or IPv6) and FDB (`AF_BRIDGE`) entries over rtnetlink.
 //!
 //! Read by hand, like links: four fields of each entry are needed. Written with
 //! netlink-packet-route's neighbour message.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::neighbour::{
@@ -31,7 +31,7 @@ struct Parsed {
     family: u8,
     index: u32,
     state: u16,
-    dst: Option<Ipv4Addr>,
+    dst: Option<IpAddr>,
     mac: Option<[u8; 6]>,
 }
 
@@ -43,7 +43,17 @@ fn parse(payload: &[u8]) -> Option<Parsed> {
     let mut mac = None;
     for (kind, value) in attributes(payload.get(12..)?) {
         match kind {
-            NDA_DST => dst = <[u8; 4]>::try_from(value).ok().map(Ipv4Addr::from),
+            NDA_DST => {
+                dst = match value.len() {
+                    4 => <[u8; 4]>::try_from(value)
+                        .ok()
+                        .map(|o| IpAddr::V4(Ipv4Addr::from(o))),
+                    16 => <[u8; 16]>::try_from(value)
+                        .ok()
+                        .map(|o| IpAddr::V6(Ipv6Addr::from(o))),
+                    _ => None,
+                }
+            }
             NDA_LLADDR => mac = <[u8; 6]>::try_from(value).ok(),
             _ => {}
         }
@@ -65,7 +75,11 @@ pub(crate) fn notified_index(payload: &[u8]) -> Option<u32> {
 /// The neighbour and FDB entries of the device with this index.
 pub(crate) async fn read(socket: &mut NlSocket, index: u32) -> Result<VtepTable, FibError> {
     let mut table = VtepTable::default();
-    for family in [AddressFamily::Inet, AddressFamily::Bridge] {
+    for family in [
+        AddressFamily::Inet,
+        AddressFamily::Inet6,
+        AddressFamily::Bridge,
+    ] {
         let mut msg = NeighbourMessage::default();
         msg.header.family = family;
         let mut found = Vec::new();
@@ -106,22 +120,32 @@ fn message(family: AddressFamily, index: u32) -> NeighbourMessage {
     msg
 }
 
-fn dst(ip: Ipv4Addr) -> NeighbourAttribute {
-    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip))
+fn dst(ip: IpAddr) -> NeighbourAttribute {
+    NeighbourAttribute::Destination(match ip {
+        IpAddr::V4(a) => NeighbourAddress::Inet(a),
+        IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+    })
+}
+
+fn family_of(ip: IpAddr) -> AddressFamily {
+    match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
 }
 
 fn request(op: &VtepOp, index: u32) -> (RouteNetlinkMessage, u16) {
     let replace = NLM_F_CREATE | NLM_F_REPLACE;
     match *op {
         VtepOp::SetNeigh { ip, mac } => {
-            let mut msg = message(AddressFamily::Inet, index);
+            let mut msg = message(family_of(ip), index);
             msg.attributes.push(dst(ip));
             msg.attributes
                 .push(NeighbourAttribute::LinkLocalAddress(mac.to_vec()));
             (RouteNetlinkMessage::NewNeighbour(msg), replace)
         }
         VtepOp::DelNeigh { ip } => {
-            let mut msg = message(AddressFamily::Inet, index);
+            let mut msg = message(family_of(ip), index);
             msg.attributes.push(dst(ip));
             (RouteNetlinkMessage::DelNeighbour(msg), 0)
         }
@@ -192,7 +216,7 @@ mod tests {
         let p = parse(&body).expect("parses");
         assert_eq!((p.family, p.index, p.state), (7, 5, 0x80));
         assert_eq!(p.mac, Some([0x66, 0x78, 10, 0, 0, 2]));
-        assert_eq!(p.dst, Some(Ipv4Addr::new(10, 0, 0, 2)));
+        assert_eq!(p.dst, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))));
         assert!(parse(&body[..6]).is_none());
     }
 }

@@ -135,7 +135,10 @@ async fn create_vxlan(
         LinkInfo::Kind(InfoKind::Vxlan),
         LinkInfo::Data(InfoData::Vxlan(vec![
             InfoVxlan::Id(v.vni),
-            InfoVxlan::Local(v.local.octets().to_vec()),
+            match v.local {
+                std::net::IpAddr::V4(a) => InfoVxlan::Local(a.octets().to_vec()),
+                std::net::IpAddr::V6(a) => InfoVxlan::Local6(a.octets().to_vec()),
+            },
             InfoVxlan::Port(v.port),
             InfoVxlan::Learning(false),
         ])),
