@@ -2,11 +2,11 @@
 //! options, a reader task that frames messages, a writer task that batches and
 //! puts the session's own messages before UPDATEs.
 //!
-//! Neither side keeps a large buffer per connection: a mesh or a route
-//! reflector has hundreds of mostly idle sessions. The reader starts with
-//! [`READ_MIN`] (BIRD's receive buffer is 4 KiB too) and grows towards
-//! [`READ_MAX`] only while reads keep filling it; the writer hands the queued
-//! messages to the kernel as they are (`writev`), with no copy into a buffer.
+//! Neither side keeps a buffer per idle connection: a mesh or a route reflector has
+//! hundreds to thousands of mostly idle sessions. The reader waits for the socket to
+//! be readable with no buffer, reads into [`READ_MIN`] (BIRD's receive buffer is 4 KiB)
+//! and grows towards [`READ_MAX`] only while reads keep filling it; the writer hands the
+//! queued messages to the kernel as they are (`writev`), with no copy into a buffer.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -96,7 +96,7 @@ pub async fn read_loop(mut rd: OwnedReadHalf, id: u64, tx: mpsc::Sender<(u64, Co
         extended_message: true,
         ..Context::default()
     };
-    let mut buf = BytesMut::with_capacity(READ_MIN);
+    let mut buf = BytesMut::new();
     let mut want = READ_MIN;
     loop {
         loop {
@@ -114,11 +114,29 @@ pub async fn read_loop(mut rd: OwnedReadHalf, id: u64, tx: mpsc::Sender<(u64, Co
                 }
             }
         }
+        if buf.is_empty() {
+            // Everything read was framed: hold no buffer while the session idles (a
+            // reflector has thousands of sessions that hear a KEEPALIVE a minute). The
+            // messages still in use keep their part of the old one.
+            buf = BytesMut::new();
+            if rd.readable().await.is_err() {
+                let _ = tx.send((id, ConnEvent::Closed)).await;
+                return;
+            }
+        }
         if buf.capacity() - buf.len() < want {
             buf.reserve(want);
         }
         let room = buf.capacity() - buf.len();
-        match rd.read_buf(&mut buf).await {
+        let got = if buf.is_empty() {
+            match rd.try_read_buf(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => r,
+            }
+        } else {
+            rd.read_buf(&mut buf).await
+        };
+        match got {
             Ok(0) | Err(_) => {
                 let _ = tx.send((id, ConnEvent::Closed)).await;
                 return;
@@ -275,6 +293,8 @@ pub async fn write_loop(
                 Ok(n) => pending.consume(n, &backlog),
             }
         }
+        // A burst grew the queue to up to WRITE_BATCH entries: an idle session keeps none.
+        pending.queue = VecDeque::new();
     }
     let _ = wr.shutdown().await;
 }
