@@ -460,6 +460,49 @@ mod tests {
         Ok(())
     }
 
+    /// The reader, which holds no buffer between messages, frames every message of a
+    /// peer that sends one now and then, whole and in order, and one split across reads.
+    #[tokio::test]
+    async fn read_loop_frames_messages_that_come_apart() -> io::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut client = TcpStream::connect(listener.local_addr()?).await?;
+        let (server, _) = listener.accept().await?;
+        let (rd, _wr) = server.into_split();
+        let (tx, mut rx) = mpsc::channel(16);
+        let task = tokio::spawn(read_loop(rd, 7, tx));
+        let keepalive = |n: u8| {
+            let mut m = vec![0xffu8; 16];
+            m.extend_from_slice(&[0, 19, 4]);
+            m[0] = 0xff;
+            let _ = n;
+            m
+        };
+        for round in 0..3u8 {
+            client.write_all(&keepalive(round)).await?;
+            let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+            assert!(
+                matches!(&got, Ok(Some((7, ConnEvent::Message(m)))) if m.len() == 19),
+                "round {round}: {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // One message in two writes.
+        let m = keepalive(9);
+        client.write_all(&m[..5]).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        client.write_all(&m[5..]).await?;
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert!(
+            matches!(&got, Ok(Some((7, ConnEvent::Message(m)))) if m.len() == 19),
+            "split: {got:?}"
+        );
+        drop(client);
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert!(matches!(got, Ok(Some((7, ConnEvent::Closed)))), "{got:?}");
+        task.await.map_err(io::Error::other)?;
+        Ok(())
+    }
+
     /// GTSM on an outgoing connection checks the SYN-ACK already: a peer
     /// that does not send with TTL 255 is never connected to.
     #[tokio::test]
