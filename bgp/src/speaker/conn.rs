@@ -3,9 +3,10 @@
 //! puts the session's own messages before UPDATEs.
 //!
 //! Neither side keeps a buffer per idle connection: a mesh or a route reflector has
-//! hundreds to thousands of mostly idle sessions. The reader waits for the socket to
-//! be readable with no buffer, reads into [`READ_MIN`] (BIRD's receive buffer is 4 KiB)
-//! and grows towards [`READ_MAX`] only while reads keep filling it; the writer hands the
+//! hundreds to thousands of mostly idle sessions. The reader waits with no buffer (its
+//! first read goes into a few octets of the task's state), then reads into [`READ_MIN`]
+//! (BIRD's receive buffer is 4 KiB) and grows towards [`READ_MAX`] only while reads
+//! keep filling it; the writer hands the
 //! queued messages to the kernel as they are (`writev`), with no copy into a buffer.
 
 use std::collections::VecDeque;
@@ -117,26 +118,26 @@ pub async fn read_loop(mut rd: OwnedReadHalf, id: u64, tx: mpsc::Sender<(u64, Co
         if buf.is_empty() {
             // Everything read was framed: hold no buffer while the session idles (a
             // reflector has thousands of sessions that hear a KEEPALIVE a minute). The
-            // messages still in use keep their part of the old one.
+            // messages still in use keep their part of the old one. The next read goes
+            // into a few octets on the task's own state, then into a buffer of its size.
             buf = BytesMut::new();
-            if rd.readable().await.is_err() {
-                let _ = tx.send((id, ConnEvent::Closed)).await;
-                return;
+            let mut first = [0u8; IDLE_READ];
+            match rd.read(&mut first).await {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send((id, ConnEvent::Closed)).await;
+                    return;
+                }
+                Ok(n) => {
+                    buf.extend_from_slice(first.get(..n).unwrap_or_default());
+                    continue;
+                }
             }
         }
         if buf.capacity() - buf.len() < want {
             buf.reserve(want);
         }
         let room = buf.capacity() - buf.len();
-        let got = if buf.is_empty() {
-            match rd.try_read_buf(&mut buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => r,
-            }
-        } else {
-            rd.read_buf(&mut buf).await
-        };
-        match got {
+        match rd.read_buf(&mut buf).await {
             Ok(0) | Err(_) => {
                 let _ = tx.send((id, ConnEvent::Closed)).await;
                 return;
@@ -145,6 +146,10 @@ pub async fn read_loop(mut rd: OwnedReadHalf, id: u64, tx: mpsc::Sender<(u64, Co
         }
     }
 }
+
+/// What an idle connection's first read takes: a KEEPALIVE (19 octets) or the start of
+/// a longer message, whose rest is then read into a buffer.
+const IDLE_READ: usize = 64;
 
 /// The reader's first and smallest read: one standard message (RFC 4271).
 pub const READ_MIN: usize = 4096;
