@@ -10,6 +10,7 @@
 mod best;
 mod path;
 mod policy;
+mod shared_out;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -30,7 +31,7 @@ use crate::wire::{codes, AfiSafi, Attributes, Context, Notification};
 pub use best::{compare, multipath, DEFAULT_LOCAL_PREF};
 use path::Paths;
 pub use path::{Path, Shared};
-pub use policy::{PolicyConfig, Refusal};
+pub use policy::{ExportClass, PolicyConfig, Refusal};
 use table::Table;
 
 /// Where a path came from.
@@ -68,6 +69,30 @@ pub struct Effects {
     pub resets: Vec<(IpAddr, Notification)>,
     /// The FIB view changed.
     pub fib_changed: bool,
+    /// Octets of UPDATEs encoded for `messages`, each encoding counted once however
+    /// many peers share it: what the flush holds in memory until the sockets take it.
+    pub encoded: usize,
+}
+
+#[cfg(test)]
+impl Effects {
+    /// Every message queued, one per entry: an entry may hold several whole messages
+    /// (a slice of an encoding shared by many peers).
+    pub(crate) fn each_message(&self) -> Vec<(IpAddr, Bytes)> {
+        let ctx = Context {
+            extended_message: true,
+            ..Context::default()
+        };
+        let mut out = Vec::new();
+        for (to, buf) in &self.messages {
+            let mut rest = buf.clone();
+            while let Ok(Some(n)) = crate::wire::frame(&rest, &ctx) {
+                out.push((*to, rest.split_to(n)));
+            }
+            assert!(rest.is_empty(), "a partial message queued for {to}");
+        }
+        out
+    }
 }
 
 /// Per-peer counters, as `show peers` reports them.
@@ -516,6 +541,13 @@ impl Rib {
     }
 
     /// Applies the changes of a round of events and returns what to do.
+    /// Octets of UPDATEs encoded and waiting for the next [`Rib::flush`] (the table sent
+    /// to sessions that came up, refreshes). The changes themselves are encoded by the
+    /// flush and counted in its [`Effects::encoded`].
+    pub fn encoded(&self) -> usize {
+        self.effects.encoded
+    }
+
     pub fn flush(&mut self) -> Effects {
         self.export_dirty();
         std::mem::take(&mut self.effects)

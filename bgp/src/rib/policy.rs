@@ -28,6 +28,29 @@ pub enum Refusal {
     NoNextHop,
 }
 
+/// What the export of a path to a peer depends on, but for the peer's own address
+/// (a peer never hears its own paths back): peers of one class with one negotiated
+/// [`crate::wire::Context`] are sent the same octets (RFC 4456 §8: a reflector's clients all
+/// hear the same ORIGINATOR_ID and CLUSTER_LIST).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportClass {
+    pub ibgp: bool,
+    pub rr_client: bool,
+    pub ipv4: bool,
+    pub ipv6: bool,
+}
+
+impl ExportClass {
+    pub fn of(peer: &PeerInfo) -> ExportClass {
+        ExportClass {
+            ibgp: peer.ibgp,
+            rr_client: peer.rr_client,
+            ipv4: peer.ipv4,
+            ipv6: peer.ipv6,
+        }
+    }
+}
+
 /// Settings the policy needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyConfig {
@@ -116,6 +139,19 @@ impl PolicyConfig {
 
     /// What `to` should hear about paths sharing `path`: the attributes and next hop, or None.
     pub fn export(&self, path: &Shared, to: &PeerInfo) -> Option<(Arc<Attributes>, IpAddr)> {
+        if path.source == Source::Peer(to.address) {
+            return None;
+        }
+        self.export_to_class(path, &ExportClass::of(to))
+    }
+
+    /// What every peer of class `to` but the path's own sender hears about paths sharing
+    /// `path` (that sender hears nothing of its own paths).
+    pub fn export_to_class(
+        &self,
+        path: &Shared,
+        to: &ExportClass,
+    ) -> Option<(Arc<Attributes>, IpAddr)> {
         let family_ok = match path.prefix_is_v4 {
             true => to.ipv4,
             false => to.ipv6,
@@ -144,10 +180,7 @@ impl PolicyConfig {
                     Some((Arc::new(a), nh))
                 }
             }
-            Source::Peer(from) => {
-                if *from == to.address {
-                    return None;
-                }
+            Source::Peer(_) => {
                 let from_info = path.from.as_ref()?;
                 if !to.ibgp {
                     let mut a = (*path.attrs).clone();

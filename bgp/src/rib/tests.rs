@@ -77,7 +77,7 @@ fn sent_to(fx: &Effects, to: &str) -> (Vec<(IpNet, Attributes)>, Vec<IpNet>) {
     };
     let mut ann = Vec::new();
     let mut wd = Vec::new();
-    for (addr, bytes) in &fx.messages {
+    for (addr, bytes) in &fx.each_message() {
         if *addr != ip(to) {
             continue;
         }
@@ -105,7 +105,7 @@ fn own_blocks_are_sent_with_next_hop_self_and_end_of_rib() {
     assert_eq!(ann[0].1.local_pref, Some(100));
     assert_eq!(ann[0].1.origin, Some(Origin::Igp));
     // The last message is End-of-RIB.
-    let last = fx.messages.last().expect("messages");
+    let last = fx.each_message().last().cloned().expect("messages");
     assert_eq!(last.1.len(), 23);
 }
 
@@ -482,7 +482,7 @@ fn end_of_rib_only_for_negotiated_families() {
         ..Context::default()
     };
     let eors = |fx: &Effects, to: &str| -> Vec<AfiSafi> {
-        fx.messages
+        fx.each_message()
             .iter()
             .filter(|(a, _)| *a == ip(to))
             .filter_map(|(_, b)| match wire::decode(b, &ctx) {
@@ -582,7 +582,7 @@ fn enhanced_route_refresh_is_framed_by_borr_and_eorr() {
         ..Context::default()
     };
     let kinds: Vec<String> = fx
-        .messages
+        .each_message()
         .iter()
         .map(|(_, b)| match wire::decode(b, &ctx) {
             Ok(Message::RouteRefresh(r)) => format!("refresh {}", r.subtype),
@@ -634,7 +634,7 @@ fn local_ipv4_and_ipv6_blocks_get_their_own_next_hops() {
         ..Context::default()
     };
     let mut v6_next_hops = Vec::new();
-    for (_, b) in &fx.messages {
+    for (_, b) in &fx.each_message() {
         if let Ok(Message::Update(u)) = wire::decode(b, &ctx) {
             if let Some(m) = &u.attributes.mp_reach {
                 v6_next_hops.extend(m.next_hops.clone());
@@ -773,4 +773,87 @@ fn fib_changes_carry_exactly_what_changed() {
     apply_changes(&mut view, rib.fib_changes());
     assert_eq!(view, rib.fib_view());
     assert!(view.is_empty());
+}
+
+/// Reflector clients share one encoding of a flush's changes: each hears every other
+/// client's route but not its own, and one whose own route displaced a route it had
+/// heard is told that route is withdrawn.
+#[test]
+fn reflected_changes_are_encoded_once_and_each_client_skips_its_own() {
+    let mut rib = Rib::new(policy(Some(Ipv4Addr::new(244, 0, 0, 1))), 4);
+    for (i, a) in ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]
+        .iter()
+        .enumerate()
+    {
+        rib.peer_up(peer(a, [10, 0, 0, 2 + i as u8], true));
+    }
+    rib.flush();
+    rib.update(
+        ip("10.0.0.2"),
+        announce(&["101.88.0.0/26"], "10.0.0.2", attrs(100)),
+    );
+    rib.update(
+        ip("10.0.0.3"),
+        announce(&["101.88.0.64/26"], "10.0.0.3", attrs(100)),
+    );
+    let fx = rib.flush();
+    let heard = |fx: &Effects, to: &str| {
+        let (ann, wd) = sent_to(fx, to);
+        let mut ann: Vec<IpNet> = ann.into_iter().map(|(p, _)| p).collect();
+        ann.sort();
+        (ann, wd)
+    };
+    let both = vec![net("101.88.0.0/26"), net("101.88.0.64/26")];
+    assert_eq!(heard(&fx, "10.0.0.4"), (both.clone(), vec![]));
+    assert_eq!(heard(&fx, "10.0.0.5"), (both, vec![]));
+    assert_eq!(
+        heard(&fx, "10.0.0.2"),
+        (vec![net("101.88.0.64/26")], vec![])
+    );
+    assert_eq!(heard(&fx, "10.0.0.3"), (vec![net("101.88.0.0/26")], vec![]));
+    // The clients that sent nothing got the same octets, not copies.
+    let ptrs = |to: &str| -> Vec<*const u8> {
+        fx.messages
+            .iter()
+            .filter(|(a, _)| *a == ip(to))
+            .map(|(_, b)| b.as_ptr())
+            .collect()
+    };
+    assert!(!ptrs("10.0.0.4").is_empty());
+    assert_eq!(ptrs("10.0.0.4"), ptrs("10.0.0.5"));
+    assert!(
+        fx.encoded < 2 * 100,
+        "two announcements encoded once, not per client: {} octets",
+        fx.encoded
+    );
+    // 10.0.0.4 takes over 10.0.0.2's prefix with a better route: it had heard
+    // 10.0.0.2's and is told it is gone; everyone else hears the new route.
+    rib.update(
+        ip("10.0.0.4"),
+        announce(&["101.88.0.0/26"], "10.0.0.4", attrs(200)),
+    );
+    let fx = rib.flush();
+    assert_eq!(heard(&fx, "10.0.0.4"), (vec![], vec![net("101.88.0.0/26")]));
+    for to in ["10.0.0.2", "10.0.0.3", "10.0.0.5"] {
+        let (ann, wd) = sent_to(&fx, to);
+        assert_eq!(ann.len(), 1, "{to}");
+        assert_eq!(ann[0].0, net("101.88.0.0/26"));
+        assert_eq!(ann[0].1.local_pref, Some(200));
+        assert_eq!(ann[0].1.originator_id, Some(Ipv4Addr::new(10, 0, 0, 4)));
+        assert_eq!(ann[0].1.cluster_list, vec![Ipv4Addr::new(244, 0, 0, 1)]);
+        assert!(wd.is_empty(), "{to}");
+    }
+    // Its route withdrawn, 10.0.0.2's is best again: 10.0.0.2, which had heard
+    // 10.0.0.4's, is told it is gone; the others hear 10.0.0.2's again.
+    let mut w = Update::default();
+    w.withdrawn.push(Nlri {
+        path_id: None,
+        prefix: net("101.88.0.0/26"),
+    });
+    rib.update(ip("10.0.0.4"), w);
+    let fx = rib.flush();
+    assert_eq!(heard(&fx, "10.0.0.2"), (vec![], vec![net("101.88.0.0/26")]));
+    for to in ["10.0.0.3", "10.0.0.4", "10.0.0.5"] {
+        assert_eq!(heard(&fx, to), (vec![net("101.88.0.0/26")], vec![]), "{to}");
+    }
 }

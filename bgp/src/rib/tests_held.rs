@@ -100,7 +100,7 @@ type Known = BTreeMap<IpNet, u32>;
 fn hear(fx: &Effects, to: &str, known: &mut Known) -> (Vec<IpNet>, Vec<IpNet>) {
     let mut named = Vec::new();
     let mut unknown = Vec::new();
-    for (addr, bytes) in &fx.messages {
+    for (addr, bytes) in &fx.each_message() {
         if *addr != ip(to) {
             continue;
         }

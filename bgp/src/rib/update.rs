@@ -1,15 +1,33 @@
 //! Incoming UPDATEs into the Loc-RIB, and Loc-RIB changes out to peers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use super::policy::ExportClass;
+use super::shared_out::ClassExport;
 use super::{Effects, Path, PeerInfo, PolicyConfig, Refusal, Rib, Shared, Source};
 use crate::wire::{
     pack_announce, pack_withdraw, AfiSafi, Attributes, Context, Nlri, Outcome, Update,
 };
+
+/// The UPDATEs announcing `nlri` of `family` with `attrs` and next hop `nh`.
+pub(super) fn encode_announce(
+    attrs: &Attributes,
+    nh: IpAddr,
+    family: AfiSafi,
+    nlri: &[Nlri],
+    ctx: &Context,
+) -> Vec<bytes::Bytes> {
+    let mut attrs = attrs.clone();
+    attrs.next_hop = match nh {
+        IpAddr::V4(a) if family == AfiSafi::IPV4_UNICAST => Some(a),
+        _ => None,
+    };
+    pack_announce(&attrs, nh, family, nlri, ctx)
+}
 
 pub(super) fn announce(
     fx: &mut Effects,
@@ -20,12 +38,8 @@ pub(super) fn announce(
     nlri: &[Nlri],
     ctx: &Context,
 ) {
-    let mut attrs = attrs.clone();
-    attrs.next_hop = match nh {
-        IpAddr::V4(a) if family == AfiSafi::IPV4_UNICAST => Some(a),
-        _ => None,
-    };
-    for msg in pack_announce(&attrs, nh, family, nlri, ctx) {
+    for msg in encode_announce(attrs, nh, family, nlri, ctx) {
+        fx.encoded += msg.len();
         fx.messages.push((to, msg));
     }
 }
@@ -38,6 +52,7 @@ pub(super) fn withdraw(
     ctx: &Context,
 ) {
     for msg in pack_withdraw(family, nlri, ctx) {
+        fx.encoded += msg.len();
         fx.messages.push((to, msg));
     }
 }
@@ -360,17 +375,37 @@ pub(super) fn export_changes(rib: &mut Rib, dirty: &[(IpNet, Option<Path>)]) {
                 (!unchanged).then_some((*prefix, Before::Path(old.as_ref()), new))
             })
             .collect();
-        for peer in peers.values_mut() {
+        // Peers that hear the same octets (but for their own routes), encoded for once.
+        let mut classes: Vec<(ExportClass, Context, HashSet<IpAddr>)> = Vec::new();
+        for (address, peer) in peers.iter_mut() {
             let Some(to) = peer.info.as_deref() else {
                 continue;
             };
-            match peer.held.as_mut() {
-                Some(held) => note_held(policy, to, &changes, held),
-                None => export_to(policy, to, changes.iter().copied(), &mut fx),
+            if let Some(held) = peer.held.as_mut() {
+                note_held(policy, to, &changes, held);
+                continue;
+            }
+            let class = ExportClass::of(to);
+            match classes
+                .iter_mut()
+                .find(|(c, ctx, _)| *c == class && *ctx == to.context)
+            {
+                Some((_, _, members)) => {
+                    members.insert(*address);
+                }
+                None => classes.push((class, to.context, HashSet::from([*address]))),
+            }
+        }
+        for (class, ctx, members) in classes {
+            let out = ClassExport::build(policy, class, ctx, &changes, &members);
+            fx.encoded += out.encoded();
+            for to in members {
+                out.send(to, &mut fx);
             }
         }
     }
     rib.effects.messages.append(&mut fx.messages);
+    rib.effects.encoded += fx.encoded;
 }
 
 /// Notes `changes` for a held peer: the first note of a prefix says whether the peer

@@ -2,11 +2,12 @@
 //! options, a reader task that frames messages, a writer task that batches and
 //! puts the session's own messages before UPDATEs.
 //!
-//! Neither side keeps a large buffer per connection: a mesh or a route
-//! reflector has hundreds of mostly idle sessions. The reader starts with
-//! [`READ_MIN`] (BIRD's receive buffer is 4 KiB too) and grows towards
-//! [`READ_MAX`] only while reads keep filling it; the writer hands the queued
-//! messages to the kernel as they are (`writev`), with no copy into a buffer.
+//! Neither side keeps a buffer per idle connection: a mesh or a route reflector has
+//! hundreds to thousands of mostly idle sessions. The reader waits with no buffer (its
+//! first read goes into a few octets of the task's state), then reads into [`READ_MIN`]
+//! (BIRD's receive buffer is 4 KiB) and grows towards [`READ_MAX`] only while reads
+//! keep filling it; the writer hands the
+//! queued messages to the kernel as they are (`writev`), with no copy into a buffer.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -96,7 +97,7 @@ pub async fn read_loop(mut rd: OwnedReadHalf, id: u64, tx: mpsc::Sender<(u64, Co
         extended_message: true,
         ..Context::default()
     };
-    let mut buf = BytesMut::with_capacity(READ_MIN);
+    let mut buf = BytesMut::new();
     let mut want = READ_MIN;
     loop {
         loop {
@@ -114,6 +115,24 @@ pub async fn read_loop(mut rd: OwnedReadHalf, id: u64, tx: mpsc::Sender<(u64, Co
                 }
             }
         }
+        if buf.is_empty() {
+            // Everything read was framed: hold no buffer while the session idles (a
+            // reflector has thousands of sessions that hear a KEEPALIVE a minute). The
+            // messages still in use keep their part of the old one. The next read goes
+            // into a few octets on the task's own state, then into a buffer of its size.
+            buf = BytesMut::new();
+            let mut first = [0u8; IDLE_READ];
+            match rd.read(&mut first).await {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send((id, ConnEvent::Closed)).await;
+                    return;
+                }
+                Ok(n) => {
+                    buf.extend_from_slice(first.get(..n).unwrap_or_default());
+                    continue;
+                }
+            }
+        }
         if buf.capacity() - buf.len() < want {
             buf.reserve(want);
         }
@@ -127,6 +146,10 @@ pub async fn read_loop(mut rd: OwnedReadHalf, id: u64, tx: mpsc::Sender<(u64, Co
         }
     }
 }
+
+/// What an idle connection's first read takes: a KEEPALIVE (19 octets) or the start of
+/// a longer message, whose rest is then read into a buffer.
+const IDLE_READ: usize = 64;
 
 /// The reader's first and smallest read: one standard message (RFC 4271).
 pub const READ_MIN: usize = 4096;
@@ -275,6 +298,8 @@ pub async fn write_loop(
                 Ok(n) => pending.consume(n, &backlog),
             }
         }
+        // A burst grew the queue to up to WRITE_BATCH entries: an idle session keeps none.
+        pending.queue = VecDeque::new();
     }
     let _ = wr.shutdown().await;
 }
@@ -437,6 +462,49 @@ mod tests {
         task.await.map_err(io::Error::other)?;
         assert!(rest.is_empty());
         assert_eq!(backlog.queued(), 0);
+        Ok(())
+    }
+
+    /// The reader, which holds no buffer between messages, frames every message of a
+    /// peer that sends one now and then, whole and in order, and one split across reads.
+    #[tokio::test]
+    async fn read_loop_frames_messages_that_come_apart() -> io::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut client = TcpStream::connect(listener.local_addr()?).await?;
+        let (server, _) = listener.accept().await?;
+        let (rd, _wr) = server.into_split();
+        let (tx, mut rx) = mpsc::channel(16);
+        let task = tokio::spawn(read_loop(rd, 7, tx));
+        let keepalive = |n: u8| {
+            let mut m = vec![0xffu8; 16];
+            m.extend_from_slice(&[0, 19, 4]);
+            m[0] = 0xff;
+            let _ = n;
+            m
+        };
+        for round in 0..3u8 {
+            client.write_all(&keepalive(round)).await?;
+            let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+            assert!(
+                matches!(&got, Ok(Some((7, ConnEvent::Message(m)))) if m.len() == 19),
+                "round {round}: {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // One message in two writes.
+        let m = keepalive(9);
+        client.write_all(&m[..5]).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        client.write_all(&m[5..]).await?;
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert!(
+            matches!(&got, Ok(Some((7, ConnEvent::Message(m)))) if m.len() == 19),
+            "split: {got:?}"
+        );
+        drop(client);
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert!(matches!(got, Ok(Some((7, ConnEvent::Closed)))), "{got:?}");
+        task.await.map_err(io::Error::other)?;
         Ok(())
     }
 

@@ -176,6 +176,10 @@ struct Peer {
 }
 
 impl Peer {
+    /// The task's loop. What it awaits for an event (the FSM's outputs, the RIB, a
+    /// connection's set-up: some 4 KiB of state nested async calls need) is boxed for the
+    /// event's time, so that an idle peer's task holds only the loop's own state: a
+    /// reflector has thousands.
     async fn run(
         mut self,
         mut incoming: mpsc::UnboundedReceiver<TcpStream>,
@@ -194,26 +198,26 @@ impl Peer {
             tokio::select! {
                 cmd = ctl.recv() => match cmd {
                     Some(PeerCtl::Stop(mode, done)) => {
-                        self.stop(mode).await;
+                        Box::pin(self.stop(mode)).await;
                         let _ = done.send(());
                         return;
                     }
-                    Some(PeerCtl::PathDown) => self.path_down().await,
+                    Some(PeerCtl::PathDown) => Box::pin(self.path_down()).await,
                     Some(PeerCtl::PathUp) => self.path_up(),
                     None => return,
                 },
-                Some(stream) = incoming.recv() => self.accept(stream).await,
-                Some((id, ev)) = events.recv() => self.conn_event(id, ev).await,
+                Some(stream) = incoming.recv() => Box::pin(self.accept(stream)).await,
+                Some((id, ev)) = events.recv() => Box::pin(self.conn_event(id, ev)).await,
                 Some(n) = resets.recv() => {
                     if let Some((id, _)) = &self.established {
                         let id = *id;
                         tracing::warn!(notification = %n, "resetting session");
                         // Hold down before reconnecting so a flood is not re-learned at once.
                         self.hold_down_until = Some(Instant::now() + MAX_CONNECT_RETRY);
-                        self.input(id, Input::Stop(Some(n))).await;
+                        Box::pin(self.input(id, Input::Stop(Some(n)))).await;
                     }
                 }
-                _ = sleep_until(deadline) => self.fire_timers().await,
+                _ = sleep_until(deadline) => Box::pin(self.fire_timers()).await,
             }
         }
     }

@@ -158,6 +158,8 @@ struct RibTask {
     /// End-of-RIB: our configured graceful-restart time; None when that is 0.
     stale_time: Option<Duration>,
     peers_configured: bool,
+    /// What the last flush encoded per prefix it handled (see [`FLUSH_BYTES`]).
+    octets_per_prefix: usize,
     /// UPDATEs in and out per peer, kept across sessions (counters never go back).
     messages: HashMap<IpAddr, super::MessageCounts>,
     deadline: Instant,
@@ -185,15 +187,22 @@ fn count_updates(buf: &[u8]) -> u64 {
 /// Noted prefixes a held peer is sent per wake (some 20 to 40 KiB of UPDATEs).
 const RELEASE_PREFIXES: usize = 4_096;
 
-/// Most events handled before a flush, so exports keep flowing under a flood.
-const BATCH: usize = 256;
-
 /// Most prefixes handled before a flush. A flush holds every touched prefix
-/// until it is exported (the changed list, the export batches, the encoded
-/// UPDATEs: some 120 octets per prefix at once), so this bounds that memory.
-/// Measured at 10×100k: 256 whole UPDATEs per flush (about 200,000 prefixes)
-/// peaked at 81 MiB, 4096 prefixes at 57 MiB, and was no slower.
+/// until it is exported (the changed list, the export batches), so this bounds that
+/// memory when encodings are cheap. Measured at 10×100k: 256 whole UPDATEs per flush
+/// (about 200,000 prefixes) peaked at 81 MiB, 4096 prefixes at 57 MiB, and was no slower.
 const FLUSH_PREFIXES: usize = 4_096;
+
+/// Fewest prefixes a flush waits for when more are queued, however costly each is.
+const FLUSH_PREFIXES_MIN: usize = 16;
+
+/// Octets of UPDATEs one flush may encode, all peers together (an encoding that peers
+/// of one export class share counted once). What a flush encodes waits in memory until
+/// the sockets take it, so this, not the count of events, is what bounds it: the
+/// prefixes of the next flush are this over the octets per prefix the last one cost.
+/// 1,000 reflector clients that each hear every change cost about 80 octets per prefix
+/// shared; encoded per peer they cost 1,000 times that.
+const FLUSH_BYTES: usize = 1 << 20;
 
 impl RibTask {
     fn new(
@@ -229,6 +238,7 @@ impl RibTask {
             stale_time: (config.graceful_restart_time > 0)
                 .then(|| Duration::from_secs(config.graceful_restart_time.into())),
             peers_configured: false,
+            octets_per_prefix: 1,
             messages: HashMap::new(),
             deadline: Instant::now() + config.convergence_timeout,
         };
@@ -248,7 +258,7 @@ impl RibTask {
                     while let Ok(peer) = wakes.try_recv() {
                         self.release(peer);
                     }
-                    self.flush();
+                    let _ = self.flush();
                     continue;
                 }
                 _ = tokio::time::sleep_until(self.deadline), if !*self.conv_tx.borrow() => {
@@ -259,28 +269,36 @@ impl RibTask {
                 }
             };
             let Some(first) = first else { return };
+            let limit = self.flush_limit();
             let mut prefixes = self.handle(first);
-            let mut n = 1;
-            while n < BATCH && prefixes < FLUSH_PREFIXES {
+            while prefixes < limit && self.rib.encoded() < FLUSH_BYTES {
                 match rx.try_recv() {
                     Ok(ev) => prefixes += self.handle(ev),
                     Err(_) => break,
                 }
-                n += 1;
             }
-            self.flush();
+            let encoded = self.flush();
+            if encoded > 0 {
+                self.octets_per_prefix = (encoded / prefixes.max(1)).max(1);
+            }
         }
     }
 
-    /// Handles one event; returns how many prefixes it carried.
+    /// Prefixes the next flush may take: [`FLUSH_BYTES`] at the last flush's cost each.
+    fn flush_limit(&self) -> usize {
+        (FLUSH_BYTES / self.octets_per_prefix.max(1)).clamp(FLUSH_PREFIXES_MIN, FLUSH_PREFIXES)
+    }
+
+    /// Handles one event; returns how many prefixes it carried (at least one, so that a
+    /// flood of other events is bounded too).
     fn handle(&mut self, ev: RibEvent) -> usize {
         if let RibEvent::Update(address, update, permit) = ev {
             self.messages.entry(address).or_default().updates_received += 1;
             self.rib.update(address, *update);
-            return permit.num_permits();
+            return permit.num_permits().max(1);
         }
         self.handle_other(ev);
-        0
+        1
     }
 
     fn handle_other(&mut self, ev: RibEvent) {
@@ -384,8 +402,10 @@ impl RibTask {
         self.rib.release(peer, RELEASE_PREFIXES);
     }
 
-    fn flush(&mut self) {
+    /// Carries out a round of changes; returns the octets of UPDATEs it encoded.
+    fn flush(&mut self) -> usize {
         let mut fx = self.rib.flush();
+        let mut encoded = fx.encoded;
         loop {
             for (addr, msg) in fx.messages.drain(..) {
                 if let Some(o) = self.out.get(&addr) {
@@ -415,6 +435,7 @@ impl RibTask {
                 self.release(addr);
             }
             let more = self.rib.flush();
+            encoded += more.encoded;
             fx.messages = more.messages;
             fx.resets.extend(more.resets);
         }
@@ -426,6 +447,7 @@ impl RibTask {
         self.publish_fib();
         self.publish_counts();
         self.check_converged();
+        encoded
     }
 
     /// Hands the FIB this round's changes: only the prefixes touched, each with its

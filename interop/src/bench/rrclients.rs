@@ -160,10 +160,14 @@ fn start(kind: Kind, me: usize, clients: usize, ns: &Netns, bins: &Binaries) -> 
     let dir = TempDir::new("rrc")?;
     let log = dir.join("daemon.out");
     let cmd = match kind {
-        Kind::Ipipd => {
+        Kind::Ipipd | Kind::IpipdBaseline => {
             let conf = dir.join("ipipd.toml");
             std::fs::write(&conf, ipipd_conf(me, clients, &dir))?;
-            ipipd_command(ns, &bins.ipipd, &conf)
+            let bin = match (&bins.ipipd_baseline, kind) {
+                (Some((path, _)), Kind::IpipdBaseline) => path,
+                _ => &bins.ipipd,
+            };
+            ipipd_command(ns, bin, &conf)
         }
         Kind::Bird => {
             let conf = dir.join("bird.conf");
@@ -356,14 +360,18 @@ pub fn one(kind: Kind, clients: usize, bins: &Binaries, timeout: Duration) -> Re
     })
 }
 
-/// Every run of both kinds, interleaved, with the neighbour table raised for 3N
-/// addresses on one bridge (and restored after).
+/// Every run of each kind (ipipd, its `--ipipd-baseline` build when given, BIRD 2),
+/// interleaved, with the neighbour table raised for 3N addresses on one bridge (and
+/// restored after).
 pub fn run(clients: usize, runs: usize, bins: &Binaries, timeout: Duration) -> Result<Vec<Row>> {
     let _guards = [("1", "8192"), ("2", "32768"), ("3", "65536")]
         .iter()
         .map(|(i, v)| Sysctl::set(&format!("net.ipv4.neigh.default.gc_thresh{i}"), v))
         .collect::<Result<Vec<Sysctl>>>()?;
-    let kinds = [Kind::Ipipd, Kind::Bird];
+    let kinds: Vec<Kind> = [Kind::Ipipd, Kind::IpipdBaseline, Kind::Bird]
+        .into_iter()
+        .filter(|k| *k != Kind::IpipdBaseline || bins.ipipd_baseline.is_some())
+        .collect();
     let mut samples: Vec<(Vec<Sample>, Vec<String>)> = vec![Default::default(); kinds.len()];
     for run in 1..=runs.max(1) {
         for (k, (s, f)) in kinds.iter().zip(samples.iter_mut()) {
