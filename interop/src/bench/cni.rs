@@ -31,7 +31,7 @@ const ETCD: [&str; 3] = ["172.29.242.11", "172.29.242.12", "172.29.242.13"];
 /// A plugin under test: what to run and its configuration.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub name: &'static str,
+    pub name: String,
     /// The network namespace the plugin runs in (the node's).
     pub node: String,
     pub plugin: PathBuf,
@@ -41,7 +41,7 @@ pub struct Target {
 
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub target: &'static str,
+    pub target: String,
     pub shape: String,
     pub add_p50_ms: f64,
     pub add_p99_ms: f64,
@@ -87,7 +87,7 @@ fn ms(d: &[Duration]) -> Vec<f64> {
     d.iter().map(|d| d.as_secs_f64() * 1000.0).collect()
 }
 
-fn row(target: &'static str, shape: String, adds: &[Duration], dels: &[Duration]) -> Row {
+fn row(target: String, shape: String, adds: &[Duration], dels: &[Duration]) -> Row {
     let p = |v: &[Duration], q: f64| percentile(ms(v), q / 100.0).unwrap_or(f64::NAN);
     Row {
         target,
@@ -144,7 +144,15 @@ fn round(
 
 /// Sequential (`sequential` pods, one at a time) and parallel (`parallel` at once) ADD/DEL
 /// latency for ipipd-cni and ptp + host-local, `runs` rounds each, targets interleaved.
-pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) -> Result<Vec<Row>> {
+/// With `baseline` (a daemon binary and its label), a second etcd-backed node runs that
+/// daemon on the same etcd under its own prefix: before and after in one run.
+pub fn run(
+    ipipd_bin: &Path,
+    baseline: Option<(&Path, &str)>,
+    sequential: usize,
+    parallel: usize,
+    runs: usize,
+) -> Result<Vec<Row>> {
     let reference = Path::new("/usr/lib/cni/ptp");
     if !reference.exists() {
         bail!("the reference plugins are missing (Debian package containernetworking-plugins)");
@@ -176,31 +184,45 @@ pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) ->
             cluster_config(&etcd.endpoints(), "101.72.0.0/16", None),
         )?;
         let n = crate::etcd::Node::start(&mut lan, &path, "bench-etcd", "172.29.242.101")?;
-        Ok((etcd, n))
+        let before = match baseline {
+            Some((bin, _)) => {
+                // Its own prefix and pool: the two daemons never see each other's keys.
+                let path = tmp.join("etcd-baseline.toml");
+                let conf = cluster_config(&etcd.endpoints(), "101.73.0.0/16", None)
+                    .replace("\"/ipipd\"", "\"/ipipd-baseline\"");
+                std::fs::write(&path, conf)?;
+                std::env::set_var("IPIPD_BIN", bin);
+                let n = crate::etcd::Node::start(&mut lan, &path, "bench-base", "172.29.242.102");
+                std::env::set_var("IPIPD_BIN", ipipd_bin);
+                Some(n?)
+            }
+            None => None,
+        };
+        Ok((etcd, n, before))
     });
     match daemon {
         Some(v) => std::env::set_var("IPIPD_BIN", v),
         None => std::env::remove_var("IPIPD_BIN"),
     }
     let d = d?;
-    let (_etcd, etcd_node) = with_etcd?;
-    let targets = [
+    let (_etcd, etcd_node, before) = with_etcd?;
+    let mut targets = vec![
         Target {
-            name: "ipipd-cni",
+            name: "ipipd-cni".into(),
             node: node.name.clone(),
             plugin: plugin.clone(),
             conf: crate::cni::conf(&d.socket, "1.0.0"),
             cni_path: "/usr/lib/cni".into(),
         },
         Target {
-            name: "ipipd-cni (etcd)",
+            name: "ipipd-cni (etcd)".into(),
             node: etcd_node.ns.name.clone(),
-            plugin,
+            plugin: plugin.clone(),
             conf: etcd_node.cni_conf(),
             cni_path: "/usr/lib/cni".into(),
         },
         Target {
-            name: "ptp + host-local",
+            name: "ptp + host-local".into(),
             node: node.name.clone(),
             plugin: reference.to_path_buf(),
             conf: serde_json::json!({
@@ -219,6 +241,15 @@ pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) ->
             cni_path: "/usr/lib/cni".into(),
         },
     ];
+    if let (Some(n), Some((_, label))) = (&before, baseline) {
+        targets.push(Target {
+            name: format!("ipipd-cni (etcd, {label})"),
+            node: n.ns.name.clone(),
+            plugin,
+            conf: n.cni_conf(),
+            cni_path: "/usr/lib/cni".into(),
+        });
+    }
     let pods: Vec<Netns> = (0..sequential.max(parallel))
         .map(|_| Netns::new("cbp"))
         .collect::<Result<_, _>>()?;
@@ -235,7 +266,7 @@ pub fn run(ipipd_bin: &Path, sequential: usize, parallel: usize, runs: usize) ->
             }
         }
         for (t, (adds, dels)) in targets.iter().zip(samples) {
-            rows.push(row(t.name, shape.clone(), &adds, &dels));
+            rows.push(row(t.name.clone(), shape.clone(), &adds, &dels));
         }
     }
     Ok(rows)

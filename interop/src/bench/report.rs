@@ -486,20 +486,24 @@ impl Results {
         }
         let _ = writeln!(
             out,
-            "## CNI ADD and DEL latency\n\nipipd-cni (asking its daemon; `(etcd)`: a daemon that records every allocation in a 3-member etcd) and the reference `ptp` + `host-local` plugins, each call a new process started in the node's namespace with the configuration on stdin, as a runtime does; medians of every call over all runs. The ratio is ipipd-cni's p99 over the reference's.\n\n| pods | plugin | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | calls | ADD p99 ratio | DEL p99 ratio |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
+            "## CNI ADD and DEL latency\n\nipipd-cni (asking its daemon; `(etcd)`: a daemon that records every allocation in a 3-member etcd) and the reference `ptp` + `host-local` plugins, each call a new process started in the node's namespace with the configuration on stdin, as a runtime does; medians of every call over all runs. The ratios are ipipd-cni's p99 over the reference's, and over the node-local record's (`ipipd-cni`) for ADD; a row `(etcd, REV)` is the daemon built from REV on the same etcd under its own prefix.\n\n| pods | plugin | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | calls | ADD p99 ratio | DEL p99 ratio | ADD p99 vs local record |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in &self.cni {
             let base = self
                 .cni
                 .iter()
                 .find(|b| b.shape == r.shape && b.target == "ptp + host-local");
+            let local = self
+                .cni
+                .iter()
+                .find(|b| b.shape == r.shape && b.target == "ipipd-cni");
             let ratio = |a: f64, b: Option<f64>| match b {
                 Some(b) if b > 0.0 => format!("{:.2}×", a / b),
                 _ => "—".into(),
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
                 r.shape,
                 r.target,
                 r.add_p50_ms,
@@ -509,6 +513,7 @@ impl Results {
                 r.samples,
                 ratio(r.add_p99_ms, base.map(|b| b.add_p99_ms)),
                 ratio(r.del_p99_ms, base.map(|b| b.del_p99_ms)),
+                ratio(r.add_p99_ms, local.map(|b| b.add_p99_ms)),
             );
         }
         let _ = writeln!(out);

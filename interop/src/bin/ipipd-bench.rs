@@ -451,8 +451,13 @@ fn main() -> ExitCode {
             "CNI ADD/DEL latency: {} sequential, {} parallel, {} runs",
             cli.cni_sequential, cli.cni_parallel, cli.cni_runs
         );
+        let baseline = bins
+            .ipipd_baseline
+            .as_ref()
+            .map(|(p, l)| (p.as_path(), l.as_str()));
         match interop::bench::cni::run(
             &cli.ipipd,
+            baseline,
             cli.cni_sequential,
             cli.cni_parallel,
             cli.cni_runs,
