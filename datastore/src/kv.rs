@@ -64,10 +64,7 @@ pub enum Change {
 pub enum WatchEvent {
     /// Keys under the prefix changed; `revision` is the store's after them (no changes:
     /// a progress notice).
-    Changed {
-        revision: i64,
-        changes: Vec<Change>,
-    },
+    Changed { revision: i64, changes: Vec<Change> },
     /// Events before `compact_revision` are gone: read everything again.
     Compacted { compact_revision: i64 },
 }

@@ -349,7 +349,8 @@ impl Snapshot {
             None => Ok(()),
         };
         if let Err(why) = r {
-            self.invalid.push(format!("{}: {why}", kv.key.escape_debug()));
+            self.invalid
+                .push(format!("{}: {why}", kv.key.escape_debug()));
         }
     }
 
