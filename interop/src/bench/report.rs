@@ -33,6 +33,8 @@ pub struct Results {
     pub cni: Vec<crate::bench::cni::Row>,
     /// The etcd datastore: claim and join latency, idle load.
     pub datastore: Option<crate::bench::datastore::Row>,
+    /// The etcd datastore with simulated nodes, by watch mode and size.
+    pub ds_scale: Vec<crate::bench::dsscale::Row>,
     /// CPU of BFD sessions: ipipd and BIRD 2.
     pub bfd: Vec<crate::bench::bfd::Row>,
     /// New pod → outside connections per second: ipipd's NAT and one masquerade rule.
@@ -616,6 +618,7 @@ impl Results {
         self.nat_table(&mut out);
         super::vxlan::markdown(&self.vxlan, &mut out);
         self.datastore_table(&mut out);
+        super::dsscale::markdown(&self.ds_scale, &mut out);
         self.bfd_table(&mut out);
         self.goals(&mut out);
         if !self.errors.is_empty() {
