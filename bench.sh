@@ -10,6 +10,10 @@
 #   ./bench.sh --profile dist   # the daemon (and the baseline) built as shipped: the dist
 #                               # profile (LTO, one codegen unit, stripped) instead of release
 #   ./bench.sh --only datastore # the etcd datastore: claim and join latency at 50 nodes, idle load
+#   ./bench.sh --only datastore-scale  # the etcd datastore with 1,000 simulated nodes (ipipd's
+#                               # datastore code in one process): first pod, join → every view,
+#                               # etcd CPU and requests idle and in a 100-node join storm
+#                               # (--ds-scale-nodes 200,1000 --ds-scale-modes apply,reread)
 #   ./bench.sh --only rr-fib    # the route reflector with every route written to the kernel,
 #                               # vs BIRD 2 with a kernel protocol (100k and 1M routes)
 #   ./bench.sh --only bfd       # CPU of 100 BFD sessions at 100 ms: ipipd vs BIRD 2

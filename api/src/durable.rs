@@ -42,6 +42,23 @@ pub fn write(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> 
     sync_dir(path)
 }
 
+/// Replaces `path` with `contents` atomically (a crash of the process leaves the old
+/// contents or the new), without waiting for the disk: for a cache whose truth is kept
+/// durably elsewhere (the IPAM record with the etcd datastore). A crash of the machine
+/// may leave the old contents.
+pub fn replace(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> {
+    let tmp = temporary(path);
+    let err = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WriteError { what, path, source }
+    };
+    let mut f = File::create(&tmp).map_err(err("creating", &tmp))?;
+    f.write_all(contents)
+        .and_then(|()| f.set_permissions(Permissions::from_mode(mode)))
+        .map_err(err("writing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(err("renaming into place", path))
+}
+
 /// Makes the latest rename or removal in `path`'s directory durable.
 pub fn sync_dir(path: &Path) -> Result<(), WriteError> {
     let dir = match path.parent() {

@@ -40,6 +40,9 @@ pub struct Datastore<K: Kv> {
     /// change tries its compare-and-swap on them without reading first (one round trip
     /// instead of two); a stale one fails the comparison and is read again.
     written: std::sync::Mutex<std::collections::BTreeMap<IpNet, (crate::AllocationBlock, i64)>>,
+    /// The highest store revision an answer to this client carried: a read (or a
+    /// watch-applied view) at a lower revision may lack this client's last write.
+    seen: std::sync::atomic::AtomicI64,
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -53,7 +56,18 @@ impl<K: Kv> Datastore<K> {
             kv,
             keys: Keys::new(prefix),
             written: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            seen: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// The highest revision this client's answers carried (see the field).
+    pub fn revision_seen(&self) -> i64 {
+        self.seen.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn saw(&self, revision: i64) {
+        self.seen
+            .fetch_max(revision, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn keys(&self) -> &Keys {
@@ -67,6 +81,7 @@ impl<K: Kv> Datastore<K> {
     /// Everything under the prefix, decoded.
     pub async fn snapshot(&self) -> Result<Snapshot, Error> {
         let range = self.kv.range(&self.keys.root()).await?;
+        self.saw(range.revision);
         Ok(Snapshot::decode(&self.keys, &range))
     }
 

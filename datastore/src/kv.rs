@@ -49,17 +49,29 @@ pub struct TxnResult {
     pub revision: i64,
 }
 
-/// What a watch reports. The watcher re-reads the state it cares about on each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One key's change, as a watch reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The key as written (its value, mod_revision and version).
+    Put(KeyValue),
+    /// The key was deleted.
+    Delete(String),
+}
+
+/// What a watch reports: the changes themselves, so a watcher applies them to what it
+/// read instead of reading everything again.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
-    /// A key under the prefix changed at this revision.
-    Changed { revision: i64 },
+    /// Keys under the prefix changed; `revision` is the store's after them (no changes:
+    /// a progress notice).
+    Changed { revision: i64, changes: Vec<Change> },
     /// Events before `compact_revision` are gone: read everything again.
     Compacted { compact_revision: i64 },
 }
 
-/// Events of one watch; the channel closes when the watch breaks (the store is
-/// unreachable, the stream ended): the caller reads again and watches anew.
+/// Events of one watch, in order and none left out; the channel closes when the watch
+/// breaks (the store is unreachable, the stream ended, the watcher fell behind): the
+/// caller reads again and watches anew.
 pub type Watch = mpsc::Receiver<WatchEvent>;
 
 /// etcd v3's operations, as far as ipipd uses them.

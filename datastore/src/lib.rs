@@ -23,6 +23,8 @@ mod claim_tests;
 mod lost_answer_tests;
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod watch_tests;
 
 use std::path::PathBuf;
 
@@ -30,7 +32,7 @@ pub use allocation::{AllocError, AllocationBlock, Attribute, Held};
 pub use cluster::Datastore;
 pub use etcd::{EtcdKv, EtcdSettings};
 pub use interleaved::Interleaved;
-pub use kv::{Kv, WatchEvent};
+pub use kv::{Change, Kv, WatchEvent};
 pub use memory::MemoryKv;
 pub use model::{
     Block, BlockRecord, BlockState, CheckRecord, Keys, Leak, LiveRecord, NodeRecord, PoolLayout,

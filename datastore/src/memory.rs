@@ -6,13 +6,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
 
-use crate::kv::{Compare, KeyValue, Kv, Op, Range, TxnResult, Watch, WatchEvent};
+use crate::kv::{Change, Compare, KeyValue, Kv, Op, Range, TxnResult, Watch, WatchEvent};
 use crate::Error;
 
 #[derive(Default)]
 struct State {
     revision: i64,
     keys: BTreeMap<String, KeyValue>,
+    /// Every change so far, by revision, for watches that start in the past (a test
+    /// store: never compacted).
+    history: Vec<(i64, Vec<Change>)>,
     watchers: Vec<(String, mpsc::Sender<WatchEvent>)>,
     /// While set, every call fails as if etcd were unreachable.
     down: bool,
@@ -65,27 +68,25 @@ fn holds(s: &State, c: &Compare) -> bool {
     }
 }
 
-fn apply(s: &mut State, ops: &[Op]) -> Vec<String> {
-    let mut changed = Vec::new();
+fn apply(s: &mut State, ops: &[Op]) -> Vec<Change> {
+    let mut changed: Vec<Change> = Vec::new();
     let rev = s.revision + 1;
     for op in ops {
         match op {
             Op::Put(k, v) => {
                 let version = s.keys.get(k).map_or(0, |kv| kv.version) + 1;
-                s.keys.insert(
-                    k.clone(),
-                    KeyValue {
-                        key: k.clone(),
-                        value: v.clone(),
-                        mod_revision: rev,
-                        version,
-                    },
-                );
-                changed.push(k.clone());
+                let kv = KeyValue {
+                    key: k.clone(),
+                    value: v.clone(),
+                    mod_revision: rev,
+                    version,
+                };
+                s.keys.insert(k.clone(), kv.clone());
+                changed.push(Change::Put(kv));
             }
             Op::Delete(k) => {
                 if s.keys.remove(k).is_some() {
-                    changed.push(k.clone());
+                    changed.push(Change::Delete(k.clone()));
                 }
             }
             Op::DeletePrefix(p) => {
@@ -97,26 +98,44 @@ fn apply(s: &mut State, ops: &[Op]) -> Vec<String> {
                     .collect();
                 for k in gone {
                     s.keys.remove(&k);
-                    changed.push(k);
+                    changed.push(Change::Delete(k));
                 }
             }
         }
     }
     if !changed.is_empty() {
         s.revision = rev;
+        s.history.push((rev, changed.clone()));
         s.watchers.retain(|(prefix, tx)| {
-            if changed.iter().any(|k| k.starts_with(prefix.as_str())) {
-                // A full channel drops the event; the watcher re-reads on the next one.
-                !matches!(
-                    tx.try_send(WatchEvent::Changed { revision: rev }),
-                    Err(mpsc::error::TrySendError::Closed(_))
-                )
-            } else {
-                !tx.is_closed()
+            let mine = under(&changed, prefix);
+            if mine.is_empty() {
+                return !tx.is_closed();
             }
+            // A watcher too far behind loses its watch (it reads again), as etcd
+            // cancels a slow one: an event is never dropped from a live watch.
+            tx.try_send(WatchEvent::Changed {
+                revision: rev,
+                changes: mine,
+            })
+            .is_ok()
         });
     }
     changed
+}
+
+fn key_of(c: &Change) -> &str {
+    match c {
+        Change::Put(kv) => &kv.key,
+        Change::Delete(k) => k,
+    }
+}
+
+fn under(changes: &[Change], prefix: &str) -> Vec<Change> {
+    changes
+        .iter()
+        .filter(|c| key_of(c).starts_with(prefix))
+        .cloned()
+        .collect()
 }
 
 impl Kv for MemoryKv {
@@ -154,11 +173,21 @@ impl Kv for MemoryKv {
         let mut s = self.lock();
         Self::check(&s)?;
         let (tx, rx) = mpsc::channel(64);
-        if start_revision <= s.revision {
-            // Something may have changed between the caller's read and this watch.
-            let _ = tx.try_send(WatchEvent::Changed {
-                revision: s.revision,
-            });
+        // What changed between the caller's read and this watch, as etcd replays it.
+        for (rev, changes) in s.history.iter().filter(|(r, _)| *r >= start_revision) {
+            let mine = under(changes, prefix);
+            if mine.is_empty() {
+                continue;
+            }
+            let e = WatchEvent::Changed {
+                revision: *rev,
+                changes: mine,
+            };
+            if tx.try_send(e).is_err() {
+                // Too much to replay: no watch; the caller reads again.
+                drop(tx);
+                return Ok(rx);
+            }
         }
         s.watchers.push((prefix.to_owned(), tx));
         Ok(rx)

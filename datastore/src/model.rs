@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use crate::allocation::AllocationBlock;
-use crate::kv::{KeyValue, Range};
+use crate::kv::{Change, KeyValue, Range};
 
 /// `<prefix>/nodes/<name>`: a registered node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,51 +300,93 @@ impl Snapshot {
             revision: range.revision,
             ..Snapshot::default()
         };
-        let (nodes, blocks, aff, pools) = (
-            keys.nodes(),
-            keys.blocks(),
-            format!("{}/affinity/", keys.prefix),
-            keys.pools(),
-        );
-        let (allocs, live, check) = (keys.allocations(), keys.live_all(), keys.last_check());
         for kv in &range.kvs {
-            let r = if let Some(name) = kv.key.strip_prefix(&nodes) {
-                decode_node(name, kv).map(|n| {
-                    s.nodes.insert(name.to_owned(), n);
-                })
-            } else if let Some(id) = kv.key.strip_prefix(&blocks) {
-                decode_block(id, kv).map(|b| {
-                    s.blocks.insert(b.net, b);
-                })
-            } else if let Some(rest) = kv.key.strip_prefix(&aff) {
-                decode_affinity(rest, kv).map(|(node, net, state)| {
-                    s.affinities.insert((node, net), state);
-                })
-            } else if let Some(id) = kv.key.strip_prefix(&allocs) {
-                decode_allocations(id, kv).map(|a| {
-                    s.allocations.insert(a.cidr, (a, kv.mod_revision));
-                })
-            } else if let Some(name) = kv.key.strip_prefix(&live) {
-                decode_live(name, kv).map(|l| {
-                    s.live.insert(name.to_owned(), l);
-                })
-            } else if kv.key == check {
-                serde_json::from_slice::<CheckRecord>(&kv.value)
-                    .map_err(|e| e.to_string())
-                    .map(|c| s.last_check = Some(c))
-            } else if kv.key == pools {
-                serde_json::from_slice::<PoolsRecord>(&kv.value)
-                    .map_err(|e| e.to_string())
-                    .map(|p| s.pools = Some(p))
-            } else {
-                // Keys of later versions: not ours to judge.
-                Ok(())
-            };
-            if let Err(why) = r {
-                s.invalid.push(format!("{}: {why}", kv.key.escape_debug()));
-            }
+            s.put(keys, kv);
         }
         s
+    }
+
+    /// Applies what a watch reported after this snapshot was read: only the keys that
+    /// changed are decoded, the rest is kept as it was.
+    pub fn apply(&mut self, keys: &Keys, revision: i64, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::Put(kv) => {
+                    self.forget(keys, &kv.key);
+                    self.put(keys, kv);
+                }
+                Change::Delete(key) => self.forget(keys, key),
+            }
+        }
+        self.revision = self.revision.max(revision);
+    }
+
+    /// Takes one key in (over what was there).
+    fn put(&mut self, keys: &Keys, kv: &KeyValue) {
+        let r = match kind_of(keys, &kv.key) {
+            Some(KeyKind::Node(name)) => decode_node(name, kv).map(|n| {
+                self.nodes.insert(name.to_owned(), n);
+            }),
+            Some(KeyKind::Block(id)) => decode_block(id, kv).map(|b| {
+                self.blocks.insert(b.net, b);
+            }),
+            Some(KeyKind::Affinity(rest)) => decode_affinity(rest, kv).map(|(node, net, state)| {
+                self.affinities.insert((node, net), state);
+            }),
+            Some(KeyKind::Allocations(id)) => decode_allocations(id, kv).map(|a| {
+                self.allocations.insert(a.cidr, (a, kv.mod_revision));
+            }),
+            Some(KeyKind::Live(name)) => decode_live(name, kv).map(|l| {
+                self.live.insert(name.to_owned(), l);
+            }),
+            Some(KeyKind::Check) => serde_json::from_slice::<CheckRecord>(&kv.value)
+                .map_err(|e| e.to_string())
+                .map(|c| self.last_check = Some(c)),
+            Some(KeyKind::Pools) => serde_json::from_slice::<PoolsRecord>(&kv.value)
+                .map_err(|e| e.to_string())
+                .map(|p| self.pools = Some(p)),
+            // Keys of later versions: not ours to judge.
+            None => Ok(()),
+        };
+        if let Err(why) = r {
+            self.invalid
+                .push(format!("{}: {why}", kv.key.escape_debug()));
+        }
+    }
+
+    /// Drops what one key said (deleted, or about to be replaced).
+    fn forget(&mut self, keys: &Keys, key: &str) {
+        let named = format!("{}: ", key.escape_debug());
+        self.invalid.retain(|i| !i.starts_with(&named));
+        match kind_of(keys, key) {
+            Some(KeyKind::Node(name)) => {
+                self.nodes.remove(name);
+            }
+            Some(KeyKind::Block(id)) => {
+                if let Some(net) = parse_block_id(id) {
+                    self.blocks.remove(&net);
+                }
+            }
+            Some(KeyKind::Affinity(rest)) => {
+                let parsed = rest
+                    .split_once('/')
+                    .and_then(|(node, id)| Some((node.to_owned(), parse_block_id(id)?)));
+                if let Some(k) = parsed {
+                    self.affinities.remove(&k);
+                }
+            }
+            Some(KeyKind::Allocations(id)) => {
+                if let Some(net) = parse_block_id(id) {
+                    self.allocations.remove(&net);
+                }
+            }
+            Some(KeyKind::Live(name)) => {
+                self.live.remove(name);
+            }
+            Some(KeyKind::Check) => self.last_check = None,
+            Some(KeyKind::Pools) => self.pools = None,
+            None => {}
+        }
     }
 
     /// Blocks a node owns and announces: confirmed ones only.
@@ -362,6 +404,38 @@ impl Snapshot {
             .values()
             .filter(|b| b.record.node == node)
             .collect()
+    }
+}
+
+/// Which record a key under the prefix is.
+enum KeyKind<'a> {
+    Node(&'a str),
+    Block(&'a str),
+    Affinity(&'a str),
+    Allocations(&'a str),
+    Live(&'a str),
+    Check,
+    Pools,
+}
+
+fn kind_of<'a>(keys: &Keys, key: &'a str) -> Option<KeyKind<'a>> {
+    let aff = format!("{}/affinity/", keys.prefix);
+    if let Some(name) = key.strip_prefix(&keys.nodes()) {
+        Some(KeyKind::Node(name))
+    } else if let Some(id) = key.strip_prefix(&keys.blocks()) {
+        Some(KeyKind::Block(id))
+    } else if let Some(rest) = key.strip_prefix(&aff) {
+        Some(KeyKind::Affinity(rest))
+    } else if let Some(id) = key.strip_prefix(&keys.allocations()) {
+        Some(KeyKind::Allocations(id))
+    } else if let Some(name) = key.strip_prefix(&keys.live_all()) {
+        Some(KeyKind::Live(name))
+    } else if key == keys.last_check() {
+        Some(KeyKind::Check)
+    } else if key == keys.pools() {
+        Some(KeyKind::Pools)
+    } else {
+        None
     }
 }
 

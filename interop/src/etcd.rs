@@ -141,6 +141,11 @@ pub struct EtcdCluster {
 }
 
 impl Member {
+    /// The member's process id (`ip netns exec` execs etcd: the same process).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(Proc::pid)
+    }
+
     fn spawn(&mut self, initial: &str, token: &str, state: &str) -> Result<()> {
         let a = &self.address;
         let mut cmd = self.ns.command("etcd");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::{Allocation, TunnelAllocation};
-use api::durable::{write, WriteError};
+use api::durable::{replace, write, WriteError};
 
 /// The record format this build writes and reads.
 pub const RECORD_VERSION: u32 = 1;
@@ -49,6 +49,9 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     path: PathBuf,
+    /// The record is a cache of what is kept durably elsewhere (the etcd datastore):
+    /// replaced atomically, without an fsync.
+    cache: bool,
 }
 
 impl Store {
@@ -56,6 +59,18 @@ impl Store {
     pub fn in_dir(state_dir: &Path) -> Store {
         Store {
             path: state_dir.join("ipam.json"),
+            cache: false,
+        }
+    }
+
+    /// As [`Store::in_dir`], for a record that is a cache of the datastore's: each
+    /// allocation is durable in etcd before it is written here, and the record is
+    /// rebuilt from etcd at start, so its writes need no fsync (which would add a disk
+    /// flush to every CNI ADD on top of etcd's commit).
+    pub fn cache_in_dir(state_dir: &Path) -> Store {
+        Store {
+            cache: true,
+            ..Store::in_dir(state_dir)
         }
     }
 
@@ -89,11 +104,13 @@ impl Store {
         Ok(record)
     }
 
-    /// Replaces the record on disk; when this returns Ok, the record survives a crash.
+    /// Replaces the record on disk; when this returns Ok, the record survives a crash
+    /// (of the process only, for a cache).
     pub fn save(&self, record: &Record) -> Result<(), StoreError> {
         let mut text = serde_json::to_vec_pretty(record).map_err(StoreError::Encode)?;
         text.push(b'\n');
-        write(&self.path, &text, 0o644).map_err(StoreError::Write)
+        let put = if self.cache { replace } else { write };
+        put(&self.path, &text, 0o644).map_err(StoreError::Write)
     }
 }
 

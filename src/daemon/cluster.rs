@@ -296,8 +296,10 @@ impl<K: Kv> Cluster<K> {
     }
 }
 
-/// Keeps the view current: full read, then watch from the next revision; a broken
-/// watch, a compaction gap or a quiet [`RESYNC`] period means another full read.
+/// Keeps the view current: full read, then watch from the next revision and apply the
+/// changes it reports to the view (no read per change: with N nodes a read per change
+/// would cost etcd N ranges of the whole prefix for every write); a broken watch, a
+/// compaction gap or a quiet [`RESYNC`] period means another full read.
 pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
     loop {
         let read_at = Instant::now();
@@ -312,7 +314,7 @@ pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
         cluster.set_reachable(true, None);
         let revision = snap.revision;
         cluster.synced(snap.clone());
-        if !owner.tell(Event::Snapshot(snap, read_at)) {
+        if !owner.tell(Event::Snapshot(snap.clone(), read_at)) {
             return;
         }
         let mut watch = match cluster.ds.watch(revision + 1).await {
@@ -323,12 +325,17 @@ pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
                 continue;
             }
         };
-        // Changes arrive in bursts (a claim is three transactions): read once per burst.
-        let mut last_read = Instant::now();
+        let mut view = snap;
+        let last_read = Instant::now();
         loop {
             match tokio::time::timeout(RESYNC, watch.recv()).await {
-                Ok(Some(datastore::WatchEvent::Changed { .. })) => {
-                    match rest_of_burst(&mut watch) {
+                Ok(Some(datastore::WatchEvent::Changed { revision, changes })) => {
+                    // Changes arrive in bursts (a claim is three transactions): the
+                    // owner gets one view per burst.
+                    let seen_at = Instant::now();
+                    let mut next = (*view).clone();
+                    next.apply(cluster.ds.keys(), revision, &changes);
+                    match rest_of_burst(&mut watch, &mut next, cluster.ds.keys()) {
                         Burst::Changes => {}
                         Burst::Gap { compact_revision } => {
                             tracing::warn!(
@@ -342,21 +349,12 @@ pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
                             break;
                         }
                     }
-                    let read_at = Instant::now();
-                    match cluster.ds.snapshot().await {
-                        Ok(s) => {
-                            let s = Arc::new(s);
-                            cluster.synced(s.clone());
-                            if !owner.tell(Event::Snapshot(s, read_at)) {
-                                return;
-                            }
-                            last_read = Instant::now();
-                        }
-                        Err(e) => {
-                            cluster.set_reachable(false, Some(&e));
-                            break;
-                        }
+                    let s = Arc::new(next);
+                    cluster.synced(s.clone());
+                    if !owner.tell(Event::Snapshot(s.clone(), seen_at)) {
+                        return;
                     }
+                    view = s;
                 }
                 Ok(Some(datastore::WatchEvent::Compacted { compact_revision })) => {
                     tracing::warn!(
@@ -370,8 +368,12 @@ pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     break;
                 }
-                Err(_) if last_read.elapsed() >= RESYNC => break,
                 Err(_) => {}
+            }
+            if last_read.elapsed() >= RESYNC {
+                // A watch can be live and still silent about a member that lost quorum:
+                // a full read now and then, also while changes keep coming.
+                break;
             }
         }
     }
@@ -380,23 +382,29 @@ pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
 /// What followed the first change of a burst on the watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Burst {
-    /// Only changes (or nothing): one full read covers them all.
+    /// Only changes (or nothing): applied to the view.
     Changes,
-    /// etcd cancelled the watch with a compaction notice: the watch is dead, so a
-    /// read alone would leave the node deaf to what comes next.
+    /// etcd cancelled the watch with a compaction notice: the watch is dead, so the
+    /// view alone would leave the node deaf to what comes next.
     Gap { compact_revision: i64 },
     /// The watch ended.
     Ended,
 }
 
-/// Takes what is already queued behind a change, so that a burst (a claim is three
-/// transactions) costs one read; a compaction notice or the end of the watch among
-/// it is not dropped with the changes.
-fn rest_of_burst(watch: &mut datastore::kv::Watch) -> Burst {
+/// Applies what is already queued behind a change to `view`, so that a burst (a claim
+/// is three transactions) makes one view; a compaction notice or the end of the watch
+/// among it is not dropped with the changes.
+fn rest_of_burst(
+    watch: &mut datastore::kv::Watch,
+    view: &mut datastore::Snapshot,
+    keys: &datastore::Keys,
+) -> Burst {
     use tokio::sync::mpsc::error::TryRecvError;
     loop {
         match watch.try_recv() {
-            Ok(datastore::WatchEvent::Changed { .. }) => {}
+            Ok(datastore::WatchEvent::Changed { revision, changes }) => {
+                view.apply(keys, revision, &changes)
+            }
             Ok(datastore::WatchEvent::Compacted { compact_revision }) => {
                 return Burst::Gap { compact_revision }
             }
@@ -415,7 +423,7 @@ impl<K: Kv> Cluster<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datastore::WatchEvent;
+    use datastore::{Change, Keys, Snapshot, WatchEvent};
 
     fn watch(
         events: &[WatchEvent],
@@ -426,17 +434,33 @@ mod tests {
     ) {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         for e in events {
-            tx.try_send(*e).expect("room in the channel");
+            tx.try_send(e.clone()).expect("room in the channel");
         }
         (rx, open.then_some(tx))
     }
 
+    fn node(rev: i64, name: &str) -> WatchEvent {
+        WatchEvent::Changed {
+            revision: rev,
+            changes: vec![Change::Put(datastore::kv::KeyValue {
+                key: format!("/ipipd/nodes/{name}"),
+                value: format!(r#"{{"name":"{name}","address":"10.0.0.{rev}","asn":64512}}"#)
+                    .into_bytes(),
+                mod_revision: rev,
+                version: 1,
+            })],
+        }
+    }
+
     #[test]
-    fn a_burst_of_changes_is_one_read() {
-        let changed = WatchEvent::Changed { revision: 7 };
-        let (mut w, _tx) = watch(&[changed, changed], true);
-        assert_eq!(rest_of_burst(&mut w), Burst::Changes);
+    fn a_burst_of_changes_is_one_view_with_all_of_them() {
+        let keys = Keys::new("/ipipd");
+        let (mut w, _tx) = watch(&[node(7, "b"), node(8, "c")], true);
+        let mut view = Snapshot::default();
+        assert_eq!(rest_of_burst(&mut w, &mut view, &keys), Burst::Changes);
         assert!(w.try_recv().is_err(), "the burst was taken whole");
+        assert_eq!(view.nodes.keys().collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(view.revision, 8);
     }
 
     #[test]
@@ -445,16 +469,16 @@ mod tests {
         // compaction notice: the two arrive together.
         let (mut w, _tx) = watch(
             &[
-                WatchEvent::Changed { revision: 7 },
+                node(7, "b"),
                 WatchEvent::Compacted {
                     compact_revision: 418,
                 },
-                WatchEvent::Changed { revision: 8 },
+                node(8, "c"),
             ],
             true,
         );
         assert_eq!(
-            rest_of_burst(&mut w),
+            rest_of_burst(&mut w, &mut Snapshot::default(), &Keys::new("/ipipd")),
             Burst::Gap {
                 compact_revision: 418
             }
@@ -463,7 +487,10 @@ mod tests {
 
     #[test]
     fn the_end_of_the_watch_behind_changes_is_not_dropped() {
-        let (mut w, _tx) = watch(&[WatchEvent::Changed { revision: 7 }], false);
-        assert_eq!(rest_of_burst(&mut w), Burst::Ended);
+        let (mut w, _tx) = watch(&[node(7, "b")], false);
+        assert_eq!(
+            rest_of_burst(&mut w, &mut Snapshot::default(), &Keys::new("/ipipd")),
+            Burst::Ended
+        );
     }
 }

@@ -41,6 +41,9 @@ pub struct Owner<K: Kv, O: Outputs> {
     snap: Option<Arc<Snapshot>>,
     /// When own blocks last changed here: reads started before may not show it.
     own_changed: Instant,
+    /// The datastore revision this client had seen when own blocks last changed: a
+    /// view at a lower one (a read, or a watch's changes applied) may not show it.
+    own_changed_rev: i64,
     /// Own blocks without pods, and since when.
     empty_since: BTreeMap<IpNet, Instant>,
     /// The tunnel address as recorded in the datastore.
@@ -89,6 +92,7 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
             own,
             snap,
             own_changed: Instant::now(),
+            own_changed_rev: 0,
             empty_since: BTreeMap::new(),
             tunnel_held: None,
             live_sent: None,
@@ -239,6 +243,9 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
     async fn set_own(&mut self, own: Vec<IpNet>) {
         self.own = own;
         self.own_changed = Instant::now();
+        if let Some(c) = &self.cluster {
+            self.own_changed_rev = c.ds.revision_seen();
+        }
         self.pods.set_blocks(&self.file, &self.own);
         self.publish().await;
     }
@@ -290,7 +297,7 @@ impl<K: Kv, O: Outputs> Owner<K, O> {
                 tracing::error!(node = %c.name, "this node was removed from the datastore (`ipipd node remove`): its blocks are withdrawn and its sessions closed; restart ipipd to register it again");
             }
             own.clear();
-        } else if read_at >= self.own_changed {
+        } else if read_at >= self.own_changed && snap.revision >= self.own_changed_rev {
             let confirmed = snap.confirmed_blocks_of(&c.name);
             let kept: Vec<IpNet> = own
                 .iter()

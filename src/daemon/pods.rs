@@ -73,7 +73,12 @@ impl Pods {
 
     /// The allocations recorded by earlier runs, over today's `blocks`.
     pub fn load(cfg: &Config, blocks: &[IpNet]) -> anyhow::Result<Pods> {
-        let store = Store::in_dir(&cfg.control.state_dir);
+        // With etcd the record is a cache: every allocation is in etcd before it is here.
+        let store = if cfg.datastore.kind == config::DatastoreKind::Etcd {
+            Store::cache_in_dir(&cfg.control.state_dir)
+        } else {
+            Store::in_dir(&cfg.control.state_dir)
+        };
         let record = store.load().context("loading the IPAM record")?;
         let mut fresh = Ipam::new(blocks.to_vec(), Vec::new(), families(cfg));
         fresh.set_closed(closed(cfg, blocks));

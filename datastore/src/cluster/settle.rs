@@ -31,7 +31,10 @@ impl<K: Kv> Datastore<K> {
         judge: impl FnOnce(Option<&Snapshot>) -> Settled<T>,
     ) -> Result<T, Error> {
         let err = match self.kv.txn(compare, success, vec![]).await {
-            Ok(r) => return Ok(answered(r)),
+            Ok(r) => {
+                self.saw(r.revision);
+                return Ok(answered(r));
+            }
             Err(e) if e.outcome_unknown() => e,
             Err(e) => return Err(e),
         };
@@ -54,6 +57,7 @@ impl<K: Kv> Datastore<K> {
     /// One key, decoded; None if it is absent.
     pub(super) async fn read_key(&self, key: &str) -> Result<Option<Snapshot>, Error> {
         let range = self.kv.range(key).await?;
+        self.saw(range.revision);
         // The range is a prefix: `…/10.64.0.0-2` also covers `…/10.64.0.0-28`.
         let kvs: Vec<_> = range.kvs.into_iter().filter(|kv| kv.key == key).collect();
         if kvs.is_empty() {

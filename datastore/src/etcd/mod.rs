@@ -337,8 +337,8 @@ async fn stream(mut resp: reqwest::Response, tx: mpsc::Sender<WatchEvent>) -> St
             }
             let event = match wire::decode_watch(line) {
                 Ok(wire::WatchMessage::Created) => continue,
-                Ok(wire::WatchMessage::Changed { revision, .. }) => {
-                    WatchEvent::Changed { revision }
+                Ok(wire::WatchMessage::Changed { revision, changes }) => {
+                    WatchEvent::Changed { revision, changes }
                 }
                 Ok(wire::WatchMessage::Compacted { compact_revision }) => {
                     WatchEvent::Compacted { compact_revision }

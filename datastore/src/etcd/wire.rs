@@ -9,7 +9,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::kv::{prefix_end, Compare, KeyValue, Op, Range, TxnResult};
+use crate::kv::{prefix_end, Change, Compare, KeyValue, Op, Range, TxnResult};
 
 /// proto3 JSON int64: a string of digits, or (leniently) a number.
 fn int64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
@@ -71,7 +71,15 @@ struct WatchResult {
     #[serde(default)]
     cancel_reason: String,
     #[serde(default)]
-    events: Vec<Value>,
+    events: Vec<WireEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireEvent {
+    /// "PUT" (proto3 JSON leaves the default out) or "DELETE".
+    #[serde(default, rename = "type")]
+    kind: String,
+    kv: WireKv,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,7 +95,7 @@ pub enum WatchMessage {
     /// Events up to this revision (or a progress notification without events).
     Changed {
         revision: i64,
-        events: usize,
+        changes: Vec<Change>,
     },
     Compacted {
         compact_revision: i64,
@@ -187,9 +195,26 @@ pub fn decode_watch(line: &[u8]) -> Result<WatchMessage, String> {
     } else if r.created {
         WatchMessage::Created
     } else {
+        let changes = r
+            .events
+            .into_iter()
+            .map(|e| {
+                let deleted = match e.kind.as_str() {
+                    "" | "PUT" => false,
+                    "DELETE" => true,
+                    other => return Err(format!("watch event of type {other:?}")),
+                };
+                let kv = kv(e.kv)?;
+                Ok(if deleted {
+                    Change::Delete(kv.key)
+                } else {
+                    Change::Put(kv)
+                })
+            })
+            .collect::<Result<_, String>>()?;
         WatchMessage::Changed {
             revision: r.header.revision,
-            events: r.events.len(),
+            changes,
         }
     })
 }
@@ -244,8 +269,19 @@ mod tests {
             Ok(WatchMessage::Created)
         );
         assert_eq!(
-            decode_watch(br#"{"result":{"header":{"revision":"4"},"events":[{"kv":{"key":"L2s="}},{"type":"DELETE","kv":{"key":"L2s="}}]}}"#),
-            Ok(WatchMessage::Changed { revision: 4, events: 2 })
+            decode_watch(br#"{"result":{"header":{"revision":"4"},"events":[{"kv":{"key":"L2s=","value":"dg==","mod_revision":"4","version":"1"}},{"type":"DELETE","kv":{"key":"L2s=","mod_revision":"4"}}]}}"#),
+            Ok(WatchMessage::Changed {
+                revision: 4,
+                changes: vec![
+                    Change::Put(KeyValue {
+                        key: "/k".into(),
+                        value: b"v".to_vec(),
+                        mod_revision: 4,
+                        version: 1
+                    }),
+                    Change::Delete("/k".into()),
+                ]
+            })
         );
         assert_eq!(
             decode_watch(br#"{"result":{"header":{"revision":"40"},"canceled":true,"compact_revision":"20"}}"#),

@@ -198,7 +198,8 @@ fn round(
 /// Sequential (`sequential` pods, one at a time) and parallel (`parallel` at once) ADD/DEL
 /// latency for ipipd-cni and ptp + host-local, `runs` rounds each, targets interleaved.
 /// With `baseline` (another build's `ipipd`), its `ipipd-cni` beside it is one more target,
-/// asking the same daemon.
+/// asking the same daemon, and a second etcd-backed node runs that daemon on the same etcd
+/// under its own prefix: before and after in one run.
 pub fn run(
     ipipd_bin: &Path,
     baseline: Option<(&Path, &str)>,
@@ -237,14 +238,28 @@ pub fn run(
             cluster_config(&etcd.endpoints(), "101.72.0.0/16", None),
         )?;
         let n = crate::etcd::Node::start(&mut lan, &path, "bench-etcd", "172.29.242.101")?;
-        Ok((etcd, n))
+        let before = match baseline {
+            Some((bin, _)) => {
+                // Its own prefix and pool: the two daemons never see each other's keys.
+                let path = tmp.join("etcd-baseline.toml");
+                let conf = cluster_config(&etcd.endpoints(), "101.73.0.0/16", None)
+                    .replace("\"/ipipd\"", "\"/ipipd-baseline\"");
+                std::fs::write(&path, conf)?;
+                std::env::set_var("IPIPD_BIN", bin);
+                let n = crate::etcd::Node::start(&mut lan, &path, "bench-base", "172.29.242.102");
+                std::env::set_var("IPIPD_BIN", ipipd_bin);
+                Some(n?)
+            }
+            None => None,
+        };
+        Ok((etcd, n, before))
     });
     match daemon {
         Some(v) => std::env::set_var("IPIPD_BIN", v),
         None => std::env::remove_var("IPIPD_BIN"),
     }
     let d = d?;
-    let (_etcd, etcd_node) = with_etcd?;
+    let (_etcd, etcd_node, before) = with_etcd?;
     let mut targets = vec![
         Target {
             name: "ipipd-cni".into(),
@@ -256,7 +271,7 @@ pub fn run(
         Target {
             name: "ipipd-cni (etcd)".into(),
             node: etcd_node.ns.name.clone(),
-            plugin,
+            plugin: plugin.clone(),
             conf: etcd_node.cni_conf(),
             cni_path: "/usr/lib/cni".into(),
         },
@@ -291,6 +306,15 @@ pub fn run(
                 cni_path: "/usr/lib/cni".into(),
             },
         );
+    }
+    if let (Some(n), Some((_, label))) = (&before, baseline) {
+        targets.push(Target {
+            name: format!("ipipd-cni (etcd, {label})"),
+            node: n.ns.name.clone(),
+            plugin: plugin.clone(),
+            conf: n.cni_conf(),
+            cni_path: "/usr/lib/cni".into(),
+        });
     }
     let pods: Vec<Netns> = (0..sequential.max(parallel))
         .map(|_| Netns::new("cbp"))

@@ -130,19 +130,48 @@ impl Drop for Monitor {
     }
 }
 
+/// A member's `/metrics` text.
+fn metrics(m: &crate::etcd::Member) -> Result<String> {
+    let addr = format!("{}:2379", m.address);
+    crate::rawpeer::netns::in_netns(&m.ns.name, || {
+        let mut s = TcpStream::connect(&addr).context("connecting for /metrics")?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text)
+    })
+}
+
+/// Each metric of `names` (every label set) summed over every member.
+pub(crate) fn scrape(etcd: &EtcdCluster, names: &[&str]) -> Result<Vec<f64>> {
+    let mut out = vec![0.0; names.len()];
+    for m in &etcd.members {
+        let text = metrics(m)?;
+        for line in text.lines() {
+            for (i, name) in names.iter().enumerate() {
+                let Some(rest) = line.strip_prefix(name) else {
+                    continue;
+                };
+                if !(rest.starts_with('{') || rest.starts_with(' ')) {
+                    continue;
+                }
+                if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+                    if let Some(o) = out.get_mut(i) {
+                        *o += v;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `grpc_server_started_total` by method, summed over every member.
 fn grpc_started(etcd: &EtcdCluster) -> Result<BTreeMap<String, f64>> {
     let mut out = BTreeMap::new();
     for m in &etcd.members {
-        let addr = format!("{}:2379", m.address);
-        let text = crate::rawpeer::netns::in_netns(&m.ns.name, || {
-            let mut s = TcpStream::connect(&addr).context("connecting for /metrics")?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
-            let mut text = String::new();
-            s.read_to_string(&mut text)?;
-            Ok(text)
-        })?;
+        let text = metrics(m)?;
         for line in text.lines() {
             let Some(rest) = line.strip_prefix("grpc_server_started_total{") else {
                 continue;

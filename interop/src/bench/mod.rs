@@ -11,6 +11,7 @@ pub mod cni;
 pub mod converge;
 pub mod daemons;
 pub mod datastore;
+pub mod dsscale;
 pub mod fibrate;
 pub mod mesh;
 pub mod nat;

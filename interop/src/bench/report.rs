@@ -33,6 +33,8 @@ pub struct Results {
     pub cni: Vec<crate::bench::cni::Row>,
     /// The etcd datastore: claim and join latency, idle load.
     pub datastore: Option<crate::bench::datastore::Row>,
+    /// The etcd datastore with simulated nodes, by watch mode and size.
+    pub ds_scale: Vec<crate::bench::dsscale::Row>,
     /// CPU of BFD sessions: ipipd and BIRD 2.
     pub bfd: Vec<crate::bench::bfd::Row>,
     /// New pod → outside connections per second: ipipd's NAT and one masquerade rule.
@@ -486,20 +488,24 @@ impl Results {
         }
         let _ = writeln!(
             out,
-            "## CNI ADD and DEL latency\n\nipipd-cni (asking its daemon; `(etcd)`: a daemon that records every allocation in a 3-member etcd) and the reference `ptp` + `host-local` plugins, each call a new process started in the node's namespace with the configuration on stdin, as a runtime does; medians of every call over all runs. The ratio is ipipd-cni's p99 over the reference's. Peak RSS: the median over 5 more ADDs of each plugin run under GNU time (its process's `ru_maxrss`), outside the latency samples.\n\n| pods | plugin | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | calls | ADD p99 ratio | DEL p99 ratio | ADD peak RSS (KiB) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "## CNI ADD and DEL latency\n\nipipd-cni (asking its daemon; `(etcd)`: a daemon that records every allocation in a 3-member etcd) and the reference `ptp` + `host-local` plugins, each call a new process started in the node's namespace with the configuration on stdin, as a runtime does; medians of every call over all runs. The ratios are ipipd-cni's p99 over the reference's, and over the node-local record's (`ipipd-cni`) for ADD; a row `(etcd, REV)` is the daemon built from REV on the same etcd under its own prefix. Peak RSS: the median over 5 more ADDs of each plugin run under GNU time (its process's `ru_maxrss`), outside the latency samples.\n\n| pods | plugin | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | calls | ADD p99 ratio | DEL p99 ratio | ADD p99 vs local record | ADD peak RSS (KiB) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in &self.cni {
             let base = self
                 .cni
                 .iter()
                 .find(|b| b.shape == r.shape && b.target == "ptp + host-local");
+            let local = self
+                .cni
+                .iter()
+                .find(|b| b.shape == r.shape && b.target == "ipipd-cni");
             let ratio = |a: f64, b: Option<f64>| match b {
                 Some(b) if b > 0.0 => format!("{:.2}×", a / b),
                 _ => "—".into(),
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} |",
                 r.shape,
                 r.target,
                 r.add_p50_ms,
@@ -509,6 +515,7 @@ impl Results {
                 r.samples,
                 ratio(r.add_p99_ms, base.map(|b| b.add_p99_ms)),
                 ratio(r.del_p99_ms, base.map(|b| b.del_p99_ms)),
+                ratio(r.add_p99_ms, local.map(|b| b.add_p99_ms)),
                 r.add_peak_rss_kib
                     .map_or_else(|| "—".to_string(), |k| format!("{k:.0}")),
             );
@@ -613,6 +620,7 @@ impl Results {
         self.nat_table(&mut out);
         super::vxlan::markdown(&self.vxlan, &mut out);
         self.datastore_table(&mut out);
+        super::dsscale::markdown(&self.ds_scale, &mut out);
         self.bfd_table(&mut out);
         self.goals(&mut out);
         if !self.errors.is_empty() {

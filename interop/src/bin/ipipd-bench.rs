@@ -21,11 +21,11 @@ struct Cli {
     /// A few-minute smoke run: small sizes, one run each, short idle window.
     #[arg(long)]
     quick: bool,
-    /// Which parts: throughput, rr-fib, rr-clients, fib, converge, mesh, cni, nat, vxlan, datastore, bfd.
+    /// Which parts: throughput, rr-fib, rr-clients, fib, converge, mesh, cni, nat, vxlan, datastore, datastore-scale, bfd.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,rr-fib,rr-clients,fib,converge,mesh,cni,nat,vxlan,datastore,bfd"
+        default_value = "throughput,rr-fib,rr-clients,fib,converge,mesh,cni,nat,vxlan,datastore,datastore-scale,bfd"
     )]
     only: Vec<String>,
     /// Throughput sizes, SENDERSxPREFIXES.
@@ -97,6 +97,22 @@ struct Cli {
     /// etcd datastore: seconds of idle load measurement.
     #[arg(long, default_value_t = 30)]
     ds_idle: u64,
+    /// etcd datastore at scale: simulated nodes (one run per size and mode).
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    ds_scale_nodes: Vec<usize>,
+    /// etcd datastore at scale: how nodes keep their view, `apply` (watch changes) and/or
+    /// `reread` (a full read per burst, the daemon before).
+    #[arg(long, value_delimiter = ',', default_value = "apply")]
+    ds_scale_modes: Vec<String>,
+    /// etcd datastore at scale: joins one at a time (first pod and view samples).
+    #[arg(long, default_value_t = 20)]
+    ds_scale_joins: usize,
+    /// etcd datastore at scale: nodes joining at once.
+    #[arg(long, default_value_t = 100)]
+    ds_scale_storm: usize,
+    /// etcd datastore at scale: longest setup of the simulated cluster, seconds.
+    #[arg(long, default_value_t = 600)]
+    ds_scale_budget: u64,
     /// BFD CPU: sessions at the node under test.
     #[arg(long, default_value_t = 100)]
     bfd_sessions: usize,
@@ -130,7 +146,7 @@ struct Cli {
 }
 
 /// Every part, in the order they run.
-const PARTS: [&str; 10] = [
+const PARTS: [&str; 11] = [
     "throughput",
     "rr-clients",
     "fib",
@@ -140,6 +156,7 @@ const PARTS: [&str; 10] = [
     "nat",
     "vxlan",
     "datastore",
+    "datastore-scale",
     "bfd",
 ];
 
@@ -335,6 +352,37 @@ fn datastore_part(cli: &Cli, r: &mut Results) {
     }
 }
 
+fn datastore_scale_part(cli: &Cli, r: &mut Results) {
+    use interop::bench::dsscale::{self, Mode};
+    for &nodes in &cli.ds_scale_nodes {
+        for m in &cli.ds_scale_modes {
+            let Some(mode) = Mode::parse(m) else {
+                r.errors.push(format!(
+                    "datastore-scale: no watch mode {m:?} (apply, reread)"
+                ));
+                continue;
+            };
+            eprintln!(
+                "etcd datastore at scale: {nodes} simulated nodes ({m}), {} joins, a storm of {}",
+                cli.ds_scale_joins, cli.ds_scale_storm
+            );
+            match dsscale::run(
+                nodes,
+                cli.ds_scale_joins,
+                cli.ds_scale_storm,
+                Duration::from_secs(cli.ds_idle),
+                mode,
+                Duration::from_secs(cli.ds_scale_budget),
+            ) {
+                Ok(row) => r.ds_scale.push(row),
+                Err(e) => r
+                    .errors
+                    .push(format!("datastore-scale ({nodes}, {m}): {e:#}")),
+            }
+        }
+    }
+}
+
 fn bfd_part(cli: &Cli, r: &mut Results) {
     // The helpers start the ipipd they find through IPIPD_BIN.
     std::env::set_var("IPIPD_BIN", &cli.ipipd);
@@ -374,6 +422,9 @@ fn main() -> ExitCode {
         cli.ds_nodes = 10;
         cli.ds_joins = 2;
         cli.ds_idle = 10;
+        cli.ds_scale_nodes = vec![100];
+        cli.ds_scale_joins = 5;
+        cli.ds_scale_storm = 20;
         cli.bfd_window = 10;
         cli.bfd_runs = 1;
         cli.rr_clients = 100;
@@ -488,6 +539,9 @@ fn main() -> ExitCode {
     }
     if part("datastore") {
         datastore_part(&cli, &mut r);
+    }
+    if part("datastore-scale") {
+        datastore_scale_part(&cli, &mut r);
     }
     if part("bfd") {
         bfd_part(&cli, &mut r);
