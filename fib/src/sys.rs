@@ -37,9 +37,13 @@ pub(crate) fn set_buffers(socket: &impl AsRawFd, receive: usize, send: usize) {
 }
 
 /// Classic BPF, as `linux/filter.h` spells it.
-const BPF_LD_H_ABS: u16 = 0x00 | 0x08 | 0x20;
-const BPF_LD_W_ABS: u16 = 0x00 | 0x20;
-const BPF_JEQ_K: u16 = 0x05 | 0x10;
+/// `BPF_LD | BPF_H | BPF_ABS`.
+const BPF_LD_H_ABS: u16 = 0x28;
+/// `BPF_LD | BPF_W | BPF_ABS`.
+const BPF_LD_W_ABS: u16 = 0x20;
+/// `BPF_JMP | BPF_JEQ | BPF_K`.
+const BPF_JEQ_K: u16 = 0x15;
+/// `BPF_RET | BPF_K`.
 const BPF_RET_K: u16 = 0x06;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
