@@ -10,7 +10,7 @@
 //!
 //! What a large N needs of the machine is checked before anything starts
 //! ([`check_limits`]): bridge ports, open files, and the neighbour table, which is one
-//! table for every namespace (N × (N − 1) entries; the mesh part raises it for the run).
+//! table for every namespace (N × (N − 1) entries; each mesh raises it for its run).
 //!
 //! The same for BIRD 2 as a baseline, configured as Calico's node-to-node mesh: a kernel
 //! protocol exporting the learned blocks, the blocks as static blackholes, the mesh one-way
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::{cpu_time, median, status_kb, Binaries};
+use super::{cpu_time, median, status_kb, Binaries, Sysctl};
 use crate::config::NodeConfig;
 use crate::harness::{Lan, Netns, Proc, TempDir};
 
@@ -139,11 +139,34 @@ pub fn neighbour_thresholds(n: usize) -> [u64; 3] {
     ]
 }
 
+/// Raises the neighbour table thresholds that are below what a mesh of `n` needs, for
+/// as long as the guards live. Set per mesh, right before it starts: the table is one
+/// for the whole machine, and another run on a shared machine may have set it since.
+pub fn raise_neighbour_limits(n: usize) -> Result<Vec<Sysctl>> {
+    let mut guards = Vec::new();
+    for (i, want) in neighbour_thresholds(n).iter().enumerate() {
+        let key = format!("net.ipv4.neigh.default.gc_thresh{}", i + 1);
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let have: u64 = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {key}"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("reading {key}"))?;
+        if have < *want {
+            guards.push(Sysctl::set(&key, &want.to_string())?);
+        }
+    }
+    Ok(guards)
+}
+
 /// Fails, saying which, when this machine cannot hold a mesh of `n` as the harness
 /// builds it.
 pub fn check_limits(n: usize) -> Result<()> {
     if n > MAX_NODES {
-        bail!("a mesh of {n}: one bridge holds at most {} hosts", MAX_NODES);
+        bail!(
+            "a mesh of {n}: one bridge holds at most {} hosts",
+            MAX_NODES
+        );
     }
     // A daemon holds a socket per peer, plus listeners, netlink, logs and the control socket.
     let want = 2 * n as u64 + 64;
@@ -214,6 +237,7 @@ pub fn run(
     idle: Duration,
     limit: Option<Duration>,
 ) -> Result<MeshRow> {
+    let _neighbours = raise_neighbour_limits(n)?;
     check_limits(n)?;
     let name = match daemon {
         MeshDaemon::Ipipd => "ipipd".to_string(),

@@ -29,8 +29,8 @@ use netlink_packet_core::{
     NLM_F_REQUEST,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlag, RouteHeader, RouteMessage, RouteProtocol,
-    RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlag, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -329,11 +329,7 @@ fn write_here(routes: &[(Ipv4Net, Ipv4Addr)], batch: usize, oif: u32) -> Result<
 }
 
 /// A fresh namespace with a stand-in `tunl0`, written once.
-pub fn write_fresh(
-    routes: &[(Ipv4Net, Ipv4Addr)],
-    batch: usize,
-    listen: bool,
-) -> Result<Write> {
+pub fn write_fresh(routes: &[(Ipv4Net, Ipv4Addr)], batch: usize, listen: bool) -> Result<Write> {
     let ns = super::fibrate::fresh_ns()?;
     write(&ns, routes, batch, listen)
 }

@@ -157,7 +157,6 @@ impl Results {
             );
         }
         let _ = writeln!(out);
-        self.raw_fib_table(out);
     }
 
     /// The limit row of a size: the raw writer at ipipd's batch size.
@@ -267,6 +266,7 @@ impl Results {
             );
         }
         let _ = writeln!(out);
+        self.raw_fib_table(out);
     }
 
     fn fib_table(&self, out: &mut String) {
@@ -457,7 +457,10 @@ impl Results {
         let t = m.converge_s?;
         let (ratio, bound) = match b.converge_s {
             Some(bt) => (t / bt, ""),
-            None => (t / b.limit_s, " at most: BIRD 2 did not converge within its limit"),
+            None => (
+                t / b.limit_s,
+                " at most: BIRD 2 did not converge within its limit",
+            ),
         };
         Some(format!(
             "- Large mesh of {}: time until every block is in every kernel ≤ 0.25× BIRD 2's: **{}** ({ratio:.2}×{bound}; {t:.1} s).",

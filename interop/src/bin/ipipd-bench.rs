@@ -38,7 +38,11 @@ struct Cli {
     rr_fib_sizes: Vec<String>,
     /// rr-fib: also write the same routes with the raw netlink writer at these batch sizes
     /// (one run each; ipipd's own batch size runs every run).
-    #[arg(long, value_delimiter = ',', default_value = "1,64,256,4096,16384,65536")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,64,256,4096,16384,65536"
+    )]
     raw_sweep: Vec<usize>,
     /// Route-reflector cluster (`rr-clients`): clients, each peering with both reflectors.
     #[arg(long, default_value_t = 1000)]
@@ -247,7 +251,15 @@ fn rr_fib_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
                 rrfib::record(*k, *kernel, size, run, one, s, f);
             }
             // The kernel's limit, in the same run: the same routes, no BGP.
-            raw_write(size, &routes, rawfib::IPIPD_BATCH, false, run, &mut raw, &mut raw_failed);
+            raw_write(
+                size,
+                &routes,
+                rawfib::IPIPD_BATCH,
+                false,
+                run,
+                &mut raw,
+                &mut raw_failed,
+            );
         }
         for ((k, kernel), (s, f)) in kinds.iter().zip(samples) {
             r.rr_fib.push(rrfib::summarize(*k, *kernel, size, &s, f));
@@ -336,25 +348,7 @@ fn converge_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
 }
 
 fn mesh_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
-    // The neighbour table is one for all namespaces; a big mesh on one bridge fills it.
-    let largest = cli.mesh_sizes.iter().copied().max().unwrap_or(0);
-    let guards: Result<Vec<Sysctl>> = mesh::neighbour_thresholds(largest)
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            Sysctl::set(
-                &format!("net.ipv4.neigh.default.gc_thresh{}", i + 1),
-                &v.to_string(),
-            )
-        })
-        .collect();
-    let _guards = match guards {
-        Ok(g) => g,
-        Err(e) => {
-            r.errors.push(format!("mesh: {e:#}"));
-            return;
-        }
-    };
+    // The neighbour table (one for all namespaces) is raised by each mesh for its run.
     let idle = Duration::from_secs(cli.idle);
     let limit = cli.mesh_limit.map(Duration::from_secs);
     for n in &cli.mesh_sizes {
