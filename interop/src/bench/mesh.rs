@@ -129,7 +129,7 @@ fn open_files_limit() -> Option<u64> {
 
 /// Neighbour table thresholds (`gc_thresh1..3`) for a mesh of `n`: every namespace
 /// resolves every other node's address, and the kernel counts all namespaces' entries
-/// against one limit (65,536 would stop a 300-node mesh at 89,700 entries).
+/// against one limit (65,536 is less than the 89,700 a 300-node mesh needs).
 pub fn neighbour_thresholds(n: usize) -> [u64; 3] {
     let entries = (n * n.saturating_sub(1)) as u64;
     [
