@@ -663,3 +663,46 @@ fn vxlan_device_is_made_kept_and_replaced_when_its_identity_changes() {
         "a new device"
     );
 }
+
+/// A large write is not read back: the kernel drops the notifications of our own writes
+/// before they reach the notification socket, so it neither fills (a lost notification
+/// costs a full resync) nor has to be read route by route, while a change made by
+/// someone else right after still arrives, as the first event.
+#[test]
+fn own_writes_do_not_come_back_as_notifications() {
+    use fib::{Fib, FibEvent, NetlinkFib, NextHop, Op, Route, RouteKind};
+    let ns = node("ownnote");
+    let inner = ns.handle();
+    ns.run(move || async move {
+        let ns = inner;
+        let mut fib = NetlinkFib::open(Settings::DEFAULT_PROTOCOL, Settings::DEFAULT_TABLE)
+            .expect("open netlink");
+        fib.links().await.expect("links");
+        // Enough notifications to fill the 16 MiB notification buffer several times.
+        let ops: Vec<Op> = (0..150_000u32)
+            .map(|i| {
+                let a = std::net::Ipv4Addr::from(0x4000_0000 + i * 64);
+                Op::Write(Route {
+                    prefix: IpNet::new(a.into(), 26).expect("prefix"),
+                    kind: RouteKind::Via(vec![NextHop {
+                        gateway: ip("172.29.235.130"),
+                        device: Some("tunl0".into()),
+                        onlink: true,
+                    }]),
+                })
+            })
+            .collect();
+        let refused = fib.apply(&ops).await.iter().filter(|r| r.is_err()).count();
+        assert_eq!(refused, 0, "routes refused");
+        ns.ip(&["route", "del", "64.0.0.0/26"]);
+        let event = tokio::time::timeout(Duration::from_secs(2), fib.next_event())
+            .await
+            .expect("a notification of the delete");
+        assert_eq!(
+            event,
+            FibEvent::RouteGone {
+                prefix: net("64.0.0.0/26")
+            }
+        );
+    });
+}

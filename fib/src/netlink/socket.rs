@@ -139,6 +139,12 @@ impl NlSocket {
         self.portid
     }
 
+    /// Route notifications caused by the socket with port id `own` never reach this one.
+    pub fn drop_route_notifications_of(&self, own: u32) -> Result<(), FibError> {
+        sys::drop_own_route_notifications(self.fd.get_ref(), own)
+            .map_err(FibError::socket("attach the notification filter"))
+    }
+
     /// Reserve `n` consecutive sequence numbers; returns the first.
     pub fn take_seq(&mut self, n: u32) -> u32 {
         let first = self.seq;

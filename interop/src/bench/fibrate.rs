@@ -103,7 +103,8 @@ fn main_prefixes(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn fresh_ns() -> Result<Netns> {
+/// A fresh namespace with a stand-in `tunl0`, up.
+pub(crate) fn fresh_ns() -> Result<Netns> {
     let ns = Netns::new("fr")?;
     ns.add_standin_tunl0()?;
     ns.ip(&["link", "set", "tunl0", "up"])?;

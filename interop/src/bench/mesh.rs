@@ -1,10 +1,16 @@
 //! Full-mesh scale: N daemons on one machine, each in its own namespace on one bridge,
 //! each announcing one /26 to all the others and installing theirs (ipipd with a
-//! stand-in tunl0 and the default configuration as deployed; a labelled second row with
-//! `connect_retry_time = 1`). Measured: time from
-//! the first daemon's start until every node's kernel has every other block (read from
-//! `/proc/PID/net/route`, which needs no process per poll), the resident memory of each
-//! daemon, and the CPU each uses while idle over a fixed period afterwards.
+//! stand-in tunl0 and the default configuration as deployed, kernel writes on; a labelled
+//! second row with `connect_retry_time = 1`). Measured: time from the first daemon's start
+//! until every node's kernel holds every other node's block, each checked by prefix and
+//! mask with a gateway (read from `/proc/PID/net/route` of a process in that namespace,
+//! which needs no process per poll), the resident memory of each daemon, and the CPU each
+//! uses while idle over a fixed period afterwards. A mesh that does not converge within
+//! its limit says how far it got: nodes complete and blocks in kernels out of N × (N − 1).
+//!
+//! What a large N needs of the machine is checked before anything starts
+//! ([`check_limits`]): bridge ports, open files, and the neighbour table, which is one
+//! table for every namespace (N × (N − 1) entries; each mesh raises it for its run).
 //!
 //! The same for BIRD 2 as a baseline, configured as Calico's node-to-node mesh: a kernel
 //! protocol exporting the learned blocks, the blocks as static blackholes, the mesh one-way
@@ -13,11 +19,12 @@
 //! 5 s, so the baseline is, if anything, flattered), and ipipd's hold and keepalive
 //! times (9 s, 3 s) so that idle CPU is compared at an equal keepalive rate.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::{cpu_time, median, status_kb, Binaries};
+use super::{cpu_time, median, status_kb, Binaries, Sysctl};
 use crate::config::NodeConfig;
 use crate::harness::{Lan, Netns, Proc, TempDir};
 
@@ -42,6 +49,14 @@ pub struct MeshRow {
     pub idle_s: f64,
     /// Nodes that never converged.
     pub missing: usize,
+    /// Other nodes' blocks found in the kernels when the wait ended, of `blocks_wanted`
+    /// (N × (N − 1)): how far a mesh that did not converge got.
+    pub blocks_found: usize,
+    pub blocks_wanted: usize,
+    /// When half of the nodes had every block (seconds from the first start).
+    pub half_nodes_s: Option<f64>,
+    /// The wait's limit, seconds.
+    pub limit_s: f64,
 }
 
 /// Which daemon the mesh runs.
@@ -64,19 +79,112 @@ fn block(i: usize) -> String {
     format!("101.64.{}.{}/26", i / 4, (i % 4) * 64)
 }
 
-/// Routes with a gateway in the main table, the learned blocks (both daemons install
-/// them `via` the peer; the default route and connected routes have none).
-fn gateway_routes(pid: u32) -> Option<usize> {
+/// The largest mesh the harness can address: one bridge holds at most 1,024 ports
+/// (`BR_MAX_PORTS`), and [`block`] runs out of third octets at 1,024 nodes.
+pub const MAX_NODES: usize = 1023;
+
+/// Node `i`'s block as `/proc/net/route` writes it: destination and mask, each the
+/// address's bytes in memory order read as a hex u32, side by side in one u64.
+fn route_key(i: usize) -> u64 {
+    let word = |a: std::net::Ipv4Addr| u64::from(u32::from_ne_bytes(a.octets()));
+    let net = std::net::Ipv4Addr::new(101, 64, (i / 4) as u8, ((i % 4) * 64) as u8);
+    word(net) << 32 | word(std::net::Ipv4Addr::new(255, 255, 255, 192))
+}
+
+/// How many of the mesh's blocks (`index`: key → node) other than node `own`'s the
+/// kernel of `pid`'s namespace holds through a gateway (both daemons install them `via`
+/// the peer; the node's own block is a blackhole and does not count). Called for N nodes
+/// every poll, so it parses without allocating per line.
+fn blocks_held(pid: u32, index: &HashMap<u64, usize>, own: usize) -> Option<usize> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/net/route")).ok()?;
-    Some(
-        text.lines()
-            .skip(1)
-            .filter(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                f.get(1).is_some_and(|d| d.len() == 8) && f.get(2).is_some_and(|g| *g != "00000000")
-            })
-            .count(),
-    )
+    let mut seen = vec![false; index.len()];
+    for l in text.lines().skip(1) {
+        let mut f = l.split_whitespace();
+        let (Some(dest), Some(gw), Some(mask)) = (f.nth(1), f.next(), f.nth(4)) else {
+            continue;
+        };
+        if gw == "00000000" {
+            continue;
+        }
+        let (Ok(d), Ok(m)) = (u32::from_str_radix(dest, 16), u32::from_str_radix(mask, 16)) else {
+            continue;
+        };
+        if let Some(i) = index.get(&(u64::from(d) << 32 | u64::from(m))) {
+            if *i != own {
+                if let Some(s) = seen.get_mut(*i) {
+                    *s = true;
+                }
+            }
+        }
+    }
+    Some(seen.iter().filter(|s| **s).count())
+}
+
+/// `/proc/self/limits`' soft "Max open files" (the daemons inherit it).
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Neighbour table thresholds (`gc_thresh1..3`) for a mesh of `n`: every namespace
+/// resolves every other node's address, and the kernel counts all namespaces' entries
+/// against one limit (65,536 is less than the 89,700 a 300-node mesh needs).
+pub fn neighbour_thresholds(n: usize) -> [u64; 3] {
+    let entries = (n * n.saturating_sub(1)) as u64;
+    [
+        entries.max(8192),
+        (2 * entries).max(32768),
+        (4 * entries).max(65536),
+    ]
+}
+
+/// Raises the neighbour table thresholds that are below what a mesh of `n` needs, for
+/// as long as the guards live. Set per mesh, right before it starts: the table is one
+/// for the whole machine, and another run on a shared machine may have set it since.
+pub fn raise_neighbour_limits(n: usize) -> Result<Vec<Sysctl>> {
+    let mut guards = Vec::new();
+    for (i, want) in neighbour_thresholds(n).iter().enumerate() {
+        let key = format!("net.ipv4.neigh.default.gc_thresh{}", i + 1);
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let have: u64 = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {key}"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("reading {key}"))?;
+        if have < *want {
+            guards.push(Sysctl::set(&key, &want.to_string())?);
+        }
+    }
+    Ok(guards)
+}
+
+/// Fails, saying which, when this machine cannot hold a mesh of `n` as the harness
+/// builds it.
+pub fn check_limits(n: usize) -> Result<()> {
+    if n > MAX_NODES {
+        bail!(
+            "a mesh of {n}: one bridge holds at most {} hosts",
+            MAX_NODES
+        );
+    }
+    // A daemon holds a socket per peer, plus listeners, netlink, logs and the control socket.
+    let want = 2 * n as u64 + 64;
+    match open_files_limit() {
+        Some(have) if have < want => bail!(
+            "a mesh of {n} needs {want} open files per daemon; the limit is {have} (ulimit -n)"
+        ),
+        _ => {}
+    }
+    let gc3: u64 = std::fs::read_to_string("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    let need = (n * n.saturating_sub(1)) as u64;
+    if gc3 < need {
+        bail!("a mesh of {n} needs {need} neighbour entries; gc_thresh3 is {gc3}");
+    }
+    Ok(())
 }
 
 fn ipipd_conf(i: usize, n: usize, dir: &TempDir, tuned: bool) -> String {
@@ -121,7 +229,16 @@ struct Node {
 }
 
 /// Runs one mesh of `n` nodes, then measures memory and idle CPU over `idle`.
-pub fn run(daemon: MeshDaemon, bins: &Binaries, n: usize, idle: Duration) -> Result<MeshRow> {
+/// `limit` bounds the wait for convergence (default: 120 s + 1 s per node).
+pub fn run(
+    daemon: MeshDaemon,
+    bins: &Binaries,
+    n: usize,
+    idle: Duration,
+    limit: Option<Duration>,
+) -> Result<MeshRow> {
+    let _neighbours = raise_neighbour_limits(n)?;
+    check_limits(n)?;
     let name = match daemon {
         MeshDaemon::Ipipd => "ipipd".to_string(),
         MeshDaemon::IpipdTuned => "ipipd, connect_retry_time = 1".to_string(),
@@ -171,23 +288,40 @@ pub fn run(daemon: MeshDaemon, bins: &Binaries, n: usize, idle: Duration) -> Res
         });
     }
     let start_spread_s = start.elapsed().as_secs_f64();
-    let mut done = vec![false; n];
-    let limit = Duration::from_secs(120 + n as u64);
+    let index: HashMap<u64, usize> = (0..n).map(|i| (route_key(i), i)).collect();
+    let mut held = vec![0usize; n];
+    let limit = limit.unwrap_or(Duration::from_secs(120 + n as u64));
+    // Reading N route tables is work for the two cores the daemons share: at large N,
+    // read less often (every 50 ms up to 100 nodes, 250 ms at 500).
+    let every = Duration::from_millis((n as u64 / 2).max(50));
+    let mut half_nodes_s = None;
     let converge_s = loop {
-        for (d, node) in done.iter_mut().zip(&nodes) {
-            if !*d {
-                *d = gateway_routes(node.pid).is_some_and(|c| c >= n - 1);
+        for (own, (h, node)) in held.iter_mut().zip(&nodes).enumerate() {
+            if *h < n - 1 {
+                *h = blocks_held(node.pid, &index, own).unwrap_or(*h);
             }
         }
-        if done.iter().all(|d| *d) {
+        let complete = held.iter().filter(|h| **h >= n - 1).count();
+        if half_nodes_s.is_none() && 2 * complete >= n {
+            half_nodes_s = Some(start.elapsed().as_secs_f64());
+        }
+        if complete == n {
             break Some(start.elapsed().as_secs_f64());
         }
         if start.elapsed() > limit {
             break None;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(every);
     };
-    let missing = done.iter().filter(|d| !**d).count();
+    let missing = held.iter().filter(|h| **h < n - 1).count();
+    let blocks_found: usize = held.iter().sum();
+    if converge_s.is_none() {
+        eprintln!(
+            "  mesh {name} N={n}: not converged after {limit:?}: {} of {n} nodes complete, {blocks_found} of {} blocks in kernels",
+            n - missing,
+            n * (n - 1)
+        );
+    }
     for x in nodes.iter_mut() {
         if !x.proc.alive() {
             bail!("{name} mesh of {n}: a daemon died: {}", x.proc.log_tail(10));
@@ -232,6 +366,10 @@ pub fn run(daemon: MeshDaemon, bins: &Binaries, n: usize, idle: Duration) -> Res
         idle_cpu_pct_total: cpu.iter().sum(),
         idle_s: span,
         missing,
+        blocks_found,
+        blocks_wanted: n * (n - 1),
+        half_nodes_s,
+        limit_s: limit.as_secs_f64(),
     };
     // Stop every daemon at once, then wait: one by one would take seconds per node.
     for x in &nodes {
@@ -273,8 +411,24 @@ mod tests {
     }
 
     #[test]
-    fn counts_gateway_routes_of_a_live_process() {
-        // This process's namespace: whatever it holds, the count is readable.
-        assert!(gateway_routes(std::process::id()).is_some());
+    fn reads_the_route_table_of_a_live_process() {
+        // This process's namespace: whatever it holds, the table is readable.
+        let index: HashMap<u64, usize> = (0..3).map(|i| (route_key(i), i)).collect();
+        assert!(blocks_held(std::process::id(), &index, 0).is_some());
+    }
+
+    #[test]
+    fn block_keys_are_written_as_proc_net_route_writes_them() {
+        // 101.64.1.64/26 in memory order on a little-endian machine.
+        if cfg!(target_endian = "little") {
+            assert_eq!(route_key(5), 0x4001_4065_C0FF_FFFF);
+        }
+    }
+
+    #[test]
+    fn thresholds_grow_with_the_mesh() {
+        assert_eq!(neighbour_thresholds(100), [9900, 32768, 65536]);
+        assert_eq!(neighbour_thresholds(500), [249_500, 499_000, 998_000]);
+        assert!(check_limits(MAX_NODES + 1).is_err());
     }
 }

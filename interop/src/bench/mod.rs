@@ -1,7 +1,7 @@
 //! The benchmarks that compare ipipd with BIRD 2, GoBGP and FRR on this machine:
 //! route throughput and memory as a route reflector ([`throughput`]), the same with every
 //! learned route written to the kernel ([`rrfib`]), FIB install rate
-//! ([`fibrate`]), block propagation latency ([`converge`]) and full-mesh scale
+//! ([`fibrate`]) and the kernel's own limit on it ([`rawfib`]), block propagation latency ([`converge`]) and full-mesh scale
 //! ([`mesh`]), a two-reflector cluster of a thousand clients ([`rrclients`]), the etcd datastore at scale ([`datastore`]), the CPU of 100 BFD sessions
 //! ([`bfd`]), pod-to-pod throughput through VXLAN and with no encapsulation ([`vxlan`]). Each returns rows for the markdown report ([`report`]); numbers come
 //! from the run, and where the machine is noisy each is the median of several runs.
@@ -15,6 +15,7 @@ pub mod dsscale;
 pub mod fibrate;
 pub mod mesh;
 pub mod nat;
+pub mod rawfib;
 pub mod report;
 pub mod rrclients;
 pub mod rrfib;

@@ -10,7 +10,9 @@ use clap::Parser;
 use interop::bench::daemons::Kind;
 use interop::bench::report::Results;
 use interop::bench::throughput::{self, Size};
-use interop::bench::{converge, fibrate, mesh, rrclients, rrfib, Binaries, Machine, Sysctl};
+use interop::bench::{
+    converge, fibrate, mesh, rawfib, rrclients, rrfib, Binaries, Machine, Sysctl,
+};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +36,14 @@ struct Cli {
     /// Sizes of the route reflector with the FIB on (`rr-fib`), SENDERSxPREFIXES.
     #[arg(long, value_delimiter = ',', default_value = "1x100000,1x1000000")]
     rr_fib_sizes: Vec<String>,
+    /// rr-fib: also write the same routes with the raw netlink writer at these batch sizes
+    /// (one run each; ipipd's own batch size runs every run).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,64,256,4096,16384,65536"
+    )]
+    raw_sweep: Vec<usize>,
     /// Route-reflector cluster (`rr-clients`): clients, each peering with both reflectors.
     #[arg(long, default_value_t = 1000)]
     rr_clients: usize,
@@ -61,6 +71,9 @@ struct Cli {
     /// Runs per mesh size and daemon, interleaved (the median run is reported).
     #[arg(long, default_value_t = 1)]
     mesh_runs: usize,
+    /// Longest wait for a mesh to converge, seconds (default: 120 + 1 per node).
+    #[arg(long)]
+    mesh_limit: Option<u64>,
     /// Seconds of idle CPU measurement per mesh.
     #[arg(long, default_value_t = 60)]
     idle: u64,
@@ -239,16 +252,83 @@ fn rr_fib_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
     };
     for size in sizes {
         eprintln!("route reflector with the FIB on, {size}");
+        let routes = match rawfib::routes(size) {
+            Ok(routes) => routes,
+            Err(e) => {
+                r.errors.push(format!("rr-fib {size}: {e:#}"));
+                continue;
+            }
+        };
         let mut samples: Vec<(Vec<rrfib::Sample>, Vec<String>)> =
             kinds.iter().map(|_| Default::default()).collect();
+        let (mut raw, mut raw_failed) = (Vec::new(), Vec::new());
         for run in 1..=cli.runs {
             for ((k, kernel), (s, f)) in kinds.iter().zip(samples.iter_mut()) {
                 let one = rrfib::one(*k, *kernel, size, bins, timeout);
                 rrfib::record(*k, *kernel, size, run, one, s, f);
             }
+            // The kernel's limit, in the same run: the same routes, no BGP.
+            raw_write(
+                size,
+                &routes,
+                rawfib::IPIPD_BATCH,
+                false,
+                run,
+                &mut raw,
+                &mut raw_failed,
+            );
         }
         for ((k, kernel), (s, f)) in kinds.iter().zip(samples) {
             r.rr_fib.push(rrfib::summarize(*k, *kernel, size, &s, f));
+        }
+        r.raw_fib.push(rawfib::Row::of(
+            size,
+            rawfib::IPIPD_BATCH,
+            false,
+            &raw,
+            raw_failed,
+        ));
+        if cli.quick {
+            continue;
+        }
+        // ipipd's batches with a route listener reading meanwhile (ipipd's FIB has one).
+        let (mut w, mut f) = (Vec::new(), Vec::new());
+        raw_write(size, &routes, rawfib::IPIPD_BATCH, true, 1, &mut w, &mut f);
+        r.raw_fib
+            .push(rawfib::Row::of(size, rawfib::IPIPD_BATCH, true, &w, f));
+        for batch in cli.raw_sweep.iter().filter(|b| **b != rawfib::IPIPD_BATCH) {
+            let (mut w, mut f) = (Vec::new(), Vec::new());
+            raw_write(size, &routes, *batch, false, 1, &mut w, &mut f);
+            r.raw_fib.push(rawfib::Row::of(size, *batch, false, &w, f));
+        }
+    }
+}
+
+fn raw_write(
+    size: Size,
+    routes: &[(ipnet::Ipv4Net, std::net::Ipv4Addr)],
+    batch: usize,
+    listen: bool,
+    run: usize,
+    writes: &mut Vec<rawfib::Write>,
+    failures: &mut Vec<String>,
+) {
+    match rawfib::write_fresh(routes, batch, listen) {
+        Ok(w) => {
+            eprintln!(
+                "  raw netlink writer {size}, {batch} per sendmsg{}, run {run}: {:.3} s ({:.0} routes/s), {:.3} s in sendmsg, {} sends, {:?} notifications read",
+                if listen { " with a route listener" } else { "" },
+                w.seconds,
+                w.routes as f64 / w.seconds,
+                w.send_s,
+                w.sends,
+                w.notified
+            );
+            writes.push(w);
+        }
+        Err(e) => {
+            eprintln!("  raw netlink writer {size}, {batch} per sendmsg, run {run} failed: {e:#}");
+            failures.push(format!("{e:#}"));
         }
     }
 }
@@ -285,19 +365,9 @@ fn converge_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
 }
 
 fn mesh_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
-    // The neighbour table is global across namespaces; a big mesh on one bridge fills it.
-    let guards: Result<Vec<Sysctl>> = [("1", "8192"), ("2", "32768"), ("3", "65536")]
-        .iter()
-        .map(|(i, v)| Sysctl::set(&format!("net.ipv4.neigh.default.gc_thresh{i}"), v))
-        .collect();
-    let _guards = match guards {
-        Ok(g) => g,
-        Err(e) => {
-            r.errors.push(format!("mesh: {e:#}"));
-            return;
-        }
-    };
+    // The neighbour table (one for all namespaces) is raised by each mesh for its run.
     let idle = Duration::from_secs(cli.idle);
+    let limit = cli.mesh_limit.map(Duration::from_secs);
     for n in &cli.mesh_sizes {
         let mut daemons = vec![mesh::MeshDaemon::Ipipd];
         if bins.ipipd_baseline.is_some() {
@@ -313,7 +383,7 @@ fn mesh_part(cli: &Cli, bins: &Binaries, r: &mut Results) {
         for run in 0..cli.mesh_runs.max(1) {
             for (d, done) in daemons.iter().zip(rows.iter_mut()) {
                 eprintln!("mesh {d:?} N={n} run {}", run + 1);
-                match mesh::run(*d, bins, *n, idle) {
+                match mesh::run(*d, bins, *n, idle, limit) {
                     Ok(m) => done.push(m),
                     Err(e) => r.errors.push(format!("mesh {d:?} N={n}: {e:#}")),
                 }
