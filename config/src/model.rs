@@ -320,6 +320,7 @@ pub const DEFAULT_PREFIX: &str = "/ipipd";
 pub const DEFAULT_DIAL_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5000;
 pub const DEFAULT_BLOCK_RELEASE_GRACE: u64 = 300;
+pub const DEFAULT_RESYNC: u64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -343,6 +344,9 @@ pub struct Datastore {
     pub request_timeout_ms: u64,
     /// Seconds a claimed block stays empty before the node gives it back.
     pub block_release_grace: u64,
+    /// Seconds with nothing on the datastore watch before a full read (and ten times
+    /// this at the most between full reads while changes keep coming).
+    pub resync: u64,
 }
 
 /// Values from the environment or the command line that replace the file's, so one

@@ -151,6 +151,7 @@ pub(crate) struct RawDatastore {
     pub dial_timeout_ms: Opt<u64>,
     pub request_timeout_ms: Opt<u64>,
     pub block_release_grace: Opt<u64>,
+    pub resync: Opt<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

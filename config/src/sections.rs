@@ -184,6 +184,11 @@ pub(crate) fn datastore(raw: &RawDatastore, sink: &mut Sink<'_>) -> Datastore {
             sink,
         ),
         block_release_grace: get(&raw.block_release_grace).unwrap_or(DEFAULT_BLOCK_RELEASE_GRACE),
+        resync: raw
+            .resync
+            .as_ref()
+            .and_then(|s| at_least(sink, s, 1, "resync must be at least 1 second"))
+            .unwrap_or(DEFAULT_RESYNC),
     }
 }
 

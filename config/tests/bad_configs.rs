@@ -389,6 +389,14 @@ fn bfd() {
     );
 }
 
+#[test]
+fn datastore_resync_is_at_least_a_second() {
+    check(
+        &with_node("[datastore]\nresync = 0\n"),
+        &["t.toml:4:10: resync must be at least 1 second, got 0"],
+    );
+}
+
 /// One file with problems of every kind: all are reported, in file order.
 #[test]
 fn every_error_at_once() {

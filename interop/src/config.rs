@@ -263,6 +263,8 @@ pub struct Datastore {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block_release_grace: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub resync: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_file: Option<String>,

@@ -566,7 +566,16 @@ fn a_watch_gap_from_compaction_is_read_again_in_full() -> Result<()> {
     // the port is back, etcd answers the stalled watch with a compaction notice
     // (`compact_revision`): the only way node-0 learns what it missed is a full read,
     // and the only way it follows what comes next is a new watch.
-    let mut c = start(3, "10.243.0.0/16")?;
+    // A stall round with its writes can take longer than the default 30 s on a loaded
+    // machine; a quiet re-read in between would answer before the notice does.
+    let mut c = start_with(3, |endpoints| {
+        cluster_config(endpoints, "10.243.0.0/16", None)
+            .replace("[datastore]\n", "[datastore]\nresync = 600\n")
+    })?;
+    ensure!(
+        std::fs::read_to_string(c._dir.join("ipipd.toml"))?.contains("resync = 600"),
+        "the test's configuration lacks its resync"
+    );
     c.wait_full_mesh()?;
     for i in 0..3 {
         let out = c.pod(i, &format!("w{i}"))?;
@@ -586,7 +595,7 @@ fn a_watch_gap_from_compaction_is_read_again_in_full() -> Result<()> {
         .next()
         .context("node-1 not registered")?
         .1;
-    // A change every node reads now: node-0's 30 s quiet re-read is far off.
+    // A change every node reads now.
     c.etcd
         .put_repeatedly(0, "/ipipd/nodes/node-1", &record, 1)?;
     std::thread::sleep(Duration::from_secs(1));

@@ -23,9 +23,10 @@ use ipnet::IpNet;
 
 /// Longest a CNI ADD waits for a block claim.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
-/// A full re-read even when the watch is quiet: a watch on a member that lost its
-/// quorum can stay open and silent.
-const RESYNC: Duration = Duration::from_secs(30);
+/// Full reads at least this many times less often than `datastore.resync` while
+/// changes keep coming: the view the watch's changes built is replaced by the whole
+/// prefix now and then, at a cost to etcd that stays small with a thousand nodes.
+const FULL_READ_FACTOR: u32 = 10;
 /// Pause between attempts while etcd is unreachable.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -38,6 +39,9 @@ pub struct Cluster<K: Kv = EtcdKv> {
     reachable: AtomicBool,
     /// When the last full read succeeded (`ipipd status`).
     last_sync: std::sync::Mutex<SystemTime>,
+    /// `datastore.resync`: a full read after this long with nothing on the watch (a
+    /// watch on a member that lost its quorum can stay open and silent).
+    resync: Duration,
 }
 
 fn settings(cfg: &Config) -> EtcdSettings {
@@ -165,6 +169,7 @@ impl<K: Kv> Cluster<K> {
             view: ArcSwap::from_pointee(snap),
             reachable: AtomicBool::new(true),
             last_sync: std::sync::Mutex::new(SystemTime::now()),
+            resync: Duration::from_secs(cfg.datastore.resync),
         })
     }
 
@@ -299,7 +304,8 @@ impl<K: Kv> Cluster<K> {
 /// Keeps the view current: full read, then watch from the next revision and apply the
 /// changes it reports to the view (no read per change: with N nodes a read per change
 /// would cost etcd N ranges of the whole prefix for every write); a broken watch, a
-/// compaction gap or a quiet [`RESYNC`] period means another full read.
+/// compaction gap, a quiet `datastore.resync` period or [`FULL_READ_FACTOR`] times that
+/// since the last read means another full read.
 pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
     loop {
         let read_at = Instant::now();
@@ -327,8 +333,9 @@ pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
         };
         let mut view = snap;
         let last_read = Instant::now();
+        let mut last_heard = last_read;
         loop {
-            match tokio::time::timeout(RESYNC, watch.recv()).await {
+            match tokio::time::timeout(cluster.resync, watch.recv()).await {
                 Ok(Some(datastore::WatchEvent::Changed { revision, changes })) => {
                     // Changes arrive in bursts (a claim is three transactions): the
                     // owner gets one view per burst.
@@ -355,6 +362,7 @@ pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
                         return;
                     }
                     view = s;
+                    last_heard = Instant::now();
                 }
                 Ok(Some(datastore::WatchEvent::Compacted { compact_revision })) => {
                     tracing::warn!(
@@ -370,9 +378,11 @@ pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
                 }
                 Err(_) => {}
             }
-            if last_read.elapsed() >= RESYNC {
-                // A watch can be live and still silent about a member that lost quorum:
-                // a full read now and then, also while changes keep coming.
+            if last_heard.elapsed() >= cluster.resync
+                || last_read.elapsed() >= cluster.resync * FULL_READ_FACTOR
+            {
+                // A watch can be live and still silent about a member that lost quorum;
+                // while changes keep coming, a full read now and then all the same.
                 break;
             }
         }

@@ -310,6 +310,7 @@ mod tests {
             "datastore.dial_timeout_ms" => "100",
             "datastore.request_timeout_ms" => "100",
             "datastore.block_release_grace" => "10",
+            "datastore.resync" => "60",
             "bfd.enabled" => "true",
             "bfd.interval_ms" => "100",
             "bfd.multiplier" => "5",

@@ -5,7 +5,7 @@
 //!
 //! Each simulated node keeps its view as the daemon's sync does: a full read, then a
 //! watch whose changes are applied to the view (`apply`), a full read again after a
-//! broken watch and every [`RESYNC`]. `reread` is the daemon's behaviour before the
+//! broken watch, a quiet [`RESYNC`] and every [`FULL_READ_MAX`]. `reread` is the daemon's behaviour before the
 //! watch carried its changes: a full read of the prefix after every burst of changes.
 //!
 //! - first pod on a new node: the claim (a full read, three transactions) and the
@@ -33,6 +33,8 @@ const SIM: &str = "172.29.239.100";
 const POOL: &str = "10.128.0.0/12";
 /// As the daemon: a full read now and then, whatever the watch says.
 const RESYNC: Duration = Duration::from_secs(30);
+/// The daemon's longest time between full reads, changes or not.
+const FULL_READ_MAX: Duration = Duration::from_secs(300);
 /// Longest a join may take to reach every view before it counts as not reached.
 const VIEW_LIMIT: Duration = Duration::from_secs(60);
 
@@ -165,10 +167,15 @@ async fn watcher(ds: Arc<Datastore<EtcdKv>>, mode: Mode, idx: usize, seen: Share
             continue;
         };
         let read = Instant::now();
-        while let Some(left) = RESYNC.checked_sub(read.elapsed()) {
-            let Ok(event) = tokio::time::timeout(left, w.recv()).await else {
+        let mut heard = read;
+        while let (Some(quiet), Some(left)) = (
+            RESYNC.checked_sub(heard.elapsed()),
+            FULL_READ_MAX.checked_sub(read.elapsed()),
+        ) {
+            let Ok(event) = tokio::time::timeout(quiet.min(left), w.recv()).await else {
                 break;
             };
+            heard = Instant::now();
             match event {
                 Some(datastore::WatchEvent::Changed { revision, changes }) => match mode {
                     Mode::Apply => view.apply(ds.keys(), revision, &changes),
