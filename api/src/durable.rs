@@ -28,18 +28,7 @@ pub fn temporary(path: &Path) -> PathBuf {
 
 /// Replaces `path` with `contents`, file mode `mode`, durably.
 pub fn write(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> {
-    let tmp = temporary(path);
-    let err = |what, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| WriteError { what, path, source }
-    };
-    let mut f = File::create(&tmp).map_err(err("creating", &tmp))?;
-    f.write_all(contents)
-        .and_then(|()| f.set_permissions(Permissions::from_mode(mode)))
-        .and_then(|()| f.sync_all())
-        .map_err(err("writing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(err("renaming into place", path))?;
-    sync_dir(path)
+    put(path, contents, mode, true)
 }
 
 /// Replaces `path` with `contents` atomically (a crash of the process leaves the old
@@ -47,6 +36,12 @@ pub fn write(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> 
 /// durably elsewhere (the IPAM record with the etcd datastore). A crash of the machine
 /// may leave the old contents.
 pub fn replace(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> {
+    put(path, contents, mode, false)
+}
+
+/// Writes a temporary file and renames it over `path`; `durable`: both reach the disk
+/// before this returns.
+fn put(path: &Path, contents: &[u8], mode: u32, durable: bool) -> Result<(), WriteError> {
     let tmp = temporary(path);
     let err = |what, path: &Path| {
         let path = path.to_path_buf();
@@ -55,8 +50,14 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError
     let mut f = File::create(&tmp).map_err(err("creating", &tmp))?;
     f.write_all(contents)
         .and_then(|()| f.set_permissions(Permissions::from_mode(mode)))
+        .and_then(|()| if durable { f.sync_all() } else { Ok(()) })
         .map_err(err("writing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(err("renaming into place", path))
+    std::fs::rename(&tmp, path).map_err(err("renaming into place", path))?;
+    if durable {
+        sync_dir(path)
+    } else {
+        Ok(())
+    }
 }
 
 /// Makes the latest rename or removal in `path`'s directory durable.
