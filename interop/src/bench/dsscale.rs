@@ -440,7 +440,7 @@ async fn simulate(
             break;
         }
         next += batch.len();
-        if next % 100 == 0 {
+        if next.is_multiple_of(100) {
             eprintln!(
                 "  {next} simulated nodes ({:.0} s)",
                 setup.elapsed().as_secs_f64()
