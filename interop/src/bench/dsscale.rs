@@ -275,6 +275,28 @@ async fn views_reached(seen: &Shared, started: &BTreeMap<String, Instant>) -> (V
     (ms, unreached)
 }
 
+/// [`join`] for each node index of `nodes`, each on a task of its own, all at once.
+fn spawn_joins(
+    nodes: impl Iterator<Item = usize>,
+    endpoints: &[String],
+    mode: Mode,
+    pools: &PoolsRecord,
+    seen: &Shared,
+    watchers: &Arc<Mutex<usize>>,
+) -> Vec<tokio::task::JoinHandle<Result<(IpNet, Duration)>>> {
+    nodes
+        .map(|i| {
+            let (e, p, s, w) = (
+                endpoints.to_vec(),
+                pools.clone(),
+                seen.clone(),
+                watchers.clone(),
+            );
+            tokio::spawn(async move { join(&e, i, mode, &p, &s, &w).await })
+        })
+        .collect()
+}
+
 fn expect(seen: &Shared, name: &str, watchers: usize) {
     lock(seen)
         .pending
@@ -419,18 +441,14 @@ async fn simulate(
             break;
         }
         let batch: Vec<usize> = (next..nodes.min(next + 25)).collect();
-        let tasks: Vec<_> = batch
-            .iter()
-            .map(|&i| {
-                let (e, p, s, w) = (
-                    endpoints.to_vec(),
-                    pools.clone(),
-                    seen.clone(),
-                    watchers.clone(),
-                );
-                tokio::spawn(async move { join(&e, i, mode, &p, &s, &w).await })
-            })
-            .collect();
+        let tasks = spawn_joins(
+            batch.iter().copied(),
+            endpoints,
+            mode,
+            &pools,
+            &seen,
+            &watchers,
+        );
         for t in tasks {
             if let Err(e) = t.await.context("a node task")? {
                 row.stopped = Some(format!("setup stopped at {next} of {nodes} nodes: {e:#}"));
@@ -482,17 +500,7 @@ async fn simulate(
         started.insert(r.name, Instant::now());
     }
     let a = counters(etcd)?;
-    let tasks: Vec<_> = (i..i + storm)
-        .map(|k| {
-            let (e, p, s, w) = (
-                endpoints.to_vec(),
-                pools.clone(),
-                seen.clone(),
-                watchers.clone(),
-            );
-            tokio::spawn(async move { join(&e, k, mode, &p, &s, &w).await })
-        })
-        .collect();
+    let tasks = spawn_joins(i..i + storm, endpoints, mode, &pools, &seen, &watchers);
     for t in tasks {
         match t.await.context("a joining node's task")? {
             Ok((_, took)) => row.storm_first_pod_ms.push(took.as_secs_f64() * 1000.0),
