@@ -16,6 +16,8 @@ mod table;
 mod tests;
 #[cfg(test)]
 mod tests_held;
+#[cfg(test)]
+mod tests_reflect;
 mod update;
 
 use std::collections::{BTreeMap, HashMap};
