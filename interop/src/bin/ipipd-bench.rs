@@ -159,8 +159,9 @@ struct Cli {
 }
 
 /// Every part, in the order they run.
-const PARTS: [&str; 11] = [
+const PARTS: [&str; 12] = [
     "throughput",
+    "rr-fib",
     "rr-clients",
     "fib",
     "converge",
