@@ -16,6 +16,8 @@
 #                               # (--ds-scale-nodes 200,1000 --ds-scale-modes apply,reread)
 #   ./bench.sh --only rr-fib    # the route reflector with every route written to the kernel,
 #                               # vs BIRD 2 with a kernel protocol (100k and 1M routes)
+#   ./bench.sh --only cni       # CNI ADD/DEL latency, each plugin's peak RSS and start time:
+#                               # ipipd-cni vs ptp + host-local
 #   ./bench.sh --only bfd       # CPU of 100 BFD sessions at 100 ms: ipipd vs BIRD 2
 #   ./bench.sh --only nat       # new pod → outside connections per second through ipipd's
 #                               # NAT vs one hand-written masquerade rule
@@ -41,6 +43,8 @@ command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
+# GNU time: the CNI part's peak RSS of each plugin process.
+[ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"

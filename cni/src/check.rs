@@ -24,7 +24,7 @@ fn same_mac(listed: &Interface, actual: &str) -> bool {
     }
 }
 
-pub async fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
+pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let prev = conf.prev_result.as_ref().ok_or_else(|| {
         CniError::new(
             Code::InvalidConfig,
@@ -72,7 +72,7 @@ pub async fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     }
 
     let (_, mut s) = sockets(env)?;
-    let pod = match s.pod.link(&env.ifname).await? {
+    let pod = match s.pod.link(&env.ifname)? {
         Some(l) if l.up => l,
         Some(_) => return Err(check_failed(format!("{} is down in the pod", env.ifname))),
         None => {
@@ -82,7 +82,7 @@ pub async fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             )))
         }
     };
-    let host = match host_end(&mut s.host, &host_name, &s.netns, Some(pod.index)).await? {
+    let host = match host_end(&mut s.host, &host_name, &s.netns, Some(pod.index))? {
         HostEnd::Ours(l) if l.up => l,
         HostEnd::Ours(_) => return Err(check_failed(format!("{host_name} is down"))),
         HostEnd::Missing => {
@@ -95,7 +95,7 @@ pub async fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             )))
         }
     };
-    let mtu = pod_mtu(conf, &held, &mut s.host).await?;
+    let mtu = pod_mtu(conf, &held, &mut s.host)?;
     for (link, side) in [(&host, "on the host"), (&pod, "in the pod")] {
         if link.mtu != mtu {
             return Err(check_failed(format!(
@@ -104,13 +104,13 @@ pub async fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             )));
         }
     }
-    let host_mac = s.host.mac(&host_name).await?.unwrap_or_default();
+    let host_mac = s.host.mac(&host_name)?.unwrap_or_default();
     if !host_mac.eq_ignore_ascii_case(HOST_MAC_TEXT) {
         return Err(check_failed(format!(
             "mac of {host_name} is {host_mac}, should be {HOST_MAC_TEXT}"
         )));
     }
-    let pod_mac = s.pod.mac(&env.ifname).await?.unwrap_or_default();
+    let pod_mac = s.pod.mac(&env.ifname)?.unwrap_or_default();
     for (at, actual, name) in [
         (host_at, &host_mac, &host_name),
         (pod_at, &pod_mac, &env.ifname),
@@ -124,7 +124,7 @@ pub async fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             }
         }
     }
-    let addresses = s.pod.host_addresses(&pod).await?;
+    let addresses = s.pod.host_addresses(&pod)?;
     for ip in &wanted {
         if !addresses.contains(ip) {
             return Err(check_failed(format!(
@@ -133,7 +133,7 @@ pub async fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             )));
         }
     }
-    let routes = s.pod.routes(&pod).await?;
+    let routes = s.pod.routes(&pod)?;
     for r in pod_routes(&wanted) {
         if !routes.contains(&r) {
             let what = match r.gateway {
@@ -146,7 +146,7 @@ pub async fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             )));
         }
     }
-    let host_routes = s.host.routes(&host).await?;
+    let host_routes = s.host.routes(&host)?;
     for ip in &wanted {
         if !host_routes.contains(&host_route(*ip)) {
             return Err(check_failed(format!(

@@ -12,10 +12,10 @@ use crate::ns::{home, host_end, pod_ns, HostEnd, PodNs};
 use crate::pod::host_veth;
 use crate::spool;
 
-pub async fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
+pub fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     // The veth goes first (its peer and the workload route go with it), so the address
     // is free only once nothing uses it, unless the veth cannot be removed.
-    let interface = remove_interface(env).await;
+    let interface = remove_interface(env);
     let release = release(env, conf);
     match (interface, release) {
         (Ok(()), Ok(())) => Ok(()),
@@ -29,7 +29,7 @@ pub async fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
 /// else the pod's interface (its peer goes with it). A host device of the same name whose
 /// peer is elsewhere belongs to another sandbox and stays; without a namespace there is
 /// nothing of this attachment left (the kernel removes a veth with its namespace).
-async fn remove_interface(env: &Env) -> Result<(), CniError> {
+fn remove_interface(env: &Env) -> Result<(), CniError> {
     let Some(path) = &env.netns else {
         return Ok(());
     };
@@ -37,7 +37,7 @@ async fn remove_interface(env: &Env) -> Result<(), CniError> {
     let PodNs::Here { netns, mut pod } = pod_ns(path, &home)? else {
         return Ok(());
     };
-    let pod_link = pod.link(&env.ifname).await?;
+    let pod_link = pod.link(&env.ifname)?;
     let mut host = PodNetlink::open()?;
     let host_name = host_veth(env);
     match host_end(
@@ -45,15 +45,13 @@ async fn remove_interface(env: &Env) -> Result<(), CniError> {
         &host_name,
         &netns,
         pod_link.as_ref().map(|l| l.index),
-    )
-    .await?
-    {
+    )? {
         HostEnd::Ours(link) => {
-            host.delete_link(&link.name).await?;
+            host.delete_link(&link.name)?;
         }
         HostEnd::Missing | HostEnd::Theirs { .. } => {
             if pod_link.is_some() {
-                pod.delete_link(&env.ifname).await?;
+                pod.delete_link(&env.ifname)?;
             }
         }
     }

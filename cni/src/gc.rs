@@ -13,7 +13,7 @@ use crate::error::{CniError, Code};
 /// holds; their host ends go too (a pod whose runtime died without DEL leaves its veth
 /// behind), unless a live allocation names the same device (a pod recreated under the same
 /// name has the same host end).
-pub async fn gc(conf: &NetConf) -> Result<(), CniError> {
+pub fn gc(conf: &NetConf) -> Result<(), CniError> {
     // Without the list every attachment would look stale: releasing nothing is the only
     // safe reading.
     let valid = conf.valid_attachments.as_deref().ok_or_else(|| {
@@ -48,7 +48,7 @@ pub async fn gc(conf: &NetConf) -> Result<(), CniError> {
     let mut seen = BTreeSet::new();
     for w in released {
         if !in_use.contains(&w.interface) && seen.insert(w.interface.clone()) {
-            host.delete_link(&w.interface).await?;
+            host.delete_link(&w.interface)?;
         }
     }
     Ok(())

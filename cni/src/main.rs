@@ -66,31 +66,24 @@ fn run(stdin: &[u8]) -> Result<Option<serde_json::Value>, CniError> {
         })));
     }
     let conf = NetConf::parse(stdin)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| CniError::new(Code::Kernel, format!("starting the runtime: {e}")))?;
-    runtime.block_on(async {
-        match env.command {
-            Command::Add => pod::add(&env, &conf).await.map(Some),
-            Command::Del => del::del(&env, &conf).await.map(|()| None),
-            Command::Check => {
-                if !conf.has_check() {
-                    return Err(CniError::new(
-                        Code::IncompatibleVersion,
-                        "CHECK needs cniVersion 0.4.0 or later",
-                    ));
-                }
-                check::check(&env, &conf).await.map(|()| None)
+    match env.command {
+        Command::Add => pod::add(&env, &conf).map(Some),
+        Command::Del => del::del(&env, &conf).map(|()| None),
+        Command::Check => {
+            if !conf.has_check() {
+                return Err(CniError::new(
+                    Code::IncompatibleVersion,
+                    "CHECK needs cniVersion 0.4.0 or later",
+                ));
             }
-            Command::Gc | Command::Status if !conf.has_gc() => Err(CniError::new(
-                Code::IncompatibleVersion,
-                "GC and STATUS need cniVersion 1.1.0",
-            )),
-            Command::Gc => gc::gc(&conf).await.map(|()| None),
-            Command::Status => gc::status(&conf).map(|()| None),
-            Command::Version => Ok(None),
+            check::check(&env, &conf).map(|()| None)
         }
-    })
+        Command::Gc | Command::Status if !conf.has_gc() => Err(CniError::new(
+            Code::IncompatibleVersion,
+            "GC and STATUS need cniVersion 1.1.0",
+        )),
+        Command::Gc => gc::gc(&conf).map(|()| None),
+        Command::Status => gc::status(&conf).map(|()| None),
+        Command::Version => Ok(None),
+    }
 }

@@ -143,13 +143,13 @@ pub enum HostEnd {
 
 /// Finds `host_name` on the host and tells whether its peer is the device `pod_index`
 /// in `netns`.
-pub async fn host_end(
+pub fn host_end(
     host: &mut PodNetlink,
     host_name: &str,
     netns: &File,
     pod_index: Option<u32>,
 ) -> Result<HostEnd, CniError> {
-    let Some((link, peer)) = host.link_peer(host_name).await? else {
+    let Some((link, peer)) = host.link_peer(host_name)? else {
         return Ok(HostEnd::Missing);
     };
     // A device without a peer in another namespace is no pod's veth end.
@@ -159,7 +159,7 @@ pub async fn host_end(
         });
     };
     // Asked after reading the device: reporting its peer gave the namespace an id.
-    let same_sandbox = host.netns_id(netns).await? == Some(peer_ns);
+    let same_sandbox = host.netns_id(netns)? == Some(peer_ns);
     Ok(if same_sandbox && Some(peer.index) == pod_index {
         HostEnd::Ours(link)
     } else {

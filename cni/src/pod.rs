@@ -89,7 +89,7 @@ fn requested_ips(ips: &[String]) -> Result<Vec<IpAddr>, CniError> {
         .collect()
 }
 
-pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniError> {
+pub fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniError> {
     // Checked before anything is made: a pod must not run with another address than
     // the one its runtime asked for.
     let requested = if conf.runtime_config.ips.is_empty() {
@@ -104,14 +104,13 @@ pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniErro
     };
     let (netns_path, mut s) = sockets(env)?;
     let host_name = host_veth(env);
-    let pod_link = s.pod.link(&env.ifname).await?;
+    let pod_link = s.pod.link(&env.ifname)?;
     let found = host_end(
         &mut s.host,
         &host_name,
         &s.netns,
         pod_link.as_ref().map(|l| l.index),
-    )
-    .await?;
+    )?;
     // A DEL spooled while the daemon was away must not release what this ADD gets.
     spool::forget(conf, env)?;
     let assigned = match call(
@@ -157,19 +156,19 @@ pub async fn add(env: &Env, conf: &NetConf) -> Result<serde_json::Value, CniErro
         );
         (Err(e), None)
     } else {
-        let wired = wire(env, conf, &assigned, &mut s, &host_name, ours).await;
+        let wired = wire(env, conf, &assigned, &mut s, &host_name, ours);
         (wired, (!ours).then_some(host_name.as_str()))
     };
     match outcome {
         Ok(mine) => Ok(prev.add(&mine).to_json()),
         // A pod wired before (a repeated ADD) keeps its addresses; anything else gives
         // back what the daemon assigned, held before this ADD or not: no pod uses it.
-        Err(e) => Err(undo(conf, env, !ours, created, &mut s.host, e).await),
+        Err(e) => Err(undo(conf, env, !ours, created, &mut s.host, e)),
     }
 }
 
 /// After a failed ADD: remove what this ADD made, release what it was given.
-async fn undo(
+fn undo(
     conf: &NetConf,
     env: &Env,
     release: bool,
@@ -179,7 +178,7 @@ async fn undo(
 ) -> CniError {
     let mut error = error;
     if let Some(name) = created {
-        if let Err(e) = host.delete_link(name).await {
+        if let Err(e) = host.delete_link(name) {
             error = error.details(format!("removing {name} failed: {e}"));
         }
     }
@@ -203,14 +202,14 @@ async fn undo(
 
 /// The MTU of both ends of the pod's veth: the configuration's, else the daemon's
 /// `ipip.mtu`, else the tunnel device's.
-pub async fn pod_mtu(
+pub fn pod_mtu(
     conf: &NetConf,
     assigned: &AssignedJson,
     host: &mut PodNetlink,
 ) -> Result<u32, CniError> {
     Ok(match (conf.mtu, assigned.mtu, &assigned.tunnel) {
         (Some(m), _, _) | (None, Some(m), _) => m,
-        (None, None, Some(tunnel)) => match host.link(tunnel).await? {
+        (None, None, Some(tunnel)) => match host.link(tunnel)? {
             Some(l) if l.mtu > 0 => l.mtu,
             _ => 1480,
         },
@@ -218,7 +217,7 @@ pub async fn pod_mtu(
     })
 }
 
-async fn wire(
+fn wire(
     env: &Env,
     conf: &NetConf,
     assigned: &AssignedJson,
@@ -226,17 +225,16 @@ async fn wire(
     host_name: &str,
     ours: bool,
 ) -> Result<Ours, CniError> {
-    let mtu = pod_mtu(conf, assigned, &mut s.host).await?;
+    let mtu = pod_mtu(conf, assigned, &mut s.host)?;
     if !ours {
         // A host end under this name that is not this pod's: left by an ADD that died
         // half-way, or the end of an earlier sandbox of a pod of the same name, which
         // this one replaces (as Calico does).
-        s.host.delete_link(host_name).await?;
+        s.host.delete_link(host_name)?;
         s.host
-            .create_veth(host_name, HOST_MAC, &env.ifname, &s.netns, mtu)
-            .await?;
+            .create_veth(host_name, HOST_MAC, &env.ifname, &s.netns, mtu)?;
     }
-    let host = s.host.link(host_name).await?.ok_or_else(|| {
+    let host = s.host.link(host_name)?.ok_or_else(|| {
         CniError::new(Code::Kernel, format!("{host_name} vanished after creation"))
     })?;
     sysctl(
@@ -264,8 +262,8 @@ async fn wire(
             "0",
         )?;
     }
-    s.host.set_up(&host, Some(mtu)).await?;
-    let pod = s.pod.link(&env.ifname).await?.ok_or_else(|| {
+    s.host.set_up(&host, Some(mtu))?;
+    let pod = s.pod.link(&env.ifname)?.ok_or_else(|| {
         CniError::new(
             Code::Kernel,
             format!("{} not found in the pod after creation", env.ifname),
@@ -275,21 +273,20 @@ async fn wire(
         let knob = format!("/proc/sys/net/ipv6/conf/{}/accept_dad", env.ifname);
         inside(&s.netns, &s.home, || sysctl(&knob, "0"))??;
     }
-    s.pod.set_up(&pod, Some(mtu)).await?;
+    s.pod.set_up(&pod, Some(mtu))?;
     for ip in &assigned.addresses {
-        s.pod.add_host_address(&pod, *ip).await?;
+        s.pod.add_host_address(&pod, *ip)?;
     }
     for route in pod_routes(&assigned.addresses) {
-        s.pod.add_route(&pod, &route, PROTO_BOOT).await?;
+        s.pod.add_route(&pod, &route, PROTO_BOOT)?;
     }
     // The daemon writes the same routes as soon as it sees the device; writing them here
     // too means the pod is reachable when ADD returns.
     for ip in &assigned.addresses {
         s.host
-            .add_route(&host, &host_route(*ip), assigned.route_protocol)
-            .await?;
+            .add_route(&host, &host_route(*ip), assigned.route_protocol)?;
     }
-    let pod_mac = s.pod.mac(&env.ifname).await?.unwrap_or_default();
+    let pod_mac = s.pod.mac(&env.ifname)?.unwrap_or_default();
     Ok(ours_in_result(env, assigned, &host, &pod, &pod_mac))
 }
 

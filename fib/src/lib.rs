@@ -13,12 +13,18 @@
 pub mod desired;
 mod error;
 mod fib;
+#[cfg(feature = "tokio")]
 mod installer;
+#[cfg(feature = "tokio")]
 mod memory;
 mod netlink;
 pub mod netns;
+#[cfg(feature = "tokio")]
 mod reconcile;
+#[cfg(feature = "tokio")]
 mod state;
+// Without tokio, the daemon's side of these (the notification filter) is left unused.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 mod sys;
 pub mod vtep;
 
@@ -30,9 +36,12 @@ use ipnet::IpNet;
 pub use desired::desired;
 pub use error::FibError;
 pub use fib::{Fib, FibEvent, Link, Op, TunnelSpec, Underlay, VxlanDevice};
+#[cfg(feature = "tokio")]
 pub use installer::{Counts, Installer, Stats};
+#[cfg(feature = "tokio")]
 pub use memory::{MemFib, MemHandle};
 pub use netlink::pod::{LinkRoute, Peer, PodNetlink};
+#[cfg(feature = "tokio")]
 pub use netlink::{ensure_tunnel, NetlinkFib};
 
 /// The IPIP mode, as in Calico's `ipipMode`.

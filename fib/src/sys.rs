@@ -107,6 +107,7 @@ pub(crate) fn setns_net(ns: &File) -> io::Result<()> {
 }
 
 /// Register a netlink socket with the tokio reactor.
+#[cfg(feature = "tokio")]
 pub(crate) fn register(
     socket: netlink_sys::Socket,
 ) -> io::Result<tokio::io::unix::AsyncFd<netlink_sys::Socket>> {

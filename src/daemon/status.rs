@@ -247,8 +247,10 @@ pub fn assess(f: &Facts, now: SystemTime) -> StatusJson {
     }
 }
 
-/// The encapsulation in use, and its device as the kernel has it.
-async fn encapsulation(cfg: &config::Config, address: Option<Ipv4Addr>) -> EncapsulationJson {
+/// The encapsulation in use, and its device as the kernel has it. The device is read
+/// with a blocking netlink request: the kernel answers a single `RTM_GETLINK` inside the
+/// send, so the read never waits for anything but that call.
+fn encapsulation(cfg: &config::Config, address: Option<Ipv4Addr>) -> EncapsulationJson {
     let vxlan = cfg.vxlan.mode != config::IpipMode::Never;
     let (kind, mode, device) = if vxlan {
         ("vxlan", cfg.vxlan.mode, &cfg.vxlan.device)
@@ -259,13 +261,13 @@ async fn encapsulation(cfg: &config::Config, address: Option<Ipv4Addr>) -> Encap
         None
     } else {
         match fib::PodNetlink::open() {
-            Ok(mut nl) => nl.link(device).await.ok(),
+            Ok(mut nl) => nl.link(device).ok(),
             Err(_) => None,
         }
     };
     let v6 = match cfg.vxlan_v6_device() {
         Some((name, _)) => match fib::PodNetlink::open() {
-            Ok(mut nl) => nl.link(name).await.ok().map(|l| DeviceJson {
+            Ok(mut nl) => nl.link(name).ok().map(|l| DeviceJson {
                 device: name.to_owned(),
                 state: match &l {
                     Some(l) if l.up => DeviceState::Up,
@@ -363,7 +365,7 @@ impl Daemon {
             allocated: state.allocated,
             datastore,
             fib,
-            encapsulation: encapsulation(cfg, state.tunnel).await,
+            encapsulation: encapsulation(cfg, state.tunnel),
             nat: self.nat.as_ref().map(nat::Keeper::status),
             task_failure: self.health().err().map(|e| e.to_string()),
             no_address: match self.ask(Event::Status).await {

@@ -15,7 +15,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::socket::{u32_at, Frame};
+use super::frame::{u32_at, Frame};
 use crate::fib::{Link, Op};
 use crate::{FibError, NextHop, RouteKind};
 

@@ -14,7 +14,8 @@ use netlink_packet_route::route::RouteType;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::codec::attributes;
-use super::socket::{u32_at, NlSocket};
+use super::frame::u32_at;
+use super::socket::NlSocket;
 use crate::vtep::{FdbEntry, NeighEntry, VtepOp, VtepTable};
 use crate::FibError;
 

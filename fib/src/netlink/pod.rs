@@ -1,9 +1,11 @@
 //! A pod's network interface, as the CNI plugin makes it: a veth pair whose host end is
 //! `cali…` and whose other end is the pod's interface inside its network namespace.
 //!
-//! [`PodNetlink`] is one rtnetlink socket bound to the network namespace of the thread
-//! that opened it; the plugin opens one on the host and one in the pod's namespace and
-//! then works with both from the same thread.
+//! [`PodNetlink`] is one blocking rtnetlink socket bound to the network namespace of the
+//! thread that opened it; the plugin opens one on the host and one in the pod's namespace
+//! and then works with both from the same thread. Blocking: the plugin is one process per
+//! call with nothing else to wait for, and so needs no runtime (the crate builds without
+//! tokio for it).
 
 use std::fs::File;
 use std::net::IpAddr;
@@ -21,8 +23,8 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+use super::blocking::BlockingSocket;
 use super::codec;
-use super::socket::NlSocket;
 use crate::fib::Link;
 use crate::FibError;
 
@@ -35,7 +37,7 @@ pub struct LinkRoute {
 }
 
 pub struct PodNetlink {
-    socket: NlSocket,
+    socket: BlockingSocket,
 }
 
 /// The other end of a veth (or the lower device of a tunnel), as its own device sees it.
@@ -70,15 +72,15 @@ impl PodNetlink {
     /// A socket in the calling thread's network namespace.
     pub fn open() -> Result<PodNetlink, FibError> {
         Ok(PodNetlink {
-            socket: NlSocket::open(&[], 1 << 20)?,
+            socket: BlockingSocket::open(1 << 20)?,
         })
     }
 
     /// The device called `name`, if there is one.
-    pub async fn link(&mut self, name: &str) -> Result<Option<Link>, FibError> {
+    pub fn link(&mut self, name: &str) -> Result<Option<Link>, FibError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        let reply = self.socket.get(RouteNetlinkMessage::GetLink(msg)).await;
+        let reply = self.socket.get(RouteNetlinkMessage::GetLink(msg));
         match reply {
             Ok(payload) => Ok(payload.as_deref().and_then(codec::parse_link)),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
@@ -87,10 +89,10 @@ impl PodNetlink {
     }
 
     /// The hardware address of the device called `name`, as `aa:bb:cc:dd:ee:ff`.
-    pub async fn mac(&mut self, name: &str) -> Result<Option<String>, FibError> {
+    pub fn mac(&mut self, name: &str) -> Result<Option<String>, FibError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.socket.get(RouteNetlinkMessage::GetLink(msg)).await {
+        match self.socket.get(RouteNetlinkMessage::GetLink(msg)) {
             Ok(payload) => Ok(payload.as_deref().and_then(codec::parse_link_mac)),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(kernel(format!("look up {name}"))(e)),
@@ -98,13 +100,10 @@ impl PodNetlink {
     }
 
     /// The device called `name` and where its peer is (`None` for a device without one).
-    pub async fn link_peer(
-        &mut self,
-        name: &str,
-    ) -> Result<Option<(Link, Option<Peer>)>, FibError> {
+    pub fn link_peer(&mut self, name: &str) -> Result<Option<(Link, Option<Peer>)>, FibError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.socket.get(RouteNetlinkMessage::GetLink(msg)).await {
+        match self.socket.get(RouteNetlinkMessage::GetLink(msg)) {
             Ok(payload) => Ok(payload
                 .as_deref()
                 .and_then(|p| codec::parse_link(p).map(|link| (link, codec::parse_link_peer(p))))),
@@ -116,11 +115,11 @@ impl PodNetlink {
     /// The id this socket's namespace gives the namespace `ns` (what a device's
     /// [`Peer::netnsid`] holds when its peer is there); `None` when it has none yet: the
     /// kernel gives one when a device's peer is first reported, so read the device first.
-    pub async fn netns_id(&mut self, ns: &File) -> Result<Option<i32>, FibError> {
+    pub fn netns_id(&mut self, ns: &File) -> Result<Option<i32>, FibError> {
         let mut msg = NsidMessage::default();
         msg.attributes
             .push(NsidAttribute::Fd(ns.as_raw_fd() as u32));
-        match self.socket.get(RouteNetlinkMessage::GetNsId(msg)).await {
+        match self.socket.get(RouteNetlinkMessage::GetNsId(msg)) {
             Ok(payload) => Ok(payload.as_deref().and_then(codec::parse_nsid)),
             Err(e) => Err(kernel("look up a namespace's id".to_string())(e)),
         }
@@ -129,7 +128,7 @@ impl PodNetlink {
     /// Creates the veth pair `host` ↔ `peer`, with `peer` made directly inside the network
     /// namespace `peer_netns`, both ends with `mtu`, the host end with `host_mac`.
     /// Fails with EEXIST (as a [`FibError::Kernel`]) when either name is taken.
-    pub async fn create_veth(
+    pub fn create_veth(
         &mut self,
         host: &str,
         host_mac: [u8; 6],
@@ -156,12 +155,11 @@ impl PodNetlink {
         ]));
         self.socket
             .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
-            .await
             .map_err(kernel(format!("create veth {host} / {peer}")))
     }
 
     /// Sets a device up (and its MTU, if given).
-    pub async fn set_up(&mut self, link: &Link, mtu: Option<u32>) -> Result<(), FibError> {
+    pub fn set_up(&mut self, link: &Link, mtu: Option<u32>) -> Result<(), FibError> {
         let mut msg = LinkMessage::default();
         msg.header.index = link.index;
         msg.header.flags = vec![LinkFlag::Up];
@@ -169,22 +167,17 @@ impl PodNetlink {
         msg.attributes.extend(mtu.map(LinkAttribute::Mtu));
         self.socket
             .request(RouteNetlinkMessage::SetLink(msg), 0)
-            .await
             .map_err(kernel(format!("set {} up", link.name)))
     }
 
     /// Deletes a device (a veth takes its peer with it); `false` when there was none.
-    pub async fn delete_link(&mut self, name: &str) -> Result<bool, FibError> {
-        let Some(link) = self.link(name).await? else {
+    pub fn delete_link(&mut self, name: &str) -> Result<bool, FibError> {
+        let Some(link) = self.link(name)? else {
             return Ok(false);
         };
         let mut msg = LinkMessage::default();
         msg.header.index = link.index;
-        match self
-            .socket
-            .request(RouteNetlinkMessage::DelLink(msg), 0)
-            .await
-        {
+        match self.socket.request(RouteNetlinkMessage::DelLink(msg), 0) {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
             Err(e) => Err(kernel(format!("delete {name}"))(e)),
@@ -192,7 +185,7 @@ impl PodNetlink {
     }
 
     /// Gives the device `address` as a host address (/32 or /128).
-    pub async fn add_host_address(&mut self, link: &Link, address: IpAddr) -> Result<(), FibError> {
+    pub fn add_host_address(&mut self, link: &Link, address: IpAddr) -> Result<(), FibError> {
         let mut msg = AddressMessage::default();
         msg.header.family = family(&address);
         msg.header.prefix_len = if address.is_ipv4() { 32 } else { 128 };
@@ -205,14 +198,10 @@ impl PodNetlink {
             msg.attributes
                 .push(AddressAttribute::Flags(vec![AddressFlag::Nodad]));
         }
-        match self
-            .socket
-            .request(
-                RouteNetlinkMessage::NewAddress(msg),
-                NLM_F_CREATE | NLM_F_REPLACE,
-            )
-            .await
-        {
+        match self.socket.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        ) {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
             Err(e) => Err(kernel(format!("add {address} to {}", link.name))(e)),
@@ -220,7 +209,7 @@ impl PodNetlink {
     }
 
     /// The host addresses (/32, /128) of a device.
-    pub async fn host_addresses(&mut self, link: &Link) -> Result<Vec<IpAddr>, FibError> {
+    pub fn host_addresses(&mut self, link: &Link) -> Result<Vec<IpAddr>, FibError> {
         let mut out = Vec::new();
         for fam in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut msg = AddressMessage::default();
@@ -236,14 +225,13 @@ impl PodNetlink {
                             .map(|(_, a, _)| a),
                     ),
                     None => out.clear(),
-                })
-                .await?;
+                })?;
         }
         Ok(out)
     }
 
     /// Writes a route on `link` (create or replace), in the main table, with `protocol`.
-    pub async fn add_route(
+    pub fn add_route(
         &mut self,
         link: &Link,
         route: &LinkRoute,
@@ -283,12 +271,11 @@ impl PodNetlink {
                 RouteNetlinkMessage::NewRoute(msg),
                 NLM_F_CREATE | NLM_F_REPLACE,
             )
-            .await
             .map_err(kernel(format!("add route {dst} on {}", link.name)))
     }
 
     /// The main table's routes through `link`.
-    pub async fn routes(&mut self, link: &Link) -> Result<Vec<LinkRoute>, FibError> {
+    pub fn routes(&mut self, link: &Link) -> Result<Vec<LinkRoute>, FibError> {
         let mut out = Vec::new();
         for ipv6 in [false, true] {
             let mut msg = RouteMessage::default();
@@ -305,8 +292,7 @@ impl PodNetlink {
                         }
                     }
                     None => out.clear(),
-                })
-                .await?;
+                })?;
         }
         Ok(out)
     }

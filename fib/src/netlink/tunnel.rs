@@ -194,7 +194,7 @@ async fn set_address(
     index: u32,
     address: Ipv4Addr,
 ) -> Result<(), FibError> {
-    let present: Vec<(Ipv4Addr, u8)> = super::ipv4_addresses(socket)
+    let present: Vec<(Ipv4Addr, u8)> = super::kernel::ipv4_addresses(socket)
         .await?
         .into_iter()
         .filter(|(i, _, _)| *i == index)

@@ -11,6 +11,10 @@
 //! (a 3-member etcd in namespaces): every ADD and DEL also writes the allocation there
 //! by compare-and-swap. Against `ipipd-cni` (the node-local record) it is the cost of
 //! durability in the cluster.
+//!
+//! Each plugin's peak RSS per ADD (under GNU time) and its start time (`VERSION` calls,
+//! which do nothing but start, answer and exit): the plugin runs once per pod, so its own
+//! footprint and start are part of every pod's cost.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -51,6 +55,9 @@ pub struct Row {
     /// Median peak RSS of one ADD process (KiB), from extra calls run under GNU time;
     /// `None` without /usr/bin/time.
     pub add_peak_rss_kib: Option<f64>,
+    /// The plugin's start time (ms): the median wall time of `START_CALLS` `VERSION`
+    /// calls.
+    pub start_ms: Option<f64>,
 }
 
 /// GNU time, which reports a finished process's peak RSS (its `wait4` `ru_maxrss`).
@@ -124,6 +131,7 @@ fn row(target: String, shape: String, adds: &[Duration], dels: &[Duration]) -> R
         del_p99_ms: p(dels, 99.0),
         samples: adds.len(),
         add_peak_rss_kib: None,
+        start_ms: None,
     }
 }
 
@@ -151,6 +159,56 @@ fn add_peak_rss(t: &Target, pods: &[Netns], dir: &Path) -> Result<Option<f64>> {
         kib.push(v);
     }
     Ok(crate::bench::median(kib))
+}
+
+/// `VERSION` calls per plugin binary for its start time.
+const START_CALLS: usize = 50;
+
+/// What a runtime sends with `VERSION`.
+const VERSION_CONF: &[u8] = br#"{"cniVersion":"1.0.0"}"#;
+
+/// One `VERSION` call: the plugin starts, reads its configuration, prints the versions
+/// it supports and exits; nothing else happens, so its wall time is the process's start
+/// and end.
+fn version_call(plugin: &Path) -> Result<Duration> {
+    let started = Instant::now();
+    let mut child = Command::new(plugin)
+        .env_clear()
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {}", plugin.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(VERSION_CONF)?;
+    }
+    let out = child.wait_with_output()?;
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !stdout.contains("supportedVersions") {
+        bail!(
+            "{} VERSION: {stdout}{}",
+            plugin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(took)
+}
+
+/// The start time (ms) of each plugin: the median wall time of `calls` `VERSION` calls,
+/// the plugins' calls interleaved so that the machine's load falls on each alike.
+pub fn start_times(plugins: &[&Path], calls: usize) -> Result<Vec<Option<f64>>> {
+    let mut samples = vec![Vec::with_capacity(calls); plugins.len()];
+    for _ in 0..calls {
+        for (plugin, s) in plugins.iter().zip(samples.iter_mut()) {
+            s.push(version_call(plugin)?);
+        }
+    }
+    Ok(samples
+        .iter()
+        .map(|s| crate::bench::median(ms(s)))
+        .collect())
 }
 
 /// One round: `pods` ADDs then DELs, `parallel` at a time.
@@ -341,5 +399,119 @@ pub fn run(
             r.add_peak_rss_kib = rss;
         }
     }
+    // One start time per binary (the etcd targets run the same plugin).
+    let mut binaries: Vec<&Path> = targets.iter().map(|t| t.plugin.as_path()).collect();
+    binaries.sort();
+    binaries.dedup();
+    let starts = start_times(&binaries, START_CALLS)?;
+    for t in &targets {
+        let start = binaries
+            .iter()
+            .position(|b| *b == t.plugin.as_path())
+            .and_then(|i| starts.get(i).copied().flatten());
+        for r in rows.iter_mut().filter(|r| r.target == t.name) {
+            r.start_ms = start;
+        }
+    }
     Ok(rows)
+}
+
+/// The reference plugins' target, what the ratios are over.
+const REFERENCE: &str = "ptp + host-local";
+
+/// The CNI table of the report.
+pub fn markdown(rows: &[Row], out: &mut String) {
+    use std::fmt::Write as _;
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## CNI ADD and DEL latency\n\nipipd-cni (asking its daemon; `(etcd)`: a daemon that records every allocation in a 3-member etcd) and the reference `ptp` + `host-local` plugins, each call a new process started in the node's namespace with the configuration on stdin, as a runtime does; medians of every call over all runs. The ratios are ipipd-cni's p99 over the reference's, and over the node-local record's (`ipipd-cni`) for ADD; a row `(etcd, REV)` is the daemon built from REV on the same etcd under its own prefix. Peak RSS: the median over {RSS_CALLS} more ADDs of each plugin run under GNU time (its process's `ru_maxrss`), outside the latency samples. Start: the median wall time of {START_CALLS} `VERSION` calls of each plugin binary (start, read the configuration, print the versions, exit), the binaries' calls interleaved, and its ratio over `ptp`'s.\n\n| pods | plugin | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | calls | ADD p99 ratio | DEL p99 ratio | ADD p99 vs local record | ADD peak RSS (KiB) | start (ms) | start vs ptp |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in rows {
+        let base = rows
+            .iter()
+            .find(|b| b.shape == r.shape && b.target == REFERENCE);
+        let local = rows
+            .iter()
+            .find(|b| b.shape == r.shape && b.target == "ipipd-cni");
+        let ratio = |a: f64, b: Option<f64>| super::report::ratio_cell(Some(a), b);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
+            r.shape,
+            r.target,
+            r.add_p50_ms,
+            r.add_p99_ms,
+            r.del_p50_ms,
+            r.del_p99_ms,
+            r.samples,
+            ratio(r.add_p99_ms, base.map(|b| b.add_p99_ms)),
+            ratio(r.del_p99_ms, base.map(|b| b.del_p99_ms)),
+            ratio(r.add_p99_ms, local.map(|b| b.add_p99_ms)),
+            r.add_peak_rss_kib
+                .map_or_else(|| "—".to_string(), |k| format!("{k:.0}")),
+            r.start_ms
+                .map_or_else(|| "—".to_string(), |ms| format!("{ms:.2}")),
+            super::report::ratio_cell(r.start_ms, base.and_then(|b| b.start_ms)),
+        );
+    }
+    let _ = writeln!(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(target: &str, add_p99: f64, start_ms: Option<f64>) -> Row {
+        Row {
+            target: target.into(),
+            shape: "100 sequential".into(),
+            add_p50_ms: 1.0,
+            add_p99_ms: add_p99,
+            del_p50_ms: 2.0,
+            del_p99_ms: 4.0,
+            samples: 100,
+            add_peak_rss_kib: Some(2048.0),
+            start_ms,
+        }
+    }
+
+    #[test]
+    fn the_table_gives_each_plugins_start_and_its_ratio_over_ptp() {
+        let rows = [
+            sample("ipipd-cni", 5.0, Some(0.61)),
+            sample("ipipd-cni (etcd)", 10.0, Some(0.61)),
+            sample(REFERENCE, 20.0, Some(2.44)),
+        ];
+        let mut md = String::new();
+        markdown(&rows, &mut md);
+        assert!(md.contains("| start (ms) | start vs ptp |"), "{md}");
+        assert!(
+            md.contains(
+                "| 100 sequential | ipipd-cni | 1.0 | 5.0 | 2.0 | 4.0 | 100 | 0.25× | 1.00× | 1.00× | 2048 | 0.61 | 0.25× |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ipipd-cni (etcd) | 1.0 | 10.0 | 2.0 | 4.0 | 100 | 0.50× | 1.00× | 2.00× | 2048 | 0.61 | 0.25× |"),
+            "{md}"
+        );
+        assert!(md.contains("| ptp + host-local | 1.0 | 20.0 | 2.0 | 4.0 | 100 | 1.00× | 1.00× | 4.00× | 2048 | 2.44 | 1.00× |"), "{md}");
+    }
+
+    #[test]
+    fn a_start_not_measured_is_a_dash() {
+        let rows = [
+            sample("ipipd-cni", 5.0, None),
+            sample(REFERENCE, 20.0, Some(2.0)),
+        ];
+        let mut md = String::new();
+        markdown(&rows, &mut md);
+        assert!(md.contains("| 2048 | — | — |"), "{md}");
+        let mut none = String::new();
+        markdown(&[], &mut none);
+        assert_eq!(none, "", "no CNI part, no table");
+    }
 }

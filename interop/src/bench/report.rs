@@ -605,47 +605,6 @@ impl Results {
         let _ = writeln!(out);
     }
 
-    fn cni_table(&self, out: &mut String) {
-        if self.cni.is_empty() {
-            return;
-        }
-        let _ = writeln!(
-            out,
-            "## CNI ADD and DEL latency\n\nipipd-cni (asking its daemon; `(etcd)`: a daemon that records every allocation in a 3-member etcd) and the reference `ptp` + `host-local` plugins, each call a new process started in the node's namespace with the configuration on stdin, as a runtime does; medians of every call over all runs. The ratios are ipipd-cni's p99 over the reference's, and over the node-local record's (`ipipd-cni`) for ADD; a row `(etcd, REV)` is the daemon built from REV on the same etcd under its own prefix. Peak RSS: the median over 5 more ADDs of each plugin run under GNU time (its process's `ru_maxrss`), outside the latency samples.\n\n| pods | plugin | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | calls | ADD p99 ratio | DEL p99 ratio | ADD p99 vs local record | ADD peak RSS (KiB) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        );
-        for r in &self.cni {
-            let base = self
-                .cni
-                .iter()
-                .find(|b| b.shape == r.shape && b.target == "ptp + host-local");
-            let local = self
-                .cni
-                .iter()
-                .find(|b| b.shape == r.shape && b.target == "ipipd-cni");
-            let ratio = |a: f64, b: Option<f64>| match b {
-                Some(b) if b > 0.0 => format!("{:.2}×", a / b),
-                _ => "—".into(),
-            };
-            let _ = writeln!(
-                out,
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} |",
-                r.shape,
-                r.target,
-                r.add_p50_ms,
-                r.add_p99_ms,
-                r.del_p50_ms,
-                r.del_p99_ms,
-                r.samples,
-                ratio(r.add_p99_ms, base.map(|b| b.add_p99_ms)),
-                ratio(r.del_p99_ms, base.map(|b| b.del_p99_ms)),
-                ratio(r.add_p99_ms, local.map(|b| b.add_p99_ms)),
-                r.add_peak_rss_kib
-                    .map_or_else(|| "—".to_string(), |k| format!("{k:.0}")),
-            );
-        }
-        let _ = writeln!(out);
-    }
-
     fn datastore_table(&self, out: &mut String) {
         let Some(d) = &self.datastore else { return };
         let _ = writeln!(
@@ -739,7 +698,7 @@ impl Results {
         self.fib_table(&mut out);
         self.latency_table(&mut out);
         self.mesh_table(&mut out);
-        self.cni_table(&mut out);
+        super::cni::markdown(&self.cni, &mut out);
         self.nat_table(&mut out);
         super::vxlan::markdown(&self.vxlan, &mut out);
         self.datastore_table(&mut out);
