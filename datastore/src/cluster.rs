@@ -16,6 +16,7 @@
 mod allocations;
 mod borrow;
 mod settle;
+mod spread;
 
 use std::collections::BTreeSet;
 
@@ -27,6 +28,7 @@ use crate::model::{
 };
 use crate::Error;
 use settle::Settled;
+use spread::Spread;
 
 /// How many taken blocks a claim may skip before it gives up (IPv6 pools hold more
 /// blocks than can be walked).
@@ -85,6 +87,25 @@ impl<K: Kv> Datastore<K> {
         Ok(Snapshot::decode(&self.keys, &range))
     }
 
+    /// The keys under one part of the prefix (e.g. [`Keys::blocks`]), decoded: what a
+    /// claim or a release needs to know, without reading every node's allocations.
+    async fn snapshot_under(&self, part: &str) -> Result<Snapshot, Error> {
+        let range = self.kv.range(part).await?;
+        self.saw(range.revision);
+        Ok(Snapshot::decode(&self.keys, &range))
+    }
+
+    /// Whether `view` (a full read with the watch's changes applied) still matches the
+    /// store: no key under the prefix written after its revision, and as many keys as it
+    /// counts (a deletion it missed would leave one fewer). One read that sends a single
+    /// key and no value: what a quiet watch costs to check at a thousand nodes, instead
+    /// of a full read each.
+    pub async fn is_current(&self, view: &Snapshot) -> Result<bool, Error> {
+        let c = self.kv.count(&self.keys.root()).await?;
+        self.saw(c.revision);
+        Ok(c.last_written <= view.revision && c.keys == view.keys)
+    }
+
     /// Watches every key under the prefix from `revision` on.
     pub async fn watch(&self, revision: i64) -> Result<Watch, Error> {
         self.kv.watch(&self.keys.root(), revision).await
@@ -109,7 +130,7 @@ impl<K: Kv> Datastore<K> {
         if written {
             return Ok(());
         }
-        let theirs = self.snapshot().await?.pools;
+        let theirs = self.read_key(&key).await?.and_then(|s| s.pools);
         match theirs {
             Some(t) if t.same_layout(pools) => Ok(()),
             other => Err(Error::PoolsDiffer {
@@ -143,7 +164,11 @@ impl<K: Kv> Datastore<K> {
     /// (the create succeeded, so they are its own), pending affinities without a
     /// block of the node are deleted.
     pub async fn recover(&self, node: &str) -> Result<(), Error> {
-        let snap = self.snapshot().await?;
+        let mut snap = self.snapshot_under(&self.keys.blocks()).await?;
+        snap.affinities = self
+            .snapshot_under(&self.keys.affinities(node))
+            .await?
+            .affinities;
         for b in snap.blocks_of(node) {
             if b.record.state == BlockState::Pending {
                 self.confirm(node, &b.net, b.mod_revision).await?;
@@ -218,7 +243,7 @@ impl<K: Kv> Datastore<K> {
         pools: &[PoolLayout],
         family_of: &IpNet,
     ) -> Result<IpNet, Error> {
-        let snap = self.snapshot().await?;
+        let snap = self.snapshot_under(&self.keys.blocks()).await?;
         for b in snap.blocks_of(node) {
             let family = b.net.addr().is_ipv4() == family_of.addr().is_ipv4();
             if b.record.state == BlockState::Pending
@@ -230,27 +255,39 @@ impl<K: Kv> Datastore<K> {
             }
         }
         let mut taken: BTreeSet<IpNet> = snap.blocks.into_keys().collect();
-        let mut skipped = 0usize;
-        for pool in pools
-            .iter()
-            .filter(|p| p.cidr.addr().is_ipv4() == family_of.addr().is_ipv4())
-        {
-            let size = pool.block_size.max(pool.cidr.prefix_len());
-            let Ok(subnets) = pool.cidr.subnets(size) else {
-                continue;
-            };
-            for net in subnets {
-                if taken.contains(&net) {
-                    skipped += 1;
-                    if skipped > MAX_CANDIDATES {
-                        break;
-                    }
+        let mut spread = Spread::new(node);
+        // A second round takes every free block in order: the first may have passed
+        // over the last free ones.
+        for round in 0..2 {
+            let mut skipped = 0usize;
+            for pool in pools
+                .iter()
+                .filter(|p| p.cidr.addr().is_ipv4() == family_of.addr().is_ipv4())
+            {
+                let size = pool.block_size.max(pool.cidr.prefix_len());
+                let Ok(subnets) = pool.cidr.subnets(size) else {
                     continue;
+                };
+                for net in subnets {
+                    if taken.contains(&net) {
+                        skipped += 1;
+                        if skipped > MAX_CANDIDATES {
+                            break;
+                        }
+                        continue;
+                    }
+                    if round == 0 && spread.passes() {
+                        continue;
+                    }
+                    if self.try_claim(node, &net).await? {
+                        return Ok(net);
+                    }
+                    taken.insert(net);
+                    spread.lost();
                 }
-                if self.try_claim(node, &net).await? {
-                    return Ok(net);
-                }
-                taken.insert(net);
+            }
+            if !spread.passed_any {
+                break;
             }
         }
         Err(Error::NoFreeBlock {
@@ -261,7 +298,10 @@ impl<K: Kv> Datastore<K> {
     /// Claims the one block `net` (the block holding a requested address); false:
     /// another node has it.
     pub async fn claim_block(&self, node: &str, net: &IpNet) -> Result<bool, Error> {
-        let snap = self.snapshot().await?;
+        let snap = self
+            .read_key(&self.keys.block(net))
+            .await?
+            .unwrap_or_default();
         match snap.blocks.get(net) {
             Some(b) if b.record.node == node && b.record.state == BlockState::Confirmed => Ok(true),
             Some(b) if b.record.node == node && b.record.state == BlockState::Pending => {
@@ -351,17 +391,16 @@ impl<K: Kv> Datastore<K> {
     /// Returns the revision [`Datastore::finish_release`] compares; None if the block
     /// is not the node's.
     pub async fn mark_releasing(&self, node: &str, net: &IpNet) -> Result<Option<i64>, Error> {
-        let snap = self.snapshot().await?;
+        let snap = self
+            .read_key(&self.keys.block(net))
+            .await?
+            .unwrap_or_default();
         let Some(b) = snap.blocks.get(net).filter(|b| b.record.node == node) else {
             return Ok(None);
         };
         // A block whose record still holds an address (a pod the node has forgotten, a
         // leak `ipam check` reports) stays: its address must not go to another node.
-        if snap
-            .allocations
-            .get(net)
-            .is_some_and(|(a, _)| !a.is_empty())
-        {
+        if !self.allocations(net).await?.0.is_empty() {
             return Ok(None);
         }
         if b.record.state == BlockState::Releasing {

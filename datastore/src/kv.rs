@@ -74,9 +74,33 @@ pub enum WatchEvent {
 /// caller reads again and watches anew.
 pub type Watch = mpsc::Receiver<WatchEvent>;
 
+/// How many keys are under a prefix, and the latest revision at which one of them was
+/// written, at one revision of the store: what a watcher compares with its view to know
+/// it missed nothing, without reading the values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    pub revision: i64,
+    pub keys: u64,
+    /// The largest mod_revision under the prefix (0: no key).
+    pub last_written: i64,
+}
+
 /// etcd v3's operations, as far as ipipd uses them.
 pub trait Kv: Send + Sync + 'static {
     fn range(&self, prefix: &str) -> impl Future<Output = Result<Range, Error>> + Send;
+    /// Counts the keys under `prefix` and finds the latest write among them (a
+    /// linearizable read, so a member that lost its quorum answers with an error). The
+    /// default reads every key; etcd sends one key and the count.
+    fn count(&self, prefix: &str) -> impl Future<Output = Result<Counted, Error>> + Send {
+        async move {
+            let r = self.range(prefix).await?;
+            Ok(Counted {
+                revision: r.revision,
+                keys: r.kvs.len() as u64,
+                last_written: r.kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0),
+            })
+        }
+    }
     /// Applies `success` if every comparison holds, else `failure`. An error for which
     /// [`Error::outcome_unknown`] holds may come after etcd applied the transaction
     /// (the answer was lost): the caller reads back to know; other errors mean it was

@@ -291,6 +291,10 @@ pub struct Snapshot {
     pub last_check: Option<CheckRecord>,
     /// Keys that did not decode, with why: skipped.
     pub invalid: Vec<String>,
+    /// How many keys the range held, foreign and undecodable ones included (kept by
+    /// [`Snapshot::apply`]): with the revision, what tells a view still matches the
+    /// store ([`crate::Datastore::is_current`]).
+    pub keys: u64,
 }
 
 impl Snapshot {
@@ -298,6 +302,7 @@ impl Snapshot {
     pub fn decode(keys: &Keys, range: &Range) -> Snapshot {
         let mut s = Snapshot {
             revision: range.revision,
+            keys: range.kvs.len() as u64,
             ..Snapshot::default()
         };
         for kv in &range.kvs {
@@ -312,10 +317,17 @@ impl Snapshot {
         for c in changes {
             match c {
                 Change::Put(kv) => {
+                    // Version 1: created by this change.
+                    if kv.version == 1 {
+                        self.keys += 1;
+                    }
                     self.forget(keys, &kv.key);
                     self.put(keys, kv);
                 }
-                Change::Delete(key) => self.forget(keys, key),
+                Change::Delete(key) => {
+                    self.keys = self.keys.saturating_sub(1);
+                    self.forget(keys, key);
+                }
             }
         }
         self.revision = self.revision.max(revision);

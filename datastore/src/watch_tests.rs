@@ -131,6 +131,10 @@ proptest! {
                 }
                 drain(&mut view, &mut watch);
             }
+            assert!(
+                ds.is_current(&view).await.unwrap_or_else(|e| panic!("{e}")),
+                "a view with every change applied counts as current"
+            );
             let mut fresh = ds.snapshot().await.unwrap_or_else(|e| panic!("{e}"));
             // Which keys did not decode matters, not in which order they were met.
             view.invalid.sort();
@@ -139,4 +143,44 @@ proptest! {
         });
         prop_assert_eq!(applied, fresh);
     }
+}
+
+/// A view that missed a write, a creation or a deletion is told apart from the store by
+/// the two counts, with no value read.
+#[test]
+fn a_view_that_missed_a_change_is_not_current() {
+    runtime().block_on(async {
+        let kv = MemoryKv::new();
+        let ds = Datastore::new(kv.clone(), "/w");
+        ds.ensure_pools(&pools("10.20.0.0/24", 28))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        ds.register(&node(1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let current = |view: crate::Snapshot| {
+            let ds = &ds;
+            async move { ds.is_current(&view).await.unwrap_or_else(|e| panic!("{e}")) }
+        };
+        let read = ds.snapshot().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(current(read.clone()).await);
+        // Another node's registration: a key created.
+        ds.register(&node(2))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!current(read).await, "a missed creation");
+        let read = ds.snapshot().await.unwrap_or_else(|e| panic!("{e}"));
+        // A rewrite of a key the view has: as many keys, one changed.
+        ds.register(&node(2))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!current(read).await, "a missed rewrite");
+        let read = ds.snapshot().await.unwrap_or_else(|e| panic!("{e}"));
+        // A deletion: no key written after the view, one key fewer.
+        kv.txn(vec![], vec![Op::Delete("/w/nodes/node-2".into())], vec![])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!current(read).await, "a missed deletion");
+        assert!(current(ds.snapshot().await.unwrap_or_else(|e| panic!("{e}"))).await);
+    });
 }

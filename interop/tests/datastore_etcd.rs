@@ -765,6 +765,8 @@ fn nodes_reach_etcd_over_tls_with_client_certificates() -> Result<()> {
 
 #[path = "datastore_etcd/borrow.rs"]
 mod borrow;
+#[path = "datastore_etcd/current.rs"]
+mod current;
 #[path = "datastore_etcd/ipam.rs"]
 mod ipam;
 #[path = "datastore_etcd/pools.rs"]

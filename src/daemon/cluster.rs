@@ -304,8 +304,9 @@ impl<K: Kv> Cluster<K> {
 /// Keeps the view current: full read, then watch from the next revision and apply the
 /// changes it reports to the view (no read per change: with N nodes a read per change
 /// would cost etcd N ranges of the whole prefix for every write); a broken watch, a
-/// compaction gap, a quiet `datastore.resync` period or [`FULL_READ_FACTOR`] times that
-/// since the last read means another full read.
+/// compaction gap, a view that no longer counts as many keys as etcd after a quiet
+/// `datastore.resync` period, or [`FULL_READ_FACTOR`] times that since the last read
+/// means another full read.
 pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
     loop {
         let read_at = Instant::now();
@@ -378,12 +379,27 @@ pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
                 }
                 Err(_) => {}
             }
-            if last_heard.elapsed() >= cluster.resync
-                || last_read.elapsed() >= cluster.resync * FULL_READ_FACTOR
-            {
-                // A watch can be live and still silent about a member that lost quorum;
-                // while changes keep coming, a full read now and then all the same.
+            if last_read.elapsed() >= cluster.resync * FULL_READ_FACTOR {
+                // While changes keep coming, a full read now and then all the same.
                 break;
+            }
+            if last_heard.elapsed() >= cluster.resync {
+                // A watch can be live and still silent about a member that lost quorum:
+                // after a quiet period, two counts (a linearizable read, which such a
+                // member refuses) say whether the view missed anything; only then a
+                // full read. At N nodes a full read each would cost etcd N reads of
+                // the whole prefix per period.
+                match cluster.ds.is_current(&view).await {
+                    Ok(true) => last_heard = Instant::now(),
+                    Ok(false) => {
+                        tracing::info!("the view no longer matches etcd: reading everything again");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "etcd cannot be asked whether the view is current: reading everything again");
+                        break;
+                    }
+                }
             }
         }
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::kv::{Compare, Kv, Op, Range, TxnResult, Watch, WatchEvent};
+use crate::kv::{Compare, Counted, Kv, Op, Range, TxnResult, Watch, WatchEvent};
 use crate::Error;
 
 /// How to reach the cluster.
@@ -247,6 +247,15 @@ impl Kv for EtcdKv {
             .await
             .map_err(Error::not_applied)?;
         Self::decode(PATH, wire::decode_range(&posted.body))
+    }
+
+    async fn count(&self, prefix: &str) -> Result<Counted, Error> {
+        const PATH: &str = "/v3/kv/range";
+        let posted = self
+            .post(PATH, wire::count_request(prefix))
+            .await
+            .map_err(Error::not_applied)?;
+        Self::decode(PATH, wire::decode_count(&posted.body))
     }
 
     async fn txn(

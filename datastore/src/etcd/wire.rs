@@ -9,7 +9,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::kv::{prefix_end, Change, Compare, KeyValue, Op, Range, TxnResult};
+use crate::kv::{prefix_end, Change, Compare, Counted, KeyValue, Op, Range, TxnResult};
 
 /// proto3 JSON int64: a string of digits, or (leniently) a number.
 fn int64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
@@ -128,6 +128,13 @@ pub fn range_request(prefix: &str) -> Value {
     json!({ "key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix.as_bytes())) })
 }
 
+/// A range over `prefix` that sends one key, the one written last, without its value,
+/// and the number of keys under the prefix.
+pub fn count_request(prefix: &str) -> Value {
+    json!({ "key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix.as_bytes())),
+            "keys_only": true, "limit": "1", "sort_order": "DESCEND", "sort_target": "MOD" })
+}
+
 fn op(o: &Op) -> Value {
     match o {
         Op::Put(k, v) => json!({ "request_put": { "key": b64(k.as_bytes()), "value": b64(v) } }),
@@ -167,6 +174,32 @@ pub fn decode_range(body: &[u8]) -> Result<Range, String> {
     Ok(Range {
         revision: r.header.revision,
         kvs: r.kvs.into_iter().map(kv).collect::<Result<_, _>>()?,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct CountResponse {
+    #[serde(default)]
+    header: Header,
+    #[serde(default)]
+    kvs: Vec<CountKv>,
+    #[serde(default, deserialize_with = "int64")]
+    count: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct CountKv {
+    #[serde(default, deserialize_with = "int64")]
+    mod_revision: i64,
+}
+
+/// The answer to [`count_request`].
+pub fn decode_count(body: &[u8]) -> Result<Counted, String> {
+    let r: CountResponse = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(Counted {
+        revision: r.header.revision,
+        keys: u64::try_from(r.count).map_err(|_| format!("negative count {}", r.count))?,
+        last_written: r.kvs.first().map_or(0, |kv| kv.mod_revision),
     })
 }
 
@@ -318,5 +351,30 @@ mod tests {
             proptest::prop_assert_eq!(&r.kvs[0].value, &value);
             proptest::prop_assert_eq!(r.kvs[0].mod_revision, rev);
         }
+    }
+
+    #[test]
+    fn a_count_answer_gives_the_count_and_the_last_write() {
+        // etcd 3.4's answer to `count_request` (keys_only, limit 1, by mod_revision).
+        let body = br#"{"header":{"cluster_id":"14841639068965178418","member_id":"10276657743932975437","revision":"5","raft_term":"2"},"kvs":[{"key":"L3cvYQ==","create_revision":"2","mod_revision":"4","version":"2"}],"more":true,"count":"2"}"#;
+        assert_eq!(
+            decode_count(body),
+            Ok(Counted {
+                revision: 5,
+                keys: 2,
+                last_written: 4
+            })
+        );
+        // No key under the prefix: proto3 JSON leaves count and kvs out.
+        let empty = br#"{"header":{"revision":"5"}}"#;
+        assert_eq!(
+            decode_count(empty),
+            Ok(Counted {
+                revision: 5,
+                keys: 0,
+                last_written: 0
+            })
+        );
+        assert!(decode_count(br#"{"count":"-1"}"#).is_err());
     }
 }
