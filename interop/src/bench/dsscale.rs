@@ -9,7 +9,7 @@
 //! every [`FULL_READ_MAX`]. `reread` is the daemon's behaviour before the
 //! watch carried its changes: a full read of the prefix after every burst of changes.
 //!
-//! - first pod on a new node: the claim (a full read, three transactions) and the
+//! - first pod on a new node: the claim (a read of the block keys, three transactions) and the
 //!   allocation (one transaction) of the node's first address;
 //! - join: a new node registers → its record and its first block are in every other
 //!   node's view;
@@ -536,7 +536,7 @@ pub fn markdown(rows: &[Row], out: &mut String) {
     }
     let _ = writeln!(
         out,
-        "## etcd datastore at scale (simulated nodes)\n\nA 3-member etcd 3.4 in namespaces and N simulated nodes in one process: ipipd's datastore code (register, watch, claim, allocate), each node with its own etcd client, no kernel or BGP. `apply`: a node applies the watch's changes to its view (this build's daemon); `reread`: a full read of the prefix after each burst of changes (the daemon before). First pod: a new node's claim (full read + three transactions) and first allocation. View: the node's registration → its record and block in every other node's view. CPU in % of one core; requests are gRPC calls started on every member (the JSON gateway's included), MB/s what etcd sent its clients.\n\n| mode | nodes | setup | first pod p50 / p99 (ms) | view p50 / p99 (ms) | storm | storm first pod p50 / p99 (ms) | storm view p50 / p99 (ms) | not reached | idle: etcd CPU, sim CPU, req/s, MB/s | storm: etcd CPU, sim CPU, req/s, proposals/s, MB/s |\n|---|---:|---:|---|---|---:|---|---|---:|---|---|"
+        "## etcd datastore at scale (simulated nodes)\n\nA 3-member etcd 3.4 in namespaces and N simulated nodes in one process: ipipd's datastore code (register, watch, claim, allocate), each node with its own etcd client, no kernel or BGP. `apply`: a node applies the watch's changes to its view (this build's daemon); `reread`: a full read of the prefix after each burst of changes (the daemon before). First pod: a new node's claim (a read of the block keys and three transactions) and first allocation. View: the node's registration → its record and block in every other node's view. CPU in % of one core; requests are gRPC calls started on every member (the JSON gateway's included), MB/s what etcd sent its clients.\n\n| mode | nodes | setup | first pod p50 / p99 (ms) | view p50 / p99 (ms) | storm | storm first pod p50 / p99 (ms) | storm view p50 / p99 (ms) | not reached | idle: etcd CPU, sim CPU, req/s, MB/s | storm: etcd CPU, sim CPU, req/s, proposals/s, MB/s |\n|---|---:|---:|---|---|---:|---|---|---:|---|---|"
     );
     for r in rows {
         let _ = writeln!(
