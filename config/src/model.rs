@@ -344,8 +344,9 @@ pub struct Datastore {
     pub request_timeout_ms: u64,
     /// Seconds a claimed block stays empty before the node gives it back.
     pub block_release_grace: u64,
-    /// Seconds with nothing on the datastore watch before a full read (and ten times
-    /// this at the most between full reads while changes keep coming).
+    /// Seconds with nothing on the datastore watch before the view is checked against
+    /// the store (a full read only if it differs), and a tenth of the longest time
+    /// between full reads.
     pub resync: u64,
 }
 

@@ -303,7 +303,7 @@ pub const TABLES: &[Table] = &[
             opt("block_release_grace", Value("300"), "300", Restart,
                 "Seconds a claimed block stays empty before the node gives it back."),
             opt("resync", Value("30"), "30", Restart,
-                "Seconds with nothing on etcd's watch before a full read of the prefix; while changes keep coming, a full read at the latest ten times this after the last."),
+                "Seconds with nothing on etcd's watch before the node checks its view against etcd (the key count and the latest write; a full read of the prefix only if they differ); a full read at the latest ten times this after the last."),
         ],
     },
     Table {
