@@ -85,6 +85,17 @@ impl<K: Kv> Datastore<K> {
         Ok(Snapshot::decode(&self.keys, &range))
     }
 
+    /// The record of the node called `name` as the store has it (`None`: none, or one
+    /// that does not decode): one key read, not the whole prefix.
+    pub async fn node(&self, name: &str) -> Result<Option<NodeRecord>, Error> {
+        let key = self.keys.node(name);
+        let mut range = self.kv.range(&key).await?;
+        self.saw(range.revision);
+        // A prefix read: `nodes/a` also finds `nodes/ab`.
+        range.kvs.retain(|kv| kv.key == key);
+        Ok(Snapshot::decode(&self.keys, &range).nodes.remove(name))
+    }
+
     /// Watches every key under the prefix from `revision` on.
     pub async fn watch(&self, revision: i64) -> Result<Watch, Error> {
         self.kv.watch(&self.keys.root(), revision).await

@@ -769,3 +769,5 @@ mod borrow;
 mod ipam;
 #[path = "datastore_etcd/pools.rs"]
 mod pools;
+#[path = "datastore_etcd/vtep.rs"]
+mod vtep;

@@ -22,7 +22,7 @@ use crate::{FibError, RouteKind};
 use codec::{RTM_DELLINK, RTM_DELROUTE, RTM_NEWLINK, RTM_NEWROUTE};
 use socket::{encode, error_code, frames, request_ack, Frame, NlSocket, NLMSG_ERROR};
 
-pub use tunnel::ensure_tunnel;
+pub use tunnel::{ensure_tunnel, vxlan_mac};
 
 /// Requests per `sendmsg`. The kernel handles a whole batch inside the call, so the window
 /// bounds only the buffers (and the error answers one batch can produce).
