@@ -251,7 +251,7 @@ pub const TABLES: &[Table] = &[
         about: "VXLAN encapsulation instead of IPIP (for networks that drop IP protocol 4).",
         keys: &[
             set("mode", Value("\"never\""), "\"never\"", Restart,
-                "`always`, `cross-subnet` (VXLAN only to other subnets, plain routes inside this one) or `never`. Each node's VTEP MAC is derived from its address (`66:78:` and its four octets), so nodes need nothing more to find each other; a next hop that is no ipipd node (`cluster.nodes`, or registered) is routed without encapsulation and logged once."),
+                "`always`, `cross-subnet` (VXLAN only to other subnets, plain routes inside this one) or `never`. With the file datastore each node's VTEP MAC is derived from its address (`66:78:` and its four octets), so nodes need nothing more to find each other; with etcd each node chooses its MAC (kept over restarts) and writes it in its node record, where the others read it. A next hop that is no ipipd node (`cluster.nodes`, or registered, mesh or not) is routed without encapsulation and logged once."),
             set("device", Value("\"vxlan.calico\""), "\"vxlan.calico\"", Restart,
                 "The VXLAN device."),
             set("vni", Value("4096"), "4096", Restart,

@@ -142,6 +142,22 @@ fn release_then_claim_again_and_remove_node() {
 }
 
 #[test]
+fn one_node_record_is_read_by_its_exact_name() {
+    runtime().block_on(async {
+        let ds = Datastore::new(MemoryKv::new(), "/t");
+        let mut ten = node(10);
+        ten.vxlan_mac = Some(crate::Mac([0x0a, 0, 0, 0, 0, 10]));
+        ds.register(&ten).await.unwrap_or_else(|e| panic!("{e}"));
+        let got = |name: &'static str| {
+            let ds = &ds;
+            async move { ds.node(name).await.unwrap_or_else(|e| panic!("{e}")) }
+        };
+        assert_eq!(got("node-1").await, None, "node-10 is not node-1");
+        assert_eq!(got("node-10").await, Some(ten));
+    });
+}
+
+#[test]
 fn different_pools_are_refused_naming_both() {
     runtime().block_on(async {
         let ds = Datastore::new(MemoryKv::new(), "/t");

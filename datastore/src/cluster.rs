@@ -106,6 +106,15 @@ impl<K: Kv> Datastore<K> {
         Ok(c.last_written <= view.revision && c.keys == view.keys)
     }
 
+    /// The record of the node called `name` as the store has it (`None`: none, or one
+    /// that does not decode): one key read, not the whole prefix.
+    pub async fn node(&self, name: &str) -> Result<Option<NodeRecord>, Error> {
+        Ok(self
+            .read_key(&self.keys.node(name))
+            .await?
+            .and_then(|mut s| s.nodes.remove(name)))
+    }
+
     /// Watches every key under the prefix from `revision` on.
     pub async fn watch(&self, revision: i64) -> Result<Watch, Error> {
         self.kv.watch(&self.keys.root(), revision).await

@@ -12,6 +12,7 @@ mod cluster;
 pub mod etcd;
 pub mod interleaved;
 pub mod kv;
+mod mac;
 pub mod memory;
 pub mod model;
 
@@ -35,8 +36,8 @@ pub use interleaved::Interleaved;
 pub use kv::{Change, Kv, WatchEvent};
 pub use memory::MemoryKv;
 pub use model::{
-    Block, BlockRecord, BlockState, CheckRecord, Keys, Leak, LiveRecord, NodeRecord, PoolLayout,
-    PoolsRecord, Snapshot,
+    Block, BlockRecord, BlockState, CheckRecord, Keys, Leak, LiveRecord, Mac, NodeRecord,
+    PoolLayout, PoolsRecord, Snapshot,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -10,10 +10,15 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::allocation::AllocationBlock;
 use crate::kv::{Change, KeyValue, Range};
+pub use crate::mac::Mac;
 
 /// `<prefix>/nodes/<name>`: a registered node.
+///
+/// Fields this version does not know are ignored, so that a later version's record
+/// still registers its node here. (Versions before the VXLAN MACs refused unknown
+/// fields: they skip the record of a node that writes one, which is why a MAC is
+/// written only when it is not the derived one.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NodeRecord {
     pub name: String,
     pub address: Ipv4Addr,
@@ -26,6 +31,16 @@ pub struct NodeRecord {
     /// Set: the node is a route reflector with this cluster id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rr_cluster_id: Option<Ipv4Addr>,
+    /// VXLAN: the MAC of the node's VXLAN device, its own choice, kept over restarts
+    /// (Calico's `vxlanTunnelMACAddr`); the other nodes' neighbour and FDB entries for it
+    /// carry it. Absent (a node of an earlier version, or whose MAC is that one): the
+    /// MAC derived from `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_mac: Option<Mac>,
+    /// The same for the IPv6 VXLAN device (`vxlanTunnelMACAddrV6`); absent: derived
+    /// from `address_v6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_mac_v6: Option<Mac>,
 }
 
 fn default_port() -> u16 {
@@ -567,5 +582,51 @@ mod tests {
         assert_eq!(s.affinities.len(), 1);
         assert!(s.pools.is_some());
         assert_eq!(s.invalid.len(), 2, "{:?}", s.invalid);
+    }
+
+    fn nodes_of(values: &[&str]) -> Snapshot {
+        let kvs = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| kv(&format!("/ipipd/nodes/n{i}"), v))
+            .collect();
+        Snapshot::decode(&Keys::new("/ipipd"), &Range { revision: 3, kvs })
+    }
+
+    #[test]
+    fn a_record_without_vxlan_macs_decodes_and_one_with_them_round_trips() {
+        // As earlier versions wrote it.
+        let old = nodes_of(&[r#"{"name":"n0","address":"10.0.0.1","asn":64512,"port":179}"#]);
+        let n = old.nodes.get("n0").expect("decoded");
+        assert_eq!((n.vxlan_mac, n.vxlan_mac_v6), (None, None));
+        assert!(old.invalid.is_empty(), "{:?}", old.invalid);
+        let json = serde_json::to_string(n).expect("json");
+        assert!(
+            !json.contains("vxlan"),
+            "nothing written for no MAC: {json}"
+        );
+
+        let mut with = n.clone();
+        with.vxlan_mac = Some(Mac([0x0a, 0xbb, 0xcc, 0xdd, 0xee, 0xff]));
+        with.vxlan_mac_v6 = Some(Mac([0x0e, 1, 2, 3, 4, 5]));
+        let json = serde_json::to_string(&with).expect("json");
+        assert!(
+            json.contains(r#""vxlan_mac":"0a:bb:cc:dd:ee:ff""#)
+                && json.contains(r#""vxlan_mac_v6":"0e:01:02:03:04:05""#),
+            "{json}"
+        );
+        let back = nodes_of(&[&json]);
+        assert_eq!(back.nodes.get("n0"), Some(&with));
+    }
+
+    #[test]
+    fn a_later_versions_fields_are_ignored_a_bad_mac_is_not() {
+        let s = nodes_of(&[
+            r#"{"name":"n0","address":"10.0.0.1","asn":64512,"vxlan_mac":"0a:00:00:00:00:01","later":[1]}"#,
+            r#"{"name":"n1","address":"10.0.0.2","asn":64512,"vxlan_mac":"01:00:5e:00:00:01"}"#,
+        ]);
+        assert_eq!(s.nodes.keys().collect::<Vec<_>>(), ["n0"]);
+        assert_eq!(s.invalid.len(), 1, "{:?}", s.invalid);
+        assert!(s.invalid[0].contains("no unicast MAC"), "{:?}", s.invalid);
     }
 }

@@ -22,6 +22,8 @@ pub fn node(i: usize) -> NodeRecord {
         asn: 64512,
         port: 179,
         rr_cluster_id: None,
+        vxlan_mac: None,
+        vxlan_mac_v6: None,
     }
 }
 

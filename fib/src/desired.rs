@@ -1,10 +1,11 @@
 //! The desired route set: a pure function of the inputs, the IPIP mode and the underlay.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use crate::vtep::Macs;
 use crate::{Inputs, Mode, NextHop, Route, RouteKind};
 
 /// The desired set for these inputs; `underlay` is the (subnet, interface name) of the node
@@ -53,16 +54,16 @@ pub fn desired(
 
 /// The mode for one IPv4 gateway: with a set of known tunnel endpoints (VXLAN), a
 /// gateway outside it is routed without encapsulation, as with `never`.
-pub(crate) fn mode_for(mode: Mode, gateway: Ipv4Addr, vteps: Option<&BTreeSet<Ipv4Addr>>) -> Mode {
+pub(crate) fn mode_for(mode: Mode, gateway: Ipv4Addr, vteps: Option<&Macs<Ipv4Addr>>) -> Mode {
     match vteps {
-        Some(known) if !known.contains(&gateway) => Mode::Never,
+        Some(known) if !known.contains_key(&gateway) => Mode::Never,
         _ => mode,
     }
 }
 
 /// VXLAN over IPv6: the IPv6 device and the IPv6 next hops it can reach (the known
-/// nodes' IPv6 addresses).
-pub type V6Tunnel<'a> = (&'a str, &'a BTreeSet<Ipv6Addr>);
+/// nodes' IPv6 addresses, with their IPv6 VTEP MACs).
+pub type V6Tunnel<'a> = (&'a str, &'a Macs<Ipv6Addr>);
 
 /// The route for one remote prefix and its best next hops, or `None` when no next hop can
 /// serve it. `vteps`: the gateways that can be tunnelled to (`None`: every one). `v6`:
@@ -75,7 +76,7 @@ pub fn remote_route(
     mode: Mode,
     tunnel: &str,
     underlay: Option<&(IpNet, String)>,
-    vteps: Option<&BTreeSet<Ipv4Addr>>,
+    vteps: Option<&Macs<Ipv4Addr>>,
     v6: Option<V6Tunnel<'_>>,
 ) -> Option<Route> {
     let prefix = prefix.trunc();
@@ -86,17 +87,21 @@ pub fn remote_route(
                 IpAddr::V4(v4) => mode_for(mode, *v4, vteps),
                 IpAddr::V6(_) => mode,
             };
-            match (prefix, gw, v6) {
-                (IpNet::V6(_), IpAddr::V6(a), Some((device, known)))
-                    if mode != Mode::Never && known.contains(a) =>
-                {
-                    Some(NextHop {
-                        gateway: crate::vtep::Vtep::v6(*a).next_hop,
-                        device: Some(device.to_string()),
-                        onlink: false,
-                    })
+            let through_v6 = match (prefix, gw, v6) {
+                (IpNet::V6(_), IpAddr::V6(a), Some((device, known))) if mode != Mode::Never => {
+                    known
+                        .get(a)
+                        .map(|mac| (device, crate::vtep::Vtep::v6(*a, *mac)))
                 }
-                _ => next_hop(prefix, *gw, mode, tunnel, underlay),
+                _ => None,
+            };
+            match through_v6 {
+                Some((device, vtep)) => Some(NextHop {
+                    gateway: vtep.next_hop,
+                    device: Some(device.to_string()),
+                    onlink: false,
+                }),
+                None => next_hop(prefix, *gw, mode, tunnel, underlay),
             }
         })
         .collect();
@@ -367,7 +372,7 @@ mod tests {
             ("10.1.0.0/26", &["172.29.236.5"]),
             ("10.2.0.0/26", &["172.29.236.9"]),
         ]);
-        inputs.vteps = Some([ip4("172.29.236.5")].into_iter().collect());
+        inputs.vteps = Some(crate::vtep::derived([ip4("172.29.236.5")]));
         let set = desired(&inputs, Mode::Always, "vxlan.calico", Some(&underlay()));
         assert_eq!(
             kind_of(&set, "10.1.0.0/26"),
@@ -381,6 +386,23 @@ mod tests {
             kind_of(&set, "10.2.0.0/26"),
             Some(RouteKind::Via(vec![plain("172.29.236.9")])),
             "a next hop with no VTEP known goes unencapsulated"
+        );
+    }
+
+    #[test]
+    fn the_ipv6_next_hop_is_the_link_local_address_of_the_known_mac() {
+        let mut inputs = remote(&[("fd10::2:0/122", &["fd00:29::130"])]);
+        let mac = [0x0a, 0x12, 0x34, 0x56, 0x78, 0x9a];
+        let known = [("fd00:29::130".parse().expect("v6"), mac)].into();
+        inputs.vxlan_v6 = Some(("vxlan-v6.calico".into(), known));
+        let set = desired(&inputs, Mode::Always, "vxlan.calico", Some(&underlay()));
+        assert_eq!(
+            kind_of(&set, "fd10::2:0/122"),
+            Some(RouteKind::Via(vec![NextHop {
+                gateway: ip("fe80::812:34ff:fe56:789a"),
+                device: Some("vxlan-v6.calico".into()),
+                onlink: false,
+            }]))
         );
     }
 
@@ -424,7 +446,7 @@ mod tests {
             ("fd10::2:0/122", &["fd00:29::130"]),
             ("fd10::3:0/122", &["fd00:29::99"]),
         ]);
-        let known: BTreeSet<Ipv6Addr> = ["fd00:29::130".parse().expect("v6")].into();
+        let known = crate::vtep::derived(["fd00:29::130".parse::<Ipv6Addr>().expect("v6")]);
         inputs.vxlan_v6 = Some(("vxlan-v6.calico".into(), known));
         let set = desired(&inputs, Mode::Always, "vxlan.calico", Some(&underlay()));
         assert_eq!(

@@ -6,7 +6,7 @@
 //! until the batch is taken, so changes that come while the kernel is being written
 //! coalesce on the sender's side instead of queueing here.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 use crate::fib::{Fib, TunnelSpec, VxlanDevice};
 use crate::netlink::NetlinkFib;
 use crate::reconcile::Reconciler;
-use crate::vtep::Vtep;
+use crate::vtep::{Macs, Vtep};
 use crate::{FibError, Inputs, Mode, RemoteChange, Route, Settings};
 
 /// Routes per write to the kernel: bounds the ops held at once (the netlink side sends
@@ -84,10 +84,10 @@ struct Local {
     own_blocks: Vec<IpNet>,
     workloads: Vec<(IpAddr, String)>,
     tunnel_address: Option<Ipv4Addr>,
-    /// VXLAN: the other nodes, whose tunnel endpoints are known.
-    vteps: Option<BTreeSet<Ipv4Addr>>,
-    /// VXLAN over IPv6: the other nodes' IPv6 addresses.
-    vteps_v6: Option<BTreeSet<Ipv6Addr>>,
+    /// VXLAN: the other nodes, whose tunnel endpoints are known, with their MACs.
+    vteps: Option<Macs<Ipv4Addr>>,
+    /// VXLAN over IPv6: the other nodes' IPv6 addresses, with their IPv6 MACs.
+    vteps_v6: Option<Macs<Ipv6Addr>>,
 }
 
 /// The FIB installer task. Start it inside a tokio runtime, in the network namespace the
@@ -117,11 +117,11 @@ impl Installer {
         let mut rec = Reconciler::new(settings.mode, &settings.tunnel);
         if settings.vxlan.is_some() {
             // Until the daemon says which nodes there are, no next hop is known to be one.
-            rec.set_vteps(Some(BTreeSet::new()));
+            rec.set_vteps(Some(Macs::new()));
         }
         let v6 = settings.vxlan.and(settings.vxlan_v6.as_ref());
         if let Some(v6) = v6.filter(|_| settings.mode != Mode::Never) {
-            rec.set_tunnel_v6(Some((v6.device.clone(), BTreeSet::new())));
+            rec.set_tunnel_v6(Some((v6.device.clone(), Macs::new())));
         }
         let underlay = fib.underlay(settings.node_address).await?;
         let manage = settings.manage_tunnel && settings.mode != Mode::Never;
@@ -197,10 +197,10 @@ impl Installer {
         });
     }
 
-    /// VXLAN: the other nodes' addresses, whose tunnel endpoints are known (each gets a
-    /// neighbour and an FDB entry; next hops outside them are not encapsulated). Ignored
-    /// with IPIP.
-    pub fn set_vteps(&self, vteps: BTreeSet<Ipv4Addr>) {
+    /// VXLAN: the other nodes' addresses, whose tunnel endpoints are known, with their
+    /// VTEP MACs (each gets a neighbour and an FDB entry with its MAC; next hops outside
+    /// them are not encapsulated). Ignored with IPIP.
+    pub fn set_vteps(&self, vteps: Macs<Ipv4Addr>) {
         self.local.send_if_modified(|l| {
             if l.vteps.as_ref() == Some(&vteps) {
                 return false;
@@ -212,10 +212,10 @@ impl Installer {
         });
     }
 
-    /// VXLAN over IPv6: the other nodes' IPv6 addresses (each gets a neighbour and an FDB
-    /// entry on the IPv6 device; IPv6 next hops outside them are routed natively).
-    /// Ignored without the IPv6 device.
-    pub fn set_vteps_v6(&self, vteps: BTreeSet<Ipv6Addr>) {
+    /// VXLAN over IPv6: the other nodes' IPv6 addresses with their IPv6 VTEP MACs (each
+    /// gets a neighbour and an FDB entry on the IPv6 device; IPv6 next hops outside them
+    /// are routed natively). Ignored without the IPv6 device.
+    pub fn set_vteps_v6(&self, vteps: Macs<Ipv6Addr>) {
         self.local.send_if_modified(|l| {
             if l.vteps_v6.as_ref() == Some(&vteps) {
                 return false;
@@ -325,7 +325,9 @@ fn tunnel_spec(
             vni: v.vni,
             port: v.port,
             local: IpAddr::V4(settings.node_address),
-            mac: crate::vtep::vtep_mac(settings.node_address),
+            mac: v
+                .mac
+                .unwrap_or_else(|| crate::vtep::vtep_mac(settings.node_address)),
         }),
     }
 }
@@ -343,7 +345,7 @@ fn tunnel_spec_v6(settings: &Settings, underlay_mtu: Option<u32>) -> Option<Tunn
             vni: vxlan.vni,
             port: vxlan.port,
             local: IpAddr::V6(v6.local),
-            mac: crate::vtep::vtep_mac_v6(v6.local),
+            mac: v6.mac.unwrap_or_else(|| crate::vtep::vtep_mac_v6(v6.local)),
         }),
     })
 }
@@ -484,11 +486,11 @@ impl<F: Fib> Driver<F> {
         for gw in gateways {
             let (known, device) = match gw {
                 IpAddr::V4(v4) => match self.rec.vteps() {
-                    Some(known) => (known.contains(v4), self.settings.tunnel.as_str()),
+                    Some(known) => (known.contains_key(v4), self.settings.tunnel.as_str()),
                     None => continue,
                 },
                 IpAddr::V6(v6) => match self.rec.tunnel_v6() {
-                    Some((device, known)) => (known.contains(v6), device.as_str()),
+                    Some((device, known)) => (known.contains_key(v6), device.as_str()),
                     None => continue,
                 },
             };
@@ -505,17 +507,17 @@ impl<F: Fib> Driver<F> {
         self.want_tunnel_address = latest.tunnel_address;
         if self.settings.vxlan.is_some() {
             let own = self.settings.node_address;
-            let vteps: BTreeSet<Ipv4Addr> = latest
+            let vteps: Macs<Ipv4Addr> = latest
                 .vteps
                 .iter()
                 .flatten()
-                .copied()
-                .filter(|a| *a != own)
+                .map(|(a, mac)| (*a, *mac))
+                .filter(|(a, _)| *a != own)
                 .collect();
             if self.rec.vteps() != Some(&vteps) {
                 // Next hops that become known are logged again if they go.
                 self.warned
-                    .retain(|a| !matches!(a, IpAddr::V4(v4) if vteps.contains(v4)));
+                    .retain(|a| !matches!(a, IpAddr::V4(v4) if vteps.contains_key(v4)));
                 self.rec.set_vteps(Some(vteps));
                 self.vteps_dirty = true;
                 self.vteps_changed = true;
@@ -523,16 +525,16 @@ impl<F: Fib> Driver<F> {
         }
         if let Some((device, before)) = self.rec.tunnel_v6().cloned() {
             let own = self.settings.vxlan_v6.as_ref().map(|v| v.local);
-            let vteps: BTreeSet<Ipv6Addr> = latest
+            let vteps: Macs<Ipv6Addr> = latest
                 .vteps_v6
                 .iter()
                 .flatten()
-                .copied()
-                .filter(|a| Some(*a) != own)
+                .map(|(a, mac)| (*a, *mac))
+                .filter(|(a, _)| Some(*a) != own)
                 .collect();
             if before != vteps {
                 self.warned
-                    .retain(|a| !matches!(a, IpAddr::V6(v6) if vteps.contains(v6)));
+                    .retain(|a| !matches!(a, IpAddr::V6(v6) if vteps.contains_key(v6)));
                 self.rec.set_tunnel_v6(Some((device, vteps)));
                 self.vteps_dirty = true;
                 self.vteps_changed = true;
@@ -598,13 +600,13 @@ impl<F: Fib> Driver<F> {
             .vteps()
             .into_iter()
             .flatten()
-            .map(|a| Vtep::v4(*a))
+            .map(|(a, mac)| Vtep::v4(*a, *mac))
             .collect();
         let device = self.settings.tunnel.clone();
         let mut changed = self.vteps_changed;
         self.device_vteps(device, want, false, &mut changed).await;
         if let Some((device, known)) = self.rec.tunnel_v6().cloned() {
-            let want = known.iter().map(|a| Vtep::v6(*a)).collect();
+            let want = known.iter().map(|(a, mac)| Vtep::v6(*a, *mac)).collect();
             self.device_vteps(device, want, true, &mut changed).await;
         }
         self.vteps_changed = false;

@@ -23,6 +23,7 @@ fn settings() -> Settings {
     s.vxlan = Some(Vxlan {
         vni: 4096,
         port: 4789,
+        mac: None,
     });
     s
 }
@@ -48,7 +49,7 @@ fn inputs(vteps: &[&str]) -> Inputs {
         "101.99.1.0/26".parse().expect("prefix"),
         vec![IpAddr::V4(ip("192.0.2.1"))],
     );
-    i.vteps = Some(vteps.iter().map(|s| ip(s)).collect());
+    i.vteps = Some(crate::vtep::derived(vteps.iter().map(|s| ip(s))));
     i
 }
 
@@ -161,6 +162,49 @@ async fn a_neighbour_entry_deleted_by_hand_is_put_back_and_counted() {
     }));
     eventually("counted as a repair", || {
         installer.stats().drift_repairs > repairs
+    })
+    .await;
+    installer.stop(false).await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_chosen_mac_goes_on_the_device_and_known_macs_into_the_entries() {
+    let (fib, handle) = fib();
+    let own = [0x0a, 1, 2, 3, 4, 5];
+    let theirs = [0x0e, 9, 8, 7, 6, 5];
+    let mut s = settings();
+    s.vxlan = s.vxlan.map(|v| Vxlan {
+        mac: Some(own),
+        ..v
+    });
+    let installer = Installer::start_with(fib, s).await.expect("start");
+    assert_eq!(
+        handle.tunnel().and_then(|t| t.vxlan).map(|v| v.mac),
+        Some(own)
+    );
+    let mut i = inputs(&[]);
+    i.vteps = Some([(ip(B), theirs)].into());
+    installer.set_inputs(i);
+    installer.converged();
+    let want = VtepTable {
+        neigh: vec![NeighEntry {
+            ip: ip(B).into(),
+            mac: Some(theirs),
+            permanent: true,
+        }],
+        fdb: vec![FdbEntry {
+            mac: theirs,
+            dst: Some(ip(B).into()),
+            permanent: true,
+        }],
+    };
+    eventually("the pair with the known MAC", || handle.vteps() == want).await;
+    // The MAC changes (the node chose another): the pair follows.
+    let mut i = inputs(&[]);
+    i.vteps = Some(crate::vtep::derived([ip(B)]));
+    installer.set_inputs(i);
+    eventually("the pair with the new MAC", || {
+        handle.vteps() == entries(&[B])
     })
     .await;
     installer.stop(false).await.expect("stop");

@@ -28,7 +28,7 @@ mod state;
 mod sys;
 pub mod vtep;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -42,7 +42,7 @@ pub use installer::{Counts, Installer, Stats};
 pub use memory::{MemFib, MemHandle};
 pub use netlink::pod::{LinkRoute, Peer, PodNetlink};
 #[cfg(feature = "tokio")]
-pub use netlink::{ensure_tunnel, NetlinkFib};
+pub use netlink::{ensure_tunnel, vxlan_mac, NetlinkFib};
 
 /// The IPIP mode, as in Calico's `ipipMode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,14 +70,14 @@ pub struct Inputs {
     /// The tunnel device's address: an IPAM allocation of the node's own (never a
     /// pod's), chosen by the daemon; None leaves the device without one.
     pub tunnel_address: Option<Ipv4Addr>,
-    /// VXLAN: the nodes whose tunnel endpoints are known (other nodes of the cluster);
-    /// a next hop outside them is routed without encapsulation. `None`: every next hop
-    /// can be tunnelled to (IPIP).
-    pub vteps: Option<BTreeSet<Ipv4Addr>>,
+    /// VXLAN: the nodes whose tunnel endpoints are known (other nodes of the cluster),
+    /// with their VTEP MACs; a next hop outside them is routed without encapsulation.
+    /// `None`: every next hop can be tunnelled to (IPIP).
+    pub vteps: Option<vtep::Macs<Ipv4Addr>>,
     /// VXLAN over IPv6: the IPv6 device and the IPv6 addresses of the nodes whose
-    /// endpoints are known; an IPv6 next hop outside them is routed natively. `None`: no
-    /// IPv6 device (IPv6 is routed natively).
-    pub vxlan_v6: Option<(String, BTreeSet<Ipv6Addr>)>,
+    /// endpoints are known, with their IPv6 VTEP MACs; an IPv6 next hop outside them is
+    /// routed natively. `None`: no IPv6 device (IPv6 is routed natively).
+    pub vxlan_v6: Option<(String, vtep::Macs<Ipv6Addr>)>,
 }
 
 impl std::str::FromStr for Mode {
@@ -139,11 +139,16 @@ pub struct VxlanV6 {
     /// `None`: the underlay interface's MTU minus 70 (outer IPv6 40, UDP 8, VXLAN 8,
     /// inner Ethernet 14).
     pub mtu: Option<u32>,
+    /// The device's MAC; `None`: derived from `local` ([`vtep::vtep_mac_v6`]).
+    pub mac: Option<[u8; 6]>,
 }
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Vxlan {
     pub vni: u32,
     pub port: u16,
+    /// The IPv4 device's MAC; `None`: derived from the node address
+    /// ([`vtep::vtep_mac`]).
+    pub mac: Option<[u8; 6]>,
 }
 
 impl Settings {

@@ -19,6 +19,7 @@ use crate::installer::{Counts, Stats};
 use crate::state::{
     compact, expand, Dev, Devices, Have, Slot, Slots, Want, DRIFTED, PREVIOUS_RUN, QUEUED, SEEN,
 };
+use crate::vtep::Macs;
 use crate::{FibError, Mode, Route, RouteKind};
 
 /// What an event asks of the driver.
@@ -37,10 +38,12 @@ pub(crate) struct Reaction {
 pub(crate) struct Reconciler {
     mode: Mode,
     tunnel: String,
-    /// The gateways that can be tunnelled to (VXLAN); `None`: every one (IPIP).
-    vteps: Option<BTreeSet<Ipv4Addr>>,
-    /// VXLAN over IPv6: the IPv6 device and the IPv6 gateways that can be tunnelled to.
-    tunnel_v6: Option<(String, BTreeSet<Ipv6Addr>)>,
+    /// The gateways that can be tunnelled to, with their VTEP MACs (VXLAN); `None`:
+    /// every one (IPIP).
+    vteps: Option<Macs<Ipv4Addr>>,
+    /// VXLAN over IPv6: the IPv6 device and the IPv6 gateways that can be tunnelled to,
+    /// with their VTEP MACs.
+    tunnel_v6: Option<(String, Macs<Ipv6Addr>)>,
     underlay: Option<Underlay>,
     /// The underlay as [`remote_route`] takes it.
     underlay_pair: Option<(IpNet, String)>,
@@ -218,27 +221,27 @@ impl Reconciler {
 
     /// The gateways that can be tunnelled to (`None`: every one); a change looks at every
     /// route again.
-    pub fn set_vteps(&mut self, vteps: Option<BTreeSet<Ipv4Addr>>) {
+    pub fn set_vteps(&mut self, vteps: Option<Macs<Ipv4Addr>>) {
         if self.vteps != vteps {
             self.vteps = vteps;
             self.sweep = true;
         }
     }
 
-    pub fn vteps(&self) -> Option<&BTreeSet<Ipv4Addr>> {
+    pub fn vteps(&self) -> Option<&Macs<Ipv4Addr>> {
         self.vteps.as_ref()
     }
 
     /// VXLAN over IPv6: the device and the IPv6 gateways that can be tunnelled to; a
     /// change looks at every prefix again.
-    pub fn set_tunnel_v6(&mut self, v6: Option<(String, BTreeSet<Ipv6Addr>)>) {
+    pub fn set_tunnel_v6(&mut self, v6: Option<(String, Macs<Ipv6Addr>)>) {
         if self.tunnel_v6 != v6 {
             self.tunnel_v6 = v6;
             self.sweep = true;
         }
     }
 
-    pub fn tunnel_v6(&self) -> Option<&(String, BTreeSet<Ipv6Addr>)> {
+    pub fn tunnel_v6(&self) -> Option<&(String, Macs<Ipv6Addr>)> {
         self.tunnel_v6.as_ref()
     }
 

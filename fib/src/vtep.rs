@@ -1,13 +1,15 @@
 //! VXLAN tunnel endpoints: the MAC each node's VXLAN device carries, and the neighbour
 //! and FDB entries that send a remote node's traffic to it, as a pure plan.
 //!
-//! A node's VTEP MAC is derived from its IPv4 address (`66:78:` and the address's four
-//! octets): every node computes the same MAC for a BGP next hop, in file mode and in
-//! datastore mode alike, with nothing to exchange, and a node's MAC stays the same over
-//! restarts. `0x66` is a locally administered unicast first octet, so the MAC cannot be
-//! a vendor's. The IPv6 device (`vxlan-v6.calico`) has a MAC of its own, derived the same
-//! way from the node's IPv6 address, the next hop of its IPv6 blocks: `66:76:` and the
-//! address's last four octets ([`vtep_mac_v6`]).
+//! With the file datastore a node's VTEP MAC is derived from its IPv4 address (`66:78:`
+//! and the address's four octets): every node computes the same MAC for a BGP next hop,
+//! with nothing to exchange, and a node's MAC stays the same over restarts. `0x66` is a
+//! locally administered unicast first octet, so the MAC cannot be a vendor's. The IPv6
+//! device (`vxlan-v6.calico`) has a MAC of its own, derived the same way from the node's
+//! IPv6 address, the next hop of its IPv6 blocks: `66:76:` and the address's last four
+//! octets ([`vtep_mac_v6`]). With etcd, a node chooses its MACs and records them in its
+//! node record, and the others take them from there (the daemon's business: here every
+//! known VTEP comes with its MAC, [`Macs`]).
 //!
 //! For every known remote VTEP (a node of the cluster) the device needs
 //! `neigh <node> lladdr <its MAC> PERMANENT` and `fdb <its MAC> dst <node> self permanent`
@@ -17,7 +19,20 @@
 //! only when `remove_stale` (after initial convergence, so a restart deletes nothing that
 //! is about to be wanted again).
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The known remote VTEPs of one family: each node's underlay address with the MAC of
+/// its VXLAN device.
+pub type Macs<A> = BTreeMap<A, [u8; 6]>;
+
+/// The known VTEPs of `nodes`, with their derived MACs (the file datastore's).
+pub fn derived<A: Copy + Ord + Into<IpAddr>>(nodes: impl IntoIterator<Item = A>) -> Macs<A> {
+    nodes
+        .into_iter()
+        .map(|a| (a, derived_mac(a.into())))
+        .collect()
+}
 
 /// The VTEP MAC of the node with this address.
 pub fn vtep_mac(address: Ipv4Addr) -> [u8; 6] {
@@ -135,18 +150,17 @@ pub struct Vtep {
 }
 
 impl Vtep {
-    /// The IPv4 VTEP of the node with this address.
-    pub fn v4(node: Ipv4Addr) -> Vtep {
+    /// The IPv4 VTEP of the node with this address and VTEP MAC.
+    pub fn v4(node: Ipv4Addr, mac: [u8; 6]) -> Vtep {
         Vtep {
             next_hop: IpAddr::V4(node),
-            mac: vtep_mac(node),
+            mac,
             remote: IpAddr::V4(node),
         }
     }
 
-    /// The IPv6 VTEP of the node with this IPv6 address.
-    pub fn v6(node: Ipv6Addr) -> Vtep {
-        let mac = vtep_mac_v6(node);
+    /// The IPv6 VTEP of the node with this IPv6 address and IPv6 VTEP MAC.
+    pub fn v6(node: Ipv6Addr, mac: [u8; 6]) -> Vtep {
         Vtep {
             next_hop: IpAddr::V6(link_local(mac)),
             mac,
@@ -242,8 +256,8 @@ mod tests {
     fn set(list: &[&str]) -> Vec<Vtep> {
         list.iter()
             .map(|s| match ip(s) {
-                IpAddr::V4(a) => Vtep::v4(a),
-                IpAddr::V6(a) => Vtep::v6(a),
+                IpAddr::V4(a) => Vtep::v4(a, vtep_mac(a)),
+                IpAddr::V6(a) => Vtep::v6(a, vtep_mac_v6(a)),
             })
             .collect()
     }
@@ -349,6 +363,27 @@ mod tests {
             mac: mac_of(ip("10.0.0.2")),
             dst: ip("10.0.0.9")
         }));
+    }
+
+    #[test]
+    fn a_new_mac_rewrites_the_pair_and_the_old_fdb_entry_goes() {
+        let have = table_for(&["10.0.0.2"]);
+        let (node, new) = (ip("10.0.0.2"), [0x0a, 0xbb, 0xcc, 0xdd, 0xee, 0x01]);
+        let want = [Vtep::v4("10.0.0.2".parse().expect("v4"), new)];
+        assert_eq!(
+            plan(&want, &have, true),
+            [
+                VtepOp::SetFdb {
+                    mac: new,
+                    dst: node
+                },
+                VtepOp::SetNeigh { ip: node, mac: new },
+                VtepOp::DelFdb {
+                    mac: mac_of(node),
+                    dst: node
+                },
+            ]
+        );
     }
 
     #[test]

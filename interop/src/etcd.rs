@@ -349,6 +349,11 @@ pub fn cluster_config_sized(
     c.toml()
 }
 
+/// [`cluster_config`] as a [`NodeConfig`], for a test to change more of it.
+pub fn cluster_node(endpoints: &[String], pool: &str) -> NodeConfig {
+    cluster_node_config(endpoints, None).pools(&[pool])
+}
+
 /// [`cluster_config`] with `[[pool]]` tables.
 pub fn cluster_config_pools(endpoints: &[String], pools: Vec<Pool>) -> String {
     cluster_node_config(endpoints, None)

@@ -771,3 +771,5 @@ mod current;
 mod ipam;
 #[path = "datastore_etcd/pools.rs"]
 mod pools;
+#[path = "datastore_etcd/vtep.rs"]
+mod vtep;

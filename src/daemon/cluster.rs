@@ -16,6 +16,7 @@ use bgp::speaker::{NeighborConfig, NeighborKind};
 use config::Config;
 
 use super::node::{Event, Inbox};
+use super::vtep;
 use datastore::{
     Datastore, EtcdKv, EtcdSettings, Kv, NodeRecord, PoolLayout, PoolsRecord, Snapshot,
 };
@@ -34,6 +35,8 @@ pub struct Cluster<K: Kv = EtcdKv> {
     pub ds: Datastore<K>,
     pub name: String,
     record: NodeRecord,
+    /// The MACs of the node's VXLAN devices ([`vtep::own`]).
+    macs: vtep::Macs,
     /// The last full read.
     pub view: ArcSwap<Snapshot>,
     reachable: AtomicBool,
@@ -113,7 +116,9 @@ fn none_open(cfg: &Config, family_of: &IpNet) -> String {
     )
 }
 
-pub fn node_record(cfg: &Config) -> NodeRecord {
+/// The node's record, with the MACs of its VXLAN devices ([`vtep::recorded`]).
+pub fn node_record(cfg: &Config, macs: vtep::Macs) -> NodeRecord {
+    let (vxlan_mac, vxlan_mac_v6) = vtep::recorded(cfg, macs);
     NodeRecord {
         name: cfg.node.name.clone(),
         address: cfg.node.address,
@@ -121,30 +126,39 @@ pub fn node_record(cfg: &Config) -> NodeRecord {
         asn: cfg.node.asn,
         port: cfg.bgp.port,
         rr_cluster_id: cfg.bgp.route_reflector_cluster_id,
+        vxlan_mac,
+        vxlan_mac_v6,
     }
 }
 
 impl Cluster {
     /// Connects to etcd; see [`Cluster::join`].
-    pub async fn connect(cfg: &Config) -> anyhow::Result<Cluster> {
+    pub async fn connect(cfg: &Config, kernel: vtep::Macs) -> anyhow::Result<Cluster> {
         let kv = EtcdKv::new(&settings(cfg)).context("setting up the etcd client")?;
-        Cluster::join(Datastore::new(kv, &cfg.datastore.prefix), cfg).await
+        Cluster::join(Datastore::new(kv, &cfg.datastore.prefix), cfg, kernel).await
     }
 }
 
 impl<K: Kv> Cluster<K> {
-    /// Checks the pools, registers the node and finishes interrupted claims; waits
-    /// (retrying) while the store is unreachable.
-    pub async fn join(ds: Datastore<K>, cfg: &Config) -> anyhow::Result<Cluster<K>> {
-        let record = node_record(cfg);
+    /// Checks the pools, registers the node (with the MACs of its VXLAN devices: the
+    /// record's, else `kernel`'s, else fresh ones, see [`vtep::own`]) and finishes
+    /// interrupted claims; waits (retrying) while the store is unreachable.
+    pub async fn join(
+        ds: Datastore<K>,
+        cfg: &Config,
+        kernel: vtep::Macs,
+    ) -> anyhow::Result<Cluster<K>> {
         let pools = pools_record(cfg);
         let mut warned = false;
-        let snap = loop {
+        let (record, macs, snap) = loop {
             let attempt = async {
                 ds.ensure_pools(&pools).await?;
+                let before = ds.node(&cfg.node.name).await?;
+                let macs = vtep::own(cfg, before.as_ref(), kernel);
+                let record = node_record(cfg, macs);
                 ds.register(&record).await?;
                 ds.recover(&record.name).await?;
-                ds.snapshot().await
+                Ok::<_, datastore::Error>((record, macs, ds.snapshot().await?))
             };
             match attempt.await {
                 Ok(s) => break s,
@@ -161,11 +175,12 @@ impl<K: Kv> Cluster<K> {
         for why in &snap.invalid {
             tracing::warn!(key = %why, "datastore: undecodable key skipped");
         }
-        tracing::info!(node = %record.name, nodes = snap.nodes.len(), blocks = ?snap.confirmed_blocks_of(&record.name), revision = snap.revision, "registered in the datastore");
+        tracing::info!(node = %record.name, nodes = snap.nodes.len(), blocks = ?snap.confirmed_blocks_of(&record.name), revision = snap.revision, vxlan_mac = ?macs.v4.map(datastore::Mac), vxlan_mac_v6 = ?macs.v6.map(datastore::Mac), "registered in the datastore");
         Ok(Cluster {
             ds,
             name: record.name.clone(),
             record,
+            macs,
             view: ArcSwap::from_pointee(snap),
             reachable: AtomicBool::new(true),
             last_sync: std::sync::Mutex::new(SystemTime::now()),
@@ -443,6 +458,11 @@ fn rest_of_burst(
 impl<K: Kv> Cluster<K> {
     pub fn registered(&self, snap: &Snapshot) -> bool {
         snap.nodes.contains_key(&self.record.name)
+    }
+
+    /// The MACs of this node's VXLAN devices, as chosen when it registered.
+    pub fn own_macs(&self) -> vtep::Macs {
+        self.macs
     }
 }
 

@@ -37,6 +37,8 @@ fn node(name: &str, i: u8) -> NodeRecord {
         asn: 64512,
         port: 179,
         rr_cluster_id: None,
+        vxlan_mac: None,
+        vxlan_mac_v6: None,
     }
 }
 

@@ -17,6 +17,8 @@ pub mod settings;
 mod spool;
 mod status;
 mod views;
+// VXLAN in etcd mode: the MAC each node chooses and records.
+mod vtep;
 mod workloads;
 
 use std::collections::BTreeMap;
@@ -79,7 +81,9 @@ const RUNNING_MARKER: &str = "running";
 pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::Result<()> {
     let cfg = Config::load_with(&config_path, &overrides).context("invalid configuration")?;
     let cluster = if cfg.datastore.kind == config::DatastoreKind::Etcd {
-        let c = Arc::new(cluster::Cluster::connect(&cfg).await?);
+        // Before registering: a restarting node's VXLAN devices keep their MACs.
+        let kernel = vtep::kernel(&cfg).await;
+        let c = Arc::new(cluster::Cluster::connect(&cfg, kernel).await?);
         let snap = c.view.load_full();
         Some((c, snap))
     } else {
@@ -99,6 +103,7 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
     let workloads = Workloads::load(&cfg.control.state_dir)?;
     enable_forwarding(&cfg);
     let sync_with = cluster.as_ref().map(|(c, _)| c.clone());
+    let own_macs = sync_with.as_ref().map(|c| c.own_macs()).unwrap_or_default();
     let publisher = Arc::new(Publisher::default());
     let mut owner = owner::Owner::new(publisher.clone(), cfg.clone(), cluster, workloads)?;
     // Before anything reads the state: the allocations etcd records as this node's are
@@ -108,7 +113,7 @@ pub async fn run(config_path: PathBuf, overrides: config::Overrides) -> anyhow::
     let cfg = state.config.clone();
     let fib = if cfg.kernel.install {
         Some(
-            fib::Installer::start(settings::fib(&cfg))
+            fib::Installer::start(settings::fib(&cfg, own_macs))
                 .await
                 .context("starting the FIB installer")?,
         )
@@ -283,12 +288,10 @@ async fn feed_fib(daemon: Arc<Daemon>) {
         }
         if std::mem::take(&mut local_changed) {
             let state = daemon.state.load_full();
+            let snap = state.datastore.as_deref();
             daemon.with_fib(|f| {
-                f.set_vteps(settings::vteps(&state.config));
-                f.set_vteps_v6(settings::vteps_v6(
-                    &state.config,
-                    state.datastore.as_deref(),
-                ));
+                f.set_vteps(settings::vteps(&state.config, snap));
+                f.set_vteps_v6(settings::vteps_v6(&state.config, snap));
                 f.set_local(
                     state.own_blocks().to_vec(),
                     state.workloads.clone(),

@@ -99,7 +99,13 @@ fn fastrand_u64() -> u64 {
 
 async fn start_node_with(kv: &Interleaved, file: config::Config) -> Node {
     let dir = file.control.state_dir.clone();
-    let cluster = match Cluster::join(Datastore::new(kv.clone(), PREFIX), &file).await {
+    let cluster = match Cluster::join(
+        Datastore::new(kv.clone(), PREFIX),
+        &file,
+        Default::default(),
+    )
+    .await
+    {
         Ok(c) => Arc::new(c),
         Err(e) => panic!("joining: {e:#}"),
     };

@@ -13,7 +13,13 @@ struct Running {
 
 async fn boot(kv: &Interleaved, i: usize, dir: &std::path::Path) -> Running {
     let file = config(i, dir);
-    let cluster = match Cluster::join(Datastore::new(kv.clone(), PREFIX), &file).await {
+    let cluster = match Cluster::join(
+        Datastore::new(kv.clone(), PREFIX),
+        &file,
+        Default::default(),
+    )
+    .await
+    {
         Ok(c) => Arc::new(c),
         Err(e) => panic!("joining: {e:#}"),
     };

@@ -39,10 +39,11 @@ fn blocks_come_only_from_open_pools_in_their_own_size() {
             )
         };
         let file = with_pools(&dirs.0[0], "{ rack = \"r1\" }", &pools(true));
-        let c = match Cluster::join(Datastore::new(store(), PREFIX), &file).await {
-            Ok(c) => c,
-            Err(e) => panic!("{e:#}"),
-        };
+        let c =
+            match Cluster::join(Datastore::new(store(), PREFIX), &file, Default::default()).await {
+                Ok(c) => c,
+                Err(e) => panic!("{e:#}"),
+            };
         let v4 = net("10.0.0.0/8");
         let mut got = Vec::new();
         let full = loop {

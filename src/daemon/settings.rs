@@ -1,9 +1,11 @@
 //! From the configuration to the speaker's and the installer's settings.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use bgp::speaker::{NeighborConfig, NeighborKind, SpeakerConfig};
 use config::{Config, IpipMode, PeerKind};
+use fib::vtep::{vtep_mac, vtep_mac_v6, Macs};
 
 pub fn speaker(cfg: &Config, restarting: bool) -> SpeakerConfig {
     let gr = cfg.bgp.graceful_restart_time;
@@ -61,8 +63,9 @@ pub fn fib_mode(mode: IpipMode) -> fib::Mode {
     }
 }
 
-/// The installer's settings: VXLAN when `vxlan.mode` is not `never`, else IPIP.
-pub fn fib(cfg: &Config) -> fib::Settings {
+/// The installer's settings: VXLAN when `vxlan.mode` is not `never`, else IPIP. `own`:
+/// the VXLAN devices' MACs as recorded in etcd (`None`: derived from the addresses).
+pub fn fib(cfg: &Config, own: super::vtep::Macs) -> fib::Settings {
     let vxlan = cfg.vxlan.mode != IpipMode::Never;
     let (mode, tunnel, tunnel_mtu) = if vxlan {
         (cfg.vxlan.mode, &cfg.vxlan.device, cfg.vxlan.mtu)
@@ -80,6 +83,7 @@ pub fn fib(cfg: &Config) -> fib::Settings {
         vxlan: vxlan.then_some(fib::Vxlan {
             vni: cfg.vxlan.vni,
             port: cfg.vxlan.port,
+            mac: own.v4,
         }),
         vxlan_v6: cfg
             .vxlan_v6_device()
@@ -88,54 +92,60 @@ pub fn fib(cfg: &Config) -> fib::Settings {
                 device: device.to_owned(),
                 local,
                 mtu,
+                mac: own.v6,
             }),
     }
 }
 
-/// VXLAN over IPv6: the IPv6 addresses of the nodes whose tunnel endpoints are known.
-/// In datastore mode, the `address_v6` of every registered node among the known ones
-/// ([`vteps`]); with the file, the IPv6 addresses listed in `cluster.nodes` (the file
-/// has no other word of another node's IPv6 address). Their MACs are derived from them
-/// ([`fib::vtep::vtep_mac_v6`]).
-pub fn vteps_v6(
-    cfg: &Config,
-    snap: Option<&datastore::Snapshot>,
-) -> std::collections::BTreeSet<std::net::Ipv6Addr> {
-    let own = cfg.node.address_v6;
-    let all: Vec<std::net::Ipv6Addr> = match snap {
-        Some(snap) => {
-            let known = vteps(cfg);
-            snap.nodes
-                .values()
-                .filter(|n| known.contains(&n.address))
-                .filter_map(|n| n.address_v6)
-                .collect()
-        }
-        None => cfg
-            .cluster
+/// VXLAN: the other nodes whose tunnel endpoints are known, with their VTEP MACs. With
+/// etcd (`snap`), every registered node, with a mesh or without one (under route
+/// reflectors), with the MAC its record holds, or the one derived from its address when
+/// the record has none (a node of an earlier version); with the file, the nodes of
+/// `cluster.nodes`, with the MACs derived from their addresses
+/// ([`fib::vtep::vtep_mac`]).
+pub fn vteps(cfg: &Config, snap: Option<&datastore::Snapshot>) -> Macs<Ipv4Addr> {
+    let own = cfg.node.address;
+    match snap {
+        Some(snap) => snap
             .nodes
-            .iter()
-            .filter_map(|a| match a {
-                std::net::IpAddr::V6(v6) => Some(*v6),
-                std::net::IpAddr::V4(_) => None,
+            .values()
+            .filter(|n| n.name != cfg.node.name && n.address != own)
+            .map(|n| {
+                (
+                    n.address,
+                    n.vxlan_mac.map_or_else(|| vtep_mac(n.address), |m| m.0),
+                )
             })
             .collect(),
-    };
-    all.into_iter().filter(|a| Some(*a) != own).collect()
+        None => fib::vtep::derived(cfg.cluster.nodes.iter().filter_map(|a| match a {
+            IpAddr::V4(v4) if *v4 != own => Some(*v4),
+            _ => None,
+        })),
+    }
 }
 
-/// VXLAN: the nodes whose tunnel endpoints are known, the other nodes of the cluster
-/// (`cluster.nodes`, or the registered nodes in datastore mode). Their VTEP MACs are
-/// derived from their addresses ([`fib::vtep::vtep_mac`]).
-pub fn vteps(cfg: &Config) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
-    cfg.cluster
-        .nodes
-        .iter()
-        .filter_map(|a| match a {
-            std::net::IpAddr::V4(v4) if *v4 != cfg.node.address => Some(*v4),
+/// VXLAN over IPv6: the IPv6 addresses of the other nodes whose tunnel endpoints are
+/// known, with their IPv6 VTEP MACs. With etcd, the `address_v6` of every registered
+/// node that has one, with its record's `vxlan_mac_v6` or the MAC derived from the
+/// address; with the file, the IPv6 addresses listed in `cluster.nodes` (the file has
+/// no other word of another node's IPv6 address), with derived MACs
+/// ([`fib::vtep::vtep_mac_v6`]).
+pub fn vteps_v6(cfg: &Config, snap: Option<&datastore::Snapshot>) -> Macs<Ipv6Addr> {
+    let own = cfg.node.address_v6;
+    match snap {
+        Some(snap) => snap
+            .nodes
+            .values()
+            .filter(|n| n.name != cfg.node.name)
+            .filter_map(|n| Some((n.address_v6?, n.vxlan_mac_v6)))
+            .filter(|(a, _)| Some(*a) != own)
+            .map(|(a, mac)| (a, mac.map_or_else(|| vtep_mac_v6(a), |m| m.0)))
+            .collect(),
+        None => fib::vtep::derived(cfg.cluster.nodes.iter().filter_map(|a| match a {
+            IpAddr::V6(v6) if Some(*v6) != own => Some(*v6),
             _ => None,
-        })
-        .collect()
+        })),
+    }
 }
 
 /// The keys a reload cannot apply, by name, that differ between `old` and `new`.
@@ -417,6 +427,62 @@ mod tests {
              [kernel]\nflush_on_stop = true\n",
         );
         assert!(restart_only_changes(&old, &new).is_empty());
+    }
+
+    fn record(
+        name: &str,
+        address: &str,
+        v6: Option<&str>,
+        mac: Option<[u8; 6]>,
+    ) -> datastore::NodeRecord {
+        datastore::NodeRecord {
+            name: name.into(),
+            address: address.parse().expect("address"),
+            address_v6: v6.map(|a| a.parse().expect("v6")),
+            asn: 64512,
+            port: 179,
+            rr_cluster_id: None,
+            vxlan_mac: mac.map(datastore::Mac),
+            vxlan_mac_v6: mac.map(|m| datastore::Mac([m[0], 6, 6, 6, 6, m[5]])),
+        }
+    }
+
+    #[test]
+    fn with_etcd_every_registered_node_is_a_vtep_with_its_records_mac() {
+        // No mesh (route reflectors): `cluster.nodes` is empty, the nodes are known all
+        // the same.
+        let cfg = parse(
+            "[node]\nname = \"a\"\naddress = \"10.0.0.1\"\naddress_v6 = \"fd00::1\"\n\
+             [cluster]\nmesh = false\n",
+        );
+        let mut snap = datastore::Snapshot::default();
+        let mac = [0x0a, 1, 2, 3, 4, 5];
+        for r in [
+            record(
+                "a",
+                "10.0.0.1",
+                Some("fd00::1"),
+                Some([0x0a, 9, 9, 9, 9, 9]),
+            ),
+            record("b", "10.0.0.2", Some("fd00::2"), Some(mac)),
+            // An earlier version's record: the derived MACs.
+            record("c", "10.0.0.3", None, None),
+        ] {
+            snap.nodes.insert(r.name.clone(), r);
+        }
+        let v4 = vteps(&cfg, Some(&snap));
+        let b: Ipv4Addr = "10.0.0.2".parse().expect("b");
+        let c: Ipv4Addr = "10.0.0.3".parse().expect("c");
+        assert_eq!(v4, [(b, mac), (c, vtep_mac(c))].into());
+        let b6: Ipv6Addr = "fd00::2".parse().expect("b6");
+        assert_eq!(
+            vteps_v6(&cfg, Some(&snap)),
+            [(b6, [0x0a, 6, 6, 6, 6, 5])].into()
+        );
+        // The file: `cluster.nodes`, derived.
+        let file = parse(BASE);
+        let two: Ipv4Addr = "10.0.0.2".parse().expect("two");
+        assert_eq!(vteps(&file, None), [(two, vtep_mac(two))].into());
     }
 
     const POOLS: &str = "[node]\nname = \"a\"\naddress = \"10.0.0.1\"\n\

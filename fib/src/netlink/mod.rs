@@ -24,4 +24,4 @@ mod tunnel;
 #[cfg(feature = "tokio")]
 pub use kernel::NetlinkFib;
 #[cfg(feature = "tokio")]
-pub use tunnel::ensure_tunnel;
+pub use tunnel::{ensure_tunnel, vxlan_mac};

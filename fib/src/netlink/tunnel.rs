@@ -26,6 +26,15 @@ pub async fn ensure_tunnel(spec: &TunnelSpec) -> Result<(), FibError> {
     ensure(&mut socket, spec).await
 }
 
+/// The MAC of the VXLAN device called `name` in the calling thread's network
+/// namespace; `None`: no such device, or no VXLAN device.
+pub async fn vxlan_mac(name: &str) -> Result<Option<[u8; 6]>, FibError> {
+    let mut socket = NlSocket::open(&[], 1 << 20)?;
+    Ok(find(&mut socket, name)
+        .await?
+        .and_then(|(_, body)| codec::parse_vxlan(&body)?.mac))
+}
+
 /// The device called `name`, with its `RTM_NEWLINK` body.
 async fn find(socket: &mut NlSocket, name: &str) -> Result<Option<(Link, Vec<u8>)>, FibError> {
     let mut found = None;
