@@ -42,6 +42,8 @@ fn record(name: &str, last: u8) -> NodeRecord {
         asn: 64512,
         port: 179,
         rr_cluster_id: None,
+        vxlan_mac: None,
+        vxlan_mac_v6: None,
     }
 }
 
