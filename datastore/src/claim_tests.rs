@@ -309,17 +309,14 @@ fn nodes_with_other_block_sizes_are_refused() {
     });
 }
 
-/// Nodes that claim at once all read the same first free block. The losers must not
-/// race again block after block: 64 nodes in order would lose about 64²/2 = 2,016
-/// claims; spread out, a few per node.
-#[test]
-fn nodes_claiming_at_once_spread_out_instead_of_racing_block_after_block() {
-    const NODES: usize = 64;
+/// `nodes` nodes register and then each claim up to `each` blocks of `size` from `pool`,
+/// all at once: one yield before every store operation makes them take turns, so each
+/// reads the blocks before any of them has claimed one. Every block claimed, and the
+/// store.
+fn claim_at_once(nodes: usize, pool: &str, size: u8, each: usize) -> (BTreeSet<IpNet>, MemoryKv) {
     let inner = MemoryKv::new();
-    // One yield before every store operation: the nodes take turns, so each reads the
-    // blocks before any of them has claimed one.
     let kv = Interleaved::new(inner.clone(), vec![1; 100_000]);
-    let p = pools("10.64.0.0/16", 26);
+    let p = pools(pool, size);
     let claimed = runtime().block_on(async {
         let admin = Datastore::new(kv.clone(), "/t");
         admin
@@ -327,7 +324,7 @@ fn nodes_claiming_at_once_spread_out_instead_of_racing_block_after_block() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let mut tasks = Vec::new();
-        for i in 0..NODES {
+        for i in 0..nodes {
             let ds = Datastore::new(kv.clone(), "/t");
             let p = p.clone();
             tasks.push(tokio::spawn(async move {
@@ -335,24 +332,40 @@ fn nodes_claiming_at_once_spread_out_instead_of_racing_block_after_block() {
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));
                 let any: IpNet = "10.0.0.0/8".parse().unwrap_or_else(|e| panic!("{e}"));
-                ds.claim(&node(i).name, &p.layouts(), &any).await
+                let mut got = Vec::new();
+                while got.len() < each {
+                    match ds.claim(&node(i).name, &p.layouts(), &any).await {
+                        Ok(b) => got.push(b),
+                        Err(Error::NoFreeBlock { .. }) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                got
             }));
         }
         let mut out = BTreeSet::new();
         for t in tasks {
-            let b = t
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert!(out.insert(b), "block {b} claimed twice");
+            for b in t.await.unwrap_or_else(|e| panic!("{e}")) {
+                assert!(out.insert(b), "block {b} claimed twice");
+            }
         }
         out
     });
+    (claimed, inner)
+}
+
+/// Nodes that claim at once all read the same first free block. The losers must not
+/// race again block after block: 64 nodes in order would lose about 64²/2 = 2,016
+/// claims; spread out, a few per node.
+#[test]
+fn nodes_claiming_at_once_spread_out_instead_of_racing_block_after_block() {
+    const NODES: usize = 64;
+    let (claimed, store) = claim_at_once(NODES, "10.64.0.0/16", 26, 1);
     assert_eq!(claimed.len(), NODES);
     // Every write bumps the revision: the pools, a registration and three writes per
     // won claim (affinity, block, confirmation), two per lost one (affinity put and
     // deleted again).
-    let revision = futures_range(&inner).revision;
+    let revision = futures_range(&store).revision;
     let lost = (revision - 1 - 4 * NODES as i64) / 2;
     assert!(
         lost <= 4 * NODES as i64,
@@ -363,35 +376,7 @@ fn nodes_claiming_at_once_spread_out_instead_of_racing_block_after_block() {
 /// Passing over free blocks never makes a claim fail while a free block is left.
 #[test]
 fn the_last_free_blocks_are_found_after_losses() {
-    const NODES: usize = 12;
-    let inner = MemoryKv::new();
-    let kv = Interleaved::new(inner.clone(), vec![1; 100_000]);
     // 16 blocks: fewer than one loser's window of free blocks to pass over.
-    let p = pools("10.64.0.0/24", 28);
-    let claimed = runtime().block_on(async {
-        let admin = Datastore::new(kv.clone(), "/t");
-        admin
-            .ensure_pools(&p)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut tasks = Vec::new();
-        for i in 0..NODES {
-            let ds = Datastore::new(kv.clone(), "/t");
-            let p = p.clone();
-            tasks.push(tokio::spawn(async move {
-                let any: IpNet = "10.0.0.0/8".parse().unwrap_or_else(|e| panic!("{e}"));
-                let mut got = Vec::new();
-                while let Ok(b) = ds.claim(&node(i).name, &p.layouts(), &any).await {
-                    got.push(b);
-                }
-                got
-            }));
-        }
-        let mut out = BTreeSet::new();
-        for t in tasks {
-            out.extend(t.await.unwrap_or_else(|e| panic!("{e}")));
-        }
-        out
-    });
+    let (claimed, _) = claim_at_once(12, "10.64.0.0/24", 28, usize::MAX);
     assert_eq!(claimed.len(), 16, "every block claimed: {claimed:?}");
 }
