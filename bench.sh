@@ -73,8 +73,12 @@ if [ -n "${rev:-}" ]; then
     rm -rf "$src"
     mkdir -p "$src"
     git archive "$rev" | tar -x -C "$src"
-    (cd "$src" && CARGO_TARGET_DIR="$target/baseline" cargo build --profile "$profile" --bin ipipd --bin ipipd-cni)
-    baseline=(--ipipd-baseline "$target/baseline/$profile/ipipd"
+    # A target directory per revision: git archive gives every file the commit's time,
+    # so in a directory shared with another revision's build cargo would take the
+    # other revision's crates for fresh.
+    built="$target/baseline-$(git rev-parse --short "$rev")"
+    (cd "$src" && CARGO_TARGET_DIR="$built" cargo build --profile "$profile" --bin ipipd --bin ipipd-cni)
+    baseline=(--ipipd-baseline "$built/$profile/ipipd"
         --baseline-label "$(git rev-parse --short "$rev")")
 fi
 
