@@ -400,9 +400,9 @@ pub async fn sync<K: Kv>(cluster: Arc<Cluster<K>>, owner: Inbox) {
             }
             if last_heard.elapsed() >= cluster.resync {
                 // A watch can be live and still silent about a member that lost quorum:
-                // after a quiet period, two counts (a linearizable read, which such a
-                // member refuses) say whether the view missed anything; only then a
-                // full read. At N nodes a full read each would cost etcd N reads of
+                // after a quiet period, one small read (the key count and the latest
+                // write: linearizable, which such a member refuses) says whether the
+                // view missed anything; only then a full read. At N nodes a full read each would cost etcd N reads of
                 // the whole prefix per period.
                 match cluster.ds.is_current(&view).await {
                     Ok(true) => last_heard = Instant::now(),
