@@ -146,7 +146,7 @@ proptest! {
 }
 
 /// A view that missed a write, a creation or a deletion is told apart from the store by
-/// the two counts, with no value read.
+/// the key count and the latest write, with no value read.
 #[test]
 fn a_view_that_missed_a_change_is_not_current() {
     runtime().block_on(async {

@@ -176,7 +176,8 @@ async fn watcher(ds: Arc<Datastore<EtcdKv>>, mode: Mode, idx: usize, seen: Share
             FULL_READ_MAX.checked_sub(read.elapsed()),
         ) {
             let Ok(event) = tokio::time::timeout(quiet.min(left), w.recv()).await else {
-                // Quiet: as the daemon, two counts, and a full read only if they differ.
+                // Quiet: as the daemon, the key count and the latest write, and a full
+                // read only if they differ from the view.
                 if mode == Mode::Apply && ds.is_current(&view).await.unwrap_or(false) {
                     heard = Instant::now();
                     continue;
